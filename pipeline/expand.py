@@ -1,0 +1,462 @@
+"""Storyboard -> shots and sequences: matrix, takes, templates, and the exact provider request."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import hashing, models
+from pipeline.spec import RESOLUTIONS, SequenceShot, SequenceSpec, ShotSpec, Spec
+from pipeline.templates import PromptTemplates
+
+DEFAULT_DURATION = 6
+DEFAULT_FPS = 25
+DEFAULT_RESOLUTION = "768p"
+
+# Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
+# from values that were validated already, and needs them cheap.
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """One render: a shot of the storyboard, in one variant, one take."""
+
+    key: str
+    shot_id: str
+    label: str
+    variant: str
+    shot_vars: tuple[tuple[str, Any], ...]
+    take: int
+    takes: int
+    picked: bool
+    model: str
+    width: int
+    height: int
+    duration: int
+    fps: int
+    prompt: str
+    request: dict[str, Any]
+    images: tuple[Path, ...]
+    image_hashes: tuple[str, ...]
+    price: float | None
+    renderer: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClipUse:
+    """A shot's clip as used in a sequence, trimmed to [start, end) seconds."""
+
+    shot: Shot
+    start: float
+    end: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    id: str
+    variant: str
+    uses: tuple[ClipUse, ...]
+    transition: str
+    transition_duration: float
+    fit: str
+    width: int
+    height: int
+    fps: int
+    audio: Path | None
+    quality: int
+    key: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.id}--{self.variant}" if self.variant else self.id
+
+    @property
+    def overlap(self) -> float:
+        return 0.0 if self.transition == "cut" else self.transition_duration
+
+    @property
+    def duration(self) -> float:
+        return sum(use.length for use in self.uses) - self.overlap * (len(self.uses) - 1)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    shots: tuple[Shot, ...]
+    sequences: tuple[Sequence, ...]
+    variants: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def expand(spec: Spec, renderer: str) -> Expansion:
+    """Every shot and sequence of every variant; errors point at the YAML or template line."""
+    board = spec.storyboard
+    templates = PromptTemplates(spec.template_dirs)
+    image_hashes: dict[Path, str] = {}
+    warnings: dict[str, None] = {}
+    shots: list[Shot] = []
+    sequences: list[Sequence] = []
+    variants = combinations(board.matrix or {}, spec, ("matrix",))
+    for variant_name, variant_vars in variants:
+        context = {**board.vars, **variant_vars}
+        by_id: dict[str, list[Shot]] = {}
+        for index, shot_spec in enumerate(board.shots):
+            made = _expand_shot(
+                spec, index, shot_spec, variant_name, context, templates, renderer, image_hashes, warnings
+            )
+            by_id[shot_spec.id] = made
+            shots.extend(made)
+        for index, sequence_spec in enumerate(board.sequences):
+            sequences.append(_expand_sequence(spec, index, sequence_spec, variant_name, by_id))
+    return Expansion(tuple(shots), tuple(sequences), tuple(n for n, _ in variants), tuple(warnings))
+
+
+def combinations(
+    matrix: dict[str, Any], spec: Spec, loc: tuple[Any, ...]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The cartesian product of a matrix, with `exclude` and `include` as in CI matrices."""
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+    for entry in matrix.get("exclude", []):
+        combos = [c for c in combos if not _matches(c, entry)]
+    for entry in matrix.get("include", []):
+        extended = False
+        for combo in combos:
+            if all(combo.get(k) == v for k, v in entry.items() if k in axes):
+                if any(k not in axes for k in entry):
+                    combo.update({k: v for k, v in entry.items() if k not in axes})
+                    extended = True
+        if not extended:
+            combos.append(dict(entry))
+    if not combos:
+        raise spec.source.error(loc, "the matrix leaves no combination (check 'exclude')")
+    named: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for combo in combos:
+        name = "-".join(slug(combo[a]) for a in axes if a in combo)
+        if name in seen and axes:
+            raise spec.source.error(loc, f"two matrix combinations are both named '{name}'")
+        seen[name] = 1
+        named.append((name, combo))
+    return named
+
+
+def _matches(combo: dict[str, Any], entry: dict[str, Any]) -> bool:
+    return all(combo.get(k) == v for k, v in entry.items())
+
+
+def slug(value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9]+", "-", str(value).strip().lower()).strip("-")
+    return text or "x"
+
+
+def _expand_shot(
+    spec: Spec,
+    index: int,
+    shot: ShotSpec,
+    variant: str,
+    context: dict[str, Any],
+    templates: PromptTemplates,
+    renderer: str,
+    image_hashes: dict[Path, str],
+    warnings: dict[str, None],
+) -> list[Shot]:
+    board = spec.storyboard
+    defaults = board.defaults
+    source = spec.source
+    loc = ("shots", index)
+    model_id = shot.model or defaults.model or models.DEFAULT_MODEL
+    width, height = _size(shot, defaults)
+    duration = shot.duration or defaults.duration or DEFAULT_DURATION
+    fps = shot.fps or defaults.fps or DEFAULT_FPS
+    takes = shot.takes or defaults.takes or 1
+    pick = shot.pick or 1
+    first_frame = shot.first_frame or defaults.first_frame
+    optimizer = _first_set(shot.prompt_optimizer, defaults.prompt_optimizer, False)
+    seed = _first_set(shot.seed, defaults.seed, None)
+    negative = _first_set(shot.negative_prompt, defaults.negative_prompt, None)
+
+    def where(field: str) -> tuple[Any, ...]:
+        return source.first(loc + (field,), ("defaults", field))
+
+    info = models.lookup(model_id)
+    _check_model(spec, index, shot, info, model_id, (width, height, duration, fps), first_frame, where)
+    if info is not None:
+        if seed is not None and not info.accepts_seed:
+            raise source.error(
+                where("seed"),
+                f"shot '{shot.id}': {model_id} takes no seed",
+                "its takes are separate renders of one request; remove 'seed'",
+            )
+        if negative is not None and not info.accepts_negative_prompt:
+            raise source.error(
+                where("negative_prompt"), f"shot '{shot.id}': {model_id} takes no negative prompt"
+            )
+    else:
+        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is, no price known"] = None
+    if optimizer:
+        warnings[
+            f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
+            "so renders cannot be repeated"
+        ] = None
+
+    images: tuple[Path, ...] = ()
+    hashes: tuple[str, ...] = ()
+    if first_frame is not None:
+        image = (spec.folder / first_frame).resolve()
+        if image not in image_hashes:
+            image_hashes[image] = hashing.sha256_file(image)
+        images, hashes = (image,), (image_hashes[image],)
+
+    made: list[Shot] = []
+    shot_combos = combinations(shot.matrix, spec, loc + ("matrix",)) if shot.matrix else [("", {})]
+    for shot_variant, shot_values in shot_combos:
+        values = {**context, **shot.vars, **shot_values}
+        prompt = _prompt(spec, index, shot, templates, values)
+        if not prompt and first_frame is None:
+            raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
+        if len(prompt) > models.PROMPT_LIMIT:
+            warnings[
+                f"shot '{shot.id}': prompt is {len(prompt)} characters, "
+                f"over the {models.PROMPT_LIMIT} the model reads"
+            ] = None
+        request = _request(model_id, info, prompt, width, height, duration, fps, optimizer, negative)
+        if hashes:
+            request["inputs"] = {"frameImages": [{"image": f"sha256:{hashes[0]}", "frame": "first"}]}
+        label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
+        price = info.price(width, height, duration) if info else None
+        for take in range(1, takes + 1):
+            take_request = request
+            if seed is not None:
+                take_request = {**request, "seed": seed + take - 1}
+            made.append(
+                Shot(
+                    key=hashing.shot_key(take_request, list(hashes), renderer, take),
+                    shot_id=shot.id,
+                    label=label,
+                    variant=variant,
+                    shot_vars=tuple(shot_values.items()),
+                    take=take,
+                    takes=takes,
+                    picked=take == pick,
+                    model=model_id,
+                    width=width,
+                    height=height,
+                    duration=duration,
+                    fps=fps,
+                    prompt=prompt,
+                    request=take_request,
+                    images=images,
+                    image_hashes=hashes,
+                    price=price,
+                    renderer=renderer,
+                    index=index,
+                )
+            )
+    return made
+
+
+def _first_set(*values: Any) -> Any:
+    for value in values[:-1]:
+        if value is not None:
+            return value
+    return values[-1]
+
+
+def _size(item: Any, defaults: Any) -> tuple[int, int]:
+    for source in (item, defaults):
+        if source is None:
+            continue
+        if source.resolution is not None:
+            return RESOLUTIONS[source.resolution]
+        if source.width is not None and source.height is not None:
+            return source.width, source.height
+    return RESOLUTIONS[DEFAULT_RESOLUTION]
+
+
+def _check_model(
+    spec: Spec,
+    index: int,
+    shot: ShotSpec,
+    info: models.ModelInfo | None,
+    model_id: str,
+    shape: tuple[int, int, int, int],
+    first_frame: str | None,
+    where: Any,
+) -> None:
+    """A size, duration, fps or input the model does not take is an error at plan time."""
+    if info is None:
+        return
+    width, height, duration, fps = shape
+    source = spec.source
+    if info.prices.get((width, height)) is None:
+        field = "resolution" if source.has(where("resolution")) else "width"
+        raise source.error(
+            where(field),
+            f"shot '{shot.id}': {width}x{height} is not a size {model_id} renders",
+            f"allowed: {info.allowed_sizes()}",
+        )
+    if info.price(width, height, duration) is None:
+        raise source.error(
+            where("duration"),
+            f"shot '{shot.id}': {width}x{height} with duration {duration} s is not available "
+            f"for {model_id}",
+            f"allowed: {info.allowed_sizes()}",
+        )
+    if fps not in info.fps:
+        allowed = ", ".join(str(f) for f in info.fps)
+        raise source.error(
+            where("fps"), f"shot '{shot.id}': {model_id} renders at {allowed} fps only, not {fps}"
+        )
+    if first_frame is None and not info.text_to_video:
+        raise source.error(
+            ("shots", index),
+            f"shot '{shot.id}': {model_id} is image-to-video only: it needs a 'first_frame'",
+        )
+    if first_frame is not None and not info.image_to_video:
+        raise source.error(
+            where("first_frame"), f"shot '{shot.id}': {model_id} takes no first frame image"
+        )
+
+
+def _prompt(
+    spec: Spec, index: int, shot: ShotSpec, templates: PromptTemplates, values: dict[str, Any]
+) -> str:
+    if shot.template is None and shot.prompt is None:
+        return ""
+    line, col = spec.source.position(("shots", index, "prompt" if shot.prompt else "template"))
+    return templates.render(
+        template=shot.template, inline=shot.prompt, context=values, where=(spec.path, line, col)
+    )
+
+
+def _request(
+    model_id: str,
+    info: models.ModelInfo | None,
+    prompt: str,
+    width: int,
+    height: int,
+    duration: int,
+    fps: int,
+    optimizer: bool,
+    negative: str | None,
+) -> dict[str, Any]:
+    """The videoInference task exactly as it will be sent, minus taskUUID and image bytes."""
+    request: dict[str, Any] = {
+        "taskType": "videoInference",
+        "model": model_id,
+        "width": width,
+        "height": height,
+        "duration": duration,
+        "fps": fps,
+        "outputFormat": "MP4",
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    if prompt:
+        request["positivePrompt"] = prompt
+    if negative is not None:
+        request["negativePrompt"] = negative
+    provider = info.provider if info else model_id.split(":", 1)[0]
+    if provider == "minimax":
+        request["providerSettings"] = {"minimax": {"promptOptimizer": optimizer}}
+    return request
+
+
+def _expand_sequence(
+    spec: Spec, index: int, sequence: SequenceSpec, variant: str, by_id: dict[str, list[Shot]]
+) -> Sequence:
+    loc = ("sequences", index)
+    uses: list[ClipUse] = []
+    for e_index, entry in enumerate(sequence.shots):
+        ref = entry if isinstance(entry, SequenceShot) else SequenceShot(shot=entry)
+        chosen = _select(by_id[ref.shot], ref)
+        if not chosen:
+            raise spec.source.error(
+                loc + ("shots", e_index), f"sequence '{sequence.id}': no take of '{ref.shot}' matches"
+            )
+        for shot in chosen:
+            end = ref.end if ref.end is not None else float(shot.duration)
+            if end > shot.duration:
+                raise spec.source.error(
+                    loc + ("shots", e_index, "out"),
+                    f"sequence '{sequence.id}': 'out' {end} is past the end of '{shot.label}' "
+                    f"({shot.duration} s)",
+                )
+            uses.append(ClipUse(shot, ref.start, end))
+    width, height = _sequence_size(sequence, uses)
+    fps = sequence.fps or max(use.shot.fps for use in uses)
+    transition = sequence.transition
+    overlap = 0.0 if transition.type == "cut" else transition.duration
+    shortest = min(use.length for use in uses)
+    if len(uses) > 1 and overlap >= shortest:
+        raise spec.source.error(
+            loc + ("transition", "duration"),
+            f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
+            f"clip ({shortest:g} s)",
+        )
+    audio = (spec.folder / sequence.audio).resolve() if sequence.audio else None
+    settings = {
+        "transition": transition.type,
+        "transition_duration": overlap,
+        "fit": sequence.fit,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "audio": hashing.sha256_file(audio) if audio else None,
+        "quality": sequence.quality,
+    }
+    clips = [{"key": u.shot.key, "in": u.start, "out": u.end} for u in uses]
+    return Sequence(
+        id=sequence.id,
+        variant=variant,
+        uses=tuple(uses),
+        transition=transition.type,
+        transition_duration=overlap,
+        fit=sequence.fit,
+        width=width,
+        height=height,
+        fps=fps,
+        audio=audio,
+        quality=sequence.quality,
+        key=hashing.sequence_key(clips, settings),
+        index=index,
+    )
+
+
+def _select(shots: list[Shot], ref: SequenceShot) -> list[Shot]:
+    selected = []
+    for shot in shots:
+        if ref.take is not None and shot.take != ref.take:
+            continue
+        if ref.take is None and not shot.picked:
+            continue
+        if ref.vars and any(dict(shot.shot_vars).get(k) != v for k, v in ref.vars.items()):
+            continue
+        selected.append(shot)
+    return selected
+
+
+def _sequence_size(sequence: SequenceSpec, uses: list[ClipUse]) -> tuple[int, int]:
+    if sequence.resolution is not None:
+        return RESOLUTIONS[sequence.resolution]
+    if sequence.width is not None and sequence.height is not None:
+        return sequence.width, sequence.height
+    largest = max(uses, key=lambda u: u.shot.width * u.shot.height)
+    return largest.shot.width, largest.shot.height
+
+
+def unique_shots(shots: tuple[Shot, ...] | list[Shot]) -> list[Shot]:
+    """One shot per key, in order of first appearance: what actually gets rendered."""
+    seen: dict[str, Shot] = {}
+    for shot in shots:
+        seen.setdefault(shot.key, shot)
+    return list(seen.values())

@@ -1,0 +1,49 @@
+"""Content hashes: a shot's key and a sequence's key, from canonical JSON.
+
+Changing anything here changes every key, and so invalidates every user's cache:
+tests/test_hashing.py pins the keys of the bundled examples to catch that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+SCHEME = "storyboard-shot-v1"
+SEQUENCE_SCHEME = "storyboard-sequence-v1"
+_CHUNK = 1 << 20
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shot_key(request: dict[str, Any], image_hashes: list[str], renderer: str, take: int) -> str:
+    """The identity of one render: the exact request, its input images, renderer and take."""
+    payload = {
+        "scheme": SCHEME,
+        "request": request,
+        "images": image_hashes,
+        "renderer": renderer,
+        "take": take,
+    }
+    return sha256_text(canonical_json(payload))
+
+
+def sequence_key(clips: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The identity of a finished sequence: its ordered clip uses and how they are joined."""
+    return sha256_text(canonical_json({"scheme": SEQUENCE_SCHEME, "clips": clips, **settings}))

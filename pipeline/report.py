@@ -1,0 +1,72 @@
+"""Tables for people (rich). Kept apart from cli.py so that --json never imports rich."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.plan import CACHED, IN_FLIGHT, Plan
+
+
+def money(value: float | None) -> str:
+    return "?" if value is None else f"${value:,.2f}"
+
+
+def seconds(value: float) -> str:
+    minutes, rest = divmod(value, 60)
+    return f"{int(minutes)}:{rest:05.2f}" if minutes else f"{rest:.2f} s"
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A terminal console, or a wide plain one when output goes to a file or pipe."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+def print_plan(plan: Plan, console: Console | None = None) -> None:
+    console = console or make_console()
+    all_variants = plan.expansion.variants
+    table = Table(title=None, show_lines=False, header_style="bold")
+    for name, justify in (
+        ("key", "left"),
+        ("shot", "left"),
+        ("variant", "left"),
+        ("take", "right"),
+        ("model", "left"),
+        ("size", "left"),
+        ("dur", "right"),
+        ("status", "left"),
+        ("cost", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in plan.rows:
+        shot = row.shot
+        if len(all_variants) > 1 and len(row.variants) == len(all_variants):
+            variants = "(all)"
+        else:
+            variants = ", ".join(v for v in row.variants if v) or "-"
+        style = {CACHED: "green", IN_FLIGHT: "yellow"}.get(row.status, "cyan")
+        table.add_row(
+            shot.key[:10],
+            shot.label,
+            variants,
+            f"{shot.take}/{shot.takes}",
+            shot.model,
+            f"{shot.width}x{shot.height}",
+            f"{shot.duration} s",
+            f"[{style}]{row.status}[/{style}]",
+            money(row.estimate),
+        )
+    console.print(table)
+    needed = plan.to_render
+    console.print(
+        f"[bold]{plan.shot_count}[/bold] shots, [bold]{len(plan.rows)}[/bold] unique renders, "
+        f"[bold]{len(needed)}[/bold] to render, cost of what is needed: "
+        f"[bold]{money(plan.cost_needed)}[/bold]"
+        + (f" (+{plan.unpriced} of unknown price)" if plan.unpriced else "")
+    )
+    for sequence in plan.expansion.sequences:
+        console.print(
+            f"  sequence [bold]{sequence.name}[/bold]: {len(sequence.uses)} clips, "
+            f"{seconds(sequence.duration)}, {sequence.width}x{sequence.height}"
+        )
