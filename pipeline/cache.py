@@ -16,7 +16,6 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,28 +160,34 @@ class Cache:
         with contextlib.suppress(FileNotFoundError):
             (self.root / "journal" / f"{key}.json").unlink()
 
-    @contextlib.contextmanager
-    def try_lock(self, key: str) -> Iterator[bool]:
-        """Hold the per-key lock if nobody else does; yields whether it was taken."""
+    def try_lock(self, key: str) -> int | None:
+        """Take the per-key lock if no other process holds it: a file descriptor, or None.
+
+        The operating system drops the lock when its holder dies, so a killed build never
+        leaves a key locked.
+        """
         folder = self.root / "locks"
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             os.close(fd)
+            return None
+        return fd
+
+    def unlock(self, fd: int) -> None:
+        os.close(fd)
 
     def is_locked(self, key: str) -> bool:
-        """Whether a live process renders `key` right now (a crashed one holds no lock)."""
+        """Whether a live process renders `key` right now."""
         if not (self.root / "locks" / f"{key}.lock").exists():
             return False
-        with self.try_lock(key) as taken:
-            return not taken
+        fd = self.try_lock(key)
+        if fd is None:
+            return True
+        self.unlock(fd)
+        return False
 
     def clean_tmp(self, older_than: float = 3600.0) -> None:
         """Remove partial files a killed build left behind."""

@@ -75,7 +75,41 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_options(prompts)
     prompts.add_argument("shot", nargs="?", help="only this shot id")
     prompts.add_argument("--json", action="store_true", help="print as JSON")
+
+    build = _command(
+        commands,
+        "build",
+        cmd_build,
+        "render every missing shot, then join the sequences (cached shots are never rendered)",
+    )
+    _spec_options(build)
+    build.add_argument("sequence", nargs="*", help="build only these sequences and their shots")
+    build.add_argument("--only", nargs="+", metavar="SHOT", help="render only these shots")
+    build.add_argument(
+        "--force", nargs="+", metavar="SHOT", help="render these shots again even if cached"
+    )
+    build.add_argument("-j", "--jobs", type=_positive_int, default=4, help="renders at once (4)")
+    build.add_argument(
+        "-k", "--keep-going", action="store_true", help="go on with other shots after a failure"
+    )
+    build.add_argument("--retries", type=int, default=3, help="retries of a transient failure (3)")
+    build.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="refuse a build estimated above this, and stop new renders before passing it",
+    )
+    build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    build.add_argument("-v", "--verbose", action="store_true", help="print every step")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _command(
@@ -160,3 +194,102 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         variant = f" [{row['variant']}]" if row["variant"] else ""
         print(f"{row['shot']}{variant}\n  {row['prompt']}\n")
     return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import os
+
+    from pipeline.build import render_shots, select_shots
+    from pipeline.errors import BudgetError, UserError
+    from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
+    from pipeline.render import RendererOptions
+    from pipeline.scheduler import ScheduleOptions
+
+    loaded, plan, store = load_plan(args)
+    _warn(plan.expansion.warnings)
+    renderer = _renderer_name(args, loaded)
+    sequences = _chosen_sequences(args, plan)
+    to_render, cached, forced = select_shots(plan, args.only, args.force, sequences)
+    _check_names(args, loaded)
+    estimate = round(sum(s.price or 0.0 for s in to_render), 2) if renderer != "preview" else 0.0
+    max_cost = args.max_cost if args.max_cost is not None else loaded.storyboard.budget
+    if renderer != "preview" and max_cost is not None and estimate > max_cost + 1e-9:
+        raise BudgetError(
+            f"this build would cost about ${estimate:.2f}, over the budget of ${max_cost:.2f}",
+            "render fewer shots (--only), use --preview, or raise --max-cost",
+        )
+    api_key = os.environ.get("RUNWARE_API_KEY") or None
+    if renderer == "runware" and to_render and not api_key:
+        raise UserError(
+            "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
+            "set RUNWARE_API_KEY, or build local animatics with --preview",
+        )
+    verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
+    if not args.json and verbosity > QUIET:
+        print(
+            f"build {loaded.path.name} with {renderer}: {len(to_render)} to render"
+            + (f" (about ${estimate:.2f})" if renderer != "preview" else "")
+            + f", {len(cached)} cached",
+            file=sys.stderr,
+        )
+    options = ScheduleOptions(
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        retries=max(args.retries, 0),
+        max_cost=max_cost if renderer != "preview" else None,
+        force=forced,
+    )
+    renderer_options = RendererOptions(
+        api_key=api_key, base_url=os.environ.get("RUNWARE_BASE_URL") or None
+    )
+    with make_reporter(len(to_render), estimate, verbosity) as reporter:
+        summary = render_shots(to_render, store, renderer, renderer_options, options, reporter)
+    summary.cached = cached
+    if summary.fatal:
+        print(f"error: {summary.fatal}", file=sys.stderr)
+    _print_summary(args, summary)
+    return summary.exit_code
+
+
+def _chosen_sequences(args: argparse.Namespace, plan: Plan) -> list[Any] | None:
+    if not args.sequence:
+        return None
+    chosen = [
+        s for s in plan.expansion.sequences if s.id in args.sequence or s.name in args.sequence
+    ]
+    missing = [n for n in args.sequence if not any(n in (s.id, s.name) for s in chosen)]
+    if missing:
+        from pipeline.errors import UserError
+
+        known = ", ".join(dict.fromkeys(s.id for s in plan.expansion.sequences)) or "(none)"
+        raise UserError(f"no sequence '{missing[0]}' in {args.spec}", f"sequences: {known}")
+    return chosen
+
+
+def _check_names(args: argparse.Namespace, loaded: Spec) -> None:
+    known = {s.id for s in loaded.storyboard.shots}
+    for name in (args.only or []) + (args.force or []):
+        if name.split("@", 1)[0] not in known:
+            from pipeline.errors import UserError
+
+            raise UserError(
+                f"no shot '{name}' in {args.spec}", f"shots: {', '.join(sorted(known))}"
+            )
+
+
+def _print_summary(args: argparse.Namespace, summary: Any) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(summary.to_json(), indent=1) + "\n")
+        return
+    if args.quiet and not summary.failed:
+        return
+    data = summary.to_json()
+    line = (
+        f"done: {data['rendered']} rendered, {data['from_cache']} from cache, "
+        f"{data['failed']} failed"
+        + (f", {data['skipped']} not started" if data["skipped"] else "")
+        + f"; spent ${data['spent']:.2f}"
+    )
+    if summary.interrupted:
+        line += " (interrupted)"
+    print(line, file=sys.stderr)

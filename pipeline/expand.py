@@ -110,7 +110,15 @@ def expand(spec: Spec, renderer: str) -> Expansion:
         by_id: dict[str, list[Shot]] = {}
         for index, shot_spec in enumerate(board.shots):
             made = _expand_shot(
-                spec, index, shot_spec, variant_name, context, templates, renderer, image_hashes, warnings
+                spec,
+                index,
+                shot_spec,
+                variant_name,
+                context,
+                templates,
+                renderer,
+                image_hashes,
+                warnings,
             )
             by_id[shot_spec.id] = made
             shots.extend(made)
@@ -130,10 +138,10 @@ def combinations(
     for entry in matrix.get("include", []):
         extended = False
         for combo in combos:
-            if all(combo.get(k) == v for k, v in entry.items() if k in axes):
-                if any(k not in axes for k in entry):
-                    combo.update({k: v for k, v in entry.items() if k not in axes})
-                    extended = True
+            matches = all(combo.get(k) == v for k, v in entry.items() if k in axes)
+            if matches and any(k not in axes for k in entry):
+                combo.update({k: v for k, v in entry.items() if k not in axes})
+                extended = True
         if not extended:
             combos.append(dict(entry))
     if not combos:
@@ -185,10 +193,12 @@ def _expand_shot(
     negative = _first_set(shot.negative_prompt, defaults.negative_prompt, None)
 
     def where(field: str) -> tuple[Any, ...]:
-        return source.first(loc + (field,), ("defaults", field))
+        return source.first((*loc, field), ("defaults", field))
 
     info = models.lookup(model_id)
-    _check_model(spec, index, shot, info, model_id, (width, height, duration, fps), first_frame, where)
+    _check_model(
+        spec, index, shot, info, model_id, (width, height, duration, fps), first_frame, where
+    )
     if info is not None:
         if seed is not None and not info.accepts_seed:
             raise source.error(
@@ -217,7 +227,7 @@ def _expand_shot(
         images, hashes = (image,), (image_hashes[image],)
 
     made: list[Shot] = []
-    shot_combos = combinations(shot.matrix, spec, loc + ("matrix",)) if shot.matrix else [("", {})]
+    shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
         values = {**context, **shot.vars, **shot_values}
         prompt = _prompt(spec, index, shot, templates, values)
@@ -228,9 +238,13 @@ def _expand_shot(
                 f"shot '{shot.id}': prompt is {len(prompt)} characters, "
                 f"over the {models.PROMPT_LIMIT} the model reads"
             ] = None
-        request = _request(model_id, info, prompt, width, height, duration, fps, optimizer, negative)
+        request = _request(
+            model_id, info, prompt, width, height, duration, fps, optimizer, negative
+        )
         if hashes:
-            request["inputs"] = {"frameImages": [{"image": f"sha256:{hashes[0]}", "frame": "first"}]}
+            request["inputs"] = {
+                "frameImages": [{"image": f"sha256:{hashes[0]}", "frame": "first"}]
+            }
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
         price = info.price(width, height, duration) if info else None
         for take in range(1, takes + 1):
@@ -381,13 +395,14 @@ def _expand_sequence(
         chosen = _select(by_id[ref.shot], ref)
         if not chosen:
             raise spec.source.error(
-                loc + ("shots", e_index), f"sequence '{sequence.id}': no take of '{ref.shot}' matches"
+                (*loc, "shots", e_index),
+                f"sequence '{sequence.id}': no take of '{ref.shot}' matches",
             )
         for shot in chosen:
             end = ref.end if ref.end is not None else float(shot.duration)
             if end > shot.duration:
                 raise spec.source.error(
-                    loc + ("shots", e_index, "out"),
+                    (*loc, "shots", e_index, "out"),
                     f"sequence '{sequence.id}': 'out' {end} is past the end of '{shot.label}' "
                     f"({shot.duration} s)",
                 )
@@ -399,7 +414,7 @@ def _expand_sequence(
     shortest = min(use.length for use in uses)
     if len(uses) > 1 and overlap >= shortest:
         raise spec.source.error(
-            loc + ("transition", "duration"),
+            (*loc, "transition", "duration"),
             f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
             f"clip ({shortest:g} s)",
         )

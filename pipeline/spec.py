@@ -188,9 +188,12 @@ def _child(node: yaml.Node, step: Any) -> tuple[yaml.Node | None, yaml.Node] | N
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(step):
                 return key_node, value_node
-    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-        if 0 <= step < len(node.value):
-            return None, node.value[step]
+    elif (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(step, int)
+        and 0 <= step < len(node.value)
+    ):
+        return None, node.value[step]
     return None
 
 
@@ -296,7 +299,9 @@ def _located(source: SourceMap, exc: ValidationError) -> SpecError:
         message = f"unknown field '{loc[-1]}'"
         hint = _extra_hint(loc)
         line, col = source.position(loc, at_key=True)
-        return SpecError(source.path, line, col, f"{_field_name(source, loc[:-1])}: {message}", hint)
+        return SpecError(
+            source.path, line, col, f"{_field_name(source, loc[:-1])}: {message}", hint
+        )
     if error["type"] == "missing":
         message = f"missing required field '{loc[-1]}'"
         field = _field_name(source, loc[:-1])
@@ -374,7 +379,9 @@ def _check_references(storyboard: Storyboard, source: SourceMap, dirs: tuple[Pat
     sequence_ids: set[str] = set()
     for s_index, sequence in enumerate(storyboard.sequences):
         if sequence.id in sequence_ids:
-            raise source.error(("sequences", s_index, "id"), f"duplicate sequence id '{sequence.id}'")
+            raise source.error(
+                ("sequences", s_index, "id"), f"duplicate sequence id '{sequence.id}'"
+            )
         sequence_ids.add(sequence.id)
         for e_index, entry in enumerate(sequence.shots):
             shot_id = entry if isinstance(entry, str) else entry.shot
@@ -382,7 +389,9 @@ def _check_references(storyboard: Storyboard, source: SourceMap, dirs: tuple[Pat
                 loc = ("sequences", s_index, "shots", e_index)
                 known = ", ".join(seen)
                 raise source.error(
-                    loc, f"sequence '{sequence.id}' names unknown shot '{shot_id}'", f"shots: {known}"
+                    loc,
+                    f"sequence '{sequence.id}' names unknown shot '{shot_id}'",
+                    f"shots: {known}",
                 )
 
 
@@ -404,7 +413,7 @@ def _size_problems(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], st
     groups += [(("sequences", i), seq) for i, seq in enumerate(storyboard.sequences)]
     for loc, item in groups:
         if item.resolution is not None and (item.width is not None or item.height is not None):
-            yield loc + ("resolution",), "give either 'resolution' or 'width'/'height', not both"
+            yield (*loc, "resolution"), "give either 'resolution' or 'width'/'height', not both"
         if (item.width is None) != (item.height is None):
             missing = "height" if item.height is None else "width"
             yield loc, f"'width' and 'height' go together: '{missing}' is missing"

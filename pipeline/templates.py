@@ -70,13 +70,17 @@ class PromptTemplates:
             self._inline[source] = compiled
         return compiled
 
-    def _syntax_error(self, exc: jinja2.TemplateSyntaxError, where: tuple[Path, int, int]) -> SpecError:
+    def _syntax_error(
+        self, exc: jinja2.TemplateSyntaxError, where: tuple[Path, int, int]
+    ) -> SpecError:
         if exc.filename:
             return SpecError(exc.filename, exc.lineno or 1, 1, f"template syntax: {exc.message}")
         path, line, col = where
         return SpecError(path, line + (exc.lineno or 1) - 1, col, f"prompt syntax: {exc.message}")
 
-    def _runtime_error(self, exc: Exception, where: tuple[Path, int, int], message: str) -> SpecError:
+    def _runtime_error(
+        self, exc: Exception, where: tuple[Path, int, int], message: str
+    ) -> SpecError:
         """Locate the innermost template frame of the traceback (Jinja rewrites it for us)."""
         dirs = [str(d) for d in self.dirs]
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):

@@ -1,0 +1,167 @@
+"""ffmpeg discovery, probing and validation of clips (PyAV), thumbnails."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from pipeline.errors import MediaError
+
+FFMPEG_ENV = "STORYBOARD_FFMPEG"
+
+
+@functools.cache
+def ffmpeg_binary() -> str:
+    """STORYBOARD_FFMPEG, else ffmpeg on PATH, else the binary imageio-ffmpeg ships."""
+    chosen = os.environ.get(FFMPEG_ENV)
+    if chosen:
+        if not (shutil.which(chosen) or Path(chosen).is_file()):
+            raise MediaError(f"{FFMPEG_ENV}={chosen} is not an executable")
+        return chosen
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise MediaError(
+            "no ffmpeg found", "install ffmpeg, or `pip install imageio-ffmpeg`"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    duration: float
+    width: int
+    height: int
+    fps: float
+    codec: str
+    pix_fmt: str
+    time_base: str
+    has_audio: bool
+    frames: int = 0
+
+    def joinable_with(self, other: ClipInfo) -> bool:
+        """Whether two clips can be joined by stream copy (same codec parameters)."""
+        return (self.codec, self.width, self.height, self.fps, self.pix_fmt, self.time_base) == (
+            other.codec,
+            other.width,
+            other.height,
+            other.fps,
+            other.pix_fmt,
+            other.time_base,
+        )
+
+
+def probe(path: Path) -> ClipInfo:
+    """Stream parameters from the container, without decoding."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return _info(container, frames=0, decoded_duration=None)
+    except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
+        raise MediaError(f"{path.name}: not a readable video ({_reason(exc)})") from None
+
+
+def validate(
+    path: Path,
+    width: int | None = None,
+    height: int | None = None,
+    duration: float | None = None,
+) -> ClipInfo:
+    """Decode every frame; check size exactly and duration within one frame."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = 0
+            last_end = 0.0
+            frame_time = 1.0 / float(stream.average_rate or 25)
+            for frame in container.decode(stream):
+                frames += 1
+                if frame.time is not None:
+                    last_end = max(last_end, frame.time + frame_time)
+            info = _info(container, frames=frames, decoded_duration=last_end)
+    except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
+        raise MediaError(f"{path.name}: does not decode ({_reason(exc)})") from None
+    if frames == 0:
+        raise MediaError(f"{path.name}: has no video frames")
+    if width is not None and (info.width, info.height) != (width, height):
+        raise MediaError(
+            f"{path.name}: is {info.width}x{info.height}, {width}x{height} was asked for"
+        )
+    if duration is not None and abs(info.duration - duration) > 1.0 / info.fps + 1e-3:
+        raise MediaError(f"{path.name}: lasts {info.duration:.3f} s, {duration:g} s was asked for")
+    return info
+
+
+def _info(container: object, frames: int, decoded_duration: float | None) -> ClipInfo:
+    streams = container.streams  # type: ignore[attr-defined]
+    stream = streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    if decoded_duration is not None:
+        seconds = decoded_duration
+    elif stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = (container.duration or 0) / 1_000_000  # type: ignore[attr-defined]
+    return ClipInfo(
+        duration=round(seconds, 6),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=float(rate),
+        codec=stream.codec_context.name,
+        pix_fmt=str(stream.codec_context.pix_fmt),
+        time_base=str(stream.time_base),
+        has_audio=bool(streams.audio),
+        frames=frames,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def run_ffmpeg(args: list[str], what: str) -> None:
+    """Run ffmpeg to completion; its last error lines become a MediaError."""
+    command = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+        detail = " / ".join(lines[-3:]) or f"exit code {result.returncode}"
+        raise MediaError(f"ffmpeg failed to {what}: {detail}")
+
+
+def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
+    """A JPEG frame of `clip` at `at` seconds, `width` pixels wide."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
+    run_ffmpeg(
+        [
+            "-ss",
+            f"{at:.3f}",
+            "-i",
+            str(clip),
+            "-frames:v",
+            "1",
+            "-vf",
+            f"scale={width}:-2",
+            "-q:v",
+            "4",
+            str(temp),
+        ],
+        f"grab a thumbnail of {clip.name}",
+    )
+    os.replace(temp, output)
+    return output

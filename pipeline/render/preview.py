@@ -1,0 +1,221 @@
+"""The preview renderer: a local animatic per shot, made by ffmpeg. No key, no cost."""
+
+from __future__ import annotations
+
+import asyncio
+import colorsys
+import contextlib
+import subprocess
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+
+from pipeline import media
+from pipeline.errors import MediaError, RenderError
+from pipeline.render import RenderJob, RenderResult
+
+FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
+PUSH_IN = 0.12  # how far the first frame zooms over the clip
+
+
+@dataclass(frozen=True)
+class Card:
+    """What an animatic shows: the size and timing asked for, and words to read."""
+
+    width: int
+    height: int
+    duration: float
+    fps: int
+    title: str
+    prompt: str
+    colour_seed: str
+    image: Path | None = None
+
+
+def card_for(job: RenderJob) -> Card:
+    shot = job.shot
+    parts = [shot.label]
+    if shot.variant:
+        parts.append(shot.variant)
+    parts.append(f"take {shot.take}/{shot.takes}")
+    return Card(
+        width=shot.width,
+        height=shot.height,
+        duration=shot.duration,
+        fps=shot.fps,
+        title="  ·  ".join(parts),
+        prompt=shot.prompt,
+        colour_seed=shot.key,
+        image=shot.images[0] if shot.images else None,
+    )
+
+
+def colour(seed: str) -> str:
+    """A dark, distinct background colour derived from a key."""
+    hue = int(seed[:6], 16) / 0xFFFFFF if seed else 0.5
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.55, 0.42)
+    return f"0x{int(red * 255):02x}{int(green * 255):02x}{int(blue * 255):02x}"
+
+
+def command(card: Card, output: Path, workdir: Path) -> list[str]:
+    """The ffmpeg command line that draws `card` into `output`."""
+    width, height, fps = card.width, card.height, card.fps
+    frames = round(card.duration * fps)
+    if card.image is not None:
+        video = ffmpeg.input(str(card.image), loop=1, framerate=fps, t=card.duration)
+        video = (
+            video.filter("scale", width, height, force_original_aspect_ratio="increase")
+            .filter("crop", width, height)
+            .filter(
+                "zoompan",
+                z=f"1+{PUSH_IN}*on/{max(frames - 1, 1)}",
+                x="iw/2-(iw/zoom/2)",
+                y="ih/2-(ih/zoom/2)",
+                d=1,
+                s=f"{width}x{height}",
+                fps=fps,
+            )
+            # JPEG frames decode as full-range yuvj420p: convert so every clip joins by copy.
+            .filter("scale", out_range="tv")
+            .filter("format", "yuv420p")
+        )
+    else:
+        source = f"color=c={colour(card.colour_seed)}:s={width}x{height}:r={fps}:d={card.duration}"
+        video = ffmpeg.input(source, f="lavfi")
+    title_file = workdir / "title.txt"
+    prompt_file = workdir / "prompt.txt"
+    title_file.write_text(card.title, encoding="utf-8")
+    prompt_file.write_text(_excerpt(card.prompt, width), encoding="utf-8")
+    font = str(FONT)
+    big, small = max(height // 18, 10), max(height // 34, 8)
+    margin = width // 28
+    video = (
+        video.filter("drawbox", x=0, y="ih*0.64", w="iw", h="ih*0.36", color="black@0.5", t="fill")
+        .drawtext(
+            fontfile=font,
+            textfile=str(title_file),
+            expansion="none",
+            fontcolor="white",
+            fontsize=big,
+            x=margin,
+            y="h*0.67",
+        )
+        .drawtext(
+            fontfile=font,
+            textfile=str(prompt_file),
+            expansion="none",
+            fontcolor="white@0.9",
+            fontsize=small,
+            line_spacing=small // 3,
+            x=margin,
+            y=f"h*0.67+{big * 3 // 2}",
+        )
+        .drawtext(
+            fontfile=font,
+            text="PREVIEW",
+            expansion="none",
+            fontcolor="white@0.8",
+            fontsize=small,
+            x=margin,
+            y=margin // 2,
+            box=1,
+            boxcolor="black@0.4",
+            boxborderw=small // 3,
+        )
+        .drawtext(
+            fontfile=font,
+            timecode="00:00:00:00",
+            rate=fps,
+            fontcolor="white",
+            fontsize=big,
+            x=f"w-tw-{margin}",
+            y=margin // 2,
+            box=1,
+            boxcolor="black@0.4",
+            boxborderw=small // 3,
+        )
+    )
+    stream = ffmpeg.output(
+        video,
+        str(output),
+        vcodec="libx264",
+        preset="ultrafast",
+        crf=30,
+        pix_fmt="yuv420p",
+        r=fps,
+        g=fps * 2,
+        movflags="+faststart",
+        video_track_timescale=fps * 512,
+        frames=frames,
+        an=None,
+        f="mp4",
+    )
+    return stream.compile(cmd=media.ffmpeg_binary(), overwrite_output=True)
+
+
+def _excerpt(prompt: str, width: int) -> str:
+    columns = max(int(width / 13), 30)
+    lines = textwrap.wrap(prompt or "(no prompt: image only)", columns)
+    if len(lines) > 4:
+        lines = [*lines[:3], lines[3][: columns - 1] + "…"]
+    return "\n".join(lines)
+
+
+def draw(card: Card, output: Path) -> media.ClipInfo:
+    """Draw a card synchronously (the local Runware server uses this) and validate it."""
+    with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
+        args = command(card, output, Path(workdir))
+        result = subprocess.run(
+            [*args[:1], "-hide_banner", "-nostdin", "-loglevel", "error", *args[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise MediaError(f"ffmpeg could not draw a preview: {result.stderr.strip()[-300:]}")
+    return media.validate(output, card.width, card.height, card.duration)
+
+
+class PreviewRenderer:
+    """Animatics: exact size, duration and fps, the shot's words, a timecode. About a second."""
+
+    name = "preview"
+
+    async def render(self, job: RenderJob) -> RenderResult:
+        card = card_for(job)
+        with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
+            args = command(card, job.output, Path(workdir))
+            await _run(args, job.shot.label)
+        info = await asyncio.to_thread(
+            media.validate, job.output, card.width, card.height, card.duration
+        )
+        return RenderResult(path=job.output, info=info, seed=None, cost=0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _run(args: list[str], label: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        args[0],
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        *args[1:],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await process.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        detail = stderr.decode(errors="replace").strip()[-300:]
+        raise RenderError(f"shot '{label}': ffmpeg could not draw the preview: {detail}")
