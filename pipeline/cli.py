@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import StoryboardError
+from pipeline.errors import StoryboardError, UserError
 
 if TYPE_CHECKING:
     from pipeline.cache import Cache
@@ -179,7 +179,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     shots = [s for s in expansion.shots if args.shot in (None, s.shot_id, s.label)]
     if args.shot and not shots:
         known = ", ".join(s.id for s in loaded.storyboard.shots)
-        raise StoryboardError(f"no shot '{args.shot}' in {args.spec}", f"shots: {known}")
+        raise UserError(f"no shot '{args.shot}' in {args.spec}", f"shots: {known}")
     seen: set[tuple[str, str]] = set()
     rows = []
     for shot in shots:

@@ -1,0 +1,134 @@
+"""Benchmark `storyboard plan --json` on generated storyboards, against `snakemake -n`.
+
+Targets (issue 2): 1,000 shots under 0.35 s, 10,000 under 2 s, under 250 MB, and at least
+3 times faster than snakemake's dry run of an equivalent Snakefile (one rule instance per shot
+writing a file, one join rule instance per sequence).
+
+    pip install -e '.[bench]'      # snakemake
+    python bench/bench_plan.py [--sizes 1000 10000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import find_tool, median_run  # noqa: E402
+
+VARIANTS = 10  # the matrix: 10 looks; every shot uses it
+SHOTS_PER_SEQUENCE = 10
+TARGETS = {1000: 0.35, 10000: 2.0}
+MEMORY_LIMIT_MB = 250
+
+
+def make_storyboard(folder: Path, total: int) -> Path:
+    """`total` renders: total/10 shot entries times a 10-value matrix, with sequences."""
+    entries = total // VARIANTS
+    templates = folder / "templates"
+    templates.mkdir(parents=True, exist_ok=True)
+    (templates / "_parts.j2").write_text(
+        "{% macro look(l) %}{{ l }} light, cinematic realism, film grain{% endmacro %}\n"
+    )
+    for index in range(5):
+        (templates / f"t{index}.j2").write_text(
+            '{% import "_parts.j2" as p %}\n'
+            f"Scene {index}: {{{{ subject }}}} crosses the frame, shot {{{{ number }}}},\n"
+            "{{ p.look(look) }}.\n"
+        )
+    looks = ", ".join(f"look {i}" for i in range(VARIANTS))
+    lines = [
+        "version: 1",
+        f"name: bench-{total}",
+        "defaults: {model: 'minimax:4@1', resolution: 768p, duration: 6}",
+        f"matrix:\n  look: [{looks}]",
+        "shots:",
+    ]
+    for index in range(entries):
+        lines.append(f"  - id: s{index}")
+        if index % 2:
+            lines.append(f"    template: t{index % 5}.j2")
+        else:
+            lines.append("    prompt: '{{ subject }} in {{ look }} light, take note {{ number }}'")
+        lines.append(f"    vars: {{subject: 'subject {index}', number: {index}}}")
+        if index % 3 == 0:
+            lines.append("    duration: 10")
+    lines.append("sequences:")
+    for start in range(0, entries, SHOTS_PER_SEQUENCE):
+        ids = ", ".join(f"s{i}" for i in range(start, min(start + SHOTS_PER_SEQUENCE, entries)))
+        lines.append(f"  - id: q{start // SHOTS_PER_SEQUENCE}\n    shots: [{ids}]")
+    path = folder / "specs" / f"bench-{total}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_snakefile(folder: Path, total: int) -> Path:
+    """The same graph for snakemake: a rule instance per shot, a join per sequence."""
+    entries = total // VARIANTS
+    sequences = {}
+    for variant in range(VARIANTS):
+        for start in range(0, entries, SHOTS_PER_SEQUENCE):
+            members = range(start, min(start + SHOTS_PER_SEQUENCE, entries))
+            sequences[f"q{start // SHOTS_PER_SEQUENCE}--look-{variant}"] = [
+                f"s{i}--look-{variant}" for i in members
+            ]
+    text = f"""
+SEQUENCES = {sequences!r}
+PROMPTS = {{shot: "subject " + shot + " in light" for shots in SEQUENCES.values() for shot in shots}}
+
+rule all:
+    input: expand("build/{{seq}}.mp4", seq=SEQUENCES)
+
+rule shot:
+    output: "clips/{{shot}}.mp4"
+    params: prompt=lambda w: PROMPTS[w.shot]
+    shell: "echo '{{params.prompt}}' > {{output}}"
+
+rule join:
+    input: lambda w: expand("clips/{{shot}}.mp4", shot=SEQUENCES[w.seq])
+    output: "build/{{seq}}.mp4"
+    shell: "cat {{input}} > {{output}}"
+"""
+    path = folder / f"Snakefile-{total}"
+    path.write_text(text)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    storyboard = find_tool("storyboard", "pip install -e .")
+    snakemake = find_tool("snakemake", "pip install -e '.[bench]'")
+    print(f"{'shots':>6} {'storyboard':>11} {'peak MB':>8} {'target':>7} {'snakemake -n':>13} {'ratio':>6}")
+    with tempfile.TemporaryDirectory(prefix="bench-plan-") as temp:
+        folder = Path(temp)
+        for total in args.sizes:
+            spec = make_storyboard(folder, total)
+            ours, memory = median_run(
+                [storyboard, "plan", str(spec), "--json", "--cache-dir", str(folder / "cache")],
+                folder,
+                args.repeat,
+            )
+            snakefile = make_snakefile(folder, total)
+            theirs, _ = median_run(
+                [snakemake, "-n", "-q", "--cores", "1", "-s", str(snakefile)],
+                folder,
+                max(args.repeat // 2, 1),
+            )
+            target = TARGETS.get(total)
+            verdict = "" if target is None else ("ok" if ours < target else "MISSED")
+            print(
+                f"{total:>6} {ours:>10.3f}s {memory:>8.1f} {target or '-':>6}{'s' if target else ''}"
+                f" {theirs:>12.3f}s {theirs / ours:>5.1f}x {verdict}"
+                f"{'' if memory < MEMORY_LIMIT_MB else ' MEMORY OVER ' + str(MEMORY_LIMIT_MB)}"
+            )
+    print("ratio = snakemake -n time / storyboard plan time (target: at least 3x)")
+
+
+if __name__ == "__main__":
+    main()

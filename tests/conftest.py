@@ -1,0 +1,67 @@
+"""Shared fixtures: a project folder with the bundled examples, and a way to run the CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the bundled storyboards, templates and assets, with its own cache."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copytree(REPO / "specs", root / "specs")
+    shutil.copytree(REPO / "templates", root / "templates")
+    (root / ".storyboard").mkdir()
+    monkeypatch.delenv("STORYBOARD_CACHE_DIR", raising=False)
+    monkeypatch.delenv("RUNWARE_API_KEY", raising=False)
+    monkeypatch.delenv("RUNWARE_BASE_URL", raising=False)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `storyboard ARGS...` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> Result:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def run_process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run the real console command in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

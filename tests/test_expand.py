@@ -1,0 +1,128 @@
+"""Expansion: matrix, per-shot matrix, takes, defaults, sizes, requests and warnings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import spec as spec_module
+from pipeline.expand import expand
+from tests.conftest import write
+
+HEAD = "version: 1\nname: t\n"
+
+
+def load(project: Path, text: str):
+    return spec_module.load(write(project / "specs" / "t.yaml", HEAD + text))
+
+
+def test_matrix_product_with_exclude_and_include(project: Path) -> None:
+    loaded = load(
+        project,
+        "matrix:\n  light: [day, night]\n  lang: [en, de]\n"
+        "  exclude: [{light: night, lang: de}]\n"
+        "  include: [{light: dawn, lang: fr}, {light: day, lang: en, extra: loud}]\n"
+        "shots:\n  - id: a\n    prompt: '{{ light }} {{ lang }} {{ extra | default(\"quiet\") }}'\n",
+    )
+    result = expand(loaded, "preview")
+    assert result.variants == ("day-en", "day-de", "night-en", "dawn-fr")
+    prompts = {s.variant: s.prompt for s in result.shots}
+    assert prompts == {
+        "day-en": "day en loud",
+        "day-de": "day de quiet",
+        "night-en": "night en quiet",
+        "dawn-fr": "dawn fr quiet",
+    }
+
+
+def test_shot_without_matrix_variable_is_shared_by_variants(project: Path) -> None:
+    loaded = load(
+        project,
+        "matrix:\n  light: [day, night]\n"
+        "shots:\n  - id: a\n    prompt: 'in {{ light }}'\n  - id: b\n    prompt: 'no light here'\n",
+    )
+    result = expand(loaded, "preview")
+    keys_a = {s.key for s in result.shots if s.shot_id == "a"}
+    keys_b = {s.key for s in result.shots if s.shot_id == "b"}
+    assert len(keys_a) == 2 and len(keys_b) == 1
+
+
+def test_takes_differ_only_by_take_number_and_pick_is_used(project: Path) -> None:
+    loaded = load(
+        project,
+        "shots:\n  - id: a\n    prompt: 'same request'\n    takes: 3\n    pick: 2\n"
+        "sequences:\n  - id: s\n    shots: [a]\n",
+    )
+    result = expand(loaded, "preview")
+    assert [s.take for s in result.shots] == [1, 2, 3]
+    assert len({s.key for s in result.shots}) == 3
+    assert all(s.request == result.shots[0].request for s in result.shots)
+    assert "seed" not in result.shots[0].request
+    assert result.sequences[0].uses[0].shot.take == 2
+
+
+def test_request_is_exactly_what_the_api_takes(project: Path) -> None:
+    loaded = load(
+        project,
+        "defaults:\n  resolution: 1080p\nshots:\n  - id: a\n    prompt: 'A  lighthouse\n\n  at dusk'\n"
+        "  - id: b\n    first_frame: assets/luthier.jpg\n    resolution: 768p\n    duration: 10\n",
+    )
+    a, b = expand(loaded, "runware").shots
+    assert a.request == {
+        "taskType": "videoInference",
+        "model": "minimax:4@1",
+        "positivePrompt": "A lighthouse at dusk",
+        "width": 1920,
+        "height": 1080,
+        "duration": 6,
+        "fps": 25,
+        "outputFormat": "MP4",
+        "deliveryMethod": "async",
+        "includeCost": True,
+        "providerSettings": {"minimax": {"promptOptimizer": False}},
+    }
+    assert a.price == 0.49
+    assert "positivePrompt" not in b.request
+    assert b.request["inputs"]["frameImages"][0]["frame"] == "first"
+    assert b.request["inputs"]["frameImages"][0]["image"].startswith("sha256:")
+    assert (b.width, b.height, b.duration, b.price) == (1366, 768, 10, 0.56)
+
+
+def test_per_shot_matrix_and_sequence_selector(project: Path) -> None:
+    loaded = load(
+        project,
+        "shots:\n  - id: a\n    prompt: 'angle {{ angle }}'\n    matrix:\n      angle: [low, high]\n"
+        "sequences:\n  - id: all\n    shots: [a]\n  - id: one\n    shots: [{shot: a, vars: {angle: high}}]\n",
+    )
+    result = expand(loaded, "preview")
+    assert [s.label for s in result.shots] == ["a@low", "a@high"]
+    assert [u.shot.label for u in result.sequences[0].uses] == ["a@low", "a@high"]
+    assert [u.shot.label for u in result.sequences[1].uses] == ["a@high"]
+
+
+def test_sequence_duration_and_default_size(project: Path) -> None:
+    loaded = load(
+        project,
+        "shots:\n  - id: a\n    prompt: 'first one'\n    resolution: 1080p\n"
+        "  - id: b\n    prompt: 'second one'\n    duration: 10\n"
+        "sequences:\n  - id: s\n    shots: [a, {shot: b, in: 1, out: 9}]\n"
+        "    transition: {type: crossfade, duration: 0.5}\n",
+    )
+    sequence = expand(loaded, "preview").sequences[0]
+    assert (sequence.width, sequence.height) == (1920, 1080)
+    assert sequence.duration == 6 + 8 - 0.5
+
+
+def test_warnings_for_optimizer_long_prompt_and_unknown_model(project: Path) -> None:
+    long = "word " * 450
+    loaded = load(
+        project,
+        f"shots:\n  - id: a\n    prompt: '{long}'\n    prompt_optimizer: true\n"
+        "  - id: b\n    prompt: 'some model'\n    model: acme:1@1\n",
+    )
+    result = expand(loaded, "preview")
+    text = "\n".join(result.warnings)
+    assert "prompt_optimizer is on" in text
+    assert "over the 2000" in text
+    assert "unknown model 'acme:1@1'" in text
+    b = next(s for s in result.shots if s.shot_id == "b")
+    assert b.price is None and "providerSettings" not in b.request

@@ -1,0 +1,168 @@
+"""Every class of bad input: one line `path:line:col: message`, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_process, write
+
+GOOD_HEAD = "version: 1\nname: t\n"
+
+CASES = {
+    "yaml syntax": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: [unclosed\n",
+        6,
+        "invalid YAML",
+    ),
+    "duplicate key": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hello there\n    prompt: again\n",
+        6,
+        "duplicate key 'prompt'",
+    ),
+    "unknown field": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hello there\n    durration: 6\n",
+        6,
+        "shots[0]: unknown field 'durration'",
+    ),
+    "duplicate shot id": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: one two\n  - id: a\n    prompt: three\n",
+        6,
+        "duplicate shot id 'a'",
+    ),
+    "unknown shot in sequence": (
+        GOOD_HEAD
+        + "shots:\n  - id: a\n    prompt: one two\nsequences:\n  - id: s\n    shots: [a, b]\n",
+        8,
+        "sequence 's' names unknown shot 'b'",
+    ),
+    "missing template": (
+        GOOD_HEAD + "shots:\n  - id: a\n    template: nowhere.j2\n",
+        5,
+        "template 'nowhere.j2' not found",
+    ),
+    "missing image": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    first_frame: assets/no.png\n",
+        6,
+        "file 'assets/no.png' not found",
+    ),
+    "bad resolution": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    resolution: 720p\n",
+        6,
+        "shots[0].resolution: Input should be '768p' or '1080p'",
+    ),
+    "wrong type": (
+        GOOD_HEAD + "defaults:\n  duration: six\nshots:\n  - id: a\n    prompt: hi there\n",
+        4,
+        "defaults.duration: Input should be a valid integer",
+    ),
+    "missing field": (
+        "version: 1\nshots:\n  - id: a\n    prompt: hi there\n",
+        1,
+        "missing required field 'name'",
+    ),
+    "size not available": (
+        GOOD_HEAD + "shots:\n  - id: wide\n    prompt: hi there\n    resolution: 1080p\n"
+        "    duration: 10\n",
+        7,
+        "shot 'wide': 1920x1080 with duration 10 s is not available for minimax:4@1",
+    ),
+    "inherited size problem points at defaults": (
+        GOOD_HEAD + "defaults:\n  duration: 10\nshots:\n  - id: wide\n    prompt: hi there\n"
+        "    resolution: 1080p\n",
+        4,
+        "shot 'wide': 1920x1080 with duration 10 s",
+    ),
+    "fps the model does not take": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    fps: 30\n",
+        6,
+        "renders at 25 fps only, not 30",
+    ),
+    "seed the model does not take": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    seed: 4\n",
+        6,
+        "minimax:4@1 takes no seed",
+    ),
+    "image-only model without image": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    model: minimax:4@2\n",
+        4,
+        "is image-to-video only",
+    ),
+    "undefined variable in inline prompt": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: 'a {{ subjct }} walks'\n",
+        5,
+        "undefined variable 'subjct'",
+    ),
+    "not a mapping": ("- just\n- a list\n", 1, "must be a YAML mapping"),
+    "empty file": ("", 1, "must be a YAML mapping"),
+    "both resolution and width": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    resolution: 768p\n"
+        "    width: 1366\n    height: 768\n",
+        6,
+        "either 'resolution' or 'width'/'height'",
+    ),
+    "out past the clip": (
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\nsequences:\n  - id: s\n"
+        "    shots: [{shot: a, out: 7}]\n",
+        8,
+        "'out' 7.0 is past the end of 'a'",
+    ),
+    "recursive alias": (GOOD_HEAD + "shots: &x\n  - *x\n", 3, "recursive YAML alias"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_located_line(project: Path, cli, case: str) -> None:
+    text, line, message = CASES[case]
+    spec = write(project / "specs" / "t.yaml", text)
+    result = cli("plan", spec)
+    assert result.code == 2, result.err
+    first = result.err.splitlines()[0]
+    assert first.startswith(f"{spec}:{line}:"), first
+    assert message in first, first
+    assert "Traceback" not in result.err
+    assert result.out == ""
+
+
+def test_unknown_field_hint_lists_allowed_fields(project: Path, cli) -> None:
+    spec = write(
+        project / "specs" / "t.yaml",
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    durration: 6\n",
+    )
+    result = cli("plan", spec)
+    hint = result.err.splitlines()[1]
+    assert hint.strip().startswith("hint: allowed here:")
+    assert "duration" in hint and "first_frame" in hint
+
+
+def test_undefined_variable_in_template_names_template_file_and_line(project: Path, cli) -> None:
+    write(project / "templates" / "broken.j2", "{# a comment #}\nA shot of\n{{ missing_thing }}\n")
+    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    template: broken.j2\n")
+    result = cli("plan", spec)
+    assert result.code == 2
+    first = result.err.splitlines()[0]
+    assert first.startswith(str(project / "templates" / "broken.j2") + ":3:"), first
+    assert "undefined variable 'missing_thing'" in first
+
+
+def test_template_syntax_error_names_template_line(project: Path, cli) -> None:
+    write(project / "templates" / "syntax.j2", "line one\n{% if %}\n")
+    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    template: syntax.j2\n")
+    result = cli("plan", spec)
+    assert result.code == 2
+    assert result.err.startswith(str(project / "templates" / "syntax.j2") + ":2:")
+
+
+def test_missing_spec_file(project: Path, cli) -> None:
+    result = cli("plan", project / "specs" / "nope.yaml")
+    assert result.code == 2
+    assert "nope.yaml:1:1: storyboard file not found" in result.err
+
+
+def test_console_command_exits_2_without_traceback(project: Path) -> None:
+    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi you\n    bogus: 1\n")
+    result = run_process("plan", str(spec), cwd=project)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{spec}:6:5: shots[0]: unknown field 'bogus'" in result.stderr
