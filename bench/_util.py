@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 
-def run_measured(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+def run_measured(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB) of one child process, which must succeed."""
     started = time.perf_counter()
     process = subprocess.Popen(

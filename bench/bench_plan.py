@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import find_tool, median_run  # noqa: E402
+from _util import find_tool, median_run
 
 VARIANTS = 10  # the matrix: 10 looks; every shot uses it
 SHOTS_PER_SEQUENCE = 10
@@ -98,13 +98,17 @@ rule join:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     storyboard = find_tool("storyboard", "pip install -e .")
     snakemake = find_tool("snakemake", "pip install -e '.[bench]'")
-    print(f"{'shots':>6} {'storyboard':>11} {'peak MB':>8} {'target':>7} {'snakemake -n':>13} {'ratio':>6}")
+    print(
+        f"{'shots':>6} {'storyboard':>11} {'peak MB':>8} {'target':>7} {'snakemake -n':>13} {'ratio':>6}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as temp:
         folder = Path(temp)
         for total in args.sizes:

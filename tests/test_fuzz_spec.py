@@ -13,9 +13,47 @@ from tests.conftest import REPO
 
 BASE = (REPO / "specs" / "ballroom.yaml").read_text()
 YAML_BITS = st.sampled_from(
-    [":", "-", " ", "\n", "  ", "[", "]", "{", "}", "&a", "*a", "!!python/object", "'", '"',
-     "id", "shots", "prompt", "{{", "}}", "{%", "%}", "<<", "?", "|", ">", "#", "\t", "1080p",
-     "duration", "10", "-1", "null", "~", "yes", "@", "`", "%YAML", "---", "..."]
+    [
+        ":",
+        "-",
+        " ",
+        "\n",
+        "  ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "&a",
+        "*a",
+        "!!python/object",
+        "'",
+        '"',
+        "id",
+        "shots",
+        "prompt",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "<<",
+        "?",
+        "|",
+        ">",
+        "#",
+        "\t",
+        "1080p",
+        "duration",
+        "10",
+        "-1",
+        "null",
+        "~",
+        "yes",
+        "@",
+        "`",
+        "%YAML",
+        "---",
+        "...",
+    ]
 )
 
 
@@ -30,13 +68,17 @@ def _check(path: Path, text: str) -> None:
         assert exc.line >= 1 and exc.col >= 1
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(YAML_BITS | st.text(max_size=4), max_size=40))
 def test_random_yaml_never_tracebacks(project: Path, parts: list[str]) -> None:
     _check(project / "specs" / "fuzz.yaml", "".join(parts))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(st.integers(0, len(BASE)), st.integers(0, 8), YAML_BITS | st.text(max_size=3)),

@@ -68,7 +68,9 @@ def _reordered(data: object, rng: random.Random) -> object:
     return data
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 10_000), flow=st.booleans(), indent=st.integers(2, 6))
 def test_key_order_and_formatting_never_change_keys(
     project: Path, seed: int, flow: bool, indent: int

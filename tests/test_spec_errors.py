@@ -138,7 +138,9 @@ def test_unknown_field_hint_lists_allowed_fields(project: Path, cli) -> None:
 
 def test_undefined_variable_in_template_names_template_file_and_line(project: Path, cli) -> None:
     write(project / "templates" / "broken.j2", "{# a comment #}\nA shot of\n{{ missing_thing }}\n")
-    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    template: broken.j2\n")
+    spec = write(
+        project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    template: broken.j2\n"
+    )
     result = cli("plan", spec)
     assert result.code == 2
     first = result.err.splitlines()[0]
@@ -148,7 +150,9 @@ def test_undefined_variable_in_template_names_template_file_and_line(project: Pa
 
 def test_template_syntax_error_names_template_line(project: Path, cli) -> None:
     write(project / "templates" / "syntax.j2", "line one\n{% if %}\n")
-    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    template: syntax.j2\n")
+    spec = write(
+        project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    template: syntax.j2\n"
+    )
     result = cli("plan", spec)
     assert result.code == 2
     assert result.err.startswith(str(project / "templates" / "syntax.j2") + ":2:")
@@ -161,7 +165,10 @@ def test_missing_spec_file(project: Path, cli) -> None:
 
 
 def test_console_command_exits_2_without_traceback(project: Path) -> None:
-    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi you\n    bogus: 1\n")
+    spec = write(
+        project / "specs" / "t.yaml",
+        GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi you\n    bogus: 1\n",
+    )
     result = run_process("plan", str(spec), cwd=project)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

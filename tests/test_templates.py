@@ -17,7 +17,10 @@ WHERE = (Path("spec.yaml"), 10, 5)
 def folder(tmp_path: Path) -> Path:
     templates = tmp_path / "templates"
     write(templates / "_macros.j2", "{% macro look(l) %}  {{ l }}\n\n light  {% endmacro %}")
-    write(templates / "shot.j2", '{% import "_macros.j2" as m %}\nA  {{ subject }}\n\n in {{ m.look(light) }}.\n')
+    write(
+        templates / "shot.j2",
+        '{% import "_macros.j2" as m %}\nA  {{ subject }}\n\n in {{ m.look(light) }}.\n',
+    )
     write(tmp_path / "secret.txt", "TOP SECRET")
     return templates
 
