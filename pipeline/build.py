@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pipeline.cache import Cache
+from pipeline import media
+from pipeline.assemble import ClipInput, assemble
+from pipeline.cache import Cache, ClipRecord, write_atomic
+from pipeline.errors import MediaError
 from pipeline.expand import Sequence, Shot
+from pipeline.hashing import sha256_file
+from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.plan import CACHED, Plan
 from pipeline.render import RendererOptions, make_renderer
 from pipeline.scheduler import (
@@ -29,7 +37,7 @@ class BuildSummary:
     interrupted: bool = False
     fatal: str | None = None
     spent: float = 0.0
-    sequences: list[dict[str, Any]] = field(default_factory=list)
+    sequences: list[SequenceOutcome] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -39,7 +47,7 @@ class BuildSummary:
         return (
             self.fatal is not None
             or any(o.status == FAILED for o in self.outcomes)
-            or any(s.get("status") == FAILED for s in self.sequences)
+            or any(s.status == FAILED for s in self.sequences)
         )
 
     @property
@@ -71,7 +79,7 @@ class BuildSummary:
                 }
                 for o in self.outcomes
             ],
-            "sequences": self.sequences,
+            "sequences": [s.to_json() for s in self.sequences],
         }
 
 
@@ -162,3 +170,195 @@ async def _render(
     summary.spent = scheduler.spent
     summary.fatal = scheduler.fatal.message if scheduler.fatal else None
     return summary
+
+
+# -- sequences ----------------------------------------------------------------------------------
+
+BUILT = "built"
+CURRENT = "current"
+BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class SequenceOutcome:
+    sequence: Sequence
+    status: str
+    path: Path
+    method: str = ""
+    sha256: str = ""
+    bytes: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence.name,
+            "status": self.status,
+            "path": str(self.path),
+            "method": self.method,
+            "duration": round(self.sequence.duration, 3),
+            "error": self.error,
+        }
+
+
+def film_dir(build_dir: Path, spec_name: str, renderer: str) -> Path:
+    """build/<storyboard>/, and build/<storyboard>/preview/ so animatics never replace films."""
+    folder = build_dir / spec_name
+    return folder / "preview" if renderer == "preview" else folder
+
+
+def output_path(films: Path, sequence: Sequence) -> Path:
+    return films / f"{sequence.name}.mp4"
+
+
+def build_sequences(
+    sequences: list[Sequence],
+    cache: Cache,
+    outputs: OutputIndex,
+    films: Path,
+    previous: Lock | None,
+    note: Any,
+) -> list[SequenceOutcome]:
+    """Join each sequence whose key changed; a sequence whose output matches the lock is left."""
+    results = []
+    for sequence in sequences:
+        path = output_path(films, sequence)
+        records = [cache.get(use.shot.key) for use in sequence.uses]
+        missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
+        if missing:
+            names = ", ".join(dict.fromkeys(missing))
+            results.append(
+                SequenceOutcome(sequence, BLOCKED, path, error=f"clips missing: {names}")
+            )
+            continue
+        locked = previous.sequences.get(sequence.name) if previous else None
+        if (
+            locked is not None
+            and locked.key == sequence.key
+            and outputs.matches(path, locked.sha256)
+        ):
+            results.append(
+                SequenceOutcome(sequence, CURRENT, path, sha256=locked.sha256, bytes=locked.bytes)
+            )
+            continue
+        try:
+            clips = [
+                _clip_input(cache, use, record)
+                for use, record in zip(sequence.uses, records, strict=True)
+            ]
+            started = time.monotonic()
+            made = assemble(sequence, clips, path)
+        except MediaError as exc:
+            results.append(SequenceOutcome(sequence, FAILED, path, error=exc.message))
+            note(f"failed   sequence {sequence.name}: {exc.message}")
+            continue
+        sha = outputs.record(path)
+        note(
+            f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
+            f"{time.monotonic() - started:.1f} s) -> {path}"
+        )
+        results.append(
+            SequenceOutcome(sequence, BUILT, path, made.method, sha, path.stat().st_size)
+        )
+    outputs.save()
+    return results
+
+
+def _clip_input(cache: Cache, use: Any, record: ClipRecord) -> ClipInput:
+    """A cached clip checked against its record before it goes into a film."""
+    path = cache.clip_path(record.key)
+    label = use.shot.label + (f" take {use.shot.take}" if use.shot.takes > 1 else "")
+    problem = None
+    if not path.exists():
+        problem = "its file is gone"
+    elif path.stat().st_size != record.bytes or sha256_file(path) != record.sha256:
+        problem = "its file does not match the checksum recorded when it was rendered"
+    if problem is None:
+        try:
+            info = media.probe(path)
+        except MediaError as exc:
+            problem = exc.message
+    if problem is not None:
+        raise MediaError(
+            f"the clip of shot '{label}' is damaged: {problem}",
+            f"render it again: storyboard build SPEC --force {use.shot.shot_id}",
+        )
+    return ClipInput(path, info, use.start, use.end, label)
+
+
+@dataclass
+class OutputIndex:
+    """Checksums of built files by (size, mtime), so a no-op build does not re-hash films."""
+
+    path: Path
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dirty: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> OutputIndex:
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def sha256(self, file: Path) -> str | None:
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        entry = self.entries.get(str(file))
+        if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime_ns:
+            return str(entry["sha256"])
+        return self.record(file)
+
+    def matches(self, file: Path, sha: str) -> bool:
+        return self.sha256(file) == sha
+
+    def record(self, file: Path) -> str:
+        stat = file.stat()
+        sha = sha256_file(file)
+        self.entries[str(file)] = {"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": sha}
+        self.dirty = True
+        return sha
+
+    def save(self) -> None:
+        if self.dirty:
+            write_atomic(self.path, json.dumps(self.entries, sort_keys=True))
+            self.dirty = False
+
+
+def make_lock(
+    storyboard: str,
+    renderer: str,
+    plan: Plan,
+    cache: Cache,
+    outcomes: list[SequenceOutcome],
+    previous: Lock | None,
+) -> Lock:
+    """The lock as the build left things: every cached shot, every current sequence."""
+    shots = {}
+    for row in plan.rows:
+        record = cache.get(row.shot.key)
+        if record is not None:
+            shots[row.shot.key] = shot_entry(
+                record, row.shot.label, list(row.variants), row.shot.take
+            )
+    done = {o.sequence.name: o for o in outcomes if o.status in (BUILT, CURRENT)}
+    sequences = {}
+    for sequence in plan.expansion.sequences:
+        outcome = done.get(sequence.name)
+        if outcome is not None:
+            sequences[sequence.name] = LockedSequence(
+                key=sequence.key,
+                path=str(outcome.path.name),
+                sha256=outcome.sha256,
+                bytes=outcome.bytes,
+                duration=round(sequence.duration, 3),
+            )
+        elif (
+            previous
+            and (kept := previous.sequences.get(sequence.name))
+            and kept.key == sequence.key
+        ):
+            sequences[sequence.name] = kept
+    return Lock(storyboard=storyboard, renderer=renderer, shots=shots, sequences=sequences)

@@ -41,7 +41,15 @@ environment:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `build SPEC --preview teaser`: sequence names may come after the options.
+        if isinstance(getattr(args, "sequence", None), list) and not any(
+            e.startswith("-") for e in extra
+        ):
+            args.sequence += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -99,9 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USD",
         help="refuse a build estimated above this, and stop new renders before passing it",
     )
+    build.add_argument(
+        "--frozen",
+        action="store_true",
+        help="render nothing the lock file does not already name, and leave the lock as it is",
+    )
+    build.add_argument(
+        "-o", "--output-dir", type=Path, help="where sequences go (default: build/ at project root)"
+    )
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     build.add_argument("-v", "--verbose", action="store_true", help="print every step")
+
+    status = _command(
+        commands,
+        "status",
+        cmd_status,
+        "say per shot and sequence: current, stale, missing, in flight",
+    )
+    _spec_options(status)
+    status.add_argument("--json", action="store_true", help="print as JSON")
     return parser
 
 
@@ -199,7 +224,8 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     import os
 
-    from pipeline.build import render_shots, select_shots
+    from pipeline import lock as lockfile
+    from pipeline.build import OutputIndex, build_sequences, make_lock, render_shots, select_shots
     from pipeline.errors import BudgetError, UserError
     from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
     from pipeline.render import RendererOptions
@@ -242,13 +268,55 @@ def cmd_build(args: argparse.Namespace) -> int:
     renderer_options = RendererOptions(
         api_key=api_key, base_url=os.environ.get("RUNWARE_BASE_URL") or None
     )
+    lock_file = lockfile.lock_path(loaded.path, renderer)
+    previous = lockfile.read(lock_file)
+    if args.frozen:
+        _check_frozen(lock_file, previous, to_render)
     with make_reporter(len(to_render), estimate, verbosity) as reporter:
         summary = render_shots(to_render, store, renderer, renderer_options, options, reporter)
-    summary.cached = cached
+        summary.cached = cached
+        if not summary.interrupted and summary.fatal is None:
+            summary.sequences = build_sequences(
+                sequences if sequences is not None else list(plan.expansion.sequences),
+                store,
+                OutputIndex.load(store.root / "outputs.json"),
+                _films(args, loaded),
+                previous,
+                reporter.note,
+            )
+    if not args.frozen and not summary.interrupted:
+        lock = make_lock(loaded.storyboard.name, renderer, plan, store, summary.sequences, previous)
+        if lockfile.write(lock_file, lock) and verbosity > QUIET and not args.json:
+            print(f"wrote {lock_file}", file=sys.stderr)
     if summary.fatal:
         print(f"error: {summary.fatal}", file=sys.stderr)
     _print_summary(args, summary)
     return summary.exit_code
+
+
+def _films(args: argparse.Namespace, loaded: Spec) -> Path:
+    """Where this storyboard's sequence files go for the renderer in use."""
+    from pipeline.build import film_dir
+    from pipeline.cache import project_root
+
+    build_dir = getattr(args, "output_dir", None) or project_root(loaded.path) / "build"
+    return film_dir(build_dir.resolve(), loaded.storyboard.name, _renderer_name(args, loaded))
+
+
+def _check_frozen(lock_file: Path, previous: Any, to_render: list[Any]) -> None:
+    if previous is None:
+        raise UserError(
+            f"--frozen: there is no lock file {lock_file}",
+            "build once without --frozen and commit the lock",
+        )
+    unknown = [s for s in to_render if s.key not in previous.shots]
+    if unknown:
+        names = ", ".join(dict.fromkeys(s.label for s in unknown))
+        raise UserError(
+            f"--frozen: {len(unknown)} shot(s) would be rendered that {lock_file.name} does not "
+            f"name: {names}",
+            "the storyboard changed since the lock was written: build without --frozen",
+        )
 
 
 def _chosen_sequences(args: argparse.Namespace, plan: Plan) -> list[Any] | None:
@@ -284,12 +352,105 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
     if args.quiet and not summary.failed:
         return
     data = summary.to_json()
+    joined = sum(1 for s in summary.sequences if s.status == "built")
+    current = sum(1 for s in summary.sequences if s.status == "current")
     line = (
         f"done: {data['rendered']} rendered, {data['from_cache']} from cache, "
         f"{data['failed']} failed"
         + (f", {data['skipped']} not started" if data["skipped"] else "")
+        + f"; {joined} sequences joined, {current} up to date"
         + f"; spent ${data['spent']:.2f}"
     )
+    for outcome in summary.sequences:
+        if outcome.status in ("blocked", "failed"):
+            line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
     if summary.interrupted:
         line += " (interrupted)"
     print(line, file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """One storyboard in detail, or a one-line summary per storyboard under a folder."""
+    if args.spec.is_dir():
+        return _status_folder(args)
+    rows, name = _status_rows(args)
+    if args.json:
+        sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=1) + "\n")
+        return 0
+    from rich.markup import escape
+
+    from pipeline.report import make_console
+    from pipeline.status import summary_line
+
+    console = make_console()
+    styles = {"current": "green", "stale": "yellow", "in flight": "cyan", "missing": "red"}
+    for row in rows:
+        style = styles.get(row.status, "white")
+        variants = ", ".join(v for v in row.variants if v)
+        take = f" take {row.take}" if row.take > 1 else ""
+        console.print(
+            f"{row.kind:8} {row.name}{take}"
+            + (escape(f" [{variants}]") if variants else "")
+            + f"  [{style}]{row.status}[/{style}]"
+            + (f"  [dim]{row.detail}[/dim]" if row.detail else ""),
+            highlight=False,
+        )
+    console.print(summary_line(name, rows), highlight=False)
+    return 0
+
+
+def _status_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
+    from pipeline import lock as lockfile
+    from pipeline.build import OutputIndex
+    from pipeline.status import statuses
+
+    loaded, plan, store = load_plan(args)
+    lock = lockfile.read(lockfile.lock_path(loaded.path, _renderer_name(args, loaded)))
+    outputs = OutputIndex.load(store.root / "outputs.json")
+    return statuses(plan, lock, outputs, _films(args, loaded)), loaded.storyboard.name
+
+
+def _status_folder(args: argparse.Namespace) -> int:
+    from pipeline.status import summary_line
+
+    folder = args.spec
+    found = storyboards_under([folder])
+    if not found:
+        raise UserError(f"no storyboard (*.yaml with version: and shots:) under {folder}")
+    results = []
+    code = 0
+    for path in found:
+        args.spec = path
+        try:
+            rows, name = _status_rows(args)
+        except StoryboardError as exc:
+            code = exc.exit_code
+            line = f"{path}: {exc.render().splitlines()[0]}"
+            results.append({"spec": str(path), "error": exc.message})
+        else:
+            line = summary_line(name, rows)
+            results.append(
+                {"spec": str(path), "summary": line, "rows": [r.to_json() for r in rows]}
+            )
+        if not args.json:
+            print(line)
+    if args.json:
+        sys.stdout.write(json.dumps(results, indent=1) + "\n")
+    return code
+
+
+def storyboards_under(paths: list[Path]) -> list[Path]:
+    """YAML files that look like storyboards, skipping hidden folders and build outputs."""
+    found = []
+    for root in paths:
+        if root.is_file():
+            found.append(root)
+            continue
+        for path in sorted(root.rglob("*.y*ml")):
+            parts = path.relative_to(root).parts
+            if any(p.startswith(".") or p in ("build", "node_modules") for p in parts[:-1]):
+                continue
+            head = path.read_text(encoding="utf-8", errors="replace")[:4000]
+            if "version:" in head and "shots:" in head:
+                found.append(path)
+    return found

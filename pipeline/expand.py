@@ -72,6 +72,7 @@ class Sequence:
     fps: int
     audio: Path | None
     quality: int
+    preset: str
     key: str
     index: int
 
@@ -428,6 +429,7 @@ def _expand_sequence(
         "fps": fps,
         "audio": hashing.sha256_file(audio) if audio else None,
         "quality": sequence.quality,
+        "preset": sequence.preset,
     }
     clips = [{"key": u.shot.key, "in": u.start, "out": u.end} for u in uses]
     return Sequence(
@@ -442,6 +444,7 @@ def _expand_sequence(
         fps=fps,
         audio=audio,
         quality=sequence.quality,
+        preset=sequence.preset,
         key=hashing.sequence_key(clips, settings),
         index=index,
     )

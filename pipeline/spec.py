@@ -119,6 +119,9 @@ class SequenceSpec(_Strict):
     fps: int | None = Field(default=None, gt=0, le=120)
     audio: str | None = None
     quality: int = Field(default=20, ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
+    ] = "medium"
 
 
 class Storyboard(_Strict):

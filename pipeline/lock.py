@@ -1,0 +1,100 @@
+"""`<spec>.lock`: what every shot and sequence resolved to, in git-friendly JSON.
+
+Hailuo takes no seed, so the lock (with the cache) is what makes a film reproducible: per shot
+its key, the seed the provider reported, renderer, cost, remote videoUUID and clip checksum; per
+sequence its key, output checksum and duration. Preview builds keep their own
+`<spec>.preview.lock`, so an animatic never overwrites the record of paid renders.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipeline.cache import write_atomic
+from pipeline.errors import UserError
+
+LOCK_VERSION = 1
+
+
+class LockedShot(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    shot: str
+    variants: list[str]
+    take: int
+    renderer: str
+    seed: int | None = None
+    cost: float | None = None
+    video_uuid: str | None = None
+    sha256: str
+    duration: float
+
+
+class LockedSequence(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key: str
+    path: str
+    sha256: str
+    bytes: int
+    duration: float
+
+
+class Lock(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    version: int = LOCK_VERSION
+    storyboard: str
+    renderer: str
+    shots: dict[str, LockedShot] = {}
+    sequences: dict[str, LockedSequence] = {}
+
+
+def lock_path(spec_path: Path, renderer: str) -> Path:
+    suffix = ".preview.lock" if renderer == "preview" else ".lock"
+    return spec_path.with_name(spec_path.stem + suffix)
+
+
+def read(path: Path) -> Lock | None:
+    if not path.exists():
+        return None
+    try:
+        return Lock.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(
+            f"{path}: not a valid lock file ({first})",
+            "restore it from git, or delete it to record the next build afresh",
+        ) from None
+
+
+def render(lock: Lock) -> str:
+    """Sorted keys, two-space indent, one field per line: small, readable git diffs."""
+    return json.dumps(lock.model_dump(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write(path: Path, lock: Lock) -> bool:
+    """Write the lock if it changed; whether it did."""
+    text = render(lock)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_atomic(path, text)
+    return True
+
+
+def shot_entry(record: Any, label: str, variants: list[str], take: int) -> LockedShot:
+    return LockedShot(
+        shot=label,
+        variants=variants,
+        take=take,
+        renderer=record.renderer,
+        seed=record.seed,
+        cost=record.cost,
+        video_uuid=record.remote_ids.get("videoUUID"),
+        sha256=record.sha256,
+        duration=record.duration,
+    )

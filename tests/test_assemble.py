@@ -1,0 +1,222 @@
+"""Sequences: joined by real ffmpeg, rebuilt only when they changed, recorded in the lock."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import pytest
+
+from pipeline import media
+from pipeline.cache import Cache
+from tests.conftest import REPO, write
+
+FILM = """\
+version: 1
+name: film
+defaults: {duration: 6}
+shots:
+  - id: wide
+    prompt: a wide view of the bay
+    resolution: 1080p
+  - id: close
+    prompt: a close view of a face
+    resolution: 768p
+  - id: end
+    prompt: the end card
+    resolution: 1080p
+sequences:
+  - id: copy
+    shots: [wide, end]
+    preset: ultrafast
+  - id: mixed
+    shots: [wide, close, end]
+    transition: {type: crossfade, duration: 0.5}
+    preset: ultrafast
+  - id: scored
+    shots: [close, {shot: wide, in: 1, out: 4}]
+    audio: assets/score.m4a
+    transition: {type: fadeblack, duration: 0.5}
+    preset: ultrafast
+"""
+
+
+@pytest.fixture(scope="session")
+def rendered_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FILM shots rendered once per test session; each test gets a copy of the cache."""
+    from pipeline.cli import main
+
+    root = tmp_path_factory.mktemp("film-cache")
+    shutil.copytree(REPO / "specs" / "assets", root / "specs" / "assets")
+    spec = write(root / "specs" / "film.yaml", FILM)
+    cache = root / ".storyboard"
+    assert (
+        main(
+            [
+                "build",
+                str(spec),
+                "--preview",
+                "-q",
+                "--cache-dir",
+                str(cache),
+                "-o",
+                str(root / "build"),
+            ]
+        )
+        == 0
+    )
+    return cache
+
+
+@pytest.fixture
+def film(project: Path, rendered_cache: Path) -> Path:
+    shutil.rmtree(project / ".storyboard")
+    shutil.copytree(rendered_cache, project / ".storyboard")
+    (project / ".storyboard" / "outputs.json").unlink(missing_ok=True)
+    return write(project / "specs" / "film.yaml", FILM)
+
+
+def build(cli, spec: Path, *args: str) -> dict:
+    result = cli("build", spec, "--preview", "--json", *args)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def by_name(summary: dict) -> dict[str, dict]:
+    return {s["sequence"]: s for s in summary["sequences"]}
+
+
+def streams(path: Path) -> dict[str, float]:
+    with av.open(str(path)) as container:
+        return {s.type: float(s.duration * s.time_base) for s in container.streams}
+
+
+def test_sequences_joined_right(project: Path, cli, film: Path) -> None:
+    sequences = by_name(build(cli, film))
+    copy, mixed, scored = sequences["copy"], sequences["mixed"], sequences["scored"]
+    assert copy["method"] == "copy" and mixed["method"] == "graph"
+    info = media.validate(Path(copy["path"]), 1920, 1080, 12.0)
+    assert info.duration == pytest.approx(12.0, abs=0.04)  # the sum of the clips
+    info = media.validate(Path(mixed["path"]), 1920, 1080, 17.0)
+    assert info.duration == pytest.approx(6 + 6 + 6 - 2 * 0.5, abs=0.04)
+    assert Path(mixed["path"]).parent == project / "build" / "film" / "preview"
+    # Largest shot wins the size; the 768p close-up is padded into 1080p.
+    info = media.validate(Path(scored["path"]), 1920, 1080, 8.5)
+    assert info.has_audio
+    lengths = streams(Path(scored["path"]))
+    assert lengths["audio"] == pytest.approx(lengths["video"], abs=0.05)
+    assert lengths["video"] == pytest.approx(6 + 3 - 0.5, abs=0.04)
+
+
+def test_changing_nothing_rebuilds_nothing(project: Path, cli, film: Path) -> None:
+    build(cli, film)
+    lock = (project / "specs" / "film.preview.lock").read_text()
+    again = build(cli, film)
+    assert again["rendered"] == 0
+    assert {s["status"] for s in again["sequences"]} == {"current"}
+    assert (project / "specs" / "film.preview.lock").read_text() == lock
+
+
+def test_changing_a_transition_rebuilds_only_that_sequence(project: Path, cli, film: Path) -> None:
+    build(cli, film)
+    lock_path = project / "specs" / "film.preview.lock"
+    before = json.loads(lock_path.read_text())
+    film.write_text(FILM.replace("type: crossfade", "type: wipeleft"))
+    again = build(cli, film)
+    assert again["rendered"] == 0
+    assert {n: s["status"] for n, s in by_name(again).items()} == {
+        "copy": "current",
+        "mixed": "built",
+        "scored": "current",
+    }
+    after = json.loads(lock_path.read_text())
+    assert after["shots"] == before["shots"]
+    assert after["sequences"]["copy"] == before["sequences"]["copy"]
+    assert after["sequences"]["mixed"]["key"] != before["sequences"]["mixed"]["key"]
+
+
+def test_lock_round_trips_and_diffs_only_where_changed(project: Path, cli, film: Path) -> None:
+    from pipeline import lock as lockfile
+
+    build(cli, film)
+    path = project / "specs" / "film.preview.lock"
+    text = path.read_text()
+    loaded = lockfile.read(path)
+    assert loaded is not None and lockfile.render(loaded) == text
+    assert set(loaded.shots) and all(len(e.sha256) == 64 for e in loaded.shots.values())
+    film.write_text(FILM.replace("the end card", "the closing card"))
+    build(cli, film)
+    new = path.read_text().splitlines()
+    old = text.splitlines()
+    changed = [line for line in new if line not in old]
+    # One shot replaced by another (its key, checksum, name line) and the sequences using it.
+    assert changed and all(any(word in line for word in ('"', "{", "}")) for line in changed)
+    assert len(changed) < len(new) / 2
+    assert sum(1 for line in new if '"shot": "wide"' in line) == 1
+
+
+def test_status_says_current_stale_missing(project: Path, cli, film: Path) -> None:
+    result = cli("status", film, "--preview", "--json")
+    rows = json.loads(result.out)
+    assert {r["status"] for r in rows if r["kind"] == "shot"} == {"current"}  # cache copied in
+    assert {r["status"] for r in rows if r["kind"] == "sequence"} == {"missing"}
+    build(cli, film)
+    film.write_text(
+        FILM.replace("type: crossfade", "type: wipeleft").replace("the end card", "fin")
+    )
+    rows = {
+        (r["kind"], r["name"]): r["status"]
+        for r in json.loads(cli("status", film, "--preview", "--json").out)
+    }
+    assert rows[("shot", "wide")] == "current"
+    assert rows[("shot", "end")] == "stale"
+    assert rows[("sequence", "mixed")] == "stale"
+    summary = cli("status", project / "specs", "--preview")
+    assert "film: shots 2/3 current, 1 stale; sequences 1/3 current, 2 stale" in summary.out
+
+
+def test_corrupt_clip_is_refused_naming_the_shot(project: Path, cli, film: Path) -> None:
+    build(cli, film, "copy")
+    plan = json.loads(cli("plan", film, "--preview", "--json").out)
+    end_key = next(r["key"] for r in plan["shots"] if r["shot"] == "end")
+    clip = Cache(project / ".storyboard").clip_path(end_key)
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 2000] = b"\x00" * 2000
+    clip.write_bytes(bytes(data))
+    shutil.rmtree(project / "build")
+    result = cli("build", film, "--preview", "copy")
+    assert result.code == 1
+    assert "sequence copy failed: the clip of shot 'end' is damaged" in result.err
+    assert not (project / "build" / "film" / "preview" / "copy.mp4").exists()
+
+
+def test_build_only_named_sequences(project: Path, cli, film: Path) -> None:
+    shutil.rmtree(project / ".storyboard")
+    summary = build(cli, film, "copy")
+    assert summary["rendered"] == 2  # wide and end; close is not needed
+    assert [s["sequence"] for s in summary["sequences"]] == ["copy"]
+
+
+def test_frozen_refuses_shots_the_lock_does_not_name(project: Path, cli, film: Path) -> None:
+    result = cli("build", film, "--preview", "--frozen")
+    assert result.code == 2 and "--frozen: there is no lock file" in result.err
+    build(cli, film)
+    assert cli("build", film, "--preview", "--frozen").code == 0
+    film.write_text(FILM.replace("the end card", "another end"))
+    result = cli("build", film, "--preview", "--frozen")
+    assert result.code == 2
+    assert "would be rendered that film.preview.lock does not name: end" in result.err
+
+
+def test_odd_paths_work(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "my 'odd' prøject"
+    (root / ".storyboard").mkdir(parents=True)
+    shutil.copytree(REPO / "specs" / "assets", root / "specs" / "assets")
+    monkeypatch.chdir(root)
+    spec = write(root / "specs" / "fïlm.yaml", FILM)
+    summary = build(cli, spec)
+    for sequence in summary["sequences"]:
+        assert sequence["status"] == "built", sequence
+        assert Path(sequence["path"]).exists()
