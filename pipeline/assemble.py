@@ -74,7 +74,13 @@ def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assemb
         else:
             _filter_graph(sequence, clips, temp)
         try:
-            info = media.validate(temp, sequence.width, sequence.height, sequence.duration)
+            info = media.validate(
+                temp,
+                sequence.width,
+                sequence.height,
+                sequence.duration,
+                decode_all=method == "graph",
+            )
         except MediaError as exc:
             raise MediaError(
                 f"sequence '{sequence.name}': the joined file is wrong: {exc}"

@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import MediaError
 
@@ -76,22 +77,23 @@ def validate(
     width: int | None = None,
     height: int | None = None,
     duration: float | None = None,
+    decode_all: bool = True,
 ) -> ClipInfo:
-    """Decode every frame; check size exactly and duration within one frame."""
+    """Check a clip: size exactly, duration within one frame, and that it decodes.
+
+    `decode_all=False` reads every packet but decodes only the first frame: for a file made
+    by stream copy from clips that were each fully decoded when they entered the cache.
+    """
     import av
 
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = 0
-            last_end = 0.0
-            frame_time = 1.0 / float(stream.average_rate or 25)
-            for frame in container.decode(stream):
-                frames += 1
-                if frame.time is not None:
-                    last_end = max(last_end, frame.time + frame_time)
-            info = _info(container, frames=frames, decoded_duration=last_end)
+            # Fail on damaged data instead of concealing it, as players would.
+            stream.codec_context.options = {"err_detect": "explode"}
+            frames, end = _decode(container, stream) if decode_all else _demux(container, stream)
+            info = _info(container, frames=frames, decoded_duration=end)
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"{path.name}: does not decode ({_reason(exc)})") from None
     if frames == 0:
@@ -103,6 +105,37 @@ def validate(
     if duration is not None and abs(info.duration - duration) > 1.0 / info.fps + 1e-3:
         raise MediaError(f"{path.name}: lasts {info.duration:.3f} s, {duration:g} s was asked for")
     return info
+
+
+def _decode(container: Any, stream: Any) -> tuple[int, float]:
+    """Decode every frame: the number of frames and where the last one ends (seconds)."""
+    frames = 0
+    end = 0.0
+    frame_time = 1.0 / float(stream.average_rate or 25)
+    for frame in container.decode(stream):
+        frames += 1
+        if frame.time is not None:
+            end = max(end, frame.time + frame_time)
+    return frames, end
+
+
+def _demux(container: Any, stream: Any) -> tuple[int, float]:
+    """Read every packet, decode the first frame: packets counted, where the last one ends."""
+    packets = 0
+    end = 0.0
+    decoded = False
+    frame_time = 1.0 / float(stream.average_rate or 25)
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        packets += 1
+        end = max(end, float(packet.pts * packet.time_base) + frame_time)
+        if not decoded:
+            decoded = bool(packet.decode())
+    if packets and not decoded:
+        raise ValueError("the first frames do not decode")
+    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    return packets, end - start
 
 
 def _info(container: object, frames: int, decoded_duration: float | None) -> ClipInfo:

@@ -1,0 +1,187 @@
+"""Benchmark joining clips, in one run on the same clips.
+
+1. 30 clips of 6 s at 1080p, joined by stream copy: against `cat` of the same bytes (the disk
+   floor; target within 2 times) and MoviePy's concatenate_videoclips (target 100 times faster).
+2. 10 clips, 768p and 1080p mixed, 0.5 s crossfades, one ffmpeg graph: against MoviePy doing
+   the same (target 4 times faster). Both encode with libx264 at the same preset and quality.
+
+    pip install -e '.[bench]'      # moviepy
+    python bench/bench_join.py [--preset medium] [--skip-moviepy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline import media
+from pipeline import spec as spec_module
+from pipeline.assemble import ClipInput, assemble
+from pipeline.expand import Sequence, expand
+
+BITRATE = "8M"  # about what a 1080p Hailuo clip carries
+
+
+def make_clip(path: Path, width: int, height: int, pattern: str) -> None:
+    media.run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"{pattern}=s={width}x{height}:r=25:d=6",
+            "-vf",
+            "noise=alls=12:allf=t",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            BITRATE,
+            "-pix_fmt",
+            "yuv420p",
+            "-video_track_timescale",
+            "12800",
+            "-f",
+            "mp4",
+            str(path),
+        ],
+        "make a benchmark clip",
+    )
+
+
+def make_clips(folder: Path) -> tuple[list[Path], list[Path]]:
+    masters = {}
+    for name, (width, height, pattern) in {
+        "a1080": (1920, 1080, "testsrc2"),
+        "b1080": (1920, 1080, "smptehdbars"),
+        "a768": (1366, 768, "testsrc2"),
+        "b768": (1366, 768, "smptehdbars"),
+    }.items():
+        masters[name] = folder / f"master-{name}.mp4"
+        make_clip(masters[name], width, height, pattern)
+    uniform = []
+    for index in range(30):
+        copy = folder / f"uniform-{index:02d}.mp4"
+        shutil.copyfile(masters["a1080" if index % 2 else "b1080"], copy)
+        uniform.append(copy)
+    mixed = []
+    for index in range(10):
+        name = ("a" if index % 3 else "b") + ("1080" if index % 2 else "768")
+        copy = folder / f"mixed-{index:02d}.mp4"
+        shutil.copyfile(masters[name], copy)
+        mixed.append(copy)
+    return uniform, mixed
+
+
+def sequence_for(folder: Path, files: list[Path], transition: str, preset: str) -> Sequence:
+    """The Sequence a storyboard of these clips expands to (sizes as the files are)."""
+    lines = ["version: 1", "name: bench", "shots:"]
+    for index, path in enumerate(files):
+        info = media.probe(path)
+        size = "1080p" if info.height == 1080 else "768p"
+        lines.append(f"  - {{id: c{index}, prompt: 'clip {index}', resolution: {size}}}")
+    ids = ", ".join(f"c{i}" for i in range(len(files)))
+    lines.append(f"sequences:\n  - id: s\n    shots: [{ids}]\n    preset: {preset}")
+    if transition != "cut":
+        lines.append(f"    transition: {{type: {transition}, duration: 0.5}}")
+    spec_path = folder / f"bench-{transition}.yaml"
+    spec_path.write_text("\n".join(lines) + "\n")
+    return expand(spec_module.load(spec_path), "preview").sequences[0]
+
+
+def join(sequence: Sequence, files: list[Path], output: Path) -> tuple[float, str]:
+    clips = [
+        ClipInput(path, media.probe(path), 0.0, use.end, use.shot.label)
+        for path, use in zip(files, sequence.uses, strict=True)
+    ]
+    started = time.perf_counter()
+    made = assemble(sequence, clips, output)
+    return time.perf_counter() - started, made.method
+
+
+def cat(files: list[Path], output: Path) -> float:
+    started = time.perf_counter()
+    with open(output, "wb") as sink:
+        subprocess.run(["cat", *map(str, files)], stdout=sink, check=True)
+    return time.perf_counter() - started
+
+
+def moviepy_join(files: list[Path], output: Path, crossfade: float, preset: str, crf: int) -> float:
+    from moviepy import VideoFileClip, concatenate_videoclips, vfx
+
+    started = time.perf_counter()
+    clips = [VideoFileClip(str(path), audio=False) for path in files]
+    if crossfade:
+        clips = [c.resized(height=1080) for c in clips]
+        clips = [clips[0]] + [c.with_effects([vfx.CrossFadeIn(crossfade)]) for c in clips[1:]]
+        final = concatenate_videoclips(clips, method="compose", padding=-crossfade)
+    else:
+        final = concatenate_videoclips(clips)
+    final.write_videofile(
+        str(output),
+        codec="libx264",
+        preset=preset,
+        fps=25,
+        audio=False,
+        logger=None,
+        ffmpeg_params=["-crf", str(crf), "-pix_fmt", "yuv420p"],
+    )
+    for clip in clips:
+        clip.close()
+    return time.perf_counter() - started
+
+
+def median(function, repeat: int) -> float:
+    return statistics.median(function() for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="medium", help="x264 preset for re-encoding joins")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-moviepy", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-join-") as temp:
+        folder = Path(temp)
+        uniform, mixed = make_clips(folder)
+        megabytes = sum(p.stat().st_size for p in uniform) / 1e6
+        print(f"30 clips x 6 s 1080p ({megabytes:.0f} MB), stream copy:")
+        copy_sequence = sequence_for(folder, uniform, "cut", args.preset)
+        ours = median(lambda: join(copy_sequence, uniform, folder / "copy.mp4")[0], args.repeat)
+        method = join(copy_sequence, uniform, folder / "copy.mp4")[1]
+        floor = median(lambda: cat(uniform, folder / "cat.bin"), args.repeat)
+        print(f"  storyboard ({method}): {ours:.3f} s")
+        print(
+            f"  cat:                   {floor:.3f} s   storyboard/cat = {ours / floor:.2f}x "
+            f"(target within 2x: {'ok' if ours / floor <= 2 else 'MISSED'})"
+        )
+        if not args.skip_moviepy:
+            theirs = moviepy_join(uniform, folder / "moviepy-copy.mp4", 0, "ultrafast", 20)
+            print(
+                f"  MoviePy concatenate_videoclips (ultrafast re-encode): {theirs:.1f} s   "
+                f"{theirs / ours:.0f}x slower (target 100x: {'ok' if theirs / ours >= 100 else 'MISSED'})"
+            )
+        print(f"10 clips 768p/1080p mixed, 0.5 s crossfades, x264 preset {args.preset}:")
+        mixed_sequence = sequence_for(folder, mixed, "crossfade", args.preset)
+        ours, method = join(mixed_sequence, mixed, folder / "mixed.mp4")
+        print(
+            f"  storyboard ({method}): {ours:.2f} s, {media.probe(folder / 'mixed.mp4').duration:.2f} s of film"
+        )
+        if not args.skip_moviepy:
+            theirs = moviepy_join(mixed, folder / "moviepy-mixed.mp4", 0.5, args.preset, 20)
+            print(
+                f"  MoviePy compose + CrossFadeIn: {theirs:.2f} s   {theirs / ours:.1f}x slower "
+                f"(target 4x: {'ok' if theirs / ours >= 4 else 'MISSED'})"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
