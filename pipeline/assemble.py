@@ -130,8 +130,12 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
         videos.append(video.filter("fps", fps).filter("format", "yuv420p").filter("settb", "AVTB"))
         if sequence.audio is None:
             audios.append(_clip_audio(clip, source))
-    video = _join_video(videos, clips, sequence)
     total = sequence.duration
+    # Some ffmpeg versions end an xfade chain a frame early or late: hold the last frame,
+    # and the output option `t` cuts the film at exactly its length.
+    video = _join_video(videos, clips, sequence).filter(
+        "tpad", stop_mode="clone", stop_duration=round(2.0 / fps, 6)
+    )
     streams: list[Any] = [video]
     if sequence.audio is not None:
         streams.append(_audio_bed(sequence.audio, total))
@@ -146,6 +150,7 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
         pix_fmt="yuv420p",
         r=fps,
         movflags="+faststart",
+        t=round(total, 6),
         f="mp4",
         **(
             {"acodec": "aac", "audio_bitrate": "192k", "ar": AUDIO_RATE} if len(streams) > 1 else {}
