@@ -123,7 +123,10 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     width, height, fps = sequence.width, sequence.height, sequence.fps
     videos = []
     audios = []
-    inputs = [ffmpeg.input(str(c.path)) for c in clips]
+    # ffmpeg-python merges inputs with equal arguments into one node; a shot used twice must
+    # be two inputs (decoded twice, not buffered whole for a split), so each gets its own
+    # harmless queue size.
+    inputs = [ffmpeg.input(str(c.path), thread_queue_size=64 + i) for i, c in enumerate(clips)]
     for clip, source in zip(clips, inputs, strict=True):
         video = source.video.trim(start=clip.start, end=clip.end).setpts("PTS-STARTPTS")
         video = _fit(video, width, height, sequence.fit)

@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--retries", type=int, default=3, help="retries of a transient failure (3)")
     build.add_argument(
+        "--task-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="give up waiting for a remote render after this long; it stays journaled (1800)",
+    )
+    build.add_argument(
         "--max-cost",
         type=float,
         metavar="USD",
@@ -266,7 +273,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         force=forced,
     )
     renderer_options = RendererOptions(
-        api_key=api_key, base_url=os.environ.get("RUNWARE_BASE_URL") or None
+        api_key=api_key,
+        base_url=os.environ.get("RUNWARE_BASE_URL") or None,
+        task_timeout=args.task_timeout,
     )
     lock_file = lockfile.lock_path(loaded.path, renderer)
     previous = lockfile.read(lock_file)

@@ -60,10 +60,13 @@ class RenderError(StoryboardError):
         *,
         transient: bool = False,
         fatal: bool = False,
+        keep_journal: bool = False,
     ) -> None:
         super().__init__(message, hint)
         self.transient = transient
         self.fatal = fatal
+        # A paid task that may still deliver: leave it in the journal for the next build.
+        self.keep_journal = keep_journal
 
 
 class AuthError(RenderError):

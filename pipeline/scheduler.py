@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -87,16 +88,28 @@ class Scheduler:
             if record is not None and shot.key not in self.options.force:
                 # Another build rendered it while this one waited for the key.
                 return self._finish(Outcome(shot, CACHED, record))
-            async with self._slots:
+            await self._slots.acquire()
+            held = True
+
+            def free_slot() -> None:
+                # A slot is for a running render: a clip being downloaded no longer needs it.
+                nonlocal held
+                if held:
+                    held = False
+                    self._slots.release()
+
+            try:
                 refusal = self._refusal(shot)
                 if refusal:
                     return Outcome(shot, SKIPPED, error=refusal)
                 price = shot.price or 0.0
                 self.in_flight_estimate += price
                 try:
-                    return self._finish(await self._render(shot))
+                    return self._finish(await self._render(shot, free_slot))
                 finally:
                     self.in_flight_estimate -= price
+            finally:
+                free_slot()
         finally:
             self.cache.unlock(fd)
 
@@ -133,7 +146,7 @@ class Scheduler:
             return self._why_not()
         return ""
 
-    async def _render(self, shot: Shot) -> Outcome:
+    async def _render(self, shot: Shot, free_slot: Callable[[], None]) -> Outcome:
         started = time.monotonic()
         entry = self._journal.get(shot.key)
         resume = entry.task_uuid if entry and entry.renderer == self.renderer.name else None
@@ -141,13 +154,20 @@ class Scheduler:
             self._note_task(shot, None)
         self.reporter.shot_started(shot)
         attempt = 0
+        remote: list[str] = [resume] if resume else []  # task ids a provider may hold
+
+        def note_task(task: str) -> None:
+            remote.append(task)
+            self._note_task(shot, task)
+
         while True:
             output = self.cache.temp_path()
             job = RenderJob(
                 shot=shot,
                 output=output,
-                note_task=lambda task, s=shot: self._note_task(s, task),
+                note_task=note_task,
                 resume_task=resume,
+                remote_done=free_slot,
             )
             try:
                 result = await self.renderer.render(job)
@@ -158,7 +178,8 @@ class Scheduler:
                 if exc.fatal:
                     self.fatal = exc
                     self.stop.set()
-                    self.cache.journal_clear(shot.key)
+                    if not remote:
+                        self.cache.journal_clear(shot.key)
                     return Outcome(shot, FAILED, error=exc.message)
                 if exc.transient and attempt < self.options.retries and not self.stop.is_set():
                     attempt += 1
@@ -171,17 +192,18 @@ class Scheduler:
                     await asyncio.sleep(delay)
                     resume = None
                     continue
-                return self._failed(shot, exc.message, started)
+                return self._failed(shot, exc.message, started, exc.keep_journal)
             except MediaError as exc:
                 _remove(output)
-                return self._failed(shot, f"{shot.label}: {exc.message}", started)
+                return self._failed(shot, f"{shot.label}: {exc.message}", started, False)
             except asyncio.CancelledError:
                 _remove(output)
                 raise  # the journal keeps the task for the next build
             return Outcome(shot, RENDERED, record, seconds=time.monotonic() - started)
 
-    def _failed(self, shot: Shot, message: str, started: float) -> Outcome:
-        self.cache.journal_clear(shot.key)
+    def _failed(self, shot: Shot, message: str, started: float, keep_journal: bool) -> Outcome:
+        if not keep_journal:
+            self.cache.journal_clear(shot.key)
         self.failure = message
         return Outcome(shot, FAILED, error=message, seconds=time.monotonic() - started)
 

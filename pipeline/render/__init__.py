@@ -27,6 +27,8 @@ class RenderJob:
     note_task: Callable[[str], None]
     # A task id the journal holds from an earlier build: collect it instead of submitting.
     resume_task: str | None = None
+    # Called when the remote render is over (downloading remains): frees a concurrency slot.
+    remote_done: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class RendererOptions:
     api_key: str | None = None
     base_url: str | None = None
     poll_interval: float = 2.0
+    first_poll: float = 1.0
+    task_timeout: float = 1800.0
+    retry_base: float = 0.5
 
 
 def make_renderer(name: str, cache: Cache, options: RendererOptions) -> Renderer:

@@ -1,0 +1,1 @@
+"""Test helpers that ship with storyboard: the local Runware-compatible server."""
