@@ -90,10 +90,15 @@ class Scheduler:
                 return self._finish(Outcome(shot, CACHED, record))
             await self._slots.acquire()
             held = True
+            price = 0.0
 
-            def free_slot() -> None:
-                # A slot is for a running render: a clip being downloaded no longer needs it.
-                nonlocal held
+            def free_slot(cost: float | None = None) -> None:
+                # A slot is for a running render: a clip being downloaded no longer needs it,
+                # and from now on the budget counts what the provider says it cost.
+                nonlocal held, price
+                if cost is not None:
+                    self.in_flight_estimate += cost - price
+                    price = cost
                 if held:
                     held = False
                     self._slots.release()
@@ -146,7 +151,7 @@ class Scheduler:
             return self._why_not()
         return ""
 
-    async def _render(self, shot: Shot, free_slot: Callable[[], None]) -> Outcome:
+    async def _render(self, shot: Shot, free_slot: Callable[[float | None], None]) -> Outcome:
         started = time.monotonic()
         entry = self._journal.get(shot.key)
         resume = entry.task_uuid if entry and entry.renderer == self.renderer.name else None

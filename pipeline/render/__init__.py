@@ -27,8 +27,9 @@ class RenderJob:
     note_task: Callable[[str], None]
     # A task id the journal holds from an earlier build: collect it instead of submitting.
     resume_task: str | None = None
-    # Called when the remote render is over (downloading remains): frees a concurrency slot.
-    remote_done: Callable[[], None] = lambda: None
+    # Called when the remote render is over, with the cost the provider reported: frees the
+    # concurrency slot (downloading remains) and counts the real cost against the budget.
+    remote_done: Callable[[float | None], None] = lambda cost: None
 
 
 @dataclass(frozen=True)

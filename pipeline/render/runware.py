@@ -315,6 +315,7 @@ class RunwareRenderer:
         self._upload_locks: dict[str, asyncio.Lock] = {}
         self._checked = asyncio.Lock()
         self._key_ok = False
+        self._key_error: AuthError | None = None
 
     @classmethod
     def from_options(cls, cache: Cache, options: RendererOptions) -> RunwareRenderer:
@@ -335,8 +336,16 @@ class RunwareRenderer:
     async def check_key(self) -> None:
         """One ping before the first submit: a bad key stops the build having sent nothing."""
         async with self._checked:
+            if self._key_error is not None:
+                raise self._key_error
             if not self._key_ok:
-                await self.api.post([{"taskType": "ping", "taskUUID": str(uuid.uuid4())}], "ping")
+                try:
+                    await self.api.post(
+                        [{"taskType": "ping", "taskUUID": str(uuid.uuid4())}], "ping"
+                    )
+                except AuthError as exc:
+                    self._key_error = exc
+                    raise
                 self._key_ok = True
 
     async def render(self, job: RenderJob) -> RenderResult:
@@ -352,10 +361,10 @@ class RunwareRenderer:
         if item is None:
             task_uuid = await self._submit_new(job)
             item = await self.poller.wait(task_uuid, shot.label)
-        job.remote_done()
+        cost = item.get("cost")
+        job.remote_done(float(cost) if isinstance(cost, int | float) else None)
         self._check_item(item, shot, task_uuid)
         info = await self._download(item, job)
-        cost = item.get("cost")
         seed = item.get("seed")
         return RenderResult(
             path=job.output,

@@ -103,6 +103,7 @@ class State:
 
     clip_dir: Path
     latency: float = 2.0
+    price_factor: float = 1.0  # bill more (or less) than the price table, as a price change would
     api_keys: set[str] = field(default_factory=set)
     faults: Faults = field(default_factory=Faults)
     tasks: dict[str, Task] = field(default_factory=dict)
@@ -148,7 +149,7 @@ class RunwareServer:
     ) -> None:
         self._own_dir = clip_dir is None
         folder = clip_dir or Path(tempfile.mkdtemp(prefix="runware-server-"))
-        self.state = State(folder, latency, set(api_keys or ()))
+        self.state = State(folder, latency=latency, api_keys=set(api_keys or ()))
         self._renders: dict[tuple[int, int, int], Future[Path]] = {}
         self._painter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paint")
         handler = type("BoundHandler", (Handler,), {"server_state": self})
@@ -276,7 +277,7 @@ class RunwareServer:
             submitted=now,
             ready_at=now + state.latency,
             fate=fate,
-            cost=price,
+            cost=round(price * state.price_factor, 4),
         )
         state.counters["accepted"] += 1
         running = sum(1 for t in state.tasks.values() if t.status == "processing")
