@@ -147,14 +147,17 @@ class Cache:
             self.clip_path(key).unlink()
 
     def journal_write(self, entry: JournalEntry) -> None:
-        """Durable before returning: a crash after this call still knows the task."""
+        """An entry naming a remote task is on disk before this returns: a crash after this
+        call still knows the task. One without a task only says work started: no fsync."""
         folder = self.root / "journal"
         folder.mkdir(parents=True, exist_ok=True)
         temp = folder / f".{entry.key}.{os.getpid()}.tmp"
         temp.write_text(entry.model_dump_json(), encoding="utf-8")
-        _fsync(temp)
+        if entry.task_uuid:
+            _fsync(temp)
         os.replace(temp, folder / f"{entry.key}.json")
-        _fsync(folder)
+        if entry.task_uuid:
+            _fsync(folder)
 
     def journal_clear(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -299,9 +299,14 @@ class RunwareRenderer:
         self.cache = cache
         self.base_url = base_url
         self.max_download_bytes = max_download_bytes
+        timeout = httpx.Timeout(60.0, connect=15.0, pool=None)
+        # Two pools: the API (which alone sees the key) and the download host (which never does).
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=15.0, pool=None),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            timeout=timeout, limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        )
+        self.downloads = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             follow_redirects=True,
         )
         self.api = RunwareApi(self.client, base_url, api_key, retry or RetryPolicy())
@@ -332,6 +337,7 @@ class RunwareRenderer:
     async def aclose(self) -> None:
         await self.poller.close()
         await self.client.aclose()
+        await self.downloads.aclose()
 
     async def check_key(self) -> None:
         """One ping before the first submit: a bad key stops the build having sent nothing."""
@@ -437,7 +443,7 @@ class RunwareRenderer:
 
     async def _fetch(self, url: str, job: RenderJob) -> None:
         written = 0
-        async with self.client.stream("GET", url) as response:  # no Authorization header
+        async with self.downloads.stream("GET", url) as response:
             response.raise_for_status()
             declared = int(response.headers.get("Content-Length") or 0)
             if declared > self.max_download_bytes:
