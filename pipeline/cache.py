@@ -136,6 +136,8 @@ class Cache:
             **fields,
         )
         self._open_index(create=True)[key] = record.model_dump()
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "failures" / f"{key}.txt").unlink()
         return record
 
     def forget(self, key: str) -> None:
@@ -162,6 +164,18 @@ class Cache:
     def journal_clear(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / "journal" / f"{key}.json").unlink()
+
+    def failure_write(self, key: str, message: str) -> None:
+        """Remember why a shot's last render failed, for the review page."""
+        folder = self.root / "failures"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / f"{key}.txt", message)
+
+    def failures(self) -> dict[str, str]:
+        folder = self.root / "failures"
+        if not folder.is_dir():
+            return {}
+        return {p.stem: p.read_text(encoding="utf-8") for p in folder.glob("*.txt")}
 
     def try_lock(self, key: str) -> int | None:
         """Take the per-key lock if no other process holds it: a file descriptor, or None.

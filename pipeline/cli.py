@@ -134,6 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _spec_options(status)
     status.add_argument("--json", action="store_true", help="print as JSON")
+
+    review = _command(
+        commands, "review", cmd_review, "write an HTML contact sheet of every shot and sequence"
+    )
+    _spec_options(review)
+    review.add_argument(
+        "-o", "--output-dir", type=Path, help="the build folder (default: build/ at project root)"
+    )
+    review.add_argument("--open", action="store_true", help="open the page in a browser")
+
+    gc = _command(
+        commands,
+        "gc",
+        cmd_gc,
+        "list (and with --yes remove) cached clips no storyboard under PATH uses any more",
+    )
+    gc.add_argument("paths", nargs="*", type=Path, default=[Path()], help="folders or storyboards")
+    gc.add_argument("--yes", action="store_true", help="remove them (default: only list)")
+    gc.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
+    gc.add_argument("--json", action="store_true", help="print as JSON")
     return parser
 
 
@@ -463,3 +483,70 @@ def storyboards_under(paths: list[Path]) -> list[Path]:
             if "version:" in head and "shots:" in head:
                 found.append(path)
     return found
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline import lock as lockfile
+    from pipeline.review import write_review
+
+    loaded, plan, store = load_plan(args)
+    renderer = _renderer_name(args, loaded)
+    lock = lockfile.read(lockfile.lock_path(loaded.path, renderer))
+    page = write_review(loaded.storyboard.name, plan, store, lock, _films(args, loaded), renderer)
+    print(page)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Everything a storyboard under the paths uses (both renderers, and its locks) stays."""
+    from pipeline import cache, expand, spec
+    from pipeline import lock as lockfile
+
+    found = storyboards_under(args.paths)
+    if not found:
+        raise UserError(
+            f"no storyboard under {', '.join(str(p) for p in args.paths)}",
+            "gc keeps what the storyboards use: without any, it would remove everything",
+        )
+    store = cache.Cache(cache.resolve_root(found[0], args.cache_dir))
+    used: set[str] = set()
+    for path in found:
+        loaded = spec.load(path)  # a broken storyboard stops gc: its clips must not go
+        for renderer in ("preview", "runware"):
+            used.update(s.key for s in expand.expand(loaded, renderer).shots)
+            lock = lockfile.read(lockfile.lock_path(loaded.path, renderer))
+            if lock is not None:
+                used.update(lock.shots)
+    in_flight = set(store.journal())
+    unused = [r for r in store.records() if r.key not in used and r.key not in in_flight]
+    unused.sort(key=lambda r: r.created)
+    total = sum(r.bytes for r in unused)
+    if args.yes:
+        for record in unused:
+            store.forget(record.key)
+    if args.json:
+        rows = [
+            {"key": r.key, "shot": r.label, "renderer": r.renderer, "bytes": r.bytes}
+            for r in unused
+        ]
+        sys.stdout.write(
+            json.dumps({"unused": rows, "bytes": total, "removed": args.yes}, indent=1) + "\n"
+        )
+        return 0
+    for record in unused:
+        print(
+            f"{record.key[:12]}  {record.renderer:8} {record.bytes / 1e6:8.2f} MB  {record.label}"
+        )
+    verb = "removed" if args.yes else "would be freed"
+    print(
+        f"{len(unused)} unused clips, {total / 1e6:.2f} MB {verb}"
+        f" ({len(used & {r.key for r in store.records()})} in use"
+        + (f", {len(in_flight)} in flight kept" if in_flight else "")
+        + ")"
+        + ("" if args.yes or not unused else "; run with --yes to remove them")
+    )
+    return 0

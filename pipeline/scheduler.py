@@ -209,6 +209,7 @@ class Scheduler:
     def _failed(self, shot: Shot, message: str, started: float, keep_journal: bool) -> Outcome:
         if not keep_journal:
             self.cache.journal_clear(shot.key)
+        self.cache.failure_write(shot.key, message)
         self.failure = message
         return Outcome(shot, FAILED, error=message, seconds=time.monotonic() - started)
 

@@ -22,6 +22,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -689,14 +690,16 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.fault:
         name, _, count = item.partition("=")
         server.set_faults(**{name: float(count) if name == "retry_after" else int(count or 1)})
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    server.start()
     print(f"Runware-compatible server at {server.url}", flush=True)
     print(f"  RUNWARE_BASE_URL={server.url}  (stats: {server.url[:-3]}/_stats)", flush=True)
     try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        stopped.wait()
     finally:
-        server.httpd.server_close()
+        server.stop()  # removes the clips it drew
     return 0
 
 

@@ -1,0 +1,164 @@
+"""The review page: every shot and sequence of a storyboard on one self-contained HTML page."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from pipeline import media
+from pipeline.build import output_path
+from pipeline.cache import Cache, write_atomic
+from pipeline.errors import MediaError
+from pipeline.expand import Sequence
+from pipeline.lock import Lock
+from pipeline.plan import IN_FLIGHT, Plan
+
+TEMPLATE = Path(__file__).resolve().parent / "review.html.j2"
+
+
+@dataclass(frozen=True)
+class Card:
+    """One render as the page shows it."""
+
+    key: str
+    label: str
+    shot_id: str
+    variants: tuple[str, ...]
+    take: int
+    takes: int
+    picked: bool
+    prompt: str
+    model: str
+    size: str
+    duration: int
+    renderer: str
+    status: str
+    message: str
+    seed: int | None
+    cost: float | None
+    price: float | None
+    clip: str | None
+    thumb: str | None
+
+
+@dataclass(frozen=True)
+class FilmStrip:
+    sequence: Sequence
+    cards: list[Card]
+    video: str | None
+
+
+def write_review(
+    storyboard: str,
+    plan: Plan,
+    cache: Cache,
+    lock: Lock | None,
+    films: Path,
+    renderer: str,
+) -> Path:
+    """Write `<films>/review/index.html` (with thumbnails beside it) and return its path."""
+    folder = films / "review"
+    thumbs = folder / "thumbs"
+    failures = cache.failures()
+    journal = cache.journal()
+    cards: dict[str, Card] = {}
+    for row in plan.rows:
+        shot = row.shot
+        record = cache.get(shot.key)
+        clip = cache.clip_path(shot.key) if record else None
+        thumb = _thumbnail(clip, thumbs / f"{shot.key}.jpg", shot.duration) if clip else None
+        if record is not None:
+            status = "rendered" if lock and shot.key in lock.shots else "cached"
+            message = ""
+        elif shot.key in journal or row.status == IN_FLIGHT:
+            status, message = "in flight", "journaled: the next build collects it"
+        elif shot.key in failures:
+            status, message = "failed", failures[shot.key]
+        else:
+            status, message = "not rendered yet", ""
+        cards[shot.key] = Card(
+            key=shot.key,
+            label=shot.label,
+            shot_id=shot.shot_id,
+            variants=row.variants,
+            take=shot.take,
+            takes=shot.takes,
+            picked=shot.picked,
+            prompt=shot.prompt,
+            model=shot.model,
+            size=f"{shot.width}x{shot.height}",
+            duration=shot.duration,
+            renderer=record.renderer if record else renderer,
+            status=status,
+            message=message,
+            seed=record.seed if record else None,
+            cost=record.cost if record else None,
+            price=shot.price,
+            clip=_relative(clip, folder),
+            thumb=_relative(thumb, folder),
+        )
+    strips = []
+    for sequence in plan.expansion.sequences:
+        video = output_path(films, sequence)
+        strips.append(
+            FilmStrip(
+                sequence,
+                [cards[use.shot.key] for use in sequence.uses],
+                _relative(video if video.exists() else None, folder),
+            )
+        )
+    html = _render(storyboard, renderer, list(cards.values()), strips, plan)
+    page = folder / "index.html"
+    write_atomic(page, html)
+    return page
+
+
+def _thumbnail(clip: Path, target: Path, duration: float) -> Path | None:
+    """A middle frame of the clip, made once per key."""
+    if target.exists():
+        return target
+    try:
+        return media.thumbnail(clip, target, at=duration / 2)
+    except MediaError:
+        return None
+
+
+def _relative(path: Path | None, start: Path) -> str | None:
+    if path is None:
+        return None
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _render(
+    storyboard: str, renderer: str, cards: list[Card], strips: list[FilmStrip], plan: Plan
+) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    by_shot: dict[tuple[str, tuple[str, ...]], list[Card]] = {}
+    for card in cards:
+        by_shot.setdefault((card.label, card.variants), []).append(card)
+    spent = round(sum(c.cost or 0.0 for c in cards), 2)
+    missing = [c for c in cards if c.status not in ("rendered", "cached")]
+    totals: dict[str, Any] = {
+        "shots": plan.shot_count,
+        "renders": len(cards),
+        "done": len(cards) - len(missing),
+        "spent": spent,
+        "missing_cost": round(sum(c.price or 0.0 for c in missing), 2),
+        "preview": renderer == "preview",
+    }
+    return environment.get_template(TEMPLATE.name).render(
+        storyboard=storyboard,
+        renderer=renderer,
+        groups=list(by_shot.values()),
+        strips=strips,
+        variants=[v for v in plan.expansion.variants if v],
+        totals=totals,
+    )
