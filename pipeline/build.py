@@ -13,7 +13,7 @@ from typing import Any
 from pipeline import media
 from pipeline.assemble import ClipInput, assemble
 from pipeline.cache import Cache, ClipRecord, write_atomic
-from pipeline.errors import MediaError
+from pipeline.errors import BudgetError, MediaError, UserError
 from pipeline.expand import Sequence, Shot
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, LockedSequence, shot_entry
@@ -81,6 +81,32 @@ class BuildSummary:
             ],
             "sequences": [s.to_json() for s in self.sequences],
         }
+
+
+def check_budget(estimate: float, max_cost: float | None) -> None:
+    """Refuse, before any submit, a build whose estimate is over the budget."""
+    if max_cost is not None and estimate > max_cost + 1e-9:
+        raise BudgetError(
+            f"this build would cost about ${estimate:.2f}, over the budget of ${max_cost:.2f}",
+            "render fewer shots (--only), use --preview, or raise --max-cost",
+        )
+
+
+def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Shot]) -> None:
+    """--frozen: every shot to render must be one the lock names."""
+    if previous is None:
+        raise UserError(
+            f"--frozen: there is no lock file {lock_file}",
+            "build once without --frozen and commit the lock",
+        )
+    unknown = [s for s in to_render if s.key not in previous.shots]
+    if unknown:
+        names = ", ".join(dict.fromkeys(s.label for s in unknown))
+        raise UserError(
+            f"--frozen: {len(unknown)} shot(s) would be rendered that {lock_file.name} does not "
+            f"name: {names}",
+            "the storyboard changed since the lock was written: build without --frozen",
+        )
 
 
 def select_shots(

@@ -252,8 +252,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     import os
 
     from pipeline import lock as lockfile
-    from pipeline.build import OutputIndex, build_sequences, make_lock, render_shots, select_shots
-    from pipeline.errors import BudgetError, UserError
+    from pipeline.build import (
+        OutputIndex,
+        build_sequences,
+        check_budget,
+        check_frozen,
+        make_lock,
+        render_shots,
+        select_shots,
+    )
     from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
     from pipeline.render import RendererOptions
     from pipeline.scheduler import ScheduleOptions
@@ -262,15 +269,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     _warn(plan.expansion.warnings)
     renderer = _renderer_name(args, loaded)
     sequences = _chosen_sequences(args, plan)
-    to_render, cached, forced = select_shots(plan, args.only, args.force, sequences)
     _check_names(args, loaded)
+    to_render, cached, forced = select_shots(plan, args.only, args.force, sequences)
     estimate = round(sum(s.price or 0.0 for s in to_render), 2) if renderer != "preview" else 0.0
     max_cost = args.max_cost if args.max_cost is not None else loaded.storyboard.budget
-    if renderer != "preview" and max_cost is not None and estimate > max_cost + 1e-9:
-        raise BudgetError(
-            f"this build would cost about ${estimate:.2f}, over the budget of ${max_cost:.2f}",
-            "render fewer shots (--only), use --preview, or raise --max-cost",
-        )
+    if renderer != "preview":
+        check_budget(estimate, max_cost)
     api_key = os.environ.get("RUNWARE_API_KEY") or None
     if renderer == "runware" and to_render and not api_key:
         raise UserError(
@@ -300,7 +304,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     lock_file = lockfile.lock_path(loaded.path, renderer)
     previous = lockfile.read(lock_file)
     if args.frozen:
-        _check_frozen(lock_file, previous, to_render)
+        check_frozen(lock_file, previous, to_render)
     with make_reporter(len(to_render), estimate, verbosity) as reporter:
         summary = render_shots(to_render, store, renderer, renderer_options, options, reporter)
         summary.cached = cached
@@ -330,22 +334,6 @@ def _films(args: argparse.Namespace, loaded: Spec) -> Path:
 
     build_dir = getattr(args, "output_dir", None) or project_root(loaded.path) / "build"
     return film_dir(build_dir.resolve(), loaded.storyboard.name, _renderer_name(args, loaded))
-
-
-def _check_frozen(lock_file: Path, previous: Any, to_render: list[Any]) -> None:
-    if previous is None:
-        raise UserError(
-            f"--frozen: there is no lock file {lock_file}",
-            "build once without --frozen and commit the lock",
-        )
-    unknown = [s for s in to_render if s.key not in previous.shots]
-    if unknown:
-        names = ", ".join(dict.fromkeys(s.label for s in unknown))
-        raise UserError(
-            f"--frozen: {len(unknown)} shot(s) would be rendered that {lock_file.name} does not "
-            f"name: {names}",
-            "the storyboard changed since the lock was written: build without --frozen",
-        )
 
 
 def _chosen_sequences(args: argparse.Namespace, plan: Plan) -> list[Any] | None:

@@ -75,7 +75,7 @@ def make_plan(expansion: Expansion, cached: set[str], in_flight: set[str]) -> Pl
     variants: dict[str, list[str]] = {}
     for shot in expansion.shots:
         names = variants.setdefault(shot.key, [])
-        if shot.variant not in names:
+        if shot.variant and shot.variant not in names:
             names.append(shot.variant)
     rows = []
     for shot in unique_shots(expansion.shots):
