@@ -81,16 +81,28 @@ class PromptTemplates:
     def _runtime_error(
         self, exc: Exception, where: tuple[Path, int, int], message: str
     ) -> SpecError:
-        """Locate the innermost template frame of the traceback (Jinja rewrites it for us)."""
+        """Locate the error in a template (Jinja rewrites tracebacks to template lines).
+
+        An undefined name is reported where it is looked up: the outermost template line
+        that spells it, not the macro that later used the undefined value.
+        """
         dirs = [str(d) for d in self.dirs]
-        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            if frame.filename == "<template>":
-                path, line, col = where
-                return SpecError(path, line + (frame.lineno or 1) - 1, col, message)
-            if any(frame.filename.startswith(d) for d in dirs):
-                return SpecError(frame.filename, frame.lineno or 1, 1, message)
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if f.filename == "<template>" or any(f.filename.startswith(d) for d in dirs)
+        ]
+        name = _UNDEFINED_NAME.search(str(exc)) if isinstance(exc, jinja2.UndefinedError) else None
+        chosen = frames[-1] if frames else None
+        if name is not None:
+            spelled = re.compile(rf"\b{re.escape(name.group(1))}\b")
+            chosen = next((f for f in frames if f.line and spelled.search(f.line)), chosen)
         path, line, col = where
-        return SpecError(path, line, col, message)
+        if chosen is None:
+            return SpecError(path, line, col, message)
+        if chosen.filename == "<template>":
+            return SpecError(path, line + (chosen.lineno or 1) - 1, col, message)
+        return SpecError(chosen.filename, chosen.lineno or 1, 1, message)
 
 
 def _undefined_message(exc: jinja2.UndefinedError) -> str:

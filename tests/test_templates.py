@@ -43,6 +43,15 @@ def test_undefined_variable_names_template_line_and_name(folder: Path) -> None:
     assert error.message == "undefined variable 'subject'"
 
 
+def test_undefined_name_passed_to_a_macro_points_at_the_caller(folder: Path) -> None:
+    prompts = PromptTemplates((folder,))
+    with pytest.raises(SpecError) as caught:
+        prompts.render(template="shot.j2", inline=None, context={"subject": "x"}, where=WHERE)
+    # `light` is looked up on line 4 of shot.j2 and only used inside the macro.
+    assert caught.value.path.endswith("shot.j2") and caught.value.line == 4
+    assert caught.value.message == "undefined variable 'light'"
+
+
 def test_inline_prompt_error_points_into_the_yaml(folder: Path) -> None:
     prompts = PromptTemplates((folder,))
     with pytest.raises(SpecError) as caught:
