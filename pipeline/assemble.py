@@ -79,7 +79,7 @@ def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assemb
                 sequence.width,
                 sequence.height,
                 sequence.duration,
-                decode_all=method == "graph",
+                decode_all=False,
             )
         except MediaError as exc:
             raise MediaError(

@@ -151,15 +151,8 @@ class Cache:
     def journal_write(self, entry: JournalEntry) -> None:
         """An entry naming a remote task is on disk before this returns: a crash after this
         call still knows the task. One without a task only says work started: no fsync."""
-        folder = self.root / "journal"
-        folder.mkdir(parents=True, exist_ok=True)
-        temp = folder / f".{entry.key}.{os.getpid()}.tmp"
-        temp.write_text(entry.model_dump_json(), encoding="utf-8")
-        if entry.task_uuid:
-            _fsync(temp)
-        os.replace(temp, folder / f"{entry.key}.json")
-        if entry.task_uuid:
-            _fsync(folder)
+        path = self.root / "journal" / f"{entry.key}.json"
+        write_atomic(path, entry.model_dump_json(), durable=entry.task_uuid is not None)
 
     def journal_clear(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -279,13 +272,19 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
+def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
+    """Write a file so that readers see the old or the new content, never a mix.
+
+    `durable` also waits until the new content and its name are on the disk.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if isinstance(data, str):
         temp.write_text(data, encoding="utf-8")
     else:
         temp.write_bytes(data)
-    _fsync(temp)
+    if durable:
+        _fsync(temp)
     os.replace(temp, path)
+    if durable:
+        _fsync(path.parent)

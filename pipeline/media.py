@@ -81,8 +81,9 @@ def validate(
 ) -> ClipInfo:
     """Check a clip: size exactly, duration within one frame, and that it decodes.
 
-    `decode_all=False` reads every packet but decodes only the first frame: for a file made
-    by stream copy from clips that were each fully decoded when they entered the cache.
+    `decode_all=False` decodes the first frame and takes the length from the container: for
+    files this tool just wrote itself from clips that were each fully decoded when they
+    entered the cache (a stream-copied or re-encoded sequence).
     """
     import av
 
@@ -94,7 +95,9 @@ def validate(
             stream.codec_context.thread_count = 1
             # Fail on damaged data instead of concealing it, as players would.
             stream.codec_context.options = {"err_detect": "explode"}
-            frames, end = _decode(container, stream) if decode_all else _demux(container, stream)
+            frames, end = (
+                _decode(container, stream) if decode_all else _first_frame(container, stream)
+            )
             info = _info(container, frames=frames, decoded_duration=end)
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"{path.name}: does not decode ({_reason(exc)})") from None
@@ -121,23 +124,13 @@ def _decode(container: Any, stream: Any) -> tuple[int, float]:
     return frames, end
 
 
-def _demux(container: Any, stream: Any) -> tuple[int, float]:
-    """Read every packet, decode the first frame: packets counted, where the last one ends."""
-    packets = 0
-    end = 0.0
-    decoded = False
-    frame_time = 1.0 / float(stream.average_rate or 25)
-    for packet in container.demux(stream):
-        if packet.pts is None:
-            continue
-        packets += 1
-        end = max(end, float(packet.pts * packet.time_base) + frame_time)
-        if not decoded:
-            decoded = bool(packet.decode())
-    if packets and not decoded:
-        raise ValueError("the first frames do not decode")
-    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-    return packets, end - start
+def _first_frame(container: Any, stream: Any) -> tuple[int, float | None]:
+    """Decode the first frame only; the frame count and length come from the container."""
+    for _ in container.decode(stream):
+        break
+    else:
+        raise ValueError("the first frame does not decode")
+    return int(stream.frames or 1), None
 
 
 def _info(container: object, frames: int, decoded_duration: float | None) -> ClipInfo:

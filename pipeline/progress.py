@@ -26,6 +26,11 @@ def _describe(outcome: Outcome) -> str:
     return f"{outcome.status:8} {what}: {outcome.error}"
 
 
+def _worth_saying(message: str, verbosity: int) -> bool:
+    """Budget stops, errors and interruptions are said even with -q."""
+    return verbosity >= NORMAL or message.startswith(("error", "budget", "stopping", "failed"))
+
+
 class PlainReporter:
     """One line per event on stderr: for logs, CI and pipes."""
 
@@ -52,7 +57,7 @@ class PlainReporter:
             self._print(f"[{self.done}/{self.total}] {_describe(outcome)}")
 
     def note(self, message: str) -> None:
-        if self.verbosity >= NORMAL or message.startswith(("error", "budget", "stopping")):
+        if _worth_saying(message, self.verbosity):
             self._print(message)
 
     def _print(self, text: str) -> None:
@@ -115,7 +120,7 @@ class RichReporter:
             )
 
     def note(self, message: str) -> None:
-        if self.verbosity >= NORMAL or message.startswith(("error", "budget", "stopping")):
+        if _worth_saying(message, self.verbosity):
             self.progress.console.print(message, markup=False, highlight=False)
 
 

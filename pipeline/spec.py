@@ -121,7 +121,7 @@ class SequenceSpec(_Strict):
     quality: int = Field(default=20, ge=0, le=51)
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
-    ] = "medium"
+    ] = "veryfast"
 
 
 class Storyboard(_Strict):
