@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,19 +198,15 @@ class Cache:
         self.unlock(fd)
         return False
 
-    def clean_tmp(self, older_than: float = 3600.0) -> None:
-        """Remove partial files a killed build left behind."""
+    def clean_tmp(self) -> None:
+        """Remove partial files left by builds that were killed (their pid is in the name)."""
         folder = self.root / "tmp"
         if not folder.is_dir():
             return
-        now = time.time()
         for path in folder.iterdir():
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > older_than or _owner_dead(path.name):
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
+            if _owner_dead(path.name):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     # -- uploads: image content -> provider image id -----------------------------------------
 

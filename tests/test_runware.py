@@ -267,3 +267,37 @@ def test_server_validates_like_the_api(server: RunwareServer) -> None:
         httpx.post(server.url, json=[base], headers={"Authorization": "Bearer x"}).status_code
         == 401
     )
+
+
+def test_submit_whose_answers_are_all_lost_is_confirmed_not_repeated(project: Path, server) -> None:
+    import asyncio
+
+    from pipeline import spec as spec_module
+    from pipeline.expand import expand
+    from pipeline.render import RenderJob
+    from pipeline.render.runware import RetryPolicy, RunwareRenderer
+
+    spec = write(
+        project / "specs" / "one.yaml",
+        "version: 1\nname: one\nshots:\n  - {id: one, prompt: a single shot}\n",
+    )
+    shot = expand(spec_module.load(spec), "runware").shots[0]
+    cache = Cache(project / ".storyboard")
+    noted: list[str] = []
+
+    async def scenario() -> None:
+        renderer = RunwareRenderer(cache, KEY, server.url, retry=RetryPolicy(attempts=4, base=0.05))
+        try:
+            await renderer.check_key()
+            # The submit is accepted but its answer is lost, then every retry meets a 500.
+            server.set_faults(drop_submit=1, http_500=3)
+            job = RenderJob(shot=shot, output=cache.temp_path(), note_task=noted.append)
+            result = await renderer.render(job)
+            assert result.info is not None and result.info.duration == 6.0
+        finally:
+            await renderer.aclose()
+
+    asyncio.run(scenario())
+    stats = server.stats()
+    assert stats["accepted"] == 1 and len(noted) == 1
+    assert stats["billed_cost"] == pytest.approx(0.28)

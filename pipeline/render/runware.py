@@ -212,8 +212,13 @@ class Poller:
         try:
             answer = await self.api.post(tasks, "poll")
         except RenderError as exc:
+            if exc.fatal:
+                for task_uuid in batch:
+                    self._settle(task_uuid, exc)
+                return
+            # The tasks run on, and are paid for: keep asking until their time is up.
             for task_uuid in batch:
-                self._settle(task_uuid, exc)
+                self._reschedule(task_uuid, None, backoff=True)
             return
         seen: set[str] = set()
         for item in answer.data:
@@ -246,8 +251,10 @@ class Poller:
         # A failed generation is not billed: rendering it again (a new task) is safe.
         return RenderError(f"shot '{label}': the render failed: {describe(error)}", transient=True)
 
-    def _reschedule(self, task_uuid: str, progress: Any) -> None:
-        waiting = self.waiting[task_uuid]
+    def _reschedule(self, task_uuid: str, progress: Any, backoff: bool = False) -> None:
+        waiting = self.waiting.get(task_uuid)
+        if waiting is None:
+            return
         now = time.monotonic()
         if now > waiting.deadline:
             self._settle(
@@ -260,7 +267,9 @@ class Poller:
             )
             return
         interval = min(waiting.interval * 1.5, self.max_interval)
-        if isinstance(progress, int | float) and 0 < progress < 100:
+        if backoff:
+            interval = min(waiting.interval * 2, 60.0)
+        elif isinstance(progress, int | float) and 0 < progress < 100:
             elapsed = now - waiting.started
             predicted = elapsed * (100 - progress) / progress
             # Aim just after the predicted end: one poll to find it done, not two.
@@ -390,6 +399,13 @@ class RunwareRenderer:
             job.note_task(task_uuid)  # durable before the submit leaves this machine
             try:
                 await self._submit({**request, "taskUUID": task_uuid}, shot)
+            except RenderError as exc:
+                if exc.fatal or not exc.transient:
+                    raise
+                # Every answer was lost: the task may have been accepted all the same.
+                if await self._known(task_uuid, shot):
+                    return task_uuid
+                raise
             except ImageGone as gone:
                 if attempt:
                     raise RenderError(str(gone)) from None
@@ -398,6 +414,22 @@ class RunwareRenderer:
                 continue
             return task_uuid
         raise AssertionError("unreachable")
+
+    async def _known(self, task_uuid: str, shot: Shot) -> bool:
+        """Whether the server has a task: after a submit whose answers were all lost."""
+        probe = [{"taskType": "getResponse", "taskUUID": task_uuid}]
+        try:
+            answer = await self.api.post(probe, f"shot '{shot.label}': check the submit")
+        except RenderError as exc:
+            if exc.fatal:
+                raise
+            raise RenderError(
+                f"shot '{shot.label}': the submit could not be confirmed ({exc.message})",
+                "the task stays in the journal: the next build asks for it before paying again",
+                keep_journal=True,
+            ) from None
+        unknown = any(e.get("code") == "taskFailedOrNotFound" for e in answer.errors)
+        return not unknown and any(d.get("taskUUID") == task_uuid for d in answer.data)
 
     async def _submit(self, task: dict[str, Any], shot: Shot) -> None:
         """Send once; a lost answer is retried with the same taskUUID by RunwareApi.post."""

@@ -472,6 +472,14 @@ class RunwareServer:
             "polls_per_task": {t.uuid: t.polls for t in tasks},
             "delivered_cost": round(sum(t.cost for t in tasks if t.status == "success"), 6),
             "in_progress": sum(1 for t in tasks if t.status == "processing"),
+            # From the first submit to the last task done: the remote side of a build.
+            "remote_span": round(
+                max((t.ready_at for t in tasks if t.status == "success"), default=0.0)
+                - min((t.submitted for t in tasks), default=0.0),
+                3,
+            )
+            if tasks
+            else 0.0,
             "faults_left": asdict(self.state.faults),
         }
 
