@@ -105,6 +105,11 @@ def main() -> None:
         f"  wall time {seconds:.2f} s = {seconds / ideal:.3f} of ideal "
         f"(target within 15%: {'ok' if seconds <= ideal * 1.15 else 'MISSED'})"
     )
+    span = stats["remote_span"]
+    print(
+        f"  remote span (first submit to last task done) {span:.2f} s = {span / ideal:.3f} of "
+        "ideal; the rest is start-up and collecting the last wave (download, decode check)"
+    )
     print(
         f"  peak memory {memory:.0f} MB (target under {MEMORY_LIMIT_MB}: "
         f"{'ok' if memory < MEMORY_LIMIT_MB else 'MISSED'})"
