@@ -129,7 +129,7 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     inputs = [ffmpeg.input(str(c.path), thread_queue_size=64 + i) for i, c in enumerate(clips)]
     for clip, source in zip(clips, inputs, strict=True):
         video = source.video.trim(start=clip.start, end=clip.end).setpts("PTS-STARTPTS")
-        video = _fit(video, width, height, sequence.fit)
+        video = _fit(video, clip, width, height, sequence.fit)
         videos.append(video.filter("fps", fps).filter("format", "yuv420p").filter("settb", "AVTB"))
         if sequence.audio is None:
             audios.append(_clip_audio(clip, source))
@@ -163,7 +163,9 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     media.run_ffmpeg(args, f"join sequence '{sequence.name}'")
 
 
-def _fit(video: Any, width: int, height: int, fit: str) -> Any:
+def _fit(video: Any, clip: ClipInput, width: int, height: int, fit: str) -> Any:
+    if (clip.info.width, clip.info.height) == (width, height):
+        return video.filter("setsar", 1)  # already the film's size: no copy of every frame
     if fit == "crop":
         video = video.filter("scale", width, height, force_original_aspect_ratio="increase")
         video = video.filter("crop", width, height)
