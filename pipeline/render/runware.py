@@ -17,6 +17,7 @@ import os
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,6 +329,9 @@ class RunwareRenderer:
             task_timeout=task_timeout,
         )
         self._upload_locks: dict[str, asyncio.Lock] = {}
+        # Decoding clips to check them is CPU work: one thread per core, so that the event
+        # loop (submits, polls) is never starved by a wave of finished downloads.
+        self._checks = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
         self._checked = asyncio.Lock()
         self._key_ok = False
         self._key_error: AuthError | None = None
@@ -348,6 +352,7 @@ class RunwareRenderer:
         await self.poller.close()
         await self.client.aclose()
         await self.downloads.aclose()
+        self._checks.shutdown(wait=False, cancel_futures=True)
 
     async def check_key(self) -> None:
         """One ping before the first submit: a bad key stops the build having sent nothing."""
@@ -461,8 +466,8 @@ class RunwareRenderer:
                 await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
             try:
                 await self._fetch(url, job)
-                return await asyncio.to_thread(
-                    media.validate, job.output, shot.width, shot.height, shot.duration
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._checks, media.validate, job.output, shot.width, shot.height, shot.duration
                 )
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:
                 problem = f"download failed ({type(exc).__name__})"

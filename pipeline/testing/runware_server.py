@@ -117,6 +117,7 @@ class State:
         self.reset_counters()
 
     def reset_counters(self) -> None:
+        self.counted_from = time.monotonic()
         self.counters = {
             "requests": 0,
             "submits": 0,
@@ -472,16 +473,17 @@ class RunwareServer:
             "polls_per_task": {t.uuid: t.polls for t in tasks},
             "delivered_cost": round(sum(t.cost for t in tasks if t.status == "success"), 6),
             "in_progress": sum(1 for t in tasks if t.status == "processing"),
-            # From the first submit to the last task done: the remote side of a build.
-            "remote_span": round(
-                max((t.ready_at for t in tasks if t.status == "success"), default=0.0)
-                - min((t.submitted for t in tasks), default=0.0),
-                3,
-            )
-            if tasks
-            else 0.0,
+            "remote_span": self._remote_span(),
             "faults_left": asdict(self.state.faults),
         }
+
+    def _remote_span(self) -> float:
+        """From the first submit to the last task done since the counters were reset."""
+        recent = [t for t in self.state.tasks.values() if t.submitted >= self.state.counted_from]
+        done = [t.ready_at for t in recent if t.status == "success"]
+        if not recent or not done:
+            return 0.0
+        return round(max(done) - min(t.submitted for t in recent), 3)
 
     # -- clips ------------------------------------------------------------------------------
 
