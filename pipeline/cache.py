@@ -188,16 +188,6 @@ class Cache:
     def unlock(self, fd: int) -> None:
         os.close(fd)
 
-    def is_locked(self, key: str) -> bool:
-        """Whether a live process renders `key` right now."""
-        if not (self.root / "locks" / f"{key}.lock").exists():
-            return False
-        fd = self.try_lock(key)
-        if fd is None:
-            return True
-        self.unlock(fd)
-        return False
-
     def clean_tmp(self) -> None:
         """Remove partial files left by builds that were killed (their pid is in the name)."""
         folder = self.root / "tmp"

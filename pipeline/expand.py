@@ -42,7 +42,6 @@ class Shot:
     images: tuple[Path, ...]
     image_hashes: tuple[str, ...]
     price: float | None
-    renderer: str
     index: int
 
 
@@ -272,7 +271,6 @@ def _expand_shot(
                     images=images,
                     image_hashes=hashes,
                     price=price,
-                    renderer=renderer,
                     index=index,
                 )
             )

@@ -21,7 +21,6 @@ except AttributeError:  # PyYAML built without libyaml
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
 Scalar = str | int | float | bool
 RESOLUTIONS: dict[str, tuple[int, int]] = {"768p": (1366, 768), "1080p": (1920, 1080)}
-TRANSITIONS = ("cut", "crossfade", "fadeblack", "wipeleft", "wiperight")
 
 
 class _Strict(BaseModel):
