@@ -196,7 +196,10 @@ def test_sigkill_mid_build_leaves_no_partial_clip(project: Path, cli) -> None:
     process.wait()
     for clip in clip_files(project):  # whatever is in the cache is whole
         media.validate(clip)
-    done = len(clip_files(project))
+    # A kill between the rename and the index write leaves a whole clip the index does not
+    # know: it is rendered again (a paid one would be collected through the journal).
+    plan = json.loads(cli("plan", spec, "--preview", "--json").out)
+    done = plan["totals"]["cached"]
     assert done < 8
     again = build_json(cli, spec)
     assert again["rendered"] == 8 - done and again["from_cache"] == done
