@@ -1,4 +1,5 @@
-"""build = plan + render + assemble + lock. Runs the steps in order; holds no logic of theirs."""
+"""build = plan + render + assemble + lock: the steps in order, and what lies between them
+(which shots to render, which films are current, what the lock records)."""
 
 from __future__ import annotations
 
