@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="render nothing the lock file does not already name, and leave the lock as it is",
     )
     build.add_argument(
-        "-o", "--output-dir", type=Path, help="where sequences go (default: build/ at project root)"
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="the build folder: films go to DIR/<storyboard>/ (default: build/ at project root)",
     )
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
