@@ -247,6 +247,7 @@ def build_sequences(
 ) -> list[SequenceOutcome]:
     """Join each sequence whose key changed; a sequence whose output matches the lock is left."""
     results = []
+    checked: dict[str, media.ClipInfo] = {}  # a clip shared by several films is hashed once
     for sequence in sequences:
         path = output_path(films, sequence)
         records = [cache.get(use.shot.key) for use in sequence.uses]
@@ -269,7 +270,7 @@ def build_sequences(
             continue
         try:
             clips = [
-                _clip_input(cache, use, record)
+                _clip_input(cache, use, record, checked)
                 for use, record in zip(sequence.uses, records, strict=True)
             ]
             started = time.monotonic()
@@ -290,10 +291,14 @@ def build_sequences(
     return results
 
 
-def _clip_input(cache: Cache, use: Any, record: ClipRecord) -> ClipInput:
-    """A cached clip checked against its record before it goes into a film."""
+def _clip_input(
+    cache: Cache, use: Any, record: ClipRecord, checked: dict[str, media.ClipInfo]
+) -> ClipInput:
+    """A cached clip checked against its record (once per build) before it goes into a film."""
     path = cache.clip_path(record.key)
     label = use.shot.label + (f" take {use.shot.take}" if use.shot.takes > 1 else "")
+    if record.key in checked:
+        return ClipInput(path, checked[record.key], use.start, use.end, label)
     problem = None
     if not path.exists():
         problem = "its file is gone"
@@ -309,6 +314,7 @@ def _clip_input(cache: Cache, use: Any, record: ClipRecord) -> ClipInput:
             f"the clip of shot '{label}' is damaged: {problem}",
             f"render it again: storyboard build SPEC --force {use.shot.shot_id}",
         )
+    checked[record.key] = info
     return ClipInput(path, info, use.start, use.end, label)
 
 

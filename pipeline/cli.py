@@ -513,7 +513,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
             if lock is not None:
                 used.update(lock.shots)
     in_flight = set(store.journal())
-    unused = [r for r in store.records() if r.key not in used and r.key not in in_flight]
+    records = store.records()
+    unused = [r for r in records if r.key not in used and r.key not in in_flight]
     unused.sort(key=lambda r: r.created)
     total = sum(r.bytes for r in unused)
     if args.yes:
@@ -535,7 +536,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     verb = "removed" if args.yes else "would be freed"
     print(
         f"{len(unused)} unused clips, {total / 1e6:.2f} MB {verb}"
-        f" ({len(used & {r.key for r in store.records()})} in use"
+        f" ({len(used & {r.key for r in records})} in use"
         + (f", {len(in_flight)} in flight kept" if in_flight else "")
         + ")"
         + ("" if args.yes or not unused else "; run with --yes to remove them")
