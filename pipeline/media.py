@@ -46,18 +46,31 @@ class ClipInfo:
     codec: str
     pix_fmt: str
     time_base: str
-    has_audio: bool
+    audio: str  # "codec/rate/layout" of the first audio stream, "" when silent
     frames: int = 0
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio)
 
     def joinable_with(self, other: ClipInfo) -> bool:
         """Whether two clips can be joined by stream copy (same codec parameters)."""
-        return (self.codec, self.width, self.height, self.fps, self.pix_fmt, self.time_base) == (
+        return (
+            self.codec,
+            self.width,
+            self.height,
+            self.fps,
+            self.pix_fmt,
+            self.time_base,
+            self.audio,
+        ) == (
             other.codec,
             other.width,
             other.height,
             other.fps,
             other.pix_fmt,
             other.time_base,
+            other.audio,
         )
 
 
@@ -151,9 +164,14 @@ def _info(container: object, frames: int, decoded_duration: float | None) -> Cli
         codec=stream.codec_context.name,
         pix_fmt=str(stream.codec_context.pix_fmt),
         time_base=str(stream.time_base),
-        has_audio=bool(streams.audio),
+        audio=_audio_signature(streams.audio[0]) if streams.audio else "",
         frames=frames,
     )
+
+
+def _audio_signature(stream: Any) -> str:
+    context = stream.codec_context
+    return f"{context.name}/{context.sample_rate}/{context.layout.name}"
 
 
 def _reason(exc: Exception) -> str:

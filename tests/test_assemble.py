@@ -10,7 +10,10 @@ import av
 import pytest
 
 from pipeline import media
+from pipeline import spec as spec_module
+from pipeline.assemble import ClipInput, assemble
 from pipeline.cache import Cache
+from pipeline.expand import Sequence, expand
 from tests.conftest import REPO, write
 
 FILM = """\
@@ -220,3 +223,57 @@ def test_odd_paths_work(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) ->
     for sequence in summary["sequences"]:
         assert sequence["status"] == "built", sequence
         assert Path(sequence["path"]).exists()
+
+
+def _clip_with_sound(path: Path, pattern: str, tone: int) -> Path:
+    """6 s at 1366x768 and 25 fps with B-frames and AAC sound, like a camera file."""
+    media.run_ffmpeg(
+        [
+            *("-f", "lavfi", "-i", f"{pattern}=s=1366x768:r=25:d=6"),
+            *("-f", "lavfi", "-i", f"sine=f={tone}:d=6"),
+            *("-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-pix_fmt", "yuv420p"),
+            *("-c:a", "aac", "-ar", "48000", "-shortest", str(path)),
+        ],
+        "make a test clip",
+    )
+    return path
+
+
+def _sequence_of(folder: Path, count: int) -> Sequence:
+    shots = "\n".join(f"  - {{id: c{i}, prompt: clip {i}}}" for i in range(count))
+    ids = ", ".join(f"c{i}" for i in range(count))
+    spec = write(
+        folder / "join.yaml",
+        f"version: 1\nname: join\ndefaults: {{resolution: 768p, duration: 6}}\n"
+        f"shots:\n{shots}\nsequences:\n  - {{id: s, shots: [{ids}]}}\n",
+    )
+    return expand(spec_module.load(spec), "preview").sequences[0]
+
+
+def test_stream_copy_keeps_sound_in_step(tmp_path: Path) -> None:
+    files = [
+        _clip_with_sound(tmp_path / f"c{i}.mp4", pattern, tone)
+        for i, (pattern, tone) in enumerate([("testsrc2", 440), ("smptebars", 660)] * 2)
+    ]
+    sequence = _sequence_of(tmp_path, len(files))
+    clips = [ClipInput(path, media.probe(path), 0.0, 6.0, path.stem) for path in files]
+    made = assemble(sequence, clips, tmp_path / "out" / "film.mp4")
+    assert made.method == "copy"
+    info = media.validate(tmp_path / "out" / "film.mp4", 1366, 768, 24.0)
+    assert info.frames == 4 * 150 and info.audio == "aac/48000/mono"
+    lengths = streams(tmp_path / "out" / "film.mp4")
+    assert lengths["video"] == pytest.approx(24.0, abs=1 / 25)
+    assert lengths["audio"] == pytest.approx(lengths["video"], abs=0.03)
+    with (tmp_path / "out" / "film.mp4").open("rb") as joined:
+        assert joined.read(64).find(b"moov") > 0  # the index comes first: plays while loading
+
+
+def test_clips_that_differ_in_sound_are_not_copied(tmp_path: Path) -> None:
+    sounding = _clip_with_sound(tmp_path / "a.mp4", "testsrc2", 440)
+    silent = tmp_path / "b.mp4"
+    media.run_ffmpeg(["-i", str(sounding), "-an", "-c", "copy", str(silent)], "drop sound")
+    sequence = _sequence_of(tmp_path, 2)
+    clips = [ClipInput(p, media.probe(p), 0.0, 6.0, p.stem) for p in (sounding, silent)]
+    made = assemble(sequence, clips, tmp_path / "film.mp4")
+    assert made.method == "graph"
+    assert media.validate(tmp_path / "film.mp4", 1366, 768, 12.0).has_audio
