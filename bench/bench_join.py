@@ -6,8 +6,12 @@
 2. 10 clips, 768p and 1080p mixed, 0.5 s crossfades, one ffmpeg graph: against MoviePy doing
    the same (target 4 times faster). Both encode with libx264 at the same preset and quality.
 
+The copy clips carry heavy film grain so that they weigh what a 1080p Hailuo clip weighs
+(8 Mb/s). The crossfade clips carry light grain by default, like generated video: heavy
+grain turns the comparison into one of x264 against itself (`--mixed-grain 12` shows it).
+
     pip install -e '.[bench]'      # moviepy
-    python bench/bench_join.py [--presets veryfast ultrafast] [--skip-moviepy]
+    python bench/bench_join.py [--presets veryfast ultrafast] [--mixed-grain N] [--skip-moviepy]
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from pipeline.assemble import ClipInput, assemble
 from pipeline.expand import Sequence, expand
 
 BITRATE = "8M"  # about what a 1080p Hailuo clip carries
+HEAVY_GRAIN = 12  # ffmpeg `noise` strength that fills 8 Mb/s
+LIGHT_GRAIN = 3
 
 
-def make_clip(path: Path, width: int, height: int, pattern: str) -> None:
+def make_clip(path: Path, width: int, height: int, pattern: str, grain: int) -> None:
     media.run_ffmpeg(
         [
             "-f",
@@ -37,7 +43,7 @@ def make_clip(path: Path, width: int, height: int, pattern: str) -> None:
             "-i",
             f"{pattern}=s={width}x{height}:r=25:d=6",
             "-vf",
-            "noise=alls=12:allf=t",
+            f"noise=alls={grain}:allf=t",
             "-c:v",
             "libx264",
             "-preset",
@@ -56,16 +62,18 @@ def make_clip(path: Path, width: int, height: int, pattern: str) -> None:
     )
 
 
-def make_clips(folder: Path) -> tuple[list[Path], list[Path]]:
+def make_clips(folder: Path, mixed_grain: int) -> tuple[list[Path], list[Path]]:
     masters = {}
-    for name, (width, height, pattern) in {
-        "a1080": (1920, 1080, "testsrc2"),
-        "b1080": (1920, 1080, "smptehdbars"),
-        "a768": (1366, 768, "testsrc2"),
-        "b768": (1366, 768, "smptehdbars"),
+    for name, (width, height, pattern, grain) in {
+        "a1080": (1920, 1080, "testsrc2", HEAVY_GRAIN),
+        "b1080": (1920, 1080, "smptehdbars", HEAVY_GRAIN),
+        "a1080m": (1920, 1080, "testsrc2", mixed_grain),
+        "b1080m": (1920, 1080, "smptehdbars", mixed_grain),
+        "a768m": (1366, 768, "testsrc2", mixed_grain),
+        "b768m": (1366, 768, "smptehdbars", mixed_grain),
     }.items():
         masters[name] = folder / f"master-{name}.mp4"
-        make_clip(masters[name], width, height, pattern)
+        make_clip(masters[name], width, height, pattern, grain)
     uniform = []
     for index in range(30):
         copy = folder / f"uniform-{index:02d}.mp4"
@@ -73,7 +81,7 @@ def make_clips(folder: Path) -> tuple[list[Path], list[Path]]:
         uniform.append(copy)
     mixed = []
     for index in range(10):
-        name = ("a" if index % 3 else "b") + ("1080" if index % 2 else "768")
+        name = ("a" if index % 3 else "b") + ("1080" if index % 2 else "768") + "m"
         copy = folder / f"mixed-{index:02d}.mp4"
         shutil.copyfile(masters[name], copy)
         mixed.append(copy)
@@ -152,12 +160,18 @@ def main() -> None:
         default=["veryfast", "ultrafast"],
         help="x264 presets to compare the crossfade join at (both tools use the same)",
     )
+    parser.add_argument(
+        "--mixed-grain",
+        type=int,
+        default=LIGHT_GRAIN,
+        help=f"film grain of the crossfade clips (default {LIGHT_GRAIN}; copy clips: {HEAVY_GRAIN})",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-moviepy", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-join-") as temp:
         folder = Path(temp)
-        uniform, mixed = make_clips(folder)
+        uniform, mixed = make_clips(folder, args.mixed_grain)
         megabytes = sum(p.stat().st_size for p in uniform) / 1e6
         print(f"30 clips x 6 s 1080p ({megabytes:.0f} MB), stream copy:")
         copy_sequence = sequence_for(folder, uniform, "cut", args.presets[0])
@@ -178,7 +192,10 @@ def main() -> None:
                 f"{theirs / ours:.0f}x slower (target 100x: {'ok' if theirs / ours >= 100 else 'MISSED'})"
             )
         for preset in args.presets:
-            print(f"10 clips 768p/1080p mixed, 0.5 s crossfades, x264 preset {preset}, crf 20:")
+            print(
+                f"10 clips 768p/1080p mixed (grain {args.mixed_grain}), 0.5 s crossfades, "
+                f"x264 preset {preset}, crf 20:"
+            )
             mixed_sequence = sequence_for(folder, mixed, "crossfade", preset)
             ours, method = join(mixed_sequence, mixed, folder / "mixed.mp4")
             length = media.probe(folder / "mixed.mp4").duration

@@ -235,6 +235,77 @@ def _join_video(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -
         return videos[0]
     if sequence.transition == "cut":
         return ffmpeg.concat(*videos, v=1, a=0)
+    spans = _frame_spans(clips, sequence)
+    if spans is None:
+        return _xfade_chain(videos, clips, sequence)
+    return _xfade_segments(videos, spans, sequence)
+
+
+def _overlap_frames(sequence: Sequence) -> int:
+    return max(1, math.floor(sequence.overlap * sequence.fps + 0.5))
+
+
+def _frame_spans(clips: list[ClipInput], sequence: Sequence) -> list[int] | None:
+    """How many film frames each clip fills, its transitions included; None when a clip is
+    too short to keep its two transitions apart.
+
+    Clip edges are rounded to frames on the film's timeline, once each, so that rounding
+    never adds up along the film.
+    """
+    overlap = _overlap_frames(sequence)
+    spans = []
+    start = 0
+    elapsed = 0.0
+    for index, clip in enumerate(clips):
+        elapsed += clip.length - (sequence.overlap if index else 0.0)
+        end = math.floor(elapsed * sequence.fps + 0.5)
+        spans.append(end - start)
+        start = end - overlap
+    inner = [frames - 2 * overlap for frames in spans[1:-1]]
+    outer = [spans[0] - overlap, spans[-1] - overlap]
+    return spans if min(inner + outer) >= 1 else None
+
+
+def _xfade_segments(videos: list[Any], spans: list[int], sequence: Sequence) -> Any:
+    """Each clip cut into head, body and tail; only the heads and tails go through xfade.
+
+    In a chain of xfades every frame of the first clip passes through all of them, so the
+    work grows with the square of the number of shots; here each frame meets one filter.
+    """
+    overlap = _overlap_frames(sequence)
+    last = len(videos) - 1
+    segments = []
+    tail = None
+    for index, (video, frames) in enumerate(zip(videos, spans, strict=True)):
+        parts = video.split()
+        used = 0
+        if index > 0:
+            head = _frames(parts[used], 0, overlap)
+            used += 1
+            segments.append(
+                ffmpeg.filter(
+                    [tail, head],
+                    "xfade",
+                    transition=XFADE[sequence.transition],
+                    duration=round(overlap / sequence.fps, 6),
+                    offset=0,
+                )
+            )
+        body_start = overlap if index > 0 else 0
+        body_end = frames - overlap if index < last else frames
+        segments.append(_frames(parts[used], body_start, body_end))
+        if index < last:
+            tail = _frames(parts[used + 1], frames - overlap, frames)
+    return ffmpeg.concat(*segments, v=1, a=0)
+
+
+def _frames(video: Any, first: int, stop: int) -> Any:
+    """Frames `first` to `stop` (excluded) of a stream, restarting at time 0."""
+    return video.trim(start_frame=first, end_frame=stop).setpts("PTS-STARTPTS")
+
+
+def _xfade_chain(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -> Any:
+    """One xfade after another: for films with a shot shorter than its two transitions."""
     overlap = sequence.overlap
     joined = videos[0]
     elapsed = clips[0].length

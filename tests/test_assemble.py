@@ -43,6 +43,10 @@ sequences:
     audio: assets/score.m4a
     transition: {type: fadeblack, duration: 0.5}
     preset: ultrafast
+  - id: flash
+    shots: [end, {shot: close, out: 0.8}, wide]
+    transition: {type: wiperight, duration: 0.5}
+    preset: ultrafast
 """
 
 
@@ -111,6 +115,9 @@ def test_sequences_joined_right(project: Path, cli, film: Path) -> None:
     lengths = streams(Path(scored["path"]))
     assert lengths["audio"] == pytest.approx(lengths["video"], abs=0.05)
     assert lengths["video"] == pytest.approx(6 + 3 - 0.5, abs=0.04)
+    # A 0.8 s flash between two 0.5 s wipes: both transitions overlap inside it.
+    info = media.validate(Path(sequences["flash"]["path"]), 1920, 1080, 11.8)
+    assert info.duration == pytest.approx(6 + 0.8 + 6 - 2 * 0.5, abs=0.04)
 
 
 def test_changing_nothing_rebuilds_nothing(project: Path, cli, film: Path) -> None:
@@ -133,6 +140,7 @@ def test_changing_a_transition_rebuilds_only_that_sequence(project: Path, cli, f
         "copy": "current",
         "mixed": "built",
         "scored": "current",
+        "flash": "current",
     }
     after = json.loads(lock_path.read_text())
     assert after["shots"] == before["shots"]
@@ -177,7 +185,7 @@ def test_status_says_current_stale_missing(project: Path, cli, film: Path) -> No
     assert rows[("shot", "end")] == "stale"
     assert rows[("sequence", "mixed")] == "stale"
     summary = cli("status", project / "specs", "--preview")
-    assert "film: shots 2/3 current, 1 stale; sequences 1/3 current, 2 stale" in summary.out
+    assert "film: shots 2/3 current, 1 stale; sequences 1/4 current, 3 stale" in summary.out
 
 
 def test_corrupt_clip_is_refused_naming_the_shot(project: Path, cli, film: Path) -> None:
@@ -239,15 +247,72 @@ def _clip_with_sound(path: Path, pattern: str, tone: int) -> Path:
     return path
 
 
-def _sequence_of(folder: Path, count: int) -> Sequence:
+def _sequence_of(folder: Path, count: int, settings: str = "", uses: str = "") -> Sequence:
     shots = "\n".join(f"  - {{id: c{i}, prompt: clip {i}}}" for i in range(count))
-    ids = ", ".join(f"c{i}" for i in range(count))
+    ids = uses or ", ".join(f"c{i}" for i in range(count))
     spec = write(
         folder / "join.yaml",
         f"version: 1\nname: join\ndefaults: {{resolution: 768p, duration: 6}}\n"
-        f"shots:\n{shots}\nsequences:\n  - {{id: s, shots: [{ids}]}}\n",
+        f"shots:\n{shots}\nsequences:\n  - {{id: s, shots: [{ids}]{settings}}}\n",
     )
     return expand(spec_module.load(spec), "preview").sequences[0]
+
+
+def _colour_clip(path: Path, colour: str) -> Path:
+    """6 s of one colour fading in from black: the shade tells which second is showing."""
+    media.run_ffmpeg(
+        [
+            *("-f", "lavfi", "-i", f"color=c={colour}:s=1366x768:r=25:d=6"),
+            *("-vf", "fade=t=in:st=0:d=6", "-c:v", "libx264", "-preset", "ultrafast"),
+            *("-pix_fmt", "yuv420p", str(path)),
+        ],
+        "make a colour clip",
+    )
+    return path
+
+
+def _colour_at(path: Path, seconds: float) -> tuple[int, int, int]:
+    """The average colour of the frame shown at `seconds`."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.time is not None and frame.time >= seconds - 1e-6:
+                small = frame.reformat(width=1, height=1, format="rgb24", interpolation="AREA")
+                return tuple(bytes(small.planes[0])[:3])  # type: ignore[return-value]
+    raise AssertionError(f"no frame at {seconds} s in {path}")
+
+
+@pytest.mark.parametrize(
+    ("uses", "middle", "length"),
+    [("c0, c1, c2", 6.0, 17.0), ("c0, {shot: c1, out: 0.8}, c2", 0.8, 11.8)],
+    ids=["whole-shots", "flash-shorter-than-two-fades"],
+)
+def test_crossfades_put_each_shot_in_its_place(
+    tmp_path: Path, uses: str, middle: float, length: float
+) -> None:
+    red, green, blue = (
+        _colour_clip(tmp_path / f"{name}.mp4", name) for name in ("red", "lime", "blue")
+    )
+    settings = ", transition: {type: crossfade, duration: 0.5}, preset: ultrafast"
+    sequence = _sequence_of(tmp_path, 3, settings, uses)
+    ends = [use.end for use in sequence.uses]
+    clips = [
+        ClipInput(path, media.probe(path), 0.0, end, path.stem)
+        for path, end in zip((red, green, blue), ends, strict=True)
+    ]
+    film = tmp_path / "film.mp4"
+    assemble(sequence, clips, film)
+    assert media.validate(film, 1366, 768, length).frames == round(length * 25)
+    # Each clip's shade at a film time says which of its frames is there: 255/6 a second.
+    assert _close(_colour_at(film, 2.0), (85, 0, 0))
+    halfway = _colour_at(film, 6.0 - 0.5 + 0.24)  # red 5.74 s in, green 0.24 s in
+    assert 110 < halfway[0] < 135 and halfway[1] < 15 and halfway[2] < 10
+    if middle > 1.0:
+        assert _close(_colour_at(film, 8.5), (0, 128, 0))  # green 3 s in
+    assert _close(_colour_at(film, length - 1.0), (0, 0, 212))  # blue 5 s in
+
+
+def _close(colour: tuple[int, int, int], expected: tuple[int, int, int]) -> bool:
+    return all(abs(a - b) <= 6 for a, b in zip(colour, expected, strict=True))
 
 
 def test_stream_copy_keeps_sound_in_step(tmp_path: Path) -> None:
