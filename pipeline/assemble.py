@@ -108,7 +108,7 @@ def _concat_copy(clips: list[ClipInput], output: Path) -> None:
                 for c in clips
             ]
             chosen = [[s.streams.video[0], *s.streams.audio[:1]] for s in sources]
-            options = _index_first(sum(s.frames for streams in chosen for s in streams))
+            options = _index_first([s.frames for streams in chosen for s in streams])
             sink = stack.enter_context(av.open(str(output), "w", format="mp4", options=options))
             targets = {s.type: sink.add_stream_from_template(s) for s in chosen[0]}
             start, audio_end = Fraction(0), None
@@ -118,16 +118,17 @@ def _concat_copy(clips: list[ClipInput], output: Path) -> None:
         raise MediaError(f"could not join the clips by stream copy: {exc}") from None
 
 
-def _index_first(packets: int) -> dict[str, str]:
+def _index_first(packets: list[int]) -> dict[str, str]:
     """mp4 options that put the index (moov) before the media, for players that stream.
 
-    Reserving the room up front saves `+faststart`'s second pass over the whole file. 48
-    bytes a packet is the index's worst case (size, time, offset, chunk, key, reorder), so
-    the room is never short; when a clip does not say how many packets it has, faststart.
+    Reserving the room up front saves `+faststart`'s second pass over the whole file. 64
+    bytes a packet is more than the index ever takes (size, time, offset, chunk, key and
+    reorder entries), so the room is never short. A clip that does not say how many packets
+    it holds gets faststart.
     """
-    if packets <= 0:
+    if not packets or min(packets) <= 0:
         return {"movflags": "+faststart"}
-    return {"moov_size": str(64 * packets + 65536)}
+    return {"moov_size": str(64 * sum(packets) + 65536)}
 
 
 def _copy_packets(
@@ -158,14 +159,14 @@ def _copy_packets(
         index = packet.stream_index
         packet.pts += shift[index]
         packet.dts += shift[index]
-        ends = packet.pts + packet.duration
+        packet_end = packet.pts + packet.duration
         if index == video.index:
-            video_end = max(video_end, ends)
+            video_end = max(video_end, packet_end)
             packet.stream = targets["video"]
         elif audio_floor is not None and packet.pts < audio_floor:
             continue
         else:
-            audio_floor = ends
+            audio_floor = packet_end
             packet.stream = targets["audio"]
         sink.mux(packet)
     if audio is not None and audio_floor is not None:

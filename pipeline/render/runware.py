@@ -15,8 +15,6 @@ import contextlib
 import mimetypes
 import os
 import random
-import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -333,11 +331,9 @@ class RunwareRenderer:
             task_timeout=task_timeout,
         )
         self._upload_locks: dict[str, asyncio.Lock] = {}
-        # Decoding clips to check them is CPU work: one thread per core, at a lower priority,
-        # so that a wave of finished downloads never delays the next wave's submits and polls.
-        self._checks = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 2, initializer=_background_priority
-        )
+        # Decoding clips to check them is CPU work: one thread per core, so that the event
+        # loop (submits, polls) is never starved by a wave of finished downloads.
+        self._checks = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
         self._checked = asyncio.Lock()
         self._key_ok = False
         self._key_error: AuthError | None = None
@@ -532,13 +528,6 @@ class RunwareRenderer:
                 raise RenderError(f"shot '{shot.label}': the first frame upload failed: {detail}")
             self.cache.upload_put(digest, self.base_url, str(image_uuid))
             return str(image_uuid)
-
-
-def _background_priority() -> None:
-    """Lower the calling thread's CPU priority (Linux, where each thread has its own nice)."""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def _data_uri(path: os.PathLike[str]) -> str:
