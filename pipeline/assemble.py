@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -96,26 +95,41 @@ def _concat_copy(clips: list[ClipInput], output: Path) -> None:
 
     Done in-process with libav rather than with ffmpeg's concat demuxer, which decodes
     frames of every input to learn its pixel format (15 ms a 1080p clip, three times the
-    cost of the copy itself); the pixel format is already known here.
+    cost of the copy itself); the pixel format is already known here. One clip is open at
+    a time, so a film of any length stays under the open-file limit.
     """
     import av
 
     try:
-        with contextlib.ExitStack() as stack:
-            # skip_frame=all: opening a clip probes no frame by decoding it.
-            sources = [
-                stack.enter_context(av.open(str(c.path), options={"skip_frame": "all"}))
-                for c in clips
-            ]
-            chosen = [[s.streams.video[0], *s.streams.audio[:1]] for s in sources]
-            options = _index_first([s.frames for streams in chosen for s in streams])
-            sink = stack.enter_context(av.open(str(output), "w", format="mp4", options=options))
-            targets = {s.type: sink.add_stream_from_template(s) for s in chosen[0]}
+        options = _index_first([_packet_count(c.path) for c in clips])
+        with av.open(str(output), "w", format="mp4", options=options) as sink:
+            targets: dict[str, Any] = {}
             start, audio_end = Fraction(0), None
-            for source, streams in zip(sources, chosen, strict=True):
-                start, audio_end = _copy_packets(source, streams, targets, sink, start, audio_end)
+            for clip in clips:
+                with _open_without_decoding(clip.path) as source:
+                    streams = [source.streams.video[0], *source.streams.audio[:1]]
+                    if not targets:
+                        targets = {s.type: sink.add_stream_from_template(s) for s in streams}
+                    start, audio_end = _copy_packets(
+                        source, streams, targets, sink, start, audio_end
+                    )
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"could not join the clips by stream copy: {exc}") from None
+
+
+def _open_without_decoding(path: Path) -> Any:
+    """Open a clip for its packets; skip_frame=all: probing it decodes no frame."""
+    import av
+
+    return av.open(str(path), options={"skip_frame": "all"})
+
+
+def _packet_count(path: Path) -> int:
+    """Packets of the streams a copy join takes, as the container declares them (0: unknown)."""
+    with _open_without_decoding(path) as source:
+        streams = [source.streams.video[0], *source.streams.audio[:1]]
+        counts = [s.frames for s in streams]
+    return 0 if min(counts) <= 0 else sum(counts)
 
 
 def _index_first(packets: list[int]) -> dict[str, str]:
@@ -126,7 +140,7 @@ def _index_first(packets: list[int]) -> dict[str, str]:
     reorder entries), so the room is never short. A clip that does not say how many packets
     it holds gets faststart.
     """
-    if not packets or min(packets) <= 0:
+    if min(packets, default=0) <= 0:
         return {"movflags": "+faststart"}
     return {"moov_size": str(64 * sum(packets) + 65536)}
 
