@@ -101,12 +101,13 @@ def _concat_copy(clips: list[ClipInput], output: Path) -> None:
     import av
 
     try:
-        options = _index_first([_packet_count(c.path) for c in clips])
+        options = _index_first([c.info.packets for c in clips])
         with av.open(str(output), "w", format="mp4", options=options) as sink:
             targets: dict[str, Any] = {}
             start, audio_end = Fraction(0), None
             for clip in clips:
-                with _open_without_decoding(clip.path) as source:
+                # skip_frame=all: opening the clip probes no frame by decoding it.
+                with av.open(str(clip.path), options={"skip_frame": "all"}) as source:
                     streams = [source.streams.video[0], *source.streams.audio[:1]]
                     if not targets:
                         targets = {s.type: sink.add_stream_from_template(s) for s in streams}
@@ -115,21 +116,6 @@ def _concat_copy(clips: list[ClipInput], output: Path) -> None:
                     )
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"could not join the clips by stream copy: {exc}") from None
-
-
-def _open_without_decoding(path: Path) -> Any:
-    """Open a clip for its packets; skip_frame=all: probing it decodes no frame."""
-    import av
-
-    return av.open(str(path), options={"skip_frame": "all"})
-
-
-def _packet_count(path: Path) -> int:
-    """Packets of the streams a copy join takes, as the container declares them (0: unknown)."""
-    with _open_without_decoding(path) as source:
-        streams = [source.streams.video[0], *source.streams.audio[:1]]
-        counts = [s.frames for s in streams]
-    return 0 if min(counts) <= 0 else sum(counts)
 
 
 def _index_first(packets: list[int]) -> dict[str, str]:

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    from pipeline import media
+
+    media.keep_freed_memory()
     try:
         return int(args.handler(args))
     except StoryboardError as exc:
