@@ -409,7 +409,9 @@ def _expand_sequence(
     width, height = _sequence_size(sequence, uses)
     fps = sequence.fps or max(use.shot.fps for use in uses)
     transition = sequence.transition
-    overlap = 0.0 if transition.type == "cut" else transition.duration
+    # A transition of no length is a cut, and is joined as one.
+    kind = "cut" if transition.duration == 0 else transition.type
+    overlap = 0.0 if kind == "cut" else transition.duration
     shortest = min(use.length for use in uses)
     if len(uses) > 1 and overlap >= shortest:
         raise spec.source.error(
@@ -419,7 +421,7 @@ def _expand_sequence(
         )
     audio = (spec.folder / sequence.audio).resolve() if sequence.audio else None
     settings = {
-        "transition": transition.type,
+        "transition": kind,
         "transition_duration": overlap,
         "fit": sequence.fit,
         "width": width,
@@ -434,7 +436,7 @@ def _expand_sequence(
         id=sequence.id,
         variant=variant,
         uses=tuple(uses),
-        transition=transition.type,
+        transition=kind,
         transition_duration=overlap,
         fit=sequence.fit,
         width=width,

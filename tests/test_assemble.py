@@ -342,3 +342,13 @@ def test_clips_that_differ_in_sound_are_not_copied(tmp_path: Path) -> None:
     made = assemble(sequence, clips, tmp_path / "film.mp4")
     assert made.method == "graph"
     assert media.validate(tmp_path / "film.mp4", 1366, 768, 12.0).has_audio
+
+
+def test_a_transition_of_no_length_is_a_cut(tmp_path: Path) -> None:
+    files = [_colour_clip(tmp_path / f"{name}.mp4", name) for name in ("red", "blue")]
+    settings = ", transition: {type: crossfade, duration: 0}"
+    sequence = _sequence_of(tmp_path, 2, settings)
+    clips = [ClipInput(path, media.probe(path), 0.0, 6.0, path.stem) for path in files]
+    made = assemble(sequence, clips, tmp_path / "film.mp4")
+    assert made.method == "copy"
+    assert media.validate(tmp_path / "film.mp4", 1366, 768, 12.0).frames == 300
