@@ -108,7 +108,7 @@ def _concat_copy(clips: list[ClipInput], output: Path) -> None:
             for clip in clips:
                 # skip_frame=all: opening the clip probes no frame by decoding it.
                 with av.open(str(clip.path), options={"skip_frame": "all"}) as source:
-                    streams = [source.streams.video[0], *source.streams.audio[:1]]
+                    streams = media.film_streams(source)
                     if not targets:
                         targets = {s.type: sink.add_stream_from_template(s) for s in streams}
                     start, audio_end = _copy_packets(

@@ -192,8 +192,13 @@ def _info(container: object, frames: int, decoded_duration: float | None) -> Cli
         time_base=str(stream.time_base),
         audio=_audio_signature(streams.audio[0]) if streams.audio else "",
         frames=frames,
-        packets=_declared_packets([stream, *streams.audio[:1]]),
+        packets=_declared_packets(film_streams(container)),
     )
+
+
+def film_streams(container: Any) -> list[Any]:
+    """The streams a clip brings to a film: its video and its first audio stream, if any."""
+    return [container.streams.video[0], *container.streams.audio[:1]]
 
 
 def _declared_packets(streams: list[Any]) -> int:
