@@ -42,9 +42,9 @@ def fill_cache(spec: Path, cache_root: Path) -> int:
             draw(card, master)
             masters[shot.duration] = (master, sha256_file(master))
         master, digest = masters[shot.duration]
-        link = cache.temp_path()
+        link = cache.tmp.path()
         os.link(master, link)
-        cache.put(
+        cache.clips.put(
             shot.key,
             link,
             sha256=digest,

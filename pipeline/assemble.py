@@ -64,6 +64,11 @@ def can_copy(sequence: Sequence, clips: list[ClipInput]) -> bool:
     )
 
 
+def film_length(sequence: Sequence, clips: list[ClipInput]) -> float:
+    """Seconds of the film made of these clips: each as used, minus the transitions."""
+    return sum(c.length for c in clips) - sequence.overlap * (len(clips) - 1)
+
+
 def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assembled:
     """Write `output` atomically and check it: right size, decodes, duration within a frame."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,7 @@ def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assemb
                 temp,
                 sequence.width,
                 sequence.height,
-                sequence.duration,
+                film_length(sequence, clips),
                 decode_all=False,
             )
         except MediaError as exc:
@@ -189,7 +194,7 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
         videos.append(video.filter("fps", fps).filter("format", "yuv420p").filter("settb", "AVTB"))
         if sequence.audio is None:
             audios.append(_clip_audio(clip, source))
-    total = sequence.duration
+    total = film_length(sequence, clips)
     # Some ffmpeg versions end an xfade chain a frame early or late: hold the last frame,
     # and the output option `t` cuts the film at exactly its length.
     video = _join_video(videos, clips, sequence).filter(

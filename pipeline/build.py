@@ -1,25 +1,32 @@
-"""build = plan + render + assemble + lock: the steps in order, and what lies between them
-(which shots to render, which films are current, what the lock records)."""
+"""build = plan + render + assemble + lock: `run` takes a request and does the steps in order.
+
+What lies between the steps lives here too: which shots to render, what the budget allows,
+which films are current, and what the lock records.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import media
+from pipeline import media, plan
 from pipeline.assemble import ClipInput, assemble
-from pipeline.cache import Cache, ClipRecord, write_atomic
-from pipeline.errors import BudgetError, MediaError, UserError
-from pipeline.expand import Sequence, Shot
+from pipeline.cache import Cache, ClipRecord, project_root
+from pipeline.errors import BudgetError, CacheError, MediaError, UserError
+from pipeline.expand import ClipUse, Sequence, Shot
+from pipeline.films import OutputIndex, film_dir, output_path
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, LockedSequence, shot_entry
-from pipeline.plan import CACHED, Plan
-from pipeline.render import RendererOptions, make_renderer
+from pipeline.lock import lock_path as lock_file_of
+from pipeline.lock import write as write_lock
+from pipeline.plan import CACHED, IN_FLIGHT, Plan
+from pipeline.render import RendererOptions, is_paid, make_renderer, renderer_class
 from pipeline.scheduler import (
     FAILED,
     RENDERED,
@@ -28,7 +35,34 @@ from pipeline.scheduler import (
     Reporter,
     ScheduleOptions,
     Scheduler,
+    Spending,
 )
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything a build needs to know, as the command line (or a program) gives it."""
+
+    spec: Path
+    preview: bool = False
+    sequences: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    force: tuple[str, ...] = ()
+    schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
+    renderer: RendererOptions = field(default_factory=RendererOptions)
+    max_cost: float | None = None  # None: the storyboard's `budget:`, if any
+    frozen: bool = False
+    output_dir: Path | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    """Where a build's words go; the caller decides how loud each kind is."""
+
+    info: Callable[[str], None]  # the plan of the build, the lock written
+    warn: Callable[[str], None]  # warnings, and what the cache repaired
+    progress: Callable[[int, float], AbstractContextManager[Reporter]]  # (renders, estimate)
 
 
 @dataclass
@@ -37,8 +71,9 @@ class BuildSummary:
     cached: list[Shot] = field(default_factory=list)
     interrupted: bool = False
     fatal: str | None = None
-    spent: float = 0.0
+    spending: Spending = field(default_factory=Spending)
     sequences: list[SequenceOutcome] = field(default_factory=list)
+    lock_written: Path | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -62,10 +97,12 @@ class BuildSummary:
     def to_json(self) -> dict[str, Any]:
         return {
             "rendered": self.count(RENDERED),
+            "collected": sum(1 for o in self.outcomes if o.status == RENDERED and o.collected),
             "from_cache": len(self.cached) + self.count(CACHED),
             "failed": self.count(FAILED),
             "skipped": self.count(SKIPPED),
-            "spent": round(self.spent, 2),
+            "spent": round(self.spending.total, 4),
+            "collected_cost": round(self.spending.collected, 4),
             "interrupted": self.interrupted,
             "error": self.fatal,
             "shots": [
@@ -76,6 +113,8 @@ class BuildSummary:
                     "take": o.shot.take,
                     "status": o.status,
                     "cost": o.record.cost if o.record else None,
+                    "collected": o.collected,
+                    "warning": o.warning,
                     "error": o.error,
                 }
                 for o in self.outcomes
@@ -84,13 +123,117 @@ class BuildSummary:
         }
 
 
-def check_budget(estimate: float, max_cost: float | None) -> None:
-    """Refuse, before any submit, a build whose estimate is over the budget."""
-    if max_cost is not None and estimate > max_cost + 1e-9:
+def run(request: BuildRequest, output: BuildOutput) -> BuildSummary:
+    """Plan, render what is missing, join the films, write the lock."""
+    loaded = plan.load(request.spec, request.preview, request.cache_dir, output.warn)
+    spec, current = loaded.spec, loaded.plan
+    for warning in current.expansion.warnings:
+        output.warn(f"warning: {warning}")
+    sequences = choose_sequences(current, request.sequences, request.spec)
+    check_names(spec.storyboard.shots, request.only + request.force, request.spec)
+    to_render, cached, forced = select_shots(current, request.only, request.force, sequences)
+    paid = is_paid(loaded.renderer)
+    new = [row.shot for row in to_render if row.status != IN_FLIGHT]
+    max_cost = request.max_cost if request.max_cost is not None else spec.storyboard.budget
+    estimate = check_budget(new, max_cost) if paid else 0.0
+    if to_render:
+        renderer_class(loaded.renderer).check_options(request.renderer)
+    if request.frozen:
+        check_frozen(loaded.lock_path, loaded.lock, [row.shot for row in to_render])
+    _register(loaded)
+    collecting = len(to_render) - len(new)
+    output.info(
+        f"build {spec.path.name} with {loaded.renderer}: {len(new)} to render"
+        + (f" (about ${estimate:.2f})" if paid else "")
+        + (f", {collecting} in flight to collect" if collecting else "")
+        + f", {len(cached)} cached"
+    )
+    schedule = request.schedule
+    schedule = ScheduleOptions(
+        jobs=schedule.jobs,
+        keep_going=schedule.keep_going,
+        retries=schedule.retries,
+        backoff=schedule.backoff,
+        max_cost=max_cost if paid else None,
+        force=forced,
+    )
+    films = film_dir(
+        (request.output_dir or project_root(spec.path) / "build").resolve(),
+        spec.storyboard.name,
+        loaded.renderer,
+    )
+    with output.progress(len(to_render), estimate) as reporter:
+        summary = render_shots(
+            [row.shot for row in to_render],
+            loaded.cache,
+            loaded.renderer,
+            request.renderer,
+            schedule,
+            reporter,
+        )
+        summary.cached = cached
+        if not summary.interrupted and summary.fatal is None:
+            summary.sequences = build_sequences(
+                sequences if sequences is not None else list(current.expansion.sequences),
+                loaded.cache,
+                OutputIndex.load(loaded.cache.root / "outputs.json"),
+                films,
+                loaded.lock,
+                reporter.note,
+            )
+    if not request.frozen and not summary.interrupted:
+        lock = make_lock(
+            spec.storyboard.name,
+            loaded.renderer,
+            current,
+            loaded.cache,
+            summary.sequences,
+            loaded.lock,
+        )
+        if write_lock(loaded.lock_path, lock):
+            summary.lock_written = loaded.lock_path
+    return summary
+
+
+def _register(loaded: plan.Loaded) -> None:
+    """Tell the cache this storyboard builds here and what it uses, so gc keeps it."""
+    spec_path = loaded.spec.path
+    try:
+        loaded.cache.storyboards.record(
+            spec_path,
+            [lock_file_of(spec_path, "preview"), lock_file_of(spec_path, "runware")],
+            loaded.renderer,
+            (row.shot.key for row in loaded.plan.rows),
+        )
+    except OSError as exc:
+        raise CacheError(
+            f"{loaded.cache.root}: cannot write to the cache ({exc.strerror or exc})",
+            "build with a writable --cache-dir",
+        ) from None
+
+
+def check_budget(shots: list[Shot], max_cost: float | None) -> float:
+    """The estimate of the new renders; refused, before any submit, over the budget, or when
+    a budget is set and a render's price is unknown (it could pass any budget)."""
+    estimate = round(sum(s.price or 0.0 for s in shots), 2)
+    if max_cost is None:
+        return estimate
+    unpriced = [s for s in shots if s.price is None]
+    if unpriced:
+        first = unpriced[0]
+        names = ", ".join(dict.fromkeys(s.label for s in unpriced))
+        raise BudgetError(
+            f"{len(unpriced)} render(s) have no known price, so a budget of ${max_cost:.2f} "
+            f"cannot hold: {names} ({first.model}, {first.width}x{first.height}, "
+            f"{first.duration} s)",
+            "give `price:` (USD per render) for them in the storyboard, or build without a budget",
+        )
+    if estimate > max_cost + 1e-9:
         raise BudgetError(
             f"this build would cost about ${estimate:.2f}, over the budget of ${max_cost:.2f}",
             "render fewer shots (--only), use --preview, or raise --max-cost",
         )
+    return estimate
 
 
 def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Shot]) -> None:
@@ -110,17 +253,40 @@ def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Shot]) 
         )
 
 
+def choose_sequences(current: Plan, names: tuple[str, ...], spec: Path) -> list[Sequence] | None:
+    """The sequences named (by id or by full name), or None for all of them."""
+    if not names:
+        return None
+    every = current.expansion.sequences
+    chosen = [s for s in every if s.id in names or s.name in names]
+    missing = [n for n in names if not any(n in (s.id, s.name) for s in chosen)]
+    if missing:
+        known = ", ".join(dict.fromkeys(s.id for s in every)) or "(none)"
+        raise UserError(f"no sequence '{missing[0]}' in {spec}", f"sequences: {known}")
+    return chosen
+
+
+def check_names(shots: list[Any], names: tuple[str, ...], spec: Path) -> None:
+    known = {s.id for s in shots}
+    for name in names:
+        if name.split("@", 1)[0] not in known:
+            raise UserError(f"no shot '{name}' in {spec}", f"shots: {', '.join(sorted(known))}")
+
+
 def select_shots(
-    plan: Plan, only: list[str] | None, force: list[str] | None, sequences: list[Sequence] | None
-) -> tuple[list[Shot], list[Shot], frozenset[str]]:
-    """What to render and what is already there, by the plan; forced shots render again."""
+    current: Plan,
+    only: tuple[str, ...],
+    force: tuple[str, ...],
+    sequences: list[Sequence] | None,
+) -> tuple[list[plan.PlanRow], list[Shot], frozenset[str]]:
+    """The plan rows to work on and the shots already there; forced shots render again."""
     wanted_keys: set[str] | None = None
     if sequences is not None:
         wanted_keys = {use.shot.key for s in sequences for use in s.uses}
-    forced = {row.shot.key for row in plan.rows if force and _named(row.shot, force)}
-    to_render: list[Shot] = []
+    forced = {row.shot.key for row in current.rows if force and _named(row.shot, force)}
+    to_render: list[plan.PlanRow] = []
     cached: list[Shot] = []
-    for row in plan.rows:
+    for row in current.rows:
         shot = row.shot
         if only and not _named(shot, only):
             continue
@@ -129,11 +295,11 @@ def select_shots(
         if row.status == CACHED and shot.key not in forced:
             cached.append(shot)
         else:
-            to_render.append(shot)
+            to_render.append(row)
     return to_render, cached, frozenset(forced)
 
 
-def _named(shot: Shot, names: list[str]) -> bool:
+def _named(shot: Shot, names: tuple[str, ...]) -> bool:
     return shot.shot_id in names or shot.label in names
 
 
@@ -160,7 +326,7 @@ async def _render(
     summary = BuildSummary()
     if not shots:
         return summary
-    renderer = make_renderer(renderer_name, cache, renderer_options)
+    renderer = make_renderer(renderer_name, cache, renderer_options, reporter.note)
     scheduler = Scheduler(cache, renderer, options, reporter)
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -194,7 +360,7 @@ async def _render(
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
         await renderer.aclose()
-    summary.spent = scheduler.spent
+    summary.spending = scheduler.spending
     summary.fatal = scheduler.fatal.message if scheduler.fatal else None
     return summary
 
@@ -214,6 +380,7 @@ class SequenceOutcome:
     method: str = ""
     sha256: str = ""
     bytes: int = 0
+    duration: float = 0.0  # of the film as made (its clips may differ from what was asked)
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -222,19 +389,9 @@ class SequenceOutcome:
             "status": self.status,
             "path": str(self.path),
             "method": self.method,
-            "duration": round(self.sequence.duration, 3),
+            "duration": round(self.duration or self.sequence.duration, 3),
             "error": self.error,
         }
-
-
-def film_dir(build_dir: Path, spec_name: str, renderer: str) -> Path:
-    """build/<storyboard>/, and build/<storyboard>/preview/ so animatics never replace films."""
-    folder = build_dir / spec_name
-    return folder / "preview" if renderer == "preview" else folder
-
-
-def output_path(films: Path, sequence: Sequence) -> Path:
-    return films / f"{sequence.name}.mp4"
 
 
 def build_sequences(
@@ -243,14 +400,14 @@ def build_sequences(
     outputs: OutputIndex,
     films: Path,
     previous: Lock | None,
-    note: Any,
+    note: Callable[[str], None],
 ) -> list[SequenceOutcome]:
     """Join each sequence whose key changed; a sequence whose output matches the lock is left."""
     results = []
     checked: dict[str, media.ClipInfo] = {}  # a clip shared by several films is hashed once
     for sequence in sequences:
         path = output_path(films, sequence)
-        records = [cache.get(use.shot.key) for use in sequence.uses]
+        records = [cache.clips.get(use.shot.key) for use in sequence.uses]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
         if missing:
             names = ", ".join(dict.fromkeys(missing))
@@ -265,13 +422,21 @@ def build_sequences(
             and outputs.matches(path, locked.sha256)
         ):
             results.append(
-                SequenceOutcome(sequence, CURRENT, path, sha256=locked.sha256, bytes=locked.bytes)
+                SequenceOutcome(
+                    sequence,
+                    CURRENT,
+                    path,
+                    sha256=locked.sha256,
+                    bytes=locked.bytes,
+                    duration=locked.duration,
+                )
             )
             continue
         try:
             clips = [
                 _clip_input(cache, use, record, checked)
                 for use, record in zip(sequence.uses, records, strict=True)
+                if record is not None
             ]
             started = time.monotonic()
             made = assemble(sequence, clips, path)
@@ -285,20 +450,37 @@ def build_sequences(
             f"{time.monotonic() - started:.1f} s) -> {path}"
         )
         results.append(
-            SequenceOutcome(sequence, BUILT, path, made.method, sha, path.stat().st_size)
+            SequenceOutcome(
+                sequence,
+                BUILT,
+                path,
+                made.method,
+                sha,
+                path.stat().st_size,
+                made.info.duration,
+            )
         )
     outputs.save()
     return results
 
 
 def _clip_input(
-    cache: Cache, use: Any, record: ClipRecord, checked: dict[str, media.ClipInfo]
+    cache: Cache, use: ClipUse, record: ClipRecord, checked: dict[str, media.ClipInfo]
 ) -> ClipInput:
     """A cached clip checked against its record (once per build) before it goes into a film."""
-    path = cache.clip_path(record.key)
+    path = cache.clips.path(record.key)
     label = use.shot.label + (f" take {use.shot.take}" if use.shot.takes > 1 else "")
-    if record.key in checked:
-        return ClipInput(path, checked[record.key], use.start, use.end, label)
+    info = checked.get(record.key)
+    if info is None:
+        info = _checked(path, record, label, use.shot.shot_id)
+        checked[record.key] = info
+    # A clip delivered a frame longer or shorter than asked is used as it is: a use that runs
+    # to the shot's end takes the whole clip, a trim never reaches past the clip's end.
+    end = info.duration if use.end >= use.shot.duration else min(use.end, info.duration)
+    return ClipInput(path, info, use.start, end, label)
+
+
+def _checked(path: Path, record: ClipRecord, label: str, shot_id: str) -> media.ClipInfo:
     problem = None
     if not path.exists():
         problem = "its file is gone"
@@ -306,79 +488,34 @@ def _clip_input(
         problem = "its file does not match the checksum recorded when it was rendered"
     if problem is None:
         try:
-            info = media.probe(path)
+            return media.probe(path)
         except MediaError as exc:
             problem = exc.message
-    if problem is not None:
-        raise MediaError(
-            f"the clip of shot '{label}' is damaged: {problem}",
-            f"render it again: storyboard build SPEC --force {use.shot.shot_id}",
-        )
-    checked[record.key] = info
-    return ClipInput(path, info, use.start, use.end, label)
-
-
-@dataclass
-class OutputIndex:
-    """Checksums of built files by (size, mtime), so a no-op build does not re-hash films."""
-
-    path: Path
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dirty: bool = False
-
-    @classmethod
-    def load(cls, path: Path) -> OutputIndex:
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            entries = {}
-        return cls(path, entries if isinstance(entries, dict) else {})
-
-    def sha256(self, file: Path) -> str | None:
-        try:
-            stat = file.stat()
-        except OSError:
-            return None
-        entry = self.entries.get(str(file))
-        if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime_ns:
-            return str(entry["sha256"])
-        return self.record(file)
-
-    def matches(self, file: Path, sha: str) -> bool:
-        return self.sha256(file) == sha
-
-    def record(self, file: Path) -> str:
-        stat = file.stat()
-        sha = sha256_file(file)
-        self.entries[str(file)] = {"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": sha}
-        self.dirty = True
-        return sha
-
-    def save(self) -> None:
-        if self.dirty:
-            write_atomic(self.path, json.dumps(self.entries, sort_keys=True))
-            self.dirty = False
+    raise MediaError(
+        f"the clip of shot '{label}' is damaged: {problem}",
+        f"render it again: storyboard build SPEC --force {shot_id}",
+    )
 
 
 def make_lock(
     storyboard: str,
     renderer: str,
-    plan: Plan,
+    current: Plan,
     cache: Cache,
     outcomes: list[SequenceOutcome],
     previous: Lock | None,
 ) -> Lock:
     """The lock as the build left things: every cached shot, every current sequence."""
     shots = {}
-    for row in plan.rows:
-        record = cache.get(row.shot.key)
+    for row in current.rows:
+        record = cache.clips.get(row.shot.key)
         if record is not None:
             shots[row.shot.key] = shot_entry(
                 record, row.shot.label, list(row.variants), row.shot.take
             )
     done = {o.sequence.name: o for o in outcomes if o.status in (BUILT, CURRENT)}
     sequences = {}
-    for sequence in plan.expansion.sequences:
+    for sequence in current.expansion.sequences:
         outcome = done.get(sequence.name)
         if outcome is not None:
             sequences[sequence.name] = LockedSequence(
@@ -386,7 +523,7 @@ def make_lock(
                 path=str(outcome.path.name),
                 sha256=outcome.sha256,
                 bytes=outcome.bytes,
-                duration=round(sequence.duration, 3),
+                duration=round(outcome.duration or sequence.duration, 3),
             )
         elif (
             previous

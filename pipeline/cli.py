@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import StoryboardError, UserError
 
 if TYPE_CHECKING:
-    from pipeline.cache import Cache
-    from pipeline.expand import Expansion
-    from pipeline.plan import Plan
-    from pipeline.spec import Spec
+    from pipeline.plan import Loaded
 
 DESCRIPTION = """\
 storyboard: a make-style build tool for AI video.
@@ -103,19 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "-k", "--keep-going", action="store_true", help="go on with other shots after a failure"
     )
-    build.add_argument("--retries", type=int, default=3, help="retries of a transient failure (3)")
+    build.add_argument(
+        "--retries",
+        type=_count,
+        default=3,
+        help="new tries of a render that failed in a way that may not recur (3)",
+    )
     build.add_argument(
         "--task-timeout",
-        type=float,
+        type=_seconds,
         default=1800.0,
         metavar="SECONDS",
         help="give up waiting for a remote render after this long; it stays journaled (1800)",
     )
     build.add_argument(
+        "--download-timeout",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up one download of a clip after this long; it is tried again (600)",
+    )
+    build.add_argument(
         "--max-cost",
-        type=float,
+        type=_dollars,
         metavar="USD",
-        help="refuse a build estimated above this, and stop new renders before passing it",
+        help="refuse a build estimated above this (or with renders of unknown price), "
+        "and stop new renders before passing it",
     )
     build.add_argument(
         "--frozen",
@@ -154,10 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "gc",
         cmd_gc,
-        "list (and with --yes remove) cached clips no storyboard under PATH uses any more",
+        "list (and with --yes remove) cached clips that no storyboard of the cache uses",
     )
-    gc.add_argument("paths", nargs="*", type=Path, default=[Path()], help="folders or storyboards")
+    gc.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="folders or storyboards to count as well (every storyboard that built into the "
+        "cache always counts; default: the current folder)",
+    )
     gc.add_argument("--yes", action="store_true", help="remove them (default: only list)")
+    gc.add_argument(
+        "--forget",
+        action="append",
+        type=Path,
+        metavar="SPEC",
+        help="a storyboard that is gone for good: its clips stop being kept",
+    )
     gc.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
     gc.add_argument("--json", action="store_true", help="print as JSON")
     return parser
@@ -168,6 +192,31 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _finite_positive(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of {what}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of {what}, not {text}")
+    return value
+
+
+def _dollars(text: str) -> float:
+    return _finite_positive(text, "dollars")
+
+
+def _seconds(text: str) -> float:
+    return _finite_positive(text, "seconds")
 
 
 def _command(
@@ -194,35 +243,32 @@ def _version() -> str:
     return f"storyboard {__version__}"
 
 
-def _renderer_name(args: argparse.Namespace, spec: Spec) -> str:
-    return "preview" if args.preview else spec.storyboard.renderer
+def _note(message: str) -> None:
+    """Warnings, and what the cache repaired on its own: always said, on stderr."""
+    prefixed = message.startswith(("warning:", "error:", "note:"))
+    print(message if prefixed else f"note: {message}", file=sys.stderr)
 
 
-def load_expansion(args: argparse.Namespace) -> tuple[Spec, Expansion, Cache]:
-    from pipeline import cache, expand, spec
+def load_plan(args: argparse.Namespace) -> Loaded:
+    from pipeline import plan
 
-    loaded = spec.load(args.spec)
-    expansion = expand.expand(loaded, _renderer_name(args, loaded))
-    store = cache.Cache(cache.resolve_root(loaded.path, args.cache_dir))
-    return loaded, expansion, store
+    return plan.load(args.spec, args.preview, args.cache_dir, _note)
 
 
-def load_plan(args: argparse.Namespace) -> tuple[Spec, Plan, Cache]:
-    from pipeline.plan import make_plan
+def _films(args: argparse.Namespace, loaded: Loaded) -> Path:
+    """Where this storyboard's sequence files go for the renderer in use."""
+    from pipeline.cache import project_root
+    from pipeline.films import film_dir
 
-    loaded, expansion, store = load_expansion(args)
-    plan = make_plan(expansion, store.keys(), set(store.journal()))
-    return loaded, plan, store
-
-
-def _warn(warnings: tuple[str, ...] | list[str]) -> None:
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    build_dir = getattr(args, "output_dir", None) or project_root(loaded.spec.path) / "build"
+    return film_dir(build_dir.resolve(), loaded.spec.storyboard.name, loaded.renderer)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    _, plan, _ = load_plan(args)
-    _warn(plan.expansion.warnings)
+    loaded = load_plan(args)
+    plan = loaded.plan
+    for warning in plan.expansion.warnings:
+        _note(f"warning: {warning}")
     if args.json:
         sys.stdout.write(json.dumps(plan.to_json(), indent=1) + "\n")
         return 0
@@ -233,7 +279,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    loaded, expansion, _ = load_expansion(args)
+    from pipeline import expand, spec
+
+    loaded = spec.load(args.spec)
+    expansion = expand.expand(loaded, "preview" if args.preview else loaded.storyboard.renderer)
     shots = [s for s in expansion.shots if args.shot in (None, s.shot_id, s.label)]
     if args.shot and not shots:
         known = ", ".join(s.id for s in loaded.storyboard.shots)
@@ -257,115 +306,43 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     import os
 
-    from pipeline import lock as lockfile
-    from pipeline.build import (
-        OutputIndex,
-        build_sequences,
-        check_budget,
-        check_frozen,
-        make_lock,
-        render_shots,
-        select_shots,
-    )
+    from pipeline import build
     from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
     from pipeline.render import RendererOptions
     from pipeline.scheduler import ScheduleOptions
 
-    loaded, plan, store = load_plan(args)
-    _warn(plan.expansion.warnings)
-    renderer = _renderer_name(args, loaded)
-    sequences = _chosen_sequences(args, plan)
-    _check_names(args, loaded)
-    to_render, cached, forced = select_shots(plan, args.only, args.force, sequences)
-    estimate = round(sum(s.price or 0.0 for s in to_render), 2) if renderer != "preview" else 0.0
-    max_cost = args.max_cost if args.max_cost is not None else loaded.storyboard.budget
-    if renderer != "preview":
-        check_budget(estimate, max_cost)
-    api_key = os.environ.get("RUNWARE_API_KEY") or None
-    if renderer == "runware" and to_render and not api_key:
-        raise UserError(
-            "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
-            "set RUNWARE_API_KEY, or build local animatics with --preview",
-        )
     verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
-    if not args.json and verbosity > QUIET:
-        print(
-            f"build {loaded.path.name} with {renderer}: {len(to_render)} to render"
-            + (f" (about ${estimate:.2f})" if renderer != "preview" else "")
-            + f", {len(cached)} cached",
-            file=sys.stderr,
-        )
-    options = ScheduleOptions(
-        jobs=args.jobs,
-        keep_going=args.keep_going,
-        retries=max(args.retries, 0),
-        max_cost=max_cost if renderer != "preview" else None,
-        force=forced,
+    talk = not args.json and verbosity > QUIET
+    request = build.BuildRequest(
+        spec=args.spec,
+        preview=args.preview,
+        sequences=tuple(args.sequence),
+        only=tuple(args.only or ()),
+        force=tuple(args.force or ()),
+        schedule=ScheduleOptions(jobs=args.jobs, keep_going=args.keep_going, retries=args.retries),
+        renderer=RendererOptions(
+            api_key=os.environ.get("RUNWARE_API_KEY") or None,
+            base_url=os.environ.get("RUNWARE_BASE_URL") or None,
+            task_timeout=args.task_timeout,
+            download_timeout=args.download_timeout,
+        ),
+        max_cost=args.max_cost,
+        frozen=args.frozen,
+        output_dir=args.output_dir,
+        cache_dir=args.cache_dir,
     )
-    renderer_options = RendererOptions(
-        api_key=api_key,
-        base_url=os.environ.get("RUNWARE_BASE_URL") or None,
-        task_timeout=args.task_timeout,
+    output = build.BuildOutput(
+        info=lambda message: print(message, file=sys.stderr) if talk else None,
+        warn=_note,
+        progress=lambda total, estimate: make_reporter(total, estimate, verbosity),
     )
-    lock_file = lockfile.lock_path(loaded.path, renderer)
-    previous = lockfile.read(lock_file)
-    if args.frozen:
-        check_frozen(lock_file, previous, to_render)
-    with make_reporter(len(to_render), estimate, verbosity) as reporter:
-        summary = render_shots(to_render, store, renderer, renderer_options, options, reporter)
-        summary.cached = cached
-        if not summary.interrupted and summary.fatal is None:
-            summary.sequences = build_sequences(
-                sequences if sequences is not None else list(plan.expansion.sequences),
-                store,
-                OutputIndex.load(store.root / "outputs.json"),
-                _films(args, loaded),
-                previous,
-                reporter.note,
-            )
-    if not args.frozen and not summary.interrupted:
-        lock = make_lock(loaded.storyboard.name, renderer, plan, store, summary.sequences, previous)
-        if lockfile.write(lock_file, lock) and verbosity > QUIET and not args.json:
-            print(f"wrote {lock_file}", file=sys.stderr)
+    summary = build.run(request, output)
+    if summary.lock_written is not None and talk:
+        print(f"wrote {summary.lock_written}", file=sys.stderr)
     if summary.fatal:
         print(f"error: {summary.fatal}", file=sys.stderr)
     _print_summary(args, summary)
     return summary.exit_code
-
-
-def _films(args: argparse.Namespace, loaded: Spec) -> Path:
-    """Where this storyboard's sequence files go for the renderer in use."""
-    from pipeline.build import film_dir
-    from pipeline.cache import project_root
-
-    build_dir = getattr(args, "output_dir", None) or project_root(loaded.path) / "build"
-    return film_dir(build_dir.resolve(), loaded.storyboard.name, _renderer_name(args, loaded))
-
-
-def _chosen_sequences(args: argparse.Namespace, plan: Plan) -> list[Any] | None:
-    if not args.sequence:
-        return None
-    chosen = [
-        s for s in plan.expansion.sequences if s.id in args.sequence or s.name in args.sequence
-    ]
-    missing = [n for n in args.sequence if not any(n in (s.id, s.name) for s in chosen)]
-    if missing:
-        from pipeline.errors import UserError
-
-        known = ", ".join(dict.fromkeys(s.id for s in plan.expansion.sequences)) or "(none)"
-        raise UserError(f"no sequence '{missing[0]}' in {args.spec}", f"sequences: {known}")
-    return chosen
-
-
-def _check_names(args: argparse.Namespace, loaded: Spec) -> None:
-    known = {s.id for s in loaded.storyboard.shots}
-    for name in (args.only or []) + (args.force or []):
-        if name.split("@", 1)[0] not in known:
-            from pipeline.errors import UserError
-
-            raise UserError(
-                f"no shot '{name}' in {args.spec}", f"shots: {', '.join(sorted(known))}"
-            )
 
 
 def _print_summary(args: argparse.Namespace, summary: Any) -> None:
@@ -383,6 +360,12 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
         + (f", {data['skipped']} not started" if data["skipped"] else "")
         + f"; {joined} sequences joined, {current} up to date"
         + f"; spent ${data['spent']:.2f}"
+        + (
+            f" (and collected {data['collected']} render(s) an earlier build paid "
+            f"${data['collected_cost']:.2f} for)"
+            if data["collected"]
+            else ""
+        )
     )
     for outcome in summary.sequences:
         if outcome.status in ("blocked", "failed"):
@@ -423,25 +406,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
-    from pipeline import lock as lockfile
-    from pipeline.build import OutputIndex
+    from pipeline.films import OutputIndex
     from pipeline.status import statuses
 
-    loaded, plan, store = load_plan(args)
-    lock = lockfile.read(lockfile.lock_path(loaded.path, _renderer_name(args, loaded)))
-    outputs = OutputIndex.load(store.root / "outputs.json")
-    return statuses(plan, lock, outputs, _films(args, loaded)), loaded.storyboard.name
+    loaded = load_plan(args)
+    outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
+    rows = statuses(loaded.plan, loaded.lock, outputs, _films(args, loaded))
+    return rows, loaded.spec.storyboard.name
 
 
 def _status_folder(args: argparse.Namespace) -> int:
+    from pipeline.spec import find_storyboards
     from pipeline.status import summary_line
 
     folder = args.spec
-    found = storyboards_under([folder])
-    if not found:
+    found, unreadable = find_storyboards([folder])
+    if not found and not unreadable:
         raise UserError(f"no storyboard (*.yaml with version: and shots:) under {folder}")
-    results = []
+    results: list[dict[str, Any]] = []
     code = 0
+    for path, problem in unreadable:
+        code = 2
+        results.append({"spec": str(path), "error": problem})
+        if not args.json:
+            print(problem)
     for path in found:
         args.spec = path
         try:
@@ -462,31 +450,18 @@ def _status_folder(args: argparse.Namespace) -> int:
     return code
 
 
-def storyboards_under(paths: list[Path]) -> list[Path]:
-    """YAML files that look like storyboards, skipping hidden folders and build outputs."""
-    found = []
-    for root in paths:
-        if root.is_file():
-            found.append(root)
-            continue
-        for path in sorted(root.rglob("*.y*ml")):
-            parts = path.relative_to(root).parts
-            if any(p.startswith(".") or p in ("build", "node_modules") for p in parts[:-1]):
-                continue
-            head = path.read_text(encoding="utf-8", errors="replace")[:4000]
-            if "version:" in head and "shots:" in head:
-                found.append(path)
-    return found
-
-
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipeline import lock as lockfile
     from pipeline.review import write_review
 
-    loaded, plan, store = load_plan(args)
-    renderer = _renderer_name(args, loaded)
-    lock = lockfile.read(lockfile.lock_path(loaded.path, renderer))
-    page = write_review(loaded.storyboard.name, plan, store, lock, _films(args, loaded), renderer)
+    loaded = load_plan(args)
+    page = write_review(
+        loaded.spec.storyboard.name,
+        loaded.plan,
+        loaded.cache,
+        loaded.lock,
+        _films(args, loaded),
+        loaded.renderer,
+    )
     print(page)
     if args.open:
         import webbrowser
@@ -496,52 +471,53 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    """Everything a storyboard under the paths uses (both renderers, and its locks) stays."""
-    from pipeline import cache, expand, spec
-    from pipeline import lock as lockfile
+    """Everything any storyboard of the cache uses stays (both renderers, its locks)."""
+    from pipeline import gc
+    from pipeline.cache import Cache, resolve_root
 
-    found = storyboards_under(args.paths)
-    if not found:
-        raise UserError(
-            f"no storyboard under {', '.join(str(p) for p in args.paths)}",
-            "gc keeps what the storyboards use: without any, it would remove everything",
-        )
-    store = cache.Cache(cache.resolve_root(found[0], args.cache_dir))
-    used: set[str] = set()
-    for path in found:
-        loaded = spec.load(path)  # a broken storyboard stops gc: its clips must not go
-        for renderer in ("preview", "runware"):
-            used.update(s.key for s in expand.expand(loaded, renderer).shots)
-            lock = lockfile.read(lockfile.lock_path(loaded.path, renderer))
-            if lock is not None:
-                used.update(lock.shots)
-    in_flight = set(store.journal())
-    records = store.records()
-    unused = [r for r in records if r.key not in used and r.key not in in_flight]
-    unused.sort(key=lambda r: r.created)
-    total = sum(r.bytes for r in unused)
+    paths = args.paths or [Path()]
+    cache = Cache(resolve_root(paths[0], args.cache_dir), _note)
+    for spec_path in args.forget or []:
+        forgotten = cache.storyboards.forget(spec_path)
+        print(f"{'forgot' if forgotten else 'was never recorded:'} {spec_path}", file=sys.stderr)
+    collection = gc.collect(cache, paths)
     if args.yes:
-        for record in unused:
-            store.forget(record.key)
+        gc.remove(cache, collection)
     if args.json:
         rows = [
             {"key": r.key, "shot": r.label, "renderer": r.renderer, "bytes": r.bytes}
-            for r in unused
+            for r in collection.unused
         ]
-        sys.stdout.write(
-            json.dumps({"unused": rows, "bytes": total, "removed": args.yes}, indent=1) + "\n"
-        )
+        unreadable = [
+            {"path": str(u.path), "problem": u.problem, "kept": u.kept, "known": u.known}
+            for u in collection.unreadable
+        ]
+        body = {
+            "unused": rows,
+            "bytes": collection.bytes,
+            "removed": args.yes,
+            "storyboards": [str(p) for p in collection.storyboards],
+            "unreadable": unreadable,
+        }
+        sys.stdout.write(json.dumps(body, indent=1) + "\n")
         return 0
-    for record in unused:
+    for record in collection.unused:
         print(
             f"{record.key[:12]}  {record.renderer:8} {record.bytes / 1e6:8.2f} MB  {record.label}"
         )
+    for item in collection.unreadable:
+        kept = (
+            f"kept the {item.kept} clips of its last build"
+            if item.known
+            else "what it uses is unknown: nothing can be removed"
+        )
+        print(f"could not read {item.path}: {item.problem} ({kept})")
     verb = "removed" if args.yes else "would be freed"
     print(
-        f"{len(unused)} unused clips, {total / 1e6:.2f} MB {verb}"
-        f" ({len(used & {r.key for r in records})} in use"
-        + (f", {len(in_flight)} in flight kept" if in_flight else "")
+        f"{len(collection.unused)} unused clips, {collection.bytes / 1e6:.2f} MB {verb}"
+        f" ({collection.in_use} in use by {len(collection.storyboards)} storyboards"
+        + (f", {collection.in_flight} in flight kept" if collection.in_flight else "")
         + ")"
-        + ("" if args.yes or not unused else "; run with --yes to remove them")
+        + ("" if args.yes or not collection.unused else "; run with --yes to remove them")
     )
     return 0

@@ -1,4 +1,16 @@
-"""One exception hierarchy: every error storyboard raises on purpose is a StoryboardError."""
+"""One exception hierarchy: every error storyboard raises on purpose is a StoryboardError.
+
+Render failures come in kinds, caught by type (as httpx's errors are):
+
+    RenderError            a shot could not be rendered
+    ├── TransientError     may succeed when tried again (network, 5xx, a provider timeout)
+    ├── RefusedError       will fail again (content policy, invalid request): never retried
+    ├── AccountError       the account cannot render (bad key, no credit): no more submits
+    │   └── AuthError
+    ├── NotCollected       paid, or maybe still running, and not collected: stays journaled
+    ├── TaskUnknown        the provider does not know a journaled task: submitting anew is safe
+    └── ImageGone          an uploaded image expired: upload it again
+"""
 
 from __future__ import annotations
 
@@ -46,35 +58,52 @@ class SpecError(UserError):
         return text
 
 
+class BudgetError(UserError):
+    """The estimated cost of a build is over the budget given, or cannot be known."""
+
+
 class MediaError(StoryboardError):
     """A clip or image that ffmpeg cannot use as asked (missing, corrupt, wrong size)."""
 
 
+class CacheError(StoryboardError):
+    """A file of the cache that cannot be read or written as it must be."""
+
+
 class RenderError(StoryboardError):
-    """A shot could not be rendered. `transient` errors may succeed when tried again."""
+    """A shot could not be rendered; the subclass says what may be done about it."""
 
-    def __init__(
-        self,
-        message: str,
-        hint: str | None = None,
-        *,
-        transient: bool = False,
-        fatal: bool = False,
-        keep_journal: bool = False,
-    ) -> None:
-        super().__init__(message, hint)
-        self.transient = transient
-        self.fatal = fatal
-        # A paid task that may still deliver: leave it in the journal for the next build.
-        self.keep_journal = keep_journal
+    # Whether the remote task, if one was sent, is over (failed, refused, never started):
+    # then its journal entry may go. A task that may still deliver keeps it.
+    task_over = True
 
 
-class AuthError(RenderError):
-    """The provider refused the credentials: the whole build stops."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message, hint, fatal=True)
+class TransientError(RenderError):
+    """A failure that may not happen again: the shot may be tried again (with backoff)."""
 
 
-class BudgetError(UserError):
-    """The estimated cost of a build is over the budget given."""
+class RefusedError(RenderError):
+    """A failure that will happen again (content policy, invalid request): no retry."""
+
+
+class AccountError(RenderError):
+    """The provider refuses the account (key, credit): no further submit in this build."""
+
+
+class AuthError(AccountError):
+    """The provider refused the credentials."""
+
+
+class NotCollected(RenderError):
+    """A task that was (or may have been) paid for and was not collected: it stays in the
+    journal, and the next build asks for it before paying again."""
+
+    task_over = False
+
+
+class TaskUnknown(RenderError):
+    """The provider does not know a journaled task: it never ran, so submitting is safe."""
+
+
+class ImageGone(RenderError):
+    """The provider no longer knows an uploaded image (they expire): upload it again."""

@@ -211,7 +211,7 @@ def _expand_shot(
                 where("negative_prompt"), f"shot '{shot.id}': {model_id} takes no negative prompt"
             )
     else:
-        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is, no price known"] = None
+        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is"] = None
     if optimizer:
         warnings[
             f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
@@ -246,7 +246,7 @@ def _expand_shot(
                 "frameImages": [{"image": f"sha256:{hashes[0]}", "frame": "first"}]
             }
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
-        price = info.price(width, height, duration) if info else None
+        price = _price(shot, defaults, info, width, height, duration)
         for take in range(1, takes + 1):
             take_request = request
             if seed is not None:
@@ -275,6 +275,21 @@ def _expand_shot(
                 )
             )
     return made
+
+
+def _price(
+    shot: ShotSpec,
+    defaults: Any,
+    info: models.ModelInfo | None,
+    width: int,
+    height: int,
+    duration: int,
+) -> float | None:
+    """The storyboard's `price:` (a shot's, else the defaults'), else the catalogue's."""
+    given = _first_set(shot.price, defaults.price, None)
+    if given is not None:
+        return float(given)
+    return info.price(width, height, duration) if info else None
 
 
 def _first_set(*values: Any) -> Any:
@@ -317,7 +332,7 @@ def _check_model(
             f"shot '{shot.id}': {width}x{height} is not a size {model_id} renders",
             f"allowed: {info.allowed_sizes()}",
         )
-    if info.price(width, height, duration) is None:
+    if not info.renders(width, height, duration):
         raise source.error(
             where("duration"),
             f"shot '{shot.id}': {width}x{height} with duration {duration} s is not available "

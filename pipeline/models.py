@@ -11,8 +11,8 @@ PROMPT_LIMIT = 2000
 class ModelInfo:
     air: str
     name: str
-    # (width, height) -> {duration seconds: price in USD}
-    prices: dict[tuple[int, int], dict[int, float]]
+    # (width, height) -> {duration seconds: price in USD, or None where none is published}
+    prices: dict[tuple[int, int], dict[int, float | None]]
     fps: tuple[int, ...]
     text_to_video: bool
     image_to_video: bool
@@ -20,6 +20,9 @@ class ModelInfo:
     accepts_seed: bool = False
     accepts_negative_prompt: bool = False
     provider: str = ""
+
+    def renders(self, width: int, height: int, duration: int) -> bool:
+        return duration in self.prices.get((width, height), {})
 
     def price(self, width: int, height: int, duration: int) -> float | None:
         return self.prices.get((width, height), {}).get(duration)
@@ -42,11 +45,12 @@ CATALOGUE: dict[str, ModelInfo] = {
         image_to_video=True,
         provider="minimax",
     ),
-    # List prices inferred from the discounted ones seen ($0.19 / $0.33 at 20% off).
+    # List prices inferred from the discounted ones seen ($0.19 / $0.33 at 20% off). The Fast
+    # model's page allows 10 s at 768p and publishes no price for it: a budget needs `price:`.
     "minimax:4@2": ModelInfo(
         air="minimax:4@2",
         name="MiniMax Hailuo 2.3 Fast",
-        prices={(1366, 768): {6: 0.24}, (1920, 1080): {6: 0.41}},
+        prices={(1366, 768): {6: 0.24, 10: None}, (1920, 1080): {6: 0.41}},
         fps=(25,),
         text_to_video=False,
         image_to_video=True,

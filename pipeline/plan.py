@@ -1,15 +1,26 @@
-"""Shots + cache -> Plan: what is cached, what must be rendered, what it will cost."""
+"""Shots + cache -> Plan: what is cached, what is in flight, what must be rendered, the cost."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipeline.expand import Expansion, Shot, unique_shots
+from pipeline import lock as lockfile
+from pipeline import media
+from pipeline.cache import Cache, ClipRecord, resolve_root
+from pipeline.errors import MediaError
+from pipeline.expand import Expansion, Shot, expand, unique_shots
+from pipeline.hashing import sha256_file
+from pipeline.lock import Lock
+from pipeline.spec import Spec
+from pipeline.spec import load as load_spec
 
 CACHED = "cached"
 RENDER = "render"
-IN_FLIGHT = "in flight"
+IN_FLIGHT = "in flight"  # a task was sent and is journaled: the next build collects it
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,8 @@ class PlanRow:
 
     @property
     def estimate(self) -> float | None:
-        return self.shot.price if self.status != CACHED else 0.0
+        """What this row will cost now: a task in flight was paid for when it was sent."""
+        return self.shot.price if self.status == RENDER else 0.0
 
 
 @dataclass(frozen=True)
@@ -33,15 +45,17 @@ class Plan:
 
     @property
     def to_render(self) -> list[PlanRow]:
+        """Rows a build works on: new renders, and tasks in flight to collect."""
         return [row for row in self.rows if row.status != CACHED]
 
     @property
     def cost_needed(self) -> float:
-        return round(sum(row.shot.price or 0.0 for row in self.to_render), 2)
+        return round(sum(row.estimate or 0.0 for row in self.to_render), 2)
 
     @property
-    def unpriced(self) -> int:
-        return sum(1 for row in self.to_render if row.shot.price is None)
+    def unpriced(self) -> list[PlanRow]:
+        """New renders whose price nobody knows: a budget cannot hold them."""
+        return [row for row in self.rows if row.status == RENDER and row.shot.price is None]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,26 +76,96 @@ class Plan:
             "totals": {
                 "shots": self.shot_count,
                 "unique_renders": len(self.rows),
-                "renders_needed": len(self.to_render),
-                "cached": len(self.rows) - len(self.to_render),
+                "renders_needed": sum(1 for row in self.rows if row.status == RENDER),
+                "in_flight": sum(1 for row in self.rows if row.status == IN_FLIGHT),
+                "cached": sum(1 for row in self.rows if row.status == CACHED),
                 "cost_needed": self.cost_needed,
-                "unpriced_renders": self.unpriced,
+                "unpriced_renders": len(self.unpriced),
             },
             "warnings": list(self.expansion.warnings),
         }
 
 
-def make_plan(expansion: Expansion, cached: set[str], in_flight: set[str]) -> Plan:
+@dataclass(frozen=True)
+class Loaded:
+    """A storyboard read, expanded for one renderer, and planned against its cache."""
+
+    spec: Spec
+    plan: Plan
+    cache: Cache
+    renderer: str
+    lock: Lock | None
+
+    @property
+    def lock_path(self) -> Path:
+        return lockfile.lock_path(self.spec.path, self.renderer)
+
+
+def load(
+    spec_path: Path, preview: bool, cache_dir: str | None, note: Callable[[str], None]
+) -> Loaded:
+    """Read and expand a storyboard and plan it against its cache; `note` hears repairs."""
+    spec = load_spec(spec_path)
+    renderer = "preview" if preview else spec.storyboard.renderer
+    expansion = expand(spec, renderer)
+    cache = Cache(resolve_root(spec.path, cache_dir), note)
+    lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
+    return Loaded(spec, make_plan(expansion, cache, lock), cache, renderer, lock)
+
+
+def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None) -> Plan:
     variants: dict[str, list[str]] = {}
     for shot in expansion.shots:
         names = variants.setdefault(shot.key, [])
         if shot.variant and shot.variant not in names:
             names.append(shot.variant)
+    shots = unique_shots(expansion.shots)
+    keys = [shot.key for shot in shots]
+    cached = cache.clips.present(keys)
+    if lock is not None:
+        cached |= _found_by_lock(cache, lock, [k for k in keys if k not in cached])
+    in_flight = {key for key, entry in cache.journal.entries().items() if entry.task_uuid}
     rows = []
-    for shot in unique_shots(expansion.shots):
+    for shot in shots:
         status = CACHED if shot.key in cached else IN_FLIGHT if shot.key in in_flight else RENDER
         rows.append(PlanRow(shot, tuple(variants[shot.key]), status))
     return Plan(tuple(rows), len(expansion.shots), expansion)
+
+
+def _found_by_lock(cache: Cache, lock: Lock, keys: list[str]) -> set[str]:
+    """Clip files with no record (a cache from before records were kept beside clips, whose
+    index was lost) that the lock vouches for by checksum: recorded again, not paid again."""
+    found = set()
+    for key in keys:
+        locked = lock.shots.get(key)
+        path = cache.clips.path(key)
+        if locked is None or not path.is_file() or sha256_file(path) != locked.sha256:
+            continue
+        try:
+            info = media.probe(path)
+        except MediaError:
+            continue
+        record = ClipRecord(
+            key=key,
+            path=str(path.relative_to(cache.root)),
+            sha256=locked.sha256,
+            bytes=path.stat().st_size,
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+            seed=locked.seed,
+            cost=locked.cost,
+            renderer=locked.renderer,
+            remote_ids={"videoUUID": locked.video_uuid} if locked.video_uuid else {},
+            label=locked.shot,
+            created=time.time(),
+        )
+        try:
+            cache.clips.put_record(record)
+        except OSError:
+            continue
+        found.add(key)
+    return found
 
 
 def _row_json(row: PlanRow) -> dict[str, Any]:

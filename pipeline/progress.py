@@ -19,8 +19,11 @@ def _describe(outcome: Outcome) -> str:
         what += f" take {shot.take}"
     if outcome.status == RENDERED and outcome.record is not None:
         cost = outcome.record.cost
-        money = f"${cost:.2f}" if cost else "$0.00"
-        return f"rendered {what} ({outcome.seconds:.1f} s, {money})"
+        money = f"${cost:.2f}" if cost is not None else "cost not reported"
+        verb = "collected" if outcome.collected else "rendered"
+        paid = ", paid by an earlier build" if outcome.collected else ""
+        text = f"{verb} {what} ({outcome.seconds:.1f} s, {money}{paid})"
+        return text + (f"\n  warning: {outcome.warning}" if outcome.warning else "")
     if outcome.status == CACHED:
         return f"cached   {what} (rendered meanwhile by another build)"
     return f"{outcome.status:8} {what}: {outcome.error}"
@@ -28,7 +31,9 @@ def _describe(outcome: Outcome) -> str:
 
 def _worth_saying(message: str, verbosity: int) -> bool:
     """Budget stops, errors and interruptions are said even with -q."""
-    return verbosity >= NORMAL or message.startswith(("error", "budget", "stopping", "failed"))
+    return verbosity >= NORMAL or message.startswith(
+        ("error", "warning", "budget", "stopping", "failed")
+    )
 
 
 class PlainReporter:
@@ -53,7 +58,7 @@ class PlainReporter:
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
         if outcome.status in (RENDERED, CACHED, FAILED):
             self.done += 1
-        if outcome.status == FAILED or self.verbosity >= NORMAL:
+        if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
             self._print(f"[{self.done}/{self.total}] {_describe(outcome)}")
 
     def note(self, message: str) -> None:
@@ -114,7 +119,7 @@ class RichReporter:
         advance = 0 if outcome.status == SKIPPED else 1
         self.progress.update(self.task, advance=advance, flight=self.flight, spent=spent)
         style = {RENDERED: "green", CACHED: "green", FAILED: "red"}.get(outcome.status, "yellow")
-        if outcome.status == FAILED or self.verbosity >= NORMAL:
+        if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
             self.progress.console.print(
                 f"[{style}]{_describe(outcome)}[/{style}]", markup=True, highlight=False
             )

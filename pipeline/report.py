@@ -63,8 +63,16 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
         f"[bold]{plan.shot_count}[/bold] shots, [bold]{len(plan.rows)}[/bold] unique renders, "
         f"[bold]{len(needed)}[/bold] to render, cost of what is needed: "
         f"[bold]{money(plan.cost_needed)}[/bold]"
-        + (f" (+{plan.unpriced} of unknown price)" if plan.unpriced else "")
+        + (f" (+{len(plan.unpriced)} of unknown price)" if plan.unpriced else "")
     )
+    if plan.unpriced:
+        names = ", ".join(dict.fromkeys(row.shot.label for row in plan.unpriced))
+        console.print(
+            f"[yellow]no known price for {names}[/yellow]: a build under a budget "
+            "(--max-cost, budget:) refuses them; give `price:` (USD per render) to build them "
+            "under one",
+            highlight=False,
+        )
     for sequence in plan.expansion.sequences:
         console.print(
             f"  sequence [bold]{sequence.name}[/bold]: {len(sequence.uses)} clips, "

@@ -10,10 +10,10 @@ from typing import Any
 import jinja2
 
 from pipeline import media
-from pipeline.build import output_path
 from pipeline.cache import Cache, write_atomic
 from pipeline.errors import MediaError
 from pipeline.expand import Sequence
+from pipeline.films import output_path
 from pipeline.lock import Lock
 from pipeline.plan import IN_FLIGHT, Plan
 
@@ -63,13 +63,13 @@ def write_review(
     """Write `<films>/review/index.html` (with thumbnails beside it) and return its path."""
     folder = films / "review"
     thumbs = folder / "thumbs"
-    failures = cache.failures()
-    journal = cache.journal()
+    failures = cache.failures.all()
+    journal = cache.journal.entries()
     cards: dict[str, Card] = {}
     for row in plan.rows:
         shot = row.shot
-        record = cache.get(shot.key)
-        clip = cache.clip_path(shot.key) if record else None
+        record = cache.clips.get(shot.key)
+        clip = cache.clips.path(shot.key) if record else None
         thumb = _thumbnail(clip, thumbs / f"{shot.key}.jpg", shot.duration) if clip else None
         if record is not None:
             status = "rendered" if lock and shot.key in lock.shots else "cached"

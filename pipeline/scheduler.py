@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from pipeline import hashing, media
 from pipeline.cache import Cache, ClipRecord, JournalEntry
-from pipeline.errors import MediaError, RenderError
+from pipeline.errors import (
+    AccountError,
+    CacheError,
+    MediaError,
+    NotCollected,
+    RenderError,
+    StoryboardError,
+    TaskUnknown,
+    TransientError,
+)
 from pipeline.expand import Shot
 from pipeline.render import Renderer, RenderJob, RenderResult
+from pipeline.retry import Backoff
 
 RENDERED = "rendered"
 CACHED = "cached"
@@ -28,8 +36,8 @@ LOCK_POLL = 0.1
 class ScheduleOptions:
     jobs: int = 4
     keep_going: bool = False
-    retries: int = 3
-    retry_delay: float = 1.0
+    retries: int = 3  # new tries of a shot whose render failed in a way that may not recur
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0))
     max_cost: float | None = None
     force: frozenset[str] = frozenset()
 
@@ -41,6 +49,9 @@ class Outcome:
     record: ClipRecord | None = None
     error: str | None = None
     seconds: float = 0.0
+    warning: str | None = None
+    # Collected from a task an earlier build submitted (and paid for).
+    collected: bool = False
 
 
 class Reporter(Protocol):
@@ -52,6 +63,30 @@ class Reporter(Protocol):
 
 
 @dataclass
+class Spending:
+    """The money of one build, as `--max-cost` sees it.
+
+    A render's estimate counts while it runs; the moment the provider reports its cost, that
+    cost counts instead, whatever becomes of the clip. A render that finished without a usable
+    cost counts at its estimate. Tasks an earlier build submitted were paid by that build:
+    collecting them is counted apart and never refused.
+    """
+
+    limit: float | None = None
+    spent: float = 0.0
+    estimated: float = 0.0
+    in_flight: float = 0.0
+    collected: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.spent + self.estimated
+
+    def allows(self, price: float) -> bool:
+        return self.limit is None or self.total + self.in_flight + price <= self.limit + 1e-9
+
+
+@dataclass
 class Scheduler:
     """Runs one build's renders. Its counters live for one run; nothing is global."""
 
@@ -60,15 +95,15 @@ class Scheduler:
     options: ScheduleOptions
     reporter: Reporter
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    spent: float = 0.0
-    in_flight_estimate: float = 0.0
     failure: str | None = None
-    fatal: RenderError | None = None
+    fatal: StoryboardError | None = None
     budget_reached: bool = False
 
+    def __post_init__(self) -> None:
+        self.spending = Spending(limit=self.options.max_cost)
+
     async def run(self, shots: list[Shot]) -> list[Outcome]:
-        self.cache.clean_tmp()
-        self._journal = self.cache.journal()
+        self.cache.tmp.clean()
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
         tasks = [asyncio.create_task(self._one(shot)) for shot in shots]
         try:
@@ -83,47 +118,132 @@ class Scheduler:
         fd = await self._lock(shot.key)
         if fd is None:
             return Outcome(shot, SKIPPED, error=self._why_not())
+        started = time.monotonic()
         try:
-            record = self.cache.get(shot.key)
-            if record is not None and shot.key not in self.options.force:
-                # Another build rendered it while this one waited for the key.
-                return self._finish(Outcome(shot, CACHED, record))
+            return await self._locked(shot, started)
+        except CacheError as exc:
+            self._stop_all(exc)
+            return self._failed(shot, exc, started)
+        except Exception as exc:
+            # A fault of this tool must not take other shots' paid tasks down with it: this
+            # shot fails, and its journal entry stays for the next build.
+            failure = NotCollected(f"shot '{shot.label}': internal error: {exc!r}")
+            return self._failed(shot, failure, started)
+        finally:
+            self.cache.locks.unlock(fd)
+
+    async def _locked(self, shot: Shot, started: float) -> Outcome:
+        record = self.cache.clips.get(shot.key)
+        if record is not None and shot.key not in self.options.force:
+            # Another build rendered it while this one waited for the key.
+            return self._finish(Outcome(shot, CACHED, record))
+        # Read again now that the key is this build's: a build that died holding it may have
+        # sent a task meanwhile, which must be collected, not paid for again.
+        entry = self.cache.journal.read(shot.key)
+        resume = (
+            entry.task_uuid if entry is not None and entry.renderer == self.renderer.name else None
+        )
+        retries = 0
+        while True:
+            try:
+                return await self._render_once(shot, resume, started)
+            except TaskUnknown as exc:
+                self.reporter.note(f"{exc.message}: rendering it anew")
+                resume = None
+            except TransientError as exc:
+                if retries >= self.options.retries or self.stop.is_set():
+                    return self._failed(shot, exc, started)
+                delay = self.options.backoff.delay(retries)
+                retries += 1
+                self.reporter.note(
+                    f"{exc.message}; retry {retries}/{self.options.retries} in {delay:.1f} s"
+                )
+                await asyncio.sleep(delay)
+                resume = None
+            except AccountError as exc:
+                self._stop_all(exc)
+                return self._failed(shot, exc, started)
+            except (RenderError, MediaError) as exc:
+                return self._failed(shot, exc, started)
+
+    async def _render_once(self, shot: Shot, resume: str | None, started: float) -> Outcome:
+        """One render: a new task (in a concurrency slot, within the budget) or the collection
+        of a journaled one (already running and paid for: no slot, no budget)."""
+        price = 0.0 if resume else (shot.price or 0.0)
+        held = False
+        if resume is None:
             await self._slots.acquire()
             held = True
-            price = 0.0
+        # Asked once the slot is free: the build may have stopped, or spent, meanwhile.
+        reason = self._why_not() if resume else self._refusal(shot)
+        if reason:
+            if held:
+                self._slots.release()
+            return Outcome(shot, SKIPPED, error=reason)
+        if resume is None:
+            self._note_task(shot, None)
+        over = False
+        self.spending.in_flight += price
 
-            def free_slot(cost: float | None = None) -> None:
-                # A slot is for a running render: a clip being downloaded no longer needs it,
-                # and from now on the budget counts what the provider says it cost.
-                nonlocal held, price
-                if cost is not None:
-                    self.in_flight_estimate += cost - price
-                    price = cost
-                if held:
-                    held = False
-                    self._slots.release()
+        def remote_done(cost: float | None) -> None:
+            # The remote render is over: its money is spent, and downloading needs no slot.
+            nonlocal held, over
+            if not over:
+                over = True
+                self.spending.in_flight -= price
+                if resume is not None:
+                    self.spending.collected += cost or 0.0
+                elif cost is None:
+                    self.spending.estimated += price
+                else:
+                    self.spending.spent += cost
+                self._journal_cost(shot, cost)
+            if held:
+                held = False
+                self._slots.release()
 
-            try:
-                refusal = self._refusal(shot)
-                if refusal:
-                    return Outcome(shot, SKIPPED, error=refusal)
-                price = shot.price or 0.0
-                self.in_flight_estimate += price
-                try:
-                    return self._finish(await self._render(shot, free_slot))
-                finally:
-                    self.in_flight_estimate -= price
-            finally:
-                free_slot()
+        output = self.cache.tmp.path()
+        job = RenderJob(
+            shot=shot,
+            output=output,
+            note_task=lambda task: self._note_task(shot, task),
+            resume_task=resume,
+            remote_done=remote_done,
+        )
+        self.reporter.shot_started(shot)
+        try:
+            result = await self.renderer.render(job)
+            record, warning = await asyncio.to_thread(self._store, shot, result)
+        except BaseException:
+            _remove(output)
+            raise
         finally:
-            self.cache.unlock(fd)
+            if not over:
+                over = True
+                self.spending.in_flight -= price
+            if held:
+                self._slots.release()
+        outcome = Outcome(
+            shot,
+            RENDERED,
+            record,
+            seconds=time.monotonic() - started,
+            warning=warning,
+            collected=resume is not None,
+        )
+        return self._finish(outcome)
 
     async def _lock(self, key: str) -> int | None:
         while True:
-            fd = self.cache.try_lock(key)
+            fd = self.cache.locks.try_lock(key)
             if fd is not None or self.stop.is_set():
                 return fd
             await asyncio.sleep(LOCK_POLL)
+
+    def _stop_all(self, error: StoryboardError) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self.stop.set()
 
     def _why_not(self) -> str:
         if self.fatal is not None:
@@ -137,84 +257,36 @@ class Scheduler:
         return ""
 
     def _refusal(self, shot: Shot) -> str:
+        """Why a new task may not be submitted now; "" when it may."""
         reason = self._why_not()
         if reason:
             return reason
-        limit = self.options.max_cost
         price = shot.price or 0.0
-        if limit is not None and self.spent + self.in_flight_estimate + price > limit + 1e-9:
+        if not self.spending.allows(price):
             self.budget_reached = True
+            spending = self.spending
             self.reporter.note(
-                f"budget: ${self.spent:.2f} spent + ${self.in_flight_estimate:.2f} in flight "
-                f"+ ${price:.2f} would pass --max-cost ${limit:.2f}: no new renders"
+                f"budget: ${spending.total:.2f} spent + ${spending.in_flight:.2f} in flight "
+                f"+ ${price:.2f} would pass --max-cost ${spending.limit:.2f}: no new renders"
             )
             return self._why_not()
         return ""
 
-    async def _render(self, shot: Shot, free_slot: Callable[[float | None], None]) -> Outcome:
-        started = time.monotonic()
-        entry = self._journal.get(shot.key)
-        resume = entry.task_uuid if entry and entry.renderer == self.renderer.name else None
-        if resume is None:
-            self._note_task(shot, None)
-        self.reporter.shot_started(shot)
-        attempt = 0
-        remote: list[str] = [resume] if resume else []  # task ids a provider may hold
-
-        def note_task(task: str) -> None:
-            remote.append(task)
-            self._note_task(shot, task)
-
-        while True:
-            output = self.cache.temp_path()
-            job = RenderJob(
-                shot=shot,
-                output=output,
-                note_task=note_task,
-                resume_task=resume,
-                remote_done=free_slot,
-            )
-            try:
-                result = await self.renderer.render(job)
-                record = await asyncio.to_thread(self._store, shot, result)
-                self.spent += result.cost or 0.0
-            except RenderError as exc:
-                _remove(output)
-                if exc.fatal:
-                    self.fatal = exc
-                    self.stop.set()
-                    if not remote:
-                        self.cache.journal_clear(shot.key)
-                    return Outcome(shot, FAILED, error=exc.message)
-                if exc.transient and attempt < self.options.retries and not self.stop.is_set():
-                    attempt += 1
-                    delay = self.options.retry_delay * 2 ** (attempt - 1)
-                    delay *= random.uniform(0.8, 1.2)
-                    self.reporter.note(
-                        f"{shot.label}: {exc.message}; retry {attempt}/{self.options.retries} "
-                        f"in {delay:.1f} s"
-                    )
-                    await asyncio.sleep(delay)
-                    resume = None
-                    continue
-                return self._failed(shot, exc.message, started, exc.keep_journal)
-            except MediaError as exc:
-                _remove(output)
-                return self._failed(shot, f"{shot.label}: {exc.message}", started, False)
-            except asyncio.CancelledError:
-                _remove(output)
-                raise  # the journal keeps the task for the next build
-            return Outcome(shot, RENDERED, record, seconds=time.monotonic() - started)
-
-    def _failed(self, shot: Shot, message: str, started: float, keep_journal: bool) -> Outcome:
-        if not keep_journal:
-            self.cache.journal_clear(shot.key)
-        self.cache.failure_write(shot.key, message)
+    def _failed(self, shot: Shot, error: StoryboardError, started: float) -> Outcome:
+        message = error.message
+        if isinstance(error, MediaError):
+            message = f"{shot.label}: {message}"
+        # The journal entry goes only when no task of this shot can still deliver.
+        if isinstance(error, MediaError) or (isinstance(error, RenderError) and error.task_over):
+            self.cache.journal.clear(shot.key)
+        self.cache.failures.write(shot.key, message)
         self.failure = message
-        return Outcome(shot, FAILED, error=message, seconds=time.monotonic() - started)
+        return self._finish(
+            Outcome(shot, FAILED, error=message, seconds=time.monotonic() - started)
+        )
 
     def _note_task(self, shot: Shot, task: str | None) -> None:
-        self.cache.journal_write(
+        self.cache.journal.write(
             JournalEntry(
                 key=shot.key,
                 renderer=self.renderer.name,
@@ -225,36 +297,55 @@ class Scheduler:
             )
         )
 
-    def _store(self, shot: Shot, result: RenderResult) -> ClipRecord:
-        """Check the clip against the request, then move it into the cache."""
-        info = result.info
-        if info is None:
-            info = media.validate(result.path, shot.width, shot.height, shot.duration)
-        elif (info.width, info.height) != (shot.width, shot.height) or abs(
+    def _journal_cost(self, shot: Shot, cost: float | None) -> None:
+        """Keep what a task cost beside its id, so that a clip never collected is still
+        known as paid for."""
+        entry = self.cache.journal.read(shot.key)
+        if entry is not None and cost is not None:
+            self.cache.journal.write(entry.model_copy(update={"cost": cost}))
+
+    def _store(self, shot: Shot, result: RenderResult) -> tuple[ClipRecord, str | None]:
+        """Move the clip into the cache. A paid clip is kept even if it is not what was asked
+        (it is recorded as delivered, and the user is told); a free one must be exact."""
+        info = result.info or media.validate(result.path)
+        warning = None
+        if (info.width, info.height) != (shot.width, shot.height) or abs(
             info.duration - shot.duration
-        ) > 1.0 / info.fps + 1e-3:
-            raise MediaError(
-                f"clip is {info.width}x{info.height}, {info.duration:.2f} s; "
-                f"{shot.width}x{shot.height}, {shot.duration} s was asked for"
+        ) > 0.5 / info.fps:
+            what = (
+                f"{info.width}x{info.height}, {info.duration:.2f} s "
+                f"({shot.width}x{shot.height}, {shot.duration} s was asked for)"
             )
-        record = self.cache.put(
-            shot.key,
-            result.path,
-            sha256=hashing.sha256_file(result.path),
-            duration=info.duration,
-            width=info.width,
-            height=info.height,
-            seed=result.seed,
-            cost=result.cost,
-            renderer=self.renderer.name,
-            remote_ids=result.remote_ids,
-            label=shot.label,
-        )
-        self.cache.journal_clear(shot.key)
-        return record
+            if not self.renderer.paid:
+                raise MediaError(f"the clip is {what}")
+            warning = f"{shot.label}: the clip delivered is {what}: kept (it was paid for)"
+        try:
+            record = self.cache.clips.put(
+                shot.key,
+                result.path,
+                sha256=hashing.sha256_file(result.path),
+                duration=info.duration,
+                width=info.width,
+                height=info.height,
+                seed=result.seed,
+                cost=result.cost,
+                renderer=self.renderer.name,
+                remote_ids=result.remote_ids,
+                label=shot.label,
+            )
+        except OSError as exc:
+            raise NotCollected(
+                f"shot '{shot.label}': the clip could not be stored in the cache "
+                f"({exc.strerror or exc})",
+                "it stays in the journal: fix the cache folder and build again "
+                "(nothing is paid twice)",
+            ) from None
+        self.cache.journal.clear(shot.key)
+        self.cache.failures.clear(shot.key)
+        return record, warning
 
     def _finish(self, outcome: Outcome) -> Outcome:
-        self.reporter.shot_finished(outcome, self.spent)
+        self.reporter.shot_finished(outcome, self.spending.total)
         return outcome
 
 

@@ -41,6 +41,8 @@ class ShotSettings(_Strict):
     negative_prompt: str | None = None
     takes: int | None = Field(default=None, ge=1, le=16)
     first_frame: str | None = None
+    # USD per render, where the catalogue has no price (or the account pays another one).
+    price: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
 
 
 def _check_axes(value: dict[str, Any], allow_include: bool) -> dict[str, Any]:
@@ -127,7 +129,7 @@ class Storyboard(_Strict):
     version: Literal[1]
     name: Identifier
     renderer: Literal["runware", "preview"] = "runware"
-    budget: float | None = Field(default=None, gt=0)
+    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     templates: str | None = None
     defaults: ShotSettings = ShotSettings()
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -230,6 +232,32 @@ def load(path: Path | str) -> Spec:
     template_dirs = _template_dirs(path, storyboard)
     _check_references(storyboard, source, template_dirs)
     return Spec(storyboard, path, source, template_dirs)
+
+
+def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Storyboards under `paths` (files given are taken as they are), and the YAML files that
+    could not be read to tell. A file is a storyboard when it parses to a mapping with
+    `version` and `shots`; hidden folders and build outputs are skipped."""
+    found: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+    for root in paths:
+        if root.is_file():
+            found.append(root)
+            continue
+        for path in sorted(root.rglob("*.y*ml")):
+            parts = path.relative_to(root).parts
+            if any(p.startswith(".") or p in ("build", "node_modules") for p in parts):
+                continue
+            try:
+                node = _compose(path, _read_text(path))
+            except SpecError as exc:
+                unreadable.append((path, exc.render().splitlines()[0]))
+                continue
+            if isinstance(node, yaml.MappingNode):
+                keys = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+                if {"version", "shots"} <= keys:
+                    found.append(path)
+    return found, unreadable
 
 
 def _read_text(path: Path) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.build import OutputIndex, output_path
+from pipeline.films import OutputIndex, output_path
 from pipeline.lock import Lock
 from pipeline.plan import CACHED, IN_FLIGHT, Plan
 

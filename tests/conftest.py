@@ -65,3 +65,9 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where local Runware servers keep the clips they draw: drawn once per session."""
+    return tmp_path_factory.mktemp("runware-clips")

@@ -192,7 +192,7 @@ def test_corrupt_clip_is_refused_naming_the_shot(project: Path, cli, film: Path)
     build(cli, film, "copy")
     plan = json.loads(cli("plan", film, "--preview", "--json").out)
     end_key = next(r["key"] for r in plan["shots"] if r["shot"] == "end")
-    clip = Cache(project / ".storyboard").clip_path(end_key)
+    clip = Cache(project / ".storyboard").clips.path(end_key)
     data = bytearray(clip.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 2000] = b"\x00" * 2000
     clip.write_bytes(bytes(data))

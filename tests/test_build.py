@@ -110,6 +110,7 @@ class WrongClipRenderer:
     """Writes a real clip of the wrong length: the scheduler must refuse it."""
 
     name = "preview"
+    paid = False
 
     def __init__(self) -> None:
         self.calls = 0
@@ -153,11 +154,11 @@ def test_clip_failing_validation_never_enters_the_cache(project: Path, small: Pa
     scheduler = Scheduler(cache, renderer, ScheduleOptions(jobs=1), Silent())
     outcomes = asyncio.run(scheduler.run([shot]))
     assert outcomes[0].status == FAILED
-    assert "lasts 2.000 s, 6 s was asked for" in (outcomes[0].error or "")
-    assert cache.get(shot.key) is None
-    assert not cache.clip_path(shot.key).exists()
+    assert "is 1366x768, 2.00 s (1366x768, 6 s was asked for)" in (outcomes[0].error or "")
+    assert cache.clips.get(shot.key) is None
+    assert not cache.clips.path(shot.key).exists()
     assert list((project / ".storyboard" / "tmp").iterdir()) == []
-    assert cache.journal() == {}
+    assert cache.journal.entries() == {}
 
 
 def _spawn_build(project: Path, spec: Path, *extra: str) -> subprocess.Popen:

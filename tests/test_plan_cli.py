@@ -37,9 +37,11 @@ def test_plan_reports_cached_shots(project: Path, cli) -> None:
     data = json.loads(cli("plan", "specs/arcade.yaml", "--json").out)
     key = data["shots"][0]["key"]
     cache = Cache(project / ".storyboard")
-    clip = cache.temp_path()
+    clip = cache.tmp.path()
     clip.write_bytes(b"not checked by plan")
-    cache.put(key, clip, sha256="0" * 64, duration=6.0, width=1366, height=768, renderer="runware")
+    cache.clips.put(
+        key, clip, sha256="0" * 64, duration=6.0, width=1366, height=768, renderer="runware"
+    )
     cache.close()
     data = json.loads(cli("plan", "specs/arcade.yaml", "--json").out)
     assert data["shots"][0]["status"] == "cached"

@@ -139,35 +139,35 @@ def test_review_marks_failed_shots_with_the_message(project: Path, cli) -> None:
 
 def test_gc_keeps_what_specs_use_and_removes_the_rest(project: Path, cli, reel: Path) -> None:
     store = Cache(project / ".storyboard")
-    before = {r.key for r in store.records()}
+    before = {r.key for r in store.clips.records()}
     assert len(before) == 5  # sea x2 takes x2 moods + gull
     reel.write_text(SPEC.replace("a gull hangs in the wind", "a gull dives"))
     assert cli("build", reel, "--preview", "--only", "gull").code == 0
-    stale_gull = before - {r.key for r in store.records()} or None
+    stale_gull = before - {r.key for r in store.clips.records()} or None
     assert stale_gull is None  # building does not delete anything by itself
     # Something in flight is never collected, even if no storyboard uses it.
-    store.journal_write(JournalEntry(key="f" * 64, renderer="runware", label="x", started=0))
+    store.journal.write(JournalEntry(key="f" * 64, renderer="runware", label="x", started=0))
     dry = cli("gc", "--json")
     listed = json.loads(dry.out)
     assert dry.code == 0 and not listed["removed"]
     assert [r["shot"] for r in listed["unused"]] == ["gull"]
-    assert {r.key for r in store.records()} >= before  # a dry run removes nothing
+    assert {r.key for r in store.clips.records()} >= before  # a dry run removes nothing
     human = cli("gc")
     assert "1 unused clips" in human.out and "run with --yes" in human.out
     assert cli("gc", "--yes").code == 0
-    remaining = {r.key for r in store.records()}
+    remaining = {r.key for r in store.clips.records()}
     assert len(remaining) == 5
     plan = json.loads(cli("plan", reel, "--preview", "--json").out)
     cached = [r for r in plan["shots"] if r["status"] == "cached"]
     assert len(cached) == 5  # everything the current storyboard rendered is still there
-    assert "f" * 64 in Cache(project / ".storyboard").journal()
+    assert "f" * 64 in Cache(project / ".storyboard").journal.entries()
 
 
 def test_gc_refuses_with_a_broken_storyboard(project: Path, cli, reel: Path) -> None:
     write(project / "specs" / "broken.yaml", "version: 1\nname: broken\nshots:\n  - id: [\n")
     result = cli("gc", "--yes")
     assert result.code == 2 and "broken.yaml" in result.err
-    assert len(Cache(project / ".storyboard").records()) == 5
+    assert len(Cache(project / ".storyboard").clips.records()) == 5
 
 
 def test_status_of_a_folder(project: Path, cli, reel: Path) -> None:

@@ -1,4 +1,6 @@
-"""The real Runware client, through the real CLI, against the local Runware-compatible server."""
+"""The real Runware client, through the real CLI, against the local server over HTTP, in each
+dialect the protocol records. Every build ends with each clip in the cache or a one-line
+error naming the shot and the server's code, and billed = delivered + kept."""
 
 from __future__ import annotations
 
@@ -14,33 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.cache import Cache
+from pipeline.cache import Cache, JournalEntry
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
+from tests.runware_support import KEY, assert_money_safe, make_image, shots_spec
 
-KEY = "sk-test-9f3c1d0e-SECRET-b7a2"
-SIMPLE = """\
-version: 1
-name: simple
-defaults: {resolution: 768p, duration: 6}
-shots:
-  - id: one
-    prompt: a lighthouse at dusk
-  - id: two
-    prompt: a gull over the waves
-  - id: three
-    prompt: rain on the lantern glass
-sequences:
-  - id: all
-    shots: [one, two, three]
-    preset: ultrafast
-"""
 SIMPLE_COST = 3 * 0.28
 
 
 @pytest.fixture
-def server(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunwareServer]:
-    with RunwareServer(latency=0.4, api_keys={KEY}) as running:
+def server(
+    project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path
+) -> Iterator[RunwareServer]:
+    with RunwareServer(latency=0.3, api_keys={KEY}, clip_dir=clip_dir) as running:
         running.set_faults(retry_after=0.2)
         monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
         monkeypatch.setenv("RUNWARE_API_KEY", KEY)
@@ -49,7 +37,8 @@ def server(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunwareSe
 
 @pytest.fixture
 def simple(project: Path) -> Path:
-    return write(project / "specs" / "simple.yaml", SIMPLE)
+    text = shots_spec(3) + "sequences:\n  - {id: all, shots: [s0, s1, s2], preset: ultrafast}\n"
+    return write(project / "specs" / "simple.yaml", text)
 
 
 def build(cli, spec: Path, *args: str):
@@ -57,11 +46,79 @@ def build(cli, spec: Path, *args: str):
     return result, json.loads(result.out) if result.out.strip() else None
 
 
+def cache_of(project: Path) -> Cache:
+    return Cache(project / ".storyboard")
+
+
+SDK = {"dialect": "sdk"}
+DOCS = {"dialect": "docs"}
+# An `errors` entry that names no task (the failure of the whole request, as far as it says).
+ANONYMOUS = {"dialect": "sdk", "error_task_uuid": False}
+# (fault, count, the server's shapes, the failed shot's expected words or None for success).
+# Faults of the transport look the same in every dialect: each runs in one; faults whose
+# answer has a shape run in each shape.
+FAULTS = [
+    ("http_500", 3, SDK, None),
+    ("http_429", 2, DOCS, None),  # Retry-After as an HTTP date
+    ("drop_submit", 2, SDK, None),
+    ("drop_poll", 2, DOCS, None),
+    ("batch_poll_500", 1, SDK, None),
+    ("truncate", 1, SDK, None),
+    ("corrupt", 1, DOCS, None),
+    ("task_error", 1, SDK, None),
+    ("task_error", 1, DOCS, None),
+    ("task_error", 1, ANONYMOUS, None),
+    ("task_vanish", 1, DOCS, None),
+    ("content_policy", 1, SDK, "the render failed: providerContentPolicyViolation"),
+    ("content_policy", 1, DOCS, "the render failed: providerContentPolicyViolation"),
+    ("content_policy", 1, ANONYMOUS, "the render failed: providerContentPolicyViolation"),
+    ("error_envelope", 1, SDK, "Runware refused the task: providerContentPolicyViolation"),
+    ("no_video_url", 1, SDK, "done but gave no videoURL"),
+    # Without a status, an item lacking its videoURL reads as still running: asked again.
+    ("no_video_url", 1, DOCS, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "count", "shapes", "failure"),
+    FAULTS,
+    ids=[f"{f[0]}-{'-'.join(str(v) for v in f[2].values())}" for f in FAULTS],
+)
+def test_every_fault_in_every_shape_ends_money_safe(
+    project: Path,
+    cli,
+    server: RunwareServer,
+    simple: Path,
+    fault: str,
+    count: int,
+    shapes: dict,
+    failure: str | None,
+) -> None:
+    server.set_faults(**shapes, **{fault: count})
+    result, summary = build(cli, simple, "-j", "3", "-k")
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["faults_served"].get(fault) == count
+    if failure is None:
+        assert result.code == 0, result.err
+        assert summary["rendered"] == 3
+        assert stats["billed_cost"] == pytest.approx(summary["spent"]) == pytest.approx(0.84)
+        return
+    assert result.code == 1
+    failed = [s for s in summary["shots"] if s["status"] == "failed"]
+    assert len(failed) == 1 and summary["rendered"] == 2
+    assert failed[0]["error"].startswith(f"shot '{failed[0]['shot']}': ")
+    assert failure in failed[0]["error"] and "\n" not in failed[0]["error"]
+    again, summary = build(cli, simple, "-j", "3")
+    assert again.code == 0, again.err
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["billed_tasks"] == 3  # whatever happened, three clips were paid for
+
+
 def test_bundled_example_end_to_end(project: Path, cli, server: RunwareServer) -> None:
     spec = project / "specs" / "arcade.yaml"
     result, summary = build(cli, spec, "-j", "4")
     assert result.code == 0, result.err
-    stats = server.stats()
+    stats = assert_money_safe(server, cache_of(project), takes=2)
     assert summary["rendered"] == 4 and stats["accepted"] == 4
     assert summary["spent"] == pytest.approx(stats["billed_cost"]) == pytest.approx(1.61)
     assert stats["uploads"] == 1  # the first frame, once, for both takes
@@ -73,67 +130,43 @@ def test_bundled_example_end_to_end(project: Path, cli, server: RunwareServer) -
     assert all(s["video_uuid"] and s["seed"] for s in lock["shots"].values())
 
 
+UNLIKE = """\
+version: 1
+name: unlike
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - {id: square, prompt: a lantern on a square card, first_frame: assets/square.jpg}
+  - {id: plain, prompt: the sea at dusk}
+sequences:
+  - {id: film, shots: [square, plain], preset: ultrafast}
+"""
+
+
+def test_clips_unlike_what_was_asked_are_kept_and_joined(
+    project: Path, cli, server: RunwareServer
+) -> None:
+    make_image(project / "specs" / "assets" / "square.jpg", 600, 600)
+    spec = write(project / "specs" / "unlike.yaml", UNLIKE)
+    server.set_faults(dialect="docs", frame_offset=-1)
+    result, summary = build(cli, spec)
+    assert result.code == 0, result.err
+    warnings = {s["shot"]: s["warning"] for s in summary["shots"]}
+    assert "768x768, 5.96 s (1366x768, 6 s was asked for)" in warnings["square"]
+    assert "1366x768, 5.96 s" in warnings["plain"]
+    film = summary["sequences"][0]
+    assert film["status"] == "built" and film["duration"] == pytest.approx(11.92)
+    lock = json.loads((project / "specs" / "unlike.lock").read_text())
+    assert {s["duration"] for s in lock["shots"].values()} == {5.96}
+    assert_money_safe(server, cache_of(project))
+    rebuilt = cli("build", spec, "--json")
+    assert json.loads(rebuilt.out)["rendered"] == 0  # kept means kept: never paid again
+
+
 def test_printed_cost_is_what_the_server_billed(project: Path, cli, server, simple) -> None:
     result = cli("build", simple)
     assert result.code == 0, result.err
     assert f"spent ${server.stats()['billed_cost']:.2f}" in result.err
     assert f"${SIMPLE_COST:.2f}" in result.err
-
-
-@pytest.mark.parametrize(
-    ("fault", "count"),
-    [
-        ("http_500", 3),
-        ("http_429", 2),
-        ("drop_submit", 2),
-        ("drop_poll", 2),
-        ("task_error", 1),
-        ("truncate", 1),
-        ("corrupt", 1),
-    ],
-)
-def test_transient_faults_end_in_success(
-    project: Path, cli, server: RunwareServer, simple: Path, fault: str, count: int
-) -> None:
-    server.set_faults(**{fault: count})
-    result, summary = build(cli, simple, "-j", "3")
-    assert result.code == 0, result.err
-    stats = server.stats()
-    assert stats["faults_served"].get(fault) == count
-    assert summary["rendered"] == 3
-    # Never paid twice: one delivered task per shot, and only what was delivered is billed.
-    assert stats["billed_cost"] == pytest.approx(stats["delivered_cost"])
-    assert stats["billed_cost"] == pytest.approx(summary["spent"]) == pytest.approx(SIMPLE_COST)
-    if fault != "task_error":
-        assert stats["tasks_per_request"] == [1, 1, 1]
-    if fault == "drop_submit":
-        assert stats["conflicts"] == count  # the retry with the same taskUUID was recognised
-
-
-def test_error_envelope_is_a_clear_per_shot_error(project: Path, cli, server, simple) -> None:
-    server.set_faults(error_envelope=1)
-    result, summary = build(cli, simple, "-j", "1", "-k")
-    assert result.code == 1
-    failed = [s for s in summary["shots"] if s["status"] == "failed"]
-    assert len(failed) == 1
-    message = failed[0]["error"]
-    assert message.startswith(f"shot '{failed[0]['shot']}': Runware refused the task:")
-    assert "providerContentPolicyViolation" in message and "parameter: positivePrompt" in message
-    stats = server.stats()
-    assert stats["billed_cost"] == pytest.approx(stats["delivered_cost"]) == pytest.approx(0.56)
-
-
-def test_task_that_never_finishes_stays_journaled(project: Path, cli, server, simple) -> None:
-    server.set_faults(never_finish=1)
-    result, summary = build(cli, simple, "-j", "3", "-k", "--task-timeout", "2")
-    assert result.code == 1
-    failed = [s for s in summary["shots"] if s["status"] == "failed"]
-    assert len(failed) == 1 and "no result after 2 s" in failed[0]["error"]
-    journal = Cache(project / ".storyboard").journal()
-    assert [e.label for e in journal.values()] == [failed[0]["shot"]]
-    assert server.stats()["billed_cost"] == pytest.approx(0.56)
-    status = json.loads(cli("status", simple, "--json").out)
-    assert [r["name"] for r in status if r["status"] == "in flight"] == [failed[0]["shot"]]
 
 
 def test_max_cost_below_estimate_submits_nothing(project: Path, cli, server, simple) -> None:
@@ -143,9 +176,16 @@ def test_max_cost_below_estimate_submits_nothing(project: Path, cli, server, sim
     assert server.stats()["submits"] == 0
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "lots"])
+def test_max_cost_must_be_a_positive_number(project: Path, cli, simple, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli("build", simple, "--max-cost", value)
+    assert exit_info.value.code == 2
+
+
 def test_max_cost_stops_new_submits_mid_build(project: Path, cli, server, simple) -> None:
     # The estimate ($0.84) fits the budget, but the provider now bills 50% more.
-    server.state.price_factor = 1.5
+    server.price_factor = 1.5
     result, summary = build(cli, simple, "-j", "1", "--max-cost", "1.0")
     assert result.code == 1
     assert summary["rendered"] == 2 and summary["skipped"] == 1
@@ -156,6 +196,33 @@ def test_max_cost_stops_new_submits_mid_build(project: Path, cli, server, simple
     assert server.stats()["submits"] == 2
 
 
+FAST_TEN = """\
+version: 1
+name: fast
+defaults: {model: "minimax:4@2", resolution: 768p, duration: 10, first_frame: assets/luthier.jpg}
+shots:
+  - {id: slow-pan, prompt: the luthier's hands in a slow pan}
+"""
+
+
+def test_a_render_of_unknown_price_needs_a_price_under_a_budget(
+    project: Path, cli, server: RunwareServer
+) -> None:
+    spec = write(project / "specs" / "fast.yaml", FAST_TEN)
+    planned = cli("plan", spec)
+    assert planned.code == 0 and "no known price for slow-pan" in planned.out
+    refused = cli("build", spec, "--max-cost", "5")
+    assert refused.code == 2
+    assert "1 render(s) have no known price, so a budget of $5.00 cannot hold: slow-pan" in (
+        refused.err
+    )
+    assert "price:" in refused.err and server.stats()["submits"] == 0
+    spec.write_text(FAST_TEN.replace("duration: 10,", "duration: 10, price: 0.5,"))
+    result, summary = build(cli, spec, "--max-cost", "5")
+    assert result.code == 0, result.err
+    assert summary["spent"] == pytest.approx(server.stats()["billed_cost"]) == pytest.approx(0.48)
+
+
 def test_invalid_key_one_error_no_submit(project: Path, cli, server, simple, monkeypatch) -> None:
     monkeypatch.setenv("RUNWARE_API_KEY", "sk-wrong")
     result = cli("build", simple, "-j", "3")
@@ -164,6 +231,16 @@ def test_invalid_key_one_error_no_submit(project: Path, cli, server, simple, mon
     assert errors == ["error: Runware refused the API key (invalidApiKey: Invalid API key)"]
     stats = server.stats()
     assert stats["submits"] == 0 and stats["auth_failures"] == 1
+
+
+def test_an_unreadable_journal_entry_is_an_error_naming_it(
+    project: Path, cli, server, simple
+) -> None:
+    broken = write(project / ".storyboard" / "journal" / f"{'0' * 64}.json", "not json")
+    result = cli("build", simple)
+    assert result.code == 1
+    assert f"error: {broken}: unreadable journal entry" in result.err
+    assert "Traceback" not in result.err and server.stats()["submits"] == 0
 
 
 def _spawn(project: Path, spec: Path, server: RunwareServer, *extra: str) -> subprocess.Popen:
@@ -179,7 +256,7 @@ def _spawn(project: Path, spec: Path, server: RunwareServer, *extra: str) -> sub
 
 
 def test_sigkill_with_tasks_in_flight_then_rebuild(project: Path, cli, server, simple) -> None:
-    server.state.latency = 3.0
+    server.set_faults(latency=3.0)
     process = _spawn(project, simple, server, "-j", "3")
     deadline = time.monotonic() + 30
     while server.stats()["accepted"] < 3:
@@ -188,44 +265,31 @@ def test_sigkill_with_tasks_in_flight_then_rebuild(project: Path, cli, server, s
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert server.stats()["downloads"] == 0  # all three were in flight
-    journal = Cache(project / ".storyboard").journal()
+    journal = cache_of(project).journal.entries()
     assert len(journal) == 3 and all(e.task_uuid for e in journal.values())
     result, summary = build(cli, simple, "-j", "3")
     assert result.code == 0, result.err
-    stats = server.stats()
-    assert stats["submits"] == 3 and stats["tasks_per_request"] == [1, 1, 1]  # no duplicate
-    assert (
-        summary["rendered"] == 3
-        and len(list((project / ".storyboard" / "clips").rglob("*.mp4"))) == 3
-    )
-    assert stats["billed_cost"] == pytest.approx(SIMPLE_COST)
-    assert Cache(project / ".storyboard").journal() == {}
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["submits"] == 3 and stats["accepted"] == 3  # collected, not sent again
+    assert summary["rendered"] == 3 and summary["collected"] == 3
+    assert summary["spent"] == 0 and summary["collected_cost"] == pytest.approx(SIMPLE_COST)
+    assert cache_of(project).journal.entries() == {}
 
 
-def test_journaled_task_unknown_to_server_is_submitted_anew(project, cli, server, simple) -> None:
-    from pipeline import spec as spec_module
-    from pipeline.cache import JournalEntry
-    from pipeline.expand import expand
+def test_builds_racing_on_one_cache_never_pay_twice(
+    project: Path, server: RunwareServer, tmp_path: Path
+) -> None:
+    from pipeline.testing.kill_race import race
 
-    shot = expand(spec_module.load(simple), "runware").shots[0]
-    cache = Cache(project / ".storyboard")
-    cache.journal_write(
-        JournalEntry(
-            key=shot.key,
-            renderer="runware",
-            label=shot.label,
-            started=0.0,
-            task_uuid="0b3e35a6-5d0e-4f4e-9e56-3d1b2c3a4f5e",
-        )
-    )
-    result, summary = build(cli, simple)
-    assert result.code == 0, result.err
-    stats = server.stats()
-    assert stats["accepted"] == 3 and summary["rendered"] == 3
+    outcome = race(server, tmp_path / "race", KEY, shots=6, latency=4.0, kill_after=2.5)
+    assert outcome.billed_per_request == [1] * 6, outcome
+    assert outcome.survivor_code == 0 and outcome.clips == 6, outcome
 
 
 def test_api_key_leaves_no_trace(project: Path, cli, server: RunwareServer, simple: Path) -> None:
-    server.set_faults(http_500=1, drop_submit=1, error_envelope=1, truncate=1)
+    server.set_faults(
+        http_500=1, drop_submit=1, error_envelope=1, truncate=1, content_policy=1, http_429=1
+    )
     outputs = []
     for args in (["-k", "-v"], ["-v"], []):
         result = cli("build", simple, *args)
@@ -263,6 +327,8 @@ def test_server_validates_like_the_api(server: RunwareServer) -> None:
     assert post({**base, "duration": 6})["errors"][0]["code"] == "conflictTaskUUID"
     unknown = {"taskType": "getResponse", "taskUUID": "11111111-2222-4333-8444-555555555555"}
     assert post(unknown)["errors"][0]["code"] == "taskFailedOrNotFound"
+    fast = {**base, "model": "minimax:4@2", "taskUUID": "2c1f2e4a-1b2c-4d3e-8f90-123456789abc"}
+    assert post({**fast, "duration": 6})["errors"][0]["code"] == "missingParameter"  # needs a frame
     assert (
         httpx.post(server.url, json=[base], headers={"Authorization": "Bearer x"}).status_code
         == 401
@@ -275,23 +341,26 @@ def test_submit_whose_answers_are_all_lost_is_confirmed_not_repeated(project: Pa
     from pipeline import spec as spec_module
     from pipeline.expand import expand
     from pipeline.render import RenderJob
-    from pipeline.render.runware import RetryPolicy, RunwareRenderer
+    from pipeline.render.runware import RunwareRenderer
+    from pipeline.retry import Backoff
 
     spec = write(
         project / "specs" / "one.yaml",
         "version: 1\nname: one\nshots:\n  - {id: one, prompt: a single shot}\n",
     )
     shot = expand(spec_module.load(spec), "runware").shots[0]
-    cache = Cache(project / ".storyboard")
+    cache = cache_of(project)
     noted: list[str] = []
 
     async def scenario() -> None:
-        renderer = RunwareRenderer(cache, KEY, server.url, retry=RetryPolicy(attempts=4, base=0.05))
+        renderer = RunwareRenderer(
+            cache, KEY, server.url, backoff=Backoff(attempts=4, base=0.05, seed=1)
+        )
         try:
-            await renderer.check_key()
+            await renderer._may_submit()
             # The submit is accepted but its answer is lost, then every retry meets a 500.
             server.set_faults(drop_submit=1, http_500=3)
-            job = RenderJob(shot=shot, output=cache.temp_path(), note_task=noted.append)
+            job = RenderJob(shot=shot, output=cache.tmp.path(), note_task=noted.append)
             result = await renderer.render(job)
             assert result.info is not None and result.info.duration == 6.0
         finally:
@@ -301,3 +370,23 @@ def test_submit_whose_answers_are_all_lost_is_confirmed_not_repeated(project: Pa
     stats = server.stats()
     assert stats["accepted"] == 1 and len(noted) == 1
     assert stats["billed_cost"] == pytest.approx(0.28)
+
+
+def test_journaled_task_unknown_to_server_is_submitted_anew(project, cli, server, simple) -> None:
+    from pipeline import spec as spec_module
+    from pipeline.expand import expand
+
+    shot = expand(spec_module.load(simple), "runware").shots[0]
+    cache_of(project).journal.write(
+        JournalEntry(
+            key=shot.key,
+            renderer="runware",
+            label=shot.label,
+            started=0.0,
+            task_uuid="0b3e35a6-5d0e-4f4e-9e56-3d1b2c3a4f5e",
+        )
+    )
+    result, summary = build(cli, simple)
+    assert result.code == 0, result.err
+    stats = server.stats()
+    assert stats["accepted"] == 3 and summary["rendered"] == 3

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import UserError
+from pipeline.retry import Backoff
 
 if TYPE_CHECKING:
     from pipeline.cache import Cache
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from pipeline.media import ClipInfo
 
 RENDERERS = ("preview", "runware")
+
+
+def _ignore(*_: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,15 +32,16 @@ class RenderJob:
     note_task: Callable[[str], None]
     # A task id the journal holds from an earlier build: collect it instead of submitting.
     resume_task: str | None = None
-    # Called when the remote render is over, with the cost the provider reported: frees the
-    # concurrency slot (downloading remains) and counts the real cost against the budget.
-    remote_done: Callable[[float | None], None] = lambda cost: None
+    # Called when the remote render is over, with the cost the provider reported (None when it
+    # reported none, or nothing usable): frees the concurrency slot (downloading remains) and
+    # counts the money as spent, whatever becomes of the clip afterwards.
+    remote_done: Callable[[float | None], None] = _ignore
 
 
 @dataclass(frozen=True)
 class RenderResult:
     path: Path
-    # The renderer's own check of the clip; the scheduler decodes it itself when None.
+    # The renderer's own check of the clip as delivered; the scheduler checks it when None.
     info: ClipInfo | None = None
     seed: int | None = None
     cost: float | None = None
@@ -43,9 +49,15 @@ class RenderResult:
 
 
 class Renderer(Protocol):
-    """Turns a shot's request into a validated clip file. Implementations are async."""
+    """Turns a shot's request into a checked clip file. Implementations are async.
+
+    `paid` renderers spend money: budgets apply to them, and a clip they deliver is kept even
+    when it differs from what was asked (it was paid for). A free renderer's clip must be
+    exactly what was asked, or it is made again.
+    """
 
     name: str
+    paid: bool
 
     async def render(self, job: RenderJob) -> RenderResult: ...
 
@@ -56,19 +68,29 @@ class Renderer(Protocol):
 class RendererOptions:
     api_key: str | None = None
     base_url: str | None = None
-    poll_interval: float = 2.0
-    first_poll: float = 1.0
     task_timeout: float = 1800.0
-    retry_base: float = 0.5
+    download_timeout: float = 600.0
+    backoff: Backoff = field(default_factory=Backoff)
 
 
-def make_renderer(name: str, cache: Cache, options: RendererOptions) -> Renderer:
+def renderer_class(name: str) -> Any:
+    """The class of a renderer by name: what it is (paid or not) is known before one is made."""
     if name == "preview":
         from pipeline.render.preview import PreviewRenderer
 
-        return PreviewRenderer()
+        return PreviewRenderer
     if name == "runware":
         from pipeline.render.runware import RunwareRenderer
 
-        return RunwareRenderer.from_options(cache, options)
+        return RunwareRenderer
     raise UserError(f"unknown renderer '{name}'", f"renderers: {', '.join(RENDERERS)}")
+
+
+def is_paid(name: str) -> bool:
+    return bool(renderer_class(name).paid)
+
+
+def make_renderer(
+    name: str, cache: Cache, options: RendererOptions, note: Callable[[str], None]
+) -> Renderer:
+    return renderer_class(name).from_options(cache, options, note)  # type: ignore[no-any-return]

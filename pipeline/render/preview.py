@@ -8,8 +8,10 @@ import contextlib
 import subprocess
 import tempfile
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ffmpeg
 
@@ -165,7 +167,7 @@ def _excerpt(prompt: str, width: int) -> str:
 
 
 def draw(card: Card, output: Path) -> media.ClipInfo:
-    """Draw a card synchronously (the local Runware server uses this) and validate it."""
+    """Draw a card synchronously (benchmarks use this) and validate it."""
     with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
         args = command(card, output, Path(workdir))
         result = subprocess.run(
@@ -183,6 +185,15 @@ class PreviewRenderer:
     """Animatics: exact size, duration and fps, the shot's words, a timecode. About a second."""
 
     name = "preview"
+    paid = False
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        return None
+
+    @classmethod
+    def from_options(cls, cache: Any, options: Any, note: Callable[[str], None]) -> PreviewRenderer:
+        return cls()
 
     async def render(self, job: RenderJob) -> RenderResult:
         card = card_for(job)

@@ -3,6 +3,9 @@
 Never pay twice: the taskUUID is journaled before the submit is sent; a submit whose answer
 was lost is sent again with the same taskUUID, and `conflictTaskUUID` then means "accepted";
 a journaled task is polled, and only a task the server does not know is submitted anew.
+Answers are read in every shape the protocol records: a `videoURL` means done whatever the
+`status` says; a failure may come in `errors`, or in `data` with its code and message at the
+top or nested in `error`, with or without the taskUUID it is about.
 The API key goes only into the Authorization header of API requests: never to the download
 host, never into a message, log, cache entry, journal or lock.
 """
@@ -12,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
+import math
 import mimetypes
 import os
-import random
+import re
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,29 +31,42 @@ import httpx
 
 from pipeline import media
 from pipeline.cache import Cache
-from pipeline.errors import AuthError, MediaError, RenderError
+from pipeline.errors import (
+    AccountError,
+    AuthError,
+    ImageGone,
+    MediaError,
+    NotCollected,
+    RefusedError,
+    RenderError,
+    TaskUnknown,
+    TransientError,
+    UserError,
+)
 from pipeline.expand import Shot
 from pipeline.render import RendererOptions, RenderJob, RenderResult
+from pipeline.retry import Backoff
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
 AUTH_CODES = {"invalidApiKey", "missingApiKey", "unauthorized", "forbidden"}
-FATAL_CODES = {"insufficientCredits", "insufficientBalance", "accountSuspended"}
-IMAGE_GONE_CODES = {"invalidImage", "imageNotFound", "invalidImageUUID"}
+CREDIT_CODES = {"insufficientCredits", "insufficientBalance", "accountSuspended"}
+UNKNOWN_TASK = "taskFailedOrNotFound"
+# Failures that will happen again if the same request is sent again.
+DETERMINISTIC = re.compile(
+    r"policy|moderat|nsfw|safety|invalid|unsupported|missing|unknownParameter|notAllowed|"
+    r"tooLong|tooShort|conflict",
+    re.IGNORECASE,
+)
 POLL_BATCH = 100
 POLL_WINDOW = 0.05  # polls due this close together share one request
 DOWNLOAD_ATTEMPTS = 4
+RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
+SAY_WAITS_FROM = 3.0  # waits this long or longer are printed
+SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter for transient HTTP failures."""
-
-    attempts: int = 6
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
+def _ignore(message: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,129 +76,217 @@ class Answer:
     errors: list[dict[str, Any]]
 
 
-class TaskUnknown(Exception):
-    """The server does not know a journaled taskUUID: it may be submitted anew."""
-
-
-class ImageGone(Exception):
-    """The server no longer knows an uploaded image (they expire): upload it again."""
-
-
 def describe(error: dict[str, Any]) -> str:
     """`code: message (parameter: p; allowed: a, b)` from one error object."""
-    text = f"{error.get('code', 'error')}: {error.get('message', '')}".rstrip(": ")
+    text = f"{error.get('code') or 'error'}: {error.get('message') or ''}".rstrip(": ")
     details = []
     parameter = error.get("parameter")
     if parameter:
         details.append(
-            f"parameter: {', '.join(parameter) if isinstance(parameter, list) else parameter}"
+            f"parameter: {', '.join(map(str, parameter)) if isinstance(parameter, list) else parameter}"
         )
     allowed = error.get("allowedValues")
-    if allowed:
+    if isinstance(allowed, list) and allowed:
         details.append(f"allowed: {', '.join(str(a) for a in allowed)}")
     return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def error_of(item: dict[str, Any]) -> dict[str, Any] | None:
+    """The error a `data` item carries (nested under `error`, or at its top), or None."""
+    nested = item.get("error")
+    if isinstance(nested, dict):
+        return {"taskUUID": item.get("taskUUID"), **nested}
+    if item.get("status") in ("error", "failed") or item.get("code") or nested:
+        return item
+    return None
+
+
+def failure_kind(code: str) -> type[RenderError]:
+    """Whether a failed render is worth a new try: a provider timeout is, a refusal is not."""
+    return RefusedError if DETERMINISTIC.search(code) else TransientError
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """`data` or `errors` as a list of objects: a single object counts as a list of one."""
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, dict)]
+    return []
+
+
+def _http_problem(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class RunwareApi:
     """POSTs of task lists to the API, with retries for what is worth retrying."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, api_key: str, retry: RetryPolicy):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        api_key: str,
+        backoff: Backoff,
+        note: Callable[[str], None],
+        retry_after_cap: float = RETRY_AFTER_CAP,
+    ) -> None:
         self._client = client
         self._url = base_url
         self._headers = {"Authorization": f"Bearer {api_key}"}
-        self._retry = retry
+        self._backoff = backoff
+        self._note = note
+        self._retry_after_cap = retry_after_cap
 
-    async def post(self, tasks: list[dict[str, Any]], what: str) -> Answer:
+    async def post(
+        self, tasks: list[dict[str, Any]], what: str, attempts: int | None = None
+    ) -> Answer:
+        """The answer to `tasks`; TransientError when none came (after `attempts` tries),
+        AccountError for a refused key or account, RefusedError for a non-Runware 4xx."""
+        attempts = attempts or self._backoff.attempts
         last = "no answer"
-        wait = 0.0
-        for attempt in range(self._retry.attempts):
-            await asyncio.sleep(wait)
-            wait = self._retry.delay(attempt)
+        for attempt in range(attempts):
             try:
                 response = await self._client.post(self._url, json=tasks, headers=self._headers)
             except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                continue
-            if response.status_code == 429:
-                wait = _retry_after(response, wait)
-                last = "HTTP 429 (the provider's queue is full)"
-                continue
-            if response.status_code == 408 or response.status_code >= 500:
-                last = f"HTTP {response.status_code}"
-                continue
-            return self._answer(response, what)
-        raise RenderError(
-            f"{what}: no good answer after {self._retry.attempts} attempts ({last})", transient=True
-        )
+                last = _http_problem(exc)
+                wait = self._backoff.delay(attempt)
+            else:
+                if response.status_code == 429:
+                    last = "HTTP 429 (the provider's queue is full)"
+                    wait = self._retry_after(response, self._backoff.delay(attempt), what)
+                elif response.status_code == 408 or response.status_code >= 500:
+                    last = f"HTTP {response.status_code}"
+                    wait = self._backoff.delay(attempt)
+                else:
+                    return self._answer(response, what)
+            if attempt + 1 < attempts:
+                if wait >= SAY_WAITS_FROM:
+                    self._note(f"{what}: {last}; trying again in {wait:.0f} s")
+                await asyncio.sleep(wait)
+        raise TransientError(f"{what}: no good answer after {attempts} attempts ({last})")
+
+    def _retry_after(self, response: httpx.Response, fallback: float, what: str) -> float:
+        """Retry-After in seconds or as an HTTP date, honoured up to RETRY_AFTER_CAP."""
+        value = response.headers.get("Retry-After", "").strip()
+        if not value:
+            return fallback
+        try:
+            asked = float(value)
+        except ValueError:
+            try:
+                asked = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError):
+                return fallback
+        if not math.isfinite(asked):
+            return fallback
+        if asked > self._retry_after_cap:
+            self._note(
+                f"{what}: Runware asked to wait {asked:.0f} s (HTTP 429); "
+                f"waiting {self._retry_after_cap:g} s, the most this tool waits at once"
+            )
+            return self._retry_after_cap
+        return max(0.0, asked)
 
     def _answer(self, response: httpx.Response, what: str) -> Answer:
+        status = response.status_code
         try:
             body = response.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict):
-            raise RenderError(
-                f"{what}: HTTP {response.status_code} without a Runware envelope", transient=True
-            )
-        data = [d for d in body.get("data") or [] if isinstance(d, dict)]
-        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        errors = _objects(body.get("errors")) if isinstance(body, dict) else []
         codes = {str(e.get("code")) for e in errors}
-        if response.status_code in (401, 403) or codes & AUTH_CODES:
-            detail = describe(errors[0]) if errors else f"HTTP {response.status_code}"
+        detail = describe(errors[0]) if errors else f"HTTP {status}"
+        if status in (401, 403) or codes & AUTH_CODES:
             raise AuthError(
                 f"Runware refused the API key ({detail})",
-                "check RUNWARE_API_KEY; the build stopped before any further submit",
+                "check RUNWARE_API_KEY; the build submitted nothing further",
             )
-        if response.status_code == 402 or codes & FATAL_CODES:
-            detail = describe(errors[0]) if errors else "HTTP 402"
-            raise RenderError(f"Runware refused the account ({detail})", fatal=True)
-        return Answer(response.status_code, data, errors)
+        if status == 402 or codes & CREDIT_CODES:
+            raise AccountError(
+                f"Runware refused the account ({detail})",
+                "top up the account, then build again: renders already running were collected",
+            )
+        if not isinstance(body, dict):
+            if 400 <= status < 500:
+                raise RefusedError(
+                    f"{what}: HTTP {status} without a Runware answer",
+                    "is RUNWARE_BASE_URL the Runware API?",
+                )
+            raise TransientError(f"{what}: HTTP {status} without a Runware answer")
+        return Answer(status, _objects(body.get("data")), errors)
 
 
-def _retry_after(response: httpx.Response, fallback: float) -> float:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, min(float(value), 300.0))
-    except ValueError:
-        return fallback
+@dataclass(frozen=True)
+class PollTiming:
+    """When to ask about running tasks. Runware advises 1 to 2 s first, then backing off."""
+
+    first: float = 1.0  # the first poll of a new task, after its submit
+    floor: float = 1.0  # never ask about one task more often than this
+    ceiling: float = 5.0  # the longest pause between two polls of a running task
+    task_timeout: float = 1800.0
+    give_up_after: int = 8  # failed polls in a row before a task is left in the journal
+    unknown_grace: int = 3  # taskFailedOrNotFound answers a new task may get before it failed
 
 
 @dataclass
 class _Waiting:
     future: asyncio.Future[dict[str, Any]]
     label: str
-    due: float
-    interval: float
-    deadline: float
     started: float
+    due: float
+    deadline: float
+    interval: float
+    fresh: bool  # submitted by this build (not resumed from the journal)
+    failures: int = 0
+    unknowns: int = 0
+    solo: bool = False  # asked about alone: an answer without taskUUID is then about it
+    asking: bool = False
 
 
-@dataclass
 class Poller:
     """Polls every running task; tasks due together share one getResponse request.
 
-    A task is first polled after `first_delay`; then when its reported progress says it should
-    be done, or after an interval growing from `min_interval` to `max_interval`.
+    A task is first polled `first` seconds after its submit (a resumed one at once); then
+    just after its reported progress says it will be done, or after an interval growing to
+    `ceiling`; never more often than `floor`. A poll that fails is tried again with backoff
+    (alone, if it asked about several tasks), and a task is given up, still journaled, only
+    after `give_up_after` failures in a row.
     """
 
-    api: RunwareApi
-    first_delay: float
-    min_interval: float
-    max_interval: float
-    task_timeout: float
-    waiting: dict[str, _Waiting] = field(default_factory=dict)
-    polls: int = 0
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        api: RunwareApi,
+        timing: PollTiming,
+        backoff: Backoff,
+        on_account_error: Callable[[AccountError], None],
+    ) -> None:
+        self.api = api
+        self.timing = timing
+        self.backoff = backoff
+        self.on_account_error = on_account_error
+        self.waiting: dict[str, _Waiting] = {}
+        self.polls = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._asking: set[asyncio.Task[None]] = set()
 
-    async def wait(self, task_uuid: str, label: str) -> dict[str, Any]:
-        """The success item of a task; RenderError when it fails, TaskUnknown if unknown."""
+    async def wait(self, task_uuid: str, label: str, fresh: bool) -> dict[str, Any]:
+        """The item of a finished task (a videoURL, or a success status), or a RenderError
+        saying why there is none."""
         now = time.monotonic()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiting[task_uuid] = _Waiting(
-            future, label, now + self.first_delay, self.min_interval, now + self.task_timeout, now
+            future=future,
+            label=label,
+            started=now,
+            due=now + (self.timing.first if fresh else 0.0),
+            deadline=now + self.timing.task_timeout,
+            interval=self.timing.floor,
+            fresh=fresh,
         )
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
@@ -190,69 +297,151 @@ class Poller:
             self.waiting.pop(task_uuid, None)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        for task in [self._runner, *self._asking]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         while self.waiting:
             now = time.monotonic()
-            due = min(w.due for w in self.waiting.values())
-            if due > now:
+            idle = [w for w in self.waiting.values() if not w.asking]
+            ready = [
+                u for u, w in self.waiting.items() if not w.asking and w.due <= now + POLL_WINDOW
+            ]
+            if not ready:
                 self._wake.clear()
+                timeout = min(w.due for w in idle) - now if idle else None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), due - now)
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 continue
-            batch = [u for u, w in self.waiting.items() if w.due <= now + POLL_WINDOW]
-            await self._poll(batch[:POLL_BATCH])
+            for batch in self._batches(ready):
+                for task_uuid in batch:
+                    self.waiting[task_uuid].asking = True
+                asking = asyncio.create_task(self._poll(batch))
+                self._asking.add(asking)
+                asking.add_done_callback(self._asking.discard)
+
+    def _batches(self, ready: list[str]) -> list[list[str]]:
+        alone = [[u] for u in ready if self.waiting[u].solo]
+        shared = [u for u in ready if not self.waiting[u].solo]
+        return alone + [shared[i : i + POLL_BATCH] for i in range(0, len(shared), POLL_BATCH)]
 
     async def _poll(self, batch: list[str]) -> None:
-        tasks = [{"taskType": "getResponse", "taskUUID": u} for u in batch]
         self.polls += 1
+        tasks = [{"taskType": "getResponse", "taskUUID": u} for u in batch]
         try:
-            answer = await self.api.post(tasks, "poll")
-        except RenderError as exc:
-            if exc.fatal:
-                for task_uuid in batch:
-                    self._settle(task_uuid, exc)
-                return
-            # The tasks run on, and are paid for: keep asking until their time is up.
+            answer = await self.api.post(tasks, "poll", attempts=1)
+        except AccountError as exc:
+            self.on_account_error(exc)
             for task_uuid in batch:
-                self._reschedule(task_uuid, None, backoff=True)
+                self._settle(
+                    task_uuid,
+                    NotCollected(
+                        f"shot '{self._label(task_uuid)}': {exc.message} while the task ran",
+                        "the task stays in the journal: the next build collects it",
+                    ),
+                )
             return
-        seen: set[str] = set()
+        except RenderError as exc:
+            for task_uuid in batch:
+                self._poll_failed(task_uuid, exc.message, alone=len(batch) == 1)
+            return
+        finally:
+            for task_uuid in batch:
+                if task_uuid in self.waiting:
+                    self.waiting[task_uuid].asking = False
+            self._wake.set()
+        self._read(batch, answer)
+
+    def _read(self, batch: list[str], answer: Answer) -> None:
+        asked = set(batch)
+        answered: set[str] = set()
+        anonymous: list[dict[str, Any]] = []
         for item in answer.data:
-            task_uuid = str(item.get("taskUUID"))
-            if task_uuid not in self.waiting:
-                continue
-            seen.add(task_uuid)
-            status = item.get("status")
-            if status == "success":
-                self._settle(task_uuid, item)
-            elif status == "error":
-                self._settle(task_uuid, self._failure(task_uuid, item))
-            else:
-                self._reschedule(task_uuid, item.get("progress"))
+            task_uuid = item.get("taskUUID")
+            if task_uuid in asked:
+                answered.add(task_uuid)
+                self._item(task_uuid, item)
         for error in answer.errors:
-            task_uuid = str(error.get("taskUUID"))
-            if task_uuid not in self.waiting:
-                continue
-            seen.add(task_uuid)
-            if error.get("code") == "taskFailedOrNotFound" and error.get("status") != "error":
-                self._settle(task_uuid, TaskUnknown(task_uuid))
-            else:
-                self._settle(task_uuid, self._failure(task_uuid, error))
+            task_uuid = error.get("taskUUID")
+            if task_uuid in asked:
+                answered.add(task_uuid)
+                self._task_error(task_uuid, error)
+            elif not task_uuid:
+                anonymous.append(error)
         for task_uuid in batch:
-            if task_uuid not in seen and task_uuid in self.waiting:
+            if task_uuid in answered or task_uuid not in self.waiting:
+                continue
+            if anonymous and len(batch) == 1:
+                self._anonymous_error(task_uuid, anonymous[0])
+            elif anonymous:
+                # An error that names no task: ask about each task alone to learn whose it is.
+                waiting = self.waiting[task_uuid]
+                waiting.solo = True
+                waiting.due = time.monotonic() + self.timing.floor
+            else:
                 self._reschedule(task_uuid, None)
 
-    def _failure(self, task_uuid: str, error: dict[str, Any]) -> RenderError:
-        label = self.waiting[task_uuid].label
-        # A failed generation is not billed: rendering it again (a new task) is safe.
-        return RenderError(f"shot '{label}': the render failed: {describe(error)}", transient=True)
+    def _item(self, task_uuid: str, item: dict[str, Any]) -> None:
+        if item.get("videoURL") or item.get("status") == "success":
+            self._settle(task_uuid, item)  # done; the renderer judges what it delivered
+            return
+        error = error_of(item)
+        if error is not None:
+            self._task_error(task_uuid, error)
+        else:
+            self._reschedule(task_uuid, item.get("progress"))
 
-    def _reschedule(self, task_uuid: str, progress: Any, backoff: bool = False) -> None:
+    def _anonymous_error(self, task_uuid: str, error: dict[str, Any]) -> None:
+        """An error without taskUUID in the answer to a poll about one task alone: the task's
+        failure if it says a task failed, else a failure of the request."""
+        if error.get("status") == "error" or error.get("code") == UNKNOWN_TASK:
+            self._task_error(task_uuid, error)
+        else:
+            self._poll_failed(task_uuid, describe(error), alone=True)
+
+    def _task_error(self, task_uuid: str, error: dict[str, Any]) -> None:
+        waiting = self.waiting[task_uuid]
+        label = waiting.label
+        code = str(error.get("code") or "")
+        if code == UNKNOWN_TASK and not waiting.fresh:
+            self._settle(
+                task_uuid,
+                TaskUnknown(f"shot '{label}': Runware does not know the journaled task"),
+            )
+            return
+        if code == UNKNOWN_TASK and waiting.unknowns + 1 < self.timing.unknown_grace:
+            # A task just accepted may not be visible yet: ask again before believing it.
+            waiting.unknowns += 1
+            waiting.due = time.monotonic() + max(
+                self.backoff.delay(waiting.unknowns - 1), self.timing.floor
+            )
+            return
+        kind = failure_kind(code)
+        self._settle(task_uuid, kind(f"shot '{label}': the render failed: {describe(error)}"))
+
+    def _poll_failed(self, task_uuid: str, problem: str, alone: bool) -> None:
+        waiting = self.waiting.get(task_uuid)
+        if waiting is None:
+            return
+        waiting.failures += 1
+        waiting.solo = waiting.solo or not alone  # a task may be what breaks a shared poll
+        now = time.monotonic()
+        if waiting.failures >= self.timing.give_up_after or now > waiting.deadline:
+            self._settle(
+                task_uuid,
+                NotCollected(
+                    f"shot '{waiting.label}': could not learn how the task went "
+                    f"({waiting.failures} polls failed; last: {problem})",
+                    "the task stays in the journal: the next build asks for it before paying",
+                ),
+            )
+            return
+        waiting.due = now + max(self.backoff.delay(waiting.failures - 1), self.timing.floor)
+
+    def _reschedule(self, task_uuid: str, progress: Any) -> None:
         waiting = self.waiting.get(task_uuid)
         if waiting is None:
             return
@@ -260,25 +449,24 @@ class Poller:
         if now > waiting.deadline:
             self._settle(
                 task_uuid,
-                RenderError(
-                    f"shot '{waiting.label}': no result after {self.task_timeout:.0f} s",
+                NotCollected(
+                    f"shot '{waiting.label}': no result after {self.timing.task_timeout:.0f} s",
                     "the task stays in the journal: the next build collects it",
-                    keep_journal=True,
                 ),
             )
             return
-        interval = min(waiting.interval * 1.5, self.max_interval)
-        if backoff:
-            interval = min(waiting.interval * 2, 60.0)
-        elif isinstance(progress, int | float) and 0 < progress < 100:
+        waiting.failures = 0
+        interval = min(waiting.interval * 1.5, self.timing.ceiling)
+        if isinstance(progress, int | float) and 0 < progress < 100:
             elapsed = now - waiting.started
-            predicted = elapsed * (100 - progress) / progress
-            # Aim just after the predicted end. Coming early costs one more (shared) poll; coming
-            # late holds a paid slot idle, so the margin is small, and a task found at 98%
-            # is asked again as soon as it should be done, not after `min_interval`.
-            interval = min(max(predicted * 1.02 + 0.03, POLL_WINDOW), self.max_interval)
-        waiting.interval = interval
-        waiting.due = now + interval
+            # Aim just after the predicted end: coming late holds a paid slot idle.
+            interval = min(elapsed * (100 - progress) / progress * 1.02 + 0.03, self.timing.ceiling)
+        waiting.interval = max(interval, self.timing.floor)
+        waiting.due = now + waiting.interval
+
+    def _label(self, task_uuid: str) -> str:
+        waiting = self.waiting.get(task_uuid)
+        return waiting.label if waiting else task_uuid
 
     def _settle(self, task_uuid: str, outcome: dict[str, Any] | Exception) -> None:
         waiting = self.waiting.pop(task_uuid, None)
@@ -290,10 +478,18 @@ class Poller:
             waiting.future.set_result(outcome)
 
 
+@dataclass
+class _AccountState:
+    error: AccountError | None = None
+    key_checked: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class RunwareRenderer:
-    """One per build: a pooled HTTP client, a shared poller, uploads remembered per image."""
+    """One per build: pooled HTTP clients, a shared poller, uploads remembered per image."""
 
     name = "runware"
+    paid = True
 
     def __init__(
         self,
@@ -301,53 +497,64 @@ class RunwareRenderer:
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         *,
-        poll_interval: float = 2.0,
-        first_poll: float = 1.0,
-        task_timeout: float = 1800.0,
-        retry: RetryPolicy | None = None,
+        timing: PollTiming | None = None,
+        backoff: Backoff | None = None,
+        download_timeout: float = 600.0,
         max_download_bytes: int = 1 << 30,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        note: Callable[[str], None] = _ignore,
     ) -> None:
         if not api_key:
             raise AuthError("RUNWARE_API_KEY is not set", "set it, or use --preview")
         self.cache = cache
         self.base_url = base_url
+        self.download_timeout = download_timeout
         self.max_download_bytes = max_download_bytes
+        self.backoff = backoff or Backoff()
+        self.note = note
         timeout = httpx.Timeout(60.0, connect=15.0, pool=None)
         # Two pools: the API (which alone sees the key) and the download host (which never does).
         self.client = httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            transport=transport,
         )
         self.downloads = httpx.AsyncClient(
             timeout=timeout,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             follow_redirects=True,
+            transport=transport,
         )
-        self.api = RunwareApi(self.client, base_url, api_key, retry or RetryPolicy())
-        self.poller = Poller(
-            self.api,
-            first_delay=first_poll,
-            min_interval=min(0.25, poll_interval),
-            max_interval=poll_interval,
-            task_timeout=task_timeout,
-        )
+        self.api = RunwareApi(self.client, base_url, api_key, self.backoff, note, retry_after_cap)
+        self.account = _AccountState()
+        self.poller = Poller(self.api, timing or PollTiming(), self.backoff, self._account_refused)
         self._upload_locks: dict[str, asyncio.Lock] = {}
         # Decoding clips to check them is CPU work: one thread per core, so that the event
         # loop (submits, polls) is never starved by a wave of finished downloads.
         self._checks = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
-        self._checked = asyncio.Lock()
-        self._key_ok = False
-        self._key_error: AuthError | None = None
 
     @classmethod
-    def from_options(cls, cache: Cache, options: RendererOptions) -> RunwareRenderer:
+    def check_options(cls, options: RendererOptions) -> None:
+        """Refuse, before anything starts, options this renderer cannot work with."""
+        if not options.api_key:
+            raise UserError(
+                "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
+                "set RUNWARE_API_KEY, or build local animatics with --preview",
+            )
+
+    @classmethod
+    def from_options(
+        cls, cache: Cache, options: RendererOptions, note: Callable[[str], None]
+    ) -> RunwareRenderer:
         return cls(
             cache,
             options.api_key or "",
             options.base_url or DEFAULT_BASE_URL,
-            poll_interval=options.poll_interval,
-            first_poll=options.first_poll,
-            task_timeout=options.task_timeout,
-            retry=RetryPolicy(base=options.retry_base),
+            timing=PollTiming(task_timeout=options.task_timeout),
+            backoff=options.backoff,
+            download_timeout=options.download_timeout,
+            note=note,
         )
 
     async def aclose(self) -> None:
@@ -356,46 +563,52 @@ class RunwareRenderer:
         await self.downloads.aclose()
         self._checks.shutdown(wait=False, cancel_futures=True)
 
-    async def check_key(self) -> None:
-        """One ping before the first submit: a bad key stops the build having sent nothing."""
-        async with self._checked:
-            if self._key_error is not None:
-                raise self._key_error
-            if not self._key_ok:
-                try:
-                    await self.api.post(
-                        [{"taskType": "ping", "taskUUID": str(uuid.uuid4())}], "ping"
-                    )
-                except AuthError as exc:
-                    self._key_error = exc
-                    raise
-                self._key_ok = True
-
     async def render(self, job: RenderJob) -> RenderResult:
         shot = job.shot
-        await self.check_key()
-        task_uuid = job.resume_task
-        item = None
-        if task_uuid is not None:
-            try:
-                item = await self.poller.wait(task_uuid, shot.label)
-            except TaskUnknown:
-                task_uuid = None  # the server never took it: submitting is safe
-        if item is None:
+        if job.resume_task is not None:
+            task_uuid = job.resume_task
+            item = await self.poller.wait(task_uuid, shot.label, fresh=False)
+        else:
+            await self._may_submit()
             task_uuid = await self._submit_new(job)
-            item = await self.poller.wait(task_uuid, shot.label)
-        cost = item.get("cost")
-        job.remote_done(float(cost) if isinstance(cost, int | float) else None)
-        self._check_item(item, shot, task_uuid)
+            item = await self.poller.wait(task_uuid, shot.label, fresh=True)
+        cost = self._cost(item, shot)
+        job.remote_done(cost)
+        if not item.get("videoURL"):
+            raise NotCollected(
+                f"shot '{shot.label}': Runware reported the task done but gave no videoURL",
+                "the task stays in the journal: the next build asks for it again",
+            )
         info = await self._download(item, job)
         seed = item.get("seed")
         return RenderResult(
             path=job.output,
             info=info,
-            seed=int(seed) if isinstance(seed, int | float) else None,
-            cost=float(cost) if isinstance(cost, int | float) else None,
-            remote_ids={"taskUUID": str(task_uuid), "videoUUID": str(item.get("videoUUID"))},
+            seed=int(seed) if isinstance(seed, int | float) and math.isfinite(seed) else None,
+            cost=cost,
+            remote_ids={"taskUUID": task_uuid, "videoUUID": str(item.get("videoUUID") or "")},
         )
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    async def _may_submit(self) -> None:
+        """One ping before the first submit (a bad key stops the build having sent nothing);
+        no submit at all once the account was refused."""
+        async with self.account.lock:
+            if self.account.error is not None:
+                raise self.account.error
+            if not self.account.key_checked:
+                ping = [{"taskType": "ping", "taskUUID": str(uuid.uuid4())}]
+                try:
+                    await self.api.post(ping, "ping")
+                except AccountError as exc:
+                    self._account_refused(exc)
+                    raise
+                self.account.key_checked = True
+
+    def _account_refused(self, error: AccountError) -> None:
+        if self.account.error is None:
+            self.account.error = error
 
     async def _submit_new(self, job: RenderJob) -> str:
         """Submit the shot under a new taskUUID, journaled first; re-upload expired images."""
@@ -406,98 +619,71 @@ class RunwareRenderer:
             job.note_task(task_uuid)  # durable before the submit leaves this machine
             try:
                 await self._submit({**request, "taskUUID": task_uuid}, shot)
-            except RenderError as exc:
-                if exc.fatal or not exc.transient:
-                    raise
+            except AccountError as exc:
+                self._account_refused(exc)
+                raise
+            except TransientError:
                 # Every answer was lost: the task may have been accepted all the same.
                 if await self._known(task_uuid, shot):
                     return task_uuid
                 raise
             except ImageGone as gone:
                 if attempt:
-                    raise RenderError(str(gone)) from None
+                    raise RefusedError(gone.message) from None
+                self.note(f"{gone.message}: uploading the image again")
                 for digest in shot.image_hashes:
-                    self.cache.upload_forget(digest, self.base_url)
+                    self.cache.uploads.forget(digest, self.base_url)
                 continue
             return task_uuid
         raise AssertionError("unreachable")
 
     async def _known(self, task_uuid: str, shot: Shot) -> bool:
-        """Whether the server has a task: after a submit whose answers were all lost."""
+        """Whether the server has a task, after a submit whose answers were all lost. Only a
+        clear "unknown" allows a new submit; anything unclear keeps the task journaled."""
         probe = [{"taskType": "getResponse", "taskUUID": task_uuid}]
         try:
             answer = await self.api.post(probe, f"shot '{shot.label}': check the submit")
+        except AccountError:
+            raise
         except RenderError as exc:
-            if exc.fatal:
-                raise
-            raise RenderError(
+            raise NotCollected(
                 f"shot '{shot.label}': the submit could not be confirmed ({exc.message})",
                 "the task stays in the journal: the next build asks for it before paying again",
-                keep_journal=True,
             ) from None
-        unknown = any(e.get("code") == "taskFailedOrNotFound" for e in answer.errors)
-        return not unknown and any(d.get("taskUUID") == task_uuid for d in answer.data)
+        if any(d.get("taskUUID") == task_uuid for d in answer.data):
+            return True
+        if any(
+            e.get("code") == UNKNOWN_TASK and e.get("taskUUID") in (task_uuid, None)
+            for e in answer.errors
+        ):
+            return False
+        raise NotCollected(
+            f"shot '{shot.label}': the submit could not be confirmed (an unclear answer)",
+            "the task stays in the journal: the next build asks for it before paying again",
+        )
 
     async def _submit(self, task: dict[str, Any], shot: Shot) -> None:
         """Send once; a lost answer is retried with the same taskUUID by RunwareApi.post."""
+        task_uuid = task["taskUUID"]
         answer = await self.api.post([task], f"shot '{shot.label}': submit")
-        if any(d.get("taskUUID") == task["taskUUID"] for d in answer.data):
-            return
-        for error in answer.errors:
+        errors = list(answer.errors)
+        for item in answer.data:
+            error = error_of(item)
+            if error is not None:
+                errors.append(error)
+            elif item.get("taskUUID") == task_uuid:
+                return
+        for error in errors:
             if error.get("code") == "conflictTaskUUID":
                 return  # the server has this task already (our earlier attempt): poll it
-            if error.get("code") in IMAGE_GONE_CODES and shot.images:
-                raise ImageGone(f"shot '{shot.label}': {describe(error)}")
-        if answer.errors:
-            raise RenderError(
-                f"shot '{shot.label}': Runware refused the task: {describe(answer.errors[0])}"
-            )
-        raise RenderError(f"shot '{shot.label}': the submit was not acknowledged", transient=True)
-
-    def _check_item(self, item: dict[str, Any], shot: Shot, task_uuid: str | None) -> None:
-        if item.get("taskUUID") != task_uuid or not item.get("videoURL"):
-            raise RenderError(f"shot '{shot.label}': the result does not match the task asked for")
-
-    async def _download(self, item: dict[str, Any], job: RenderJob) -> media.ClipInfo:
-        """Stream the clip to disk (size-capped) and check it; retry the download, never the task."""
-        shot = job.shot
-        url = str(item["videoURL"])
-        problem = ""
-        for attempt in range(DOWNLOAD_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
-            try:
-                await self._fetch(url, job)
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.validate, job.output, shot.width, shot.height, shot.duration
+        if errors:
+            error = errors[0]
+            if shot.images and _about_image(error):
+                raise ImageGone(
+                    f"shot '{shot.label}': Runware refused the image: {describe(error)}"
                 )
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                problem = f"download failed ({type(exc).__name__})"
-            except MediaError as exc:
-                problem = exc.message
-        raise RenderError(
-            f"shot '{shot.label}': the clip could not be collected: {problem}",
-            "it was paid for and stays in the journal: the next build downloads it again",
-            keep_journal=True,
-        )
-
-    async def _fetch(self, url: str, job: RenderJob) -> None:
-        written = 0
-        async with self.downloads.stream("GET", url) as response:
-            response.raise_for_status()
-            declared = int(response.headers.get("Content-Length") or 0)
-            if declared > self.max_download_bytes:
-                raise MediaError(
-                    f"the clip is {declared} bytes, over the {self.max_download_bytes} cap"
-                )
-            with open(job.output, "wb") as sink:
-                async for chunk in response.aiter_bytes(1 << 16):
-                    written += len(chunk)
-                    if written > self.max_download_bytes:
-                        raise MediaError(f"the clip passed the {self.max_download_bytes} byte cap")
-                    sink.write(chunk)
-        if declared and written != declared:
-            raise MediaError(f"the download stopped at {written} of {declared} bytes")
+            raise RefusedError(f"shot '{shot.label}': Runware refused the task: {describe(error)}")
+        raise TransientError(f"shot '{shot.label}': the submit was not acknowledged")
 
     async def _request_for(self, shot: Shot) -> dict[str, Any]:
         """The shot's request with each `sha256:` image placeholder replaced by an imageUUID."""
@@ -516,7 +702,7 @@ class RunwareRenderer:
         """Upload an image once per content (per API endpoint) and remember its imageUUID."""
         lock = self._upload_locks.setdefault(digest, asyncio.Lock())
         async with lock:
-            known = self.cache.upload_get(digest, self.base_url)
+            known = self.cache.uploads.get(digest, self.base_url)
             if known:
                 return known
             data = await asyncio.to_thread(_data_uri, path)
@@ -524,10 +710,93 @@ class RunwareRenderer:
             answer = await self.api.post([task], f"shot '{shot.label}': image upload")
             image_uuid = next((d.get("imageUUID") for d in answer.data if d.get("imageUUID")), None)
             if not image_uuid:
-                detail = describe(answer.errors[0]) if answer.errors else "no imageUUID"
-                raise RenderError(f"shot '{shot.label}': the first frame upload failed: {detail}")
-            self.cache.upload_put(digest, self.base_url, str(image_uuid))
+                errors = answer.errors + [e for d in answer.data if (e := error_of(d))]
+                detail = describe(errors[0]) if errors else "the answer has no imageUUID"
+                raise RefusedError(f"shot '{shot.label}': the first frame upload failed: {detail}")
+            self.cache.uploads.put(digest, self.base_url, str(image_uuid))
             return str(image_uuid)
+
+    # -- collecting ---------------------------------------------------------------------------
+
+    def _cost(self, item: dict[str, Any], shot: Shot) -> float | None:
+        """The reported cost, if it is a finite number of dollars, not negative."""
+        value = item.get("cost")
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            self.note(
+                f"warning: shot '{shot.label}': Runware reported a cost of {value!r}, which is "
+                "not a price: refused; the budget counts the estimate instead"
+            )
+            return None
+        return float(value)
+
+    async def _download(self, item: dict[str, Any], job: RenderJob) -> media.ClipInfo:
+        """Stream the clip to disk and check that it decodes; retry the download, never the
+        task. What the clip is (its size and length) is for the caller to judge."""
+        shot = job.shot
+        url = str(item["videoURL"])
+        problem = ""
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            if attempt:
+                self.note(f"shot '{shot.label}': {problem}; downloading it again")
+                await asyncio.sleep(self.backoff.delay(attempt - 1))
+            try:
+                async with asyncio.timeout(self.download_timeout):
+                    await self._fetch(url, job)
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._checks, media.validate, job.output
+                )
+            except TimeoutError:
+                problem = f"the download took longer than {self.download_timeout:g} s"
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                problem = f"the download failed ({_http_problem(exc)})"
+            except MediaError as exc:
+                problem = exc.message
+        raise NotCollected(
+            f"shot '{shot.label}': the clip could not be collected: {problem}",
+            "it was paid for and stays in the journal: build again to download it "
+            "(nothing is paid twice)",
+        )
+
+    async def _fetch(self, url: str, job: RenderJob) -> None:
+        written = 0
+        started = said = time.monotonic()
+        async with self.downloads.stream("GET", url) as response:
+            response.raise_for_status()
+            declared = int(response.headers.get("Content-Length") or 0)
+            if declared > self.max_download_bytes:
+                raise MediaError(
+                    f"the clip is {declared} bytes, over the {self.max_download_bytes} cap"
+                )
+            with open(job.output, "wb") as sink:
+                async for chunk in response.aiter_bytes(1 << 16):
+                    written += len(chunk)
+                    if written > self.max_download_bytes:
+                        raise MediaError(f"the clip passed the {self.max_download_bytes} byte cap")
+                    sink.write(chunk)
+                    now = time.monotonic()
+                    if now - said >= SLOW_DOWNLOAD_NOTE:
+                        said = now
+                        self.note(
+                            f"shot '{job.shot.label}': downloading slowly: {written:,} bytes "
+                            f"in {now - started:.0f} s (gives up after {self.download_timeout:g} s)"
+                        )
+        if declared and written != declared:
+            raise MediaError(f"the download stopped at {written} of {declared} bytes")
+
+
+def _about_image(error: dict[str, Any]) -> bool:
+    """Whether a refusal is about an input image (the code for an expired one is not
+    documented: it is recognised by its code or parameter naming an image)."""
+    parameter = error.get("parameter")
+    names = " ".join(map(str, parameter)) if isinstance(parameter, list) else str(parameter or "")
+    return "image" in f"{error.get('code') or ''} {names}".lower()
 
 
 def _data_uri(path: os.PathLike[str]) -> str:

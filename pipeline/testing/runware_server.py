@@ -1,13 +1,17 @@
-"""A local Runware-compatible server: the real protocol over HTTP on loopback, real MP4s.
+"""A local Runware-compatible server: the published protocol over HTTP on loopback, real MP4s.
 
-    python -m pipeline.testing.runware_server [--port N] [--latency SECONDS] [--api-key KEY]
+    python -m pipeline.testing.runware_server [--port N] [--latency S] [--dialect docs]
 
-It speaks `videoInference` (async delivery), `getResponse`, `imageUpload` and `ping` with the
-field names and envelopes of the real API (see shared/runware-protocol.md), validates requests
-as the real API does for MiniMax Hailuo 2.3, bills the price table, and serves clips drawn by
-the preview renderer at `videoURL`. Faults can be injected (POST /_faults, or --fault NAME=N)
-and its counters read as JSON at GET /_stats. Tests and benchmarks drive the real client
-against it; a person can use it to try a storyboard end to end offline:
+Written from shared/runware-protocol.md, never from storyboard's client: it imports nothing
+of storyboard outside pipeline/testing/, keeps its own table of what each model accepts and
+costs, and answers in every shape the protocol records (chosen per run by a dialect), so a
+wrong assumption in the client fails a test instead of being mirrored here.
+
+It speaks `videoInference` (async delivery), `getResponse`, `imageUpload` and `ping`, bills
+each task that succeeds at its model's price, serves the clip at `videoURL`, injects faults
+(POST /_faults, or --fault NAME=N), and counts everything, per task and per request, at
+GET /_stats. `transport()` gives the same server as an httpx transport, for tests that need
+no socket. A person can use it to try a storyboard end to end offline:
 
     RUNWARE_BASE_URL=http://127.0.0.1:8765/v1 RUNWARE_API_KEY=local storyboard build spec.yaml
 """
@@ -15,8 +19,11 @@ against it; a person can use it to try a storyboard end to end offline:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import binascii
 import contextlib
+import email.utils
 import hashlib
 import json
 import random
@@ -28,14 +35,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import CATALOGUE, PROMPT_LIMIT
-from pipeline.render.preview import Card, draw
+from pipeline.testing.media import FPS, image_size, paint
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 VIDEO_FIELDS = {
@@ -44,10 +51,141 @@ VIDEO_FIELDS = {
     "uploadEndpoint", "ttl", "outputType", "outputFormat", "outputQuality", "deliveryMethod",
     "safety",
 }  # fmt: skip
-FAULTS = (
-    "http_500", "http_429", "drop_submit", "drop_poll", "error_envelope", "task_error",
-    "truncate", "corrupt", "never_finish",
-)  # fmt: skip
+PROMPT_RANGE = (2, 2000)
+
+
+@dataclass(frozen=True)
+class ModelRule:
+    """What the API accepts for one model, as the protocol document records it."""
+
+    text_to_video: bool
+    # (width, height) -> {duration: price in USD}
+    prices: dict[tuple[int, int], dict[int, float]]
+
+
+MODELS = {
+    "minimax:4@1": ModelRule(
+        text_to_video=True,
+        prices={(1366, 768): {6: 0.28, 10: 0.56}, (1920, 1080): {6: 0.49}},
+    ),
+    # The Fast model's page allows 10 s at 768p with no published price: this imitation bills
+    # it at twice the 6 s price, as Hailuo 2.3 itself is priced.
+    "minimax:4@2": ModelRule(
+        text_to_video=False,
+        prices={(1366, 768): {6: 0.24, 10: 0.48}, (1920, 1080): {6: 0.41}},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The answer shapes of one run: each published shape is one setting."""
+
+    success_status: bool = True  # a finished item says "status": "success" (else only videoURL)
+    failure_shape: str = "errors"  # "errors", "data_flat" (code/message) or "data_nested" (error:)
+    error_task_uuid: bool = True  # entries of `errors` name the taskUUID they are about
+    upload_shape: str = "list"  # imageUpload answers `data` as a "list" or one "object"
+    retry_after_format: str = "seconds"  # a 429's Retry-After in "seconds", or an HTTP "date"
+    i2v_aspect: bool = False  # image-to-video clips take the first frame's aspect ratio
+    frame_offset: int = 0  # frames added to (or taken from) every clip
+
+    def check(self) -> Dialect:
+        choices = {
+            "failure_shape": ("errors", "data_flat", "data_nested"),
+            "upload_shape": ("list", "object"),
+            "retry_after_format": ("seconds", "date"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        return self
+
+
+DIALECTS = {
+    # As Runware's SDKs expect: status on every item, failures in `errors`, uploads as a list.
+    "sdk": Dialect(),
+    # As the documentation pages show: a result with no status, failures nested in `data`,
+    # an upload answered with an object, Retry-After as a date, clips at the image's aspect.
+    "docs": Dialect(
+        success_status=False,
+        failure_shape="data_nested",
+        upload_shape="object",
+        retry_after_format="date",
+        i2v_aspect=True,
+    ),
+}
+
+
+@dataclass
+class Faults:
+    """How many of the coming requests (or tasks, or answers, or downloads) to spoil."""
+
+    http_500: int = 0  # answer POSTs with a bare 500
+    http_429: int = 0  # answer POSTs with 429 and Retry-After
+    retry_after: float = 1.0  # the seconds a 429 asks for
+    insufficient_credit: int = 0  # refuse submits with HTTP 402 (the account has no credit)
+    batch_poll_500: int = 0  # answer polls that ask about more than one task with a 500
+    drop_submit: int = 0  # accept a videoInference, then drop the connection: the answer is lost
+    drop_poll: int = 0  # drop a getResponse connection without answering
+    error_envelope: int = 0  # refuse submits under the content policy (an error envelope)
+    task_error: int = 0  # tasks that fail with timeoutProvider (worth trying again)
+    content_policy: int = 0  # tasks the provider refuses under its content policy (final)
+    task_vanish: int = 0  # tasks that fail and are then answered as taskFailedOrNotFound
+    never_finish: int = 0  # tasks that stay `processing` forever
+    no_video_url: int = 0  # success answers without a videoURL
+    nan_cost: int = 0  # success answers whose cost is NaN
+    expire_images: int = 0  # forget every uploaded image before the next submit that uses one
+    truncate: int = 0  # downloads cut short
+    corrupt: int = 0  # downloads with garbage in the middle
+    trickle: int = 0  # downloads sent a byte at a time, `trickle_interval` seconds apart
+    trickle_interval: float = 5.0
+
+    def take(self, name: str) -> bool:
+        """Spend one fault of this kind, if any is left."""
+        left = getattr(self, name)
+        if left > 0:
+            setattr(self, name, left - 1)
+            return True
+        return False
+
+
+FAULTS = tuple(f.name for f in fields(Faults) if f.name not in ("retry_after", "trickle_interval"))
+
+
+@dataclass
+class Task:
+    uuid: str
+    request: dict[str, Any]
+    fingerprint: str
+    submitted: float
+    ready_at: float
+    fate: str  # "success", "error", "policy", "vanish" or "never"
+    size: tuple[int, int]  # what will be delivered
+    frames: int
+    status: str = "processing"
+    video_uuid: str = ""
+    seed: int = 0
+    price: float = 0.0
+    billed: bool = False
+    polls: int = 0
+    downloads: int = 0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer, or the way it goes wrong."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection after `body` (nothing, or part of an answer)
+    declared_length: int | None = None  # a Content-Length other than len(body)
+    trickle: float = 0.0  # seconds between bytes of the body
+
+
+def _json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, json.dumps(body).encode(), headers=headers or {})
 
 
 class Rejection(Exception):
@@ -59,86 +197,6 @@ class Rejection(Exception):
         self.error = {"code": code, "message": message, **extra}
 
 
-@dataclass
-class Faults:
-    """How many of the coming requests (or tasks, or downloads) to spoil, per kind."""
-
-    http_500: int = 0  # answer POSTs with a bare 500
-    http_429: int = 0  # answer POSTs with 429 and Retry-After
-    retry_after: float = 1.0
-    drop_submit: int = 0  # accept a videoInference, then drop the connection: the answer is lost
-    drop_poll: int = 0  # drop a getResponse connection without answering
-    error_envelope: int = 0  # refuse submits with a content-policy error envelope
-    task_error: int = 0  # tasks that fail with timeoutProvider
-    truncate: int = 0  # downloads cut short
-    corrupt: int = 0  # downloads with garbage in the middle
-    never_finish: int = 0  # tasks that stay `processing` forever
-
-    def take(self, name: str) -> bool:
-        """Spend one fault of this kind, if any is left."""
-        left = getattr(self, name)
-        if left > 0:
-            setattr(self, name, left - 1)
-            return True
-        return False
-
-
-@dataclass
-class Task:
-    uuid: str
-    request: dict[str, Any]
-    fingerprint: str
-    submitted: float
-    ready_at: float
-    fate: str  # "success", "error" or "never"
-    status: str = "processing"
-    video_uuid: str = ""
-    seed: int = 0
-    cost: float = 0.0
-    polls: int = 0
-
-
-@dataclass
-class State:
-    """Everything the server knows; one lock guards it all."""
-
-    clip_dir: Path
-    latency: float = 2.0
-    price_factor: float = 1.0  # bill more (or less) than the price table, as a price change would
-    api_keys: set[str] = field(default_factory=set)
-    faults: Faults = field(default_factory=Faults)
-    tasks: dict[str, Task] = field(default_factory=dict)
-    images: dict[str, str] = field(default_factory=dict)
-    videos: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    counters: dict[str, Any] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.reset_counters()
-
-    def reset_counters(self) -> None:
-        self.counted_from = time.monotonic()
-        self.counters = {
-            "requests": 0,
-            "submits": 0,
-            "accepted": 0,
-            "conflicts": 0,
-            "rejected": 0,
-            "auth_failures": 0,
-            "poll_requests": 0,
-            "polled_tasks": 0,
-            "uploads": 0,
-            "downloads": 0,
-            "billed_cost": 0.0,
-            "max_concurrency": 0,
-            "faults_served": {},
-        }
-
-    def served(self, fault: str) -> None:
-        served = self.counters["faults_served"]
-        served[fault] = served.get(fault, 0) + 1
-
-
 class RunwareServer:
     """The server, in a background thread; a context manager for tests."""
 
@@ -148,13 +206,25 @@ class RunwareServer:
         latency: float = 2.0,
         api_keys: set[str] | None = None,
         clip_dir: Path | None = None,
+        dialect: Dialect | str = "sdk",
+        clip_noise: int = 0,
     ) -> None:
         self._own_dir = clip_dir is None
-        folder = clip_dir or Path(tempfile.mkdtemp(prefix="runware-server-"))
-        self.state = State(folder, latency=latency, api_keys=set(api_keys or ()))
-        self._renders: dict[tuple[int, int, int], Future[Path]] = {}
+        self.clip_dir = clip_dir or Path(tempfile.mkdtemp(prefix="runware-server-"))
+        self.latency = latency
+        self.price_factor = 1.0  # bill more (or less) than the table, as a price change would
+        self.api_keys = set(api_keys or ())
+        self.dialect = DIALECTS[dialect] if isinstance(dialect, str) else dialect.check()
+        self.clip_noise = clip_noise
+        self.faults = Faults()
+        self.tasks: dict[str, Task] = {}
+        self.images: dict[str, tuple[int, int] | None] = {}  # imageUUID -> its size
+        self.videos: dict[str, Task] = {}
+        self.lock = threading.Lock()
+        self._reset_counters()
+        self._paintings: dict[tuple[int, int, int], Future[Path]] = {}
         self._painter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paint")
-        handler = type("BoundHandler", (Handler,), {"server_state": self})
+        handler = type("BoundHandler", (Handler,), {"app": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -165,16 +235,20 @@ class RunwareServer:
         return f"http://{host}:{port}/v1"
 
     def start(self) -> RunwareServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread = None
         self.httpd.server_close()
         self._painter.shutdown(wait=True)
         if self._own_dir:
-            shutil.rmtree(self.state.clip_dir, ignore_errors=True)
+            shutil.rmtree(self.clip_dir, ignore_errors=True)
 
     def __enter__(self) -> RunwareServer:
         return self.start()
@@ -182,39 +256,158 @@ class RunwareServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def set_faults(self, **counts: float) -> None:
-        with self.state.lock:
-            for name, value in counts.items():
-                if not hasattr(self.state.faults, name):
+    # -- control ----------------------------------------------------------------------------
+
+    def set_faults(self, **settings: Any) -> None:
+        """Fault counts by name, and dialect settings (`dialect=NAME` or single fields)."""
+        with self.lock:
+            for name, value in settings.items():
+                if name == "dialect":
+                    self.dialect = DIALECTS[value]
+                elif name in {f.name for f in fields(Dialect)}:
+                    self.dialect = replace(self.dialect, **{name: value}).check()
+                elif name == "latency":
+                    self.latency = float(value)
+                elif hasattr(self.faults, name):
+                    setattr(self.faults, name, value)
+                else:
                     raise ValueError(f"unknown fault '{name}'; faults: {', '.join(FAULTS)}")
-                setattr(self.state.faults, name, value)
 
     def stats(self) -> dict[str, Any]:
-        with self.state.lock:
+        with self.lock:
             self._advance()
             return self._stats()
 
-    # -- protocol ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        with self.lock:
+            self._reset_counters()
 
-    def handle_tasks(self, tasks: list[Any]) -> tuple[int, dict[str, Any]]:
+    def transport(self) -> Any:
+        """This server as an httpx transport: the same answers, no socket."""
+        import httpx
+
+        async def handle(request: httpx.Request) -> httpx.Response:
+            body = await request.aread()
+            reply = await asyncio.to_thread(
+                self.respond, request.method, request.url.path, request.headers, body
+            )
+            if reply.drop and not reply.body:
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            headers = {"Content-Type": reply.content_type, **reply.headers}
+            headers["Content-Length"] = str(reply.declared_length or len(reply.body))
+            content: Any = reply.body
+            if reply.trickle:
+                content = _trickled(reply.body, reply.trickle)
+            return httpx.Response(reply.status, headers=headers, content=content)
+
+        return httpx.MockTransport(handle)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def respond(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        if method == "GET" and path == "/_stats":
+            return _json_reply(200, self.stats())
+        if method == "GET":
+            match = re.fullmatch(r"/videos/([0-9a-f-]{36})\.mp4", path)
+            return self._download(match.group(1)) if match else Reply(404, b"not found")
+        if path == "/_faults":
+            try:
+                self.set_faults(**json.loads(body or b"{}"))
+            except (ValueError, TypeError, KeyError) as exc:
+                return _json_reply(400, {"error": str(exc)})
+            return _json_reply(200, self.stats()["faults_left"])
+        if path == "/_reset":
+            self.reset()
+            return _json_reply(200, {"reset": True})
+        if path.rstrip("/") not in ("/v1", ""):
+            return _json_reply(404, {"errors": [{"code": "notFound", "message": "no endpoint"}]})
+        return self._api(headers, body)
+
+    def _api(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        with self.lock:
+            self.counters["requests"] += 1
+            if not self._authorised(headers):
+                self.counters["auth_failures"] += 1
+                error = {"code": "invalidApiKey", "message": "Invalid API key", "type": "auth"}
+                return _json_reply(401, {"errors": [error]})
+            for name in ("http_500", "http_429"):
+                if self.faults.take(name):
+                    self._served(name)
+                    return self._http_fault(name)
+        try:
+            tasks = json.loads(body)
+        except ValueError:
+            return _json_reply(400, {"errors": [{"code": "invalidJSON", "message": "not JSON"}]})
+        if not isinstance(tasks, list):
+            error = {"code": "invalidJSON", "message": "the body must be an array of tasks"}
+            return _json_reply(400, {"errors": [error]})
+        kinds = [t.get("taskType") for t in tasks if isinstance(t, dict)]
+        with self.lock:
+            if "getResponse" in kinds:
+                self.counters["poll_requests"] += 1
+                if self.faults.take("drop_poll"):
+                    self._served("drop_poll")
+                    return Reply(0, drop=True)
+                if kinds.count("getResponse") > 1 and self.faults.take("batch_poll_500"):
+                    self._served("batch_poll_500")
+                    return Reply(500, b"Internal Server Error", "text/plain")
+            if "videoInference" in kinds and self.faults.take("insufficient_credit"):
+                self._served("insufficient_credit")
+                self.counters["submits"] += kinds.count("videoInference")
+                error = {
+                    "code": "insufficientCredits",
+                    "message": "Insufficient credits to run this task. Top up your balance.",
+                }
+                return _json_reply(402, {"errors": [error]})
+            status, answer = self._tasks(tasks)
+            drop = "videoInference" in kinds and status == 200 and self.faults.take("drop_submit")
+            if drop:
+                self._served("drop_submit")
+        if drop:
+            return Reply(0, drop=True)  # the task is accepted; the client never hears so
+        return _json_reply(status, answer)
+
+    def _http_fault(self, name: str) -> Reply:
+        if name == "http_500":
+            return Reply(500, b"Internal Server Error", "text/plain")
+        seconds = self.faults.retry_after
+        if self.dialect.retry_after_format == "date":
+            value = email.utils.formatdate(time.time() + seconds, usegmt=True)
+        else:
+            value = f"{seconds:g}"
+        error = {"code": "tooManyRequests", "message": "The queue is full, retry later"}
+        return _json_reply(429, {"errors": [error]}, {"Retry-After": value})
+
+    def _authorised(self, headers: Mapping[str, str]) -> bool:
+        header = headers.get("Authorization") or headers.get("authorization") or ""
+        if not header.startswith("Bearer "):
+            return False
+        key = header[len("Bearer ") :].strip()
+        return bool(key) and (not self.api_keys or key in self.api_keys)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _tasks(self, tasks: list[Any]) -> tuple[int, dict[str, Any]]:
         """Answer a request's tasks: `data` for results, `errors` for refusals and failures."""
         data: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         statuses: list[int] = []
-        with self.state.lock:
-            self._advance()
-            for task in tasks:
-                try:
-                    data.extend(self._one(task))
-                except Rejection as rejection:
-                    errors.append(rejection.error)
-                    statuses.append(rejection.status)
-                    self.state.counters["rejected"] += 1
-                except PendingErrors as pending:
-                    errors.extend(pending.errors)
+        self._advance()
+        whole = False  # an upload answered with `data` as one object, not a list
+        for task in tasks:
+            try:
+                answer = self._one(task)
+            except Rejection as rejection:
+                errors.append(rejection.error)
+                statuses.append(rejection.status)
+                self.counters["rejected"] += 1
+                continue
+            for item in answer:
+                whole = item.pop("_whole_data", False) or whole
+                (errors if item.pop("_in_errors", False) else data).append(item)
         body: dict[str, Any] = {}
         if data:
-            body["data"] = data
+            body["data"] = data[0] if whole and len(data) == 1 else data
         if errors:
             body["errors"] = errors
         status = 200 if data or not errors else max(statuses, default=400)
@@ -232,7 +425,7 @@ class RunwareServer:
         if kind == "videoInference":
             return [self._submit(task)]
         if kind == "getResponse":
-            return self._poll(task_uuid)
+            return [self._poll(task_uuid)]
         if kind == "imageUpload":
             return [self._upload(task)]
         if kind == "ping":
@@ -240,11 +433,11 @@ class RunwareServer:
         raise Rejection(400, "invalidTaskType", f"unknown taskType {kind!r}", parameter="taskType")
 
     def _submit(self, request: dict[str, Any]) -> dict[str, Any]:
-        state = self.state
-        state.counters["submits"] += 1
+        self.counters["submits"] += 1
         task_uuid = request["taskUUID"]
-        if task_uuid in state.tasks:
-            state.counters["conflicts"] += 1
+        self.submits_per_uuid[task_uuid] = self.submits_per_uuid.get(task_uuid, 0) + 1
+        if task_uuid in self.tasks:
+            self.counters["conflicts"] += 1
             raise Rejection(
                 400,
                 "conflictTaskUUID",
@@ -252,9 +445,12 @@ class RunwareServer:
                 parameter="taskUUID",
                 taskUUID=task_uuid,
             )
+        if self._uses_uploads(request) and self.faults.take("expire_images"):
+            self._served("expire_images")
+            self.images.clear()
         price = self._validate(request)
-        if state.faults.take("error_envelope"):
-            state.served("error_envelope")
+        if self.faults.take("error_envelope"):
+            self._served("error_envelope")
             raise Rejection(
                 400,
                 "providerContentPolicyViolation",
@@ -262,39 +458,47 @@ class RunwareServer:
                 parameter="positivePrompt",
                 taskUUID=task_uuid,
             )
-        fate = "success"
-        if state.faults.take("task_error"):
-            fate = "error"
-            state.served("task_error")
-        elif state.faults.take("never_finish"):
-            fate = "never"
-            state.served("never_finish")
         now = time.monotonic()
+        size = self._delivered_size(request)
+        frames = request["duration"] * FPS + self.dialect.frame_offset
         shown = {k: v for k, v in request.items() if k != "taskUUID"}
-        fingerprint = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
-        state.tasks[task_uuid] = Task(
+        self.tasks[task_uuid] = Task(
             uuid=task_uuid,
             request=request,
-            fingerprint=fingerprint,
+            fingerprint=hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest(),
             submitted=now,
-            ready_at=now + state.latency,
-            fate=fate,
-            cost=round(price * state.price_factor, 4),
+            ready_at=now + self.latency,
+            fate=self._fate(),
+            size=size,
+            frames=frames,
+            price=round(price * self.price_factor, 4),
         )
-        state.counters["accepted"] += 1
-        running = sum(1 for t in state.tasks.values() if t.status == "processing")
-        state.counters["max_concurrency"] = max(state.counters["max_concurrency"], running)
-        self._paint(request["width"], request["height"], request["duration"])
+        self.counters["accepted"] += 1
+        running = sum(1 for t in self.tasks.values() if t.status == "processing")
+        self.counters["max_concurrency"] = max(self.counters["max_concurrency"], running)
+        self._paint(*size, frames)
         return {"taskType": "videoInference", "taskUUID": task_uuid}
 
+    def _fate(self) -> str:
+        for fault, fate in (
+            ("task_error", "error"),
+            ("content_policy", "policy"),
+            ("task_vanish", "vanish"),
+            ("never_finish", "never"),
+        ):
+            if self.faults.take(fault):
+                self._served(fault)
+                return fate
+        return "success"
+
     def _validate(self, request: dict[str, Any]) -> float:
-        """The checks the real API makes for Hailuo 2.3; the price of the clip."""
+        """The checks the API makes for Hailuo 2.3; the price of the clip."""
         unknown = sorted(set(request) - VIDEO_FIELDS)
         if unknown:
             raise Rejection(
                 400, "unknownParameter", f"unknown parameter '{unknown[0]}'", parameter=unknown[0]
             )
-        model = CATALOGUE.get(str(request.get("model")))
+        model = MODELS.get(str(request.get("model")))
         if model is None:
             raise Rejection(400, "invalidModel", "unknown model AIR", parameter="model")
         for name in ("width", "height", "duration"):
@@ -302,15 +506,14 @@ class RunwareServer:
                 raise Rejection(400, "missingParameter", f"'{name}' is required", parameter=name)
         size = (request["width"], request["height"])
         if size not in model.prices:
-            allowed = [f"{w}x{h}" for w, h in model.prices]
             raise Rejection(
                 400,
                 "unsupportedDimensions",
                 "width and height are not a supported pair",
                 parameter=["width", "height"],
-                allowedValues=allowed,
+                allowedValues=[f"{w}x{h}" for w, h in model.prices],
             )
-        price = model.price(size[0], size[1], request["duration"])
+        price = model.prices[size].get(request["duration"])
         if price is None:
             raise Rejection(
                 400,
@@ -319,19 +522,13 @@ class RunwareServer:
                 parameter="duration",
                 allowedValues=sorted(model.prices[size]),
             )
-        if request.get("fps", 25) not in model.fps:
-            raise Rejection(400, "invalidParameter", "fps must be 25", parameter="fps")
+        if request.get("fps", FPS) != FPS:
+            raise Rejection(400, "invalidParameter", f"fps must be {FPS}", parameter="fps")
         if request.get("deliveryMethod") != "async":
             raise Rejection(
                 400, "invalidParameter", "deliveryMethod must be async", parameter="deliveryMethod"
             )
-        frames = (request.get("inputs") or {}).get("frameImages") or []
-        for frame in frames:
-            image = frame.get("image") if isinstance(frame, dict) else None
-            if not isinstance(image, str) or not self._image_known(image):
-                raise Rejection(
-                    400, "invalidImage", "frame image not found", parameter="inputs.frameImages"
-                )
+        frames = self._frame_images(request)
         prompt = request.get("positivePrompt")
         if prompt is None and not frames:
             raise Rejection(
@@ -340,11 +537,12 @@ class RunwareServer:
                 "positivePrompt is required without a frame image",
                 parameter="positivePrompt",
             )
-        if prompt is not None and not (2 <= len(str(prompt)) <= PROMPT_LIMIT):
+        low, high = PROMPT_RANGE
+        if prompt is not None and not (low <= len(str(prompt)) <= high):
             raise Rejection(
                 400,
                 "invalidParameter",
-                f"positivePrompt must be 2 to {PROMPT_LIMIT} characters",
+                f"positivePrompt must be {low} to {high} characters",
                 parameter="positivePrompt",
             )
         if not model.text_to_video and not frames:
@@ -356,130 +554,211 @@ class RunwareServer:
             )
         return price
 
-    def _image_known(self, image: str) -> bool:
-        if image.startswith(("http://", "https://", "data:image/")):
+    def _frame_images(self, request: dict[str, Any]) -> list[str]:
+        frames = (request.get("inputs") or {}).get("frameImages") or []
+        images = []
+        for index, frame in enumerate(frames):
+            image = frame.get("image") if isinstance(frame, dict) else None
+            where = f"inputs.frameImages[{index}].image"
+            if frame.get("frame", "first") != "first":
+                raise Rejection(
+                    400,
+                    "invalidParameter",
+                    "this model takes a first frame only",
+                    parameter=f"inputs.frameImages[{index}].frame",
+                )
+            if not isinstance(image, str) or not self._image_usable(image):
+                raise Rejection(
+                    400,
+                    "invalidFrameImage",
+                    "the frame image does not exist or has expired",
+                    parameter=where,
+                )
+            images.append(image)
+        return images
+
+    def _image_usable(self, image: str) -> bool:
+        if image.startswith(("http://", "https://")):
             return True
         if UUID_PATTERN.match(image):
-            return image in self.state.images
-        try:
-            base64.b64decode(image, validate=True)
-        except ValueError:
-            return False
-        return True
+            return image in self.images
+        return _decode_image(image) is not None
 
-    def _poll(self, task_uuid: str) -> list[dict[str, Any]]:
-        state = self.state
-        state.counters["polled_tasks"] += 1
-        task = state.tasks.get(task_uuid)
-        if task is None:
-            raise PendingErrors(
-                [
-                    {
-                        "code": "taskFailedOrNotFound",
-                        "message": "No task found with this taskUUID",
-                        "taskUUID": task_uuid,
-                        "parameter": "taskUUID",
-                    }
-                ]
+    def _uses_uploads(self, request: dict[str, Any]) -> bool:
+        frames = (request.get("inputs") or {}).get("frameImages") or []
+        return any(
+            isinstance(f, dict) and UUID_PATTERN.match(str(f.get("image", ""))) for f in frames
+        )
+
+    def _delivered_size(self, request: dict[str, Any]) -> tuple[int, int]:
+        """The asked size; or, in the dialect that does so, the first frame's aspect ratio
+        at the asked short side (as Hailuo's image-to-video renders upstream)."""
+        asked = (request["width"], request["height"])
+        images = self._frame_images(request)
+        if not self.dialect.i2v_aspect or not images:
+            return asked
+        image = images[0]
+        size = self.images.get(image) if UUID_PATTERN.match(image) else _decode_image(image)
+        if not size:
+            return asked
+        short = min(asked)
+        width, height = size
+        if width >= height:
+            return _even(short * width / height), short
+        return short, _even(short * height / width)
+
+    def _poll(self, task_uuid: str) -> dict[str, Any]:
+        self.counters["polled_tasks"] += 1
+        task = self.tasks.get(task_uuid)
+        if task is None or task.status == "vanished":
+            return self._error_item(
+                task_uuid,
+                "taskFailedOrNotFound",
+                "No task found with this taskUUID, or the task failed",
+                in_data=False,
             )
         task.polls += 1
         if task.status == "processing":
             elapsed = time.monotonic() - task.submitted
-            progress = min(99, int(100 * elapsed / max(state.latency, 1e-6)))
-            return [
-                {
-                    "taskType": "videoInference",
-                    "taskUUID": task_uuid,
-                    "status": "processing",
-                    "progress": progress,
-                }
-            ]
-        if task.status == "error":
-            raise PendingErrors(
-                [
-                    {
-                        "code": "timeoutProvider",
-                        "message": "The provider did not answer in time",
-                        "taskUUID": task_uuid,
-                        "taskType": "videoInference",
-                        "status": "error",
-                    }
-                ]
-            )
-        return [
-            {
+            progress = min(99, int(100 * elapsed / max(self.latency, 1e-6)))
+            return {
                 "taskType": "videoInference",
                 "taskUUID": task_uuid,
-                "status": "success",
-                "videoUUID": task.video_uuid,
-                "videoURL": f"{self.url.rsplit('/', 1)[0]}/videos/{task.video_uuid}.mp4",
-                "seed": task.seed,
-                "cost": task.cost,
+                "status": "processing",
+                "progress": progress,
             }
-        ]
+        if task.status == "error":
+            return self._error_item(
+                task_uuid, "timeoutProvider", "The provider did not answer in time"
+            )
+        if task.status == "policy":
+            return self._error_item(
+                task_uuid,
+                "providerContentPolicyViolation",
+                "The provider refused to render this request under its content policy",
+            )
+        return self._result(task)
+
+    def _result(self, task: Task) -> dict[str, Any]:
+        item: dict[str, Any] = {"taskType": "videoInference", "taskUUID": task.uuid}
+        if self.dialect.success_status:
+            item["status"] = "success"
+        item["videoUUID"] = task.video_uuid
+        if self.faults.take("no_video_url"):
+            self._served("no_video_url")
+        else:
+            item["videoURL"] = f"{self.url.rsplit('/', 1)[0]}/videos/{task.video_uuid}.mp4"
+        item["seed"] = task.seed
+        if task.request.get("includeCost"):
+            nan = self.faults.take("nan_cost")
+            if nan:
+                self._served("nan_cost")
+            item["cost"] = float("nan") if nan else task.price
+        return item
+
+    def _error_item(
+        self, task_uuid: str, code: str, message: str, in_data: bool = True
+    ) -> dict[str, Any]:
+        """A failed task in the dialect's shape; `_in_errors` says which list it goes in."""
+        shape = self.dialect.failure_shape if in_data else "errors"
+        base = {"taskType": "videoInference", "taskUUID": task_uuid, "status": "error"}
+        if shape == "data_flat":
+            return {**base, "code": code, "message": message}
+        if shape == "data_nested":
+            return {**base, "error": {"code": code, "message": message}}
+        item = {**base, "code": code, "message": message, "_in_errors": True}
+        if not self.dialect.error_task_uuid:
+            del item["taskUUID"]
+        return item
 
     def _upload(self, task: dict[str, Any]) -> dict[str, Any]:
         image = task.get("image")
         if not isinstance(image, str) or not image:
             raise Rejection(400, "missingParameter", "'image' is required", parameter="image")
-        payload = image.split(",", 1)[1] if image.startswith("data:") else image
-        try:
-            base64.b64decode(payload, validate=True)
-        except ValueError:
-            raise Rejection(400, "invalidImage", "image is not base64", parameter="image") from None
+        size = _decode_image(image)
+        if size is None:
+            raise Rejection(
+                400, "invalidImage", "image is not a PNG, JPEG or WebP", parameter="image"
+            )
         image_uuid = str(uuid.uuid4())
-        self.state.images[image_uuid] = hashlib.sha256(payload.encode()).hexdigest()
-        self.state.counters["uploads"] += 1
-        return {
+        self.images[image_uuid] = size
+        self.counters["uploads"] += 1
+        answer = {
             "taskType": "imageUpload",
             "taskUUID": task["taskUUID"],
             "imageUUID": image_uuid,
             "imageURL": f"{self.url.rsplit('/', 1)[0]}/images/{image_uuid}",
         }
+        if self.dialect.upload_shape == "object":
+            answer["_whole_data"] = True
+        return answer
 
     def _advance(self) -> None:
         """Finish the tasks whose time has come; bill the ones that succeed."""
         now = time.monotonic()
-        for task in self.state.tasks.values():
+        for task in self.tasks.values():
             if task.status != "processing" or task.ready_at > now or task.fate == "never":
                 continue
-            if task.fate == "error":
-                task.status = "error"
+            task.status = {"error": "error", "policy": "policy", "vanish": "vanished"}.get(
+                task.fate, "success"
+            )
+            if task.status != "success":
                 continue
-            task.status = "success"
             task.video_uuid = str(uuid.uuid4())
             task.seed = random.randrange(1, 2**31)
-            request = task.request
-            self.state.videos[task.video_uuid] = (
-                request["width"],
-                request["height"],
-                request["duration"],
-            )
-            self.state.counters["billed_cost"] = round(
-                self.state.counters["billed_cost"] + task.cost, 6
-            )
+            task.billed = True
+            self.videos[task.video_uuid] = task
+            self.counters["billed_cost"] = round(self.counters["billed_cost"] + task.price, 6)
+
+    # -- counters ---------------------------------------------------------------------------
+
+    def _reset_counters(self) -> None:
+        self.counted_from = time.monotonic()
+        self.submits_per_uuid: dict[str, int] = {}
+        self.counters: dict[str, Any] = {
+            "requests": 0,
+            "submits": 0,
+            "accepted": 0,
+            "conflicts": 0,
+            "rejected": 0,
+            "auth_failures": 0,
+            "poll_requests": 0,
+            "polled_tasks": 0,
+            "uploads": 0,
+            "downloads": 0,
+            "billed_cost": 0.0,
+            "max_concurrency": 0,
+            "faults_served": {},
+        }
+
+    def _served(self, fault: str) -> None:
+        served = self.counters["faults_served"]
+        served[fault] = served.get(fault, 0) + 1
 
     def _stats(self) -> dict[str, Any]:
-        tasks = self.state.tasks.values()
-        per_uuid: dict[str, int] = {}
-        per_request: dict[str, int] = {}
+        tasks = list(self.tasks.values())
+        billed_per_request: dict[str, int] = {}
         for task in tasks:
-            per_uuid[task.uuid] = per_uuid.get(task.uuid, 0) + 1
-            per_request[task.fingerprint] = per_request.get(task.fingerprint, 0) + 1
+            if task.billed:
+                name = task.fingerprint[:16]
+                billed_per_request[name] = billed_per_request.get(name, 0) + 1
         return {
-            **self.state.counters,
-            "tasks": len(per_uuid),
-            "tasks_per_request": sorted(per_request.values(), reverse=True),
+            **self.counters,
+            "tasks": len(tasks),
+            "billed_tasks": sum(1 for t in tasks if t.billed),
+            "billed_per_request": billed_per_request,
+            "submits_per_uuid": dict(self.submits_per_uuid),
+            "downloaded_cost": round(sum(t.price for t in tasks if t.downloads), 6),
             "polls_per_task": {t.uuid: t.polls for t in tasks},
-            "delivered_cost": round(sum(t.cost for t in tasks if t.status == "success"), 6),
             "in_progress": sum(1 for t in tasks if t.status == "processing"),
             "remote_span": self._remote_span(),
-            "faults_left": asdict(self.state.faults),
+            "faults_left": asdict(self.faults),
+            "dialect": asdict(self.dialect),
         }
 
     def _remote_span(self) -> float:
         """From the first submit to the last task done since the counters were reset."""
-        recent = [t for t in self.state.tasks.values() if t.submitted >= self.state.counted_from]
+        recent = [t for t in self.tasks.values() if t.submitted >= self.counted_from]
         done = [t.ready_at for t in recent if t.status == "success"]
         if not recent or not done:
             return 0.0
@@ -487,192 +766,120 @@ class RunwareServer:
 
     # -- clips ------------------------------------------------------------------------------
 
-    def _paint(self, width: int, height: int, duration: int) -> None:
-        """Draw one clip per size and duration, in the background, shared by every task."""
-        key = (width, height, duration)
-        if key not in self._renders:
-            self._renders[key] = self._painter.submit(self._draw, width, height, duration)
+    def _paint(self, width: int, height: int, frames: int) -> Future[Path]:
+        """Draw one clip per size and length, in the background, shared by every task."""
+        key = (width, height, frames)
+        if key not in self._paintings:
+            name = f"clip-{width}x{height}-{frames}f-n{self.clip_noise}.mp4"
+            path = self.clip_dir / name
+            if path.exists():
+                done: Future[Path] = Future()
+                done.set_result(path)
+                self._paintings[key] = done
+            else:
+                self._paintings[key] = self._painter.submit(
+                    paint, path, width, height, frames, self.clip_noise
+                )
+        return self._paintings[key]
 
-    def _draw(self, width: int, height: int, duration: int) -> Path:
-        path = self.state.clip_dir / f"clip-{width}x{height}-{duration}.mp4"
-        card = Card(
-            width, height, duration, 25, "local Runware server", "a simulated render", "5eed"
-        )
-        draw(card, path)
-        return path
+    def _download(self, video_uuid: str) -> Reply:
+        with self.lock:
+            task = self.videos.get(video_uuid)
+            if task is None:
+                return Reply(404, b"not found", "text/plain")
+            painting = self._paint(*task.size, task.frames)
+        data = painting.result().read_bytes()
+        with self.lock:
+            self.counters["downloads"] += 1
+            for fault in ("truncate", "corrupt", "trickle"):
+                if self.faults.take(fault):
+                    self._served(fault)
+                    break
+            else:
+                fault = ""
+                task.downloads += 1
+            interval = self.faults.trickle_interval
+        if fault == "truncate":
+            return Reply(
+                200, data[: len(data) // 2], "video/mp4", drop=True, declared_length=len(data)
+            )
+        if fault == "corrupt":
+            middle = len(data) // 2
+            noise = bytes(random.randrange(256) for _ in range(4096))
+            return Reply(200, data[:middle] + noise + data[middle + 4096 :], "video/mp4")
+        if fault == "trickle":
+            return Reply(200, data, "video/mp4", trickle=interval)
+        return Reply(200, data, "video/mp4")
 
-    def clip_bytes(self, video_uuid: str) -> bytes | None:
-        with self.state.lock:
-            size = self.state.videos.get(video_uuid)
-            if size is None:
-                return None
-            self._paint(*size)
-            future = self._renders[size]
-        return future.result().read_bytes()
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
 
 
-class PendingErrors(Exception):
-    """Error objects that belong in the `errors` list of an otherwise normal answer."""
+def _decode_image(image: str) -> tuple[int, int] | None:
+    """The size of an image given as a data URI or bare base64; None if it is not one."""
+    payload = image.split(",", 1)[1] if image.startswith("data:") else image
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return image_size(data)
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("errors")
-        self.errors = errors
+
+async def _trickled(data: bytes, interval: float) -> AsyncIterator[bytes]:
+    for index in range(len(data)):
+        yield data[index : index + 1]
+        await asyncio.sleep(interval)
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_state: RunwareServer
+    app: RunwareServer
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
     def do_POST(self) -> None:
-        app = self.server_state
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if self.path == "/_faults":
-            try:
-                app.set_faults(**json.loads(raw or b"{}"))
-            except (ValueError, TypeError) as exc:
-                self._json(400, {"error": str(exc)})
-                return
-            self._json(200, app.stats()["faults_left"])
-            return
-        if self.path == "/_reset":
-            with app.state.lock:
-                app.state.reset_counters()
-            self._json(200, {"reset": True})
-            return
-        if self.path.rstrip("/") not in ("/v1", ""):
-            self._json(404, {"errors": [{"code": "notFound", "message": "no such endpoint"}]})
-            return
-        state = app.state
-        with state.lock:
-            state.counters["requests"] += 1
-            if not self._authorised():
-                state.counters["auth_failures"] += 1
-                denied = True
-            else:
-                denied = False
-            fault = None
-            if not denied:
-                for name in ("http_500", "http_429"):
-                    if state.faults.take(name):
-                        fault = name
-                        state.served(name)
-                        break
-            retry_after = state.faults.retry_after
-        if denied:
-            self._json(
-                401,
-                {
-                    "errors": [
-                        {"code": "invalidApiKey", "message": "Invalid API key", "type": "auth"}
-                    ]
-                },
-            )
-            return
-        if fault == "http_500":
-            self._send(500, b"Internal Server Error", "text/plain")
-            return
-        if fault == "http_429":
-            self._json(
-                429,
-                {"errors": [{"code": "tooManyRequests", "message": "queue full"}]},
-                headers={"Retry-After": f"{retry_after:g}"},
-            )
-            return
-        try:
-            tasks = json.loads(raw)
-        except ValueError:
-            self._json(400, {"errors": [{"code": "invalidJSON", "message": "body is not JSON"}]})
-            return
-        if not isinstance(tasks, list):
-            self._json(400, {"errors": [{"code": "invalidJSON", "message": "body must be a list"}]})
-            return
-        kinds = {t.get("taskType") for t in tasks if isinstance(t, dict)}
-        if "getResponse" in kinds:
-            with state.lock:
-                state.counters["poll_requests"] += 1
-                drop = state.faults.take("drop_poll")
-                if drop:
-                    state.served("drop_poll")
-            if drop:
-                self._drop()
-                return
-        status, body = app.handle_tasks(tasks)
-        if "videoInference" in kinds and status == 200:
-            with state.lock:
-                drop = state.faults.take("drop_submit")
-                if drop:
-                    state.served("drop_submit")
-            if drop:
-                self._drop()  # the task is accepted; the client never hears so
-                return
-        self._json(status, body)
+        body = self.rfile.read(length) if length else b""
+        self._send(self.app.respond("POST", self.path, self.headers, body))
 
     def do_GET(self) -> None:
-        app = self.server_state
-        if self.path == "/_stats":
-            self._json(200, app.stats())
-            return
-        match = re.fullmatch(r"/videos/([0-9a-f-]{36})\.mp4", self.path)
-        data = app.clip_bytes(match.group(1)) if match else None
-        if data is None:
-            self._send(404, b"not found", "text/plain")
-            return
-        with app.state.lock:
-            app.state.counters["downloads"] += 1
-            truncate = app.state.faults.take("truncate")
-            corrupt = not truncate and app.state.faults.take("corrupt")
-            if truncate:
-                app.state.served("truncate")
-            if corrupt:
-                app.state.served("corrupt")
-        if corrupt:
-            middle = len(data) // 2
-            data = (
-                data[:middle]
-                + bytes(random.randrange(256) for _ in range(4096))
-                + data[middle + 4096 :]
-            )
-        if truncate:
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
+        self._send(self.app.respond("GET", self.path, self.headers, b""))
+
+    def _send(self, reply: Reply) -> None:
+        if reply.drop and not reply.body:
             self._drop()
             return
-        self._send(200, data, "video/mp4")
-
-    def _authorised(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        key = header[len("Bearer ") :].strip()
-        keys = self.server_state.state.api_keys
-        return bool(key) and (not keys or key in keys)
-
-    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json", headers)
-
-    def _send(
-        self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(reply.declared_length or len(reply.body)))
+        for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            for chunk in _chunks(reply):
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+            return
+        if reply.drop:
+            self._drop()
 
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _chunks(reply: Reply) -> Iterator[bytes]:
+    if not reply.trickle:
+        yield reply.body
+        return
+    for index in range(len(reply.body)):
+        yield reply.body[index : index + 1]
+        time.sleep(reply.trickle)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -689,6 +896,15 @@ def main(argv: list[str] | None = None) -> int:
         help="a key to accept (repeatable; default: accept any non-empty key)",
     )
     parser.add_argument(
+        "--dialect",
+        choices=sorted(DIALECTS),
+        default="sdk",
+        help="answer shapes: as the SDKs expect (sdk) or as the docs pages show (docs)",
+    )
+    parser.add_argument(
+        "--clip-noise", type=int, default=0, help="film grain in served clips (12: real weight)"
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -696,10 +912,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"inject faults: {', '.join(FAULTS)}",
     )
     args = parser.parse_args(argv)
-    server = RunwareServer(args.port, args.latency, set(args.api_key))
+    server = RunwareServer(
+        args.port, args.latency, set(args.api_key), dialect=args.dialect, clip_noise=args.clip_noise
+    )
     for item in args.fault:
         name, _, count = item.partition("=")
-        server.set_faults(**{name: float(count) if name == "retry_after" else int(count or 1)})
+        number = (
+            float(count or 1) if name in ("retry_after", "trickle_interval") else int(count or 1)
+        )
+        server.set_faults(**{name: number})
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())

@@ -1,0 +1,76 @@
+"""The cache: what was rendered, what is in flight, and what may be deleted.
+
+Layout under the cache root (default `.storyboard/` at the project root):
+    clips/ab/<key>.mp4|.json  the clips and their records (clips.py); index/ lists them
+    journal/<key>.json        renders in flight, written before any submit (journal.py)
+    failures/<key>.txt        why a shot's last render failed (journal.py)
+    uploads/                  image sha256 -> provider image id (uploads.py)
+    storyboards/              the storyboards that build here, for gc (storyboards.py)
+    locks/<key>.lock          one render of a key at a time, across processes (files.py)
+    tmp/                      partial files of live builds (files.py)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.cache.clips import ClipRecord, ClipStore
+from pipeline.cache.files import KeyLocks, TempFiles, write_atomic
+from pipeline.cache.journal import Failures, Journal, JournalEntry
+from pipeline.cache.storyboards import Registered, StoryboardRegistry
+from pipeline.cache.uploads import Uploads
+
+__all__ = [
+    "Cache",
+    "ClipRecord",
+    "JournalEntry",
+    "Registered",
+    "project_root",
+    "resolve_root",
+    "write_atomic",
+]
+
+CACHE_ENV = "STORYBOARD_CACHE_DIR"
+CACHE_DIRNAME = ".storyboard"
+
+
+def project_root(path: Path) -> Path:
+    """The nearest folder at or above a storyboard (or a folder) holding `.storyboard/` or
+    `.git/`; else the storyboard's own folder."""
+    path = path.resolve()
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / CACHE_DIRNAME).is_dir() or (candidate / ".git").exists():
+            return candidate
+    return folder
+
+
+def resolve_root(spec_path: Path, override: str | None) -> Path:
+    chosen = override or os.environ.get(CACHE_ENV)
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    return project_root(spec_path) / CACHE_DIRNAME
+
+
+def _ignore(message: str) -> None:
+    return None
+
+
+class Cache:
+    """The parts of one cache folder. `note` hears what the cache repaired on its own."""
+
+    def __init__(self, root: Path, note: Callable[[str], None] = _ignore) -> None:
+        self.root = root
+        self.clips = ClipStore(root, note)
+        self.journal = Journal(root / "journal")
+        self.failures = Failures(root / "failures")
+        self.uploads = Uploads(root / "uploads")
+        self.storyboards = StoryboardRegistry(root / "storyboards")
+        self.locks = KeyLocks(root / "locks")
+        self.tmp = TempFiles(root / "tmp")
+
+    def close(self) -> None:
+        self.clips.close()
+        self.uploads.close()

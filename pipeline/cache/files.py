@@ -1,0 +1,122 @@
+"""Files of the cache: atomic writes, per-key locks across processes, partial files."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's bytes, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
+    """Write a file so that readers see the old or the new content, never a mix.
+
+    `durable` also waits until the new content and its name are on the disk.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, str):
+            temp.write_text(data, encoding="utf-8")
+        else:
+            temp.write_bytes(data)
+        if durable:
+            fsync(temp)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    if durable:
+        fsync(path.parent)
+
+
+def open_diskcache(folder: Path) -> Any:
+    import diskcache
+
+    return diskcache.Cache(str(folder))
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """A damaged SQLite file ("file is not a database", "malformed"), not a locked or
+    read-only one (those are OperationalErrors, and nothing is wrong with their content)."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def set_aside(folder: Path) -> Path:
+    """Move a damaged folder out of the way, keeping it for a post-mortem."""
+    target = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(folder, target)
+    return target
+
+
+class KeyLocks:
+    """One render of a key at a time, across processes (flock on locks/<key>.lock).
+
+    The operating system drops a lock when its holder dies, so a killed build never leaves
+    a key locked.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def try_lock(self, key: str) -> int | None:
+        """Take the key's lock if no other process holds it: a file descriptor, or None."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def unlock(self, fd: int) -> None:
+        os.close(fd)
+
+
+class TempFiles:
+    """Partial files, on the cache's filesystem so that moving one in is an atomic rename.
+
+    Each name starts with the writing process's pid: files of dead builds are removed.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, suffix: str = ".mp4") -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / f"{os.getpid()}-{time.monotonic_ns()}{suffix}"
+
+    def clean(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            if _owner_dead(path.name):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _owner_dead(name: str) -> bool:
+    pid_text = name.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

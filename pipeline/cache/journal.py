@@ -1,0 +1,112 @@
+"""Work in flight, and why the last render of a shot failed.
+
+    journal/<key>.json   a render started and not yet in the cache; written (and flushed to
+                         disk) with the remote task id *before* the submit leaves the machine
+    failures/<key>.txt   the message of a shot's last failed render, for the review page
+
+An entry that cannot be read stops the build: it may name a task that was paid for, and
+skipping it would pay for the shot again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipeline.cache.files import write_atomic
+from pipeline.errors import CacheError
+
+
+class JournalEntry(BaseModel):
+    """A render in flight: enough to collect it after a crash without paying again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key: str
+    renderer: str
+    label: str
+    started: float
+    task_uuid: str | None = None
+    estimate: float | None = None
+    # What the provider said the task cost, once it said so: the money is spent, whatever
+    # becomes of the clip.
+    cost: float | None = None
+
+
+class Journal:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def read(self, key: str) -> JournalEntry | None:
+        """The entry of one key as it is on disk now (another build may have written it)."""
+        return self._load(self.folder / f"{key}.json")
+
+    def entries(self) -> dict[str, JournalEntry]:
+        if not self.folder.is_dir():
+            return {}
+        found = {}
+        for path in sorted(self.folder.glob("*.json")):
+            entry = self._load(path)
+            if entry is not None:
+                found[entry.key] = entry
+        return found
+
+    def write(self, entry: JournalEntry) -> None:
+        """An entry naming a remote task is on disk before this returns: a crash after this
+        call still knows the task. One without a task only says work started: no fsync."""
+        path = self.folder / f"{entry.key}.json"
+        durable = entry.task_uuid is not None
+        try:
+            write_atomic(path, entry.model_dump_json(), durable=durable)
+        except OSError as exc:
+            raise CacheError(
+                f"{path}: cannot write the journal ({exc.strerror or exc})",
+                "nothing was submitted for this shot; free disk space or fix the folder",
+            ) from None
+
+    def clear(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / f"{key}.json").unlink()
+
+    def _load(self, path: Path) -> JournalEntry | None:
+        try:
+            entry = JournalEntry.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, ValidationError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a journal entry"
+            raise CacheError(
+                f"{path}: unreadable journal entry ({reason})",
+                "it may name a render that was paid for; restore it, or delete it to "
+                "give that task up (the shot is then paid for again)",
+            ) from None
+        if entry.key != path.stem:
+            raise CacheError(
+                f"{path}: journal entry of key {entry.key[:12]} in the file of another key",
+                "restore it, or delete it to give that task up",
+            )
+        return entry
+
+
+class Failures:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def write(self, key: str, message: str) -> None:
+        with contextlib.suppress(OSError):  # a note for the review page, never worth a crash
+            write_atomic(self.folder / f"{key}.txt", message, durable=False)
+
+    def clear(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / f"{key}.txt").unlink()
+
+    def all(self) -> dict[str, str]:
+        if not self.folder.is_dir():
+            return {}
+        messages = {}
+        for path in self.folder.glob("*.txt"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                messages[path.stem] = path.read_text(encoding="utf-8")
+        return messages

@@ -1,0 +1,71 @@
+"""Where a storyboard's films go, and the checksums of the files built there."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.cache import write_atomic
+from pipeline.expand import Sequence
+from pipeline.hashing import sha256_file
+
+
+def film_dir(build_dir: Path, spec_name: str, renderer: str) -> Path:
+    """build/<storyboard>/, and build/<storyboard>/preview/ so animatics never replace films."""
+    folder = build_dir / spec_name
+    return folder / "preview" if renderer == "preview" else folder
+
+
+def output_path(films: Path, sequence: Sequence) -> Path:
+    return films / f"{sequence.name}.mp4"
+
+
+@dataclass
+class OutputIndex:
+    """Checksums of built files by (size, mtime), so a no-op build does not re-hash films."""
+
+    path: Path
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dirty: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> OutputIndex:
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def sha256(self, file: Path) -> str | None:
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        entry = self.entries.get(str(file))
+        if (
+            isinstance(entry, dict)
+            and entry.get("size") == stat.st_size
+            and entry.get("mtime") == stat.st_mtime_ns
+        ):
+            return str(entry.get("sha256"))
+        return self.record(file)
+
+    def matches(self, file: Path, sha: str) -> bool:
+        return self.sha256(file) == sha
+
+    def record(self, file: Path) -> str:
+        stat = file.stat()
+        sha = sha256_file(file)
+        self.entries[str(file)] = {"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": sha}
+        self.dirty = True
+        return sha
+
+    def save(self) -> None:
+        """Keep the checksums for the next run; a memo, so a read-only cache only costs time."""
+        if self.dirty:
+            with contextlib.suppress(OSError):
+                write_atomic(self.path, json.dumps(self.entries, sort_keys=True))
+            self.dirty = False

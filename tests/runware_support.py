@@ -1,0 +1,51 @@
+"""What the Runware tests share: the key, a spec writer, and the money check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cache import Cache
+from pipeline.testing.runware_server import RunwareServer
+
+KEY = "sk-test-9f3c1d0e-SECRET-b7a2"
+
+
+def shots_spec(count: int, name: str = "simple", extra: str = "") -> str:
+    lines = [
+        "version: 1",
+        f"name: {name}",
+        "defaults: {resolution: 768p, duration: 6}",
+        extra,
+        "shots:",
+    ]
+    for index in range(count):
+        lines.append(f"  - {{id: s{index}, prompt: 'shot {index}: a lighthouse at dusk'}}")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def delivered_and_kept(cache: Cache) -> tuple[float, float]:
+    """What the cache holds of paid renders: the cost of the clips it has, and the cost of
+    tasks it keeps journaled (paid, not yet collected)."""
+    delivered = sum(r.cost or 0.0 for r in cache.clips.records() if r.renderer == "runware")
+    kept = sum(e.cost or 0.0 for e in cache.journal.entries().values())
+    return delivered, kept
+
+
+def assert_money_safe(server: RunwareServer, cache: Cache, takes: int = 1) -> dict:
+    """billed = delivered + kept, and no request billed more often than it has takes."""
+    stats = server.stats()
+    delivered, kept = delivered_and_kept(cache)
+    assert stats["billed_cost"] == pytest.approx(delivered + kept), (stats, delivered, kept)
+    assert max(stats["billed_per_request"].values(), default=0) <= takes, stats
+    return stats
+
+
+def make_image(path: Path, width: int, height: int) -> Path:
+    """A real JPEG of the given size."""
+    from pipeline import media
+
+    source = f"color=c=0x5a6e80:s={width}x{height}"
+    media.run_ffmpeg(["-f", "lavfi", "-i", source, "-frames:v", "1", str(path)], "draw an image")
+    return path

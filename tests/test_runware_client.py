@@ -1,0 +1,391 @@
+"""The real Runware client and scheduler against the local server through its httpx transport:
+every published answer shape and every fault, in milliseconds, no socket.
+
+Each test ends with the money check: what the server billed is what the cache holds (clips
+delivered, plus tasks kept journaled), and no request was billed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline import spec as spec_module
+from pipeline.cache import Cache, JournalEntry
+from pipeline.expand import Shot, expand, unique_shots
+from pipeline.render.runware import PollTiming, RunwareRenderer
+from pipeline.retry import Backoff
+from pipeline.scheduler import (
+    FAILED,
+    RENDERED,
+    SKIPPED,
+    Outcome,
+    ScheduleOptions,
+    Scheduler,
+    Spending,
+)
+from pipeline.testing.runware_server import RunwareServer
+from tests.conftest import write
+from tests.runware_support import KEY, assert_money_safe, make_image, shots_spec
+
+FAST = PollTiming(first=0.02, floor=0.02, ceiling=0.2, give_up_after=4, unknown_grace=3)
+BACKOFF = Backoff(attempts=4, base=0.01, cap=0.05, seed=7)
+SHAPES = ["errors", "data_flat", "data_nested"]
+
+
+@pytest.fixture
+def runware(clip_dir: Path) -> Iterator[RunwareServer]:
+    """The server, used only through its transport."""
+    server = RunwareServer(latency=0.05, api_keys={KEY}, clip_dir=clip_dir)
+    server.set_faults(retry_after=0.05, trickle_interval=0.05)
+    yield server
+    server.stop()
+
+
+@dataclass
+class Run:
+    outcomes: list[Outcome]
+    spending: Spending
+    notes: list[str]
+    fatal: str | None
+    cache: Cache
+
+    def status(self) -> list[str]:
+        return [o.status for o in self.outcomes]
+
+
+class Notes:
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+
+    def shot_started(self, shot: Shot) -> None: ...
+
+    def shot_finished(self, outcome: Outcome, spent: float) -> None: ...
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def shots_of(project: Path, text: str) -> list[Shot]:
+    spec = write(project / "specs" / "t.yaml", text)
+    return unique_shots(expand(spec_module.load(spec), "runware").shots)
+
+
+def render(
+    project: Path,
+    server: RunwareServer,
+    text: str,
+    *,
+    jobs: int = 4,
+    max_cost: float | None = None,
+    download_timeout: float = 5.0,
+) -> Run:
+    shots = shots_of(project, text)
+    cache = Cache(project / ".storyboard")
+    notes: list[str] = []
+
+    async def go() -> Run:
+        renderer = RunwareRenderer(
+            cache,
+            KEY,
+            "http://runware.test/v1",
+            timing=FAST,
+            backoff=BACKOFF,
+            download_timeout=download_timeout,
+            transport=server.transport(),
+            retry_after_cap=0.3,
+            note=notes.append,
+        )
+        options = ScheduleOptions(
+            jobs=jobs, keep_going=True, retries=2, backoff=BACKOFF, max_cost=max_cost
+        )
+        scheduler = Scheduler(cache, renderer, options, Notes(notes))
+        try:
+            # A task left waiting for its 30-minute timeout would fail the test here.
+            outcomes = await asyncio.wait_for(scheduler.run(shots), 60)
+        finally:
+            await renderer.aclose()
+        fatal = scheduler.fatal.message if scheduler.fatal else None
+        return Run(outcomes, scheduler.spending, notes, fatal, cache)
+
+    return asyncio.run(go())
+
+
+def journal_task(project: Path, server: RunwareServer, shot: Shot) -> str:
+    """A task sent by a build that then died: accepted by the server, named in the journal."""
+    task_uuid = str(uuid.uuid4())
+    task = {**shot.request, "taskUUID": task_uuid}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    reply = server.respond("POST", "/v1", headers, json.dumps([task]).encode())
+    assert reply.status == 200, reply.body
+    Cache(project / ".storyboard").journal.write(
+        JournalEntry(
+            key=shot.key, renderer="runware", label=shot.label, started=0.0, task_uuid=task_uuid
+        )
+    )
+    return task_uuid
+
+
+def test_results_without_status_are_collected(project: Path, runware: RunwareServer) -> None:
+    runware.set_faults(dialect="docs")
+    run = render(project, runware, shots_spec(3))
+    assert run.status() == [RENDERED] * 3
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 3 and stats["billed_cost"] == pytest.approx(0.84)
+    assert run.spending.spent == pytest.approx(0.84)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_refusal_is_final_and_names_the_servers_code(
+    project: Path, runware: RunwareServer, shape: str
+) -> None:
+    runware.set_faults(failure_shape=shape, content_policy=1)
+    run = render(project, runware, shots_spec(1))
+    assert run.outcomes[0].status == FAILED
+    assert run.outcomes[0].error == (
+        "shot 's0': the render failed: providerContentPolicyViolation: "
+        "The provider refused to render this request under its content policy"
+    )
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["submits"] == 1  # never sent again: it would fail again
+    assert run.cache.journal.entries() == {}  # nothing left to collect
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_provider_timeout_is_tried_again(
+    project: Path, runware: RunwareServer, shape: str
+) -> None:
+    runware.set_faults(failure_shape=shape, task_error=1)
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [RENDERED]
+    assert any("timeoutProvider" in n and "retry 1/2" in n for n in run.notes), run.notes
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 2 and stats["billed_tasks"] == 1
+
+
+def test_a_failure_naming_no_task_is_traced_by_asking_alone(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(error_task_uuid=False, task_error=1)
+    run = render(project, runware, shots_spec(4))
+    assert run.status() == [RENDERED] * 4
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 5 and stats["billed_tasks"] == 4
+
+
+def test_batched_polls_that_fail_are_asked_one_by_one(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(batch_poll_500=1000)
+    run = render(project, runware, shots_spec(4))
+    assert run.status() == [RENDERED] * 4
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["faults_served"]["batch_poll_500"] >= 1 and stats["accepted"] == 4
+
+
+def test_a_task_that_cannot_be_asked_about_stays_journaled(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(drop_poll=1000)
+    run = render(project, runware, shots_spec(1))
+    assert run.outcomes[0].status == FAILED
+    assert "could not learn how the task went (4 polls failed" in (run.outcomes[0].error or "")
+    assert len(run.cache.journal.entries()) == 1
+    runware.set_faults(drop_poll=0)
+    again = render(project, runware, shots_spec(1))
+    assert again.outcomes[0].status == RENDERED and again.outcomes[0].collected
+    stats = assert_money_safe(runware, again.cache)
+    assert stats["accepted"] == 1
+
+
+def test_a_new_task_the_server_then_does_not_know_is_tried_again(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(task_vanish=1)
+    run = render(project, runware, shots_spec(2))
+    assert run.status() == [RENDERED] * 2
+    assert any("taskFailedOrNotFound" in n for n in run.notes), run.notes
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 3 and stats["billed_tasks"] == 2
+
+
+def test_a_journaled_task_the_server_does_not_know_is_rendered_anew(
+    project: Path, runware: RunwareServer
+) -> None:
+    shot = shots_of(project, shots_spec(1))[0]
+    Cache(project / ".storyboard").journal.write(
+        JournalEntry(
+            key=shot.key, renderer="runware", label="s0", started=0, task_uuid=str(uuid.uuid4())
+        )
+    )
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [RENDERED]
+    assert any("does not know the journaled task: rendering it anew" in n for n in run.notes)
+    assert assert_money_safe(runware, run.cache)["accepted"] == 1
+
+
+IMAGE_SPEC = """\
+version: 1
+name: frames
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - {id: still, prompt: the lantern turns slowly, first_frame: assets/frame.jpg}
+"""
+
+
+def test_an_upload_answered_with_one_object(project: Path, runware: RunwareServer) -> None:
+    make_image(project / "specs" / "assets" / "frame.jpg", 683, 384)
+    runware.set_faults(upload_shape="object")
+    run = render(project, runware, IMAGE_SPEC)
+    assert run.status() == [RENDERED]
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["uploads"] == 1 and stats["accepted"] == 1
+
+
+def test_an_expired_image_is_uploaded_again(project: Path, runware: RunwareServer) -> None:
+    make_image(project / "specs" / "assets" / "frame.jpg", 683, 384)
+    assert render(project, runware, IMAGE_SPEC).status() == [RENDERED]
+    runware.set_faults(expire_images=1)
+    run = render(project, runware, IMAGE_SPEC.replace("turns slowly", "flickers"))
+    assert run.status() == [RENDERED]
+    assert any("invalidFrameImage" in n and "uploading the image again" in n for n in run.notes)
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["uploads"] == 2 and stats["accepted"] == 2
+
+
+def test_a_clip_at_the_first_frames_aspect_ratio_is_kept(
+    project: Path, runware: RunwareServer
+) -> None:
+    make_image(project / "specs" / "assets" / "frame.jpg", 600, 600)
+    runware.set_faults(dialect="docs")
+    run = render(project, runware, IMAGE_SPEC)
+    outcome = run.outcomes[0]
+    assert outcome.status == RENDERED and outcome.record is not None
+    assert (outcome.record.width, outcome.record.height) == (768, 768)
+    assert "768x768" in (outcome.warning or "") and "kept (it was paid for)" in outcome.warning
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["downloads"] == 1 and stats["accepted"] == 1
+
+
+@pytest.mark.parametrize("offset", [1, -1])
+def test_a_clip_a_frame_off_is_kept(project: Path, runware: RunwareServer, offset: int) -> None:
+    runware.set_faults(frame_offset=offset)
+    run = render(project, runware, shots_spec(1))
+    outcome = run.outcomes[0]
+    assert outcome.status == RENDERED and outcome.record is not None
+    assert outcome.record.duration == pytest.approx(6 + offset / 25)
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["downloads"] == 1 and stats["accepted"] == 1
+
+
+def test_no_credit_stops_submits_and_collects_what_runs(
+    project: Path, runware: RunwareServer
+) -> None:
+    first = shots_of(project, shots_spec(3))[0]
+    journal_task(project, runware, first)
+    runware.set_faults(insufficient_credit=10)
+    run = render(project, runware, shots_spec(3), jobs=1)
+    assert run.status() == [RENDERED, FAILED, SKIPPED]
+    assert run.outcomes[0].collected
+    assert run.outcomes[1].error == (
+        "Runware refused the account (insufficientCredits: "
+        "Insufficient credits to run this task. Top up your balance.)"
+    )
+    assert run.fatal == run.outcomes[1].error
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 1 and stats["faults_served"]["insufficient_credit"] == 1
+
+
+def test_a_success_without_video_url_keeps_the_task(project: Path, runware: RunwareServer) -> None:
+    runware.set_faults(no_video_url=1)
+    run = render(project, runware, shots_spec(1))
+    assert run.outcomes[0].status == FAILED
+    assert "done but gave no videoURL" in (run.outcomes[0].error or "")
+    entry = next(iter(run.cache.journal.entries().values()))
+    assert entry.cost == pytest.approx(0.28)  # paid, and known to be
+    assert run.spending.spent == pytest.approx(0.28)
+    assert_money_safe(runware, run.cache)
+    again = render(project, runware, shots_spec(1))
+    assert again.status() == [RENDERED] and again.outcomes[0].collected
+    assert again.spending.spent == 0 and again.spending.collected == pytest.approx(0.28)
+    stats = assert_money_safe(runware, again.cache)
+    assert stats["accepted"] == 1
+
+
+def test_a_cost_that_is_not_a_price_counts_at_the_estimate(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(nan_cost=1)
+    run = render(project, runware, shots_spec(1), max_cost=1.0)
+    outcome = run.outcomes[0]
+    assert outcome.status == RENDERED and outcome.record is not None
+    assert outcome.record.cost is None
+    assert any("reported a cost of nan, which is not a price" in n for n in run.notes)
+    assert run.spending.estimated == pytest.approx(0.28) and run.spending.spent == 0
+
+
+def test_a_long_retry_after_is_capped_and_said(project: Path, runware: RunwareServer) -> None:
+    runware.set_faults(http_429=1, retry_after=100000)
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [RENDERED]
+    assert any("asked to wait 100000 s (HTTP 429); waiting 0.3 s" in n for n in run.notes)
+
+
+def test_retry_after_as_an_http_date(project: Path, runware: RunwareServer) -> None:
+    runware.set_faults(http_429=1, retry_after=1, retry_after_format="date")
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [RENDERED]
+    assert runware.stats()["faults_served"] == {"http_429": 1}
+
+
+def test_a_trickling_download_is_cut_at_its_deadline(project: Path, runware: RunwareServer) -> None:
+    runware.set_faults(trickle=1)
+    run = render(project, runware, shots_spec(1), download_timeout=0.5)
+    assert run.status() == [RENDERED]
+    assert any("the download took longer than 0.5 s; downloading it again" in n for n in run.notes)
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 1
+
+
+def test_a_clip_that_never_arrives_whole_stays_journaled_at_its_cost(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(truncate=4)
+    run = render(project, runware, shots_spec(1), max_cost=1.0)
+    outcome = run.outcomes[0]
+    assert outcome.status == FAILED
+    assert "the download stopped at" in (outcome.error or "")
+    assert run.spending.spent == pytest.approx(0.28)  # spent, whatever became of the clip
+    assert next(iter(run.cache.journal.entries().values())).cost == pytest.approx(0.28)
+    assert_money_safe(runware, run.cache)
+    again = render(project, runware, shots_spec(1))
+    assert again.status() == [RENDERED] and again.outcomes[0].collected
+    assert assert_money_safe(runware, again.cache)["accepted"] == 1
+
+
+def test_collecting_what_an_earlier_build_paid_for_is_not_charged_again(
+    project: Path, runware: RunwareServer
+) -> None:
+    journal_task(project, runware, shots_of(project, shots_spec(2))[0])
+    # The budget fits one new render: the task collected was paid by the build that sent it.
+    run = render(project, runware, shots_spec(2), max_cost=0.3)
+    assert run.status() == [RENDERED, RENDERED]
+    assert run.spending.spent == pytest.approx(0.28)
+    assert run.spending.collected == pytest.approx(0.28)
+    assert assert_money_safe(runware, run.cache)["accepted"] == 2
+
+
+def test_an_unreadable_journal_entry_stops_the_build(project: Path, runware: RunwareServer) -> None:
+    shot = shots_of(project, shots_spec(1))[0]
+    broken = write(project / ".storyboard" / "journal" / f"{shot.key}.json", '{"key": ')
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [FAILED]
+    assert run.fatal is not None and str(broken) in run.fatal
+    assert runware.stats()["submits"] == 0
+    assert broken.read_text() == '{"key": '  # left as it was
