@@ -126,6 +126,13 @@ class BuildSummary:
 def run(request: BuildRequest, output: BuildOutput) -> BuildSummary:
     """Plan, render what is missing, join the films, write the lock."""
     loaded = plan.load(request.spec, request.preview, request.cache_dir, output.warn)
+    try:
+        return _run(request, loaded, output)
+    finally:
+        loaded.cache.close()
+
+
+def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> BuildSummary:
     spec, current = loaded.spec, loaded.plan
     for warning in current.expansion.warnings:
         output.warn(f"warning: {warning}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ class ClipStore:
         self._note = note
         self._index: Any = None
         self._unwritable = False
+        self._opening = threading.Lock()
 
     # -- reading: creates nothing unless clips exist without an index -------------------------
 
@@ -101,8 +103,8 @@ class ClipStore:
 
     def put_record(self, record: ClipRecord) -> None:
         """Record a clip whose file is in place (a new one, or one found without a record)."""
+        index = self._open(create=True)  # first: a new index is not a lost one
         write_atomic(self._record_path(record.key), record.model_dump_json())
-        index = self._open(create=True)
         if index is not None:
             index[record.key] = record.model_dump()
 
@@ -128,8 +130,12 @@ class ClipStore:
     def _open(self, create: bool) -> Any:
         """The index; rebuilt from the records when it is missing or damaged. None when there
         is nothing to index yet (and `create` is false), or the cache cannot be written."""
-        if self._index is not None or self._unwritable:
-            return self._index
+        with self._opening:  # clips are stored from several threads at once
+            return self._index if self._index is not None else self._open_now(create)
+
+    def _open_now(self, create: bool) -> Any:
+        if self._unwritable:
+            return None
         folder = self.root / "index"
         lost = not folder.is_dir()
         if lost and not create and not self._has_records():

@@ -57,7 +57,8 @@ def is_corrupt(exc: BaseException) -> bool:
 
 def set_aside(folder: Path) -> Path:
     """Move a damaged folder out of the way, keeping it for a post-mortem."""
-    target = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    target = folder.with_name(f"{folder.name}.damaged-{stamp}")
     os.replace(folder, target)
     return target
 

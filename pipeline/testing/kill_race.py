@@ -8,6 +8,7 @@ suite and many times by bench/stress_kill_race.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,6 +36,20 @@ def storyboard(shots: int, tag: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lock_holders(locks: Path) -> set[int]:
+    """The processes holding flocks on files in `locks` (read from /proc/locks)."""
+    inodes = {path.stat().st_ino for path in locks.glob("*.lock")}
+    holders = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK":
+                inode = int(fields[5].rsplit(":", 1)[-1])
+                if inode in inodes:
+                    holders.add(int(fields[4]))
+    return holders
+
+
 def race(
     server: RunwareServer,
     folder: Path,
@@ -42,11 +57,10 @@ def race(
     shots: int = 6,
     latency: float = 4.0,
     kill_after: float = 2.5,
-    head_start: float = 0.5,
     tag: str = "",
 ) -> RaceOutcome:
-    """Start build A, then build B `head_start` later; SIGKILL A `kill_after` seconds after
-    it started; wait for B."""
+    """Start two builds at once; `kill_after` seconds later SIGKILL the one holding the key
+    locks (the other waits for them); wait for the survivor."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ".storyboard").mkdir(exist_ok=True)
     spec = folder / "race.yaml"
@@ -55,25 +69,26 @@ def race(
     env = {**os.environ, "RUNWARE_BASE_URL": server.url, "RUNWARE_API_KEY": api_key}
     env.pop("STORYBOARD_CACHE_DIR", None)
     command = [sys.executable, "-m", "pipeline", "build", str(spec), "-j", str(shots), "-q"]
-    started = time.monotonic()
-    first = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    time.sleep(head_start)
-    second = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(max(0.0, kill_after - (time.monotonic() - started)))
-    first.kill()
-    first.wait()
-    _, err = second.communicate(timeout=latency * 10 + 60)
-    stats = server.stats()
+    builds = [
+        subprocess.Popen(
+            command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    time.sleep(kill_after)
     cache = folder / ".storyboard"
+    holders = lock_holders(cache / "locks")
+    victim = next((b for b in builds if b.pid in holders), builds[0])
+    survivor = builds[1] if victim is builds[0] else builds[0]
+    victim.kill()
+    victim.communicate()
+    _, err = survivor.communicate(timeout=latency * 10 + 60)
+    stats = server.stats()
     return RaceOutcome(
         billed_per_request=sorted(stats["billed_per_request"].values()),
         accepted=stats["accepted"],
-        survivor_code=second.returncode,
-        survivor_err=err,
+        survivor_code=survivor.returncode,
+        survivor_err=err.decode(errors="replace"),
         clips=len(list((cache / "clips").glob("*/*.mp4"))),
         journal_left=len(list((cache / "journal").glob("*.json"))),
     )
