@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: whole-process wall time and peak memory."""
+"""Helpers shared by the benchmarks: whole-process wall time, peak memory and CPU time."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 
-def run_measured(
-    command: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (MB) of one child process, which must succeed."""
+class Measured(NamedTuple):
+    seconds: float  # wall time
+    memory: float  # peak resident memory, MB
+    cpu: float  # user + system CPU seconds
+
+
+def run_measured(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Measured:
+    """Wall seconds, peak memory and CPU time of one child process, which must succeed."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -25,7 +30,7 @@ def run_measured(
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return Measured(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 def median_run(

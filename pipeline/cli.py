@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ examples:
 environment:
   RUNWARE_API_KEY       the Runware API key (never printed or stored)
   RUNWARE_BASE_URL      the API endpoint (default https://api.runware.ai/v1)
+  RUNWARE_POLL_SECONDS  the first and shortest wait between polls of a task (default 1;
+                        under 1 only for a local server)
   STORYBOARD_CACHE_DIR  the cache folder (default .storyboard/ at the project root)
   STORYBOARD_FFMPEG     the ffmpeg binary to use
 """
@@ -211,6 +214,16 @@ def _finite_positive(text: str, what: str) -> float:
     return value
 
 
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UserError(f"{name}={text}: {exc}") from None
+
+
 def _dollars(text: str) -> float:
     return _finite_positive(text, "dollars")
 
@@ -304,8 +317,6 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import os
-
     from pipeline import build
     from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
     from pipeline.render import RendererOptions
@@ -325,6 +336,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             base_url=os.environ.get("RUNWARE_BASE_URL") or None,
             task_timeout=args.task_timeout,
             download_timeout=args.download_timeout,
+            poll_seconds=_env_seconds("RUNWARE_POLL_SECONDS", 1.0),
         ),
         max_cost=args.max_cost,
         frozen=args.frozen,

@@ -132,8 +132,10 @@ def validate(
             # One thread per clip: clips are checked many at a time, and threads within one
             # decode cost more CPU than they save here.
             stream.codec_context.thread_count = 1
-            # Fail on damaged data instead of concealing it, as players would.
-            stream.codec_context.options = {"err_detect": "explode"}
+            # Fail on damaged data instead of concealing it, as players would. Damage shows
+            # where the bitstream is parsed; the deblocking filter finds none, and skipping it
+            # saves a fifth of the time on a real render.
+            stream.codec_context.options = {"err_detect": "explode", "skip_loop_filter": "all"}
             frames, end = (
                 _decode(container, stream) if decode_all else _first_frame(container, stream)
             )

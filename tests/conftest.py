@@ -33,6 +33,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("STORYBOARD_CACHE_DIR", raising=False)
     monkeypatch.delenv("RUNWARE_API_KEY", raising=False)
     monkeypatch.delenv("RUNWARE_BASE_URL", raising=False)
+    monkeypatch.delenv("RUNWARE_POLL_SECONDS", raising=False)
     monkeypatch.chdir(root)
     return root
 

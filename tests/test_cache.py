@@ -22,6 +22,7 @@ def server(
     with RunwareServer(latency=0.2, api_keys={KEY}, clip_dir=clip_dir) as running:
         monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
         monkeypatch.setenv("RUNWARE_API_KEY", KEY)
+        monkeypatch.setenv("RUNWARE_POLL_SECONDS", "0.2")  # a local server may be asked often
         yield running
 
 

@@ -32,6 +32,7 @@ def server(
         running.set_faults(retry_after=0.2)
         monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
         monkeypatch.setenv("RUNWARE_API_KEY", KEY)
+        monkeypatch.setenv("RUNWARE_POLL_SECONDS", "0.2")  # a local server may be asked often
         yield running
 
 
@@ -98,6 +99,8 @@ def test_every_fault_in_every_shape_ends_money_safe(
     result, summary = build(cli, simple, "-j", "3", "-k")
     stats = assert_money_safe(server, cache_of(project))
     assert stats["faults_served"].get(fault) == count
+    if fault in ("truncate", "corrupt"):
+        assert stats["downloads"] == 3 + count  # fetched again, never rendered again
     if failure is None:
         assert result.code == 0, result.err
         assert summary["rendered"] == 3
@@ -221,6 +224,16 @@ def test_a_render_of_unknown_price_needs_a_price_under_a_budget(
     result, summary = build(cli, spec, "--max-cost", "5")
     assert result.code == 0, result.err
     assert summary["spent"] == pytest.approx(server.stats()["billed_cost"]) == pytest.approx(0.48)
+
+
+def test_fast_polls_are_for_a_local_server_only(project: Path, cli, simple, monkeypatch) -> None:
+    monkeypatch.setenv("RUNWARE_API_KEY", KEY)
+    monkeypatch.setenv("RUNWARE_POLL_SECONDS", "0.2")
+    result = cli("build", simple)
+    assert result.code == 2
+    assert "RUNWARE_POLL_SECONDS=0.2 would poll api.runware.ai more than once a second" in (
+        result.err
+    )
 
 
 def test_invalid_key_one_error_no_submit(project: Path, cli, server, simple, monkeypatch) -> None:

@@ -70,6 +70,8 @@ class RendererOptions:
     base_url: str | None = None
     task_timeout: float = 1800.0
     download_timeout: float = 600.0
+    # The first and shortest wait between polls of a task (Runware advises 1 to 2 s).
+    poll_seconds: float = 1.0
     backoff: Backoff = field(default_factory=Backoff)
 
 

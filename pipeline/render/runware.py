@@ -63,6 +63,8 @@ DOWNLOAD_ATTEMPTS = 4
 RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
 SAY_WAITS_FROM = 3.0  # waits this long or longer are printed
 SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
+MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def _ignore(message: str) -> None:
@@ -542,6 +544,15 @@ class RunwareRenderer:
                 "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
                 "set RUNWARE_API_KEY, or build local animatics with --preview",
             )
+        poll = options.poll_seconds
+        if not (math.isfinite(poll) and poll > 0):
+            raise UserError(f"RUNWARE_POLL_SECONDS must be a positive number, not {poll}")
+        host = httpx.URL(options.base_url or DEFAULT_BASE_URL).host
+        if poll < MIN_POLL_SECONDS and host not in LOOPBACK:
+            raise UserError(
+                f"RUNWARE_POLL_SECONDS={poll:g} would poll {host} more than once a second",
+                f"polls under {MIN_POLL_SECONDS:g} s are for a local server only",
+            )
 
     @classmethod
     def from_options(
@@ -551,7 +562,11 @@ class RunwareRenderer:
             cache,
             options.api_key or "",
             options.base_url or DEFAULT_BASE_URL,
-            timing=PollTiming(task_timeout=options.task_timeout),
+            timing=PollTiming(
+                first=options.poll_seconds,
+                floor=options.poll_seconds,
+                task_timeout=options.task_timeout,
+            ),
             backoff=options.backoff,
             download_timeout=options.download_timeout,
             note=note,
