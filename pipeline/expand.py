@@ -246,7 +246,7 @@ def _expand_shot(
                 "frameImages": [{"image": f"sha256:{hashes[0]}", "frame": "first"}]
             }
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
-        price = _price(shot, defaults, info, width, height, duration)
+        price = _price(shot, board, info, model_id, (width, height, duration))
         for take in range(1, takes + 1):
             take_request = request
             if seed is not None:
@@ -279,17 +279,17 @@ def _expand_shot(
 
 def _price(
     shot: ShotSpec,
-    defaults: Any,
+    board: Any,
     info: models.ModelInfo | None,
-    width: int,
-    height: int,
-    duration: int,
+    model_id: str,
+    shape: tuple[int, int, int],
 ) -> float | None:
-    """The storyboard's `price:` (a shot's, else the defaults'), else the catalogue's."""
-    given = _first_set(shot.price, defaults.price, None)
+    """The storyboard's price (a shot's `price:`, the defaults', or `prices:` of the model),
+    else the catalogue's."""
+    given = _first_set(shot.price, board.defaults.price, board.prices.get(model_id), None)
     if given is not None:
         return float(given)
-    return info.price(width, height, duration) if info else None
+    return info.price(*shape) if info else None
 
 
 def _first_set(*values: Any) -> Any:

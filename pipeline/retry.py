@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+SAY_WAITS_FROM = 3.0  # a wait this long or longer is printed: a silent tool looks hung
+
 
 @dataclass(frozen=True)
 class Backoff:

@@ -23,7 +23,7 @@ from pipeline.errors import (
 )
 from pipeline.expand import Shot
 from pipeline.render import Renderer, RenderJob, RenderResult
-from pipeline.retry import Backoff
+from pipeline.retry import SAY_WAITS_FROM, Backoff
 
 RENDERED = "rendered"
 CACHED = "cached"
@@ -115,7 +115,7 @@ class Scheduler:
             raise
 
     async def _one(self, shot: Shot) -> Outcome:
-        fd = await self._lock(shot.key)
+        fd = await self._lock(shot)
         if fd is None:
             return Outcome(shot, SKIPPED, error=self._why_not())
         started = time.monotonic()
@@ -233,11 +233,19 @@ class Scheduler:
         )
         return self._finish(outcome)
 
-    async def _lock(self, key: str) -> int | None:
+    async def _lock(self, shot: Shot) -> int | None:
+        """The key's lock; while another build renders the key, wait (and say so)."""
+        started = time.monotonic()
+        said = False
         while True:
-            fd = self.cache.locks.try_lock(key)
+            fd = self.cache.locks.try_lock(shot.key)
             if fd is not None or self.stop.is_set():
                 return fd
+            if not said and time.monotonic() - started >= SAY_WAITS_FROM:
+                said = True
+                self.reporter.note(
+                    f"{shot.label}: another build is rendering it; waiting for that build"
+                )
             await asyncio.sleep(LOCK_POLL)
 
     def _stop_all(self, error: StoryboardError) -> None:

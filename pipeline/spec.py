@@ -130,6 +130,10 @@ class Storyboard(_Strict):
     name: Identifier
     renderer: Literal["runware", "preview"] = "runware"
     budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # USD per render of a model, for models the catalogue has no price for.
+    prices: dict[str, Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
     templates: str | None = None
     defaults: ShotSettings = ShotSettings()
     vars: dict[str, Any] = Field(default_factory=dict)

@@ -79,3 +79,21 @@ def test_warnings_go_to_stderr(project: Path, cli) -> None:
     assert result.code == 0
     assert "warning: shot 'a': prompt_optimizer is on" in result.err
     assert json.loads(result.out)["warnings"]
+
+
+def test_prices_of_models_the_catalogue_does_not_price(project: Path, cli) -> None:
+    from tests.conftest import write
+
+    text = (
+        "version: 1\nname: other\n"
+        "shots:\n  - {id: a, prompt: a harbour, model: 'acme:7@1', width: 1280, height: 720}\n"
+        "  - {id: b, prompt: a quay, model: 'acme:7@1', width: 1280, height: 720, price: 0.5}\n"
+    )
+    spec = write(project / "specs" / "other.yaml", text)
+    data = json.loads(cli("plan", spec, "--json").out)
+    assert [row["price"] for row in data["shots"]] == [None, 0.5]
+    assert data["totals"]["unpriced_renders"] == 1
+    spec.write_text(text.replace("shots:", "prices: {'acme:7@1': 0.25}\nshots:"))
+    data = json.loads(cli("plan", spec, "--json").out)
+    assert [row["price"] for row in data["shots"]] == [0.25, 0.5]  # a shot's own price wins
+    assert data["totals"]["unpriced_renders"] == 0

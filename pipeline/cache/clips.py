@@ -19,9 +19,17 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from pipeline.cache.files import fsync, is_corrupt, open_diskcache, set_aside, write_atomic
+from pipeline.cache.files import (
+    DamagedFile,
+    fsync,
+    is_corrupt,
+    open_diskcache,
+    read_model,
+    set_aside,
+    write_atomic,
+)
 
 FORMAT_MARKER = "records-beside-clips"  # in index/: every indexed clip has its record file
 
@@ -191,11 +199,11 @@ class ClipStore:
     def _read_record(self, path: Path) -> ClipRecord | None:
         """A record whose clip is in place at the recorded size; None otherwise."""
         try:
-            record = ClipRecord.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
+            record = read_model(path, ClipRecord)
+        except DamagedFile as exc:
+            self._note(f"{path}: unreadable clip record ignored ({exc})")
             return None
-        except (OSError, ValueError, ValidationError) as exc:
-            self._note(f"{path}: unreadable clip record ignored ({type(exc).__name__})")
+        if record is None:
             return None
         try:
             size = self.path(record.key).stat().st_size

@@ -8,7 +8,9 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 
 def fsync(path: Path) -> None:
@@ -41,6 +43,25 @@ def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
         raise
     if durable:
         fsync(path.parent)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class DamagedFile(Exception):
+    """A file of the cache that exists and cannot be read as what it should hold."""
+
+
+def read_model(path: Path, model: type[Model]) -> Model | None:
+    """The record stored as JSON in `path`; None when there is no such file."""
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DamagedFile(exc.strerror or str(exc)) from None
+    except (ValueError, ValidationError):
+        raise DamagedFile("not what it should hold") from None
 
 
 def open_diskcache(folder: Path) -> Any:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from pipeline.cache.files import write_atomic
+from pipeline.cache.files import DamagedFile, read_model, write_atomic
 from pipeline.errors import CacheError
 
 
@@ -72,16 +72,15 @@ class Journal:
 
     def _load(self, path: Path) -> JournalEntry | None:
         try:
-            entry = JournalEntry.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, ValidationError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not a journal entry"
+            entry = read_model(path, JournalEntry)
+        except DamagedFile as exc:
             raise CacheError(
-                f"{path}: unreadable journal entry ({reason})",
+                f"{path}: unreadable journal entry ({exc})",
                 "it may name a render that was paid for; restore it, or delete it to "
                 "give that task up (the shot is then paid for again)",
             ) from None
+        if entry is None:
+            return None
         if entry.key != path.stem:
             raise CacheError(
                 f"{path}: journal entry of key {entry.key[:12]} in the file of another key",

@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from pipeline.cache.files import write_atomic
+from pipeline.cache.files import DamagedFile, read_model, write_atomic
 
 
 class Registered(BaseModel):
@@ -72,6 +72,6 @@ class StoryboardRegistry:
     @staticmethod
     def _read(path: Path) -> Registered | None:
         try:
-            return Registered.model_validate_json(path.read_bytes())
-        except (OSError, ValueError, ValidationError):
+            return read_model(path, Registered)
+        except DamagedFile:
             return None

@@ -45,7 +45,7 @@ from pipeline.errors import (
 )
 from pipeline.expand import Shot
 from pipeline.render import RendererOptions, RenderJob, RenderResult
-from pipeline.retry import Backoff
+from pipeline.retry import SAY_WAITS_FROM, Backoff
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
 AUTH_CODES = {"invalidApiKey", "missingApiKey", "unauthorized", "forbidden"}
@@ -61,7 +61,6 @@ POLL_BATCH = 100
 POLL_WINDOW = 0.05  # polls due this close together share one request
 DOWNLOAD_ATTEMPTS = 4
 RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
-SAY_WAITS_FROM = 3.0  # waits this long or longer are printed
 SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
 MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
