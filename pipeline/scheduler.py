@@ -307,10 +307,10 @@ class Scheduler:
 
     def _journal_cost(self, shot: Shot, cost: float | None) -> None:
         """Keep what a task cost beside its id, so that a clip never collected is still
-        known as paid for."""
+        known as paid for. Not flushed: after a crash the provider tells the cost again."""
         entry = self.cache.journal.read(shot.key)
         if entry is not None and cost is not None:
-            self.cache.journal.write(entry.model_copy(update={"cost": cost}))
+            self.cache.journal.write(entry.model_copy(update={"cost": cost}), durable=False)
 
     def _store(self, shot: Shot, result: RenderResult) -> tuple[ClipRecord, str | None]:
         """Move the clip into the cache. A paid clip is kept even if it is not what was asked

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +75,21 @@ class ClipStore:
             return ClipRecord.model_validate(data)
         return self._adopt(key)
 
-    def present(self, keys: Iterable[str]) -> set[str]:
+    def present(self, keys: Collection[str]) -> set[str]:
         """Which of `keys` have a clip: the index, then the record files it may lack."""
         index = self._open(create=False)
         indexed = set(index.iterkeys()) if index is not None else set()
-        found = set()
+        found = {key for key in keys if key in indexed}
+        missing: dict[str, list[str]] = {}
         for key in keys:
-            if key in indexed or self._adopt(key) is not None:
-                found.add(key)
+            if key not in found:
+                missing.setdefault(key[:2], []).append(key)
+        for prefix, wanted in missing.items():
+            try:
+                names = set(os.listdir(self.folder / prefix))  # one look per folder, not per key
+            except OSError:
+                continue
+            found.update(k for k in wanted if f"{k}.json" in names and self._adopt(k))
         return found
 
     def records(self) -> list[ClipRecord]:

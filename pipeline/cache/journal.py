@@ -53,11 +53,13 @@ class Journal:
                 found[entry.key] = entry
         return found
 
-    def write(self, entry: JournalEntry) -> None:
+    def write(self, entry: JournalEntry, durable: bool | None = None) -> None:
         """An entry naming a remote task is on disk before this returns: a crash after this
-        call still knows the task. One without a task only says work started: no fsync."""
+        call still knows the task. One without a task only says work started: no fsync.
+        `durable=False` for what a crash may lose (the provider says it again)."""
         path = self.folder / f"{entry.key}.json"
-        durable = entry.task_uuid is not None
+        if durable is None:
+            durable = entry.task_uuid is not None
         try:
             write_atomic(path, entry.model_dump_json(), durable=durable)
         except OSError as exc:

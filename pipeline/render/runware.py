@@ -274,6 +274,7 @@ class Poller:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._asking: set[asyncio.Task[None]] = set()
+        self._shared: asyncio.Task[None] | None = None
 
     async def wait(self, task_uuid: str, label: str, fresh: bool) -> dict[str, Any]:
         """The item of a finished task (a videoURL, or a success status), or a RenderError
@@ -307,10 +308,14 @@ class Poller:
     async def _run(self) -> None:
         while self.waiting:
             now = time.monotonic()
-            idle = [w for w in self.waiting.values() if not w.asking]
-            ready = [
-                u for u, w in self.waiting.items() if not w.asking and w.due <= now + POLL_WINDOW
+            # One shared poll at a time: tasks that fall due while it is out join the next,
+            # so a wave of tasks costs a few requests, not one each. Solo polls go at once.
+            idle = [
+                w
+                for w in self.waiting.values()
+                if not w.asking and (w.solo or self._shared is None)
             ]
+            ready = [u for u, w in self.waiting.items() if w in idle and w.due <= now + POLL_WINDOW]
             if not ready:
                 self._wake.clear()
                 timeout = min(w.due for w in idle) - now if idle else None
@@ -323,11 +328,19 @@ class Poller:
                 asking = asyncio.create_task(self._poll(batch))
                 self._asking.add(asking)
                 asking.add_done_callback(self._asking.discard)
+                if not self.waiting[batch[0]].solo:
+                    self._shared = asking
+                    asking.add_done_callback(self._shared_done)
+
+    def _shared_done(self, task: asyncio.Task[None]) -> None:
+        if self._shared is task:
+            self._shared = None
+        self._wake.set()
 
     def _batches(self, ready: list[str]) -> list[list[str]]:
         alone = [[u] for u in ready if self.waiting[u].solo]
-        shared = [u for u in ready if not self.waiting[u].solo]
-        return alone + [shared[i : i + POLL_BATCH] for i in range(0, len(shared), POLL_BATCH)]
+        shared = [u for u in ready if not self.waiting[u].solo][:POLL_BATCH]
+        return alone + ([shared] if shared else [])
 
     async def _poll(self, batch: list[str]) -> None:
         self.polls += 1
