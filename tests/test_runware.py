@@ -236,6 +236,16 @@ def test_fast_polls_are_for_a_local_server_only(project: Path, cli, simple, monk
     )
 
 
+def test_a_key_is_stripped_and_checked(project: Path, cli, server, simple, monkeypatch) -> None:
+    monkeypatch.setenv("RUNWARE_API_KEY", f"{KEY}\r\n")  # pasted with its line end: fine
+    assert cli("build", simple).code == 0
+    monkeypatch.setenv("RUNWARE_API_KEY", f"{KEY[:8]} {KEY[8:]}")
+    result = cli("build", simple, "--force", "s0")
+    assert result.code == 2 and server.stats()["accepted"] == 3
+    assert "RUNWARE_API_KEY has spaces or control characters inside it" in result.err
+    assert KEY[8:] not in result.err
+
+
 def test_invalid_key_one_error_no_submit(project: Path, cli, server, simple, monkeypatch) -> None:
     monkeypatch.setenv("RUNWARE_API_KEY", "sk-wrong")
     result = cli("build", simple, "-j", "3")

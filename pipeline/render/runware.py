@@ -137,6 +137,7 @@ class RunwareApi:
     ) -> None:
         self._client = client
         self._url = base_url
+        self._key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._backoff = backoff
         self._note = note
@@ -153,7 +154,8 @@ class RunwareApi:
             try:
                 response = await self._client.post(self._url, json=tasks, headers=self._headers)
             except httpx.TransportError as exc:
-                last = _http_problem(exc)
+                # httpx may quote the request's headers: the key never goes further.
+                last = _http_problem(exc).replace(self._key, "<RUNWARE_API_KEY>")
                 wait = self._backoff.delay(attempt)
             else:
                 if response.status_code == 429:
@@ -519,6 +521,7 @@ class RunwareRenderer:
         retry_after_cap: float = RETRY_AFTER_CAP,
         note: Callable[[str], None] = _ignore,
     ) -> None:
+        api_key = api_key.strip()
         if not api_key:
             raise AuthError("RUNWARE_API_KEY is not set", "set it, or use --preview")
         self.cache = cache
@@ -551,10 +554,16 @@ class RunwareRenderer:
     @classmethod
     def check_options(cls, options: RendererOptions) -> None:
         """Refuse, before anything starts, options this renderer cannot work with."""
-        if not options.api_key:
+        key = (options.api_key or "").strip()
+        if not key:
             raise UserError(
                 "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
                 "set RUNWARE_API_KEY, or build local animatics with --preview",
+            )
+        if not key.isprintable() or any(c.isspace() for c in key):
+            raise UserError(
+                "RUNWARE_API_KEY has spaces or control characters inside it",
+                "copy the key again from the Runware dashboard",
             )
         poll = options.poll_seconds
         if not (math.isfinite(poll) and poll > 0):
@@ -670,8 +679,12 @@ class RunwareRenderer:
         probe = [{"taskType": "getResponse", "taskUUID": task_uuid}]
         try:
             answer = await self.api.post(probe, f"shot '{shot.label}': check the submit")
-        except AccountError:
-            raise
+        except AccountError as exc:
+            self._account_refused(exc)  # no further submit; this task may still run
+            raise NotCollected(
+                f"shot '{shot.label}': the submit could not be confirmed ({exc.message})",
+                "the task stays in the journal: the next build asks for it before paying again",
+            ) from None
         except RenderError as exc:
             raise NotCollected(
                 f"shot '{shot.label}': the submit could not be confirmed ({exc.message})",
