@@ -117,6 +117,64 @@ def test_every_fault_in_every_shape_ends_money_safe(
     assert stats["billed_tasks"] == 3  # whatever happened, three clips were paid for
 
 
+def test_a_task_that_never_finishes_stays_journaled(project: Path, cli, server, simple) -> None:
+    server.set_faults(never_finish=1)
+    result, summary = build(cli, simple, "-j", "3", "-k", "--task-timeout", "2")
+    assert result.code == 1
+    failed = [s for s in summary["shots"] if s["status"] == "failed"]
+    assert len(failed) == 1 and "no result after 2 s" in failed[0]["error"]
+    journal = cache_of(project).journal.entries()
+    assert [e.label for e in journal.values()] == [failed[0]["shot"]]
+    assert_money_safe(server, cache_of(project))
+    status = json.loads(cli("status", simple, "--json").out)
+    assert [r["name"] for r in status if r["status"] == "in flight"] == [failed[0]["shot"]]
+
+
+def test_no_credit_is_one_error_and_stops_submits(project: Path, cli, server, simple) -> None:
+    server.set_faults(insufficient_credit=5)
+    result, summary = build(cli, simple, "-j", "1")
+    assert result.code == 1
+    assert summary["error"].startswith("Runware refused the account (insufficientCredits:")
+    assert [s["status"] for s in summary["shots"]] == ["failed", "skipped", "skipped"]
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["faults_served"] == {"insufficient_credit": 1} and stats["accepted"] == 0
+
+
+def test_a_cost_that_is_not_a_price_is_said_and_estimated(
+    project: Path, cli, server, simple
+) -> None:
+    server.set_faults(nan_cost=1)
+    result = cli("build", simple, "--max-cost", "5")
+    assert result.code == 0, result.err
+    assert "reported a cost of nan, which is not a price: refused" in result.err
+    assert "spent $0.84" in result.err  # two reported, one counted at its estimate
+
+
+def test_a_slow_download_is_said_and_cut_at_its_deadline(
+    project: Path, cli, server, simple
+) -> None:
+    server.set_faults(trickle=1, trickle_interval=0.05)
+    result = cli("build", simple, "--download-timeout", "0.5")
+    assert result.code == 0, result.err
+    assert "the download took longer than 0.5 s; downloading it again" in result.err
+    assert server.stats()["accepted"] == 3
+
+
+def test_an_expired_upload_is_sent_again(project: Path, cli, server) -> None:
+    spec = write(
+        project / "specs" / "frames.yaml",
+        "version: 1\nname: frames\ndefaults: {first_frame: assets/raincoat.jpg}\nshots:\n"
+        "  - {id: a, prompt: the raincoat turns}\n  - {id: b, prompt: the raincoat drips}\n",
+    )
+    assert cli("build", spec, "--only", "a").code == 0
+    server.set_faults(expire_images=1)
+    result = cli("build", spec, "--only", "b")
+    assert result.code == 0, result.err
+    assert "invalidFrameImage" in result.err and "uploading the image again" in result.err
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["uploads"] == 2 and stats["accepted"] == 2
+
+
 def test_bundled_example_end_to_end(project: Path, cli, server: RunwareServer) -> None:
     spec = project / "specs" / "arcade.yaml"
     result, summary = build(cli, spec, "-j", "4")
