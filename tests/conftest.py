@@ -15,6 +15,26 @@ from pipeline.cli import main
 REPO = Path(__file__).resolve().parent.parent
 
 
+def tracked_files(*folders: str) -> list[str]:
+    """The files of `folders` the repository tracks: what a user's builds left there (locks,
+    films) must never change a test's result."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", *folders],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode == 0 and listed.stdout:
+        return [name for name in listed.stdout.decode().split("\0") if name]
+    # Not a git checkout: everything but what a build writes.
+    return [
+        str(path.relative_to(REPO))
+        for folder in folders
+        for path in sorted((REPO / folder).rglob("*"))
+        if path.is_file() and not path.name.endswith(".lock")
+    ]
+
+
 @dataclass
 class Result:
     code: int
@@ -27,8 +47,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the bundled storyboards, templates and assets, with its own cache."""
     root = tmp_path / "project"
     root.mkdir()
-    shutil.copytree(REPO / "specs", root / "specs")
-    shutil.copytree(REPO / "templates", root / "templates")
+    for name in tracked_files("specs", "templates"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
     (root / ".storyboard").mkdir()
     monkeypatch.delenv("STORYBOARD_CACHE_DIR", raising=False)
     monkeypatch.delenv("RUNWARE_API_KEY", raising=False)

@@ -48,12 +48,29 @@ def brightness_spread(png: Path) -> float:
     return (sum((v - mean) ** 2 for v in data) / len(data)) ** 0.5
 
 
+@pytest.fixture(scope="session")
+def reel_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reel built once per session (sea and gull); each test gets a copy."""
+    from pipeline.cli import main
+
+    root = tmp_path_factory.mktemp("reel")
+    (root / ".storyboard").mkdir()
+    spec = write(root / "specs" / "reel.yaml", SPEC)
+    assert main(["build", str(spec), "--preview", "-q", "-k", "--only", "sea", "gull"]) == 0
+    # What names the session's folder: each copy records (and checks) its own.
+    shutil.rmtree(root / ".storyboard" / "storyboards")
+    (root / ".storyboard" / "outputs.json").unlink()
+    return root
+
+
 @pytest.fixture
-def reel(project: Path, cli) -> Path:
-    spec = write(project / "specs" / "reel.yaml", SPEC)
-    result = cli("build", spec, "--preview", "-k", "--only", "sea", "gull")
-    assert result.code == 0, result.err
-    return spec
+def reel(project: Path, reel_built: Path) -> Path:
+    shutil.rmtree(project / ".storyboard")
+    shutil.copytree(reel_built / ".storyboard", project / ".storyboard")
+    shutil.copytree(reel_built / "build", project / "build")
+    for name in ("reel.yaml", "reel.preview.lock"):
+        shutil.copy2(reel_built / "specs" / name, project / "specs" / name)
+    return project / "specs" / "reel.yaml"
 
 
 def test_review_page_in_headless_chromium(project: Path, cli, reel: Path, tmp_path: Path) -> None:
