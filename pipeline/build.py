@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,21 +149,15 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         check_frozen(loaded.lock_path, loaded.lock, [row.shot for row in to_render])
     _register(loaded)
     collecting = len(to_render) - len(new)
+    unpriced = sum(1 for shot in new if shot.price is None)
     output.info(
         f"build {spec.path.name} with {loaded.renderer}: {len(new)} to render"
         + (f" (about ${estimate:.2f})" if paid else "")
+        + (f" (+{unpriced} of unknown price)" if paid and unpriced else "")
         + (f", {collecting} in flight to collect" if collecting else "")
         + f", {len(cached)} cached"
     )
-    schedule = request.schedule
-    schedule = ScheduleOptions(
-        jobs=schedule.jobs,
-        keep_going=schedule.keep_going,
-        retries=schedule.retries,
-        backoff=schedule.backoff,
-        max_cost=max_cost if paid else None,
-        force=forced,
-    )
+    schedule = replace(request.schedule, max_cost=max_cost if paid else None, force=forced)
     films = film_dir(
         (request.output_dir or project_root(spec.path) / "build").resolve(),
         spec.storyboard.name,
