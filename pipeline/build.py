@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline import media, plan
 from pipeline.assemble import ClipInput, assemble
-from pipeline.cache import Cache, ClipRecord, project_root
+from pipeline.cache import Cache, ClipRecord
 from pipeline.errors import BudgetError, CacheError, MediaError, UserError
 from pipeline.expand import ClipUse, Sequence, Shot
 from pipeline.films import OutputIndex, film_dir, output_path
@@ -26,7 +26,13 @@ from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
 from pipeline.lock import write as write_lock
 from pipeline.plan import CACHED, IN_FLIGHT, Plan
-from pipeline.render import RendererOptions, is_paid, make_renderer, renderer_class
+from pipeline.render import (
+    RENDERERS,
+    RendererOptions,
+    is_paid,
+    make_renderer,
+    renderer_class,
+)
 from pipeline.scheduler import (
     FAILED,
     RENDERED,
@@ -158,11 +164,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         + f", {len(cached)} cached"
     )
     schedule = replace(request.schedule, max_cost=max_cost if paid else None, force=forced)
-    films = film_dir(
-        (request.output_dir or project_root(spec.path) / "build").resolve(),
-        spec.storyboard.name,
-        loaded.renderer,
-    )
+    films = film_dir(spec.path, spec.storyboard.name, loaded.renderer, request.output_dir)
     with output.progress(len(to_render), estimate) as reporter:
         summary = render_shots(
             [row.shot for row in to_render],
@@ -202,7 +204,7 @@ def _register(loaded: plan.Loaded) -> None:
     try:
         loaded.cache.storyboards.record(
             spec_path,
-            [lock_file_of(spec_path, "preview"), lock_file_of(spec_path, "runware")],
+            [lock_file_of(spec_path, renderer) for renderer in RENDERERS],
             loaded.renderer,
             (row.shot.key for row in loaded.plan.rows),
         )

@@ -270,11 +270,12 @@ def load_plan(args: argparse.Namespace) -> Loaded:
 
 def _films(args: argparse.Namespace, loaded: Loaded) -> Path:
     """Where this storyboard's sequence files go for the renderer in use."""
-    from pipeline.cache import project_root
     from pipeline.films import film_dir
 
-    build_dir = getattr(args, "output_dir", None) or project_root(loaded.spec.path) / "build"
-    return film_dir(build_dir.resolve(), loaded.spec.storyboard.name, loaded.renderer)
+    spec = loaded.spec
+    return film_dir(
+        spec.path, spec.storyboard.name, loaded.renderer, getattr(args, "output_dir", None)
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache import write_atomic
+from pipeline.cache import project_root, write_atomic
 from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file
 
 
-def film_dir(build_dir: Path, spec_name: str, renderer: str) -> Path:
-    """build/<storyboard>/, and build/<storyboard>/preview/ so animatics never replace films."""
+def film_dir(spec_path: Path, spec_name: str, renderer: str, output_dir: Path | None) -> Path:
+    """<output dir, else build/ at the project root>/<storyboard>/, and .../preview/ so
+    animatics never replace films."""
+    build_dir = (output_dir or project_root(spec_path) / "build").resolve()
     folder = build_dir / spec_name
     return folder / "preview" if renderer == "preview" else folder
 

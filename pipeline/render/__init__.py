@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 RENDERERS = ("preview", "runware")
 
 
-def _ignore(*_: Any) -> None:
+def ignore(*_: Any) -> None:
+    """A callback that does nothing: a default where nobody listens."""
     return None
 
 
@@ -35,7 +36,7 @@ class RenderJob:
     # Called when the remote render is over, with the cost the provider reported (None when it
     # reported none, or nothing usable): frees the concurrency slot (downloading remains) and
     # counts the money as spent, whatever becomes of the clip afterwards.
-    remote_done: Callable[[float | None], None] = _ignore
+    remote_done: Callable[[float | None], None] = ignore
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from pipeline.errors import (
     UserError,
 )
 from pipeline.expand import Shot
-from pipeline.render import RendererOptions, RenderJob, RenderResult
+from pipeline.render import RendererOptions, RenderJob, RenderResult, ignore
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
@@ -64,10 +64,6 @@ RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
 SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
 MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
-def _ignore(message: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -519,7 +515,7 @@ class RunwareRenderer:
         max_download_bytes: int = 1 << 30,
         transport: httpx.AsyncBaseTransport | None = None,
         retry_after_cap: float = RETRY_AFTER_CAP,
-        note: Callable[[str], None] = _ignore,
+        note: Callable[[str], None] = ignore,
     ) -> None:
         api_key = api_key.strip()
         if not api_key:
