@@ -19,7 +19,7 @@ from pipeline import media, plan
 from pipeline.assemble import ClipInput, assemble
 from pipeline.cache import Cache, ClipRecord
 from pipeline.errors import BudgetError, CacheError, MediaError, UserError
-from pipeline.expand import ClipUse, Sequence, Shot
+from pipeline.expand import MAX_SHOTS, ClipUse, Sequence, Shot
 from pipeline.films import OutputIndex, film_dir, output_path
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, LockedSequence, shot_entry
@@ -60,6 +60,7 @@ class BuildRequest:
     frozen: bool = False
     output_dir: Path | None = None
     cache_dir: str | None = None
+    max_shots: int = MAX_SHOTS
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,9 @@ class BuildSummary:
 
 def run(request: BuildRequest, output: BuildOutput) -> BuildSummary:
     """Plan, render what is missing, join the films, write the lock."""
-    loaded = plan.load(request.spec, request.preview, request.cache_dir, output.warn)
+    loaded = plan.load(
+        request.spec, request.preview, request.cache_dir, output.warn, request.max_shots
+    )
     try:
         return _run(request, loaded, output)
     finally:

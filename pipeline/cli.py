@@ -248,6 +248,13 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
         help="use the local preview renderer (animatics: no key, no cost)",
     )
     parser.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
+    parser.add_argument(
+        "--max-shots",
+        type=_positive_int,
+        default=10_000,
+        metavar="N",
+        help="refuse a storyboard whose matrix expands to more shots than this (10000)",
+    )
 
 
 def _version() -> str:
@@ -265,7 +272,7 @@ def _note(message: str) -> None:
 def load_plan(args: argparse.Namespace) -> Loaded:
     from pipeline import plan
 
-    return plan.load(args.spec, args.preview, args.cache_dir, _note)
+    return plan.load(args.spec, args.preview, args.cache_dir, _note, args.max_shots)
 
 
 def _films(args: argparse.Namespace, loaded: Loaded) -> Path:
@@ -296,7 +303,8 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     from pipeline import expand, spec
 
     loaded = spec.load(args.spec)
-    expansion = expand.expand(loaded, "preview" if args.preview else loaded.storyboard.renderer)
+    renderer = "preview" if args.preview else loaded.storyboard.renderer
+    expansion = expand.expand(loaded, renderer, args.max_shots)
     shots = [s for s in expansion.shots if args.shot in (None, s.shot_id, s.label)]
     if args.shot and not shots:
         known = ", ".join(s.id for s in loaded.storyboard.shots)
@@ -343,6 +351,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         frozen=args.frozen,
         output_dir=args.output_dir,
         cache_dir=args.cache_dir,
+        max_shots=args.max_shots,
     )
     output = build.BuildOutput(
         info=lambda message: print(message, file=sys.stderr) if talk else None,

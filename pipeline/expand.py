@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import hashing, models
+from pipeline import hashing, media, models
+from pipeline.errors import MediaError
 from pipeline.spec import RESOLUTIONS, SequenceShot, SequenceSpec, ShotSpec, Spec
-from pipeline.templates import PromptTemplates
+from pipeline.templates import PromptSource, PromptTemplates
 
 DEFAULT_DURATION = 6
 DEFAULT_FPS = 25
 DEFAULT_RESOLUTION = "768p"
+# The most shots a storyboard may expand to unless told otherwise (--max-shots): a matrix
+# multiplies, and ten axes of ten values are ten billion shots.
+MAX_SHOTS = 10_000
+# Beyond this many combinations, a matrix over the limit is refused without counting what
+# its `exclude:` entries remove.
+MAX_COUNTED = 1_000_000
 
 # Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
 # from values that were validated already, and needs them cheap.
@@ -96,35 +104,124 @@ class Expansion:
     warnings: tuple[str, ...]
 
 
-def expand(spec: Spec, renderer: str) -> Expansion:
-    """Every shot and sequence of every variant; errors point at the YAML or template line."""
+def expand(spec: Spec, renderer: str, max_shots: int = MAX_SHOTS) -> Expansion:
+    """Every shot and sequence of every variant; errors point at the YAML or template line.
+    A storyboard that would expand to more than `max_shots` shots is refused first."""
     board = spec.storyboard
-    templates = PromptTemplates(spec.template_dirs)
-    image_hashes: dict[Path, str] = {}
+    check_size(spec, max_shots)
+    templates = PromptTemplates(spec.template_dirs, spec.root)
+    inputs = Inputs(spec)
     warnings: dict[str, None] = {}
     shots: list[Shot] = []
     sequences: list[Sequence] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
-    for variant_name, variant_vars in variants:
-        context = {**board.vars, **variant_vars}
-        by_id: dict[str, list[Shot]] = {}
-        for index, shot_spec in enumerate(board.shots):
-            made = _expand_shot(
-                spec,
-                index,
-                shot_spec,
-                variant_name,
-                context,
-                templates,
-                renderer,
-                image_hashes,
-                warnings,
-            )
-            by_id[shot_spec.id] = made
-            shots.extend(made)
-        for index, sequence_spec in enumerate(board.sequences):
-            sequences.append(_expand_sequence(spec, index, sequence_spec, variant_name, by_id))
+    with templates.limits():
+        for variant_name, variant_vars in variants:
+            context = {**board.vars, **variant_vars}
+            by_id: dict[str, list[Shot]] = {}
+            for index, shot_spec in enumerate(board.shots):
+                made = _expand_shot(
+                    spec,
+                    index,
+                    shot_spec,
+                    variant_name,
+                    context,
+                    templates,
+                    renderer,
+                    inputs,
+                    warnings,
+                )
+                by_id[shot_spec.id] = made
+                shots.extend(made)
+            for index, sequence_spec in enumerate(board.sequences):
+                sequences.append(
+                    _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
+                )
     return Expansion(tuple(shots), tuple(sequences), tuple(n for n, _ in variants), tuple(warnings))
+
+
+def check_size(spec: Spec, max_shots: int) -> None:
+    """Refuse, before anything is expanded, a storyboard of more than `max_shots` shots."""
+    board = spec.storyboard
+    default_takes = board.defaults.takes or 1
+    per_variant = sum(
+        _combination_count(shot.matrix or {}, max_shots) * (shot.takes or default_takes)
+        for shot in board.shots
+    )
+    variants = _combination_count(board.matrix or {}, max_shots)
+    total = variants * per_variant
+    if total <= max_shots:
+        return
+    axes = [len(v) for k, v in (board.matrix or {}).items() if k not in ("include", "exclude")]
+    product = " x ".join(str(n) for n in axes) or "1"
+    raise spec.source.error(
+        ("matrix",) if board.matrix else ("shots",),
+        f"the storyboard expands to {total:,} shots ({variants:,} variants of the matrix "
+        f"{product}, times {per_variant:,} shots and takes each): over the limit of "
+        f"{max_shots:,}",
+        "make the matrix smaller (fewer values, exclude:), or raise the limit with --max-shots",
+    )
+
+
+def _combination_count(matrix: dict[str, Any], max_shots: int) -> int:
+    """How many combinations a matrix makes: exact up to MAX_COUNTED, counted without
+    building them; beyond that the product of its axes, an upper bound."""
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    product = math.prod(len(values) for values in axes.values())
+    bound = product + len(matrix.get("include", []))
+    excludes = matrix.get("exclude", [])
+    if bound <= max_shots or not excludes or product > MAX_COUNTED:
+        return bound
+    kept = sum(
+        1
+        for values in itertools.product(*axes.values())
+        if not any(_matches(dict(zip(axes, values, strict=True)), e) for e in excludes)
+    )
+    return kept + len(matrix.get("include", []))
+
+
+@dataclass
+class Inputs:
+    """The files a storyboard feeds in (first frames, audio beds), each read, checked and
+    hashed once per expansion; a file that is not what it must be is a located error."""
+
+    spec: Spec
+    images: dict[Path, tuple[str, media.ImageInfo]] = field(default_factory=dict)
+    sounds: dict[Path, str] = field(default_factory=dict)
+
+    def image(self, name: str, loc: tuple[Any, ...]) -> tuple[Path, str, media.ImageInfo]:
+        path = self.spec.files[name]
+        if path not in self.images:
+            try:
+                data = path.read_bytes()
+                self.images[path] = (hashing.sha256_bytes(data), media.check_image(data))
+            except MediaError as exc:
+                raise self._error(
+                    loc, name, exc.message, "re-save it as a PNG, JPEG or WebP"
+                ) from None
+            except OSError as exc:
+                raise self._error(loc, name, f"cannot be read ({exc.strerror})") from None
+        digest, info = self.images[path]
+        return path, digest, info
+
+    def sound(self, name: str, loc: tuple[Any, ...]) -> tuple[Path, str]:
+        path = self.spec.files[name]
+        if path not in self.sounds:
+            try:
+                media.check_audio(path)
+                self.sounds[path] = hashing.sha256_file(path)
+            except MediaError as exc:
+                raise self._error(
+                    loc, name, exc.message, "give a sound file (m4a, mp3, wav...)"
+                ) from None
+            except OSError as exc:
+                raise self._error(loc, name, f"cannot be read ({exc.strerror})") from None
+        return path, self.sounds[path]
+
+    def _error(
+        self, loc: tuple[Any, ...], name: str, problem: str, hint: str | None = None
+    ) -> Exception:
+        return self.spec.source.error(loc, f"'{name}' {problem}", hint)
 
 
 def combinations(
@@ -174,7 +271,7 @@ def _expand_shot(
     context: dict[str, Any],
     templates: PromptTemplates,
     renderer: str,
-    image_hashes: dict[Path, str],
+    inputs: Inputs,
     warnings: dict[str, None],
 ) -> list[Shot]:
     board = spec.storyboard
@@ -221,10 +318,11 @@ def _expand_shot(
     images: tuple[Path, ...] = ()
     hashes: tuple[str, ...] = ()
     if first_frame is not None:
-        image = (spec.folder / first_frame).resolve()
-        if image not in image_hashes:
-            image_hashes[image] = hashing.sha256_file(image)
-        images, hashes = (image,), (image_hashes[image],)
+        image, digest, image_info = inputs.image(first_frame, where("first_frame"))
+        problem = info.frames.problem(*_image_facts(image_info)) if info else None
+        if problem:
+            raise source.error(where("first_frame"), f"shot '{shot.id}': '{first_frame}' {problem}")
+        images, hashes = (image,), (digest,)
 
     made: list[Shot] = []
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
@@ -233,11 +331,7 @@ def _expand_shot(
         prompt = _prompt(spec, index, shot, templates, values)
         if not prompt and first_frame is None:
             raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
-        if len(prompt) > models.PROMPT_LIMIT:
-            warnings[
-                f"shot '{shot.id}': prompt is {len(prompt)} characters, "
-                f"over the {models.PROMPT_LIMIT} the model reads"
-            ] = None
+        _check_prompt_length(spec, index, shot, prompt, (model_id, info), warnings)
         request = _request(
             model_id, info, prompt, width, height, duration, fps, optimizer, negative
         )
@@ -275,6 +369,34 @@ def _expand_shot(
                 )
             )
     return made
+
+
+def _image_facts(image: media.ImageInfo) -> tuple[str, int, int, int]:
+    return image.format, image.width, image.height, image.bytes
+
+
+def _check_prompt_length(
+    spec: Spec,
+    index: int,
+    shot: ShotSpec,
+    prompt: str,
+    model: tuple[str, models.ModelInfo | None],
+    warnings: dict[str, None],
+) -> None:
+    """A prompt the model would refuse is an error now, before anything is paid for."""
+    model_id, info = model
+    shortest, longest = info.prompt_range if info else (0, models.PROMPT_LIMIT)
+    if not prompt or shortest <= len(prompt) <= longest:
+        return
+    message = (
+        f"shot '{shot.id}': the prompt is {len(prompt):,} characters; {model_id} takes "
+        f"{shortest} to {longest:,}"
+    )
+    if info is None:
+        warnings[message] = None
+        return
+    field = "prompt" if shot.prompt is not None else "template"
+    raise spec.source.error(("shots", index, field), message, "shorten the prompt")
 
 
 def _price(
@@ -360,10 +482,9 @@ def _prompt(
 ) -> str:
     if shot.template is None and shot.prompt is None:
         return ""
-    line, col = spec.source.position(("shots", index, "prompt" if shot.prompt else "template"))
-    return templates.render(
-        template=shot.template, inline=shot.prompt, context=values, where=(spec.path, line, col)
-    )
+    loc = ("shots", index, "prompt" if shot.prompt is not None else "template")
+    where = PromptSource(spec.path, spec.source.text_lines(loc))
+    return templates.render(template=shot.template, inline=shot.prompt, context=values, where=where)
 
 
 def _request(
@@ -400,27 +521,23 @@ def _request(
 
 
 def _expand_sequence(
-    spec: Spec, index: int, sequence: SequenceSpec, variant: str, by_id: dict[str, list[Shot]]
+    spec: Spec,
+    index: int,
+    sequence: SequenceSpec,
+    variant: str,
+    by_id: dict[str, list[Shot]],
+    inputs: Inputs,
 ) -> Sequence:
     loc = ("sequences", index)
     uses: list[ClipUse] = []
     for e_index, entry in enumerate(sequence.shots):
         ref = entry if isinstance(entry, SequenceShot) else SequenceShot(shot=entry)
+        entry_loc = (*loc, "shots", e_index)
         chosen = _select(by_id[ref.shot], ref)
         if not chosen:
-            raise spec.source.error(
-                (*loc, "shots", e_index),
-                f"sequence '{sequence.id}': no take of '{ref.shot}' matches",
-            )
+            raise _no_match(spec, entry_loc, sequence.id, ref, by_id[ref.shot])
         for shot in chosen:
-            end = ref.end if ref.end is not None else float(shot.duration)
-            if end > shot.duration:
-                raise spec.source.error(
-                    (*loc, "shots", e_index, "out"),
-                    f"sequence '{sequence.id}': 'out' {end} is past the end of '{shot.label}' "
-                    f"({shot.duration} s)",
-                )
-            uses.append(ClipUse(shot, ref.start, end))
+            uses.append(_trimmed(spec, entry_loc, sequence.id, ref, shot))
     width, height = _sequence_size(sequence, uses)
     fps = sequence.fps or max(use.shot.fps for use in uses)
     transition = sequence.transition
@@ -434,7 +551,9 @@ def _expand_sequence(
             f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
             f"clip ({shortest:g} s)",
         )
-    audio = (spec.folder / sequence.audio).resolve() if sequence.audio else None
+    audio, audio_hash = (
+        inputs.sound(sequence.audio, (*loc, "audio")) if sequence.audio else (None, None)
+    )
     settings = {
         "transition": kind,
         "transition_duration": overlap,
@@ -442,7 +561,7 @@ def _expand_sequence(
         "width": width,
         "height": height,
         "fps": fps,
-        "audio": hashing.sha256_file(audio) if audio else None,
+        "audio": audio_hash,
         "quality": sequence.quality,
         "preset": sequence.preset,
     }
@@ -462,6 +581,45 @@ def _expand_sequence(
         preset=sequence.preset,
         key=hashing.sequence_key(clips, settings),
         index=index,
+    )
+
+
+def _trimmed(
+    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shot: Shot
+) -> ClipUse:
+    """A shot's clip as the entry trims it: inside the clip, and some of it."""
+    end = ref.end if ref.end is not None else float(shot.duration)
+    if end > shot.duration:
+        raise spec.source.error(
+            (*loc, "out"),
+            f"sequence '{sequence_id}': 'out' {end:g} is past the end of '{shot.label}' "
+            f"({shot.duration} s)",
+        )
+    if ref.start >= end:
+        raise spec.source.error(
+            (*loc, "in"),
+            f"sequence '{sequence_id}': 'in' {ref.start:g} leaves nothing of '{shot.label}' "
+            f"(it ends at {end:g} s)",
+            f"'in' must be under {end:g}",
+        )
+    return ClipUse(shot, ref.start, end)
+
+
+def _no_match(
+    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shots: list[Shot]
+) -> Exception:
+    """Why no clip of a shot fits a sequence entry: the take or the vars it asks for."""
+    takes = shots[0].takes if shots else 1
+    if ref.take is not None and ref.take > takes:
+        return spec.source.error(
+            (*loc, "take"),
+            f"sequence '{sequence_id}': '{ref.shot}' has {takes} take(s), not {ref.take}",
+        )
+    known = sorted({", ".join(f"{k}: {v}" for k, v in s.shot_vars) for s in shots if s.shot_vars})
+    return spec.source.error(
+        (*loc, "vars") if ref.vars else loc,
+        f"sequence '{sequence_id}': no clip of '{ref.shot}' matches {ref.vars or {}}",
+        f"its variants: {'; '.join(known)}" if known else None,
     )
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import functools
+import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +24,13 @@ from pipeline.errors import MediaError
 FFMPEG_ENV = "STORYBOARD_FFMPEG"
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_TOP_PAD = -2
+PR_SET_PDEATHSIG = 1  # prctl(2)
+STDERR_TAIL = 16 * 1024  # bytes of ffmpeg's stderr kept: its last words say what went wrong
+FFMPEG_SECONDS = 600.0  # the default time limit of one ffmpeg run
+# The largest image decoded to check it: a header claiming more is refused unread (a PNG of
+# a few KB can claim 100,000 x 100,000 pixels).
+MAX_IMAGE_SIDE = 8192
+IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP"}
 
 
 @functools.cache
@@ -218,14 +231,216 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200]
 
 
-def run_ffmpeg(args: list[str], what: str) -> None:
-    """Run ffmpeg to completion; its last error lines become a MediaError."""
-    command = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
-        detail = " / ".join(lines[-3:]) or f"exit code {result.returncode}"
-        raise MediaError(f"ffmpeg failed to {what}: {detail}")
+class StderrTail:
+    """The last STDERR_TAIL bytes a child wrote: a runaway ffmpeg may write without end."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.data = (self.data + chunk)[-STDERR_TAIL:]
+
+    def drain(self, stream: Any) -> None:
+        while chunk := stream.read(4096):
+            self.feed(chunk)
+
+    def last_lines(self, count: int = 3) -> str:
+        lines = [ln for ln in self.data.decode(errors="replace").splitlines() if ln.strip()]
+        return " / ".join(lines[-count:])[-600:]
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A function for a child to run before it execs: on Linux it asks the kernel to kill it
+    when this process dies (PR_SET_PDEATHSIG), so no ffmpeg outlives a killed build. The
+    signal follows the thread that started the child: every caller waits for its child."""
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arrange() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request was made
+            os._exit(1)
+
+    return arrange
+
+
+def _ffmpeg_command(args: list[str]) -> list[str]:
+    return [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+
+
+def _ffmpeg_failure(what: str, code: int, tail: StderrTail) -> str:
+    return f"ffmpeg failed to {what}: {tail.last_lines() or f'exit code {code}'}"
+
+
+def run_ffmpeg(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> None:
+    """Run ffmpeg to completion within `timeout` seconds; its last error lines become a
+    MediaError. It dies with this process, and only the tail of what it says is kept."""
+    process = subprocess.Popen(
+        _ffmpeg_command(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=dies_with_parent(),
+    )
+    tail = StderrTail()
+    reader = threading.Thread(target=tail.drain, args=(process.stderr,), daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"ffmpeg took longer than {timeout:g} s to {what}: stopped") from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+            process.wait()
+        reader.join()
+        process.stderr.close()  # type: ignore[union-attr]
+    if code != 0:
+        raise MediaError(_ffmpeg_failure(what, code, tail))
+
+
+async def run_ffmpeg_async(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> None:
+    """`run_ffmpeg` for the event loop: cancelling it kills ffmpeg."""
+    process = await asyncio.create_subprocess_exec(
+        *_ffmpeg_command(args),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=dies_with_parent(),
+    )
+    tail = StderrTail()
+
+    async def drain() -> None:
+        assert process.stderr is not None
+        while chunk := await process.stderr.read(4096):
+            tail.feed(chunk)
+
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(drain(), process.wait())
+    except TimeoutError:
+        raise MediaError(f"ffmpeg took longer than {timeout:g} s to {what}: stopped") from None
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise MediaError(_ffmpeg_failure(what, process.returncode or 0, tail))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # "png", "jpeg" or "webp"
+    width: int
+    height: int
+    bytes: int
+
+
+def image_header(data: bytes) -> tuple[str, int, int] | None:
+    """Format and size from an image's first bytes, for PNG, JPEG and WebP; None otherwise."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[str, int, int] | None:
+    """The size in a JPEG's frame header (SOF), found by walking its segments."""
+    at = 2
+    while at + 9 < len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[at + 5 : at + 7], "big")
+            width = int.from_bytes(data[at + 7 : at + 9], "big")
+            return "jpeg", width, height
+        if length < 2:
+            return None
+        at += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[str, int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        width = int.from_bytes(data[26:28], "little") & 0x3FFF
+        height = int.from_bytes(data[28:30], "little") & 0x3FFF
+        return "webp", width, height
+    if chunk == b"VP8L" and data[20:21] == b"\x2f":
+        bits = int.from_bytes(data[21:25], "little")
+        return "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return "webp", width, height
+    return None
+
+
+def check_image(data: bytes) -> ImageInfo:
+    """An image's format and size, once it is known to decode: a PNG, JPEG or WebP file of
+    at most MAX_IMAGE_SIDE pixels a side."""
+    header = image_header(data)
+    if header is None:
+        raise MediaError("is not a PNG, JPEG or WebP image")
+    kind, width, height = header
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise MediaError(
+            f"is a {IMAGE_FORMATS[kind]} of {width}x{height} pixels: over the "
+            f"{MAX_IMAGE_SIDE} px a side this tool decodes, or empty"
+        )
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.options = {"err_detect": "explode"}  # no concealment
+            frame = next(container.decode(stream))
+    except (av.FFmpegError, OSError, IndexError, ValueError, StopIteration) as exc:
+        raise MediaError(
+            f"is a {IMAGE_FORMATS[kind]} that does not decode ({_reason(exc)})"
+        ) from None
+    if (frame.width, frame.height) != (width, height):
+        raise MediaError(
+            f"says it is {width}x{height} pixels and decodes as {frame.width}x{frame.height}"
+        )
+    return ImageInfo(kind, width, height, len(data))
+
+
+def check_audio(path: Path, seconds: float = 2.0) -> None:
+    """That a file holds sound that decodes: its first `seconds` are decoded."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError("has no audio stream")
+            stream = container.streams.audio[0]
+            decoded = 0
+            for frame in container.decode(stream):
+                decoded += 1
+                if frame.time is not None and frame.time >= seconds:
+                    break
+    except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
+        raise MediaError(f"is not audio that decodes ({_reason(exc)})") from None
+    if not decoded:
+        raise MediaError("has an audio stream with no sound in it")
 
 
 def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:

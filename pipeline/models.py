@@ -5,6 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROMPT_LIMIT = 2000
+PROMPT_MINIMUM = 2
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What a model takes as a first frame. MiniMax's published rules (read for its older
+    models, assumed for 2.3): a PNG, JPEG or WebP of at most 20 MB, 300 px or more a side."""
+
+    formats: tuple[str, ...] = ("png", "jpeg", "webp")
+    max_bytes: int = 20 * 1024 * 1024
+    min_side: int = 300
+
+    def problem(self, kind: str, width: int, height: int, size: int) -> str | None:
+        if kind not in self.formats:
+            return f"is a {kind} image; the model takes {', '.join(self.formats)}"
+        if size > self.max_bytes:
+            return f"is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.0f} MB the model takes"
+        if min(width, height) < self.min_side:
+            return f"is {width}x{height} px: the model needs {self.min_side} px or more a side"
+        return None
 
 
 @dataclass(frozen=True)
@@ -20,6 +40,8 @@ class ModelInfo:
     accepts_seed: bool = False
     accepts_negative_prompt: bool = False
     provider: str = ""
+    frames: FrameLimits = FrameLimits()
+    prompt_range: tuple[int, int] = (PROMPT_MINIMUM, PROMPT_LIMIT)
 
     def renders(self, width: int, height: int, duration: int) -> bool:
         return duration in self.prices.get((width, height), {})

@@ -12,7 +12,7 @@ from pipeline import lock as lockfile
 from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.errors import MediaError
-from pipeline.expand import Expansion, Shot, expand, unique_shots
+from pipeline.expand import MAX_SHOTS, Expansion, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
 from pipeline.spec import Spec
@@ -102,12 +102,16 @@ class Loaded:
 
 
 def load(
-    spec_path: Path, preview: bool, cache_dir: str | None, note: Callable[[str], None]
+    spec_path: Path,
+    preview: bool,
+    cache_dir: str | None,
+    note: Callable[[str], None],
+    max_shots: int = MAX_SHOTS,
 ) -> Loaded:
     """Read and expand a storyboard and plan it against its cache; `note` hears repairs."""
     spec = load_spec(spec_path)
     renderer = "preview" if preview else spec.storyboard.renderer
-    expansion = expand(spec, renderer)
+    expansion = expand(spec, renderer, max_shots)
     cache = Cache(resolve_root(spec.path, cache_dir), note)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
     return Loaded(spec, make_plan(expansion, cache, lock), cache, renderer, lock)

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import SpecError
+from pipeline.project import (
+    ROOT_HINT,
+    FileMissing,
+    OutsideProject,
+    find_in,
+    project_file,
+    project_folder,
+    project_root,
+)
 
 try:
     _Loader: type = yaml.CSafeLoader
@@ -21,6 +42,21 @@ except AttributeError:  # PyYAML built without libyaml
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
 Scalar = str | int | float | bool
 RESOLUTIONS: dict[str, tuple[int, int]] = {"768p": (1366, 768), "1080p": (1920, 1080)}
+
+# Limits of a storyboard file: far above any real one, low enough that a hostile one is
+# refused in a moment (an alias tree of a few hundred bytes can stand for billions of values).
+MAX_YAML_BYTES = 4_000_000
+MAX_NODES = 250_000  # values as written
+MAX_VALUES = 500_000  # values once aliases are expanded
+MAX_ALIAS_VALUES = 100_000  # of those, values that aliases repeat
+MAX_DEPTH = 64
+_TAG = "tag:yaml.org,2002:"
+_MAP = f"{_TAG}map"
+_SEQ = f"{_TAG}seq"
+_PLAIN_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null")}
+# Fields where YAML 1.1's yes/no/on/off mean a boolean; anywhere else they are refused.
+BOOLEAN_FIELDS = frozenset({"prompt_optimizer"})
+_TRUTHS = {"true", "false"}
 
 
 class _Strict(BaseModel):
@@ -109,9 +145,20 @@ class SequenceShot(_Strict):
         return self
 
 
+def _entry_kind(value: Any) -> str:
+    return "entry" if isinstance(value, dict | SequenceShot) else "name"
+
+
+# A mapping is checked as an entry only, so its errors name the entry's fields.
+SequenceEntry = Annotated[
+    Annotated[Identifier, Tag("name")] | Annotated[SequenceShot, Tag("entry")],
+    Discriminator(_entry_kind),
+]
+
+
 class SequenceSpec(_Strict):
     id: Identifier
-    shots: list[Identifier | SequenceShot] = Field(min_length=1)
+    shots: list[SequenceEntry] = Field(min_length=1)
     transition: Transition = Transition()
     fit: Literal["pad", "crop"] = "pad"
     resolution: Literal["768p", "1080p"] | None = None
@@ -134,7 +181,7 @@ class Storyboard(_Strict):
     prices: dict[str, Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]] = Field(
         default_factory=dict
     )
-    templates: str | None = None
+    templates: str | list[str] | None = None
     defaults: ShotSettings = ShotSettings()
     vars: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, Any] | None = None
@@ -153,6 +200,17 @@ class SourceMap:
 
     path: Path
     root: yaml.Node | None
+    lines: tuple[str, ...] = ()  # the file's text, to place the lines of a multi-line value
+
+    def node(self, loc: tuple[Any, ...]) -> yaml.Node | None:
+        """The node at `loc`, or None when the file does not spell it out."""
+        node = self.root
+        for step in loc:
+            child = _child(node, step) if node is not None else None
+            if child is None:
+                return None
+            node = child[1]
+        return node
 
     def position(self, loc: tuple[Any, ...], at_key: bool = False) -> tuple[int, int]:
         """Line and column (1-based) of the value at `loc`, or of its nearest parent."""
@@ -168,6 +226,31 @@ class SourceMap:
             mark = key_node.start_mark if at_key and key_node is not None else node.start_mark
         return mark.line + 1, mark.column + 1
 
+    def text_lines(self, loc: tuple[Any, ...]) -> tuple[tuple[int, int], ...]:
+        """(line, column) in the file of each line of the text at `loc`, so that an error on
+        line k of an inline template points at the file's line: exact for `|` blocks, where
+        lines are kept; for folded and plain text, a blank line starts the next line."""
+        node = self.node(loc)
+        line, col = self.position(loc)
+        if not isinstance(node, yaml.ScalarNode) or not self.lines:
+            return ((line, col),)
+        first, last = node.start_mark.line, min(node.end_mark.line, len(self.lines) - 1)
+        if node.style == "|":
+            return tuple((i + 1, _indent(self.lines[i]) + 1) for i in range(first + 1, last + 1))
+        if node.style == ">":
+            first += 1
+            if first > last:
+                return ((line, col),)
+            col = _indent(self.lines[first]) + 1
+        starts = [(first + 1, col)]
+        for index in range(first + 1, last + 1):
+            if not self.lines[index].strip():
+                after = next(
+                    (i for i in range(index + 1, last + 1) if self.lines[i].strip()), index
+                )
+                starts.append((after + 1, _indent(self.lines[after]) + 1))
+        return tuple(starts)
+
     def error(
         self, loc: tuple[Any, ...], message: str, hint: str | None = None, at_key: bool = False
     ) -> SpecError:
@@ -182,18 +265,16 @@ class SourceMap:
         return locs[-1]
 
     def has(self, loc: tuple[Any, ...]) -> bool:
-        node = self.root
-        for step in loc:
-            child = _child(node, step) if node is not None else None
-            if child is None:
-                return False
-            node = child[1]
-        return True
+        return self.node(loc) is not None
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _child(node: yaml.Node, step: Any) -> tuple[yaml.Node | None, yaml.Node] | None:
     if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
+        for key_node, value_node in _pairs(node, 0):
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(step):
                 return key_node, value_node
     elif (
@@ -205,6 +286,22 @@ def _child(node: yaml.Node, step: Any) -> tuple[yaml.Node | None, yaml.Node] | N
     return None
 
 
+def _pairs(node: yaml.MappingNode, depth: int) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+    """A mapping's keys as written, then the ones it merges in (`<<: *base`), as YAML reads
+    them: a value merged in points at the line where it is written."""
+    merged = []
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE:
+            merged.append(value_node)
+        else:
+            yield key_node, value_node
+    for value_node in merged:
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if isinstance(source, yaml.MappingNode) and depth < MAX_DEPTH:
+                yield from _pairs(source, depth + 1)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A loaded storyboard: the validated model, its file, and where its values came from."""
@@ -213,6 +310,8 @@ class Spec:
     path: Path
     source: SourceMap
     template_dirs: tuple[Path, ...]
+    root: Path  # the project: everything the storyboard reads is inside it
+    files: dict[str, Path] = field(default_factory=dict)  # each file it names, checked
 
     @property
     def folder(self) -> Path:
@@ -223,19 +322,20 @@ def load(path: Path | str) -> Spec:
     """Read, parse and validate a storyboard; every problem is a SpecError."""
     path = Path(path)
     text = _read_text(path)
-    root = _compose(path, text)
-    source = SourceMap(path, root)
-    constructor = yaml.constructor.SafeConstructor()
-    data = _construct(path, root, set(), constructor) if root is not None else None
+    _check_shape(path, text)
+    node = _compose(path, text)
+    source = SourceMap(path, node, tuple(text.splitlines()))
+    data = _Builder(path).build(node, "", 0) if node is not None else None
     if not isinstance(data, dict):
         raise source.error((), "a storyboard must be a YAML mapping (version:, name:, shots: ...)")
     try:
         storyboard = Storyboard.model_validate(data)
     except ValidationError as exc:
         raise _located(source, exc) from None
-    template_dirs = _template_dirs(path, storyboard)
-    _check_references(storyboard, source, template_dirs)
-    return Spec(storyboard, path, source, template_dirs)
+    root = project_root(path)
+    template_dirs = _template_dirs(source, storyboard, root)
+    files = _check_references(storyboard, source, template_dirs, root)
+    return Spec(storyboard, path, source, template_dirs, root, files)
 
 
 def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -253,74 +353,200 @@ def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, st
             if any(p.startswith(".") or p in ("build", "node_modules") for p in parts):
                 continue
             try:
-                node = _compose(path, _read_text(path))
+                text = _read_text(path)
+                _check_shape(path, text)
+                node = _compose(path, text)
             except SpecError as exc:
                 unreadable.append((path, exc.render().splitlines()[0]))
                 continue
             if isinstance(node, yaml.MappingNode):
-                keys = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+                keys = {k.value for k, _ in _pairs(node, 0) if isinstance(k, yaml.ScalarNode)}
                 if {"version", "shots"} <= keys:
                     found.append(path)
     return found, unreadable
 
 
 def _read_text(path: Path) -> str:
+    """The storyboard's text: a regular file of at most MAX_YAML_BYTES, in UTF-8."""
     try:
-        return path.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise SpecError(path, 1, 1, "is not a regular file: not a storyboard")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(path, 1, 1, "storyboard file not found") from None
-    except IsADirectoryError:
-        raise SpecError(path, 1, 1, "is a folder, not a storyboard file") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(path, 1, 1, f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise SpecError(path, 1, 1, f"cannot read: {exc.strerror}") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise SpecError(path, 1, 1, f"larger than {MAX_YAML_BYTES:,} bytes: not a storyboard")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, 1, 1, f"not UTF-8 text ({exc.reason})") from None
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> SpecError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        return SpecError(path, line, col, f"invalid YAML: {problem}")
+    return SpecError(path, 1, 1, f"invalid YAML: {exc}")
+
+
+def _check_shape(path: Path, text: str) -> None:
+    """Refuse, before building anything, a document nested too deep or with too many values:
+    libyaml's composer recurses once per level and slows down with deep nesting."""
+    depth = nodes = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise _event_error(path, event, f"more than {MAX_NODES:,} values")
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _event_error(path, event, f"nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+
+
+def _event_error(path: Path, event: yaml.Event, problem: str) -> SpecError:
+    mark = event.start_mark
+    return SpecError(path, mark.line + 1, mark.column + 1, f"the storyboard has {problem}")
 
 
 def _compose(path: Path, text: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(path, line, col, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(path, 1, 1, f"invalid YAML: {exc}") from None
+        raise _yaml_error(path, exc) from None
 
 
-def _construct(
-    path: Path, node: yaml.Node, active: set[int], constructor: yaml.constructor.SafeConstructor
-) -> Any:
-    """Plain Python values from YAML nodes, refusing duplicate keys and recursive aliases."""
-    if id(node) in active:
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        raise SpecError(path, line, col, "recursive YAML alias")
-    if isinstance(node, yaml.MappingNode):
-        active.add(id(node))
+_MERGE = f"{_TAG}merge"
+_TIMESTAMP = f"{_TAG}timestamp"
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+
+
+@dataclass
+class _Builder:
+    """Plain Python values from YAML nodes. Located errors: duplicate keys, recursive
+    aliases, aliases that expand past the limits, tags other than YAML's plain ones, and
+    the values YAML 1.1 reads as something else than they look (`no` as false)."""
+
+    path: Path
+    values: int = 0
+    repeated: int = 0
+    seen: set[int] = field(default_factory=set)
+    active: set[int] = field(default_factory=set)
+    constructor: yaml.constructor.SafeConstructor = field(
+        default_factory=yaml.constructor.SafeConstructor
+    )
+
+    def build(self, node: yaml.Node, name: str, depth: int) -> Any:
+        """The value of `node`, the value of the field `name` (for what YAML 1.1 means)."""
+        self._count(node, depth)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self.active:
+                raise self._error(node, "recursive YAML alias")
+            if node.tag != (_MAP if isinstance(node, yaml.MappingNode) else _SEQ):
+                raise self._tag_error(node)
+            self.active.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, depth)
+                return [self.build(item, name, depth + 1) for item in node.value]
+            finally:
+                self.active.discard(id(node))
+        return self._scalar(node, name)
+
+    def _count(self, node: yaml.Node, depth: int) -> None:
+        self.values += 1
+        if id(node) in self.seen:
+            self.repeated += 1
+        else:
+            self.seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise self._error(node, f"aliases nest values deeper than {MAX_DEPTH} levels")
+        if self.values > MAX_VALUES or self.repeated > MAX_ALIAS_VALUES:
+            raise self._error(
+                node,
+                f"YAML aliases expand to more than {min(MAX_VALUES, MAX_ALIAS_VALUES):,} values",
+                "an alias repeats what its anchor holds: aliases of aliases multiply",
+            )
+
+    def _mapping(self, node: yaml.MappingNode, depth: int) -> dict[Any, Any]:
+        merged: dict[Any, Any] = {}
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _construct(path, key_node, active, constructor)
-            line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise SpecError(path, line, col, "YAML merge keys (<<) are not supported")
+            if key_node.tag == _MERGE:
+                for source in self._merge_sources(value_node):
+                    for key, value in self.build(source, "<<", depth + 1).items():
+                        merged.setdefault(key, value)  # the first source given wins
+                continue
+            key = self.build(key_node, "", depth + 1)
             if not isinstance(key, str | int | float | bool) or key is None:
-                raise SpecError(path, line, col, "mapping keys must be plain text")
+                raise self._error(key_node, "mapping keys must be plain text")
             if key in result:
-                raise SpecError(path, line, col, f"duplicate key '{key}'")
-            result[key] = _construct(path, value_node, active, constructor)
-        active.discard(id(node))
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        active.add(id(node))
-        items = [_construct(path, item, active, constructor) for item in node.value]
-        active.discard(id(node))
-        return items
-    try:
-        return constructor.construct_object(node)
-    except yaml.YAMLError as exc:
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        raise SpecError(path, line, col, f"invalid YAML value: {exc}") from None
+                raise self._error(key_node, f"duplicate key '{key}'")
+            result[key] = self.build(value_node, str(key), depth + 1)
+        return {**merged, **result}
+
+    def _merge_sources(self, node: yaml.Node) -> list[yaml.Node]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        if not all(isinstance(s, yaml.MappingNode) for s in sources):
+            raise self._error(
+                node, "a merge key (<<) takes a mapping, such as *base, or a list of them"
+            )
+        return list(sources)
+
+    def _scalar(self, node: yaml.Node, name: str) -> Any:
+        tag, text = node.tag, str(node.value)
+        if tag == _TIMESTAMP:
+            return text  # a date stays text: templates get no date objects to call
+        if tag not in _PLAIN_TAGS:
+            raise self._tag_error(node)
+        if not getattr(node, "style", None):  # plain (None, or "" from libyaml): YAML guesses
+            self._check_guess(node, tag, text, name)
+        try:
+            return self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise self._error(node, f"invalid YAML value: {str(exc).splitlines()[0]}") from None
+
+    def _check_guess(self, node: yaml.Node, tag: str, text: str, name: str) -> None:
+        if tag == f"{_TAG}bool" and text.lower() not in _TRUTHS and name not in BOOLEAN_FIELDS:
+            meaning = str(self.constructor.construct_object(node)).lower()
+            raise self._error(
+                node,
+                f"'{text}' is read by YAML 1.1 as the boolean {meaning}, not as the text '{text}'",
+                f"write '{text}' in quotes for the text, or {meaning} for a boolean",
+            )
+        if tag in (f"{_TAG}int", f"{_TAG}float") and (
+            _SEXAGESIMAL.match(text) or _OCTAL.match(text)
+        ):
+            number = self.constructor.construct_object(node)
+            raise self._error(
+                node,
+                f"'{text}' is read by YAML 1.1 as the number {number}",
+                f"write '{text}' in quotes for the text, or {number} for the number",
+            )
+
+    def _tag_error(self, node: yaml.Node) -> SpecError:
+        if node.tag == _MERGE:
+            return self._error(node, "'<<' merges a mapping in, as a key: `<<: *base`")
+        return self._error(
+            node,
+            f"YAML tag '{node.tag}' is not supported",
+            "a storyboard holds text, numbers, true/false, null, lists and mappings only",
+        )
+
+    def _error(self, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
+        mark = node.start_mark
+        return SpecError(self.path, mark.line + 1, mark.column + 1, message, hint)
 
 
 def _located(source: SourceMap, exc: ValidationError) -> SpecError:
@@ -377,17 +603,34 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
         yield from _models_in(arg)
 
 
-def _template_dirs(path: Path, storyboard: Storyboard) -> tuple[Path, ...]:
-    """Where templates are looked up: `templates:` if given, else templates/ beside or above."""
-    folder = path.parent
-    if storyboard.templates is not None:
-        return ((folder / storyboard.templates).resolve(),)
-    candidates = (folder / "templates", folder.parent / "templates", folder)
-    return tuple(c.resolve() for c in candidates if c.is_dir())
+def _template_dirs(source: SourceMap, storyboard: Storyboard, root: Path) -> tuple[Path, ...]:
+    """The folders templates come from: the ones `templates:` names, inside the project; else
+    templates/ beside the storyboard or above it. The storyboard's own folder is not one
+    unless named: a `.env` or a key file beside a storyboard is no template."""
+    folder = source.path.parent
+    named = storyboard.templates
+    if named is None:
+        found = []
+        for name in ("templates", "../templates"):
+            with contextlib.suppress(OutsideProject):
+                found.append(project_folder(name, folder, root))
+        return tuple(dict.fromkeys(found))
+    names = [named] if isinstance(named, str) else named
+    dirs = []
+    for index, name in enumerate(names):
+        loc = ("templates",) if isinstance(named, str) else ("templates", index)
+        try:
+            dirs.append(project_folder(name, folder, root))
+        except OutsideProject as exc:
+            raise source.error(loc, f"templates: {exc}", ROOT_HINT.format(root=root)) from None
+    return tuple(dict.fromkeys(dirs))
 
 
-def _check_references(storyboard: Storyboard, source: SourceMap, dirs: tuple[Path, ...]) -> None:
-    """Cross-field rules pydantic cannot see: unique ids, known shots, files that exist."""
+def _check_references(
+    storyboard: Storyboard, source: SourceMap, dirs: tuple[Path, ...], root: Path
+) -> dict[str, Path]:
+    """Cross-field rules pydantic cannot see: unique ids, known shots, files that exist inside
+    the project. Returns each file named, resolved."""
     folder = source.path.parent
     seen: dict[str, int] = {}
     for index, shot in enumerate(storyboard.shots):
@@ -398,16 +641,16 @@ def _check_references(storyboard: Storyboard, source: SourceMap, dirs: tuple[Pat
                 f"first defined as shots[{seen[shot.id]}]",
             )
         seen[shot.id] = index
-        if shot.template is not None and not any((d / shot.template).is_file() for d in dirs):
-            looked = ", ".join(str(d) for d in dirs) or "(no templates folder found)"
-            raise source.error(
-                ("shots", index, "template"),
-                f"template '{shot.template}' not found",
-                f"looked in: {looked}",
-            )
+        if shot.template is not None:
+            _find_template(source, ("shots", index, "template"), shot.template, dirs, root)
+    files: dict[str, Path] = {}
     for loc, name in _file_fields(storyboard):
-        if not (folder / name).is_file():
-            raise source.error(loc, f"file '{name}' not found", f"paths are relative to {folder}/")
+        try:
+            files[name] = project_file(name, folder, root)
+        except FileMissing as exc:
+            raise source.error(loc, str(exc), f"paths are relative to {folder}/") from None
+        except OutsideProject as exc:
+            raise source.error(loc, str(exc), ROOT_HINT.format(root=root)) from None
     for loc, message in _size_problems(storyboard):
         raise source.error(loc, message)
     sequence_ids: set[str] = set()
@@ -427,6 +670,19 @@ def _check_references(storyboard: Storyboard, source: SourceMap, dirs: tuple[Pat
                     f"sequence '{sequence.id}' names unknown shot '{shot_id}'",
                     f"shots: {known}",
                 )
+    return files
+
+
+def _find_template(
+    source: SourceMap, loc: tuple[Any, ...], name: str, dirs: tuple[Path, ...], root: Path
+) -> None:
+    try:
+        found = find_in(dirs, name, root)
+    except OutsideProject as exc:
+        raise source.error(loc, f"template {exc}", ROOT_HINT.format(root=root)) from None
+    if found is None:
+        looked = ", ".join(str(d) for d in dirs) or "(no templates folder found)"
+        raise source.error(loc, f"template '{name}' not found", f"looked in: {looked}")
 
 
 def _file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:

@@ -1,20 +1,80 @@
-"""Sandboxed Jinja prompt templates: strict about undefined names, confined to their folders."""
+"""Sandboxed Jinja prompt templates: pure, bounded, and confined to the project.
+
+A storyboard is untrusted input, and so are its templates. They run in Jinja's immutable
+sandbox with StrictUndefined; they load only regular files of the template folders inside
+the project; they have nothing that changes from one build to the next (a prompt made with
+`random` would be a new paid render on every build); and they are stopped, with an error
+naming the template line, when they loop, grow text or lists, recurse or run past the limits
+below.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import re
+import resource
+import signal
+import threading
+import time
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 from pipeline.errors import SpecError
+from pipeline.project import OutsideProject, find_in
 
-INLINE_NAME = "<inline prompt>"
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
+
+# Limits of one template render. A prompt the model reads is at most a few thousand
+# characters: these leave room for any real template and stop a hostile one early.
+MAX_TEXT = 100_000  # characters of any text, items of any list, a template makes
+MAX_NUMBER = 100_000  # a width or count given to a filter or method that grows text
+MAX_LOOPS = 100_000  # turns of all the loops of one render
+MAX_SECONDS = 2.0  # wall clock of one render
+MAX_TEMPLATE_BYTES = 100_000
+# Whatever the checks above do not foresee: what the whole expansion may allocate beyond
+# what the process held when it began, before Python's MemoryError stops it.
+MAX_MEMORY = 1 << 30
+# Filters and globals whose result changes from one build to the next: a prompt made with
+# them would be a new paid render on every build.
+NOT_PURE = ("random", "lipsum")
+# Filters and methods whose numeric arguments set how much text they make.
+GROWING = frozenset({"center", "ljust", "rjust", "zfill", "indent", "wordwrap", "expandtabs"})
+GROWING |= {"format", "format_map", "tojson", "pprint", "batch", "slice"}
+_WIDTH = re.compile(r"\d+")
+_LOOP_GUARD = "_loop_guard"
+
+
+class TemplateLimit(Exception):
+    """A template went past one of the limits above; located like any template error."""
+
+
+class TemplateRefused(jinja2.TemplateNotFound):
+    """A template name that points outside the project, at a hidden file, or at no file."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """Where an inline prompt is in the storyboard: (line, column) of each of its lines."""
+
+    path: Path
+    lines: tuple[tuple[int, int], ...]
+
+    def at(self, lineno: int | None) -> tuple[int, int]:
+        return self.lines[min(max(lineno or 1, 1), len(self.lines)) - 1]
 
 
 @dataclass
@@ -22,17 +82,35 @@ class PromptTemplates:
     """Compiles each template and inline prompt once and renders them with a context."""
 
     dirs: tuple[Path, ...]
-    env: SandboxedEnvironment = field(init=False)
+    root: Path
+    env: BoundedSandbox = field(init=False)
     _inline: dict[str, jinja2.Template] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        # FileSystemLoader refuses '..' and absolute names: templates stay inside `dirs`.
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
+        self.env = BoundedSandbox(
+            loader=ProjectLoader(self.dirs, self.root),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
         )
+
+    @contextlib.contextmanager
+    def limits(self) -> Iterator[None]:
+        """Within this, a render is stopped past MAX_SECONDS even in a loop that calls
+        nothing (a timer signal, which only the main thread receives), and memory beyond
+        MAX_MEMORY fails with MemoryError instead of taking the machine."""
+        with _memory_cap(MAX_MEMORY):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = signal.signal(signal.SIGALRM, self.env.on_alarm)
+            self.env.timer = True
+            try:
+                yield
+            finally:
+                self.env.timer = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
 
     def render(
         self,
@@ -40,47 +118,39 @@ class PromptTemplates:
         template: str | None,
         inline: str | None,
         context: dict[str, Any],
-        where: tuple[Path, int, int],
+        where: PromptSource,
     ) -> str:
-        """The prompt with whitespace normalised; `where` locates an inline prompt in the YAML."""
+        """The prompt with whitespace normalised; `where` locates an inline prompt in the YAML
+        (and the `template:` field, for a template that cannot be loaded)."""
         try:
             compiled = self._compile(template, inline)
-            text = compiled.render(context)
+            text = self.env.bounded_render(compiled, context)
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
-        except jinja2.UndefinedError as exc:
-            raise self._runtime_error(exc, where, _undefined_message(exc)) from None
-        except jinja2.TemplateNotFound as exc:
-            raise self._runtime_error(exc, where, f"template '{exc.name}' not found") from None
-        except jinja2.exceptions.SecurityError as exc:
-            raise self._runtime_error(exc, where, f"not allowed in a template: {exc}") from None
-        except jinja2.TemplateError as exc:
-            raise self._runtime_error(exc, where, f"template error: {exc}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise self._runtime_error(exc, where, f"template error: {exc}") from None
+        except Exception as exc:
+            raise self._runtime_error(exc, where, _message(exc)) from None
         return normalise(text)
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
         if template is not None:
             return self.env.get_template(template)
         source = inline or ""
+        if len(source) > MAX_TEMPLATE_BYTES:
+            raise TemplateLimit(f"the prompt is longer than {MAX_TEMPLATE_BYTES:,} characters")
         compiled = self._inline.get(source)
         if compiled is None:
             compiled = self.env.from_string(source)
             self._inline[source] = compiled
         return compiled
 
-    def _syntax_error(
-        self, exc: jinja2.TemplateSyntaxError, where: tuple[Path, int, int]
-    ) -> SpecError:
+    def _syntax_error(self, exc: jinja2.TemplateSyntaxError, where: PromptSource) -> SpecError:
+        message = _impure_message(exc.message or "") or exc.message
         if exc.filename:
-            return SpecError(exc.filename, exc.lineno or 1, 1, f"template syntax: {exc.message}")
-        path, line, col = where
-        return SpecError(path, line + (exc.lineno or 1) - 1, col, f"prompt syntax: {exc.message}")
+            return SpecError(exc.filename, exc.lineno or 1, 1, f"template syntax: {message}")
+        line, col = where.at(exc.lineno)
+        return SpecError(where.path, line, col, f"prompt syntax: {message}")
 
-    def _runtime_error(
-        self, exc: Exception, where: tuple[Path, int, int], message: str
-    ) -> SpecError:
+    def _runtime_error(self, exc: Exception, where: PromptSource, message: str) -> SpecError:
         """Locate the error in a template (Jinja rewrites tracebacks to template lines).
 
         An undefined name is reported where it is looked up: the outermost template line
@@ -97,21 +167,328 @@ class PromptTemplates:
         if name is not None:
             spelled = re.compile(rf"\b{re.escape(name.group(1))}\b")
             chosen = next((f for f in frames if f.line and spelled.search(f.line)), chosen)
-        path, line, col = where
         if chosen is None:
-            return SpecError(path, line, col, message)
+            line, col = where.at(1)
+            return SpecError(where.path, line, col, message)
         if chosen.filename == "<template>":
-            return SpecError(path, line + (chosen.lineno or 1) - 1, col, message)
+            line, col = where.at(chosen.lineno)
+            return SpecError(where.path, line, col, message)
         return SpecError(chosen.filename, chosen.lineno or 1, 1, message)
 
 
+def _message(exc: Exception) -> str:
+    """What went wrong in a template, for a person."""
+    if isinstance(exc, jinja2.UndefinedError):
+        return _undefined_message(exc)
+    if isinstance(exc, TemplateRefused):
+        return f"template '{exc.name}': {exc.reason}"
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template '{exc.name}' not found"
+    if isinstance(exc, TemplateLimit):
+        return f"template limit: {exc}"
+    if isinstance(exc, RecursionError):
+        return "templates nest too deep: a macro calling itself, or an include loop"
+    if isinstance(exc, MemoryError):
+        return f"a template ran out of memory (it may use {MAX_MEMORY >> 20:,} MB)"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"not allowed in a template: {exc}"
+    return f"template error: {_first_line(exc)}"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def _undefined_message(exc: jinja2.UndefinedError) -> str:
+    impure = _impure_message(str(exc))
+    if impure:
+        return impure
     match = _UNDEFINED_NAME.search(str(exc))
     if match:
         return f"undefined variable '{match.group(1)}'"
-    return f"undefined value: {exc}"
+    return f"undefined value: {_first_line(exc)}"
+
+
+def _impure_message(text: str) -> str | None:
+    for name in NOT_PURE:
+        if re.search(rf"(named|^)\s*'?{name}'?[ .']", text):
+            return (
+                f"'{name}' is not allowed in a template: a prompt must come out the same on "
+                "every build (a random one would be a new paid render each time)"
+            )
+    return None
 
 
 def normalise(text: str) -> str:
     """One space between words, no newlines: what reaches the API is one clean line."""
     return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _memory_cap(extra: int) -> Iterator[None]:
+    """Lower the address-space limit to what the process uses now plus `extra`, and put it
+    back after. Linux only (it reads /proc); elsewhere the other limits still apply."""
+    try:
+        with open("/proc/self/statm") as statm:
+            used = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError, IndexError):
+        yield
+        return
+    cap = used + extra
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+class ProjectLoader(jinja2.BaseLoader):
+    """Templates from the template folders, each a regular file inside the project."""
+
+    def __init__(self, dirs: tuple[Path, ...], root: Path) -> None:
+        self.dirs = dirs
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            path = find_in(self.dirs, template, self.root)
+        except OutsideProject as exc:
+            raise TemplateRefused(template, str(exc)) from None
+        if path is None:
+            raise jinja2.TemplateNotFound(template)
+        try:
+            with path.open("rb") as file:
+                data = file.read(MAX_TEMPLATE_BYTES + 1)
+            mtime = path.stat().st_mtime
+        except OSError as exc:
+            raise TemplateRefused(template, f"cannot read: {exc.strerror}") from None
+        if len(data) > MAX_TEMPLATE_BYTES:
+            raise TemplateRefused(template, f"larger than {MAX_TEMPLATE_BYTES:,} bytes")
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TemplateRefused(template, f"not UTF-8 text ({exc.reason})") from None
+        # The name as the storyboard spells it, in the folder it was found in: errors point
+        # where the user looks.
+        shown = next(str(d / template) for d in self.dirs if os.path.lexists(d / template))
+        return source, shown, lambda: path.stat().st_mtime == mtime
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, plus limits on time, text and list growth, and loops.
+
+    Each check runs before the operation that would allocate: a refused `'a' * 10**10`
+    never asks for the memory. Every `for` loop is counted (see `_parse`), and every block
+    a template captures (`{% set %}`, a macro's body) is measured before it is joined.
+    """
+
+    intercepted_binops = frozenset({"*", "%", "+", "**", "//"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.deadline = float("inf")
+        self.loops = 0
+        self.timer = False
+        self.filters = {
+            name: _bounded_filter(self, name, function)
+            for name, function in self.filters.items()
+            if name not in NOT_PURE
+        }
+        self.filters[_LOOP_GUARD] = self.counted
+        self.globals = {name: value for name, value in self.globals.items() if name not in NOT_PURE}
+        self.globals["range"] = self.bounded_range
+        self.globals["namespace"] = BoundedNamespace
+        self.concat = _bounded_concat  # type: ignore[assignment]
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The template's syntax tree, with the iterable of every `for` loop counted."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(
+                loop.iter, _LOOP_GUARD, [], [], None, None, lineno=loop.iter.lineno
+            )
+        return tree
+
+    def bounded_render(self, template: jinja2.Template, context: dict[str, Any]) -> str:
+        self.deadline = time.monotonic() + MAX_SECONDS
+        self.loops = 0
+        if self.timer:
+            signal.setitimer(signal.ITIMER_REAL, MAX_SECONDS)
+        try:
+            pieces: list[str] = []
+            length = 0
+            for piece in template.generate(context):
+                length += len(piece)
+                if length > MAX_TEXT:
+                    raise TemplateLimit(f"the prompt is longer than {MAX_TEXT:,} characters")
+                pieces.append(piece)
+            return "".join(pieces)
+        finally:
+            if self.timer:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            self.deadline = float("inf")
+
+    def on_alarm(self, signum: int, frame: Any) -> None:
+        if self.deadline != float("inf"):
+            raise TemplateLimit(f"the template ran longer than {MAX_SECONDS:g} s")
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TemplateLimit(f"the template ran longer than {MAX_SECONDS:g} s")
+
+    def counted(self, items: Iterable[Any]) -> Iterator[Any]:
+        for item in items:
+            self.loops += 1
+            if self.loops > MAX_LOOPS:
+                raise TemplateLimit(f"loops turned more than {MAX_LOOPS:,} times")
+            if not self.loops % 1024:
+                self.check_time()
+            yield item
+
+    def bounded_range(self, *args: int) -> Iterator[int]:
+        return self.counted(range(*args))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self.check_time()
+        return super().getattr(obj, attribute)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __self.check_time()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            check_growth(getattr(__obj, "__name__", ""), owner, args, kwargs)
+        else:
+            check_sizes(args, kwargs)
+        return check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self.check_time()
+        if operator == "*":
+            check_repeat(left, right)
+        elif operator == "**":
+            check_power(left, right)
+        elif operator == "%" and isinstance(left, str):
+            check_growth("format", left, right if isinstance(right, tuple) else (right,), {})
+        return check_size(self.binop_table[operator](left, right))
+
+
+class BoundedNamespace(Namespace):
+    """`namespace()`, whose attributes cannot grow past the limits in a loop."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        super().__setitem__(name, check_size(value))
+
+
+def _bounded_concat(pieces: Iterable[str]) -> str:
+    """Jinja's `concat` for captured blocks and macro bodies: measured before joining."""
+    listed = list(pieces)
+    if sum(map(len, listed)) > MAX_TEXT:
+        raise TemplateLimit(f"a block of the template makes over {MAX_TEXT:,} characters")
+    return "".join(listed)
+
+
+_PASSED = (jinja2.runtime.Context, jinja2.nodes.EvalContext, jinja2.Environment)
+
+
+def _bounded_filter(env: BoundedSandbox, name: str, function: Any) -> Any:
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        env.check_time()
+        values = [a for a in args if not isinstance(a, _PASSED)]
+        if values and isinstance(values[0], str):
+            check_growth(name, values[0], tuple(values[1:]), kwargs)
+        elif name in GROWING:
+            check_numbers(name, tuple(values[1:]), kwargs)
+        else:
+            check_sizes(values[1:], kwargs)
+        if name == "join" and values:
+            check_join(values[0], len(str(values[1])) if len(values) > 1 else 0)
+        return check_size(function(*args, **kwargs))
+
+    return bounded
+
+
+def check_sizes(args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+    for value in (*args, *kwargs.values()):
+        check_size(value)
+
+
+def check_size(value: Any) -> Any:
+    if isinstance(value, str | list | tuple | dict | set) and len(value) > MAX_TEXT:
+        raise TemplateLimit(f"a value of {len(value):,} characters or items (limit {MAX_TEXT:,})")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4096:
+        raise TemplateLimit("a number of more than 4096 bits")
+    return value
+
+
+def check_numbers(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A filter or method that grows text may not be given a width or count over the limit."""
+    check_sizes(args, kwargs)
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+            raise TemplateLimit(f"'{name}' given {value:,}, over the limit of {MAX_NUMBER:,}")
+
+
+def check_repeat(left: Any, right: Any) -> None:
+    for seq, times in ((left, right), (right, left)):
+        repeated = isinstance(seq, str | list | tuple) and isinstance(times, int)
+        if repeated and len(seq) * times > MAX_TEXT:
+            raise TemplateLimit(
+                f"repeating {len(seq):,} items {times:,} times is over {MAX_TEXT:,}"
+            )
+
+
+def check_power(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 4096:
+        raise TemplateLimit(f"{left} ** {right} is too large a number")
+
+
+def check_growth(name: str, text: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Text operations whose result may be a multiple of their input, checked before they
+    run."""
+    if name in GROWING:
+        check_numbers(name, args, kwargs)
+    else:
+        check_sizes(args, kwargs)
+    grown = len(text)
+    if name in ("format", "format_map"):
+        widths = [int(digits) for digits in _WIDTH.findall(text)]
+        if widths and max(widths) > MAX_NUMBER:
+            raise TemplateLimit(f"a format width over {MAX_NUMBER:,}")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str):
+        count = text.count(args[0]) if args[0] else len(text) + 1
+        grown = len(text) + count * len(str(args[1]))
+    elif name == "expandtabs":
+        grown = len(text) + text.count("\t") * _int(args[0] if args else 8)
+    elif name == "indent":
+        width = args[0] if args else kwargs.get("width", 4)
+        step = len(width) if isinstance(width, str) else _int(width)
+        grown = len(text) + (text.count("\n") + 1) * max(step, 1)
+    elif name == "wordwrap":
+        width = max(_int(args[0] if args else kwargs.get("width", 79)), 1)
+        wrap = args[2] if len(args) > 2 else kwargs.get("wrapstring") or "\n"
+        grown = len(text) + (len(text) // width + 1) * len(str(wrap))
+    elif name == "join" and args:
+        check_join(args[0], len(text))
+    if grown > MAX_TEXT:
+        raise TemplateLimit(f"'{name}' would make {grown:,} characters (limit {MAX_TEXT:,})")
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def check_join(items: Any, separator: int = 0) -> None:
+    if isinstance(items, list | tuple):
+        total = sum(len(str(item)) + separator for item in items[: MAX_TEXT + 1])
+        if total > MAX_TEXT:
+            raise TemplateLimit(f"joining makes over {MAX_TEXT:,} characters")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pipeline import spec as spec_module
+from pipeline.errors import SpecError
 from pipeline.expand import expand
 from tests.conftest import write
 
@@ -116,13 +119,23 @@ def test_warnings_for_optimizer_long_prompt_and_unknown_model(project: Path) -> 
     long = "word " * 450
     loaded = load(
         project,
-        f"shots:\n  - id: a\n    prompt: '{long}'\n    prompt_optimizer: true\n"
-        "  - id: b\n    prompt: 'some model'\n    model: acme:1@1\n",
+        "shots:\n  - id: a\n    prompt: 'a word'\n    prompt_optimizer: true\n"
+        f"  - id: b\n    prompt: '{long}'\n    model: acme:1@1\n",
     )
     result = expand(loaded, "preview")
     text = "\n".join(result.warnings)
     assert "prompt_optimizer is on" in text
-    assert "over the 2000" in text
+    assert "the prompt is 2,249 characters; acme:1@1 takes 0 to 2,000" in text
     assert "unknown model 'acme:1@1'" in text
     b = next(s for s in result.shots if s.shot_id == "b")
     assert b.price is None and "providerSettings" not in b.request
+
+
+def test_a_prompt_the_model_refuses_is_a_located_error(project: Path) -> None:
+    loaded = load(project, f"shots:\n  - id: a\n    prompt: '{'word ' * 450}'\n")
+    with pytest.raises(SpecError) as caught:
+        expand(loaded, "preview")
+    assert (caught.value.line, caught.value.col) == (5, 13)
+    assert caught.value.message == (
+        "shot 'a': the prompt is 2,249 characters; minimax:4@1 takes 2 to 2,000"
+    )

@@ -106,7 +106,7 @@ CASES = {
         GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\nsequences:\n  - id: s\n"
         "    shots: [{shot: a, out: 7}]\n",
         8,
-        "'out' 7.0 is past the end of 'a'",
+        "'out' 7 is past the end of 'a'",
     ),
     "recursive alias": (GOOD_HEAD + "shots: &x\n  - *x\n", 3, "recursive YAML alias"),
 }

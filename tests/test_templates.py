@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import SpecError
-from pipeline.templates import PromptTemplates, normalise
+from pipeline.templates import PromptSource, PromptTemplates, normalise
 from tests.conftest import write
 
-WHERE = (Path("spec.yaml"), 10, 5)
+WHERE = PromptSource(Path("spec.yaml"), ((10, 5), (11, 5)))
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_macros_and_whitespace_normalised(folder: Path) -> None:
-    prompts = PromptTemplates((folder,))
+    prompts = PromptTemplates((folder,), folder.parent)
     text = prompts.render(
         template="shot.j2", inline=None, context={"subject": "cat", "light": "dusk"}, where=WHERE
     )
@@ -35,7 +35,7 @@ def test_macros_and_whitespace_normalised(folder: Path) -> None:
 
 
 def test_undefined_variable_names_template_line_and_name(folder: Path) -> None:
-    prompts = PromptTemplates((folder,))
+    prompts = PromptTemplates((folder,), folder.parent)
     with pytest.raises(SpecError) as caught:
         prompts.render(template="shot.j2", inline=None, context={"light": "x"}, where=WHERE)
     error = caught.value
@@ -44,7 +44,7 @@ def test_undefined_variable_names_template_line_and_name(folder: Path) -> None:
 
 
 def test_undefined_name_passed_to_a_macro_points_at_the_caller(folder: Path) -> None:
-    prompts = PromptTemplates((folder,))
+    prompts = PromptTemplates((folder,), folder.parent)
     with pytest.raises(SpecError) as caught:
         prompts.render(template="shot.j2", inline=None, context={"subject": "x"}, where=WHERE)
     # `light` is looked up on line 4 of shot.j2 and only used inside the macro.
@@ -53,7 +53,7 @@ def test_undefined_name_passed_to_a_macro_points_at_the_caller(folder: Path) -> 
 
 
 def test_inline_prompt_error_points_into_the_yaml(folder: Path) -> None:
-    prompts = PromptTemplates((folder,))
+    prompts = PromptTemplates((folder,), folder.parent)
     with pytest.raises(SpecError) as caught:
         prompts.render(template=None, inline="one\n{{ nope }}", context={}, where=WHERE)
     assert (caught.value.path, caught.value.line) == ("spec.yaml", 11)
@@ -68,10 +68,11 @@ def test_inline_prompt_error_points_into_the_yaml(folder: Path) -> None:
     ],
 )
 def test_templates_cannot_read_outside_their_folders(folder: Path, source: str) -> None:
-    prompts = PromptTemplates((folder,))
+    prompts = PromptTemplates((folder,), folder.parent)
     with pytest.raises(SpecError) as caught:
         prompts.render(template=None, inline=source, context={}, where=WHERE)
-    assert "not found" in caught.value.message
+    assert "may not start with / or hold .." in caught.value.message
+    assert "SECRET" not in caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_templates_cannot_read_outside_their_folders(folder: Path, source: str) 
     ],
 )
 def test_templates_cannot_call_unsafe_things(folder: Path, source: str) -> None:
-    prompts = PromptTemplates((folder,))
+    prompts = PromptTemplates((folder,), folder.parent)
     with pytest.raises(SpecError) as caught:
         prompts.render(template=None, inline=source, context={"x": normalise}, where=WHERE)
     assert "not allowed" in caught.value.message or "undefined" in caught.value.message

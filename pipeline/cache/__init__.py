@@ -21,6 +21,7 @@ from pipeline.cache.files import KeyLocks, TempFiles, write_atomic
 from pipeline.cache.journal import Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
+from pipeline.project import MARKERS, project_root
 
 __all__ = [
     "Cache",
@@ -33,18 +34,7 @@ __all__ = [
 ]
 
 CACHE_ENV = "STORYBOARD_CACHE_DIR"
-CACHE_DIRNAME = ".storyboard"
-
-
-def project_root(path: Path) -> Path:
-    """The nearest folder at or above a storyboard (or a folder) holding `.storyboard/` or
-    `.git/`; else the storyboard's own folder."""
-    path = path.resolve()
-    folder = path if path.is_dir() else path.parent
-    for candidate in (folder, *folder.parents):
-        if (candidate / CACHE_DIRNAME).is_dir() or (candidate / ".git").exists():
-            return candidate
-    return folder
+CACHE_DIRNAME = MARKERS[0]
 
 
 def resolve_root(spec_path: Path, override: str | None) -> Path:
