@@ -13,6 +13,7 @@ from typing import Any
 import ffmpeg
 
 from pipeline import media
+from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
 from pipeline.expand import Sequence
 
@@ -71,28 +72,47 @@ def film_length(sequence: Sequence, clips: list[ClipInput]) -> float:
 
 def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assembled:
     """Write `output` atomically and check it: right size, decodes, duration within a frame."""
-    output.parent.mkdir(parents=True, exist_ok=True)
     method = "copy" if can_copy(sequence, clips) else "graph"
-    with tempfile.TemporaryDirectory(prefix=".join-", dir=output.parent) as workdir:
-        temp = Path(workdir) / "out.mp4"
-        if method == "copy":
-            _concat_copy(clips, temp)
-        else:
-            _filter_graph(sequence, clips, temp)
-        try:
-            info = media.validate(
-                temp,
-                sequence.width,
-                sequence.height,
-                film_length(sequence, clips),
-                decode_all=False,
-            )
-        except MediaError as exc:
-            raise MediaError(
-                f"sequence '{sequence.name}': the joined file is wrong: {exc}"
-            ) from None
-        os.replace(temp, output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(
+            prefix=f".join-{os.getpid()}-", dir=output.parent
+        ) as workdir:
+            temp = Path(workdir) / "out.mp4"
+            if method == "copy":
+                _concat_copy(clips, temp)
+            else:
+                _filter_graph(sequence, clips, temp)
+            try:
+                info = media.validate(
+                    temp,
+                    sequence.width,
+                    sequence.height,
+                    film_length(sequence, clips),
+                    decode_all=False,
+                )
+            except MediaError as exc:
+                raise MediaError(
+                    f"sequence '{sequence.name}': the joined file is wrong: {exc}"
+                ) from None
+            os.replace(temp, output)
+    except OSError as exc:
+        raise MediaError(
+            f"sequence '{sequence.name}': cannot write {exc.filename or output.parent} "
+            f"({exc.strerror or exc})"
+        ) from None
     return Assembled(info, method)
+
+
+def clean_work_folders(folder: Path) -> None:
+    """Remove the work folders of joins that were killed on the way (their pid is in the
+    name)."""
+    remove_left_behind(folder, r"^\.join-(?P<pid>\d+)-")
+
+
+def time_limit(length: float) -> float:
+    """Seconds a join may take: far more than x264 needs, so only a hung ffmpeg is stopped."""
+    return 120.0 + 20.0 * length
 
 
 def _concat_copy(clips: list[ClipInput], output: Path) -> None:
@@ -221,7 +241,7 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
         ),
     )
     args = out.get_args(overwrite_output=True)
-    media.run_ffmpeg(args, f"join sequence '{sequence.name}'")
+    media.run_ffmpeg(args, f"join sequence '{sequence.name}'", time_limit(total))
 
 
 def _fit(video: Any, clip: ClipInput, width: int, height: int, fit: str) -> Any:

@@ -7,6 +7,7 @@ which films are current, and what the lock records.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import media, plan
-from pipeline.assemble import ClipInput, assemble
+from pipeline.assemble import ClipInput, assemble, clean_work_folders
 from pipeline.cache import Cache, ClipRecord
 from pipeline.errors import BudgetError, CacheError, MediaError, UserError
 from pipeline.expand import MAX_SHOTS, ClipUse, Sequence, Shot
@@ -146,7 +147,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
     for warning in current.expansion.warnings:
         output.warn(f"warning: {warning}")
     sequences = choose_sequences(current, request.sequences, request.spec)
-    check_names(spec.storyboard.shots, request.only + request.force, request.spec)
+    check_names(current, request.only + request.force, request.spec)
     to_render, cached, forced = select_shots(current, request.only, request.force, sequences)
     paid = is_paid(loaded.renderer)
     new = [row.shot for row in to_render if row.status != IN_FLIGHT]
@@ -156,7 +157,13 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         renderer_class(loaded.renderer).check_options(request.renderer)
     if request.frozen:
         check_frozen(loaded.lock_path, loaded.lock, [row.shot for row in to_render])
+    films = film_dir(spec.path, spec.storyboard.name, loaded.renderer, request.output_dir)
+    if current.expansion.sequences:
+        check_writable(films, "films", "choose a writable --output-dir")
+    if not request.frozen:
+        check_writable(loaded.lock_path.parent, "the lock file", "build from a writable folder")
     _register(loaded)
+    loaded.cache.clean()
     collecting = len(to_render) - len(new)
     unpriced = sum(1 for shot in new if shot.price is None)
     output.info(
@@ -167,7 +174,6 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         + f", {len(cached)} cached"
     )
     schedule = replace(request.schedule, max_cost=max_cost if paid else None, force=forced)
-    films = film_dir(spec.path, spec.storyboard.name, loaded.renderer, request.output_dir)
     with output.progress(len(to_render), estimate) as reporter:
         summary = render_shots(
             [row.shot for row in to_render],
@@ -196,8 +202,15 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             summary.sequences,
             loaded.lock,
         )
-        if write_lock(loaded.lock_path, lock):
-            summary.lock_written = loaded.lock_path
+        try:
+            if write_lock(loaded.lock_path, lock):
+                summary.lock_written = loaded.lock_path
+        except OSError as exc:
+            summary.fatal = (
+                f"{loaded.lock_path}: the lock file could not be written ({exc.strerror or exc}); "
+                "the clips are in the cache: build again once the folder is writable, nothing "
+                "is rendered twice"
+            )
     return summary
 
 
@@ -272,11 +285,26 @@ def choose_sequences(current: Plan, names: tuple[str, ...], spec: Path) -> list[
     return chosen
 
 
-def check_names(shots: list[Any], names: tuple[str, ...], spec: Path) -> None:
-    known = {s.id for s in shots}
+def check_names(current: Plan, names: tuple[str, ...], spec: Path) -> None:
+    """Every shot named by --only or --force must match a shot of the plan (by id, or by
+    label: `crew@airship`)."""
+    known = dict.fromkeys(n for row in current.rows for n in (row.shot.shot_id, row.shot.label))
     for name in names:
-        if name.split("@", 1)[0] not in known:
-            raise UserError(f"no shot '{name}' in {spec}", f"shots: {', '.join(sorted(known))}")
+        if name not in known:
+            raise UserError(f"no shot '{name}' in {spec}", f"shots: {', '.join(known)}")
+
+
+def check_writable(folder: Path, what: str, hint: str) -> None:
+    """Refuse, before anything is paid for, a build whose output could not be written."""
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"{folder}: {what} cannot be written there ({exc.strerror or exc})", hint
+        ) from None
 
 
 def select_shots(
@@ -410,6 +438,7 @@ def build_sequences(
 ) -> list[SequenceOutcome]:
     """Join each sequence whose key changed; a sequence whose output matches the lock is left."""
     results = []
+    clean_work_folders(films)
     checked: dict[str, media.ClipInfo] = {}  # a clip shared by several films is hashed once
     for sequence in sequences:
         path = output_path(films, sequence)

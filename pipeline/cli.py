@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import StoryboardError, UserError
+from pipeline.errors import StoryboardError, UserError, printable
 
 if TYPE_CHECKING:
     from pipeline.plan import Loaded
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # The last net: every expected file error is a StoryboardError with a hint already.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(printable(f"error: {where}{exc.strerror or exc}"), file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +271,7 @@ def _version() -> str:
 def _note(message: str) -> None:
     """Warnings, and what the cache repaired on its own: always said, on stderr."""
     prefixed = message.startswith(("warning:", "error:", "note:"))
-    print(message if prefixed else f"note: {message}", file=sys.stderr)
+    print(printable(message if prefixed else f"note: {message}"), file=sys.stderr)
 
 
 def load_plan(args: argparse.Namespace) -> Loaded:
@@ -321,7 +326,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         variant = f" [{row['variant']}]" if row["variant"] else ""
-        print(f"{row['shot']}{variant}\n  {row['prompt']}\n")
+        print(printable(f"{row['shot']}{variant}\n  {row['prompt']}\n"))
     return 0
 
 
@@ -362,7 +367,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if summary.lock_written is not None and talk:
         print(f"wrote {summary.lock_written}", file=sys.stderr)
     if summary.fatal:
-        print(f"error: {summary.fatal}", file=sys.stderr)
+        print(printable(f"error: {summary.fatal}"), file=sys.stderr)
     _print_summary(args, summary)
     return summary.exit_code
 
@@ -394,7 +399,7 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
             line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
     if summary.interrupted:
         line += " (interrupted)"
-    print(line, file=sys.stderr)
+    print(printable(line), file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

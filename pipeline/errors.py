@@ -14,7 +14,17 @@ Render failures come in kinds, caught by type (as httpx's errors are):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# Characters a terminal acts on instead of showing (escape sequences, bidirectional
+# overrides): a storyboard, a template or a server's message may hold them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print: each control character spelled out (`\\x1b`), lines kept."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class StoryboardError(Exception):
@@ -31,7 +41,7 @@ class StoryboardError(Exception):
         text = f"error: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        return printable(text)
 
 
 class UserError(StoryboardError):
@@ -55,7 +65,7 @@ class SpecError(UserError):
         text = f"{self.path}:{self.line}:{self.col}: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        return printable(text)
 
 
 class BudgetError(UserError):

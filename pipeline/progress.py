@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pipeline.errors import printable
 from pipeline.expand import Shot
 from pipeline.scheduler import CACHED, FAILED, RENDERED, SKIPPED, Outcome
 
@@ -66,7 +67,7 @@ class PlainReporter:
             self._print(message)
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(printable(text), file=self.stream, flush=True)
 
 
 class RichReporter:
@@ -120,13 +121,15 @@ class RichReporter:
         self.progress.update(self.task, advance=advance, flight=self.flight, spent=spent)
         style = {RENDERED: "green", CACHED: "green", FAILED: "red"}.get(outcome.status, "yellow")
         if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
+            from rich.text import Text  # a label may hold brackets: never read as markup
+
             self.progress.console.print(
-                f"[{style}]{_describe(outcome)}[/{style}]", markup=True, highlight=False
+                Text(printable(_describe(outcome)), style=style), highlight=False
             )
 
     def note(self, message: str) -> None:
         if _worth_saying(message, self.verbosity):
-            self.progress.console.print(message, markup=False, highlight=False)
+            self.progress.console.print(printable(message), markup=False, highlight=False)
 
 
 def make_reporter(total: int, estimate: float, verbosity: int) -> PlainReporter | RichReporter:

@@ -103,7 +103,6 @@ class Scheduler:
         self.spending = Spending(limit=self.options.max_cost)
 
     async def run(self, shots: list[Shot]) -> list[Outcome]:
-        self.cache.tmp.clean()
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
         tasks = [asyncio.create_task(self._one(shot)) for shot in shots]
         try:
@@ -170,6 +169,13 @@ class Scheduler:
         """One render: a new task (in a concurrency slot, within the budget) or the collection
         of a journaled one (already running and paid for: no slot, no budget)."""
         price = 0.0 if resume else (shot.price or 0.0)
+        try:
+            output = self.cache.tmp.path()
+        except OSError as exc:
+            raise CacheError(
+                f"{self.cache.tmp.folder}: cannot write to the cache ({exc.strerror or exc})",
+                "free disk space or fix the cache folder, then build again",
+            ) from None
         held = False
         if resume is None:
             await self._slots.acquire()
@@ -181,7 +187,11 @@ class Scheduler:
                 self._slots.release()
             return Outcome(shot, SKIPPED, error=reason)
         if resume is None:
-            self._note_task(shot, None)
+            try:
+                self._note_task(shot, None)
+            except CacheError:
+                self._slots.release()
+                raise
         over = False
         self.spending.in_flight += price
 
@@ -202,7 +212,6 @@ class Scheduler:
                 held = False
                 self._slots.release()
 
-        output = self.cache.tmp.path()
         job = RenderJob(
             shot=shot,
             output=output,
@@ -342,11 +351,11 @@ class Scheduler:
                 label=shot.label,
             )
         except OSError as exc:
-            raise NotCollected(
+            raise CacheError(
                 f"shot '{shot.label}': the clip could not be stored in the cache "
                 f"({exc.strerror or exc})",
-                "it stays in the journal: fix the cache folder and build again "
-                "(nothing is paid twice)",
+                "it stays in the journal: free disk space or fix the cache folder, then build "
+                "again (nothing is paid twice)",
             ) from None
         self.cache.journal.clear(shot.key)
         self.cache.failures.clear(shot.key)

@@ -242,5 +242,5 @@ def test_failed_shot_exit_code_and_keep_going(project: Path, cli) -> None:
     statuses = {s["shot"]: s["status"] for s in summary["shots"]}
     assert statuses == {"ok": "rendered", "odd": "failed"}
     failed = next(s for s in summary["shots"] if s["status"] == "failed")
-    assert failed["error"].startswith("shot 'odd': ffmpeg could not draw the preview")
+    assert failed["error"].startswith("shot 'odd': ffmpeg failed to draw the preview")
     assert "failed   odd" in result.err

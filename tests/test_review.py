@@ -151,7 +151,7 @@ def test_review_marks_failed_shots_with_the_message(project: Path, cli) -> None:
     assert cli("build", spec, "--preview").code == 1
     page = Path(cli("review", spec, "--preview").out.strip())
     html = page.read_text()
-    assert "failed" in html and "ffmpeg could not draw the preview" in html
+    assert "failed" in html and "ffmpeg failed to draw the preview" in html
 
 
 def test_gc_keeps_what_specs_use_and_removes_the_rest(project: Path, cli, reel: Path) -> None:

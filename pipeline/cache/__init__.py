@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.cache.clips import ClipRecord, ClipStore
-from pipeline.cache.files import KeyLocks, TempFiles, write_atomic
+from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_atomic
 from pipeline.cache.journal import Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
+from pipeline.errors import CacheError
 from pipeline.project import MARKERS, project_root
 
 __all__ = [
@@ -52,6 +53,11 @@ class Cache:
     """The parts of one cache folder. `note` hears what the cache repaired on its own."""
 
     def __init__(self, root: Path, note: Callable[[str], None] = _ignore) -> None:
+        if root.exists() and not root.is_dir():
+            raise CacheError(
+                f"{root}: the cache must be a folder, and this is a file",
+                "give --cache-dir (or STORYBOARD_CACHE_DIR) a folder",
+            )
         self.root = root
         self.clips = ClipStore(root, note)
         self.journal = Journal(root / "journal")
@@ -60,6 +66,13 @@ class Cache:
         self.storyboards = StoryboardRegistry(root / "storyboards")
         self.locks = KeyLocks(root / "locks")
         self.tmp = TempFiles(root / "tmp")
+
+    def clean(self) -> None:
+        """Remove what killed builds left half-written: partial clips, and the temporary
+        files of records they were writing."""
+        self.tmp.clean()
+        for folder in (self.journal.folder, self.failures.folder, self.storyboards.folder):
+            remove_left_behind(folder, r"^\..+\.(?P<pid>\d+)\.tmp$")
 
     def close(self) -> None:
         self.clips.close()

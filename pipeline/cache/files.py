@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -25,9 +27,12 @@ def fsync(path: Path) -> None:
 def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
     """Write a file so that readers see the old or the new content, never a mix.
 
-    `durable` also waits until the new content and its name are on the disk.
+    `durable` also waits until the new content and its name are on the disk. The partial
+    file is removed when writing fails, and one a killed process left is removed by the next
+    write of the same file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_left_behind(path.parent, rf"^\.{re.escape(path.name)}\.(?P<pid>\d+)\.tmp$")
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if isinstance(data, str):
@@ -43,6 +48,38 @@ def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
         raise
     if durable:
         fsync(path.parent)
+
+
+def remove_left_behind(folder: Path, pattern: str) -> None:
+    """Remove the entries of `folder` whose name matches `pattern` and whose `pid` group
+    names a process that is gone: partial files and work folders of killed builds."""
+    matcher = re.compile(pattern)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = matcher.match(name)
+        if match is None or not process_gone(int(match.group("pid"))):
+            continue
+        target = folder / name
+        with contextlib.suppress(OSError):
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+
+
+def process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -123,22 +160,4 @@ class TempFiles:
         return self.folder / f"{os.getpid()}-{time.monotonic_ns()}{suffix}"
 
     def clean(self) -> None:
-        if not self.folder.is_dir():
-            return
-        for path in self.folder.iterdir():
-            if _owner_dead(path.name):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-
-
-def _owner_dead(name: str) -> bool:
-    pid_text = name.split("-", 1)[0]
-    if not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+        remove_left_behind(self.folder, r"^(?P<pid>\d+)-")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import colorsys
-import contextlib
-import subprocess
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -63,7 +61,7 @@ def colour(seed: str) -> str:
 
 
 def command(card: Card, output: Path, workdir: Path) -> list[str]:
-    """The ffmpeg command line that draws `card` into `output`."""
+    """The ffmpeg arguments that draw `card` into `output`."""
     width, height, fps = card.width, card.height, card.fps
     frames = round(card.duration * fps)
     if card.image is not None:
@@ -155,7 +153,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
         an=None,
         f="mp4",
     )
-    return stream.compile(cmd=media.ffmpeg_binary(), overwrite_output=True)
+    return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
 
 
 def _excerpt(prompt: str, width: int) -> str:
@@ -166,18 +164,16 @@ def _excerpt(prompt: str, width: int) -> str:
     return "\n".join(lines)
 
 
+def time_limit(card: Card) -> float:
+    """Seconds an animatic may take to draw: far more than the second it takes, so that only
+    an ffmpeg that hangs is stopped."""
+    return 60.0 + 10.0 * card.duration
+
+
 def draw(card: Card, output: Path) -> media.ClipInfo:
     """Draw a card synchronously (benchmarks use this) and validate it."""
     with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
-        args = command(card, output, Path(workdir))
-        result = subprocess.run(
-            [*args[:1], "-hide_banner", "-nostdin", "-loglevel", "error", *args[1:]],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise MediaError(f"ffmpeg could not draw a preview: {result.stderr.strip()[-300:]}")
+        media.run_ffmpeg(command(card, output, Path(workdir)), "draw a preview", time_limit(card))
     return media.validate(output, card.width, card.height, card.duration)
 
 
@@ -199,7 +195,10 @@ class PreviewRenderer:
         card = card_for(job)
         with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
             args = command(card, job.output, Path(workdir))
-            await _run(args, job.shot.label)
+            try:
+                await media.run_ffmpeg_async(args, "draw the preview", time_limit(card))
+            except MediaError as exc:
+                raise RenderError(f"shot '{job.shot.label}': {exc.message}") from None
         info = await asyncio.to_thread(
             media.validate, job.output, card.width, card.height, card.duration
         )
@@ -207,26 +206,3 @@ class PreviewRenderer:
 
     async def aclose(self) -> None:
         return None
-
-
-async def _run(args: list[str], label: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        args[0],
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        *args[1:],
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, stderr = await process.communicate()
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        detail = stderr.decode(errors="replace").strip()[-300:]
-        raise RenderError(f"shot '{label}': ffmpeg could not draw the preview: {detail}")

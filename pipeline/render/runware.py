@@ -34,6 +34,7 @@ from pipeline.cache import Cache
 from pipeline.errors import (
     AccountError,
     AuthError,
+    CacheError,
     ImageGone,
     MediaError,
     NotCollected,
@@ -794,6 +795,13 @@ class RunwareRenderer:
                 problem = f"the download failed ({_http_problem(exc)})"
             except MediaError as exc:
                 problem = exc.message
+            except OSError as exc:
+                raise CacheError(
+                    f"shot '{shot.label}': the clip could not be written to {job.output} "
+                    f"({exc.strerror or exc})",
+                    "it was paid for and stays in the journal: free disk space, then build "
+                    "again to download it (nothing is paid twice)",
+                ) from None
         raise NotCollected(
             f"shot '{shot.label}': the clip could not be collected: {problem}",
             "it was paid for and stays in the journal: build again to download it "
