@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from pipeline.cache import Cache, JournalEntry
+from pipeline.testing.runware_server import FAULTS as FAULT_NAMES
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
 from tests.runware_support import KEY, assert_money_safe, make_image, shots_spec
@@ -367,20 +368,41 @@ def test_builds_racing_on_one_cache_never_pay_twice(
     assert outcome.survivor_code == 0 and outcome.clips == 6, outcome
 
 
-def test_api_key_leaves_no_trace(project: Path, cli, server: RunwareServer, simple: Path) -> None:
-    server.set_faults(
-        http_500=1, drop_submit=1, error_envelope=1, truncate=1, content_policy=1, http_429=1
+def test_the_key_is_in_nothing_the_tool_prints_or_writes(
+    project: Path, cli, server: RunwareServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fault of the local server, then a key the provider refuses and a malformed one:
+    the key is in no output, message, journal, failure note, lock, record or review page."""
+    spec = write(
+        project / "specs" / "leak.yaml",
+        shots_spec(2, name="leak")
+        + "  - {id: framed, prompt: the raincoat turns, first_frame: assets/raincoat.jpg}\n"
+        + "sequences:\n  - {id: all, shots: [s0, s1, framed], preset: ultrafast}\n",
     )
-    outputs = []
-    for args in (["-k", "-v"], ["-v"], []):
-        result = cli("build", simple, *args)
-        outputs += [result.out, result.err]
-    outputs.append(cli("status", simple).out)
-    outputs.append(cli("plan", simple, "--json").out)
-    assert not any(KEY in text for text in outputs)
-    for path in project.rglob("*"):
-        if path.is_file():
-            assert KEY.encode() not in path.read_bytes(), path
+    server.set_faults(trickle_interval=0.5, **dict.fromkeys(FAULT_NAMES, 1))
+    printed = []
+    limits = ("--task-timeout", "2", "--download-timeout", "1", "--retries", "1")
+    for _ in range(8):  # until every fault was served: some wait for the one before
+        result = cli("build", spec, "-k", "-v", "-j", "3", *limits, "--force", "s0", "framed")
+        printed += [result.out, result.err]
+        if set(server.stats()["faults_served"]) >= set(FAULT_NAMES):
+            break
+    assert set(server.stats()["faults_served"]) >= set(FAULT_NAMES)
+    for command in (["status"], ["plan", "--json"], ["review"], ["prompts"]):
+        result = cli(*command, spec)
+        printed += [result.out, result.err]
+    for key, code in ((f"{KEY[:8]}\r{KEY[8:]}", 2), ("sk-wrong-key", 1)):
+        monkeypatch.setenv("RUNWARE_API_KEY", key)
+        result = cli("build", spec, "--force", "s1")
+        assert result.code == code, result.err
+        printed += [result.out, result.err]
+    secret = KEY[3:]  # a part of the key is a leak too
+    assert not [text for text in printed if secret in text]
+    written = [p for p in project.rglob("*") if p.is_file()]
+    assert any(p.name == "index.html" for p in written) and any(
+        p.parent.name == "failures" for p in written
+    )
+    assert not [p for p in written if secret.encode() in p.read_bytes()]
 
 
 def test_server_validates_like_the_api(server: RunwareServer) -> None:

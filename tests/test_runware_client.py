@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline import spec as spec_module
@@ -85,6 +86,7 @@ def render(
     jobs: int = 4,
     max_cost: float | None = None,
     download_timeout: float = 5.0,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Run:
     shots = shots_of(project, text)
     cache = Cache(project / ".storyboard")
@@ -98,7 +100,7 @@ def render(
             timing=FAST,
             backoff=BACKOFF,
             download_timeout=download_timeout,
-            transport=server.transport(),
+            transport=transport or server.transport(),
             retry_after_cap=0.3,
             note=notes.append,
         )
@@ -389,3 +391,57 @@ def test_an_unreadable_journal_entry_stops_the_build(project: Path, runware: Run
     assert run.fatal is not None and str(broken) in run.fatal
     assert runware.stats()["submits"] == 0
     assert broken.read_text() == '{"key": '  # left as it was
+
+
+class QuotingTransport(httpx.AsyncBaseTransport):
+    """The server's transport, whose first API requests fail with an error that quotes the
+    request's Authorization header (as some network stacks and proxies do)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, error: type[Exception], count: int):
+        self.inner, self.error, self.count = inner, error, count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.count and request.url.path == "/v1":
+            self.count -= 1
+            raise self.error(
+                f"reset while sending Authorization: {request.headers['Authorization']}"
+            )
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError, RuntimeError])
+def test_an_error_quoting_the_key_is_redacted(
+    project: Path, runware: RunwareServer, error: type[Exception]
+) -> None:
+    """Transport errors (retried) and faults of the tool itself (the shot fails): the key
+    is in no note and no failure; the redacted text still says what happened."""
+    transport = QuotingTransport(runware.transport(), error, count=BACKOFF.attempts)
+    run = render(project, runware, shots_spec(1), transport=transport)
+    said = run.notes + [o.error or "" for o in run.outcomes]
+    assert not [text for text in said if KEY in text or KEY[8:] in text]
+    assert any("Bearer <RUNWARE_API_KEY>" in text for text in said), said
+    assert_money_safe(runware, run.cache)
+
+
+def test_a_video_url_no_client_can_use_is_collected_later(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(bad_video_url=1)
+    first = render(project, runware, shots_spec(1))
+    assert first.status() == [FAILED]
+    assert "the clip could not be collected: the download failed" in (first.outcomes[0].error or "")
+    assert first.cache.journal.entries()  # paid for: kept to collect
+    again = render(project, runware, shots_spec(1))
+    assert again.status() == [RENDERED] and again.outcomes[0].collected
+    assert assert_money_safe(runware, again.cache)["billed_tasks"] == 1
+
+
+def test_a_download_that_lies_about_its_encoding_is_fetched_again(
+    project: Path, runware: RunwareServer
+) -> None:
+    runware.set_faults(bad_encoding=1)
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [RENDERED]
+    assert any("downloading it again" in note for note in run.notes), run.notes
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["downloads"] == 2 and stats["faults_served"] == {"bad_encoding": 1}

@@ -22,10 +22,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -40,6 +40,7 @@ from pipeline.errors import (
     NotCollected,
     RefusedError,
     RenderError,
+    StoryboardError,
     TaskUnknown,
     TransientError,
     UserError,
@@ -113,7 +114,38 @@ def _objects(value: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _http_problem(exc: Exception) -> str:
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\"\\]+", re.IGNORECASE)
+REDACTED = "<RUNWARE_API_KEY>"
+
+
+def redact(text: str, key: str) -> str:
+    """`text` without the API key, and without any bearer token an error may quote."""
+    if key:
+        text = text.replace(key, REDACTED)
+    return _BEARER.sub(rf"\g<1>{REDACTED}", text)
+
+
+def checked_key(raw: str | None) -> str:
+    """The API key as it goes into the Authorization header: stripped of the line end a paste
+    brings, and refused (before anything is sent) if it is empty or holds spaces or control
+    characters, which no header may carry."""
+    key = (raw or "").strip()
+    if not key:
+        raise UserError(
+            "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
+            "set RUNWARE_API_KEY, or build local animatics with --preview",
+        )
+    if not key.isprintable() or any(c.isspace() for c in key):
+        raise UserError(
+            "RUNWARE_API_KEY has spaces or control characters inside it",
+            "copy the key again from the Runware dashboard",
+        )
+    return key
+
+
+def _http_problem(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # anyio's task groups
+        exc = exc.exceptions[0]
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}"
     text = str(exc).splitlines()[0][:120] if str(exc) else ""
@@ -152,7 +184,7 @@ class RunwareApi:
                 response = await self._client.post(self._url, json=tasks, headers=self._headers)
             except httpx.TransportError as exc:
                 # httpx may quote the request's headers: the key never goes further.
-                last = _http_problem(exc).replace(self._key, "<RUNWARE_API_KEY>")
+                last = _http_problem(exc)
                 wait = self._backoff.delay(attempt)
             else:
                 if response.status_code == 429:
@@ -518,15 +550,14 @@ class RunwareRenderer:
         retry_after_cap: float = RETRY_AFTER_CAP,
         note: Callable[[str], None] = ignore,
     ) -> None:
-        api_key = api_key.strip()
-        if not api_key:
-            raise AuthError("RUNWARE_API_KEY is not set", "set it, or use --preview")
+        api_key = checked_key(api_key)
+        self._key = api_key
         self.cache = cache
         self.base_url = base_url
         self.download_timeout = download_timeout
         self.max_download_bytes = max_download_bytes
         self.backoff = backoff or Backoff()
-        self.note = note
+        self.note: Callable[[str], None] = lambda message: note(redact(message, api_key))
         timeout = httpx.Timeout(60.0, connect=15.0, pool=None)
         # Two pools: the API (which alone sees the key) and the download host (which never does).
         self.client = httpx.AsyncClient(
@@ -540,7 +571,9 @@ class RunwareRenderer:
             follow_redirects=True,
             transport=transport,
         )
-        self.api = RunwareApi(self.client, base_url, api_key, self.backoff, note, retry_after_cap)
+        self.api = RunwareApi(
+            self.client, base_url, api_key, self.backoff, self.note, retry_after_cap
+        )
         self.account = _AccountState()
         self.poller = Poller(self.api, timing or PollTiming(), self.backoff, self._account_refused)
         self._upload_locks: dict[str, asyncio.Lock] = {}
@@ -551,17 +584,7 @@ class RunwareRenderer:
     @classmethod
     def check_options(cls, options: RendererOptions) -> None:
         """Refuse, before anything starts, options this renderer cannot work with."""
-        key = (options.api_key or "").strip()
-        if not key:
-            raise UserError(
-                "RUNWARE_API_KEY is not set: the runware renderer needs an API key",
-                "set RUNWARE_API_KEY, or build local animatics with --preview",
-            )
-        if not key.isprintable() or any(c.isspace() for c in key):
-            raise UserError(
-                "RUNWARE_API_KEY has spaces or control characters inside it",
-                "copy the key again from the Runware dashboard",
-            )
+        checked_key(options.api_key)
         poll = options.poll_seconds
         if not (math.isfinite(poll) and poll > 0):
             raise UserError(f"RUNWARE_POLL_SECONDS must be a positive number, not {poll}")
@@ -597,6 +620,23 @@ class RunwareRenderer:
         self._checks.shutdown(wait=False, cancel_futures=True)
 
     async def render(self, job: RenderJob) -> RenderResult:
+        """Render one shot. Every failure leaves here without the API key: this, and `note`,
+        are the edges where what the client and httpx say becomes the project's words."""
+        try:
+            return await self._render(job)
+        except StoryboardError as exc:
+            exc.message = redact(exc.message, self._key)
+            exc.hint = redact(exc.hint, self._key) if exc.hint else exc.hint
+            exc.args = (exc.message,)
+            raise
+        except Exception as exc:
+            problem = redact(f"{type(exc).__name__}: {exc}", self._key)
+            raise NotCollected(
+                f"shot '{job.shot.label}': internal error: {problem}",
+                "a task sent for it stays in the journal: the next build collects it",
+            ) from None
+
+    async def _render(self, job: RenderJob) -> RenderResult:
         shot = job.shot
         if job.resume_task is not None:
             task_uuid = job.resume_task
@@ -791,17 +831,12 @@ class RunwareRenderer:
                 )
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                problem = f"the download failed ({_http_problem(exc)})"
             except MediaError as exc:
                 problem = exc.message
-            except OSError as exc:
-                raise CacheError(
-                    f"shot '{shot.label}': the clip could not be written to {job.output} "
-                    f"({exc.strerror or exc})",
-                    "it was paid for and stays in the journal: free disk space, then build "
-                    "again to download it (nothing is paid twice)",
-                ) from None
+            except CacheError:
+                raise
+            except Exception as exc:  # httpx's errors, and what its network stack lets out
+                problem = f"the download failed ({_http_problem(exc)})"
         raise NotCollected(
             f"shot '{shot.label}': the clip could not be collected: {problem}",
             "it was paid for and stays in the journal: build again to download it "
@@ -818,12 +853,12 @@ class RunwareRenderer:
                 raise MediaError(
                     f"the clip is {declared} bytes, over the {self.max_download_bytes} cap"
                 )
-            with open(job.output, "wb") as sink:
+            with _clip_file(job) as sink:
                 async for chunk in response.aiter_bytes(1 << 16):
                     written += len(chunk)
                     if written > self.max_download_bytes:
                         raise MediaError(f"the clip passed the {self.max_download_bytes} byte cap")
-                    sink.write(chunk)
+                    _write(sink, chunk, job)
                     now = time.monotonic()
                     if now - said >= SLOW_DOWNLOAD_NOTE:
                         said = now
@@ -833,6 +868,38 @@ class RunwareRenderer:
                         )
         if declared and written != declared:
             raise MediaError(f"the download stopped at {written} of {declared} bytes")
+
+
+def _disk_error(job: RenderJob, exc: OSError) -> CacheError:
+    return CacheError(
+        f"shot '{job.shot.label}': the clip could not be written to {job.output} "
+        f"({exc.strerror or exc})",
+        "it was paid for and stays in the journal: free disk space, then build again to "
+        "download it (nothing is paid twice)",
+    )
+
+
+@contextlib.contextmanager
+def _clip_file(job: RenderJob) -> Iterator[BinaryIO]:
+    """The file a download goes into; a disk that refuses it stops the build."""
+    try:
+        sink = open(job.output, "wb")  # noqa: SIM115 (closed below, its errors turned)
+    except OSError as exc:
+        raise _disk_error(job, exc) from None
+    try:
+        yield sink
+    finally:
+        try:
+            sink.close()
+        except OSError as exc:
+            raise _disk_error(job, exc) from None
+
+
+def _write(sink: BinaryIO, chunk: bytes, job: RenderJob) -> None:
+    try:
+        sink.write(chunk)
+    except OSError as exc:
+        raise _disk_error(job, exc) from None
 
 
 def _about_image(error: dict[str, Any]) -> bool:

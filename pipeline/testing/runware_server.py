@@ -133,11 +133,13 @@ class Faults:
     task_vanish: int = 0  # tasks that fail and are then answered as taskFailedOrNotFound
     never_finish: int = 0  # tasks that stay `processing` forever
     no_video_url: int = 0  # success answers without a videoURL
+    bad_video_url: int = 0  # success answers whose videoURL has a port no URL can have
     nan_cost: int = 0  # success answers whose cost is NaN
     expire_images: int = 0  # forget every uploaded image before the next submit that uses one
     truncate: int = 0  # downloads cut short
     corrupt: int = 0  # downloads with garbage in the middle
     trickle: int = 0  # downloads sent a byte at a time, `trickle_interval` seconds apart
+    bad_encoding: int = 0  # downloads that say `Content-Encoding: gzip` and are not gzip
     trickle_interval: float = 5.0
 
     def take(self, name: str) -> bool:
@@ -287,6 +289,9 @@ class RunwareServer:
         import httpx
 
         async def handle(request: httpx.Request) -> httpx.Response:
+            port = request.url.port
+            if port is not None and not 0 < port < 65536:
+                raise OverflowError("port must be 0-65535.")  # as the socket layer says it
             body = await request.aread()
             reply = await asyncio.to_thread(
                 self.respond, request.method, request.url.path, request.headers, body
@@ -646,6 +651,9 @@ class RunwareServer:
         item["videoUUID"] = task.video_uuid
         if self.faults.take("no_video_url"):
             self._served("no_video_url")
+        elif self.faults.take("bad_video_url"):
+            self._served("bad_video_url")
+            item["videoURL"] = f"http://127.0.0.1:99999/videos/{task.video_uuid}.mp4"
         else:
             item["videoURL"] = f"{self.url.rsplit('/', 1)[0]}/videos/{task.video_uuid}.mp4"
         item["seed"] = task.seed
@@ -791,7 +799,7 @@ class RunwareServer:
         data = painting.result().read_bytes()
         with self.lock:
             self.counters["downloads"] += 1
-            for fault in ("truncate", "corrupt", "trickle"):
+            for fault in ("truncate", "corrupt", "trickle", "bad_encoding"):
                 if self.faults.take(fault):
                     self._served(fault)
                     break
@@ -809,6 +817,8 @@ class RunwareServer:
             return Reply(200, data[:middle] + noise + data[middle + 4096 :], "video/mp4")
         if fault == "trickle":
             return Reply(200, data, "video/mp4", trickle=interval)
+        if fault == "bad_encoding":
+            return Reply(200, data, "video/mp4", headers={"Content-Encoding": "gzip"})
         return Reply(200, data, "video/mp4")
 
 
