@@ -162,7 +162,13 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         check_writable(films, "films", "choose a writable --output-dir")
     if not request.frozen:
         check_writable(loaded.lock_path.parent, "the lock file", "build from a writable folder")
-    _register(loaded)
+    try:
+        _register(loaded)
+    except CacheError as exc:
+        if to_render:
+            raise
+        # Nothing to store: a build from a read-only cache (a CI runner's) needs no writes.
+        output.warn(f"warning: {exc.message}; nothing to render, so building from it as it is")
     loaded.cache.clean()
     collecting = len(to_render) - len(new)
     unpriced = sum(1 for shot in new if shot.price is None)

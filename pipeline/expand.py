@@ -22,7 +22,7 @@ DEFAULT_RESOLUTION = "768p"
 MAX_SHOTS = 10_000
 # Beyond this many combinations, a matrix over the limit is refused without counting what
 # its `exclude:` entries remove.
-MAX_COUNTED = 1_000_000
+MAX_COUNTED = 200_000
 
 # Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
 # from values that were validated already, and needs them cheap.
@@ -144,11 +144,13 @@ def check_size(spec: Spec, max_shots: int) -> None:
     """Refuse, before anything is expanded, a storyboard of more than `max_shots` shots."""
     board = spec.storyboard
     default_takes = board.defaults.takes or 1
-    per_variant = sum(
-        _combination_count(shot.matrix or {}, max_shots) * (shot.takes or default_takes)
-        for shot in board.shots
-    )
-    variants = _combination_count(board.matrix or {}, max_shots)
+    per_variant = 0
+    exact = True
+    for shot in board.shots:
+        count, counted = _combination_count(shot.matrix or {}, max_shots)
+        per_variant += count * (shot.takes or default_takes)
+        exact = exact and counted
+    variants, counted = _combination_count(board.matrix or {}, max_shots)
     total = variants * per_variant
     if total <= max_shots:
         return
@@ -156,28 +158,31 @@ def check_size(spec: Spec, max_shots: int) -> None:
     product = " x ".join(str(n) for n in axes) or "1"
     raise spec.source.error(
         ("matrix",) if board.matrix else ("shots",),
-        f"the storyboard expands to {total:,} shots ({variants:,} variants of the matrix "
-        f"{product}, times {per_variant:,} shots and takes each): over the limit of "
-        f"{max_shots:,}",
+        f"the storyboard expands to {'' if exact and counted else 'up to '}{total:,} shots "
+        f"({variants:,} variants of the matrix {product}, times {per_variant:,} shots and "
+        f"takes each): over the limit of {max_shots:,}",
         "make the matrix smaller (fewer values, exclude:), or raise the limit with --max-shots",
     )
 
 
-def _combination_count(matrix: dict[str, Any], max_shots: int) -> int:
-    """How many combinations a matrix makes: exact up to MAX_COUNTED, counted without
-    building them; beyond that the product of its axes, an upper bound."""
+def _combination_count(matrix: dict[str, Any], max_shots: int) -> tuple[int, bool]:
+    """How many combinations a matrix makes, and whether that is exact: its `exclude:`
+    entries are counted out (without building the combinations) up to MAX_COUNTED; beyond,
+    the product of its axes is an upper bound."""
     axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
     product = math.prod(len(values) for values in axes.values())
-    bound = product + len(matrix.get("include", []))
+    included = len(matrix.get("include", []))
     excludes = matrix.get("exclude", [])
-    if bound <= max_shots or not excludes or product > MAX_COUNTED:
-        return bound
+    if not excludes:
+        return product + included, True
+    if product + included <= max_shots or product > MAX_COUNTED:
+        return product + included, False
     kept = sum(
         1
         for values in itertools.product(*axes.values())
         if not any(_matches(dict(zip(axes, values, strict=True)), e) for e in excludes)
     )
-    return kept + len(matrix.get("include", []))
+    return kept + included, True
 
 
 @dataclass

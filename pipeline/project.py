@@ -38,19 +38,21 @@ def project_root(path: Path) -> Path:
     return folder
 
 
-def confined(path: Path, root: Path) -> Path:
-    """`path` with its symlinks followed, if it stays inside `root` and is not hidden."""
+def confined(path: Path, root: Path, name: str | None = None) -> Path:
+    """`path` with its symlinks followed, if it stays inside `root` and is not hidden. `name`
+    is the path as the storyboard spells it, for messages."""
+    shown = name if name is not None else str(path)
     try:
         resolved = path.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise OutsideProject(f"'{path}' cannot be resolved ({exc})") from None
+        raise OutsideProject(f"'{shown}' cannot be resolved ({exc})") from None
     if not resolved.is_relative_to(root):
         inside = Path(os.path.abspath(path)).is_relative_to(root)  # as spelled, links aside
         how = "goes through a link to outside" if inside else "is outside"
-        raise OutsideProject(f"'{path}' {how} the project")
+        raise OutsideProject(f"'{shown}' {how} the project")
     hidden = [part for part in resolved.relative_to(root).parts if part.startswith(".")]
     if hidden:
-        raise OutsideProject(f"'{path}' is a hidden file or folder ('{hidden[0]}'): not read")
+        raise OutsideProject(f"'{shown}' is a hidden file or folder ('{hidden[0]}'): not read")
     return resolved
 
 
@@ -58,7 +60,7 @@ def project_file(name: str, base: Path, root: Path) -> Path:
     """The regular file `name` (relative to `base`) inside the project `root`."""
     if not name.strip() or "\0" in name:
         raise OutsideProject(f"{name!r} is not a file name")
-    resolved = confined(base / name, root)
+    resolved = confined(base / name, root, name)
     try:
         mode = os.stat(resolved).st_mode
     except FileNotFoundError:
@@ -74,7 +76,7 @@ def project_folder(name: str, base: Path, root: Path) -> Path:
     """The folder `name` (relative to `base`) inside the project `root`."""
     if not name.strip() or "\0" in name:
         raise OutsideProject(f"{name!r} is not a folder name")
-    resolved = confined(base / name, root)
+    resolved = confined(base / name, root, name)
     if not resolved.is_dir():
         raise FileMissing(f"folder '{name}' not found")
     return resolved

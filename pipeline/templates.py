@@ -354,12 +354,22 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 self.check_time()
             yield item
 
-    def bounded_range(self, *args: int) -> Iterator[int]:
-        return self.counted(range(*args))
+    def bounded_range(self, *args: int) -> range:
+        """`range`, no longer than the loops of a render may turn (the loops count them)."""
+        numbers = range(*args)
+        if len(numbers) > MAX_LOOPS:
+            raise TemplateLimit(
+                f"a range of {len(numbers):,} numbers: loops may turn {MAX_LOOPS:,} times"
+            )
+        return numbers
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         self.check_time()
-        return super().getattr(obj, attribute)
+        value = super().getattr(obj, attribute)
+        if isinstance(obj, str) and attribute in ("format", "format_map") and callable(value):
+            # The sandbox hands out its own safe `format`: checked here, before it runs.
+            return functools.partial(_checked_format, attribute, obj, value)
+        return value
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         __self.check_time()
@@ -386,6 +396,11 @@ class BoundedNamespace(Namespace):
 
     def __setitem__(self, name: str, value: Any) -> None:
         super().__setitem__(name, check_size(value))
+
+
+def _checked_format(name: str, text: str, format: Any, *args: Any, **kwargs: Any) -> Any:
+    check_growth(name, text, args, kwargs)
+    return check_size(format(*args, **kwargs))
 
 
 def _bounded_concat(pieces: Iterable[str]) -> str:

@@ -1,0 +1,601 @@
+"""Hostile storyboards, as a colleague, an agency or a pull request may bring them.
+
+Each one is planned by the real command in a child process under prlimit (2 GB of address
+space, 20 s of CPU), on a machine whose environment holds an API key and beside a `.env`
+holding it too. Each must end with exit code 2 and one located line (`path:line:col:`), no
+traceback, in bounded time, and no byte of the key or of /etc/passwd in anything printed or
+written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SENTINEL = "sk-sentinel-4f1d-DO-NOT-LEAK"
+PASSWD = "root:x:0:0"  # the first line of /etc/passwd on every Linux this runs on
+SPEC = "specs/h.yaml"
+HEAD = "version: 1\nname: h\n"
+ONE_SHOT = "shots:\n  - id: a\n    prompt: a lighthouse at dusk\n"
+
+
+def with_prompt(prompt: str, extra: str = "") -> str:
+    """A storyboard of one shot whose inline prompt is `prompt` (a YAML single-quoted string:
+    templates use double quotes inside)."""
+    quoted = prompt.replace("'", "''")
+    return HEAD + extra + f"shots:\n  - id: a\n    prompt: '{quoted}'\n"
+
+
+def with_sequence(entry: str, extra: str = "") -> str:
+    return HEAD + ONE_SHOT + f"sequences:\n  - id: s\n    shots: [{entry}]\n{extra}"
+
+
+def png(width: int, height: int) -> bytes:
+    """A real grey PNG."""
+    row = b"\x00" + b"\x80" * width
+    data = zlib.compress(row * height)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+def alias_bomb(levels: int) -> str:
+    lines = ["vars:", "  l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        items = ", ".join([f"*l{level - 1}"] * 9)
+        lines.append(f"  l{level}: &l{level} [{items}]")
+    return HEAD + "\n".join(lines) + "\n" + ONE_SHOT
+
+
+RAINCOAT = (REPO / "specs" / "assets" / "raincoat.jpg").read_bytes()
+NUMBERS = "[" + ", ".join(str(n) for n in range(2000)) + "]"
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: str  # the storyboard's text (or bytes)
+    message: str  # what the error line says
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # path -> target
+    fifos: tuple[str, ...] = ()
+    where: str = SPEC  # the file the error names
+    max_shots: int | None = None
+
+
+CASES: dict[str, Case] = {
+    # -- the project is the boundary ----------------------------------------------------------
+    "templates folder far above": Case(
+        HEAD
+        + "templates: ../../../../../../..\n"
+        + with_prompt('{% include "proc/self/environ" %}')[len(HEAD) :],
+        "templates: '../../../../../../..' is outside the project",
+    ),
+    "templates folder absolute": Case(
+        HEAD + "templates: /\n" + ONE_SHOT, "templates: '/' is outside the project"
+    ),
+    "templates folder list with /etc": Case(
+        HEAD + "templates: [../templates, /etc]\n" + ONE_SHOT, "templates: '/etc' is outside"
+    ),
+    "templates folder is a link to /etc": Case(
+        HEAD + "templates: etc-link\n" + ONE_SHOT,
+        "goes through a link to outside the project",
+        links={"specs/etc-link": "/etc"},
+    ),
+    "include environ by absolute name": Case(
+        with_prompt('{% include "/proc/self/environ" %}'),
+        "may not start with / or hold ..",
+    ),
+    "include passwd by dot-dot": Case(
+        with_prompt('{% include "../../../../../../etc/passwd" %}'),
+        "may not start with / or hold ..",
+    ),
+    "import passwd": Case(
+        with_prompt('{% import "/etc/passwd" as p %}{{ p }}'), "may not start with / or hold .."
+    ),
+    "extends outside": Case(
+        with_prompt('{% extends "../.env" %}'), "may not start with / or hold .."
+    ),
+    "include a link to passwd": Case(
+        with_prompt('{% include "pw.j2" %}'),
+        "goes through a link to outside the project",
+        links={"templates/pw.j2": "/etc/passwd"},
+    ),
+    "template field is a link to passwd": Case(
+        HEAD + "shots:\n  - id: a\n    template: pw.j2\n",
+        "goes through a link to outside the project",
+        links={"templates/pw.j2": "/etc/passwd"},
+    ),
+    "template in a linked folder": Case(
+        with_prompt('{% include "etc/passwd" %}'),
+        "goes through a link to outside the project",
+        links={"templates/etc": "/etc"},
+    ),
+    "include the .env beside the storyboard": Case(
+        with_prompt('{% include ".env" %}'), "template '.env' not found", files={"specs/.env": "K"}
+    ),
+    "templates folder is the storyboard's, .env in it": Case(
+        HEAD + "templates: .\n" + with_prompt('{% include ".env" %}')[len(HEAD) :],
+        "is a hidden file or folder ('.env')",
+        files={"specs/.env": f"RUNWARE_API_KEY={SENTINEL}\n"},
+    ),
+    "include from a hidden folder": Case(
+        with_prompt('{% include ".private/key.j2" %}'),
+        "is a hidden file or folder ('.private')",
+        files={"templates/.private/key.j2": SENTINEL},
+    ),
+    "include a hidden link to .git": Case(
+        with_prompt('{% include "git-config.j2" %}'),
+        "is a hidden file or folder ('.git')",
+        files={".git/config": f"token = {SENTINEL}\n"},
+        links={"templates/git-config.j2": "../.git/config"},
+    ),
+    "include a named pipe": Case(
+        with_prompt('{% include "pipe.j2" %}'),
+        "'pipe.j2' is not a regular file (a named pipe)",
+        fifos=("templates/pipe.j2",),
+    ),
+    "include a folder": Case(
+        with_prompt('{% include "sub" %}'),
+        "'sub' is not a regular file (a folder)",
+        files={"templates/sub/x.j2": "x"},
+    ),
+    "first frame environ": Case(
+        HEAD + ONE_SHOT + "    first_frame: /proc/self/environ\n",
+        "'/proc/self/environ' is outside the project",
+    ),
+    "first frame dot-dot passwd": Case(
+        HEAD + ONE_SHOT + "    first_frame: ../../../../../../../etc/passwd\n",
+        "is outside the project",
+    ),
+    "first frame link to passwd": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/frame.jpg\n",
+        "goes through a link to outside the project",
+        links={"specs/assets/frame.jpg": "/etc/passwd"},
+    ),
+    "first frame in defaults, link to environ": Case(
+        HEAD + "defaults: {first_frame: assets/frame.png}\n" + ONE_SHOT,
+        "goes through a link to outside the project",
+        links={"specs/assets/frame.png": "/proc/self/environ"},
+    ),
+    "first frame named pipe": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/pipe.jpg\n",
+        "'assets/pipe.jpg' is not a regular file (a named pipe)",
+        fifos=("specs/assets/pipe.jpg",),
+    ),
+    "first frame a folder": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets\n",
+        "'assets' is not a regular file (a folder)",
+        files={"specs/assets/x.txt": "x"},
+    ),
+    "first frame hidden": Case(
+        HEAD + ONE_SHOT + "    first_frame: .env\n",
+        "is a hidden file or folder ('.env')",
+        files={"specs/.env": f"RUNWARE_API_KEY={SENTINEL}\n"},
+    ),
+    "first frame link loop": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/loop.jpg\n",
+        "cannot be resolved",
+        links={"specs/assets/loop.jpg": "loop.jpg"},
+    ),
+    "first frame empty name": Case(HEAD + ONE_SHOT + "    first_frame: ''\n", "is not a file name"),
+    "audio is passwd": Case(
+        with_sequence("a", "    audio: /etc/passwd\n"), "'/etc/passwd' is outside the project"
+    ),
+    "audio named pipe": Case(
+        with_sequence("a", "    audio: score.m4a\n"),
+        "'score.m4a' is not a regular file (a named pipe)",
+        fifos=("specs/score.m4a",),
+    ),
+    # -- YAML is bounded ----------------------------------------------------------------------
+    "alias bomb": Case(alias_bomb(9), "YAML aliases expand to more than 100,000 values"),
+    "small alias bomb": Case(alias_bomb(7), "YAML aliases expand to more than 100,000 values"),
+    "recursive alias": Case(HEAD + "shots: &x\n  - *x\n", "recursive YAML alias"),
+    "deep flow nesting": Case(
+        HEAD + "vars: {x: " + "[" * 100_000 + "]" * 100_000 + "}\n" + ONE_SHOT,
+        "nest",  # libyaml's own limit may speak first: "exceeded maximum nesting depth"
+    ),
+    "deep block nesting": Case(
+        HEAD + "vars:\n" + "".join(" " * (i + 2) + f"k{i}:\n" for i in range(200)) + ONE_SHOT,
+        "the storyboard has nested deeper than 64 levels",
+    ),
+    "too many values": Case(
+        HEAD + "vars: {x: [" + "1," * 300_000 + "1]}\n" + ONE_SHOT,
+        "the storyboard has more than 250,000 values",
+    ),
+    "larger than 4 MB": Case(
+        HEAD + "vars: {x: '" + "a" * 4_100_000 + "'}\n" + ONE_SHOT,
+        "larger than 4,000,000 bytes",
+    ),
+    "python object tag": Case(
+        HEAD + "vars: {x: !!python/object/apply:os.system [id]}\n" + ONE_SHOT,
+        "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not supported",
+    ),
+    "set tag": Case(HEAD + "shots: !!set {a, b}\n", "YAML tag 'tag:yaml.org,2002:set'"),
+    "binary tag": Case(
+        HEAD + "vars: {x: !!binary aGVsbG8=}\n" + ONE_SHOT, "YAML tag 'tag:yaml.org,2002:binary'"
+    ),
+    "local tag": Case(HEAD + "vars: {x: !secret key}\n" + ONE_SHOT, "YAML tag '!secret'"),
+    "norway": Case(
+        HEAD + "matrix: {lang: [en, no]}\n" + with_prompt("hello in {{ lang }}")[len(HEAD) :],
+        "'no' is read by YAML 1.1 as the boolean false, not as the text 'no'",
+    ),
+    "on and off": Case(
+        HEAD + "vars: {light: on}\n" + ONE_SHOT,
+        "'on' is read by YAML 1.1 as the boolean true",
+    ),
+    "sexagesimal": Case(
+        HEAD + "vars: {runtime: 1:30}\n" + ONE_SHOT, "'1:30' is read by YAML 1.1 as the number 90"
+    ),
+    "octal": Case(
+        HEAD + "vars: {code: 0755}\n" + ONE_SHOT, "'0755' is read by YAML 1.1 as the number 493"
+    ),
+    "duplicate key": Case(HEAD + "name: again\n" + ONE_SHOT, "duplicate key 'name'"),
+    "merge of a scalar": Case(
+        HEAD + "defaults:\n  <<: 5\n" + ONE_SHOT, "a merge key (<<) takes a mapping"
+    ),
+    "merge key as a value": Case(HEAD + "vars: {x: <<}\n" + ONE_SHOT, "'<<' merges a mapping"),
+    "not utf-8": Case(HEAD + "vars: {x: caf\udce9}\n" + ONE_SHOT, "not UTF-8 text"),
+    "two documents": Case(HEAD + ONE_SHOT + "---\n" + HEAD + ONE_SHOT, "invalid YAML"),
+    "a huge integer": Case(
+        HEAD + "vars: {x: " + "9" * 5000 + "}\n" + ONE_SHOT, "invalid YAML value"
+    ),
+    "control character": Case(HEAD + "name: h\x1b[2J\n" + ONE_SHOT, "invalid YAML"),
+    # -- templates are pure and bounded ---------------------------------------------------
+    "nested range loops": Case(
+        with_prompt(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}a"
+        ),
+        "template limit: loops turned more than 100,000 times",
+    ),
+    "nested loops over text": Case(
+        with_prompt(
+            '{% set s = "x" * 1000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}a'
+        ),
+        "template limit: loops turned more than 100,000 times",
+    ),
+    "text times ten billion": Case(
+        with_prompt("{{ 'a' * 10**10 }}"), "repeating 1 items 10,000,000,000 times"
+    ),
+    "list times a billion": Case(
+        with_prompt("{{ [1, 2] * 10**9 }}"), "repeating 2 items 1,000,000,000 times"
+    ),
+    "center ten billion": Case(
+        with_prompt("{{ 'a'|center(10**10) }}"), "'center' given 10,000,000,000"
+    ),
+    "star format filter": Case(
+        with_prompt("{{ '%*s'|format(10**9, 'x') }}"), "'format' given 1,000,000,000"
+    ),
+    "star format operator": Case(
+        with_prompt("{{ '%*s' % (10**9, 'x') }}"), "'format' given 1,000,000,000"
+    ),
+    "format width": Case(
+        with_prompt("{{ '{:>999999999}'.format('x') }}"), "a format width over 100,000"
+    ),
+    "indent many lines": Case(
+        with_prompt("{{ ('x\\n' * 50000)|indent(100000) }}"), "'indent' would make"
+    ),
+    "replace grows": Case(
+        with_prompt("{{ ('x' * 1000)|replace('x', 'y' * 1000) }}"), "'replace' would make"
+    ),
+    "join grows": Case(
+        with_prompt("{{ (range(50000)|list)|join('-' * 50) }}"), "joining makes over 100,000"
+    ),
+    "captured block grows": Case(
+        with_prompt(
+            "{% set x %}{% for i in range(50000) %}{{ 'y' * 90 }}{% endfor %}{% endset %}{{ x }}"
+        ),
+        "a block of the template makes over 100,000 characters",
+    ),
+    "namespace doubles": Case(
+        with_prompt(
+            "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
+        ),
+        "a value of 131,072 characters or items",
+    ),
+    "output too long": Case(
+        with_prompt("{% for i in range(60000) %}ab{% endfor %}"),
+        "the prompt is longer than 100,000 characters",
+    ),
+    "power tower": Case(with_prompt("{{ 2 ** 100000 }}"), "2 ** 100000 is too large a number"),
+    "float overflow": Case(with_prompt("{{ 2.0 ** 100000 }}"), "template error:"),
+    "division by zero": Case(with_prompt("{{ 1 / 0 }}"), "template error: division by zero"),
+    "json indent eats memory": Case(
+        with_prompt("{{ range(99000)|list|tojson(indent=99000) }}"),
+        "a template ran out of memory",
+    ),
+    "slow loop": Case(
+        with_prompt(
+            '{% set s = "x " * 40000 %}{% for i in range(90000) %}'
+            "{% if (s|wordcount) < 0 %}x{% endif %}{% endfor %}a"
+        ),
+        "the template ran longer than 2 s",
+    ),
+    "macro recursion": Case(
+        with_prompt("{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(1) }}"),
+        "templates nest too deep",
+    ),
+    "macro doubling its argument": Case(
+        with_prompt("{% macro m(s) %}{{ m(s ~ s) }}{% endmacro %}{{ m('ab') }}"),
+        "a value of 131,072 characters",
+    ),
+    "include loop": Case(
+        HEAD + "shots:\n  - id: a\n    template: self.j2\n",
+        "templates nest too deep",
+        files={"templates/self.j2": 'again {% include "self.j2" %}'},
+        where="templates/self.j2",
+    ),
+    "import loop": Case(
+        with_prompt('{% import "one.j2" as one %}{{ one.x }}'),
+        "templates nest too deep",
+        files={
+            "templates/one.j2": '{% import "two.j2" as two %}{% set x = 1 %}',
+            "templates/two.j2": '{% import "one.j2" as one %}{% set x = 2 %}',
+        },
+        where="templates/",
+    ),
+    "extends loop": Case(
+        HEAD + "shots:\n  - id: a\n    template: child.j2\n",
+        "templates nest too deep",
+        files={"templates/child.j2": '{% extends "child.j2" %}'},
+        where="templates/child.j2",
+    ),
+    "random filter": Case(
+        with_prompt("{{ ['a', 'b']|random }} lighthouse"), "'random' is not allowed"
+    ),
+    "lipsum": Case(with_prompt("{{ lipsum(2) }}"), "'lipsum' is not allowed"),
+    "random in a template file": Case(
+        HEAD + "shots:\n  - id: a\n    template: r.j2\n",
+        "'random' is not allowed",
+        files={"templates/r.j2": "a\n{{ range(9)|random }} b\n"},
+        where="templates/r.j2",
+    ),
+    "date from a YAML timestamp": Case(
+        with_prompt("{{ day.today() }}", "vars: {day: 2024-01-01}\n"),
+        "'str object' has no attribute 'today'",
+    ),
+    "python internals": Case(
+        with_prompt("{{ ''.__class__.__mro__[1].__subclasses__() }}"), "not allowed"
+    ),
+    "mutating the storyboard vars": Case(
+        with_prompt("{{ looks.append('x') }}{{ looks }}", "vars: {looks: [a]}\n"),
+        "not allowed in a template",
+    ),
+    "template over 100 KB": Case(
+        HEAD + "shots:\n  - id: a\n    template: big.j2\n",
+        "larger than 100,000 bytes",
+        files={"templates/big.j2": "a " * 60_000},
+    ),
+    "template not utf-8": Case(
+        HEAD + "shots:\n  - id: a\n    template: bin.j2\n",
+        "not UTF-8 text",
+        files={"templates/bin.j2": b"\xff\xfe\x00binary"},
+    ),
+    # -- the matrix is bounded --------------------------------------------------------------
+    "excludes counted out": Case(
+        HEAD
+        + "matrix:\n"
+        + "".join(f"  axis{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(5))
+        + "  exclude: [{axis0: 0}]\n"
+        + ONE_SHOT,
+        "the storyboard expands to 90,000 shots",
+    ),
+    "ten by ten matrix": Case(
+        HEAD
+        + "matrix:\n"
+        + "".join(f"  axis{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(10))
+        + ONE_SHOT,
+        "the storyboard expands to 10,000,000,000 shots",
+    ),
+    "a million variants with excludes": Case(
+        HEAD
+        + "matrix:\n"
+        + "".join(f"  axis{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(6))
+        + "  exclude: [{axis0: 0}]\n"
+        + ONE_SHOT,
+        "the storyboard expands to up to 1,000,000 shots",
+    ),
+    "takes and a shot matrix": Case(
+        HEAD
+        + "matrix: {light: [a, b, c, d, e, f, g, h, i, j]}\n"
+        + "shots:\n  - id: a\n    prompt: x y\n    takes: 16\n"
+        + "    matrix: {n: ["
+        + ", ".join(str(n) for n in range(100))
+        + "]}\n",
+        "the storyboard expands to 16,000 shots",
+    ),
+    "over a lowered limit": Case(
+        HEAD + "matrix: {light: [a, b, c]}\n" + ONE_SHOT,
+        "over the limit of 2",
+        max_shots=2,
+    ),
+    # -- media and trims are checked before anything is spent -------------------------------
+    "first frame is text": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/notes.jpg\n",
+        "'assets/notes.jpg' is not a PNG, JPEG or WebP image",
+        files={"specs/assets/notes.jpg": "just some words\n"},
+    ),
+    "first frame claims a billion pixels": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/huge.png\n",
+        "is a PNG of 100000x100000 pixels",
+        files={"specs/assets/huge.png": png(1, 1)[:16] + struct.pack(">II", 100_000, 100_000)},
+    ),
+    "first frame truncated": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/half.jpg\n",
+        "is a JPEG that does not decode",
+        files={"specs/assets/half.jpg": RAINCOAT[: len(RAINCOAT) // 2]},
+    ),
+    "first frame too small for the model": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/tiny.png\n",
+        "is 100x100 px: the model needs 300 px or more a side",
+        files={"specs/assets/tiny.png": png(100, 100)},
+    ),
+    "audio is text": Case(
+        with_sequence("a", "    audio: notes.mp3\n"),
+        "'notes.mp3' is not audio that decodes",
+        files={"specs/notes.mp3": "la la la\n" * 50},
+    ),
+    "audio is an image": Case(
+        with_sequence("a", "    audio: assets/raincoat.jpg\n"),
+        "'assets/raincoat.jpg' has no audio stream",
+        files={"specs/assets/raincoat.jpg": RAINCOAT},
+    ),
+    "trim starts past the end": Case(
+        with_sequence("{shot: a, in: 7}"), "'in' 7 leaves nothing of 'a' (it ends at 6 s)"
+    ),
+    "trim ends past the end": Case(
+        with_sequence("{shot: a, out: 7}"), "'out' 7 is past the end of 'a' (6 s)"
+    ),
+    "trim before the start": Case(
+        with_sequence("{shot: a, in: -1}"),
+        "sequences[0].shots[0].in: Input should be greater than or equal to 0",
+    ),
+    "take zero": Case(
+        with_sequence("{shot: a, take: 0}"),
+        "sequences[0].shots[0].take: Input should be greater than or equal to 1",
+    ),
+    "take the shot does not have": Case(
+        with_sequence("{shot: a, take: 5}"), "'a' has 1 take(s), not 5"
+    ),
+    "misspelt entry field": Case(
+        with_sequence("{shot: a, inn: 1}"), "sequences[0].shots[0]: unknown field 'inn'"
+    ),
+    "prompt the model refuses": Case(
+        with_prompt("word " * 450), "the prompt is 2,249 characters; minimax:4@1 takes 2 to 2,000"
+    ),
+    "undefined in a block scalar": Case(
+        HEAD + "shots:\n  - id: a\n    prompt: |\n      first line\n      {{ nope }}\n",
+        "undefined variable 'nope'",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    out: str
+    err: str
+    seconds: float
+    written: dict[Path, bytes]
+
+
+def _make_project(root: Path, case: Case) -> None:
+    (root / ".storyboard").mkdir(parents=True)
+    (root / ".env").write_text(f"RUNWARE_API_KEY={SENTINEL}\n")
+    (root / "templates").mkdir()
+    (root / "specs").mkdir()
+    spec = root / SPEC
+    if "\udce9" in case.spec:
+        spec.write_bytes(case.spec.encode("utf-8", errors="surrogateescape"))
+    else:
+        spec.write_text(case.spec, encoding="utf-8")
+    for name, content in case.files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    for name, target in case.links.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, root / name)
+    for name in case.fifos:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(root / name)
+
+
+def _files(root: Path) -> dict[Path, tuple[int, int]]:
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                stat = path.stat()
+                found[path] = (stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def _plan(root: Path, case: Case) -> Outcome:
+    before = _files(root)
+    limits = ["prlimit", f"--as={2 << 30}", "--cpu=20", "--"] if shutil.which("prlimit") else []
+    env = {**os.environ, "RUNWARE_API_KEY": SENTINEL}
+    env.pop("STORYBOARD_CACHE_DIR", None)
+    extra = ["--max-shots", str(case.max_shots)] if case.max_shots else []
+    started = time.monotonic()
+    result = subprocess.run(
+        [*limits, sys.executable, "-m", "pipeline", "plan", SPEC, *extra],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    after = _files(root)
+    written = {p: p.read_bytes() for p, stamp in after.items() if before.get(p) != stamp}
+    return Outcome(
+        result.returncode,
+        result.stdout.decode(errors="replace"),
+        result.stderr.decode(errors="replace"),
+        seconds,
+        written,
+    )
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Outcome]]:
+    """Every case planned, four at a time: each in a child process of its own."""
+    roots = {}
+    for index, (name, case) in enumerate(CASES.items()):
+        root = tmp_path_factory.mktemp(f"hostile{index}")
+        _make_project(root, case)
+        roots[name] = root
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(_plan, roots[name], CASES[name]) for name in CASES}
+        return {name: (roots[name], future.result()) for name, future in futures.items()}
+
+
+def test_the_corpus_is_large() -> None:
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_hostile_storyboard_is_one_located_error(
+    outcomes: dict[str, tuple[Path, Outcome]], name: str
+) -> None:
+    root, outcome = outcomes[name]
+    case = CASES[name]
+    assert outcome.code == 2, (outcome.code, outcome.err[-2000:])
+    assert "Traceback" not in outcome.err and outcome.out == ""
+    first = outcome.err.splitlines()[0]
+    where = next((w for w in (case.where, str(root / case.where)) if first.startswith(w)), None)
+    assert where is not None, first  # the storyboard as given, or a template by its path
+    location = first[len(where) :].split(":")
+    assert case.where.endswith("/") or (location[1].isdigit() and location[2].isdigit()), first
+    assert case.message in first, first
+    assert len(outcome.err.splitlines()) <= 2  # the error, and at most one hint
+    assert outcome.seconds < 30
+    for text in (
+        outcome.out,
+        outcome.err,
+        *(d.decode(errors="replace") for d in outcome.written.values()),
+    ):
+        assert SENTINEL not in text and PASSWD not in text
