@@ -401,7 +401,9 @@ async def _render(
         loop.remove_signal_handler(signal.SIGTERM)
         await renderer.aclose()
     summary.spending = scheduler.spending
-    summary.fatal = scheduler.fatal.message if scheduler.fatal else None
+    fatal = scheduler.fatal
+    if fatal is not None:
+        summary.fatal = fatal.message + (f"\n  hint: {fatal.hint}" if fatal.hint else "")
     return summary
 
 

@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -199,6 +200,15 @@ class Rejection(Exception):
         self.error = {"code": code, "message": message, **extra}
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a build killed, a download abandoned) is normal
+    here: no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class RunwareServer:
     """The server, in a background thread; a context manager for tests."""
 
@@ -227,7 +237,7 @@ class RunwareServer:
         self._paintings: dict[tuple[int, int, int], Future[Path]] = {}
         self._painter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paint")
         handler = type("BoundHandler", (Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = QuietServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
