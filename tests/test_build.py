@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -244,3 +245,57 @@ def test_failed_shot_exit_code_and_keep_going(project: Path, cli) -> None:
     failed = next(s for s in summary["shots"] if s["status"] == "failed")
     assert failed["error"].startswith("shot 'odd': ffmpeg failed to draw the preview")
     assert "failed   odd" in result.err
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_first(
+    project: Path, cli, small: Path
+) -> None:
+    blocker = write(project / "not-a-folder", "a file")
+    result = cli("build", small, "--preview", "-o", blocker)
+    assert result.code == 2
+    assert result.err.startswith(f"error: {blocker}/small/preview: films cannot be written")
+    assert "choose a writable --output-dir" in result.err
+    assert clip_files(project) == []  # refused before anything was rendered
+
+
+def test_a_cache_folder_that_is_a_file_is_one_error(project: Path, cli, small: Path) -> None:
+    blocker = write(project / "cache-file", "a file")
+    for command in ("plan", "build"):
+        result = cli(command, small, "--preview", "--cache-dir", blocker)
+        assert result.code == 1, result.err
+        assert result.err.startswith(f"error: {blocker}: the cache must be a folder")
+
+
+def test_only_a_shot_that_matches_nothing_is_an_error(project: Path, cli, small: Path) -> None:
+    result = cli("build", small, "--preview", "--only", "one@zzz")
+    assert result.code == 2
+    assert result.err.startswith(f"error: no shot 'one@zzz' in {small}")
+    assert "shots: one, two, three" in result.err
+    assert clip_files(project) == []
+
+
+def test_prompts_spell_out_control_characters(project: Path, cli) -> None:
+    spec = write(
+        project / "specs" / "esc.yaml",
+        'version: 1\nname: esc\nshots:\n  - id: a\n    prompt: "red \\e[2J\\u202e text"\n',
+    )
+    result = cli("prompts", spec)
+    assert result.code == 0
+    assert "red \\x1b[2J\\u202e text" in result.out
+    assert "\x1b" not in result.out and "\u202e" not in result.out
+
+
+def test_what_killed_builds_left_half_written_is_removed(project: Path, cli, small: Path) -> None:
+    dead = 2**22 + 1  # above the largest pid Linux gives out by default: never alive
+    cache = project / ".storyboard"
+    left = [
+        write(cache / "tmp" / f"{dead}-1.mp4", "partial clip"),
+        write(cache / "journal" / f".{'a' * 64}.json.{dead}.tmp", "{"),
+        write(project / "specs" / f".small.preview.lock.{dead}.tmp", ""),
+    ]
+    work = project / "build" / "small" / "preview" / f".join-{dead}-x"
+    work.mkdir(parents=True)
+    live = write(cache / "tmp" / f"{os.getpid()}-1.mp4", "a live build's")
+    assert cli("build", small, "--preview").code == 0
+    assert [p for p in left if p.exists()] == [] and not work.exists()
+    assert live.exists()

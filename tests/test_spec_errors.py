@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,60 @@ def test_console_command_exits_2_without_traceback(project: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{spec}:6:5: shots[0]: unknown field 'bogus'" in result.stderr
+
+
+def test_a_merge_key_is_read_as_yaml_reads_it(project: Path, cli) -> None:
+    spec = write(
+        project / "specs" / "t.yaml",
+        GOOD_HEAD
+        + "base: &base {resolution: 768p, duration: 10}\n".replace("base:", "vars:\n  base:", 1)
+        + "defaults:\n  <<: *base\n  duration: 6\n"
+        + "shots:\n  - id: a\n    prompt: hi there\n"
+        + "  - id: b\n    prompt: hi again\n    <<: *base\n",
+    )
+    data = json.loads(cli("plan", spec, "--json").out)
+    sizes = {row["shot"]: (row["width"], row["duration"]) for row in data["shots"]}
+    # Keys written beside a merge win over the merged ones, as YAML says.
+    assert sizes == {"a": (1366, 6), "b": (1366, 10)}
+
+
+def test_an_error_in_a_merged_value_points_where_it_is_written(project: Path, cli) -> None:
+    spec = write(
+        project / "specs" / "t.yaml",
+        GOOD_HEAD
+        + "vars:\n  base: &base {resolution: 720p}\n"
+        + "shots:\n  - id: a\n    prompt: hi there\n    <<: *base\n",
+    )
+    result = cli("plan", spec)
+    assert result.code == 2
+    assert result.err.startswith(f"{spec}:4:28: shots[0].resolution: Input should be '768p'")
+
+
+@pytest.mark.parametrize(
+    ("style", "line"),
+    [("|", 9), (">", 9), ("plain", 8)],
+)
+def test_errors_in_multi_line_prompts_point_at_their_line(
+    project: Path, cli, style: str, line: int
+) -> None:
+    if style == "plain":
+        prompt = "    prompt: first words\n      more words\n\n      {{ nope }}\n"
+    else:
+        prompt = (
+            f"    prompt: {style}\n      first words\n      more words\n\n      {{{{ nope }}}}\n"
+        )
+    spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n" + prompt)
+    result = cli("plan", spec)
+    assert result.code == 2
+    assert result.err.startswith(f"{spec}:{line}:7: undefined variable 'nope'"), result.err
+
+
+def test_max_shots_raises_the_limit(project: Path, cli) -> None:
+    spec = write(
+        project / "specs" / "t.yaml",
+        GOOD_HEAD + "matrix: {n: [1, 2, 3]}\nshots:\n  - id: a\n    prompt: shot {{ n }}\n",
+    )
+    refused = cli("plan", spec, "--max-shots", "2")
+    assert refused.code == 2 and "the storyboard expands to 3 shots" in refused.err
+    assert "raise the limit with --max-shots" in refused.err
+    assert cli("plan", spec, "--max-shots", "3").code == 0
