@@ -29,6 +29,7 @@ def make_storyboard(folder: Path, total: int) -> Path:
     entries = total // VARIANTS
     templates = folder / "templates"
     templates.mkdir(parents=True, exist_ok=True)
+    (folder / ".storyboard").mkdir(exist_ok=True)  # the project: its templates are inside
     (templates / "_parts.j2").write_text(
         "{% macro look(l) %}{{ l }} light, cinematic realism, film grain{% endmacro %}\n"
     )

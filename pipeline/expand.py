@@ -115,6 +115,7 @@ def expand(spec: Spec, renderer: str, max_shots: int = MAX_SHOTS) -> Expansion:
     shots: list[Shot] = []
     sequences: list[Sequence] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
+    sources = [_prompt_source(spec, index, shot) for index, shot in enumerate(board.shots)]
     with templates.limits():
         for variant_name, variant_vars in variants:
             context = {**board.vars, **variant_vars}
@@ -126,7 +127,7 @@ def expand(spec: Spec, renderer: str, max_shots: int = MAX_SHOTS) -> Expansion:
                     shot_spec,
                     variant_name,
                     context,
-                    templates,
+                    (templates, sources[index]),
                     renderer,
                     inputs,
                     warnings,
@@ -274,7 +275,7 @@ def _expand_shot(
     shot: ShotSpec,
     variant: str,
     context: dict[str, Any],
-    templates: PromptTemplates,
+    prompting: tuple[PromptTemplates, PromptSource],
     renderer: str,
     inputs: Inputs,
     warnings: dict[str, None],
@@ -333,7 +334,7 @@ def _expand_shot(
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
         values = {**context, **shot.vars, **shot_values}
-        prompt = _prompt(spec, index, shot, templates, values)
+        prompt = _prompt(shot, *prompting, values)
         if not prompt and first_frame is None:
             raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
         _check_prompt_length(spec, index, shot, prompt, (model_id, info), warnings)
@@ -483,13 +484,17 @@ def _check_model(
 
 
 def _prompt(
-    spec: Spec, index: int, shot: ShotSpec, templates: PromptTemplates, values: dict[str, Any]
+    shot: ShotSpec, templates: PromptTemplates, where: PromptSource, values: dict[str, Any]
 ) -> str:
     if shot.template is None and shot.prompt is None:
         return ""
-    loc = ("shots", index, "prompt" if shot.prompt is not None else "template")
-    where = PromptSource(spec.path, spec.source.text_lines(loc))
     return templates.render(template=shot.template, inline=shot.prompt, context=values, where=where)
+
+
+def _prompt_source(spec: Spec, index: int, shot: ShotSpec) -> PromptSource:
+    """Where a shot's prompt is written (the same for each of its variants)."""
+    loc = ("shots", index, "prompt" if shot.prompt is not None else "template")
+    return PromptSource(spec.path, spec.source.text_lines(loc))
 
 
 def _request(

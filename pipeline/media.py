@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import functools
@@ -306,6 +305,8 @@ def run_ffmpeg(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> N
 
 async def run_ffmpeg_async(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> None:
     """`run_ffmpeg` for the event loop: cancelling it kills ffmpeg."""
+    import asyncio  # here: planning never waits on a child, and asyncio costs 25 ms to load
+
     process = await asyncio.create_subprocess_exec(
         *_ffmpeg_command(args),
         stdin=asyncio.subprocess.DEVNULL,

@@ -682,7 +682,14 @@ def _find_template(
         raise source.error(loc, f"template {exc}", ROOT_HINT.format(root=root)) from None
     if found is None:
         looked = ", ".join(str(d) for d in dirs) or "(no templates folder found)"
-        raise source.error(loc, f"template '{name}' not found", f"looked in: {looked}")
+        hint = f"looked in: {looked}"
+        above = (source.path.parent / ".." / "templates").resolve()
+        if not above.is_relative_to(root) and (above / name).is_file():
+            hint = (
+                f"{above} is outside the project {root}: make the folder that holds both "
+                "the project (`git init`, or `mkdir .storyboard` there)"
+            )
+        raise source.error(loc, f"template '{name}' not found", hint)
 
 
 def _file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:

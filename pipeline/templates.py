@@ -92,6 +92,7 @@ class PromptTemplates:
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
+            auto_reload=False,  # a template does not change during one expansion
         )
 
     @contextlib.contextmanager
