@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,37 +198,43 @@ class Inputs:
 
     def image(self, name: str, loc: tuple[Any, ...]) -> tuple[Path, str, media.ImageInfo]:
         path = self.spec.files[name]
-        if path not in self.images:
-            try:
-                data = path.read_bytes()
-                self.images[path] = (hashing.sha256_bytes(data), media.check_image(data))
-            except MediaError as exc:
-                raise self._error(
-                    loc, name, exc.message, "re-save it as a PNG, JPEG or WebP"
-                ) from None
-            except OSError as exc:
-                raise self._error(loc, name, f"cannot be read ({exc.strerror})") from None
-        digest, info = self.images[path]
+        hint = "re-save it as a PNG, JPEG or WebP"
+        digest, info = self._checked(self.images, path, _read_image, (name, loc, hint))
         return path, digest, info
 
     def sound(self, name: str, loc: tuple[Any, ...]) -> tuple[Path, str]:
         path = self.spec.files[name]
-        if path not in self.sounds:
-            try:
-                media.check_audio(path)
-                self.sounds[path] = hashing.sha256_file(path)
-            except MediaError as exc:
-                raise self._error(
-                    loc, name, exc.message, "give a sound file (m4a, mp3, wav...)"
-                ) from None
-            except OSError as exc:
-                raise self._error(loc, name, f"cannot be read ({exc.strerror})") from None
-        return path, self.sounds[path]
+        hint = "give a sound file (m4a, mp3, wav...)"
+        return path, self._checked(self.sounds, path, _read_sound, (name, loc, hint))
 
-    def _error(
-        self, loc: tuple[Any, ...], name: str, problem: str, hint: str | None = None
-    ) -> Exception:
-        return self.spec.source.error(loc, f"'{name}' {problem}", hint)
+    def _checked(
+        self,
+        memo: dict[Path, Any],
+        path: Path,
+        check: Callable[[Path], Any],
+        where: tuple[str, tuple[Any, ...], str],
+    ) -> Any:
+        """What `check` makes of a file, once; its failure located where the file is named."""
+        if path not in memo:
+            name, loc, hint = where
+            try:
+                memo[path] = check(path)
+            except MediaError as exc:
+                raise self.spec.source.error(loc, f"'{name}' {exc.message}", hint) from None
+            except OSError as exc:
+                message = f"'{name}' cannot be read ({exc.strerror})"
+                raise self.spec.source.error(loc, message) from None
+        return memo[path]
+
+
+def _read_image(path: Path) -> tuple[str, media.ImageInfo]:
+    data = path.read_bytes()
+    return hashing.sha256_bytes(data), media.check_image(data)
+
+
+def _read_sound(path: Path) -> str:
+    media.check_audio(path)
+    return hashing.sha256_file(path)
 
 
 def combinations(

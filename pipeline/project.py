@@ -58,9 +58,7 @@ def confined(path: Path, root: Path, name: str | None = None) -> Path:
 
 def project_file(name: str, base: Path, root: Path) -> Path:
     """The regular file `name` (relative to `base`) inside the project `root`."""
-    if not name.strip() or "\0" in name:
-        raise OutsideProject(f"{name!r} is not a file name")
-    resolved = confined(base / name, root, name)
+    resolved = _named(name, base, root)
     try:
         mode = os.stat(resolved).st_mode
     except FileNotFoundError:
@@ -74,12 +72,16 @@ def project_file(name: str, base: Path, root: Path) -> Path:
 
 def project_folder(name: str, base: Path, root: Path) -> Path:
     """The folder `name` (relative to `base`) inside the project `root`."""
-    if not name.strip() or "\0" in name:
-        raise OutsideProject(f"{name!r} is not a folder name")
-    resolved = confined(base / name, root, name)
+    resolved = _named(name, base, root)
     if not resolved.is_dir():
         raise FileMissing(f"folder '{name}' not found")
     return resolved
+
+
+def _named(name: str, base: Path, root: Path) -> Path:
+    if not name.strip() or "\0" in name:
+        raise OutsideProject(f"{name!r} is not a file name")
+    return confined(base / name, root, name)
 
 
 def find_in(folders: tuple[Path, ...], name: str, root: Path) -> Path | None:
