@@ -20,7 +20,7 @@ from pipeline import media, plan
 from pipeline.assemble import ClipInput, assemble, clean_work_folders
 from pipeline.cache import Cache, ClipRecord
 from pipeline.errors import BudgetError, CacheError, MediaError, UserError
-from pipeline.expand import MAX_SHOTS, ClipUse, Sequence, Shot
+from pipeline.expand import ClipUse, Sequence, Shot
 from pipeline.films import OutputIndex, film_dir, output_path
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, LockedSequence, shot_entry
@@ -61,7 +61,7 @@ class BuildRequest:
     frozen: bool = False
     output_dir: Path | None = None
     cache_dir: str | None = None
-    max_shots: int = MAX_SHOTS
+    max_shots: int | None = None  # None: expand.MAX_SHOTS
 
 
 @dataclass(frozen=True)

@@ -256,9 +256,8 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-shots",
         type=_positive_int,
-        default=10_000,
         metavar="N",
-        help="refuse a storyboard whose matrix expands to more shots than this (10000)",
+        help="refuse a storyboard whose matrix expands to more shots than this (10,000)",
     )
 
 

@@ -105,11 +105,12 @@ class Expansion:
     warnings: tuple[str, ...]
 
 
-def expand(spec: Spec, renderer: str, max_shots: int = MAX_SHOTS) -> Expansion:
+def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion:
     """Every shot and sequence of every variant; errors point at the YAML or template line.
-    A storyboard that would expand to more than `max_shots` shots is refused first."""
+    A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
+    first."""
     board = spec.storyboard
-    check_size(spec, max_shots)
+    check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
     inputs = Inputs(spec)
     warnings: dict[str, None] = {}

@@ -12,7 +12,7 @@ from pipeline import lock as lockfile
 from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.errors import MediaError
-from pipeline.expand import MAX_SHOTS, Expansion, Shot, expand, unique_shots
+from pipeline.expand import Expansion, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
 from pipeline.spec import Spec
@@ -106,7 +106,7 @@ def load(
     preview: bool,
     cache_dir: str | None,
     note: Callable[[str], None],
-    max_shots: int = MAX_SHOTS,
+    max_shots: int | None = None,
 ) -> Loaded:
     """Read and expand a storyboard and plan it against its cache; `note` hears repairs."""
     spec = load_spec(spec_path)

@@ -236,7 +236,8 @@ class SourceMap:
             return ((line, col),)
         first, last = node.start_mark.line, min(node.end_mark.line, len(self.lines) - 1)
         if node.style == "|":
-            return tuple((i + 1, _indent(self.lines[i]) + 1) for i in range(first + 1, last + 1))
+            kept = tuple((i + 1, _indent(self.lines[i]) + 1) for i in range(first + 1, last + 1))
+            return kept or ((line, col),)
         if node.style == ">":
             first += 1
             if first > last:
