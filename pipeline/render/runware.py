@@ -183,7 +183,8 @@ class RunwareApi:
             try:
                 response = await self._client.post(self._url, json=tasks, headers=self._headers)
             except httpx.TransportError as exc:
-                # httpx may quote the request's headers: the key never goes further.
+                # httpx may quote the request's headers: what it says leaves the renderer
+                # only through `render` and `note`, which remove the key.
                 last = _http_problem(exc)
                 wait = self._backoff.delay(attempt)
             else:
@@ -624,7 +625,7 @@ class RunwareRenderer:
         are the edges where what the client and httpx say becomes the project's words."""
         try:
             return await self._render(job)
-        except StoryboardError as exc:
+        except StoryboardError as exc:  # the same error, its words without the key
             exc.message = redact(exc.message, self._key)
             exc.hint = redact(exc.hint, self._key) if exc.hint else exc.hint
             exc.args = (exc.message,)
