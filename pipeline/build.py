@@ -21,7 +21,7 @@ from pipeline.assemble import ClipInput, assemble, clean_work_folders
 from pipeline.cache import Cache, ClipRecord
 from pipeline.errors import BudgetError, CacheError, MediaError, UserError
 from pipeline.expand import ClipUse, Sequence, Shot
-from pipeline.films import OutputIndex, film_dir, output_path
+from pipeline.films import OutputIndex, film_dir, film_facts, output_path
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
@@ -44,6 +44,7 @@ from pipeline.scheduler import (
     Scheduler,
     Spending,
 )
+from pipeline.state import CURRENT, STORED, film_state
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         + f", {len(cached)} cached"
     )
     schedule = replace(request.schedule, max_cost=max_cost if paid else None, force=forced)
+    outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
     with output.progress(len(to_render), estimate) as reporter:
         summary = render_shots(
             [row.shot for row in to_render],
@@ -194,7 +196,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             summary.sequences = build_sequences(
                 sequences if sequences is not None else list(current.expansion.sequences),
                 loaded.cache,
-                OutputIndex.load(loaded.cache.root / "outputs.json"),
+                outputs,
                 films,
                 loaded.lock,
                 reporter.note,
@@ -207,6 +209,8 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             loaded.cache,
             summary.sequences,
             loaded.lock,
+            outputs,
+            films,
         )
         try:
             if write_lock(loaded.lock_path, lock):
@@ -410,7 +414,7 @@ async def _render(
 # -- sequences ----------------------------------------------------------------------------------
 
 BUILT = "built"
-CURRENT = "current"
+PLACED = "placed"  # made before: the stored film was placed
 BLOCKED = "blocked"
 
 
@@ -444,9 +448,11 @@ def build_sequences(
     previous: Lock | None,
     note: Callable[[str], None],
 ) -> list[SequenceOutcome]:
-    """Join each sequence whose key changed; a sequence whose output matches the lock is left."""
+    """Each film made once per key: a film already there is left, one made before is placed
+    from the cache, the rest are joined (and kept). `film_state` says which."""
     results = []
     clean_work_folders(films)
+    facts = film_facts(sequences, previous, cache, outputs, films)
     checked: dict[str, media.ClipInfo] = {}  # a clip shared by several films is hashed once
     for sequence in sequences:
         path = output_path(films, sequence)
@@ -458,53 +464,77 @@ def build_sequences(
                 SequenceOutcome(sequence, BLOCKED, path, error=f"clips missing: {names}")
             )
             continue
-        locked = previous.sequences.get(sequence.name) if previous else None
-        if (
-            locked is not None
-            and locked.key == sequence.key
-            and outputs.matches(path, locked.sha256)
-        ):
-            results.append(
-                SequenceOutcome(
-                    sequence,
-                    CURRENT,
-                    path,
-                    sha256=locked.sha256,
-                    bytes=locked.bytes,
-                    duration=locked.duration,
-                )
-            )
+        state = film_state(sequence, facts)
+        if state.name == CURRENT:
+            results.append(_current(sequence, path, previous, cache))
             continue
-        try:
-            clips = [
-                _clip_input(cache, use, record, checked)
-                for use, record in zip(sequence.uses, records, strict=True)
-                if record is not None
-            ]
-            started = time.monotonic()
-            made = assemble(sequence, clips, path)
-        except MediaError as exc:
-            results.append(SequenceOutcome(sequence, FAILED, path, error=exc.message))
-            note(f"failed   sequence {sequence.name}: {exc.message}")
+        placed = _placed(sequence, path, cache, outputs) if state.name == STORED else None
+        if placed is not None:
+            note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
+            results.append(placed)
             continue
-        sha = outputs.record(path)
-        note(
-            f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
-            f"{time.monotonic() - started:.1f} s) -> {path}"
-        )
-        results.append(
-            SequenceOutcome(
-                sequence,
-                BUILT,
-                path,
-                made.method,
-                sha,
-                path.stat().st_size,
-                made.info.duration,
-            )
-        )
+        results.append(_joined(sequence, path, records, checked, cache, outputs, note))
     outputs.save()
     return results
+
+
+def _current(
+    sequence: Sequence, path: Path, previous: Lock | None, cache: Cache
+) -> SequenceOutcome:
+    locked = previous.sequences.get(sequence.name) if previous else None
+    if locked is not None and locked.key == sequence.key:
+        return SequenceOutcome(
+            sequence, CURRENT, path, "", locked.sha256, locked.bytes, locked.duration
+        )
+    stored = cache.films.get(sequence.key)
+    sha, size, length = (stored.sha256, stored.bytes, stored.duration) if stored else ("", 0, 0.0)
+    return SequenceOutcome(sequence, CURRENT, path, "", sha, size, length)
+
+
+def _placed(
+    sequence: Sequence, path: Path, cache: Cache, outputs: OutputIndex
+) -> SequenceOutcome | None:
+    try:
+        record = cache.films.place(sequence.key, path)
+    except OSError:
+        return None  # joined again instead
+    if record is None:
+        return None
+    outputs.record(path, record.sha256)
+    return SequenceOutcome(
+        sequence, PLACED, path, "stored", record.sha256, record.bytes, record.duration
+    )
+
+
+def _joined(
+    sequence: Sequence,
+    path: Path,
+    records: list[ClipRecord | None],
+    checked: dict[str, media.ClipInfo],
+    cache: Cache,
+    outputs: OutputIndex,
+    note: Callable[[str], None],
+) -> SequenceOutcome:
+    try:
+        clips = [
+            _clip_input(cache, use, record, checked)
+            for use, record in zip(sequence.uses, records, strict=True)
+            if record is not None
+        ]
+        started = time.monotonic()
+        made = assemble(sequence, clips, path)
+    except MediaError as exc:
+        note(f"failed   sequence {sequence.name}: {exc.message}")
+        return SequenceOutcome(sequence, FAILED, path, error=exc.message)
+    sha = outputs.record(path)
+    cache.films.put(sequence.key, path, sha, made.info.duration, made.method)
+    note(
+        f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
+        f"{time.monotonic() - started:.1f} s) -> {path}"
+    )
+    return SequenceOutcome(
+        sequence, BUILT, path, made.method, sha, path.stat().st_size, made.info.duration
+    )
 
 
 def _clip_input(
@@ -547,31 +577,40 @@ def make_lock(
     cache: Cache,
     outcomes: list[SequenceOutcome],
     previous: Lock | None,
+    outputs: OutputIndex,
+    films: Path,
 ) -> Lock:
-    """The lock as the build left things: every cached shot, every current sequence."""
+    """The lock as the build left things: every cached shot, and every film that is current,
+    whatever this command built."""
     shots = {}
     for row in current.rows:
         record = cache.clips.get(row.shot.key)
         if record is not None:
             shots[row.shot.key] = shot_entry(
-                record, row.shot.label, list(row.variants), row.shot.take
+                record, row.shot.label, list(row.variants), row.shot.take, row.shot.request
             )
-    done = {o.sequence.name: o for o in outcomes if o.status in (BUILT, CURRENT)}
+    made = {o.sequence.name: o for o in outcomes if o.status in (BUILT, CURRENT, PLACED)}
     sequences = {}
     for sequence in current.expansion.sequences:
-        outcome = done.get(sequence.name)
+        outcome = made.get(sequence.name)
+        kept = previous.sequences.get(sequence.name) if previous else None
+        stored = cache.films.get(sequence.key)
         if outcome is not None:
-            sequences[sequence.name] = LockedSequence(
-                key=sequence.key,
-                path=str(outcome.path.name),
-                sha256=outcome.sha256,
-                bytes=outcome.bytes,
-                duration=round(outcome.duration or sequence.duration, 3),
-            )
-        elif (
-            previous
-            and (kept := previous.sequences.get(sequence.name))
-            and kept.key == sequence.key
-        ):
-            sequences[sequence.name] = kept
+            film = (outcome.sha256, outcome.bytes, outcome.duration or sequence.duration)
+        elif kept is not None and kept.key == sequence.key:
+            film = (kept.sha256, kept.bytes, kept.duration)
+        elif stored is not None and outputs.matches(output_path(films, sequence), stored.sha256):
+            film = (stored.sha256, stored.bytes, stored.duration)
+        else:
+            continue
+        sequences[sequence.name] = LockedSequence(
+            key=sequence.key,
+            path=output_path(films, sequence).name,
+            sha256=film[0],
+            bytes=film[1],
+            duration=round(film[2], 3),
+            shots=[use.shot.label for use in sequence.uses],
+            clips=sequence.clips(),
+            settings=sequence.settings,
+        )
     return Lock(storyboard=storyboard, renderer=renderer, shots=shots, sequences=sequences)

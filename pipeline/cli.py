@@ -86,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = _command(commands, "plan", cmd_plan, "show every shot, what is cached, and the cost")
     _spec_options(plan)
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--why",
+        action="store_true",
+        help="say why each shot and film is made: what changed since the lock, word by word",
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON (with reasons)")
+    _output_option(plan)
 
     prompts = _command(commands, "prompts", cmd_prompts, "print the rendered prompts")
     _spec_options(prompts)
@@ -141,12 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="render nothing the lock file does not already name, and leave the lock as it is",
     )
-    build.add_argument(
-        "-o",
-        "--output-dir",
-        type=Path,
-        help="the build folder: films go to DIR/<storyboard>/ (default: build/ at project root)",
-    )
+    _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     build.add_argument("-v", "--verbose", action="store_true", help="print every step")
@@ -155,18 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "status",
         cmd_status,
-        "say per shot and sequence: current, stale, missing, in flight",
+        "say per shot and sequence what it is (cached, new, changed, missing, in flight...)",
     )
     _spec_options(status)
-    status.add_argument("--json", action="store_true", help="print as JSON")
+    status.add_argument("-v", "--verbose", action="store_true", help="say why, for each")
+    status.add_argument("--json", action="store_true", help="print as JSON (with reasons)")
+    _output_option(status)
 
     review = _command(
         commands, "review", cmd_review, "write an HTML contact sheet of every shot and sequence"
     )
     _spec_options(review)
-    review.add_argument(
-        "-o", "--output-dir", type=Path, help="the build folder (default: build/ at project root)"
-    )
+    _output_option(review)
     review.add_argument("--open", action="store_true", help="open the page in a browser")
 
     gc = _command(
@@ -261,6 +262,15 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="the build folder: films go to DIR/<storyboard>/ (default: build/ at project root)",
+    )
+
+
 def _version() -> str:
     from pipeline import __version__
 
@@ -294,13 +304,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = loaded.plan
     for warning in plan.expansion.warnings:
         _note(f"warning: {warning}")
+    films = _film_states(args, loaded)
     if args.json:
-        sys.stdout.write(json.dumps(plan.to_json(), indent=1) + "\n")
+        body = plan.to_json()
+        for entry, (_, state) in zip(body["sequences"], films, strict=True):
+            entry.update(status=state.name, reasons=list(state.reasons))
+        sys.stdout.write(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
         return 0
     from pipeline.report import print_plan
 
-    print_plan(plan)
+    print_plan(plan, films, why=args.why)
     return 0
+
+
+def _film_states(args: argparse.Namespace, loaded: Loaded) -> list[tuple[Any, Any]]:
+    """Each sequence of the plan, and the state of its film."""
+    from pipeline.films import OutputIndex, film_facts
+    from pipeline.state import film_state
+
+    sequences = loaded.plan.expansion.sequences
+    outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
+    facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded))
+    return [(sequence, film_state(sequence, facts)) for sequence in sequences]
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
@@ -379,12 +404,15 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
         return
     data = summary.to_json()
     joined = sum(1 for s in summary.sequences if s.status == "built")
+    placed = sum(1 for s in summary.sequences if s.status == "placed")
     current = sum(1 for s in summary.sequences if s.status == "current")
     line = (
         f"done: {data['rendered']} rendered, {data['from_cache']} from cache, "
         f"{data['failed']} failed"
         + (f", {data['skipped']} not started" if data["skipped"] else "")
-        + f"; {joined} sequences joined, {current} up to date"
+        + f"; {joined} sequences joined"
+        + (f", {placed} placed (made before)" if placed else "")
+        + f", {current} up to date"
         + f"; spent ${data['spent']:.2f}"
         + (
             f" (and collected {data['collected']} render(s) an earlier build paid "
@@ -409,35 +437,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=1) + "\n")
         return 0
-    from rich.markup import escape
+    from rich.text import Text
 
-    from pipeline.report import make_console
+    from pipeline.report import make_console, print_reasons, state_text
     from pipeline.status import summary_line
 
     console = make_console()
-    styles = {"current": "green", "stale": "yellow", "in flight": "cyan", "missing": "red"}
     for row in rows:
-        style = styles.get(row.status, "white")
         variants = ", ".join(v for v in row.variants if v)
         take = f" take {row.take}" if row.take > 1 else ""
-        console.print(
-            f"{row.kind:8} {row.name}{take}"
-            + (escape(f" [{variants}]") if variants else "")
-            + f"  [{style}]{row.status}[/{style}]"
-            + (f"  [dim]{row.detail}[/dim]" if row.detail else ""),
-            highlight=False,
-        )
+        line = Text(f"{row.kind:8} {row.name}{take}" + (f" [{variants}]" if variants else ""))
+        line += Text("  ") + state_text(row.status)
+        if row.reasons and not args.verbose:
+            first = row.reasons[0]
+            line += Text("  " + (first if len(first) <= 90 else first[:89] + "…"), style="dim")
+        console.print(line, highlight=False)
+        if args.verbose:
+            print_reasons(console, row.reasons, indent=9)
     console.print(summary_line(name, rows), highlight=False)
     return 0
 
 
 def _status_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
-    from pipeline.films import OutputIndex
+    from pipeline.films import OutputIndex, film_facts
     from pipeline.status import statuses
 
     loaded = load_plan(args)
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
-    rows = statuses(loaded.plan, loaded.lock, outputs, _films(args, loaded))
+    sequences = loaded.plan.expansion.sequences
+    facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded))
+    rows = statuses(loaded.plan, facts)
+    outputs.save()
     return rows, loaded.spec.storyboard.name
 
 
@@ -484,7 +514,6 @@ def cmd_review(args: argparse.Namespace) -> int:
         loaded.spec.storyboard.name,
         loaded.plan,
         loaded.cache,
-        loaded.lock,
         _films(args, loaded),
         loaded.renderer,
     )

@@ -83,6 +83,11 @@ class Sequence:
     preset: str
     key: str
     index: int
+    settings: dict[str, Any]  # how its clips are joined, as its key counts them
+
+    def clips(self) -> list[dict[str, Any]]:
+        """Its clips in order, as its key counts them: each clip's key and trim."""
+        return [{"key": u.shot.key, "in": u.start, "out": u.end} for u in self.uses]
 
     @property
     def name(self) -> str:
@@ -585,6 +590,7 @@ def _expand_sequence(
     }
     clips = [{"key": u.shot.key, "in": u.start, "out": u.end} for u in uses]
     return Sequence(
+        settings=settings,
         id=sequence.id,
         variant=variant,
         uses=tuple(uses),

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache import project_root, write_atomic
+from pipeline.cache import Cache, project_root, write_atomic
 from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file
+from pipeline.lock import Lock
+from pipeline.state import FilmFacts
 
 
 def film_dir(spec_path: Path, spec_name: str, renderer: str, output_dir: Path | None) -> Path:
@@ -23,6 +25,25 @@ def film_dir(spec_path: Path, spec_name: str, renderer: str, output_dir: Path | 
 
 def output_path(films: Path, sequence: Sequence) -> Path:
     return films / f"{sequence.name}.mp4"
+
+
+def film_facts(
+    sequences: tuple[Sequence, ...] | list[Sequence],
+    lock: Lock | None,
+    cache: Cache,
+    outputs: OutputIndex,
+    films: Path,
+) -> FilmFacts:
+    """What the state of these sequences' films depends on: the lock, the clips and films
+    in the cache, and the files in the films folder."""
+    keys = {use.shot.key for sequence in sequences for use in sequence.uses}
+    return FilmFacts(
+        locked=lock.sequences if lock else {},
+        cached_clips=frozenset(cache.clips.present(keys)),
+        stored_films=cache.films.checksums(),
+        file_matches=lambda sequence, sha: outputs.matches(output_path(films, sequence), sha),
+        lock_present=lock is not None,
+    )
 
 
 @dataclass
@@ -58,9 +79,10 @@ class OutputIndex:
     def matches(self, file: Path, sha: str) -> bool:
         return self.sha256(file) == sha
 
-    def record(self, file: Path) -> str:
+    def record(self, file: Path, sha: str | None = None) -> str:
+        """Remember a file's checksum (computed here unless it is known)."""
         stat = file.stat()
-        sha = sha256_file(file)
+        sha = sha or sha256_file(file)
         self.entries[str(file)] = {"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": sha}
         self.dirty = True
         return sha

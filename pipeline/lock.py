@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.cache import write_atomic
 from pipeline.errors import UserError
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2  # 2: the request of each shot, the clips and settings of each film
 
 
 class LockedShot(BaseModel):
@@ -31,7 +31,10 @@ class LockedShot(BaseModel):
     cost: float | None = None
     video_uuid: str | None = None
     sha256: str
-    duration: float
+    duration: float  # of the clip as delivered
+    # The request as sent (images by content hash): the model, size, duration and prompt, one
+    # field per line, so that a diff of the lock reads as a change of prompts.
+    request: dict[str, Any] | None = None
 
 
 class LockedSequence(BaseModel):
@@ -42,6 +45,9 @@ class LockedSequence(BaseModel):
     sha256: str
     bytes: int
     duration: float
+    shots: list[str] = []  # the shots it joins, in order, by label
+    clips: list[dict[str, Any]] = []  # each clip's key and trim, in order
+    settings: dict[str, Any] = {}  # how they are joined
 
 
 class Lock(BaseModel):
@@ -86,7 +92,9 @@ def write(path: Path, lock: Lock) -> bool:
     return True
 
 
-def shot_entry(record: Any, label: str, variants: list[str], take: int) -> LockedShot:
+def shot_entry(
+    record: Any, label: str, variants: list[str], take: int, request: dict[str, Any]
+) -> LockedShot:
     return LockedShot(
         shot=label,
         variants=variants,
@@ -97,4 +105,5 @@ def shot_entry(record: Any, label: str, variants: list[str], take: int) -> Locke
         video_uuid=record.remote_ids.get("videoUUID"),
         sha256=record.sha256,
         duration=record.duration,
+        request=request,
     )

@@ -15,26 +15,35 @@ from pipeline.errors import MediaError
 from pipeline.expand import Expansion, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
+from pipeline.render import is_paid
 from pipeline.spec import Spec
 from pipeline.spec import load as load_spec
-
-CACHED = "cached"
-RENDER = "render"
-IN_FLIGHT = "in flight"  # a task was sent and is journaled: the next build collects it
+from pipeline.state import CACHED, IN_FLIGHT, RENDERS, LockedShots, ShotFacts, shot_state
 
 
 @dataclass(frozen=True)
 class PlanRow:
-    """One unique render (one key), with every variant that uses it."""
+    """One unique render (one key), with every variant that uses it, its state and why."""
 
     shot: Shot
     variants: tuple[str, ...]
-    status: str
+    status: str  # a shot state of state.py
+    reasons: tuple[str, ...] = ()
+    paid: bool = True  # whether its renderer spends money
+
+    @property
+    def renders(self) -> bool:
+        return self.status in RENDERS
 
     @property
     def estimate(self) -> float | None:
         """What this row will cost now: a task in flight was paid for when it was sent."""
-        return self.shot.price if self.status == RENDER else 0.0
+        return self.price if self.renders else 0.0
+
+    @property
+    def price(self) -> float | None:
+        """What a render of it costs: nothing with a renderer that is free."""
+        return self.shot.price if self.paid else 0.0
 
 
 @dataclass(frozen=True)
@@ -42,10 +51,11 @@ class Plan:
     rows: tuple[PlanRow, ...]
     shot_count: int
     expansion: Expansion
+    facts: ShotFacts
 
     @property
     def to_render(self) -> list[PlanRow]:
-        """Rows a build works on: new renders, and tasks in flight to collect."""
+        """Rows a build works on: renders, and tasks in flight to collect."""
         return [row for row in self.rows if row.status != CACHED]
 
     @property
@@ -53,9 +63,14 @@ class Plan:
         return round(sum(row.estimate or 0.0 for row in self.to_render), 2)
 
     @property
+    def cost_total(self) -> float:
+        """What every render of the storyboard costs, cached or not."""
+        return round(sum(row.price or 0.0 for row in self.rows), 2)
+
+    @property
     def unpriced(self) -> list[PlanRow]:
-        """New renders whose price nobody knows: a budget cannot hold them."""
-        return [row for row in self.rows if row.status == RENDER and row.shot.price is None]
+        """Renders whose price nobody knows: a budget cannot hold them."""
+        return [row for row in self.rows if row.renders and row.price is None]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,10 +91,11 @@ class Plan:
             "totals": {
                 "shots": self.shot_count,
                 "unique_renders": len(self.rows),
-                "renders_needed": sum(1 for row in self.rows if row.status == RENDER),
+                "renders_needed": sum(1 for row in self.rows if row.renders),
                 "in_flight": sum(1 for row in self.rows if row.status == IN_FLIGHT),
                 "cached": sum(1 for row in self.rows if row.status == CACHED),
                 "cost_needed": self.cost_needed,
+                "cost_total": self.cost_total,
                 "unpriced_renders": len(self.unpriced),
             },
             "warnings": list(self.expansion.warnings),
@@ -114,10 +130,11 @@ def load(
     expansion = expand(spec, renderer, max_shots)
     cache = Cache(resolve_root(spec.path, cache_dir), note)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
-    return Loaded(spec, make_plan(expansion, cache, lock), cache, renderer, lock)
+    plan = make_plan(expansion, cache, lock, is_paid(renderer))
+    return Loaded(spec, plan, cache, renderer, lock)
 
 
-def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None) -> Plan:
+def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None, paid: bool = True) -> Plan:
     variants: dict[str, list[str]] = {}
     for shot in expansion.shots:
         names = variants.setdefault(shot.key, [])
@@ -128,12 +145,17 @@ def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None) -> Plan:
     cached = cache.clips.present(keys)
     if lock is not None:
         cached |= _found_by_lock(cache, lock, [k for k in keys if k not in cached])
-    in_flight = {key for key, entry in cache.journal.entries().items() if entry.task_uuid}
+    facts = ShotFacts(
+        cached=frozenset(cached),
+        in_flight=frozenset(k for k, e in cache.journal.entries().items() if e.task_uuid),
+        failures=cache.failures.all(),
+        locked=LockedShots.of(lock),
+    )
     rows = []
     for shot in shots:
-        status = CACHED if shot.key in cached else IN_FLIGHT if shot.key in in_flight else RENDER
-        rows.append(PlanRow(shot, tuple(variants[shot.key]), status))
-    return Plan(tuple(rows), len(expansion.shots), expansion)
+        state = shot_state(shot, tuple(variants[shot.key]), facts)
+        rows.append(PlanRow(shot, tuple(variants[shot.key]), state.name, state.reasons, paid))
+    return Plan(tuple(rows), len(expansion.shots), expansion, facts)
 
 
 def _found_by_lock(cache: Cache, lock: Lock, keys: list[str]) -> set[str]:
@@ -184,6 +206,7 @@ def _row_json(row: PlanRow) -> dict[str, Any]:
         "height": shot.height,
         "duration": shot.duration,
         "status": row.status,
-        "price": shot.price,
+        "reasons": list(row.reasons),
+        "price": row.price,
         "estimate": row.estimate,
     }

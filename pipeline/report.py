@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from pipeline.plan import CACHED, IN_FLIGHT, Plan
+from pipeline.expand import Sequence
+from pipeline.plan import Plan
+from pipeline.state import (
+    CACHED,
+    CHANGED,
+    CURRENT,
+    FAILED,
+    IN_FLIGHT,
+    MISSING,
+    NEW,
+    STORED,
+    State,
+)
 
 
 def money(value: float | None) -> str:
@@ -23,7 +36,34 @@ def make_console(stderr: bool = False) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, width=160)
 
 
-def print_plan(plan: Plan, console: Console | None = None) -> None:
+STYLES = {
+    CACHED: "green",
+    CURRENT: "green",
+    IN_FLIGHT: "cyan",
+    STORED: "blue",
+    NEW: "yellow",
+    CHANGED: "yellow",
+    MISSING: "red",
+    FAILED: "red",
+}
+
+
+def state_text(name: str) -> Text:
+    return Text(name, style=STYLES.get(name, "white"))
+
+
+def print_reasons(console: Console, reasons: tuple[str, ...], indent: int = 4) -> None:
+    """Each reason on a line of its own (prompt diffs hold brackets: never read as markup)."""
+    for reason in reasons:
+        console.print(Text(" " * indent + reason, style="dim"), highlight=False)
+
+
+def print_plan(
+    plan: Plan,
+    films: list[tuple[Sequence, State]],
+    why: bool = False,
+    console: Console | None = None,
+) -> None:
     console = console or make_console()
     all_variants = plan.expansion.variants
     table = Table(title=None, show_lines=False, header_style="bold")
@@ -45,7 +85,6 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
             variants = "(all)"
         else:
             variants = ", ".join(v for v in row.variants if v) or "-"
-        style = {CACHED: "green", IN_FLIGHT: "yellow"}.get(row.status, "cyan")
         table.add_row(
             shot.key[:10],
             shot.label,
@@ -54,15 +93,24 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
             shot.model,
             f"{shot.width}x{shot.height}",
             f"{shot.duration} s",
-            f"[{style}]{row.status}[/{style}]",
+            state_text(row.status),
             money(row.estimate),
         )
     console.print(table)
+    if why:
+        for row in plan.rows:
+            if row.reasons:
+                variants = ", ".join(v for v in row.variants if v)
+                take = f" take {row.shot.take}" if row.shot.takes > 1 else ""
+                head = Text(f"{row.shot.label}{take}" + (f" [{variants}]" if variants else ""))
+                console.print(head + Text(": ") + state_text(row.status), highlight=False)
+                print_reasons(console, row.reasons)
     needed = plan.to_render
     console.print(
         f"[bold]{plan.shot_count}[/bold] shots, [bold]{len(plan.rows)}[/bold] unique renders, "
         f"[bold]{len(needed)}[/bold] to render, cost of what is needed: "
-        f"[bold]{money(plan.cost_needed)}[/bold]"
+        f"[bold]{money(plan.cost_needed)}[/bold] (the whole storyboard: "
+        f"{money(plan.cost_total)})"
         + (f" (+{len(plan.unpriced)} of unknown price)" if plan.unpriced else "")
     )
     if plan.unpriced:
@@ -73,8 +121,16 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
             "under one",
             highlight=False,
         )
-    for sequence in plan.expansion.sequences:
+    for sequence, state in films:
         console.print(
-            f"  sequence [bold]{sequence.name}[/bold]: {len(sequence.uses)} clips, "
-            f"{seconds(sequence.duration)}, {sequence.width}x{sequence.height}"
+            Text("  sequence ")
+            + Text(sequence.name, style="bold")
+            + Text(
+                f": {len(sequence.uses)} clips, {seconds(sequence.duration)}, "
+                f"{sequence.width}x{sequence.height}  "
+            )
+            + state_text(state.name),
+            highlight=False,
         )
+        if why:
+            print_reasons(console, state.reasons, indent=6)

@@ -14,8 +14,8 @@ from pipeline.cache import Cache, write_atomic
 from pipeline.errors import MediaError
 from pipeline.expand import Sequence
 from pipeline.films import output_path
-from pipeline.lock import Lock
-from pipeline.plan import IN_FLIGHT, Plan
+from pipeline.plan import Plan
+from pipeline.state import CACHED
 
 TEMPLATE = Path(__file__).resolve().parent / "review.html.j2"
 
@@ -56,30 +56,18 @@ def write_review(
     storyboard: str,
     plan: Plan,
     cache: Cache,
-    lock: Lock | None,
     films: Path,
     renderer: str,
 ) -> Path:
     """Write `<films>/review/index.html` (with thumbnails beside it) and return its path."""
     folder = films / "review"
     thumbs = folder / "thumbs"
-    failures = cache.failures.all()
-    journal = cache.journal.entries()
     cards: dict[str, Card] = {}
     for row in plan.rows:
         shot = row.shot
         record = cache.clips.get(shot.key)
         clip = cache.clips.path(shot.key) if record else None
         thumb = _thumbnail(clip, thumbs / f"{shot.key}.jpg", shot.duration) if clip else None
-        if record is not None:
-            status = "rendered" if lock and shot.key in lock.shots else "cached"
-            message = ""
-        elif shot.key in journal or row.status == IN_FLIGHT:
-            status, message = "in flight", "journaled: the next build collects it"
-        elif shot.key in failures:
-            status, message = "failed", failures[shot.key]
-        else:
-            status, message = "not rendered yet", ""
         cards[shot.key] = Card(
             key=shot.key,
             label=shot.label,
@@ -93,11 +81,11 @@ def write_review(
             size=f"{shot.width}x{shot.height}",
             duration=shot.duration,
             renderer=record.renderer if record else renderer,
-            status=status,
-            message=message,
+            status=row.status,
+            message="; ".join(row.reasons),
             seed=record.seed if record else None,
             cost=record.cost if record else None,
-            price=shot.price,
+            price=row.price,
             clip=_relative(clip, folder),
             thumb=_relative(thumb, folder),
         )
@@ -145,7 +133,7 @@ def _render(
     for card in cards:
         by_shot.setdefault((card.label, card.variants), []).append(card)
     spent = round(sum(c.cost or 0.0 for c in cards), 2)
-    missing = [c for c in cards if c.status not in ("rendered", "cached")]
+    missing = [c for c in cards if c.status != CACHED]
     totals: dict[str, Any] = {
         "shots": plan.shot_count,
         "renders": len(cards),

@@ -1,18 +1,12 @@
-"""Plan + lock + built files -> whether each shot and sequence is current, stale or missing."""
+"""Plan + films -> a line per shot and sequence: its state, and why (from state.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pipeline.films import OutputIndex, output_path
-from pipeline.lock import Lock
-from pipeline.plan import CACHED, IN_FLIGHT, Plan
-
-CURRENT = "current"
-STALE = "stale"
-MISSING = "missing"
+from pipeline.plan import Plan
+from pipeline.state import CACHED, CURRENT, FilmFacts, film_state
 
 
 @dataclass(frozen=True)
@@ -22,7 +16,7 @@ class StatusRow:
     variants: tuple[str, ...]
     take: int
     status: str
-    detail: str = ""
+    reasons: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -31,55 +25,34 @@ class StatusRow:
             "variants": list(self.variants),
             "take": self.take,
             "status": self.status,
-            "detail": self.detail,
+            "reasons": list(self.reasons),
         }
 
 
-def statuses(plan: Plan, lock: Lock | None, outputs: OutputIndex, films: Path) -> list[StatusRow]:
-    locked_identity = {}
-    if lock is not None:
-        for key, entry in lock.shots.items():
-            locked_identity[(entry.shot, tuple(entry.variants), entry.take)] = key
-    rows = []
-    for row in plan.rows:
-        shot = row.shot
-        identity = (shot.label, row.variants, shot.take)
-        if row.status == CACHED:
-            status, detail = CURRENT, ""
-        elif row.status == IN_FLIGHT:
-            status, detail = IN_FLIGHT, "journaled: the next build collects it"
-        elif identity in locked_identity:
-            status, detail = STALE, "changed since the lock: renders again"
-        else:
-            status, detail = MISSING, "not rendered yet"
-        rows.append(StatusRow("shot", shot.label, row.variants, shot.take, status, detail))
+def statuses(plan: Plan, films: FilmFacts) -> list[StatusRow]:
+    rows = [
+        StatusRow("shot", row.shot.label, row.variants, row.shot.take, row.status, row.reasons)
+        for row in plan.rows
+    ]
     for sequence in plan.expansion.sequences:
-        path = output_path(films, sequence)
-        locked = lock.sequences.get(sequence.name) if lock else None
-        if not path.exists():
-            status, detail = MISSING, "not built yet"
-        elif locked is None or locked.key != sequence.key:
-            status, detail = STALE, "its shots or settings changed since it was built"
-        elif not outputs.matches(path, locked.sha256):
-            status, detail = STALE, "the file differs from the lock"
-        else:
-            status, detail = CURRENT, str(path)
-        rows.append(StatusRow("sequence", sequence.name, (sequence.variant,), 0, status, detail))
-    outputs.save()
+        state = film_state(sequence, films)
+        rows.append(
+            StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.reasons)
+        )
     return rows
 
 
 def summary_line(name: str, rows: list[StatusRow]) -> str:
-    """`ballroom: shots 8/8 current; sequences 4/6 current, 2 stale`."""
+    """`ballroom: shots 7/8 cached, 1 changed; sequences 4/6 current, 2 changed`."""
     parts = []
-    for kind in ("shot", "sequence"):
+    for kind, done in (("shot", CACHED), ("sequence", CURRENT)):
         mine = [r for r in rows if r.kind == kind]
         if not mine:
             continue
         counts: dict[str, int] = {}
         for row in mine:
             counts[row.status] = counts.get(row.status, 0) + 1
-        current = counts.pop(CURRENT, 0)
+        ready = counts.pop(done, 0)
         extra = "".join(f", {n} {status}" for status, n in sorted(counts.items()))
-        parts.append(f"{kind}s {current}/{len(mine)} current{extra}")
+        parts.append(f"{kind}s {ready}/{len(mine)} {done}{extra}")
     return f"{name}: " + "; ".join(parts)

@@ -82,6 +82,7 @@ def film(project: Path, rendered_cache: Path) -> Path:
     shutil.rmtree(project / ".storyboard")
     shutil.copytree(rendered_cache, project / ".storyboard")
     (project / ".storyboard" / "outputs.json").unlink(missing_ok=True)
+    shutil.rmtree(project / ".storyboard" / "films")  # the clips only: films are joined here
     return write(project / "specs" / "film.yaml", FILM)
 
 
@@ -168,24 +169,33 @@ def test_lock_round_trips_and_diffs_only_where_changed(project: Path, cli, film:
     assert sum(1 for line in new if '"shot": "wide"' in line) == 1
 
 
-def test_status_says_current_stale_missing(project: Path, cli, film: Path) -> None:
+def test_status_says_what_each_is_and_why(project: Path, cli, film: Path) -> None:
     result = cli("status", film, "--preview", "--json")
     rows = json.loads(result.out)
-    assert {r["status"] for r in rows if r["kind"] == "shot"} == {"current"}  # cache copied in
-    assert {r["status"] for r in rows if r["kind"] == "sequence"} == {"missing"}
+    assert {r["status"] for r in rows if r["kind"] == "shot"} == {"cached"}  # cache copied in
+    assert {r["status"] for r in rows if r["kind"] == "sequence"} == {"new"}
     build(cli, film)
     film.write_text(
         FILM.replace("type: crossfade", "type: wipeleft").replace("the end card", "fin")
     )
     rows = {
-        (r["kind"], r["name"]): r["status"]
+        (r["kind"], r["name"]): r
         for r in json.loads(cli("status", film, "--preview", "--json").out)
     }
-    assert rows[("shot", "wide")] == "current"
-    assert rows[("shot", "end")] == "stale"
-    assert rows[("sequence", "mixed")] == "stale"
+    assert rows[("shot", "wide")]["status"] == "cached"
+    assert rows[("shot", "end")]["status"] == "changed"
+    assert rows[("shot", "end")]["reasons"] == ["prompt changed: [-the end card-] {+fin+}"]
+    mixed = rows[("sequence", "mixed")]
+    assert mixed["status"] == "changed"
+    assert mixed["reasons"] == [
+        "shots changed: end",
+        'transition: "crossfade" -> "wipeleft"',
+        "waits for 1 render(s): end",
+    ]
     summary = cli("status", project / "specs", "--preview")
-    assert "film: shots 2/3 current, 1 stale; sequences 1/4 current, 3 stale" in summary.out
+    assert "film: shots 2/3 cached, 1 changed; sequences 1/4 current, 3 changed" in summary.out
+    verbose = cli("status", film, "--preview", "-v").out
+    assert "prompt changed: [-the end card-] {+fin+}" in verbose
 
 
 def test_corrupt_clip_is_refused_naming_the_shot(project: Path, cli, film: Path) -> None:
@@ -197,6 +207,7 @@ def test_corrupt_clip_is_refused_naming_the_shot(project: Path, cli, film: Path)
     data[len(data) // 2 : len(data) // 2 + 2000] = b"\x00" * 2000
     clip.write_bytes(bytes(data))
     shutil.rmtree(project / "build")
+    shutil.rmtree(project / ".storyboard" / "films")  # else the film made before is placed
     result = cli("build", film, "--preview", "copy")
     assert result.code == 1
     assert "sequence copy failed: the clip of shot 'end' is damaged" in result.err

@@ -133,8 +133,8 @@ def test_review_page_in_headless_chromium(project: Path, cli, reel: Path, tmp_pa
     assert [p["duration"] for p in players] == [pytest.approx(11.5, abs=0.05)] * 2
     assert not any(p["error"] for p in players)
     assert len(images) == 2 * 2 and all(i["ok"] for i in images)  # two strips of two frames
-    assert sorted(set(statuses)) == ["not rendered yet", "rendered"]
-    assert statuses.count("not rendered yet") == 2  # the two `rock` renders
+    assert sorted(set(statuses)) == ["cached", "new"]
+    assert statuses.count("new") == 2  # the two `rock` renders
     assert picked == 2  # take 2 of `sea`, in each mood
     assert hidden and all("storm" not in v.split() for v in hidden)
     assert brightness_spread(screenshot) > 20
@@ -189,5 +189,5 @@ def test_gc_refuses_with_a_broken_storyboard(project: Path, cli, reel: Path) -> 
 
 def test_status_of_a_folder(project: Path, cli, reel: Path) -> None:
     result = cli("status", project / "specs", "--preview")
-    assert "reel: shots 5/7 current, 2 missing; sequences 2/2 current" in result.out
-    assert "ballroom: shots 0/8 current, 8 missing" in result.out
+    assert "reel: shots 5/7 cached, 2 new; sequences 2/2 current" in result.out
+    assert "ballroom: shots 0/8 cached, 8 new" in result.out

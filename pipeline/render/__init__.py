@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,23 @@ if TYPE_CHECKING:
     from pipeline.expand import Shot
     from pipeline.media import ClipInfo
 
-RENDERERS = ("preview", "runware")
+
+@dataclass(frozen=True)
+class RendererKind:
+    """What a renderer is, known without loading its module (the Runware client's costs a
+    plan 50 ms): whether it spends money, and where its class lives."""
+
+    name: str
+    paid: bool
+    module: str
+    cls: str
+
+
+KINDS = {
+    "preview": RendererKind("preview", False, "pipeline.render.preview", "PreviewRenderer"),
+    "runware": RendererKind("runware", True, "pipeline.render.runware", "RunwareRenderer"),
+}
+RENDERERS = tuple(KINDS)
 
 
 def ignore(*_: Any) -> None:
@@ -76,21 +93,23 @@ class RendererOptions:
     backoff: Backoff = field(default_factory=Backoff)
 
 
+def kind(name: str) -> RendererKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UserError(
+            f"unknown renderer '{name}'", f"renderers: {', '.join(RENDERERS)}"
+        ) from None
+
+
 def renderer_class(name: str) -> Any:
-    """The class of a renderer by name: what it is (paid or not) is known before one is made."""
-    if name == "preview":
-        from pipeline.render.preview import PreviewRenderer
-
-        return PreviewRenderer
-    if name == "runware":
-        from pipeline.render.runware import RunwareRenderer
-
-        return RunwareRenderer
-    raise UserError(f"unknown renderer '{name}'", f"renderers: {', '.join(RENDERERS)}")
+    """The class of a renderer by name."""
+    described = kind(name)
+    return getattr(importlib.import_module(described.module), described.cls)
 
 
 def is_paid(name: str) -> bool:
-    return bool(renderer_class(name).paid)
+    return kind(name).paid
 
 
 def make_renderer(

@@ -15,7 +15,7 @@ import ffmpeg
 
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
-from pipeline.render import RenderJob, RenderResult
+from pipeline.render import KINDS, RenderJob, RenderResult
 
 FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
 PUSH_IN = 0.12  # how far the first frame zooms over the clip
@@ -180,8 +180,8 @@ def draw(card: Card, output: Path) -> media.ClipInfo:
 class PreviewRenderer:
     """Animatics: exact size, duration and fps, the shot's words, a timecode. About a second."""
 
-    name = "preview"
-    paid = False
+    name = KINDS["preview"].name
+    paid = KINDS["preview"].paid
 
     @classmethod
     def check_options(cls, options: Any) -> None:

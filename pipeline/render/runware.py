@@ -46,7 +46,7 @@ from pipeline.errors import (
     UserError,
 )
 from pipeline.expand import Shot
-from pipeline.render import RendererOptions, RenderJob, RenderResult, ignore
+from pipeline.render import KINDS, RendererOptions, RenderJob, RenderResult, ignore
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
@@ -534,8 +534,8 @@ class _AccountState:
 class RunwareRenderer:
     """One per build: pooled HTTP clients, a shared poller, uploads remembered per image."""
 
-    name = "runware"
-    paid = True
+    name = KINDS["runware"].name
+    paid = KINDS["runware"].paid
 
     def __init__(
         self,
