@@ -30,6 +30,7 @@ from pipeline.plan import CACHED, IN_FLIGHT, Plan
 from pipeline.render import (
     RENDERERS,
     RendererOptions,
+    ignore,
     is_paid,
     make_renderer,
     renderer_class,
@@ -44,7 +45,8 @@ from pipeline.scheduler import (
     Scheduler,
     Spending,
 )
-from pipeline.state import CURRENT, STORED, film_state
+from pipeline.state import CURRENT, STORED, State, film_state
+from pipeline.state import forced as forced_state
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class BuildOutput:
     info: Callable[[str], None]  # the plan of the build, the lock written
     warn: Callable[[str], None]  # warnings, and what the cache repaired
     progress: Callable[[int, float], AbstractContextManager[Reporter]]  # (renders, estimate)
+    explain: Callable[[str], None] = ignore  # why each render is made (-v)
 
 
 @dataclass
@@ -180,6 +183,10 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         + (f", {collecting} in flight to collect" if collecting else "")
         + f", {len(cached)} cached"
     )
+    for row in to_render:
+        state = State(row.status, row.reasons)
+        state = forced_state(state) if row.shot.key in forced else state
+        output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.reasons)}")
     schedule = replace(request.schedule, max_cost=max_cost if paid else None, force=forced)
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
     with output.progress(len(to_render), estimate) as reporter:

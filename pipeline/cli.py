@@ -163,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print as JSON (with reasons)")
     _output_option(status)
 
+    diff = _command(
+        commands,
+        "diff",
+        cmd_diff,
+        "compare a storyboard at two git revisions: shots and films changed, and what it costs",
+    )
+    diff.add_argument(
+        "revisions",
+        nargs="*",
+        metavar="REV",
+        help="one or two git revisions (default: HEAD, against the work tree)",
+    )
+    _spec_options(diff)
+    diff.add_argument("--json", action="store_true", help="print as JSON")
+
     review = _command(
         commands, "review", cmd_review, "write an HTML contact sheet of every shot and sequence"
     )
@@ -283,6 +298,14 @@ def _note(message: str) -> None:
     print(printable(message if prefixed else f"note: {message}"), file=sys.stderr)
 
 
+def _note_verbatim(message: str) -> None:
+    print(printable(message), file=sys.stderr)
+
+
+def _ignore(message: str) -> None:
+    return None
+
+
 def load_plan(args: argparse.Namespace) -> Loaded:
     from pipeline import plan
 
@@ -386,6 +409,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         info=lambda message: print(message, file=sys.stderr) if talk else None,
         warn=_note,
         progress=lambda total, estimate: make_reporter(total, estimate, verbosity),
+        explain=_note_verbatim if talk and verbosity >= VERBOSE else _ignore,
     )
     summary = build.run(request, output)
     if summary.lock_written is not None and talk:
@@ -506,6 +530,22 @@ def _status_folder(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pipeline.compare import compare
+
+    if len(args.revisions) > 2:
+        raise UserError("diff takes at most two revisions", "storyboard diff [REV [REV]] SPEC")
+    old, new = [*args.revisions, None][:2] if args.revisions else ["HEAD", None]
+    comparison = compare(args.spec, old, new, args.preview, args.cache_dir, _note, args.max_shots)
+    if args.json:
+        sys.stdout.write(json.dumps(comparison.to_json(), indent=1, ensure_ascii=False) + "\n")
+        return 0
+    from pipeline.report import print_comparison
+
+    print_comparison(comparison)
+    return 0
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.review import write_review
 
@@ -549,6 +589,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         ]
         body = {
             "unused": rows,
+            "unused_films": [{"key": f.key, "bytes": f.bytes} for f in collection.unused_films],
             "bytes": collection.bytes,
             "removed": args.yes,
             "storyboards": [str(p) for p in collection.storyboards],
@@ -567,12 +608,19 @@ def cmd_gc(args: argparse.Namespace) -> int:
             else "what it uses is unknown: nothing can be removed"
         )
         print(f"could not read {item.path}: {item.problem} ({kept})")
+    for film in collection.unused_films:
+        print(f"{film.key[:12]}  film     {film.bytes / 1e6:8.2f} MB  (joins again if needed)")
     verb = "removed" if args.yes else "would be freed"
+    films = f" and {len(collection.unused_films)} films" if collection.unused_films else ""
     print(
-        f"{len(collection.unused)} unused clips, {collection.bytes / 1e6:.2f} MB {verb}"
+        f"{len(collection.unused)} unused clips{films}, {collection.bytes / 1e6:.2f} MB {verb}"
         f" ({collection.in_use} in use by {len(collection.storyboards)} storyboards"
         + (f", {collection.in_flight} in flight kept" if collection.in_flight else "")
         + ")"
-        + ("" if args.yes or not collection.unused else "; run with --yes to remove them")
+        + (
+            ""
+            if args.yes or not (collection.unused or collection.unused_films)
+            else "; run with --yes to remove them"
+        )
     )
     return 0

@@ -14,7 +14,7 @@ from itertools import chain
 from pathlib import Path
 
 from pipeline import lock as lockfile
-from pipeline.cache import Cache, ClipRecord, Registered
+from pipeline.cache import Cache, ClipRecord, FilmRecord, Registered
 from pipeline.errors import StoryboardError, UserError
 from pipeline.expand import expand
 from pipeline.render import RENDERERS
@@ -37,10 +37,11 @@ class Collection:
     in_flight: int
     storyboards: list[Path]
     unreadable: list[Unreadable]
+    unused_films: list[FilmRecord]
 
     @property
     def bytes(self) -> int:
-        return sum(r.bytes for r in self.unused)
+        return sum(r.bytes for r in self.unused) + sum(r.bytes for r in self.unused_films)
 
     @property
     def blocked(self) -> list[Unreadable]:
@@ -55,7 +56,7 @@ def collect(cache: Cache, paths: list[Path]) -> Collection:
     found, unparsed = find_storyboards(paths)
     for path in found:
         specs.setdefault(path.resolve(), None)
-    used: set[str] = set()
+    used: set[str] = set()  # clip keys and film keys: both are content hashes
     unreadable = [Unreadable(p, problem, 0, known=False) for p, problem in unparsed]
     unreadable += [Unreadable(p, "the record of a storyboard is damaged", 0, False) for p in broken]
     for spec_path, entry in specs.items():
@@ -68,12 +69,14 @@ def collect(cache: Cache, paths: list[Path]) -> Collection:
     records = cache.clips.records()
     unused = [r for r in records if r.key not in used and r.key not in in_flight]
     unused.sort(key=lambda r: r.created)
+    films = [r for r in cache.films.records() if r.key not in used]
     return Collection(
         unused=unused,
         in_use=sum(1 for r in records if r.key in used),
         in_flight=len(in_flight),
         storyboards=sorted(specs),
         unreadable=unreadable,
+        unused_films=sorted(films, key=lambda r: r.created),
     )
 
 
@@ -90,10 +93,13 @@ def _uses(spec_path: Path, entry: Registered | None, used: set[str]) -> list[tup
             continue
         if lock is not None:
             used.update(lock.shots)
+            used.update(entry.key for entry in lock.sequences.values())
     try:
         loaded = load_spec(spec_path)
         for renderer in RENDERERS:
-            used.update(shot.key for shot in expand(loaded, renderer).shots)
+            expansion = expand(loaded, renderer)
+            used.update(shot.key for shot in expansion.shots)
+            used.update(sequence.key for sequence in expansion.sequences)
     except StoryboardError as exc:
         problems.append((spec_path, exc.render().splitlines()[0]))
     return problems
@@ -109,3 +115,5 @@ def remove(cache: Cache, collection: Collection) -> None:
         )
     for record in collection.unused:
         cache.clips.forget(record.key)
+    for film in collection.unused_films:
+        cache.films.forget(film.key)

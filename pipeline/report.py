@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.compare import Comparison
 from pipeline.expand import Sequence
 from pipeline.plan import Plan
 from pipeline.state import (
@@ -134,3 +135,36 @@ def print_plan(
         )
         if why:
             print_reasons(console, state.reasons, indent=6)
+
+
+def print_comparison(comparison: Comparison, console: Console | None = None) -> None:
+    console = console or make_console()
+    old, new = comparison.old, comparison.new
+    console.print(Text(f"{old.name} -> {new.name}", style="bold"), highlight=False)
+    for kind in ("changed", "added", "removed"):
+        shots = [c for c in comparison.shots if c.kind == kind]
+        if not shots:
+            continue
+        console.print(f"shots {kind} ({len(shots)}):", highlight=False)
+        for change in shots:
+            take = f" take {change.take}" if change.take > 1 else ""
+            variants = f" [{', '.join(change.variants)}]" if change.variants else ""
+            console.print(Text(f"  {change.label}{take}{variants}"), highlight=False)
+            print_reasons(console, change.reasons)
+    if not comparison.shots:
+        console.print("no shot changed", highlight=False)
+    if comparison.sequences:
+        console.print(f"sequences affected ({len(comparison.sequences)}):", highlight=False)
+        for sequence in comparison.sequences:
+            console.print(Text(f"  {sequence.name}: {sequence.kind}"), highlight=False)
+            print_reasons(console, sequence.reasons)
+    unpriced = f" (+{comparison.unpriced} of unknown price)" if comparison.unpriced else ""
+    console.print(
+        Text(
+            f"cost of every render: {old.name} {money(old.cost)} ({old.renders} renders), "
+            f"{new.name} {money(new.cost)} ({new.renders}); the change adds "
+            f"{comparison.added_renders} render(s), {money(comparison.added_cost)}{unpriced}, "
+            f"of which {money(comparison.to_pay)} is not in the cache yet"
+        ),
+        highlight=False,
+    )

@@ -221,17 +221,21 @@ def film_state(sequence: Sequence, facts: FilmFacts) -> State:
     if locked is None:
         first = "new sequence" if facts.lock_present else "not in a lock yet"
         return State(NEW, (first, *(wait if waiting else ())))
-    return State(CHANGED, (*film_changes(locked, sequence), *(wait if waiting else ())))
+    changes = film_changes(locked.clips, locked.settings, sequence)
+    return State(CHANGED, (*changes, *(wait if waiting else ())))
 
 
-def film_changes(locked: LockedSequence, sequence: Sequence) -> list[str]:
-    """What differs between the lock's film and this one: its clips, and how they are joined."""
+def film_changes(
+    old_clips: list[dict[str, Any]], old_settings: Mapping[str, Any], sequence: Sequence
+) -> list[str]:
+    """What differs between an earlier film and this one: its clips, and how they are
+    joined."""
     reasons = []
     clips = sequence.clips()
-    if locked.clips and len(locked.clips) != len(clips):
-        reasons.append(f"clips: {len(locked.clips)} -> {len(clips)}")
+    if old_clips and len(old_clips) != len(clips):
+        reasons.append(f"clips: {len(old_clips)} -> {len(clips)}")
     changed, trimmed = [], []
-    for use, old, new in zip(sequence.uses, locked.clips, clips, strict=False):
+    for use, old, new in zip(sequence.uses, old_clips, clips, strict=False):
         if old.get("key") != new["key"]:
             changed.append(use.shot.label)
         elif (old.get("in"), old.get("out")) != (new["in"], new["out"]):
@@ -242,8 +246,8 @@ def film_changes(locked: LockedSequence, sequence: Sequence) -> list[str]:
     if changed:
         reasons.append(f"shots changed: {', '.join(dict.fromkeys(changed))}")
     reasons += trimmed
-    for name in sorted(locked.settings.keys() | sequence.settings.keys()):
-        before, after = locked.settings.get(name), sequence.settings.get(name)
+    for name in sorted(old_settings.keys() | sequence.settings.keys()):
+        before, after = old_settings.get(name), sequence.settings.get(name)
         if before != after:
             reasons.append(f"{name}: {_show(before)} -> {_show(after)}")
     return reasons or ["changed since the lock"]
