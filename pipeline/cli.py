@@ -352,14 +352,11 @@ def _film_states(args: argparse.Namespace, loaded: Loaded) -> list[tuple[Any, An
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    from pipeline import expand, spec
-
-    loaded = spec.load(args.spec)
-    renderer = "preview" if args.preview else loaded.storyboard.renderer
-    expansion = expand.expand(loaded, renderer, args.max_shots)
+    loaded = load_plan(args)
+    expansion = loaded.plan.expansion
     shots = [s for s in expansion.shots if args.shot in (None, s.shot_id, s.label)]
     if args.shot and not shots:
-        known = ", ".join(s.id for s in loaded.storyboard.shots)
+        known = ", ".join(s.id for s in loaded.spec.storyboard.shots)
         raise UserError(f"no shot '{args.shot}' in {args.spec}", f"shots: {known}")
     seen: set[tuple[str, str]] = set()
     rows = []

@@ -125,15 +125,13 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
     sources = [_prompt_source(spec, index, shot) for index, shot in enumerate(board.shots)]
     with templates.limits():
         for variant_name, variant_vars in variants:
-            context = {**board.vars, **variant_vars}
             by_id: dict[str, list[Shot]] = {}
             for index, shot_spec in enumerate(board.shots):
                 made = _expand_shot(
                     spec,
                     index,
                     shot_spec,
-                    variant_name,
-                    context,
+                    (variant_name, variant_vars),
                     (templates, sources[index]),
                     renderer,
                     inputs,
@@ -286,8 +284,7 @@ def _expand_shot(
     spec: Spec,
     index: int,
     shot: ShotSpec,
-    variant: str,
-    context: dict[str, Any],
+    variant: tuple[str, dict[str, Any]],
     prompting: tuple[PromptTemplates, PromptSource],
     renderer: str,
     inputs: Inputs,
@@ -297,7 +294,7 @@ def _expand_shot(
     defaults = board.defaults
     source = spec.source
     loc = ("shots", index)
-    model_id = shot.model or defaults.model or models.DEFAULT_MODEL
+    variant_name, variant_vars = variant
     width, height = _size(shot, defaults)
     duration = shot.duration or defaults.duration or DEFAULT_DURATION
     fps = shot.fps or defaults.fps or DEFAULT_FPS
@@ -307,46 +304,34 @@ def _expand_shot(
     optimizer = _first_set(shot.prompt_optimizer, defaults.prompt_optimizer, False)
     seed = _first_set(shot.seed, defaults.seed, None)
     negative = _first_set(shot.negative_prompt, defaults.negative_prompt, None)
-
-    def where(field: str) -> tuple[Any, ...]:
-        return source.first((*loc, field), ("defaults", field))
-
-    info = models.lookup(model_id)
-    _check_model(
-        spec, index, shot, info, model_id, (width, height, duration, fps), first_frame, where
-    )
-    if info is not None:
-        if seed is not None and not info.accepts_seed:
-            raise source.error(
-                where("seed"),
-                f"shot '{shot.id}': {model_id} takes no seed",
-                "its takes are separate renders of one request; remove 'seed'",
-            )
-        if negative is not None and not info.accepts_negative_prompt:
-            raise source.error(
-                where("negative_prompt"), f"shot '{shot.id}': {model_id} takes no negative prompt"
-            )
-    else:
-        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is"] = None
     if optimizer:
         warnings[
             f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
             "so renders cannot be repeated"
         ] = None
 
-    images: tuple[Path, ...] = ()
-    hashes: tuple[str, ...] = ()
-    if first_frame is not None:
-        image, digest, image_info = inputs.image(first_frame, where("first_frame"))
-        problem = info.frames.problem(*_image_facts(image_info)) if info else None
-        if problem:
-            raise source.error(where("first_frame"), f"shot '{shot.id}': '{first_frame}' {problem}")
-        images, hashes = (image,), (digest,)
+    def where(field: str) -> tuple[Any, ...]:
+        return source.first((*loc, field), ("defaults", field))
 
     made: list[Shot] = []
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
-        values = {**context, **shot.vars, **shot_values}
+        values = {**board.vars, **variant_vars, **shot.vars, **shot_values}
+        model_id = _model(spec, index, shot, {**variant_vars, **shot_values}, values, prompting)
+        info = models.lookup(model_id)
+        shape = (width, height, duration, fps)
+        _check_model(spec, index, shot, info, model_id, shape, first_frame, where)
+        _check_fields(spec, shot, (model_id, info), seed, negative, where, warnings)
+        images: tuple[Path, ...] = ()
+        hashes: tuple[str, ...] = ()
+        if first_frame is not None:
+            image, digest, image_info = inputs.image(first_frame, where("first_frame"))
+            problem = info.frames.problem(*_image_facts(image_info)) if info else None
+            if problem:
+                raise source.error(
+                    where("first_frame"), f"shot '{shot.id}': '{first_frame}' {problem}"
+                )
+            images, hashes = (image,), (digest,)
         prompt = _prompt(shot, *prompting, values)
         if not prompt and first_frame is None:
             raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
@@ -369,7 +354,7 @@ def _expand_shot(
                     key=hashing.shot_key(take_request, list(hashes), renderer, take),
                     shot_id=shot.id,
                     label=label,
-                    variant=variant,
+                    variant=variant_name,
                     shot_vars=tuple(shot_values.items()),
                     take=take,
                     takes=takes,
@@ -388,6 +373,59 @@ def _expand_shot(
                 )
             )
     return made
+
+
+def _model(
+    spec: Spec,
+    index: int,
+    shot: ShotSpec,
+    matrix_values: dict[str, Any],
+    values: dict[str, Any],
+    prompting: tuple[PromptTemplates, PromptSource],
+) -> str:
+    """The shot's model in this variant: its own `model:` (a template over the variant's
+    values), else a matrix variable `model`, else the defaults' (a template too)."""
+    if shot.model is not None:
+        written, loc = shot.model, ("shots", index, "model")
+    elif "model" in matrix_values:
+        return str(matrix_values["model"]).strip()
+    elif spec.storyboard.defaults.model is not None:
+        written, loc = spec.storyboard.defaults.model, ("defaults", "model")
+    else:
+        return models.DEFAULT_MODEL
+    if "{" not in written:
+        return written.strip()
+    where = PromptSource(*spec.source.text_lines(loc))
+    model = prompting[0].render(template=None, inline=written, context=values, where=where)
+    if not model:
+        raise spec.source.error(loc, f"shot '{shot.id}': the model renders empty")
+    return model
+
+
+def _check_fields(
+    spec: Spec,
+    shot: ShotSpec,
+    model: tuple[str, models.ModelInfo | None],
+    seed: int | None,
+    negative: str | None,
+    where: Callable[[str], tuple[Any, ...]],
+    warnings: dict[str, None],
+) -> None:
+    """Fields the model does not take are errors; a model nobody knows is sent as it is."""
+    model_id, info = model
+    if info is None:
+        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is"] = None
+        return
+    if seed is not None and not info.accepts_seed:
+        raise spec.source.error(
+            where("seed"),
+            f"shot '{shot.id}': {model_id} takes no seed",
+            "its takes are separate renders of one request; remove 'seed'",
+        )
+    if negative is not None and not info.accepts_negative_prompt:
+        raise spec.source.error(
+            where("negative_prompt"), f"shot '{shot.id}': {model_id} takes no negative prompt"
+        )
 
 
 def _image_facts(image: media.ImageInfo) -> tuple[str, int, int, int]:
@@ -507,7 +545,7 @@ def _prompt(
 def _prompt_source(spec: Spec, index: int, shot: ShotSpec) -> PromptSource:
     """Where a shot's prompt is written (the same for each of its variants)."""
     loc = ("shots", index, "prompt" if shot.prompt is not None else "template")
-    return PromptSource(spec.path, spec.source.text_lines(loc))
+    return PromptSource(*spec.source.text_lines(loc))
 
 
 def _request(

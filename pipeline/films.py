@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.cache import Cache, project_root, write_atomic
 from pipeline.expand import Sequence
-from pipeline.hashing import sha256_file
+from pipeline.hashing import sha256_file, sha256_text
 from pipeline.lock import Lock
+from pipeline.render import is_paid
 from pipeline.state import FilmFacts
 
 
 def film_dir(spec_path: Path, spec_name: str, renderer: str, output_dir: Path | None) -> Path:
-    """<output dir, else build/ at the project root>/<storyboard>/, and .../preview/ so
-    animatics never replace films."""
+    """<output dir, else build/ at the project root>/<storyboard>/, and a folder of its own
+    for a free renderer's films (`.../preview/`), so animatics never replace films."""
     build_dir = (output_dir or project_root(spec_path) / "build").resolve()
-    folder = build_dir / spec_name
-    return folder / "preview" if renderer == "preview" else folder
+    folder = build_dir / folder_name(spec_name)
+    return folder if is_paid(renderer) else folder / renderer
+
+
+def folder_name(name: str) -> str:
+    """A storyboard's name as a folder: letters, digits, `_`, `.` and `-` (`café` ->
+    `cafe`); a name with none of those gets a short hash of it."""
+    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_text).strip("-.")
+    return text or f"storyboard-{sha256_text(name)[:8]}"
 
 
 def output_path(films: Path, sequence: Sequence) -> Path:

@@ -17,6 +17,7 @@ from pipeline import lock as lockfile
 from pipeline.cache import Cache, ClipRecord, FilmRecord, Registered
 from pipeline.errors import StoryboardError, UserError
 from pipeline.expand import expand
+from pipeline.plan import fetch_inputs
 from pipeline.render import RENDERERS
 from pipeline.spec import find_storyboards
 from pipeline.spec import load as load_spec
@@ -61,7 +62,7 @@ def collect(cache: Cache, paths: list[Path]) -> Collection:
     unreadable += [Unreadable(p, "the record of a storyboard is damaged", 0, False) for p in broken]
     for spec_path, entry in specs.items():
         last_build = set(chain.from_iterable(entry.keys.values())) if entry else set()
-        problems = _uses(spec_path, entry, used)
+        problems = _uses(spec_path, entry, used, cache)
         for path, problem in problems:
             used |= last_build
             unreadable.append(Unreadable(path, problem, len(last_build), entry is not None))
@@ -80,7 +81,9 @@ def collect(cache: Cache, paths: list[Path]) -> Collection:
     )
 
 
-def _uses(spec_path: Path, entry: Registered | None, used: set[str]) -> list[tuple[Path, str]]:
+def _uses(
+    spec_path: Path, entry: Registered | None, used: set[str], cache: Cache
+) -> list[tuple[Path, str]]:
     """Add the keys a storyboard and its locks use to `used`; what could not be read."""
     problems = []
     locks = {Path(p) for p in entry.locks} if entry else set()
@@ -95,7 +98,7 @@ def _uses(spec_path: Path, entry: Registered | None, used: set[str]) -> list[tup
             used.update(lock.shots)
             used.update(entry.key for entry in lock.sequences.values())
     try:
-        loaded = load_spec(spec_path)
+        loaded = fetch_inputs(load_spec(spec_path), cache)
         for renderer in RENDERERS:
             expansion = expand(loaded, renderer)
             used.update(shot.key for shot in expansion.shots)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import lock as lockfile
 from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
+from pipeline.cache.inputs import FetchError
 from pipeline.errors import MediaError
 from pipeline.expand import Expansion, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
 from pipeline.render import is_paid
-from pipeline.spec import Spec
+from pipeline.spec import Spec, file_fields, is_url
 from pipeline.spec import load as load_spec
 from pipeline.state import CACHED, IN_FLIGHT, RENDERS, LockedShots, ShotFacts, shot_state
 
@@ -127,11 +128,25 @@ def load(
     """Read and expand a storyboard and plan it against its cache; `note` hears repairs."""
     spec = load_spec(spec_path)
     renderer = "preview" if preview else spec.storyboard.renderer
-    expansion = expand(spec, renderer, max_shots)
     cache = Cache(resolve_root(spec.path, cache_dir), note)
+    spec = fetch_inputs(spec, cache)
+    expansion = expand(spec, renderer, max_shots)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
     plan = make_plan(expansion, cache, lock, is_paid(renderer))
     return Loaded(spec, plan, cache, renderer, lock)
+
+
+def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
+    """The storyboard with each first frame it names by URL downloaded into the cache (once)
+    and named by its local copy."""
+    fetched = dict(spec.files)
+    for loc, name in file_fields(spec.storyboard):
+        if is_url(name) and name not in fetched:
+            try:
+                fetched[name] = cache.inputs.path(name)
+            except FetchError as exc:
+                raise spec.source.error(loc, f"'{name}' {exc}") from None
+    return replace(spec, files=fetched)
 
 
 def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None, paid: bool = True) -> Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import stat
@@ -40,6 +41,8 @@ except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+# A storyboard's name, as people write it (`café`, `広告`): no control characters or slashes.
+Name = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f/\\]+$", max_length=80)]
 Scalar = str | int | float | bool
 RESOLUTIONS: dict[str, tuple[int, int]] = {"768p": (1366, 768), "1080p": (1920, 1080)}
 
@@ -174,7 +177,7 @@ class SequenceSpec(_Strict):
 
 class Storyboard(_Strict):
     version: Literal[1]
-    name: Identifier
+    name: Name
     renderer: Literal["runware", "preview"] = "runware"
     budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # USD per render of a model, for models the catalogue has no price for.
@@ -196,11 +199,12 @@ class Storyboard(_Strict):
 
 @dataclass(frozen=True)
 class SourceMap:
-    """Where each value of a storyboard came from, so later steps can point at a line."""
+    """Where each value of a storyboard came from (its file, line and column), so later steps
+    can point at it; values of included files point into those files."""
 
     path: Path
     root: yaml.Node | None
-    lines: tuple[str, ...] = ()  # the file's text, to place the lines of a multi-line value
+    texts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lines of each file
 
     def node(self, loc: tuple[Any, ...]) -> yaml.Node | None:
         """The node at `loc`, or None when the file does not spell it out."""
@@ -212,11 +216,11 @@ class SourceMap:
             node = child[1]
         return node
 
-    def position(self, loc: tuple[Any, ...], at_key: bool = False) -> tuple[int, int]:
-        """Line and column (1-based) of the value at `loc`, or of its nearest parent."""
+    def where(self, loc: tuple[Any, ...], at_key: bool = False) -> tuple[Path, int, int]:
+        """File, line and column (1-based) of the value at `loc`, or of its nearest parent."""
         node = self.root
         if node is None:
-            return 1, 1
+            return self.path, 1, 1
         mark = node.start_mark
         for step in loc:
             child = _child(node, step)
@@ -224,39 +228,46 @@ class SourceMap:
                 continue  # pydantic adds union member names to locations: skip them
             key_node, node = child
             mark = key_node.start_mark if at_key and key_node is not None else node.start_mark
-        return mark.line + 1, mark.column + 1
+        return self._file(mark), mark.line + 1, mark.column + 1
 
-    def text_lines(self, loc: tuple[Any, ...]) -> tuple[tuple[int, int], ...]:
-        """(line, column) in the file of each line of the text at `loc`, so that an error on
-        line k of an inline template points at the file's line: exact for `|` blocks, where
-        lines are kept; for folded and plain text, a blank line starts the next line."""
+    def position(self, loc: tuple[Any, ...], at_key: bool = False) -> tuple[int, int]:
+        _, line, col = self.where(loc, at_key)
+        return line, col
+
+    def text_lines(self, loc: tuple[Any, ...]) -> tuple[Path, tuple[tuple[int, int], ...]]:
+        """The file of the text at `loc`, and the (line, column) there of each of its lines,
+        so that an error on line k of an inline template points at the file's line: exact
+        for `|` blocks, where lines are kept; in folded and plain text a blank line starts
+        the next line."""
         node = self.node(loc)
-        line, col = self.position(loc)
-        if not isinstance(node, yaml.ScalarNode) or not self.lines:
-            return ((line, col),)
-        first, last = node.start_mark.line, min(node.end_mark.line, len(self.lines) - 1)
+        path, line, col = self.where(loc)
+        lines = self.texts.get(str(path), ())
+        if not isinstance(node, yaml.ScalarNode) or not lines:
+            return path, ((line, col),)
+        first, last = node.start_mark.line, min(node.end_mark.line, len(lines) - 1)
         if node.style == "|":
-            kept = tuple((i + 1, _indent(self.lines[i]) + 1) for i in range(first + 1, last + 1))
-            return kept or ((line, col),)
+            kept = tuple((i + 1, _indent(lines[i]) + 1) for i in range(first + 1, last + 1))
+            return path, kept or ((line, col),)
         if node.style == ">":
             first += 1
             if first > last:
-                return ((line, col),)
-            col = _indent(self.lines[first]) + 1
+                return path, ((line, col),)
+            col = _indent(lines[first]) + 1
         starts = [(first + 1, col)]
         for index in range(first + 1, last + 1):
-            if not self.lines[index].strip():
-                after = next(
-                    (i for i in range(index + 1, last + 1) if self.lines[i].strip()), index
-                )
-                starts.append((after + 1, _indent(self.lines[after]) + 1))
-        return tuple(starts)
+            if not lines[index].strip():
+                after = next((i for i in range(index + 1, last + 1) if lines[i].strip()), index)
+                starts.append((after + 1, _indent(lines[after]) + 1))
+        return path, tuple(starts)
 
     def error(
         self, loc: tuple[Any, ...], message: str, hint: str | None = None, at_key: bool = False
     ) -> SpecError:
-        line, col = self.position(loc, at_key)
-        return SpecError(self.path, line, col, message, hint)
+        path, line, col = self.where(loc, at_key)
+        return SpecError(path, line, col, message, hint)
+
+    def _file(self, mark: Any) -> Path:
+        return Path(mark.name) if str(mark.name) in self.texts else self.path
 
     def first(self, *locs: tuple[Any, ...]) -> tuple[Any, ...]:
         """The first of `locs` that the file actually spells out (for inherited settings)."""
@@ -320,20 +331,22 @@ class Spec:
 
 
 def load(path: Path | str) -> Spec:
-    """Read, parse and validate a storyboard; every problem is a SpecError."""
+    """Read, parse and validate a storyboard and what it includes; every problem is a
+    SpecError."""
     path = Path(path)
-    text = _read_text(path)
-    _check_shape(path, text)
-    node = _compose(path, text)
-    source = SourceMap(path, node, tuple(text.splitlines()))
-    data = _Builder(path).build(node, "", 0) if node is not None else None
+    texts: dict[str, tuple[str, ...]] = {}
+    node = _parse(path, texts)
+    root = project_root(path)
+    if isinstance(node, yaml.MappingNode):
+        node = _Including(root, texts).resolve(path, node, (path.resolve(),))
+    source = SourceMap(path, node, texts)
+    data = _Builder(path, frozenset(texts)).build(node, "", 0) if node is not None else None
     if not isinstance(data, dict):
         raise source.error((), "a storyboard must be a YAML mapping (version:, name:, shots: ...)")
     try:
         storyboard = Storyboard.model_validate(data)
     except ValidationError as exc:
         raise _located(source, exc) from None
-    root = project_root(path)
     template_dirs = _template_dirs(source, storyboard, root)
     files = _check_references(storyboard, source, template_dirs, root)
     return Spec(storyboard, path, source, template_dirs, root, files)
@@ -422,9 +435,133 @@ def _event_error(path: Path, event: yaml.Event, problem: str) -> SpecError:
 
 def _compose(path: Path, text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=_Loader)
+        return yaml.compose(_Named(text, str(path)), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise _yaml_error(path, exc) from None
+
+
+class _Named(io.StringIO):
+    """A YAML file's text under its name: the marks of its nodes carry the name, so a value
+    of an included file is located in that file."""
+
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
+def _parse(path: Path, texts: dict[str, tuple[str, ...]]) -> yaml.Node | None:
+    text = _read_text(path)
+    _check_shape(path, text)
+    texts[str(path)] = tuple(text.splitlines())
+    return _compose(path, text)
+
+
+MAX_INCLUDES = 32
+# Fields an included file adds to: its shots and sequences come first; its vars, defaults,
+# prices and matrix are overridden key by key by the storyboard's.
+LIST_FIELDS = frozenset({"shots", "sequences"})
+MAP_FIELDS = frozenset({"vars", "defaults", "prices", "matrix"})
+
+
+@dataclass
+class _Including:
+    """`include:` (a file, or a list of files): YAML files inside the project holding parts
+    of a storyboard (shared defaults, vars, shot libraries). Later files override earlier
+    ones, and the storyboard overrides them all."""
+
+    root: Path
+    texts: dict[str, tuple[str, ...]]
+    count: int = 0
+
+    def resolve(
+        self, path: Path, node: yaml.MappingNode, chain: tuple[Path, ...]
+    ) -> yaml.MappingNode:
+        found = next(
+            (
+                (k, v)
+                for k, v in node.value
+                if isinstance(k, yaml.ScalarNode) and k.value == "include"
+            ),
+            None,
+        )
+        if found is None:
+            return node
+        key_node, value_node = found
+        rest = yaml.MappingNode(
+            _MAP, [p for p in node.value if p[0] is not key_node], node.start_mark, node.end_mark
+        )
+        merged: yaml.MappingNode | None = None
+        for name_node in self._names(path, value_node):
+            included = self._included(path, name_node, chain)
+            merged = included if merged is None else _merge(merged, included, top_level=True)
+        return rest if merged is None else _merge(merged, rest, top_level=True)
+
+    def _names(self, path: Path, node: yaml.Node) -> list[yaml.Node]:
+        names = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for name in names:
+            if not isinstance(name, yaml.ScalarNode) or name.tag != f"{_TAG}str":
+                raise _node_error(path, name, "include: takes a file name, or a list of them")
+        return list(names)
+
+    def _included(
+        self, path: Path, name_node: yaml.Node, chain: tuple[Path, ...]
+    ) -> yaml.MappingNode:
+        name = str(name_node.value)
+        try:
+            file = project_file(name, path.parent, self.root)
+        except FileMissing as exc:
+            hint = f"relative to {path.parent}/"
+            raise _node_error(path, name_node, f"include: {exc}", hint) from None
+        except OutsideProject as exc:
+            hint = ROOT_HINT.format(root=self.root)
+            raise _node_error(path, name_node, f"include: {exc}", hint) from None
+        if file in chain:
+            loop = " -> ".join(p.name for p in (*chain, file))
+            raise _node_error(path, name_node, f"include: a loop ({loop})")
+        self.count += 1
+        if self.count > MAX_INCLUDES:
+            raise _node_error(path, name_node, f"include: more than {MAX_INCLUDES} files")
+        shown = path.parent / name  # as the storyboard spells it, for messages
+        node = _parse(shown, self.texts)
+        if not isinstance(node, yaml.MappingNode):
+            raise _node_error(
+                path, name_node, f"include: '{name}' is not a YAML mapping (vars:, shots: ...)"
+            )
+        return self.resolve(shown, node, (*chain, file))
+
+
+def _merge(base: yaml.MappingNode, top: yaml.MappingNode, top_level: bool) -> yaml.MappingNode:
+    """`base` with `top` over it, as an include reads: key by key, `top` winning; at the top
+    level shots and sequences are joined and vars, defaults, prices and matrix merged."""
+    over = {k.value: (k, v) for k, v in top.value if isinstance(k, yaml.ScalarNode)}
+    pairs = []
+    for key_node, value_node in base.value:
+        name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if name not in over:
+            pairs.append((key_node, value_node))
+            continue
+        top_key, top_value = over[name]
+        kinds = type(value_node), type(top_value)
+        if top_level and name in LIST_FIELDS and kinds == (yaml.SequenceNode,) * 2:
+            joined = yaml.SequenceNode(
+                _SEQ,
+                [*value_node.value, *top_value.value],
+                top_value.start_mark,
+                top_value.end_mark,
+            )
+            pairs.append((top_key, joined))
+        elif top_level and name in MAP_FIELDS and kinds == (yaml.MappingNode,) * 2:
+            pairs.append((top_key, _merge(value_node, top_value, top_level=False)))
+        else:
+            pairs.append((top_key, top_value))
+        del over[name]
+    pairs += [(k, v) for k, v in top.value if not isinstance(k, yaml.ScalarNode) or k.value in over]
+    return yaml.MappingNode(_MAP, pairs, top.start_mark, top.end_mark)
+
+
+def _node_error(path: Path, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
+    mark = node.start_mark
+    return SpecError(path, mark.line + 1, mark.column + 1, message, hint)
 
 
 _MERGE = f"{_TAG}merge"
@@ -440,6 +577,7 @@ class _Builder:
     the values YAML 1.1 reads as something else than they look (`no` as false)."""
 
     path: Path
+    files: frozenset[str] = frozenset()  # the files the nodes come from (includes)
     values: int = 0
     repeated: int = 0
     seen: set[int] = field(default_factory=set)
@@ -539,6 +677,13 @@ class _Builder:
     def _tag_error(self, node: yaml.Node) -> SpecError:
         if node.tag == _MERGE:
             return self._error(node, "'<<' merges a mapping in, as a key: `<<: *base`")
+        if node.tag == "!include":
+            return self._error(
+                node,
+                "YAML tag '!include' is not supported",
+                "write `include: [file.yaml]` "
+                "at the top of the storyboard: its vars, defaults, shots... are merged in",
+            )
         return self._error(
             node,
             f"YAML tag '{node.tag}' is not supported",
@@ -547,7 +692,8 @@ class _Builder:
 
     def _error(self, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
         mark = node.start_mark
-        return SpecError(self.path, mark.line + 1, mark.column + 1, message, hint)
+        path = mark.name if mark.name in self.files else self.path
+        return SpecError(path, mark.line + 1, mark.column + 1, message, hint)
 
 
 def _located(source: SourceMap, exc: ValidationError) -> SpecError:
@@ -558,19 +704,16 @@ def _located(source: SourceMap, exc: ValidationError) -> SpecError:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = f"unknown field '{loc[-1]}'"
-        hint = _extra_hint(loc)
-        line, col = source.position(loc, at_key=True)
-        return SpecError(
-            source.path, line, col, f"{_field_name(source, loc[:-1])}: {message}", hint
+        return source.error(
+            loc, f"{_field_name(source, loc[:-1])}: {message}", _extra_hint(loc), at_key=True
         )
     if error["type"] == "missing":
         message = f"missing required field '{loc[-1]}'"
         field = _field_name(source, loc[:-1])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    line, col = source.position(loc)
     prefix = f"{field}: " if field else ""
-    return SpecError(source.path, line, col, f"{prefix}{message}")
+    return source.error(loc, f"{prefix}{message}")
 
 
 def _field_name(source: SourceMap, loc: tuple[Any, ...]) -> str:
@@ -636,16 +779,23 @@ def _check_references(
     seen: dict[str, int] = {}
     for index, shot in enumerate(storyboard.shots):
         if shot.id in seen:
+            first, line, _ = source.where(("shots", seen[shot.id], "id"))
             raise source.error(
                 ("shots", index, "id"),
                 f"duplicate shot id '{shot.id}'",
-                f"first defined as shots[{seen[shot.id]}]",
+                f"first defined at {first}:{line}",
             )
         seen[shot.id] = index
         if shot.template is not None:
             _find_template(source, ("shots", index, "template"), shot.template, dirs, root)
     files: dict[str, Path] = {}
-    for loc, name in _file_fields(storyboard):
+    for loc, name in file_fields(storyboard):
+        if is_url(name):
+            if not name.startswith("https://") or loc[-1] != "first_frame":
+                raise source.error(
+                    loc, f"'{name}': only a first frame may be a URL, and only https://"
+                )
+            continue  # downloaded when the storyboard is planned (cache/inputs.py)
         try:
             files[name] = project_file(name, folder, root)
         except FileMissing as exc:
@@ -693,7 +843,12 @@ def _find_template(
         raise source.error(loc, f"template '{name}' not found", hint)
 
 
-def _file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:
+def is_url(name: str) -> bool:
+    return name.startswith(("https://", "http://"))
+
+
+def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Where the storyboard names a file (first frames, audio beds), and the name."""
     if storyboard.defaults.first_frame is not None:
         yield ("defaults", "first_frame"), storyboard.defaults.first_frame
     for index, shot in enumerate(storyboard.shots):

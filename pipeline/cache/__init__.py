@@ -3,6 +3,7 @@
 Layout under the cache root (default `.storyboard/` at the project root):
     clips/ab/<key>.mp4|.json  the clips and their records (clips.py); index/ lists them
     films/ab/<key>.mp4|.json  joined films by sequence key, and their records (films.py)
+    inputs/                   first frames named by URL, downloaded once (inputs.py)
     journal/<key>.json        renders in flight, written before any submit (journal.py)
     failures/<key>.txt        why a shot's last render failed (journal.py)
     uploads/                  image sha256 -> provider image id (uploads.py)
@@ -20,6 +21,7 @@ from pathlib import Path
 from pipeline.cache.clips import ClipRecord, ClipStore
 from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_atomic
 from pipeline.cache.films import FilmRecord, FilmStore
+from pipeline.cache.inputs import FetchedInputs
 from pipeline.cache.journal import Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
@@ -64,6 +66,7 @@ class Cache:
         self.root = root
         self.clips = ClipStore(root, note)
         self.films = FilmStore(root / "films")
+        self.inputs = FetchedInputs(root / "inputs")
         self.journal = Journal(root / "journal")
         self.failures = Failures(root / "failures")
         self.uploads = Uploads(root / "uploads")
