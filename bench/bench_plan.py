@@ -1,8 +1,10 @@
-"""Benchmark `storyboard plan --json` on generated storyboards, against `snakemake -n`.
+"""Benchmark `storyboard plan --why --json` on generated storyboards, against `snakemake -n`.
 
 Targets (issue 2): 1,000 shots under 0.35 s, 10,000 under 2 s, under 250 MB, and at least
 3 times faster than snakemake's dry run of an equivalent Snakefile (one rule instance per shot
-writing a file, one join rule instance per sequence).
+writing a file, one join rule instance per sequence). With reasons on (issue 12), and a lock
+beside the storyboard whose every prompt differs by a word: each shot is "changed", with a
+word-level diff of its prompt.
 
     pip install -e '.[bench]'      # snakemake
     python bench/bench_plan.py [--sizes 1000 10000] [--repeat 5]
@@ -63,7 +65,44 @@ def make_storyboard(folder: Path, total: int) -> Path:
     path = folder / "specs" / f"bench-{total}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    write_lock_of_an_earlier_version(path)
     return path
+
+
+def write_lock_of_an_earlier_version(spec_path: Path) -> None:
+    """A lock as an earlier version of the storyboard left it: every prompt (inline, or from
+    a template) one word apart, so every shot is "changed" with a word-level diff."""
+    from pipeline import lock, spec
+    from pipeline.expand import expand
+
+    def earlier(text: str) -> str:
+        return text.replace("crosses the frame", "walks the frame").replace("note", "care")
+
+    templates = sorted((spec_path.parent.parent / "templates").glob("t*.j2"))
+    now = {path: path.read_text() for path in templates}
+    before = spec_path.with_name("earlier.yaml")
+    try:
+        for path, text in now.items():
+            path.write_text(earlier(text))
+        before.write_text(earlier(spec_path.read_text()))
+        shots = {
+            shot.key: lock.LockedShot(
+                shot=shot.label,
+                variants=[shot.variant],
+                take=shot.take,
+                renderer="runware",
+                sha256="0" * 64,
+                duration=float(shot.duration),
+                request=shot.request,
+            )
+            for shot in expand(spec.load(before), "runware").shots
+        }
+    finally:
+        before.unlink(missing_ok=True)
+        for path, text in now.items():
+            path.write_text(text)
+    written = lock.Lock(storyboard=spec_path.stem, renderer="runware", shots=shots)
+    lock.write(lock.lock_path(spec_path, "runware"), written)
 
 
 def make_snakefile(folder: Path, total: int) -> Path:
@@ -115,7 +154,15 @@ def main() -> None:
         for total in args.sizes:
             spec = make_storyboard(folder, total)
             ours, memory = median_run(
-                [storyboard, "plan", str(spec), "--json", "--cache-dir", str(folder / "cache")],
+                [
+                    storyboard,
+                    "plan",
+                    str(spec),
+                    "--why",
+                    "--json",
+                    "--cache-dir",
+                    str(folder / "cache"),
+                ],
                 folder,
                 args.repeat,
             )

@@ -14,7 +14,6 @@ Film states:   current (the file is the lock's), stored (made before: placed, no
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -149,6 +148,8 @@ def request_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
 
 def word_diff(old: str, new: str) -> str:
     """`… [-old words-] {+new words+} …`, with a few words of context around each change."""
+    import difflib  # here: a plan with nothing changed never needs it
+
     a, b = old.split(), new.split()
     parts: list[str] = []
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)

@@ -11,9 +11,7 @@ internet (a storyboard from elsewhere must not make a CI runner read its private
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,6 +113,9 @@ def _read(response: httpx.Response) -> bytes:
 
 def _check_url(url: httpx.URL) -> None:
     """https only, to a host on the public internet (unless private hosts are allowed)."""
+    import ipaddress
+    import socket
+
     if url.scheme != "https":
         raise FetchError("is not an https:// URL: only https inputs are downloaded")
     if os.environ.get(PRIVATE_ENV) == "1":
