@@ -463,6 +463,15 @@ def build_sequences(
     checked: dict[str, media.ClipInfo] = {}  # a clip shared by several films is hashed once
     for sequence in sequences:
         path = output_path(films, sequence)
+        state = film_state(sequence, facts)
+        if state.name == CURRENT:  # its clips are not needed, nor even in this cache
+            results.append(_current(sequence, path, previous, cache))
+            continue
+        placed = _placed(sequence, path, cache, outputs) if state.name == STORED else None
+        if placed is not None:
+            note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
+            results.append(placed)
+            continue
         records = [cache.clips.get(use.shot.key) for use in sequence.uses]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
         if missing:
@@ -470,15 +479,6 @@ def build_sequences(
             results.append(
                 SequenceOutcome(sequence, BLOCKED, path, error=f"clips missing: {names}")
             )
-            continue
-        state = film_state(sequence, facts)
-        if state.name == CURRENT:
-            results.append(_current(sequence, path, previous, cache))
-            continue
-        placed = _placed(sequence, path, cache, outputs) if state.name == STORED else None
-        if placed is not None:
-            note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
-            results.append(placed)
             continue
         results.append(_joined(sequence, path, records, checked, cache, outputs, note))
     outputs.save()

@@ -206,7 +206,11 @@ class FilmFacts:
 def film_state(sequence: Sequence, facts: FilmFacts) -> State:
     """What a sequence's film is now, and why it is joined if it is."""
     waiting = [u.shot.label for u in sequence.uses if u.shot.key not in facts.cached_clips]
-    wait = (f"waits for {len(waiting)} render(s): {', '.join(dict.fromkeys(waiting))}",)
+    wait = (
+        (f"waits for {len(waiting)} render(s): {', '.join(dict.fromkeys(waiting))}",)
+        if waiting
+        else ()
+    )
     locked = facts.locked.get(sequence.name)
     stored = facts.stored_films.get(sequence.key)
     if locked is not None and locked.key == sequence.key:
@@ -221,9 +225,9 @@ def film_state(sequence: Sequence, facts: FilmFacts) -> State:
         return State(STORED, ("made before: the stored film is placed, nothing is joined",))
     if locked is None:
         first = "new sequence" if facts.lock_present else "not in a lock yet"
-        return State(NEW, (first, *(wait if waiting else ())))
+        return State(NEW, (first, *wait))
     changes = film_changes(locked.clips, locked.settings, sequence)
-    return State(CHANGED, (*changes, *(wait if waiting else ())))
+    return State(CHANGED, (*changes, *wait))
 
 
 def film_changes(
