@@ -493,3 +493,23 @@ def test_journaled_task_unknown_to_server_is_submitted_anew(project, cli, server
     assert result.code == 0, result.err
     stats = server.stats()
     assert stats["accepted"] == 3 and summary["rendered"] == 3
+
+
+def test_a_matrix_over_two_models_renders_each_with_its_own(project: Path, cli, server) -> None:
+    spec = write(
+        project / "specs" / "models.yaml",
+        "version: 1\nname: models\n"
+        "defaults: {resolution: 768p, duration: 6, first_frame: assets/raincoat.jpg}\n"
+        "matrix: {model: ['minimax:4@1', 'minimax:4@2']}\n"
+        "shots:\n  - id: coat\n    prompt: the raincoat turns in the wind\n",
+    )
+    result, summary = build(cli, spec)
+    assert result.code == 0, result.err
+    stats = assert_money_safe(server, cache_of(project))
+    # The server prices each task by the model it was sent: $0.28 and $0.24.
+    assert stats["billed_tasks"] == 2 and stats["billed_cost"] == pytest.approx(0.52)
+    lock = json.loads((project / "specs" / "models.lock").read_text())
+    assert sorted(e["request"]["model"] for e in lock["shots"].values()) == [
+        "minimax:4@1",
+        "minimax:4@2",
+    ]
