@@ -165,6 +165,10 @@ def _at(spec: Path, rev: str | None) -> Iterator[Path]:
     if rev is None:
         yield spec
         return
+    if rev.startswith("-"):
+        raise UserError(f"'{rev}' is not a git revision")
+    if not hasattr(tarfile, "data_filter"):
+        raise UserError("diff needs Python 3.11.4 or newer (tarfile's data filter)")
     root = project_root(spec)
     top = Path(_git(["rev-parse", "--show-toplevel"], root).decode().strip())
     inside = root.relative_to(top)

@@ -52,7 +52,6 @@ class Plan:
     rows: tuple[PlanRow, ...]
     shot_count: int
     expansion: Expansion
-    facts: ShotFacts
 
     @property
     def to_render(self) -> list[PlanRow]:
@@ -170,7 +169,7 @@ def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None, paid: bool 
     for shot in shots:
         state = shot_state(shot, tuple(variants[shot.key]), facts)
         rows.append(PlanRow(shot, tuple(variants[shot.key]), state.name, state.reasons, paid))
-    return Plan(tuple(rows), len(expansion.shots), expansion, facts)
+    return Plan(tuple(rows), len(expansion.shots), expansion)
 
 
 def _found_by_lock(cache: Cache, lock: Lock, keys: list[str]) -> set[str]:

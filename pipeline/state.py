@@ -32,10 +32,8 @@ RENDERS = frozenset({NEW, CHANGED, MISSING, FAILED})  # states a build renders
 
 CURRENT = "current"
 STORED = "stored"
-FILM_JOINS = frozenset({NEW, CHANGED, MISSING})
 
 CONTEXT_WORDS = 4  # words kept around each change of a prompt
-_NAMED = {"positivePrompt": "prompt", "model": "model", "duration": "duration"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,9 @@ def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State
         return State(FAILED, (f"failed before: {failure}",))
     found = facts.locked.find(shot, variants)
     if found is None:
-        if shot.label in facts.locked.labels and shot.takes > 1:
+        if (shot.label, shot.take) in facts.locked.by_identity:
+            return State(NEW, (f"new variant: {', '.join(variants)}",))
+        if shot.label in facts.locked.labels:
             return State(NEW, (f"take {shot.take} added",))
         return State(NEW, ("new shot" if facts.locked.present else "not in a lock yet",))
     key, entry = found
@@ -114,7 +114,7 @@ def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State
 
 def forced(state: State) -> State:
     """A shot `--force` renders again, whatever it was."""
-    return State(state.name if state.name in RENDERS else CHANGED, ("forced (--force)",))
+    return State(state.name, ("forced (--force)",))
 
 
 def request_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -226,6 +226,8 @@ def film_state(sequence: Sequence, facts: FilmFacts) -> State:
     if locked is None:
         first = "new sequence" if facts.lock_present else "not in a lock yet"
         return State(NEW, (first, *wait))
+    if not locked.clips:  # a lock of the first format
+        return State(CHANGED, ("changed since the lock (the lock does not say how)", *wait))
     changes = film_changes(locked.clips, locked.settings, sequence)
     return State(CHANGED, (*changes, *wait))
 

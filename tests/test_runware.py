@@ -503,7 +503,7 @@ def test_a_matrix_over_two_models_renders_each_with_its_own(project: Path, cli, 
         "matrix: {model: ['minimax:4@1', 'minimax:4@2']}\n"
         "shots:\n  - id: coat\n    prompt: the raincoat turns in the wind\n",
     )
-    result, summary = build(cli, spec)
+    result, _ = build(cli, spec)
     assert result.code == 0, result.err
     stats = assert_money_safe(server, cache_of(project))
     # The server prices each task by the model it was sent: $0.28 and $0.24.
