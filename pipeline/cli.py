@@ -27,6 +27,8 @@ request so that nobody pays twice for the same shot; ffmpeg joins the clips into
 EPILOG = """\
 examples:
   storyboard plan specs/ballroom.yaml            what is cached, what a build would cost
+  storyboard plan specs/ballroom.yaml --why      ... and why each shot renders
+  storyboard diff specs/ballroom.yaml            what the uncommitted edits change and cost
   storyboard build specs/ballroom.yaml --preview local animatic clips: no key, no cost
   RUNWARE_API_KEY=... storyboard build specs/ballroom.yaml --max-cost 5
 
@@ -189,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "gc",
         cmd_gc,
-        "list (and with --yes remove) cached clips that no storyboard of the cache uses",
+        "list (and with --yes remove) cached clips and films that no storyboard of the cache uses",
     )
     gc.add_argument(
         "paths",
