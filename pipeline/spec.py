@@ -533,6 +533,8 @@ class _Including:
 def _merge(base: yaml.MappingNode, top: yaml.MappingNode, top_level: bool) -> yaml.MappingNode:
     """`base` with `top` over it, as an include reads: key by key, `top` winning; at the top
     level shots and sequences are joined and vars, defaults, prices and matrix merged."""
+    for mapping in (base, top):
+        _refuse_duplicates(mapping)
     over = {k.value: (k, v) for k, v in top.value if isinstance(k, yaml.ScalarNode)}
     pairs = []
     for key_node, value_node in base.value:
@@ -557,6 +559,17 @@ def _merge(base: yaml.MappingNode, top: yaml.MappingNode, top_level: bool) -> ya
         del over[name]
     pairs += [(k, v) for k, v in top.value if not isinstance(k, yaml.ScalarNode) or k.value in over]
     return yaml.MappingNode(_MAP, pairs, top.start_mark, top.end_mark)
+
+
+def _refuse_duplicates(mapping: yaml.MappingNode) -> None:
+    """A key given twice is an error before mappings are merged (merging would hide it)."""
+    seen: set[str] = set()
+    for key_node, _ in mapping.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            if key_node.value in seen:
+                path = Path(key_node.start_mark.name)
+                raise _node_error(path, key_node, f"duplicate key '{key_node.value}'")
+            seen.add(key_node.value)
 
 
 def _node_error(path: Path, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
