@@ -204,6 +204,28 @@ CASES: dict[str, Case] = {
         "'score.m4a' is not a regular file (a named pipe)",
         fifos=("specs/score.m4a",),
     ),
+    "include passwd": Case(
+        HEAD + "include: /etc/passwd\n" + ONE_SHOT, "include: '/etc/passwd' is outside the project"
+    ),
+    "storyboard include of a named pipe": Case(
+        HEAD + "include: [shared.yaml]\n" + ONE_SHOT,
+        "include: 'shared.yaml' is not a regular file (a named pipe)",
+        fifos=("specs/shared.yaml",),
+    ),
+    "include itself": Case(
+        HEAD + "include: h.yaml\n" + ONE_SHOT, "include: a loop (h.yaml -> h.yaml)"
+    ),
+    "include the .env": Case(
+        HEAD + "include: ../.env\n" + ONE_SHOT, "is a hidden file or folder ('.env')"
+    ),
+    "first frame on the private network": Case(
+        HEAD + ONE_SHOT + "    first_frame: https://127.0.0.1/metadata.jpg\n",
+        "names a host on a private network (127.0.0.1 is 127.0.0.1)",
+    ),
+    "first frame by plain http": Case(
+        HEAD + ONE_SHOT + "    first_frame: http://example.com/x.jpg\n",
+        "only a first frame may be a URL, and only https://",
+    ),
     # -- YAML is bounded ----------------------------------------------------------------------
     "alias bomb": Case(alias_bomb(9), "YAML aliases expand to more than 100,000 values"),
     "small alias bomb": Case(alias_bomb(7), "YAML aliases expand to more than 100,000 values"),
