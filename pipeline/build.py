@@ -601,12 +601,13 @@ def make_lock(
     for sequence in current.expansion.sequences:
         outcome = made.get(sequence.name)
         kept = previous.sequences.get(sequence.name) if previous else None
-        stored = cache.films.get(sequence.key)
         if outcome is not None:
             film = (outcome.sha256, outcome.bytes, outcome.duration or sequence.duration)
         elif kept is not None and kept.key == sequence.key:
             film = (kept.sha256, kept.bytes, kept.duration)
-        elif stored is not None and outputs.matches(output_path(films, sequence), stored.sha256):
+        elif (stored := cache.films.get(sequence.key)) is not None and outputs.matches(
+            output_path(films, sequence), stored.sha256
+        ):
             film = (stored.sha256, stored.bytes, stored.duration)
         else:
             continue

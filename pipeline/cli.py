@@ -329,7 +329,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = loaded.plan
     for warning in plan.expansion.warnings:
         _note(f"warning: {warning}")
-    films = _film_states(args, loaded)
+    films, _ = _film_states(args, loaded)
     if args.json:
         body = plan.to_json()
         for entry, (_, state) in zip(body["sequences"], films, strict=True):
@@ -342,15 +342,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _film_states(args: argparse.Namespace, loaded: Loaded) -> list[tuple[Any, Any]]:
-    """Each sequence of the plan, and the state of its film."""
+def _film_states(args: argparse.Namespace, loaded: Loaded) -> tuple[list[tuple[Any, Any]], Any]:
+    """Each sequence of the plan and the state of its film; and the checksums of the films
+    on disk, which the caller may keep for the next run."""
     from pipeline.films import OutputIndex, film_facts
     from pipeline.state import film_state
 
     sequences = loaded.plan.expansion.sequences
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
     facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded))
-    return [(sequence, film_state(sequence, facts)) for sequence in sequences]
+    return [(sequence, film_state(sequence, facts)) for sequence in sequences], outputs
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
@@ -482,14 +483,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
-    from pipeline.films import OutputIndex, film_facts
     from pipeline.status import statuses
 
     loaded = load_plan(args)
-    outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
-    sequences = loaded.plan.expansion.sequences
-    facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded))
-    rows = statuses(loaded.plan, facts)
+    films, outputs = _film_states(args, loaded)
+    rows = statuses(loaded.plan, films)
     outputs.save()
     return rows, loaded.spec.storyboard.name
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,7 @@ class Sequence:
     settings: dict[str, Any]  # how its clips are joined, as its key counts them
 
     def clips(self) -> list[dict[str, Any]]:
-        """Its clips in order, as its key counts them: each clip's key and trim."""
-        return [{"key": u.shot.key, "in": u.start, "out": u.end} for u in self.uses]
+        return clip_list(self.uses)
 
     @property
     def name(self) -> str:
@@ -626,7 +625,6 @@ def _expand_sequence(
         "quality": sequence.quality,
         "preset": sequence.preset,
     }
-    clips = [{"key": u.shot.key, "in": u.start, "out": u.end} for u in uses]
     return Sequence(
         settings=settings,
         id=sequence.id,
@@ -641,9 +639,14 @@ def _expand_sequence(
         audio=audio,
         quality=sequence.quality,
         preset=sequence.preset,
-        key=hashing.sequence_key(clips, settings),
+        key=hashing.sequence_key(clip_list(uses), settings),
         index=index,
     )
+
+
+def clip_list(uses: Iterable[ClipUse]) -> list[dict[str, Any]]:
+    """A film's clips in order, as its key counts them: each clip's key and trim."""
+    return [{"key": u.shot.key, "in": u.start, "out": u.end} for u in uses]
 
 
 def _trimmed(

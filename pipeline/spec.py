@@ -429,8 +429,7 @@ def _check_shape(path: Path, text: str) -> None:
 
 
 def _event_error(path: Path, event: yaml.Event, problem: str) -> SpecError:
-    mark = event.start_mark
-    return SpecError(path, mark.line + 1, mark.column + 1, f"the storyboard has {problem}")
+    return _at_mark(path, event.start_mark, f"the storyboard has {problem}")
 
 
 def _compose(path: Path, text: str) -> yaml.Node | None:
@@ -573,7 +572,11 @@ def _refuse_duplicates(mapping: yaml.MappingNode) -> None:
 
 
 def _node_error(path: Path, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
-    mark = node.start_mark
+    return _at_mark(path, node.start_mark, message, hint)
+
+
+def _at_mark(path: Path | str, mark: Any, message: str, hint: str | None = None) -> SpecError:
+    """An error at a YAML mark (0-based) as path:line:col (1-based)."""
     return SpecError(path, mark.line + 1, mark.column + 1, message, hint)
 
 
@@ -705,8 +708,7 @@ class _Builder:
 
     def _error(self, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
         mark = node.start_mark
-        path = mark.name if mark.name in self.files else self.path
-        return SpecError(path, mark.line + 1, mark.column + 1, message, hint)
+        return _at_mark(mark.name if mark.name in self.files else self.path, mark, message, hint)
 
 
 def _located(source: SourceMap, exc: ValidationError) -> SpecError:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.expand import Sequence
 from pipeline.plan import Plan
-from pipeline.state import CACHED, CURRENT, FilmFacts, film_state
+from pipeline.state import CACHED, CURRENT, State
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,12 @@ class StatusRow:
         }
 
 
-def statuses(plan: Plan, films: FilmFacts) -> list[StatusRow]:
+def statuses(plan: Plan, films: list[tuple[Sequence, State]]) -> list[StatusRow]:
     rows = [
         StatusRow("shot", row.shot.label, row.variants, row.shot.take, row.status, row.reasons)
         for row in plan.rows
     ]
-    for sequence in plan.expansion.sequences:
-        state = film_state(sequence, films)
+    for sequence, state in films:
         rows.append(
             StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.reasons)
         )

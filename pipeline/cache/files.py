@@ -101,6 +101,17 @@ def read_model(path: Path, model: type[Model]) -> Model | None:
         raise DamagedFile("not what it should hold") from None
 
 
+def record_of(record: Path, file: Path, model: type[Model]) -> Model | None:
+    """The record in `record` of `file`, when both are there, the record is readable and
+    the file has the size it records (`bytes`); None otherwise."""
+    try:
+        found = read_model(record, model)
+        size = file.stat().st_size
+    except (DamagedFile, OSError):
+        return None
+    return found if found is not None and size == getattr(found, "bytes", None) else None
+
+
 def open_diskcache(folder: Path) -> Any:
     import diskcache
 

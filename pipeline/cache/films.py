@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.cache.files import DamagedFile, read_model, write_atomic
+from pipeline.cache.files import record_of, write_atomic
 from pipeline.hashing import sha256_file
 
 
@@ -51,17 +51,7 @@ class FilmStore:
 
     def get(self, key: str) -> FilmRecord | None:
         """The record of a stored film whose file is there at its recorded size."""
-        try:
-            record = read_model(self._record(key), FilmRecord)
-        except DamagedFile:
-            return None
-        if record is None:
-            return None
-        try:
-            size = self.path(key).stat().st_size
-        except OSError:
-            return None
-        return record if size == record.bytes else None
+        return record_of(self._record(key), self.path(key), FilmRecord)
 
     def records(self) -> list[FilmRecord]:
         found = (self.get(key) for key in sorted(self.keys()))

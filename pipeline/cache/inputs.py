@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.cache.files import DamagedFile, read_model, write_atomic
+from pipeline.cache.files import record_of, write_atomic
 from pipeline.hashing import sha256_bytes, sha256_text
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class FetchedInputs:
         """Where the bytes of `url` are kept, fetching them the first time."""
         name = sha256_text(url)
         target = self.folder / name[:2] / name
-        record = self._record(target)
+        record = record_of(target.with_suffix(".json"), target, Fetched)
         if record is not None and record.url == url:
             return target
         data = download(url)
@@ -64,17 +64,6 @@ class FetchedInputs:
         except OSError as exc:
             raise FetchError(f"could not be kept in the cache ({exc.strerror or exc})") from None
         return target
-
-    def _record(self, target: Path) -> Fetched | None:
-        try:
-            record = read_model(target.with_suffix(".json"), Fetched)
-        except DamagedFile:
-            return None
-        if record is None or not target.is_file():
-            return None
-        if target.stat().st_size != record.bytes:
-            return None
-        return record
 
 
 def download(url: str) -> bytes:
