@@ -13,9 +13,11 @@ from typing import Any
 import ffmpeg
 
 from pipeline import media
+from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
-from pipeline.expand import Sequence
+from pipeline.expand import ClipUse, Sequence
+from pipeline.hashing import sha256_file
 
 XFADE = {
     "crossfade": "fade",
@@ -102,6 +104,38 @@ def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assemb
             f"({exc.strerror or exc})"
         ) from None
     return Assembled(info, method)
+
+
+def clip_input(
+    path: Path, use: ClipUse, record: ClipRecord, checked: dict[str, media.ClipInfo]
+) -> ClipInput:
+    """A cached clip checked against its record (once per build) before it goes into a film."""
+    label = use.shot.label + (f" take {use.shot.take}" if use.shot.takes > 1 else "")
+    info = checked.get(record.key)
+    if info is None:
+        info = _checked(path, record, label, use.shot.shot_id)
+        checked[record.key] = info
+    # A clip delivered a frame longer or shorter than asked is used as it is: a use that runs
+    # to the shot's end takes the whole clip, a trim never reaches past the clip's end.
+    end = info.duration if use.end >= use.shot.duration else min(use.end, info.duration)
+    return ClipInput(path, info, use.start, end, label)
+
+
+def _checked(path: Path, record: ClipRecord, label: str, shot_id: str) -> media.ClipInfo:
+    problem = None
+    if not path.exists():
+        problem = "its file is gone"
+    elif path.stat().st_size != record.bytes or sha256_file(path) != record.sha256:
+        problem = "its file does not match the checksum recorded when it was rendered"
+    if problem is None:
+        try:
+            return media.probe(path)
+        except MediaError as exc:
+            problem = exc.message
+    raise MediaError(
+        f"the clip of shot '{label}' is damaged: {problem}",
+        f"render it again: storyboard build SPEC --force {shot_id}",
+    )
 
 
 def clean_work_folders(folder: Path) -> None:

@@ -17,16 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import media, plan
-from pipeline.assemble import ClipInput, assemble, clean_work_folders
+from pipeline.assemble import assemble, clean_work_folders, clip_input
 from pipeline.cache import Cache, ClipRecord
-from pipeline.errors import BudgetError, CacheError, MediaError, UserError
-from pipeline.expand import ClipUse, Sequence, Shot
+from pipeline.cache.remote import Remote
+from pipeline.cluster import FilmJob, cluster_address, join_on_cluster
+from pipeline.errors import (
+    BudgetError,
+    CacheError,
+    MediaError,
+    RemoteDamaged,
+    RemoteError,
+    RemoteReadOnly,
+    UserError,
+)
+from pipeline.expand import Sequence, Shot
 from pipeline.films import OutputIndex, film_dir, film_facts, output_path
-from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
 from pipeline.lock import write as write_lock
-from pipeline.plan import CACHED, IN_FLIGHT, Plan
+from pipeline.plan import CACHED, IN_FLIGHT, REMOTE, Plan
 from pipeline.render import (
     RENDERERS,
     RendererOptions,
@@ -37,6 +46,7 @@ from pipeline.render import (
 )
 from pipeline.scheduler import (
     FAILED,
+    PULLED,
     RENDERED,
     SKIPPED,
     Outcome,
@@ -45,6 +55,7 @@ from pipeline.scheduler import (
     Scheduler,
     Spending,
 )
+from pipeline.share import pull_film, push_film
 from pipeline.state import CURRENT, STORED, State, film_state
 from pipeline.state import forced as forced_state
 
@@ -65,6 +76,8 @@ class BuildRequest:
     output_dir: Path | None = None
     cache_dir: str | None = None
     max_shots: int | None = None  # None: expand.MAX_SHOTS
+    remote: bool = True  # use the project's team cache, when it has one
+    cluster: str | None = None  # a Dask scheduler's address: films are joined there
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,7 @@ class BuildSummary:
             "rendered": self.count(RENDERED),
             "collected": sum(1 for o in self.outcomes if o.status == RENDERED and o.collected),
             "from_cache": len(self.cached) + self.count(CACHED),
+            "pulled": self.count(PULLED),
             "failed": self.count(FAILED),
             "skipped": self.count(SKIPPED),
             "spent": round(self.spending.total, 4),
@@ -138,7 +152,12 @@ class BuildSummary:
 def run(request: BuildRequest, output: BuildOutput) -> BuildSummary:
     """Plan, render what is missing, join the films, write the lock."""
     loaded = plan.load(
-        request.spec, request.preview, request.cache_dir, output.warn, request.max_shots
+        request.spec,
+        request.preview,
+        request.cache_dir,
+        output.warn,
+        request.max_shots,
+        request.remote,
     )
     try:
         return _run(request, loaded, output)
@@ -148,19 +167,29 @@ def run(request: BuildRequest, output: BuildOutput) -> BuildSummary:
 
 def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> BuildSummary:
     spec, current = loaded.spec, loaded.plan
+    if loaded.remote_problem is not None:
+        # Without it there is no lease, and what it holds would look new: paid for again.
+        raise loaded.remote_problem
     for warning in current.expansion.warnings:
         output.warn(f"warning: {warning}")
     sequences = choose_sequences(current, request.sequences, request.spec)
     check_names(current, request.only + request.force, request.spec)
     to_render, cached, forced = select_shots(current, request.only, request.force, sequences)
     paid = is_paid(loaded.renderer)
-    new = [row.shot for row in to_render if row.status != IN_FLIGHT]
+    new = [row.shot for row in to_render if row.status not in (IN_FLIGHT, REMOTE)]
     max_cost = request.max_cost if request.max_cost is not None else spec.storyboard.budget
     estimate = check_budget(new, max_cost) if paid else 0.0
     if to_render:
         renderer_class(loaded.renderer).check_options(request.renderer)
     if request.frozen:
         check_frozen(loaded.lock_path, loaded.lock, [row.shot for row in to_render])
+    cluster = cluster_address(spec.root, request.cluster)
+    if cluster and loaded.remote is None:
+        raise UserError(
+            f"--cluster {cluster}: the cluster's workers read clips from the team cache, and "
+            "this project has none",
+            "set [remote] url = 's3://bucket/prefix' in storyboard.toml (or STORYBOARD_REMOTE)",
+        )
     films = film_dir(spec.path, spec.storyboard.name, loaded.renderer, request.output_dir)
     if current.expansion.sequences:
         check_writable(films, "films", "choose a writable --output-dir")
@@ -174,13 +203,15 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         # Nothing to store: a build from a read-only cache (a CI runner's) needs no writes.
         output.warn(f"warning: {exc.message}; nothing to render, so building from it as it is")
     loaded.cache.clean()
-    collecting = len(to_render) - len(new)
+    collecting = sum(1 for row in to_render if row.status == IN_FLIGHT)
+    fetching = sum(1 for row in to_render if row.status == REMOTE)
     unpriced = sum(1 for shot in new if shot.price is None)
     output.info(
         f"build {spec.path.name} with {loaded.renderer}: {len(new)} to render"
         + (f" (about ${estimate:.2f})" if paid else "")
         + (f" (+{unpriced} of unknown price)" if paid and unpriced else "")
         + (f", {collecting} in flight to collect" if collecting else "")
+        + (f", {fetching} to fetch from the team cache" if fetching else "")
         + f", {len(cached)} cached"
     )
     for row in to_render:
@@ -197,6 +228,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             request.renderer,
             schedule,
             reporter,
+            loaded.remote,
         )
         summary.cached = cached
         if not summary.interrupted and summary.fatal is None:
@@ -207,6 +239,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
                 films,
                 loaded.lock,
                 reporter.note,
+                Sharing(loaded.remote, request.schedule.push, cluster),
             )
     if not request.frozen and not summary.interrupted:
         lock = make_lock(
@@ -361,9 +394,12 @@ def render_shots(
     renderer_options: RendererOptions,
     options: ScheduleOptions,
     reporter: Reporter,
+    remote: Remote | None = None,
 ) -> BuildSummary:
     """Render `shots`; the first Ctrl-C stops new work, a second one exits at once."""
-    return asyncio.run(_render(shots, cache, renderer_name, renderer_options, options, reporter))
+    return asyncio.run(
+        _render(shots, cache, renderer_name, renderer_options, options, reporter, remote)
+    )
 
 
 async def _render(
@@ -373,12 +409,13 @@ async def _render(
     renderer_options: RendererOptions,
     options: ScheduleOptions,
     reporter: Reporter,
+    remote: Remote | None,
 ) -> BuildSummary:
     summary = BuildSummary()
     if not shots:
         return summary
     renderer = make_renderer(renderer_name, cache, renderer_options, reporter.note)
-    scheduler = Scheduler(cache, renderer, options, reporter)
+    scheduler = Scheduler(cache, renderer, options, reporter, remote=remote)
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     presses = 0
@@ -447,6 +484,15 @@ class SequenceOutcome:
         }
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """The team cache and the cluster, as the film step uses them."""
+
+    remote: Remote | None = None
+    push: bool = True
+    cluster: str | None = None  # a Dask scheduler's address
+
+
 def build_sequences(
     sequences: list[Sequence],
     cache: Cache,
@@ -454,34 +500,122 @@ def build_sequences(
     films: Path,
     previous: Lock | None,
     note: Callable[[str], None],
+    sharing: Sharing = Sharing(),
 ) -> list[SequenceOutcome]:
-    """Each film made once per key: a film already there is left, one made before is placed
-    from the cache, the rest are joined (and kept). `film_state` says which."""
-    results = []
+    """Each film made once per key: a film already there is left, one made before (here or
+    by the team) is placed from the cache, the rest are joined (here, or on the cluster) and
+    kept. `film_state` says which."""
     clean_work_folders(films)
     facts = film_facts(sequences, previous, cache, outputs, films)
-    checked: dict[str, media.ClipInfo] = {}  # a clip shared by several films is hashed once
-    for sequence in sequences:
+    if sharing.remote is not None:
+        wanted = [s for s in sequences if film_state(s, facts).name not in (CURRENT, STORED)]
+        if wanted and _pull_films(sharing.remote, cache, wanted, note):
+            facts = film_facts(sequences, previous, cache, outputs, films)
+    results: dict[int, SequenceOutcome] = {}
+    to_join: list[tuple[int, Sequence, list[ClipRecord]]] = []
+    for index, sequence in enumerate(sequences):
         path = output_path(films, sequence)
         state = film_state(sequence, facts)
         if state.name == CURRENT:  # its clips are not needed, nor even in this cache
-            results.append(_current(sequence, path, previous, cache))
+            results[index] = _current(sequence, path, previous, cache)
             continue
         placed = _placed(sequence, path, cache, outputs) if state.name == STORED else None
         if placed is not None:
             note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
-            results.append(placed)
+            results[index] = placed
             continue
         records = [cache.clips.get(use.shot.key) for use in sequence.uses]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
         if missing:
             names = ", ".join(dict.fromkeys(missing))
-            results.append(
-                SequenceOutcome(sequence, BLOCKED, path, error=f"clips missing: {names}")
-            )
+            error = f"clips missing: {names}"
+            results[index] = SequenceOutcome(sequence, BLOCKED, path, error=error)
             continue
-        results.append(_joined(sequence, path, records, checked, cache, outputs, note))
+        to_join.append((index, sequence, [r for r in records if r is not None]))
+    if sharing.cluster and sharing.remote is not None and to_join:
+        results.update(_joined_on_cluster(to_join, films, cache, outputs, sharing, note))
+    else:
+        checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
+        for index, sequence, records in to_join:
+            path = output_path(films, sequence)
+            results[index] = _joined(sequence, path, records, checked, cache, outputs, note)
+        if sharing.remote is not None and sharing.push:
+            joined = [results[index] for index, _, _ in to_join]
+            _push_films(sharing.remote, cache, [o for o in joined if o.status == BUILT], note)
     outputs.save()
+    return [results[index] for index in sorted(results)]
+
+
+def _pull_films(
+    remote: Remote, cache: Cache, sequences: list[Sequence], note: Callable[[str], None]
+) -> int:
+    """The films of `sequences` the team made, into the local cache: how many came."""
+
+    async def one(sequence: Sequence) -> bool:
+        try:
+            return await pull_film(remote, cache, sequence.key, sequence.name) is not None
+        except RemoteDamaged as exc:
+            note(f"warning: {exc.message}; joining it here instead")
+            return False
+
+    async def every() -> list[bool]:
+        return list(await asyncio.gather(*(one(s) for s in sequences)))
+
+    try:
+        return sum(Remote.run(every()))
+    except RemoteError as exc:
+        note(f"warning: {exc.message}; films are joined here")
+        return 0
+
+
+def _push_films(
+    remote: Remote, cache: Cache, outcomes: list[SequenceOutcome], note: Callable[[str], None]
+) -> None:
+    records = [r for o in outcomes if (r := cache.films.get(o.sequence.key)) is not None]
+    if not records:
+        return
+
+    async def every() -> None:
+        await asyncio.gather(*(push_film(remote, cache, record) for record in records))
+
+    try:
+        Remote.run(every())
+    except RemoteReadOnly:
+        return  # a CI runner's key: it reads the team cache and writes nothing
+    except RemoteError as exc:
+        note(f"warning: films not shared ({exc.message}); `storyboard push` shares them later")
+
+
+def _joined_on_cluster(
+    jobs: list[tuple[int, Sequence, list[ClipRecord]]],
+    films: Path,
+    cache: Cache,
+    outputs: OutputIndex,
+    sharing: Sharing,
+    note: Callable[[str], None],
+) -> dict[int, SequenceOutcome]:
+    assert sharing.remote is not None and sharing.cluster is not None
+    made = join_on_cluster(
+        sharing.cluster,
+        sharing.remote,
+        cache,
+        [FilmJob.of(sequence, records) for _, sequence, records in jobs],
+        note,
+    )
+    results = {}
+    for (index, sequence, _), film in zip(jobs, made, strict=True):
+        path = output_path(films, sequence)
+        if isinstance(film, str):
+            note(f"failed   sequence {sequence.name}: {film}")
+            results[index] = SequenceOutcome(sequence, FAILED, path, error=film)
+            continue
+        placed = _placed(sequence, path, cache, outputs)
+        if placed is None:
+            error = "the film joined on the cluster could not be placed"
+            results[index] = SequenceOutcome(sequence, FAILED, path, error=error)
+            continue
+        note(f"joined   {sequence.name} ({film.duration:.2f} s, {film.method}, cluster) -> {path}")
+        results[index] = replace(placed, status=BUILT, method=film.method)
     return results
 
 
@@ -516,7 +650,7 @@ def _placed(
 def _joined(
     sequence: Sequence,
     path: Path,
-    records: list[ClipRecord | None],
+    records: list[ClipRecord],
     checked: dict[str, media.ClipInfo],
     cache: Cache,
     outputs: OutputIndex,
@@ -524,9 +658,8 @@ def _joined(
 ) -> SequenceOutcome:
     try:
         clips = [
-            _clip_input(cache, use, record, checked)
+            clip_input(cache.clips.path(record.key), use, record, checked)
             for use, record in zip(sequence.uses, records, strict=True)
-            if record is not None
         ]
         started = time.monotonic()
         made = assemble(sequence, clips, path)
@@ -541,39 +674,6 @@ def _joined(
     )
     return SequenceOutcome(
         sequence, BUILT, path, made.method, sha, path.stat().st_size, made.info.duration
-    )
-
-
-def _clip_input(
-    cache: Cache, use: ClipUse, record: ClipRecord, checked: dict[str, media.ClipInfo]
-) -> ClipInput:
-    """A cached clip checked against its record (once per build) before it goes into a film."""
-    path = cache.clips.path(record.key)
-    label = use.shot.label + (f" take {use.shot.take}" if use.shot.takes > 1 else "")
-    info = checked.get(record.key)
-    if info is None:
-        info = _checked(path, record, label, use.shot.shot_id)
-        checked[record.key] = info
-    # A clip delivered a frame longer or shorter than asked is used as it is: a use that runs
-    # to the shot's end takes the whole clip, a trim never reaches past the clip's end.
-    end = info.duration if use.end >= use.shot.duration else min(use.end, info.duration)
-    return ClipInput(path, info, use.start, end, label)
-
-
-def _checked(path: Path, record: ClipRecord, label: str, shot_id: str) -> media.ClipInfo:
-    problem = None
-    if not path.exists():
-        problem = "its file is gone"
-    elif path.stat().st_size != record.bytes or sha256_file(path) != record.sha256:
-        problem = "its file does not match the checksum recorded when it was rendered"
-    if problem is None:
-        try:
-            return media.probe(path)
-        except MediaError as exc:
-            problem = exc.message
-    raise MediaError(
-        f"the clip of shot '{label}' is damaged: {problem}",
-        f"render it again: storyboard build SPEC --force {shot_id}",
     )
 
 

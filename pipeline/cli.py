@@ -39,6 +39,14 @@ environment:
                         under 1 only for a local server)
   STORYBOARD_CACHE_DIR  the cache folder (default .storyboard/ at the project root)
   STORYBOARD_FFMPEG     the ffmpeg binary to use
+
+the team cache (pip install 'storyboard[remote]'):
+  STORYBOARD_REMOTE     s3://bucket/prefix (else [remote] url in storyboard.toml)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL
+                        its credentials and, for MinIO, R2, SeaweedFS or Ceph, its address
+  STORYBOARD_NO_REMOTE  1: work without the team cache (renders then take no lease)
+  STORYBOARD_LEASE_SECONDS  how long a dead machine's lease holds a shot (default 120)
+  STORYBOARD_CLUSTER    a Dask scheduler to join films on (else `cluster` in storyboard.toml)
 """
 
 
@@ -149,6 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="render nothing the lock file does not already name, and leave the lock as it is",
     )
+    build.add_argument(
+        "--no-push",
+        action="store_true",
+        help="share nothing this build renders or joins with the team cache (it still reads it)",
+    )
+    build.add_argument(
+        "--no-remote",
+        action="store_true",
+        help="work without the team cache: no fetches, no leases (a colleague may then pay "
+        "for the same shot)",
+    )
+    build.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="join the films on this Dask scheduler (tcp://host:8786); its workers read clips "
+        "from the team cache",
+    )
     _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -186,6 +211,31 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_options(review)
     _output_option(review)
     review.add_argument("--open", action="store_true", help="open the page in a browser")
+
+    push = _command(
+        commands,
+        "push",
+        cmd_push,
+        "share every clip and film of the local cache that the team cache lacks",
+    )
+    push.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
+
+    pull = _command(
+        commands,
+        "pull",
+        cmd_pull,
+        "fetch from the team cache the clips and films of storyboards that this cache lacks",
+    )
+    pull.add_argument(
+        "specs",
+        nargs="*",
+        type=Path,
+        help="storyboards, or folders of them (default: the current folder)",
+    )
+    pull.add_argument(
+        "--preview", action="store_true", help="the preview renderer's clips and films"
+    )
+    pull.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
 
     gc = _command(
         commands,
@@ -311,7 +361,10 @@ def _ignore(message: str) -> None:
 def load_plan(args: argparse.Namespace) -> Loaded:
     from pipeline import plan
 
-    return plan.load(args.spec, args.preview, args.cache_dir, _note, args.max_shots)
+    loaded = plan.load(args.spec, args.preview, args.cache_dir, _note, args.max_shots)
+    if loaded.remote_problem is not None:
+        _note(f"warning: {loaded.remote_problem.message}: this is the plan without it")
+    return loaded
 
 
 def _films(args: argparse.Namespace, loaded: Loaded) -> Path:
@@ -391,7 +444,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         sequences=tuple(args.sequence),
         only=tuple(args.only or ()),
         force=tuple(args.force or ()),
-        schedule=ScheduleOptions(jobs=args.jobs, keep_going=args.keep_going, retries=args.retries),
+        schedule=ScheduleOptions(
+            jobs=args.jobs,
+            keep_going=args.keep_going,
+            retries=args.retries,
+            push=not args.no_push,
+        ),
         renderer=RendererOptions(
             api_key=os.environ.get("RUNWARE_API_KEY") or None,
             base_url=os.environ.get("RUNWARE_BASE_URL") or None,
@@ -404,6 +462,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         cache_dir=args.cache_dir,
         max_shots=args.max_shots,
+        remote=not args.no_remote,
+        cluster=args.cluster,
     )
     output = build.BuildOutput(
         info=lambda message: print(message, file=sys.stderr) if talk else None,
@@ -432,7 +492,8 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
     current = sum(1 for s in summary.sequences if s.status == "current")
     line = (
         f"done: {data['rendered']} rendered, {data['from_cache']} from cache, "
-        f"{data['failed']} failed"
+        + (f"{data['pulled']} from the team cache, " if data["pulled"] else "")
+        + f"{data['failed']} failed"
         + (f", {data['skipped']} not started" if data["skipped"] else "")
         + f"; {joined} sequences joined"
         + (f", {placed} placed (made before)" if placed else "")
@@ -560,6 +621,55 @@ def cmd_review(args: argparse.Namespace) -> int:
 
         webbrowser.open(page.resolve().as_uri())
     return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from pipeline.cache import Cache, resolve_root
+    from pipeline.project import project_root
+    from pipeline.share import push_project
+
+    here = Path.cwd()
+    cache = Cache(resolve_root(here, args.cache_dir), _note)
+    try:
+        done = push_project(cache, project_root(here), _note_verbatim)
+    finally:
+        cache.close()
+    print(
+        f"pushed {done.clips} clip(s) and {done.films} film(s), {done.bytes / 1e6:.1f} MB",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from pipeline import plan
+    from pipeline.share import pull_storyboard
+    from pipeline.spec import find_storyboards
+
+    found, unreadable = find_storyboards(args.specs or [Path.cwd()])
+    for _, problem in unreadable:
+        print(problem, file=sys.stderr)
+    if not found and not unreadable:
+        raise UserError(f"no storyboard (*.yaml with version: and shots:) under {args.specs}")
+    code = 2 if unreadable else 0
+    for path in found:
+        loaded = plan.load(path, args.preview, args.cache_dir, _note)
+        try:
+            done = pull_storyboard(loaded, _note_verbatim)
+        finally:
+            loaded.cache.close()
+        print(
+            printable(
+                f"{path}: pulled {done.clips} clip(s) and {done.films} film(s), "
+                f"{done.bytes / 1e6:.1f} MB"
+                + (f"; {done.missing} shot(s) the team has not rendered" if done.missing else "")
+                + (f"; {done.refused} damaged, refused" if done.refused else "")
+            ),
+            file=sys.stderr,
+        )
+        if done.refused:
+            code = code or 1
+    return code
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

@@ -80,6 +80,19 @@ class CacheError(StoryboardError):
     """A file of the cache that cannot be read or written as it must be."""
 
 
+class RemoteError(StoryboardError):
+    """The team cache (object storage) cannot be reached, refuses us, or holds a damaged
+    object."""
+
+
+class RemoteDamaged(RemoteError):
+    """An object of the team cache does not match its record's checksum: never used."""
+
+
+class RemoteReadOnly(RemoteError):
+    """The team cache refuses writes to these credentials: pull, never push."""
+
+
 class RenderError(StoryboardError):
     """A shot could not be rendered; the subclass says what may be done about it."""
 

@@ -12,14 +12,23 @@ from pipeline import lock as lockfile
 from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
-from pipeline.errors import MediaError
+from pipeline.cache.remote import Remote, open_remote, remote_settings
+from pipeline.errors import MediaError, RemoteError
 from pipeline.expand import Expansion, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
 from pipeline.render import is_paid
 from pipeline.spec import Spec, file_fields, is_url
 from pipeline.spec import load as load_spec
-from pipeline.state import CACHED, IN_FLIGHT, RENDERS, LockedShots, ShotFacts, shot_state
+from pipeline.state import (
+    CACHED,
+    IN_FLIGHT,
+    REMOTE,
+    RENDERS,
+    LockedShots,
+    ShotFacts,
+    shot_state,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class Plan:
 
     @property
     def to_render(self) -> list[PlanRow]:
-        """Rows a build works on: renders, and tasks in flight to collect."""
+        """Rows a build works on: renders, tasks in flight to collect, clips to fetch."""
         return [row for row in self.rows if row.status != CACHED]
 
     @property
@@ -93,6 +102,7 @@ class Plan:
                 "unique_renders": len(self.rows),
                 "renders_needed": sum(1 for row in self.rows if row.renders),
                 "in_flight": sum(1 for row in self.rows if row.status == IN_FLIGHT),
+                "in_team_cache": sum(1 for row in self.rows if row.status == REMOTE),
                 "cached": sum(1 for row in self.rows if row.status == CACHED),
                 "cost_needed": self.cost_needed,
                 "cost_total": self.cost_total,
@@ -111,6 +121,8 @@ class Loaded:
     cache: Cache
     renderer: str
     lock: Lock | None
+    remote: Remote | None = None
+    remote_problem: RemoteError | None = None  # the team cache is set but did not answer
 
     @property
     def lock_path(self) -> Path:
@@ -123,16 +135,25 @@ def load(
     cache_dir: str | None,
     note: Callable[[str], None],
     max_shots: int | None = None,
+    use_remote: bool = True,
 ) -> Loaded:
-    """Read and expand a storyboard and plan it against its cache; `note` hears repairs."""
+    """Read and expand a storyboard and plan it against its cache, and the team cache when
+    the project has one; `note` hears repairs."""
     spec = load_spec(spec_path)
     renderer = "preview" if preview else spec.storyboard.renderer
     cache = Cache(resolve_root(spec.path, cache_dir), note)
+    settings = remote_settings(spec.root) if use_remote else None
+    remote = open_remote(settings) if settings else None
     spec = fetch_inputs(spec, cache)
     expansion = expand(spec, renderer, max_shots)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
-    plan = make_plan(expansion, cache, lock, is_paid(renderer))
-    return Loaded(spec, plan, cache, renderer, lock)
+    problem = None
+    try:
+        plan = make_plan(expansion, cache, lock, is_paid(renderer), remote)
+    except RemoteError as exc:
+        problem = exc
+        plan = make_plan(expansion, cache, lock, is_paid(renderer))
+    return Loaded(spec, plan, cache, renderer, lock, remote, problem)
 
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
@@ -148,7 +169,13 @@ def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
     return replace(spec, files=fetched)
 
 
-def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None, paid: bool = True) -> Plan:
+def make_plan(
+    expansion: Expansion,
+    cache: Cache,
+    lock: Lock | None,
+    paid: bool = True,
+    remote: Remote | None = None,
+) -> Plan:
     variants: dict[str, list[str]] = {}
     for shot in expansion.shots:
         names = variants.setdefault(shot.key, [])
@@ -159,11 +186,14 @@ def make_plan(expansion: Expansion, cache: Cache, lock: Lock | None, paid: bool 
     cached = cache.clips.present(keys)
     if lock is not None:
         cached |= _found_by_lock(cache, lock, [k for k in keys if k not in cached])
+    absent = [key for key in keys if key not in cached]
+    shared = Remote.run(remote.present("clips", absent)) if remote and absent else set()
     facts = ShotFacts(
         cached=frozenset(cached),
         in_flight=frozenset(k for k, e in cache.journal.entries().items() if e.task_uuid),
         failures=cache.failures.all(),
         locked=LockedShots.of(lock),
+        remote=frozenset(shared),
     )
     rows = []
     for shot in shots:

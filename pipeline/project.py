@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
+import tomllib
 from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UserError
 
 MARKERS = (".storyboard", ".git")
 ROOT_HINT = (
@@ -105,3 +109,29 @@ def _kind(mode: int) -> str:
         stat.S_ISSOCK: "a socket",
     }
     return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+
+
+SETTINGS_FILE = "storyboard.toml"
+
+
+def project_settings(root: Path) -> tuple[dict[str, Any], Path | None]:
+    """The team's settings and the file they came from: `storyboard.toml` at the project
+    root, else `[tool.storyboard]` of its `pyproject.toml`; ({}, None) when neither has any.
+    Secrets never live here: credentials come from the environment."""
+    for name, table in ((SETTINGS_FILE, ()), ("pyproject.toml", ("tool", "storyboard"))):
+        path = root / name
+        try:
+            data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UserError(
+                f"{path}: cannot be read as TOML ({exc})", "fix the file: https://toml.io"
+            ) from None
+        for part in table:
+            data = data.get(part, {}) if isinstance(data, dict) else {}
+        if data:
+            if not isinstance(data, dict):
+                raise UserError(f"{path}: [tool.storyboard] must be a table")
+            return data, path
+    return {}, None

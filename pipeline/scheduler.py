@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from pipeline import hashing, media
 from pipeline.cache import Cache, ClipRecord, JournalEntry
+from pipeline.cache.remote import Lease, Remote
 from pipeline.errors import (
     AccountError,
     CacheError,
     MediaError,
     NotCollected,
+    RemoteDamaged,
+    RemoteError,
+    RemoteReadOnly,
     RenderError,
     StoryboardError,
     TaskUnknown,
@@ -24,9 +28,11 @@ from pipeline.errors import (
 from pipeline.expand import Shot
 from pipeline.render import Renderer, RenderJob, RenderResult
 from pipeline.retry import SAY_WAITS_FROM, Backoff
+from pipeline.share import pull_clip, push_clip
 
 RENDERED = "rendered"
 CACHED = "cached"
+PULLED = "pulled"  # fetched from the team cache
 FAILED = "failed"
 SKIPPED = "skipped"
 LOCK_POLL = 0.1
@@ -40,6 +46,7 @@ class ScheduleOptions:
     backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0))
     max_cost: float | None = None
     force: frozenset[str] = frozenset()
+    push: bool = True  # share rendered clips with the team cache (when there is one)
 
 
 @dataclass(frozen=True)
@@ -98,9 +105,12 @@ class Scheduler:
     failure: str | None = None
     fatal: StoryboardError | None = None
     budget_reached: bool = False
+    remote: Remote | None = None
 
     def __post_init__(self) -> None:
         self.spending = Spending(limit=self.options.max_cost)
+        self.leases: dict[str, Lease] = {}
+        self.pushing = self.options.push
 
     async def run(self, shots: list[Shot]) -> list[Outcome]:
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
@@ -120,7 +130,10 @@ class Scheduler:
         started = time.monotonic()
         try:
             return await self._locked(shot, started)
-        except CacheError as exc:
+        except RemoteDamaged as exc:
+            return self._failed(shot, exc, started)
+        except (CacheError, RemoteError) as exc:
+            # Without the team cache there is no lease: going on could pay twice for a shot.
             self._stop_all(exc)
             return self._failed(shot, exc, started)
         except Exception as exc:
@@ -133,7 +146,8 @@ class Scheduler:
 
     async def _locked(self, shot: Shot, started: float) -> Outcome:
         record = self.cache.clips.get(shot.key)
-        if record is not None and shot.key not in self.options.force:
+        forced = shot.key in self.options.force
+        if record is not None and not forced:
             # Another build rendered it while this one waited for the key.
             return self._finish(Outcome(shot, CACHED, record))
         # Read again now that the key is this build's: a build that died holding it may have
@@ -142,6 +156,94 @@ class Scheduler:
         resume = (
             entry.task_uuid if entry is not None and entry.renderer == self.renderer.name else None
         )
+        if self.remote is None:
+            return await self._rendered(shot, resume, started)
+        return await self._shared(shot, resume, forced, started)
+
+    async def _shared(
+        self, shot: Shot, resume: str | None, forced: bool, started: float
+    ) -> Outcome:
+        """With a team cache: its clip if it has one; else the key's lease (waiting while
+        another machine renders it), the render, and the clip shared before the lease goes."""
+        assert self.remote is not None
+        remote = self.remote
+        if resume is None and not forced:
+            pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
+            if pulled is not None:
+                return self._finish(Outcome(shot, PULLED, pulled, seconds=_since(started)))
+        lease = None
+        if self.renderer.paid:  # a free render costs nothing twice: no lease
+            lease = await remote.acquire(
+                shot.key,
+                self.renderer.name,
+                shot.label,
+                lambda: self._delivered(shot, forced),
+                self.stop,
+                self.reporter.note,
+            )
+            if lease is None:
+                if self.stop.is_set():
+                    return Outcome(shot, SKIPPED, error=self._why_not())
+                pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
+                if pulled is not None:
+                    return self._finish(Outcome(shot, PULLED, pulled, seconds=_since(started)))
+                return await self._shared(shot, resume, forced, started)
+            inherited = lease.body.task_uuid
+            if resume is None and inherited:
+                resume = inherited
+                self._note_task(shot, inherited)  # this machine now answers for that task
+            self.leases[shot.key] = lease
+        keeper = asyncio.create_task(remote.keep(lease, self.reporter.note)) if lease else None
+        try:
+            outcome = await self._rendered(shot, resume, started)
+            if outcome.status == RENDERED and outcome.record is not None:
+                outcome = await self._push(outcome, forced)
+            return outcome
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+            if lease is not None:
+                self.leases.pop(shot.key, None)
+                entry = self.cache.journal.read(shot.key)
+                if entry is None or entry.task_uuid is None:
+                    await remote.release(lease)
+                # else a paid task is still out: the lease stays, expires, and whoever takes
+                # it over collects that task
+
+    async def _delivered(self, shot: Shot, forced: bool) -> bool:
+        return (
+            not forced
+            and self.remote is not None
+            and bool(await self.remote.present("clips", [shot.key]))
+        )
+
+    async def _push(self, outcome: Outcome, forced: bool) -> Outcome:
+        """Share a clip just rendered; a clip another machine shared first is used instead."""
+        record = outcome.record
+        if not self.pushing or self.remote is None or record is None:
+            return outcome
+        try:
+            kept = await push_clip(self.remote, self.cache, record, replace=forced)
+        except RemoteReadOnly as exc:
+            self.pushing = False
+            self.reporter.note(f"warning: {exc.message}: this build pushes nothing")
+            return outcome
+        except RemoteError as exc:
+            self.reporter.note(
+                f"warning: {outcome.shot.label}: not shared ({exc.message}); "
+                "`storyboard push` shares it later"
+            )
+            return outcome
+        if kept.sha256 == record.sha256:
+            return outcome
+        warning = (
+            f"{outcome.shot.label}: another build's clip reached the team cache first; this "
+            "cache now holds that one, as every machine does"
+        )
+        return replace(outcome, record=kept, warning=warning)
+
+    async def _rendered(self, shot: Shot, resume: str | None, started: float) -> Outcome:
+        """Render (or collect) until it succeeds, fails for good, or may not be tried again."""
         retries = 0
         while True:
             try:
@@ -313,6 +415,9 @@ class Scheduler:
                 estimate=shot.price,
             )
         )
+        lease = self.leases.get(shot.key)
+        if lease is not None and task is not None and self.remote is not None:
+            self.remote.note_task(lease, task)
 
     def _journal_cost(self, shot: Shot, cost: float | None) -> None:
         """Keep what a task cost beside its id, so that a clip never collected is still
@@ -364,6 +469,10 @@ class Scheduler:
     def _finish(self, outcome: Outcome) -> Outcome:
         self.reporter.shot_finished(outcome, self.spending.total)
         return outcome
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
 
 
 def _remove(path: Path) -> None:

@@ -7,7 +7,8 @@ duration, setting or first frame changed, forced, a failure before, or a clip or
 lock names that this cache does not hold.
 
 Shot states:   cached, new, changed, missing (in the lock, not in this cache), failed (before),
-               in flight (a paid task is journaled: the build collects it)
+               in flight (a paid task is journaled: the build collects it), remote (in the
+               team cache: the build fetches it)
 Film states:   current (the file is the lock's), stored (made before: placed, not joined),
                new, changed, missing (the lock's file is gone and the cache lacks it)
 """
@@ -28,6 +29,7 @@ CHANGED = "changed"
 MISSING = "missing"
 FAILED = "failed"
 IN_FLIGHT = "in flight"
+REMOTE = "remote"
 RENDERS = frozenset({NEW, CHANGED, MISSING, FAILED})  # states a build renders
 
 CURRENT = "current"
@@ -50,6 +52,7 @@ class ShotFacts:
     in_flight: frozenset[str]
     failures: Mapping[str, str]
     locked: LockedShots
+    remote: frozenset[str] = frozenset()  # keys the team cache holds
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State
         return State(CACHED)
     if shot.key in facts.in_flight:
         return State(IN_FLIGHT, ("a paid task is journaled: the build collects it",))
+    if shot.key in facts.remote:
+        return State(REMOTE, ("in the team cache: the build fetches it, nothing is paid",))
     failure = facts.failures.get(shot.key)
     if failure is not None:
         return State(FAILED, (f"failed before: {failure}",))

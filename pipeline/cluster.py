@@ -1,0 +1,181 @@
+"""Films joined on a Dask distributed cluster, for campaigns whose films outnumber one
+machine's cores.
+
+Renders stay driven from the build's machine (their work is remote already). Each film is one
+job: a worker fetches the film's clips from the team cache (checked by checksum), joins them
+with the same code a local build uses, and shares the film in the team cache; the build then
+fetches it like any film the team made. Workers need `storyboard[remote]` installed and the
+team cache's credentials in their environment (AWS_*): no secret travels with a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pipeline.assemble import assemble, clip_input
+from pipeline.cache import Cache, ClipRecord, FilmRecord
+from pipeline.cache.remote import INSTALL_HINT, Remote, RemoteSettings, open_remote
+from pipeline.errors import RemoteError, StoryboardError, UserError
+from pipeline.expand import Sequence
+from pipeline.hashing import sha256_file
+from pipeline.project import project_settings
+from pipeline.share import pull_film, push_clip
+
+CLUSTER_ENV = "STORYBOARD_CLUSTER"
+
+
+def cluster_address(root: Path, given: str | None) -> str | None:
+    """The cluster to join films on: `--cluster`, else STORYBOARD_CLUSTER, else `cluster` in
+    the project's settings; None for none."""
+    if given:
+        return given
+    if os.environ.get(CLUSTER_ENV):
+        return os.environ[CLUSTER_ENV]
+    settings, path = project_settings(root)
+    address = settings.get("cluster")
+    if address is not None and not isinstance(address, str):
+        raise UserError(f"{path}: cluster must be a scheduler address, like 'tcp://host:8786'")
+    return address or None
+
+
+@dataclass(frozen=True)
+class FilmJob:
+    """Everything a worker needs to join one film, bytes of the audio bed included (a worker
+    may not see the build's files)."""
+
+    sequence: Sequence
+    clips: tuple[ClipRecord, ...]  # one per use of the sequence
+    audio: bytes | None
+
+    @classmethod
+    def of(cls, sequence: Sequence, clips: list[ClipRecord]) -> FilmJob:
+        audio = sequence.audio.read_bytes() if sequence.audio is not None else None
+        return cls(sequence, tuple(clips), audio)
+
+
+def join_on_cluster(
+    address: str,
+    remote: Remote,
+    cache: Cache,
+    jobs: list[FilmJob],
+    note: Callable[[str], None],
+) -> list[FilmRecord | str]:
+    """Each job's film record, or why it failed, in the order of `jobs`. The films are in the
+    team cache (and fetched into the local one) when this returns."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UserError(
+            "--cluster needs Dask distributed, which is not installed", INSTALL_HINT
+        ) from None
+    _share_clips(remote, cache, jobs, note)
+    try:
+        client = Client(address, timeout="15s")
+    except (OSError, TimeoutError) as exc:
+        raise UserError(
+            f"cannot reach the cluster at {address} ({exc})",
+            "start a scheduler and workers (dask scheduler; dask worker ADDRESS), or build "
+            "without --cluster",
+        ) from None
+    results: dict[int, FilmRecord | str] = {}
+    with client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        note(f"cluster  {address}: {len(jobs)} film(s) over {workers} worker(s)")
+        futures = {
+            client.submit(join_film, remote.settings, job, pure=False): index
+            for index, job in enumerate(jobs)
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                results[index] = future.result()
+            except Exception as exc:  # a worker that died, or a fault of this tool there
+                results[index] = f"the cluster failed to join it: {exc!r}"
+    for index, made in results.items():
+        if isinstance(made, FilmRecord):
+            results[index] = _fetched(remote, cache, made, jobs[index].sequence.name)
+    return [results[index] for index in range(len(jobs))]
+
+
+def join_film(settings: RemoteSettings, job: FilmJob) -> FilmRecord | str:
+    """On a worker: fetch the clips, join them, share the film. A failure a person can act on
+    comes back as its message."""
+    try:
+        return _join(open_remote(settings), job)
+    except StoryboardError as exc:
+        return exc.message
+
+
+def _join(remote: Remote, job: FilmJob) -> FilmRecord:
+    with tempfile.TemporaryDirectory(prefix="storyboard-film-") as folder:
+        work = Path(folder)
+        unique = {record.key: record for record in job.clips}
+
+        async def fetch_all() -> None:
+            await asyncio.gather(
+                *(
+                    remote.fetch(r.sha256, r.bytes, work / f"{r.key}.mp4", f"the clip of {r.label}")
+                    for r in unique.values()
+                )
+            )
+
+        Remote.run(fetch_all())
+        sequence = job.sequence
+        if job.audio is not None:
+            bed = work / f"bed{sequence.audio.suffix if sequence.audio else ''}"
+            bed.write_bytes(job.audio)
+            sequence = replace(sequence, audio=bed)
+        checked: dict = {}
+        clips = [
+            clip_input(work / f"{record.key}.mp4", use, record, checked)
+            for use, record in zip(sequence.uses, job.clips, strict=True)
+        ]
+        film = work / "film.mp4"
+        made = assemble(sequence, clips, film)
+        record = FilmRecord(
+            key=sequence.key,
+            sha256=sha256_file(film),
+            bytes=film.stat().st_size,
+            duration=made.info.duration,
+            method=made.method,
+            created=time.time(),
+        )
+        Remote.run(remote.put_film(record, film))
+        return record
+
+
+def _share_clips(
+    remote: Remote, cache: Cache, jobs: list[FilmJob], note: Callable[[str], None]
+) -> None:
+    """The workers read clips from the team cache: send it those it lacks."""
+    records = {record.key: record for job in jobs for record in job.clips}
+
+    async def share() -> None:
+        there = await remote.present("clips", records)
+        missing = [r for key, r in records.items() if key not in there]
+        if missing:
+            note(f"cluster  sharing {len(missing)} clip(s) the workers need")
+        await asyncio.gather(*(push_clip(remote, cache, record) for record in missing))
+
+    try:
+        Remote.run(share())
+    except RemoteError as exc:
+        raise RemoteError(
+            f"the cluster's workers cannot get the clips: {exc.message}", exc.hint
+        ) from None
+
+
+def _fetched(remote: Remote, cache: Cache, made: FilmRecord, name: str) -> FilmRecord | str:
+    if cache.films.get(made.key) is not None:
+        return made
+    try:
+        fetched = Remote.run(pull_film(remote, cache, made.key, name))
+    except RemoteError as exc:
+        return exc.message
+    return fetched if fetched is not None else "the cluster's film is not in the team cache"
