@@ -141,9 +141,9 @@ def load(
     the project has one; `note` hears repairs."""
     spec = load_spec(spec_path)
     renderer = "preview" if preview else spec.storyboard.renderer
-    cache = Cache(resolve_root(spec.path, cache_dir), note)
     settings = remote_settings(spec.root) if use_remote else None
     remote = open_remote(settings) if settings else None
+    cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
     spec = fetch_inputs(spec, cache)
     expansion = expand(spec, renderer, max_shots)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))

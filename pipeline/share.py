@@ -40,7 +40,7 @@ async def _pull_clip_of(remote: Remote, cache: Cache, record: ClipRecord, label:
     target = cache.tmp.path()
     await remote.fetch(record.sha256, record.bytes, target, f"the clip of {label}")
     fields = record.model_dump(exclude=RECORD_ONLY)
-    return await asyncio.to_thread(cache.clips.put, record.key, target, **fields)
+    return await asyncio.to_thread(cache.clips.put, record.key, target, False, **fields)
 
 
 async def push_clip(

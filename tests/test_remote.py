@@ -199,6 +199,23 @@ def test_push_and_pull_share_a_cache_built_without_the_remote(
     assert films_of(other) == films_of(project)
 
 
+def test_an_image_one_machine_uploaded_is_not_uploaded_by_the_next(
+    project: Path, cli, team: dict, runware: RunwareServer, monkeypatch
+) -> None:
+    framed = "  - {id: f0, prompt: the raincoat turns, first_frame: assets/raincoat.jpg}\n"
+    spec = write(project / "specs" / "framed.yaml", shots_spec(0, name="framed") + framed)
+    assert cli("build", spec).code == 0
+    assert runware.stats()["uploads"] == 1
+    other = machine(project, "b")
+    monkeypatch.chdir(other)
+    again = framed + framed.replace("f0", "f1").replace("turns", "spins")
+    write(other / "specs" / "framed.yaml", shots_spec(0, name="framed") + again)
+    code, summary, err = build_json(cli, other / "specs" / "framed.yaml")
+    assert code == 0, err
+    assert summary["pulled"] == 1 and summary["rendered"] == 1
+    assert runware.stats()["uploads"] == 1  # f1 used the image id the team already had
+
+
 # -- leases: a team never pays twice ---------------------------------------------------------
 
 

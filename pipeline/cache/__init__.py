@@ -6,7 +6,8 @@ Layout under the cache root (default `.storyboard/` at the project root):
     inputs/                   first frames named by URL, downloaded once (inputs.py)
     journal/<key>.json        renders in flight, written before any submit (journal.py)
     failures/<key>.txt        why a shot's last render failed (journal.py)
-    uploads/                  image sha256 -> provider image id (uploads.py)
+    uploads/                  image sha256 -> provider image id (uploads.py), shared with
+                              the team cache (remote.py) when there is one
     storyboards/              the storyboards that build here, for gc (storyboards.py)
     locks/<key>.lock          one render of a key at a time, across processes (files.py)
     tmp/                      partial files of live builds (files.py)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cache.clips import ClipRecord, ClipStore
 from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_atomic
@@ -27,6 +29,9 @@ from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
 from pipeline.errors import CacheError
 from pipeline.project import MARKERS, project_root
+
+if TYPE_CHECKING:
+    from pipeline.cache.remote import Remote
 
 __all__ = [
     "Cache",
@@ -57,7 +62,9 @@ def _ignore(message: str) -> None:
 class Cache:
     """The parts of one cache folder. `note` hears what the cache repaired on its own."""
 
-    def __init__(self, root: Path, note: Callable[[str], None] = _ignore) -> None:
+    def __init__(
+        self, root: Path, note: Callable[[str], None] = _ignore, team: Remote | None = None
+    ) -> None:
         if root.exists() and not root.is_dir():
             raise CacheError(
                 f"{root}: the cache must be a folder, and this is a file",
@@ -69,7 +76,7 @@ class Cache:
         self.inputs = FetchedInputs(root / "inputs")
         self.journal = Journal(root / "journal")
         self.failures = Failures(root / "failures")
-        self.uploads = Uploads(root / "uploads")
+        self.uploads = Uploads(root / "uploads", team)
         self.storyboards = StoryboardRegistry(root / "storyboards")
         self.locks = KeyLocks(root / "locks")
         self.tmp = TempFiles(root / "tmp")

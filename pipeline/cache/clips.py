@@ -99,13 +99,17 @@ class ClipStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def put(self, key: str, clip: Path, **fields: Any) -> ClipRecord:
-        """Move a checked clip into the cache by atomic rename, then record and index it."""
+    def put(self, key: str, clip: Path, durable: bool = True, **fields: Any) -> ClipRecord:
+        """Move a checked clip into the cache by atomic rename, then record and index it.
+        `durable=False` for a clip that exists elsewhere (the team cache's): a crash may then
+        lose it, and a record whose clip is short is never believed, so it is fetched again."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fsync(clip)
+        if durable:
+            fsync(clip)
         os.replace(clip, target)
-        fsync(target.parent)
+        if durable:
+            fsync(target.parent)
         record = ClipRecord(
             key=key,
             path=str(target.relative_to(self.root)),
@@ -113,13 +117,13 @@ class ClipStore:
             created=time.time(),
             **fields,
         )
-        self.put_record(record)
+        self.put_record(record, durable)
         return record
 
-    def put_record(self, record: ClipRecord) -> None:
+    def put_record(self, record: ClipRecord, durable: bool = True) -> None:
         """Record a clip whose file is in place (a new one, or one found without a record)."""
         index = self._open(create=True)  # first: a new index is not a lost one
-        write_atomic(self._record_path(record.key), record.model_dump_json())
+        write_atomic(self._record_path(record.key), record.model_dump_json(), durable=durable)
         if index is not None:
             index[record.key] = record.model_dump()
 

@@ -780,7 +780,7 @@ class RunwareRenderer:
         """Upload an image once per content (per API endpoint) and remember its imageUUID."""
         lock = self._upload_locks.setdefault(digest, asyncio.Lock())
         async with lock:
-            known = self.cache.uploads.get(digest, self.base_url)
+            known = await self.cache.uploads.find(digest, self.base_url)
             if known:
                 return known
             data = await asyncio.to_thread(_data_uri, path)
@@ -791,7 +791,7 @@ class RunwareRenderer:
                 errors = answer.errors + [e for d in answer.data if (e := error_of(d))]
                 detail = describe(errors[0]) if errors else "the answer has no imageUUID"
                 raise RefusedError(f"shot '{shot.label}': the first frame upload failed: {detail}")
-            self.cache.uploads.put(digest, self.base_url, str(image_uuid))
+            await self.cache.uploads.share(digest, self.base_url, str(image_uuid))
             return str(image_uuid)
 
     # -- collecting ---------------------------------------------------------------------------
