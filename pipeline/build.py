@@ -506,11 +506,10 @@ def build_sequences(
     by the team) is placed from the cache, the rest are joined (here, or on the cluster) and
     kept. `film_state` says which."""
     clean_work_folders(films)
-    facts = film_facts(sequences, previous, cache, outputs, films)
-    if sharing.remote is not None:
-        wanted = [s for s in sequences if film_state(s, facts).name not in (CURRENT, STORED)]
-        if wanted and _pull_films(sharing.remote, cache, wanted, note):
-            facts = film_facts(sequences, previous, cache, outputs, films)
+    facts = film_facts(sequences, previous, cache, outputs, films, sharing.remote)
+    wanted = [s for s in sequences if film_state(s, facts).name == REMOTE]
+    if wanted and sharing.remote is not None and _pull_films(sharing.remote, cache, wanted, note):
+        facts = film_facts(sequences, previous, cache, outputs, films)
     results: dict[int, SequenceOutcome] = {}
     to_join: list[tuple[int, Sequence, list[ClipRecord]]] = []
     for index, sequence in enumerate(sequences):

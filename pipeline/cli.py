@@ -403,7 +403,8 @@ def _film_states(args: argparse.Namespace, loaded: Loaded) -> tuple[list[tuple[A
 
     sequences = loaded.plan.expansion.sequences
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
-    facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded))
+    remote = loaded.remote if loaded.remote_problem is None else None
+    facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded), remote)
     return [(sequence, film_state(sequence, facts)) for sequence in sequences], outputs
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import Cache, project_root, write_atomic
+from pipeline.cache.remote import Remote
+from pipeline.errors import RemoteError
 from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file, sha256_text
 from pipeline.lock import Lock
@@ -44,17 +46,29 @@ def film_facts(
     cache: Cache,
     outputs: OutputIndex,
     films: Path,
+    remote: Remote | None = None,
 ) -> FilmFacts:
     """What the state of these sequences' films depends on: the lock, the clips and films
     in the cache, and the files in the films folder."""
     keys = {use.shot.key for sequence in sequences for use in sequence.uses}
+    stored = cache.films.checksums()
     return FilmFacts(
         locked=lock.sequences if lock else {},
         cached_clips=frozenset(cache.clips.present(keys)),
-        stored_films=cache.films.checksums(),
+        stored_films=stored,
         file_matches=lambda sequence, sha: outputs.matches(output_path(films, sequence), sha),
         lock_present=lock is not None,
+        team_films=_team_films(remote, [s.key for s in sequences if s.key not in stored]),
     )
+
+
+def _team_films(remote: Remote | None, keys: list[str]) -> frozenset[str]:
+    if remote is None or not keys:
+        return frozenset()
+    try:
+        return frozenset(Remote.run(remote.present("films", keys)))
+    except RemoteError:
+        return frozenset()  # said when the plan asked the team cache for its clips
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from pipeline.errors import printable
 from pipeline.expand import Shot
-from pipeline.scheduler import CACHED, FAILED, RENDERED, SKIPPED, Outcome
+from pipeline.scheduler import CACHED, FAILED, PULLED, RENDERED, SKIPPED, Outcome
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
@@ -27,6 +27,9 @@ def _describe(outcome: Outcome) -> str:
         return text + (f"\n  warning: {outcome.warning}" if outcome.warning else "")
     if outcome.status == CACHED:
         return f"cached   {what} (rendered meanwhile by another build)"
+    if outcome.status == PULLED and outcome.record is not None:
+        size = outcome.record.bytes / 1e6
+        return f"fetched  {what} (from the team cache, {size:.1f} MB, {outcome.seconds:.1f} s)"
     return f"{outcome.status:8} {what}: {outcome.error}"
 
 
@@ -57,7 +60,7 @@ class PlainReporter:
             self._print(f"started  {shot.label} [{shot.key[:10]}]")
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
-        if outcome.status in (RENDERED, CACHED, FAILED):
+        if outcome.status in (RENDERED, CACHED, PULLED, FAILED):
             self.done += 1
         if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
             self._print(f"[{self.done}/{self.total}] {_describe(outcome)}")
@@ -119,7 +122,9 @@ class RichReporter:
             self.flight = max(self.flight - 1, 0)
         advance = 0 if outcome.status == SKIPPED else 1
         self.progress.update(self.task, advance=advance, flight=self.flight, spent=spent)
-        style = {RENDERED: "green", CACHED: "green", FAILED: "red"}.get(outcome.status, "yellow")
+        style = {RENDERED: "green", CACHED: "green", PULLED: "green", FAILED: "red"}.get(
+            outcome.status, "yellow"
+        )
         if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
             from rich.text import Text  # a label may hold brackets: never read as markup
 

@@ -17,6 +17,7 @@ from pipeline.state import (
     IN_FLIGHT,
     MISSING,
     NEW,
+    REMOTE,
     STORED,
     State,
 )
@@ -41,6 +42,7 @@ STYLES = {
     CACHED: "green",
     CURRENT: "green",
     IN_FLIGHT: "cyan",
+    REMOTE: "blue",
     STORED: "blue",
     NEW: "yellow",
     CHANGED: "yellow",
@@ -106,10 +108,15 @@ def print_plan(
                 head = Text(f"{row.shot.label}{take}" + (f" [{variants}]" if variants else ""))
                 console.print(head + Text(": ") + state_text(row.status), highlight=False)
                 print_reasons(console, row.reasons)
-    needed = plan.to_render
+    renders = sum(1 for row in plan.rows if row.renders)
+    collect = sum(1 for row in plan.rows if row.status == IN_FLIGHT)
+    fetch = sum(1 for row in plan.rows if row.status == REMOTE)
     console.print(
         f"[bold]{plan.shot_count}[/bold] shots, [bold]{len(plan.rows)}[/bold] unique renders, "
-        f"[bold]{len(needed)}[/bold] to render, cost of what is needed: "
+        f"[bold]{renders}[/bold] to render"
+        + (f", {collect} in flight to collect" if collect else "")
+        + (f", {fetch} to fetch from the team cache" if fetch else "")
+        + ", cost of what is needed: "
         f"[bold]{money(plan.cost_needed)}[/bold] (the whole storyboard: "
         f"{money(plan.cost_total)})"
         + (f" (+{len(plan.unpriced)} of unknown price)" if plan.unpriced else "")

@@ -10,7 +10,8 @@ Shot states:   cached, new, changed, missing (in the lock, not in this cache), f
                in flight (a paid task is journaled: the build collects it), remote (in the
                team cache: the build fetches it)
 Film states:   current (the file is the lock's), stored (made before: placed, not joined),
-               new, changed, missing (the lock's file is gone and the cache lacks it)
+               remote (the team made it: fetched, not joined), new, changed, missing (the
+               lock's file is gone and no cache has it)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ RENDERS = frozenset({NEW, CHANGED, MISSING, FAILED})  # states a build renders
 CURRENT = "current"
 STORED = "stored"
 
+TEAM_FILM = "in the team cache: the build fetches it, nothing is joined"
 CONTEXT_WORDS = 4  # words kept around each change of a prompt
 
 
@@ -206,6 +208,7 @@ class FilmFacts:
     stored_films: Mapping[str, str]  # films the cache holds: key -> sha256
     file_matches: Callable[[Sequence, str], bool]  # whether a film's file has this checksum
     lock_present: bool = False
+    team_films: frozenset[str] = frozenset()  # films the team cache holds, by key
 
 
 def film_state(sequence: Sequence, facts: FilmFacts) -> State:
@@ -223,11 +226,15 @@ def film_state(sequence: Sequence, facts: FilmFacts) -> State:
             return State(CURRENT)
         if stored is not None:
             return State(STORED, ("the file is not the lock's: the stored film is put back",))
+        if sequence.key in facts.team_films:
+            return State(REMOTE, (TEAM_FILM,))
         return State(MISSING, ("the file is not the lock's, and the cache has no copy", *wait))
     if stored is not None:
         if facts.file_matches(sequence, stored):
             return State(CURRENT)
         return State(STORED, ("made before: the stored film is placed, nothing is joined",))
+    if sequence.key in facts.team_films:
+        return State(REMOTE, (TEAM_FILM,))
     if locked is None:
         first = "new sequence" if facts.lock_present else "not in a lock yet"
         return State(NEW, (first, *wait))

@@ -136,6 +136,8 @@ def test_a_fresh_clone_reproduces_the_films_from_the_lock_and_a_read_only_remote
     planned = cli("plan", other / "specs" / "team.yaml", "--json")
     assert json.loads(planned.out)["totals"]["in_team_cache"] == SHOTS
     assert json.loads(planned.out)["totals"]["cost_needed"] == 0
+    status = json.loads(cli("status", other / "specs" / "team.yaml", "--json").out)
+    assert {row["status"] for row in status} == {"remote"}  # shots and films alike
     code, summary, err = build_json(cli, other / "specs" / "team.yaml", "--frozen")
     assert code == 0, err
     assert summary["rendered"] == 0 and summary["pulled"] == SHOTS
