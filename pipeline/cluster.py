@@ -97,9 +97,9 @@ def join_on_cluster(
                 results[index] = future.result()
             except Exception as exc:  # a worker that died, or a fault of this tool there
                 results[index] = f"the cluster failed to join it: {exc!r}"
-    for index, made in results.items():
-        if isinstance(made, FilmRecord):
-            results[index] = _fetched(remote, cache, made, jobs[index].sequence.name)
+    made = {i: r for i, r in results.items() if isinstance(r, FilmRecord)}
+    names = {i: jobs[i].sequence.name for i in made}
+    results.update(Remote.run(_fetched(remote, cache, made, names)))
     return [results[index] for index in range(len(jobs))]
 
 
@@ -171,11 +171,19 @@ def _share_clips(
         ) from None
 
 
-def _fetched(remote: Remote, cache: Cache, made: FilmRecord, name: str) -> FilmRecord | str:
-    if cache.films.get(made.key) is not None:
-        return made
-    try:
-        fetched = Remote.run(pull_film(remote, cache, made.key, name))
-    except RemoteError as exc:
-        return exc.message
-    return fetched if fetched is not None else "the cluster's film is not in the team cache"
+async def _fetched(
+    remote: Remote, cache: Cache, made: dict[int, FilmRecord], names: dict[int, str]
+) -> dict[int, FilmRecord | str]:
+    """The films the workers shared, into the local cache, all at once."""
+
+    async def one(index: int) -> FilmRecord | str:
+        if cache.films.get(made[index].key) is not None:
+            return made[index]
+        try:
+            fetched = await pull_film(remote, cache, made[index].key, names[index])
+        except RemoteError as exc:
+            return exc.message
+        return fetched if fetched is not None else "the cluster's film is not in the team cache"
+
+    found = await asyncio.gather(*(one(index) for index in made))
+    return dict(zip(made, found, strict=True))

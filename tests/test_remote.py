@@ -239,7 +239,8 @@ def test_two_machines_building_at_once_render_each_key_once(
     spec_in(project, count)
     other = machine(project, "b")
     runware.set_faults(latency=1.5)
-    builds = [_spawn(root, team, "-j", "6") for root in (project, other)]
+    env = team | {"STORYBOARD_LEASE_SECONDS": "4"}  # a waiter looks again every second
+    builds = [_spawn(root, env, "-j", "6") for root in (project, other)]
     results = [b.communicate(timeout=120) for b in builds]
     for build, (out, err) in zip(builds, results, strict=True):
         assert build.returncode == 0, err
@@ -259,7 +260,7 @@ def test_a_killed_machines_leases_are_taken_over_and_its_tasks_collected(
     spec_in(project, count)
     other = machine(project, "b")
     env = team | {"STORYBOARD_LEASE_SECONDS": "2"}
-    runware.set_faults(latency=4.0)
+    runware.set_faults(latency=3.0)
     killed = _spawn(project, env, "-j", "3")
     deadline = time.monotonic() + 30
     while runware.stats()["accepted"] < count:
