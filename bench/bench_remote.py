@@ -72,7 +72,7 @@ def share_clips(remote: Remote, folder: Path, count: int, megabytes: int) -> dic
 def time_pull(remote: Remote, folder: Path, clips: dict[str, str], run: int) -> float:
     cache = Cache(folder / f"cache-{run}")
     started = time.perf_counter()
-    done = pull_keys(cache, remote, clips, {}, lambda message: None)
+    done = Remote.run(pull_keys(cache, remote, clips, {}, lambda message: None))
     elapsed = time.perf_counter() - started
     cache.close()
     assert done.clips == len(clips), done

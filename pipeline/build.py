@@ -213,6 +213,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         + (f", {collecting} in flight to collect" if collecting else "")
         + (f", {fetching} to fetch from the team cache" if fetching else "")
         + f", {len(cached)} cached"
+        + (f"; team cache {loaded.remote.url}" if loaded.remote is not None else "")
     )
     for row in to_render:
         state = State(row.status, row.reasons)

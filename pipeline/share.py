@@ -85,12 +85,8 @@ class Transfer:
     refused: int = 0  # damaged in the team cache: not taken
 
 
-def push_all(cache: Cache, remote: Remote, note: Callable[[str], None]) -> Transfer:
+async def push_all(cache: Cache, remote: Remote, note: Callable[[str], None]) -> Transfer:
     """Every clip and film of the local cache the team cache lacks."""
-    return Remote.run(_push_all(cache, remote, note))
-
-
-async def _push_all(cache: Cache, remote: Remote, note: Callable[[str], None]) -> Transfer:
     shared_clips, shared_films = await asyncio.gather(
         remote.listed("clips"), remote.listed("films")
     )
@@ -114,7 +110,7 @@ async def _push_all(cache: Cache, remote: Remote, note: Callable[[str], None]) -
     return done
 
 
-def pull_keys(
+async def pull_keys(
     cache: Cache,
     remote: Remote,
     clips: dict[str, str],
@@ -122,16 +118,6 @@ def pull_keys(
     note: Callable[[str], None],
 ) -> Transfer:
     """The clips and films named (key -> label) that the local cache lacks, from the team."""
-    return Remote.run(_pull_keys(cache, remote, clips, films, note))
-
-
-async def _pull_keys(
-    cache: Cache,
-    remote: Remote,
-    clips: dict[str, str],
-    films: dict[str, str],
-    note: Callable[[str], None],
-) -> Transfer:
     here = cache.clips.present(list(clips))
     here_films = cache.films.keys()
     done = Transfer()
@@ -171,7 +157,7 @@ def pull_storyboard(loaded: Loaded, note: Callable[[str], None]) -> Transfer:
         raise loaded.remote_problem
     clips = {row.shot.key: row.shot.label for row in loaded.plan.rows if row.status == REMOTE}
     films = {s.key: s.name for s in loaded.plan.expansion.sequences}
-    done = pull_keys(loaded.cache, loaded.remote, clips, films, note)
+    done = Remote.run(pull_keys(loaded.cache, loaded.remote, clips, films, note))
     done.missing = sum(1 for row in loaded.plan.rows if row.status in RENDERS)
     return done
 
@@ -181,4 +167,4 @@ def push_project(cache: Cache, root: Path, note: Callable[[str], None]) -> Trans
     settings = remote_settings(root)
     if settings is None:
         raise UserError(NO_REMOTE, REMOTE_HINT)
-    return push_all(cache, open_remote(settings), note)
+    return Remote.run(push_all(cache, open_remote(settings), note))
