@@ -148,31 +148,46 @@ def test_a_fresh_clone_reproduces_the_films_from_the_lock_and_a_read_only_remote
     assert "refuses" not in err  # nothing was written, so nothing was refused
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [("zeros", "is damaged"), ("longer", "is damaged"), ("gone", "are missing")],
+)
 def test_a_corrupt_object_in_the_remote_never_enters_a_local_cache(
-    project: Path, cli, team: dict, s3: SeaweedS3, runware: RunwareServer, monkeypatch
+    project: Path,
+    cli,
+    team: dict,
+    s3: SeaweedS3,
+    runware: RunwareServer,
+    monkeypatch,
+    damage: str,
+    said: str,
 ) -> None:
     spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one"))
     code, _, err = build_json(cli, spec)
     assert code == 0, err
     record = Cache(project / ".storyboard").clips.records()[0]
     prefix = team["STORYBOARD_REMOTE"].split("/", 3)[3]
-    obstore.put(s3.store(prefix=prefix), f"blobs/{record.sha256}", b"\0" * record.bytes)
+    blob = f"blobs/{record.sha256}"
+    store = s3.store(prefix=prefix)
+    if damage == "gone":
+        obstore.delete(store, blob)
+    else:
+        good = bytes(obstore.get(store, blob).bytes())
+        obstore.put(store, blob, b"\0" * record.bytes if damage == "zeros" else good + b"\0")
 
     other = machine(project, "b")
     monkeypatch.chdir(other)
     submits = runware.stats()["submits"]
     code, summary, err = build_json(cli, other / "specs" / "one.yaml")
     assert code == 1
-    assert (
-        "is damaged" in summary["shots"][0]["error"] and "refused" in summary["shots"][0]["error"]
-    )
+    assert said in summary["shots"][0]["error"]
     assert runware.stats()["submits"] == submits  # refused, and not paid for again either
     cache = Cache(other / ".storyboard")
     assert cache.clips.get(record.key) is None
     assert not list((other / ".storyboard" / "clips").rglob("*.mp4"))
     assert not [p for p in (other / ".storyboard" / "tmp").glob("*") if p.is_file()]
     pulled = cli("pull", other / "specs" / "one.yaml")
-    assert pulled.code == 1 and "damaged, refused" in pulled.err
+    assert pulled.code == 1 and "1 damaged, refused" in pulled.err
     assert cache.clips.get(record.key) is None
 
 

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.films import FilmRecord
-from pipeline.errors import RemoteDamaged, RemoteError, RemoteReadOnly, UserError
+from pipeline.errors import CacheError, RemoteDamaged, RemoteError, RemoteReadOnly, UserError
 from pipeline.project import project_settings
 
 REMOTE_ENV = "STORYBOARD_REMOTE"
@@ -162,7 +162,6 @@ class Lease:
     key: str
     body: LeaseBody
     etag: str
-    inherited: LeaseBody | None = None  # the expired lease this one took over
     lost: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -227,30 +226,27 @@ class Remote:
     async def fetch(self, sha256: str, size: int, target: Path, what: str) -> None:
         """The blob `sha256` into `target`, checked as it arrives; a blob that is not what its
         record says is refused and `target` removed."""
-        import obstore
-
         path = f"blobs/{sha256}"
         digest = hashlib.sha256()
         got = 0
         async with self._slot():
             try:
-                result = await obstore.get_async(self.store, path)
                 with open(target, "wb") as handle:
-                    async for chunk in result.stream(min_chunk_size=CHUNK):
+                    async for chunk in self._chunks(path, what):
+                        got += len(chunk)
+                        if got > size:
+                            break  # longer than its record says: damaged, said below
                         # Off the event loop: hashing and writing 8 MB holds it for ~30 ms.
                         await asyncio.to_thread(_keep, chunk, digest, handle)
-                        got += len(chunk)
-            except FileNotFoundError:
+            except OSError as exc:  # the local disk: the team cache's errors are RemoteErrors
                 _remove(target)
-                raise RemoteDamaged(
-                    f"{self.url}/{path}: the bytes of {what} are missing from the team cache",
-                    "its record is there but its bytes are not: push them again from a "
-                    "machine that has them (storyboard push)",
+                raise CacheError(
+                    f"{target.parent}: cannot write {what} fetched from the team cache "
+                    f"({exc.strerror or exc})",
+                    "free disk space or fix the cache folder, then build again",
                 ) from None
-            except BaseException as exc:
+            except BaseException:
                 _remove(target)
-                if isinstance(exc, Exception):
-                    raise _remote_error(exc, f"fetch {what}", self.url) from None
                 raise
         if got != size or digest.hexdigest() != sha256:
             _remove(target)
@@ -261,6 +257,31 @@ class Remote:
                 "push a good copy from a machine that has one (storyboard push), or render "
                 "it again with --force",
             )
+
+    async def _chunks(self, path: str, what: str) -> AsyncIterator[Any]:
+        """The bytes of `path` as they arrive; every failure of the team cache a
+        RemoteError."""
+        import obstore
+
+        try:
+            result = await obstore.get_async(self.store, path)
+            stream = result.stream(min_chunk_size=CHUNK)
+        except FileNotFoundError:
+            raise RemoteDamaged(
+                f"{self.url}/{path}: the bytes of {what} are missing from the team cache",
+                "its record is there but its bytes are not: push them again from a "
+                "machine that has them (storyboard push)",
+            ) from None
+        except Exception as exc:
+            raise _remote_error(exc, f"fetch {what}", self.url) from None
+        while True:
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                raise _remote_error(exc, f"fetch {what}", self.url) from None
+            yield chunk
 
     async def put_clip(self, record: ClipRecord, clip: Path, replace: bool = False) -> ClipRecord:
         """Share a clip; the record the team cache keeps (the first writer's) is returned.
@@ -506,7 +527,7 @@ class Remote:
                 return None  # another build took it first, or it was released
             except Exception as exc:
                 raise _remote_error(exc, f"take over the lease of {label}", self.url) from None
-        return Lease(key, body, str(result.get("e_tag") or ""), inherited=old)
+        return Lease(key, body, str(result.get("e_tag") or ""))
 
     def _lease_write(self, lease: Lease, body: LeaseBody, action: str) -> None:
         import obstore
