@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "status",
         cmd_status,
-        "say per shot and sequence what it is (cached, new, changed, missing, in flight...)",
+        "say per shot and sequence what it is (cached, new, changed, missing, in flight, remote...)",
     )
     _spec_options(status)
     status.add_argument("-v", "--verbose", action="store_true", help="say why, for each")

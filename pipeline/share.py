@@ -33,6 +33,12 @@ async def pull_clip(remote: Remote, cache: Cache, key: str, label: str) -> ClipR
     record = await remote.clip(key)
     if record is None:
         return None
+    if record.key != key:
+        raise RemoteDamaged(
+            f"{remote.url}/clips/{key}.json: the record of {label} names another clip "
+            f"({record.key[:12]}): refused",
+            "delete that record from the bucket; the next build renders the shot",
+        )
     return await _pull_clip_of(remote, cache, record, label)
 
 
@@ -57,8 +63,8 @@ async def push_clip(
 
 async def pull_film(remote: Remote, cache: Cache, key: str, name: str) -> FilmRecord | None:
     record = await remote.film(key)
-    if record is None:
-        return None
+    if record is None or record.key != key:
+        return None  # a film the team cannot vouch for is joined here instead
     target = cache.tmp.path()
     await remote.fetch(record.sha256, record.bytes, target, f"the film {name}")
     try:
