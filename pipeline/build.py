@@ -219,7 +219,11 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         state = State(row.status, row.reasons)
         state = forced_state(state) if row.shot.key in forced else state
         output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.reasons)}")
-    schedule = replace(request.schedule, max_cost=max_cost if paid else None, force=forced)
+    # `push = false` in the project's settings, or --no-push, keeps this build's work local.
+    push = request.schedule.push and (loaded.remote is None or loaded.remote.settings.push)
+    schedule = replace(
+        request.schedule, max_cost=max_cost if paid else None, force=forced, push=push
+    )
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
     with output.progress(len(to_render), estimate) as reporter:
         summary = render_shots(
@@ -240,7 +244,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
                 films,
                 loaded.lock,
                 reporter.note,
-                Sharing(loaded.remote, request.schedule.push, cluster),
+                Sharing(loaded.remote, push, cluster),
             )
     if not request.frozen and not summary.interrupted:
         lock = make_lock(

@@ -329,6 +329,13 @@ def test_settings_come_from_storyboard_toml_and_bad_ones_are_one_line_errors(
     planned = json.loads(cli("plan", other / "specs" / "team.yaml", "--json").out)
     assert planned["totals"]["in_team_cache"] == SHOTS  # found through the file alone
 
+    quiet_settings = f"[remote]\nurl = '{team['STORYBOARD_REMOTE']}-quiet'\npush = false\n"
+    settings.write_text(quiet_settings)
+    (other / "storyboard.toml").write_text(quiet_settings)
+    assert cli("build", spec, "--force", "s0").code == 0
+    quiet = json.loads(cli("plan", other / "specs" / "team.yaml", "--json").out)
+    assert quiet["totals"]["in_team_cache"] == 0  # push = false: nothing was shared
+
     for text, message in (
         ("[remote]\nurl = 'http://bucket/x'\n", "is not an S3 address"),
         ("[remote]\nurl = 's3://b/x'\nlease_seconds = -1\n", "lease_seconds"),
