@@ -16,7 +16,7 @@ from pipeline import media
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
-from pipeline.expand import ClipUse, Sequence
+from pipeline.expand import ClipUse, Sequence, TextLayer
 from pipeline.hashing import sha256_file
 
 XFADE = {
@@ -60,6 +60,7 @@ def can_copy(sequence: Sequence, clips: list[ClipInput]) -> bool:
     return (
         sequence.transition == "cut"
         and sequence.audio is None
+        and not sequence.texts
         and all(c.whole for c in clips)
         and all(c.info.joinable_with(first) for c in clips)
         and (first.width, first.height) == (sequence.width, sequence.height)
@@ -254,6 +255,8 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     video = _join_video(videos, clips, sequence).filter(
         "tpad", stop_mode="clone", stop_duration=round(2.0 / fps, 6)
     )
+    for number, layer in enumerate(sequence.texts):
+        video = _draw_text(video, layer, output.parent / f"text-{number}.txt", height)
     streams: list[Any] = [video]
     if sequence.audio is not None:
         streams.append(_audio_bed(sequence.audio, total))
@@ -299,6 +302,50 @@ def _join_video(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -
     if spans is None:
         return _xfade_chain(videos, clips, sequence)
     return _xfade_segments(videos, spans, sequence)
+
+
+SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
+
+
+def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> Any:
+    """One text layer drawn over the film from `start` to `end`, faded in and out, kept
+    inside the safe area whatever its offset."""
+    text_file.write_text(layer.text, encoding="utf-8")
+    size = max(round(layer.size * height), 8)
+    m = SAFE_MARGIN
+    pad = max(size // 3, 2) if layer.box is not None else 0  # the box reaches this far out
+    ox, oy = layer.offset
+    vertical, _, horizontal = layer.position.rpartition("-")
+    if not vertical and horizontal in ("top", "bottom"):  # "top", "bottom": centred
+        vertical, horizontal = horizontal, "center"
+    left, right = f"{m}*w+{pad}", f"w-text_w-{m}*w-{pad}"
+    top, bottom = f"{m}*h+{pad}", f"h-text_h-{m}*h-{pad}"
+    x = {"left": left, "right": right}.get(horizontal, "(w-text_w)/2")
+    y = {"top": top, "bottom": bottom}.get(vertical, "(h-text_h)/2")
+    start, end, fade = layer.start, layer.end, layer.fade
+    alpha = "1"
+    if fade > 0:
+        alpha = (
+            f"if(lt(t,{start + fade}),(t-{start})/{fade},if(gt(t,{end - fade}),({end}-t)/{fade},1))"
+        )
+    options: dict[str, Any] = {
+        "fontfile": str(layer.font),
+        "textfile": str(text_file),
+        "expansion": "none",
+        "fontsize": size,
+        "fontcolor": layer.color,
+        "line_spacing": size // 4,
+        "x": f"max({left},min({x}+{ox}*w,{right}))",
+        "y": f"max({top},min({y}+{oy}*h,{bottom}))",
+        "enable": f"between(t,{start},{end})",
+        "alpha": f"max(0,min(1,{alpha}))",
+    }
+    if pad:
+        options |= {"box": 1, "boxcolor": layer.box, "boxborderw": pad}
+    if layer.shadow:
+        offset = max(size // 16, 1)
+        options |= {"shadowx": offset, "shadowy": offset, "shadowcolor": "black@0.6"}
+    return video.drawtext(**options)
 
 
 def _overlap_frames(sequence: Sequence) -> int:

@@ -46,17 +46,19 @@ def cluster_address(root: Path, given: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class FilmJob:
-    """Everything a worker needs to join one film, bytes of the audio bed included (a worker
-    may not see the build's files)."""
+    """Everything a worker needs to join one film, the bytes of its audio bed and fonts
+    included (a worker may not see the build's files)."""
 
     sequence: Sequence
     clips: tuple[ClipRecord, ...]  # one per use of the sequence
     audio: bytes | None
+    fonts: tuple[bytes, ...] = ()  # one per text layer
 
     @classmethod
     def of(cls, sequence: Sequence, clips: list[ClipRecord]) -> FilmJob:
         audio = sequence.audio.read_bytes() if sequence.audio is not None else None
-        return cls(sequence, tuple(clips), audio)
+        fonts = tuple(layer.font.read_bytes() for layer in sequence.texts)
+        return cls(sequence, tuple(clips), audio, fonts)
 
 
 def join_on_cluster(
@@ -131,6 +133,13 @@ def _join(remote: Remote, job: FilmJob) -> FilmRecord:
             bed = work / f"bed{sequence.audio.suffix if sequence.audio else ''}"
             bed.write_bytes(job.audio)
             sequence = replace(sequence, audio=bed)
+        if sequence.texts:
+            layers = []
+            for number, (layer, data) in enumerate(zip(sequence.texts, job.fonts, strict=True)):
+                font = work / f"font-{number}{layer.font.suffix}"
+                font.write_bytes(data)
+                layers.append(replace(layer, font=font))
+            sequence = replace(sequence, texts=tuple(layers))
         checked: dict = {}
         clips = [
             clip_input(work / f"{record.key}.mp4", use, record, checked)

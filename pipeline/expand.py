@@ -6,14 +6,23 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import hashing, media, models
 from pipeline.errors import MediaError
-from pipeline.spec import RESOLUTIONS, SequenceShot, SequenceSpec, ShotSpec, Spec
+from pipeline.spec import (
+    RESOLUTIONS,
+    SequenceShot,
+    SequenceSpec,
+    ShotSpec,
+    Spec,
+    TextSpec,
+    is_font_file,
+)
 from pipeline.templates import PromptSource, PromptTemplates
+from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
 
 DEFAULT_DURATION = 6
 DEFAULT_FPS = 25
@@ -68,6 +77,39 @@ class ClipUse:
 
 
 @dataclass(frozen=True, slots=True)
+class TextLayer:
+    """Text drawn on a film, as one variant says it, over a span of the film."""
+
+    text: str
+    start: float  # seconds of the film
+    end: float
+    position: str  # one of spec.ANCHORS
+    offset: tuple[float, float]  # of the frame's width and height
+    size: float  # of the frame's height
+    color: str
+    box: str | None
+    shadow: bool
+    fade: float
+    font: Path
+
+    def settings(self, font_sha: str) -> dict[str, Any]:
+        """What the film's key counts of it: the font by its bytes, not its path."""
+        return {
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "position": self.position,
+            "offset": list(self.offset),
+            "size": self.size,
+            "color": self.color,
+            "box": self.box,
+            "shadow": self.shadow,
+            "fade": self.fade,
+            "font": font_sha,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Sequence:
     id: str
     variant: str
@@ -84,6 +126,7 @@ class Sequence:
     key: str
     index: int
     settings: dict[str, Any]  # how its clips are joined, as its key counts them
+    texts: tuple[TextLayer, ...] = ()
 
     def clips(self) -> list[dict[str, Any]]:
         return clip_list(self.uses)
@@ -117,6 +160,7 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
     check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
     inputs = Inputs(spec)
+    fonts = Fonts()
     warnings: dict[str, None] = {}
     shots: list[Shot] = []
     sequences: list[Sequence] = []
@@ -139,9 +183,11 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
                 by_id[shot_spec.id] = made
                 shots.extend(made)
             for index, sequence_spec in enumerate(board.sequences):
-                sequences.append(
-                    _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
-                )
+                sequence = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
+                if sequence_spec.text:
+                    values = {**board.vars, **variant_vars}
+                    sequence = _with_text(spec, index, sequence, (templates, fonts), values)
+                sequences.append(sequence)
     return Expansion(tuple(shots), tuple(sequences), tuple(n for n, _ in variants), tuple(warnings))
 
 
@@ -642,6 +688,131 @@ def _expand_sequence(
         key=hashing.sequence_key(clip_list(uses), settings),
         index=index,
     )
+
+
+def _with_text(
+    spec: Spec,
+    index: int,
+    sequence: Sequence,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> Sequence:
+    """The sequence with its text layers as this variant says them, each checked: its span
+    inside the film, and every character in its font."""
+    board_sequence = spec.storyboard.sequences[index]
+    layers = tuple(
+        _text_layer(spec, (index, number), sequence, text, drawing, values)
+        for number, text in enumerate(board_sequence.text)
+    )
+    fonts = drawing[1]
+    settings = {
+        **sequence.settings,
+        "text": [layer.settings(fonts.digest(layer.font)) for layer in layers],
+    }
+    key = hashing.sequence_key(clip_list(sequence.uses), settings)
+    return replace(sequence, texts=layers, settings=settings, key=key)
+
+
+def _text_layer(
+    spec: Spec,
+    where: tuple[int, int],
+    sequence: Sequence,
+    text: TextSpec,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> TextLayer:
+    templates, fonts = drawing
+    loc = ("sequences", where[0], "text", where[1])
+    name = f"sequence '{sequence.id}' text {where[1] + 1}"
+    variant = f" [{sequence.variant}]" if sequence.variant else ""
+    source = PromptSource(*spec.source.text_lines((*loc, "text")))
+    said = templates.render(
+        template=None, inline=text.text, context=values, where=source, lines=True
+    )
+    if not said:
+        raise spec.source.error((*loc, "text"), f"{name}{variant}: the text is empty")
+    start, end = _text_span(spec, loc, name, sequence, text)
+    font = _font(spec, (*loc, "font"), text.font, fonts)
+    try:
+        missing = fonts.missing(font, said)
+    except FontProblem as exc:
+        raise spec.source.error((*loc, "font"), f"{name}: {exc}") from None
+    if missing:
+        raise spec.source.error(
+            (*loc, "text"),
+            f"{name}{variant}: {describe(missing)} not in the font {font.name}",
+            "name a font that has them: font: fonts/YourFont.otf, or a family "
+            "(fc-list :charset=" + f"{ord(missing[0]):x} lists the fonts that do)",
+        )
+    return TextLayer(
+        text=said,
+        start=start,
+        end=end,
+        position=text.position,
+        offset=text.offset,
+        size=text.size,
+        color=text.color,
+        box=text.box,
+        shadow=text.shadow,
+        fade=min(text.fade, (end - start) / 2),
+        font=font,
+    )
+
+
+def _text_span(
+    spec: Spec, loc: tuple[Any, ...], name: str, sequence: Sequence, text: TextSpec
+) -> tuple[float, float]:
+    """Where a layer is drawn, in seconds of the film: a shot's time on screen, or the
+    span given (the whole film by default)."""
+    length = sequence.duration
+    if text.shot is not None:
+        spans = film_spans(sequence)
+        found = [
+            span
+            for use, span in zip(sequence.uses, spans, strict=True)
+            if use.shot.shot_id == text.shot
+        ]
+        if not found:
+            shots = ", ".join(dict.fromkeys(u.shot.shot_id for u in sequence.uses))
+            raise spec.source.error(
+                (*loc, "shot"),
+                f"{name}: shot '{text.shot}' is not in the sequence",
+                f"its shots: {shots}",
+            )
+        return found[0]
+    start = text.start or 0.0
+    end = text.end if text.end is not None else length
+    if end > length + 1e-6 or start >= length:
+        field = "end" if text.end is not None and end > length else "start"
+        raise spec.source.error(
+            (*loc, field),
+            f"{name}: {start:g} to {end:g} s is not inside the film ({length:g} s)",
+        )
+    return start, end
+
+
+def film_spans(sequence: Sequence) -> list[tuple[float, float]]:
+    """Where each use of a shot is on screen, in seconds of the film (a transition counts
+    for the shot it leads into)."""
+    spans = []
+    at = 0.0
+    for use in sequence.uses:
+        spans.append((round(at, 6), round(at + use.length, 6)))
+        at += use.length - sequence.overlap
+    return spans
+
+
+def _font(spec: Spec, loc: tuple[Any, ...], name: str | None, fonts: Fonts) -> Path:
+    if name is None:
+        return BUNDLED
+    if is_font_file(name):
+        return spec.files[name]
+    try:
+        return fonts.family(name)
+    except FontProblem as exc:
+        raise spec.source.error(
+            loc, str(exc), "name a font file in the project instead: font: fonts/YourFont.otf"
+        ) from None
 
 
 def clip_list(uses: Iterable[ClipUse]) -> list[dict[str, Any]]:

@@ -159,6 +159,55 @@ SequenceEntry = Annotated[
 ]
 
 
+ANCHORS = (
+    "top-left",
+    "top",
+    "top-right",
+    "left",
+    "center",
+    "right",
+    "bottom-left",
+    "bottom",
+    "bottom-right",
+)
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+# A colour as ffmpeg names it (a name, #RRGGBB or 0xRRGGBB), with an optional @opacity.
+COLOUR = r"^([A-Za-z]{3,30}|#[0-9A-Fa-f]{6}|0x[0-9A-Fa-f]{6})(@(0(\.\d+)?|1(\.0+)?))?$"
+
+
+def is_font_file(name: str) -> bool:
+    """A font named by file (else by family, as fontconfig knows it)."""
+    return "/" in name or name.lower().endswith(FONT_SUFFIXES)
+
+
+class TextSpec(_Strict):
+    """Text drawn on a film: a title, a lower third, a caption, an end card's words."""
+
+    text: str = Field(min_length=1, max_length=2000)  # a Jinja template over vars and matrix
+    shot: Identifier | None = None  # drawn while this shot is on screen
+    start: float | None = Field(default=None, ge=0)  # or from..until, in seconds of the film
+    end: float | None = Field(default=None, gt=0)
+    position: Literal[ANCHORS] = "bottom"  # type: ignore[valid-type]
+    offset: tuple[
+        Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)],
+        Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)],
+    ] = (0.0, 0.0)  # of the frame's width and height
+    size: float = Field(default=0.06, gt=0, le=0.5)  # of the frame's height
+    color: str = Field(default="white", pattern=COLOUR)
+    box: str | None = Field(default=None, pattern=COLOUR)  # a box behind the text
+    shadow: bool = True
+    fade: float = Field(default=0.3, ge=0, le=5)  # seconds in and out
+    font: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _span(self) -> TextSpec:
+        if self.shot is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give either 'shot' or 'start'/'end', not both")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"'end' ({self.end}) must be after 'start' ({self.start})")
+        return self
+
+
 class SequenceSpec(_Strict):
     id: Identifier
     shots: list[SequenceEntry] = Field(min_length=1)
@@ -173,6 +222,7 @@ class SequenceSpec(_Strict):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
     ] = "veryfast"
+    text: list[TextSpec] = Field(default_factory=list, max_length=50)
 
 
 class Storyboard(_Strict):
@@ -725,6 +775,12 @@ def _located(source: SourceMap, exc: ValidationError) -> SpecError:
     if error["type"] == "missing":
         message = f"missing required field '{loc[-1]}'"
         field = _field_name(source, loc[:-1])
+    if error["type"] == "string_pattern_mismatch" and loc[-1] in ("color", "box"):
+        return source.error(
+            loc,
+            f"{field}: {error['input']!r} is not a colour",
+            "a name (white), #RRGGBB or 0xRRGGBB, with an optional opacity: black@0.5",
+        )
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     prefix = f"{field}: " if field else ""
@@ -872,6 +928,9 @@ def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]
     for index, sequence in enumerate(storyboard.sequences):
         if sequence.audio is not None:
             yield ("sequences", index, "audio"), sequence.audio
+        for layer, text in enumerate(sequence.text):
+            if text.font is not None and is_font_file(text.font):
+                yield ("sequences", index, "text", layer, "font"), text.font
 
 
 def _size_problems(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:

@@ -267,6 +267,29 @@ def film_changes(
     reasons += trimmed
     for name in sorted(old_settings.keys() | sequence.settings.keys()):
         before, after = old_settings.get(name), sequence.settings.get(name)
-        if before != after:
+        if before == after:
+            continue
+        if name == "text":
+            reasons += text_changes(before or [], after or [])
+        else:
             reasons.append(f"{name}: {_show(before)} -> {_show(after)}")
     return reasons or ["changed since the lock"]
+
+
+def text_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """What differs between two films' text layers: the words, then the rest."""
+    reasons = []
+    if len(old) != len(new):
+        reasons.append(f"text layers: {len(old)} -> {len(new)}")
+    for number, (before, after) in enumerate(zip(old, new, strict=False), start=1):
+        for name in sorted(before.keys() | after.keys()):
+            was, now = before.get(name), after.get(name)
+            if was == now:
+                continue
+            if name == "text":
+                reasons.append(f"text {number}: {word_diff(str(was), str(now))}")
+            elif name == "font":
+                reasons.append(f"text {number}: the font changed")
+            else:
+                reasons.append(f"text {number} {name}: {_show(was)} -> {_show(now)}")
+    return reasons

@@ -120,9 +120,11 @@ class PromptTemplates:
         inline: str | None,
         context: dict[str, Any],
         where: PromptSource,
+        lines: bool = False,
     ) -> str:
-        """The prompt with whitespace normalised; `where` locates an inline prompt in the YAML
-        (and the `template:` field, for a template that cannot be loaded)."""
+        """The prompt with whitespace normalised (within each line, with `lines`: text drawn
+        on a film keeps its line breaks); `where` locates an inline prompt in the YAML (and
+        the `template:` field, for a template that cannot be loaded)."""
         try:
             compiled = self._compile(template, inline)
             text = self.env.bounded_render(compiled, context)
@@ -130,6 +132,8 @@ class PromptTemplates:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
             raise self._runtime_error(exc, where, _message(exc)) from None
+        if lines:
+            return "\n".join(normalise(line) for line in text.splitlines() if line.strip())
         return normalise(text)
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:

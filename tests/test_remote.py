@@ -363,7 +363,8 @@ def test_films_joined_on_a_local_cluster_match_the_local_join(
         + "sequences:\n"
         + "  - {id: cut, shots: [s0, s1, s2], preset: ultrafast}\n"
         + "  - {id: fade, shots: [s2, s1], transition: {type: crossfade, duration: 0.5}, preset: ultrafast}\n"
-        + "  - {id: trim, shots: [{shot: s1, in: 1, out: 4}, s0], preset: ultrafast}\n",
+        + "  - {id: trim, shots: [{shot: s1, in: 1, out: 4}, s0], preset: ultrafast,\n"
+        + "     text: [{text: On the cluster, shot: s0, box: black@0.5}]}\n",
     )
     code, _, err = build_json(cli, spec, "--preview", "--no-push")
     assert code == 0, err

@@ -16,8 +16,8 @@ import ffmpeg
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
 from pipeline.render import KINDS, RenderJob, RenderResult
+from pipeline.typeface import BUNDLED
 
-FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
 PUSH_IN = 0.12  # how far the first frame zooms over the clip
 
 
@@ -89,7 +89,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
     prompt_file = workdir / "prompt.txt"
     title_file.write_text(card.title, encoding="utf-8")
     prompt_file.write_text(_excerpt(card.prompt, width), encoding="utf-8")
-    font = str(FONT)
+    font = str(BUNDLED)
     big, small = max(height // 18, 10), max(height // 34, 8)
     margin = width // 28
     video = (

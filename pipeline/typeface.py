@@ -1,0 +1,99 @@
+"""Fonts for text drawn on films and previews: found by file or by family, and checked to hold
+a glyph for every character before anything is spent.
+
+A font named by file is a project file like any other the storyboard reads. A family is
+looked up through fontconfig (`fc-match`), when the machine has it. Without a font, the
+bundled DejaVu Sans is used: Latin, Greek and Cyrillic, no CJK.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import hashing
+
+BUNDLED = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
+
+
+class FontProblem(ValueError):
+    """A font that cannot be found or read; the message says which and why."""
+
+
+@dataclass
+class Fonts:
+    """Fonts of one expansion, each found, read and hashed once."""
+
+    maps: dict[Path, frozenset[int]] = field(default_factory=dict)
+    digests: dict[Path, str] = field(default_factory=dict)
+    families: dict[str, Path] = field(default_factory=dict)
+
+    def family(self, name: str) -> Path:
+        """The file of a font family, as fontconfig knows it."""
+        if name not in self.families:
+            self.families[name] = _fc_match(name)
+        return self.families[name]
+
+    def missing(self, font: Path, text: str) -> list[str]:
+        """The characters of `text` that `font` has no glyph for (spaces and line breaks
+        need none), each once, in order."""
+        if font not in self.maps:
+            self.maps[font] = _character_map(font)
+        covered = self.maps[font]
+        gaps = (c for c in text if ord(c) not in covered and not _needs_no_glyph(c))
+        return list(dict.fromkeys(gaps))
+
+    def digest(self, font: Path) -> str:
+        if font not in self.digests:
+            self.digests[font] = hashing.sha256_file(font)
+        return self.digests[font]
+
+
+def describe(characters: list[str]) -> str:
+    """`'東' (U+6771), '京' (U+4EAC)`: characters as a person can find them."""
+    shown = [f"'{c}' (U+{ord(c):04X})" for c in characters[:8]]
+    more = f" and {len(characters) - 8} more" if len(characters) > 8 else ""
+    return ", ".join(shown) + more
+
+
+def _needs_no_glyph(character: str) -> bool:
+    return character.isspace() or unicodedata.category(character) in ("Cc", "Cf")
+
+
+def _character_map(font: Path) -> frozenset[int]:
+    from fontTools.ttLib import TTFont, TTLibError
+
+    try:
+        with TTFont(font, fontNumber=0, lazy=True) as opened:
+            cmap = opened.getBestCmap()
+    except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
+        raise FontProblem(f"'{font.name}' is not a font fontTools can read ({exc})") from None
+    if not cmap:
+        raise FontProblem(f"'{font.name}' has no character map")
+    return frozenset(cmap)
+
+
+def _fc_match(family: str) -> Path:
+    if shutil.which("fc-match") is None:
+        raise FontProblem(
+            f"font family '{family}' cannot be looked up: this machine has no fontconfig (fc-match)"
+        )
+    try:
+        found = subprocess.run(
+            ["fc-match", "--format=%{family}\n%{file}", family],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise FontProblem(f"font family '{family}' cannot be looked up ({exc})") from None
+    names, _, file = found.partition("\n")
+    # fc-match answers every request with its nearest font: only the family asked for counts.
+    wanted = family.casefold()
+    if not file or not any(wanted == name.strip().casefold() for name in names.split(",")):
+        raise FontProblem(f"no font family '{family}' on this machine (fc-list lists them)")
+    return Path(file)

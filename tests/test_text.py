@@ -1,0 +1,204 @@
+"""Text on films: drawn where and when asked, per variant, in a font that has every glyph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import write
+
+AD = """\
+version: 1
+name: ad
+matrix:
+  lang: [en, fr]
+vars:
+  taglines: {en: "Run", fr: "Courez plus loin, toujours"}
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - {id: a, prompt: "a runner at dawn"}
+  - {id: b, prompt: "a shoe close up"}
+sequences:
+  - id: spot
+    shots: [a, b]
+    preset: ultrafast
+    text:
+      - text: "{{ taglines[lang] }}"
+        start: 1
+        end: 3
+        box: "0xFF00FF"
+        fade: 0
+      - text: "END"
+        shot: b
+        position: top-left
+        box: "0x00FFFF"
+        fade: 0
+"""
+
+MAGENTA = (255, 0, 255)
+CYAN = (0, 255, 255)
+
+
+def frame_at(path: Path, seconds: float) -> np.ndarray:
+    """The RGB frame shown at `seconds` of a film."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            if frame.time is not None and frame.time >= seconds - 1e-6:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {seconds} s in {path}")
+
+
+def box_of(frame: np.ndarray, colour: tuple[int, int, int]) -> tuple[int, int, int, int] | None:
+    """The bounding box (left, top, right, bottom) of the pixels of `colour`, or None."""
+    near = np.all(np.abs(frame.astype(int) - np.array(colour)) < 40, axis=2)
+    if near.sum() < 50:
+        return None
+    rows, columns = np.nonzero(near)
+    return int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())
+
+
+@pytest.fixture
+def ad(project: Path, cli) -> Path:
+    spec = write(project / "specs" / "ad.yaml", AD)
+    result = cli("build", spec, "--preview")
+    assert result.code == 0, result.err
+    return project / "build" / "ad" / "preview"
+
+
+def test_a_text_layer_is_drawn_where_and_when_asked_in_each_language(ad: Path) -> None:
+    boxes = {}
+    for lang in ("en", "fr"):
+        film = ad / f"spot--{lang}.mp4"
+        during = frame_at(film, 2.0)
+        height, width = during.shape[:2]
+        box = box_of(during, MAGENTA)
+        assert box is not None, lang
+        left, top, right, bottom = box
+        assert top > 0.75 * height and bottom <= 0.95 * height + 2  # bottom, in the safe area
+        assert abs((left + right) / 2 - width / 2) < 0.01 * width  # centred
+        text = during[top:bottom, left:right]
+        assert np.any(np.all(text > 200, axis=2))  # white letters inside the box
+        for outside in (0.5, 4.0):  # before it starts, after it ends
+            assert box_of(frame_at(film, outside), MAGENTA) is None, (lang, outside)
+        boxes[lang] = box
+    en, fr = boxes["en"], boxes["fr"]
+    assert (fr[2] - fr[0]) > 3 * (en[2] - en[0])  # each language its own words
+
+
+def test_a_layer_on_a_shot_is_drawn_while_that_shot_is_on_screen(ad: Path) -> None:
+    film = ad / "spot--en.mp4"
+    assert box_of(frame_at(film, 5.5), CYAN) is None  # shot a
+    shown = box_of(frame_at(film, 6.5), CYAN)  # shot b, from 6 s
+    assert shown is not None
+    left, top, _, _ = shown
+    frame = frame_at(film, 6.5)
+    assert left < 0.1 * frame.shape[1] and top < 0.1 * frame.shape[0]  # top-left
+
+
+def test_editing_a_tagline_rejoins_only_that_language(project: Path, cli, ad: Path) -> None:
+    spec = project / "specs" / "ad.yaml"
+    spec.write_text(AD.replace("Courez plus loin", "Allez plus loin"))
+    rows = json.loads(cli("status", spec, "--preview", "--json").out)
+    films = {r["name"]: r for r in rows if r["kind"] == "sequence"}
+    assert films["spot--en"]["status"] == "current"
+    assert films["spot--fr"]["status"] == "changed"
+    assert films["spot--fr"]["reasons"] == ["text 1: [-Courez-] {+Allez+} plus loin, toujours"]
+    assert {r["status"] for r in rows if r["kind"] == "shot"} == {"cached"}
+    result = cli("build", spec, "--preview", "--json")
+    joined = [s["sequence"] for s in json.loads(result.out)["sequences"] if s["status"] == "built"]
+    assert joined == ["spot--fr"]
+
+
+def test_a_character_the_font_lacks_fails_the_plan_naming_layer_and_character(
+    project: Path, cli
+) -> None:
+    spec = write(
+        project / "specs" / "ad.yaml",
+        AD.replace('fr: "Courez plus loin, toujours"', 'fr: "Courez", ja: "もっと遠くへ"').replace(
+            "lang: [en, fr]", "lang: [en, fr, ja]"
+        ),
+    )
+    result = cli("plan", spec)
+    assert result.code == 2
+    first = result.err.splitlines()[0]
+    assert first.startswith(f"{spec}:") and "text 1 [ja]" in first
+    assert "'も' (U+3082)" in first and "not in the font DejaVuSans.ttf" in first
+    assert "Traceback" not in result.err
+
+
+def test_a_font_of_the_project_that_has_the_glyphs_is_used(project: Path, cli) -> None:
+    font = make_font(project / "fonts" / "Tiny.ttf", "もっと遠くへ")
+    spec = write(
+        project / "specs" / "ja.yaml",
+        "version: 1\nname: ja\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n    text:\n"
+        f"      - {{text: もっと遠くへ, font: ../fonts/{font.name}, box: '0xFF00FF', fade: 0}}\n",
+    )
+    result = cli("build", spec, "--preview")
+    assert result.code == 0, result.err
+    frame = frame_at(project / "build" / "ja" / "preview" / "spot.mp4", 3.0)
+    box = box_of(frame, MAGENTA)
+    assert box is not None
+    text = frame[box[1] : box[3], box[0] : box[2]]
+    assert np.all(text > 200, axis=2).sum() > 200  # the font's glyphs, drawn in white
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("{text: hi, color: 'red:x'}", "sequences[0].text[0].color: 'red:x' is not a colour"),
+        ("{text: hi, position: middle}", "sequences[0].text[0].position: Input should be"),
+        ("{text: hi, shot: zz}", "sequence 'spot' text 1: shot 'zz' is not in the sequence"),
+        ("{text: hi, start: 3, end: 20}", "3 to 20 s is not inside the film (6 s)"),
+        ("{text: hi, shot: a, start: 1}", "give either 'shot' or 'start'/'end', not both"),
+        ("{text: hi, font: No Such Family}", "no font family 'No Such Family'"),
+        ("{text: hi, font: fonts/none.ttf}", "file 'fonts/none.ttf' not found"),
+        ("{text: '{{ nope }}'}", "nope"),
+    ],
+)
+def test_bad_text_layers_are_one_located_line(project: Path, cli, layer: str, message: str):
+    spec = write(
+        project / "specs" / "bad.yaml",
+        "version: 1\nname: bad\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        f"sequences:\n  - id: spot\n    shots: [a]\n    text:\n      - {layer}\n",
+    )
+    result = cli("plan", spec)
+    assert result.code == 2, result.err
+    assert result.err.startswith(f"{spec}:10:") and message in result.err, result.err
+    assert "Traceback" not in result.err
+
+
+def make_font(path: Path, characters: str) -> Path:
+    """A real TrueType font whose glyphs are filled squares, for `characters`."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    def square() -> object:
+        pen = TTGlyphPen(None)
+        pen.moveTo((100, 0))
+        pen.lineTo((100, 700))
+        pen.lineTo((800, 700))
+        pen.lineTo((800, 0))
+        pen.closePath()
+        return pen.glyph()
+
+    names = [".notdef", *(f"uni{ord(c):04X}" for c in characters)]
+    builder = FontBuilder(1000, isTTF=True)
+    builder.setupGlyphOrder(names)
+    builder.setupCharacterMap({ord(c): f"uni{ord(c):04X}" for c in characters})
+    builder.setupGlyf({name: square() for name in names})
+    builder.setupHorizontalMetrics({name: (900, 100) for name in names})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": "Tiny", "styleName": "Regular"})
+    builder.setupOS2(sTypoAscender=800, usWinAscent=800, usWinDescent=200)
+    builder.setupPost()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    builder.save(str(path))
+    return path
