@@ -16,7 +16,7 @@ from pipeline import media
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
-from pipeline.expand import ClipUse, Sequence, TextLayer
+from pipeline.expand import SAFE_MARGIN, ClipUse, Sequence, TextLayer, box_padding
 from pipeline.hashing import sha256_file
 
 XFADE = {
@@ -38,6 +38,7 @@ class ClipInput:
     start: float
     end: float
     label: str
+    focus: float | None = None  # its own crop window (else the sequence's)
 
     @property
     def length(self) -> float:
@@ -119,7 +120,7 @@ def clip_input(
     # A clip delivered a frame longer or shorter than asked is used as it is: a use that runs
     # to the shot's end takes the whole clip, a trim never reaches past the clip's end.
     end = info.duration if use.end >= use.shot.duration else min(use.end, info.duration)
-    return ClipInput(path, info, use.start, end, label)
+    return ClipInput(path, info, use.start, end, label, use.focus)
 
 
 def _checked(path: Path, record: ClipRecord, label: str, shot_id: str) -> media.ClipInfo:
@@ -245,7 +246,8 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     inputs = [ffmpeg.input(str(c.path), thread_queue_size=64 + i) for i, c in enumerate(clips)]
     for clip, source in zip(clips, inputs, strict=True):
         video = source.video.trim(start=clip.start, end=clip.end).setpts("PTS-STARTPTS")
-        video = _fit(video, clip, width, height, sequence.fit)
+        focus = clip.focus if clip.focus is not None else sequence.focus
+        video = _fit(video, clip, (width, height), sequence.fit, focus)
         videos.append(video.filter("fps", fps).filter("format", "yuv420p").filter("settb", "AVTB"))
         if sequence.audio is None:
             audios.append(_clip_audio(clip, source))
@@ -281,16 +283,29 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     media.run_ffmpeg(args, f"join sequence '{sequence.name}'", time_limit(total))
 
 
-def _fit(video: Any, clip: ClipInput, width: int, height: int, fit: str) -> Any:
+def _fit(video: Any, clip: ClipInput, size: tuple[int, int], fit: str, focus: float) -> Any:
+    """A clip brought to the film's size: padded, cropped around its focus (0 keeps the
+    left edge, 1 the right), or fitted whole on a blurred, cropped copy of itself."""
+    width, height = size
     if (clip.info.width, clip.info.height) == (width, height):
         return video.filter("setsar", 1)  # already the film's size: no copy of every frame
     if fit == "crop":
-        video = video.filter("scale", width, height, force_original_aspect_ratio="increase")
-        video = video.filter("crop", width, height)
+        video = _cropped(video, width, height, focus)
+    elif fit == "blur":
+        split = video.filter_multi_output("split")
+        back, front = split.stream(0), split.stream(1)
+        back = _cropped(back, width, height, 0.5).filter("gblur", sigma=max(width, height) / 40)
+        front = front.filter("scale", width, height, force_original_aspect_ratio="decrease")
+        video = ffmpeg.overlay(back, front, x="(W-w)/2", y="(H-h)/2")
     else:
         video = video.filter("scale", width, height, force_original_aspect_ratio="decrease")
         video = video.filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
     return video.filter("setsar", 1)
+
+
+def _cropped(video: Any, width: int, height: int, focus: float) -> Any:
+    video = video.filter("scale", width, height, force_original_aspect_ratio="increase")
+    return video.filter("crop", width, height, f"(iw-{width})*{focus}", "(ih-oh)/2")
 
 
 def _join_video(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -> Any:
@@ -304,16 +319,13 @@ def _join_video(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -
     return _xfade_segments(videos, spans, sequence)
 
 
-SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
-
-
 def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> Any:
     """One text layer drawn over the film from `start` to `end`, faded in and out, kept
     inside the safe area whatever its offset."""
     text_file.write_text(layer.text, encoding="utf-8")
     size = max(round(layer.size * height), 8)
     m = SAFE_MARGIN
-    pad = max(size // 3, 2) if layer.box is not None else 0  # the box reaches this far out
+    pad = box_padding(size, layer.box)
     ox, oy = layer.offset
     vertical, _, horizontal = layer.position.rpartition("-")
     if not vertical and horizontal in ("top", "bottom"):  # "top", "bottom": centred

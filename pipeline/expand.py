@@ -12,14 +12,18 @@ from typing import Any
 
 from pipeline import hashing, media, models
 from pipeline.errors import MediaError
+from pipeline.project import ROOT_HINT, OutsideProject, project_file
 from pipeline.spec import (
     RESOLUTIONS,
+    FormatSpec,
     SequenceShot,
     SequenceSpec,
     ShotSpec,
     Spec,
     TextSpec,
+    focus_x,
     is_font_file,
+    is_templated,
 )
 from pipeline.templates import PromptSource, PromptTemplates
 from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
@@ -70,10 +74,19 @@ class ClipUse:
     shot: Shot
     start: float
     end: float
+    focus: float | None = None  # where a crop of it keeps its window (else the sequence's)
 
     @property
     def length(self) -> float:
         return self.end - self.start
+
+
+SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
+
+
+def box_padding(size: int, box: str | None) -> int:
+    """How far a text's box reaches out around it, in pixels."""
+    return max(size // 3, 2) if box is not None else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +140,16 @@ class Sequence:
     index: int
     settings: dict[str, Any]  # how its clips are joined, as its key counts them
     texts: tuple[TextLayer, ...] = ()
+    focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
+    format: str = ""  # of `formats:`, as written (16:9, 1080x1350); "" for the one film
 
     def clips(self) -> list[dict[str, Any]]:
         return clip_list(self.uses)
 
     @property
     def name(self) -> str:
-        return f"{self.id}--{self.variant}" if self.variant else self.id
+        parts = [self.id, self.variant, self.format.replace(":", "x")]
+        return "--".join(part for part in parts if part)
 
     @property
     def overlap(self) -> float:
@@ -183,11 +199,13 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
                 by_id[shot_spec.id] = made
                 shots.extend(made)
             for index, sequence_spec in enumerate(board.sequences):
-                sequence = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
-                if sequence_spec.text:
-                    values = {**board.vars, **variant_vars}
-                    sequence = _with_text(spec, index, sequence, (templates, fonts), values)
-                sequences.append(sequence)
+                base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
+                for sequence in formatted(spec, index, base):
+                    if sequence_spec.text:
+                        values = {**board.vars, **variant_vars}
+                        drawing = (templates, fonts)
+                        sequence = _with_text(spec, index, sequence, drawing, values)
+                    sequences.append(sequence)
     return Expansion(tuple(shots), tuple(sequences), tuple(n for n, _ in variants), tuple(warnings))
 
 
@@ -663,7 +681,7 @@ def _expand_sequence(
     settings = {
         "transition": kind,
         "transition_duration": overlap,
-        "fit": sequence.fit,
+        "fit": sequence.fit or "pad",
         "width": width,
         "height": height,
         "fps": fps,
@@ -678,7 +696,7 @@ def _expand_sequence(
         uses=tuple(uses),
         transition=kind,
         transition_duration=overlap,
-        fit=sequence.fit,
+        fit=sequence.fit or "pad",
         width=width,
         height=height,
         fps=fps,
@@ -700,10 +718,11 @@ def _with_text(
     """The sequence with its text layers as this variant says them, each checked: its span
     inside the film, and every character in its font."""
     board_sequence = spec.storyboard.sequences[index]
-    layers = tuple(
+    drawn = (
         _text_layer(spec, (index, number), sequence, text, drawing, values)
         for number, text in enumerate(board_sequence.text)
     )
+    layers = tuple(layer for layer in drawn if layer is not None)
     fonts = drawing[1]
     settings = {
         **sequence.settings,
@@ -720,7 +739,7 @@ def _text_layer(
     text: TextSpec,
     drawing: tuple[PromptTemplates, Fonts],
     values: dict[str, Any],
-) -> TextLayer:
+) -> TextLayer | None:
     templates, fonts = drawing
     loc = ("sequences", where[0], "text", where[1])
     name = f"sequence '{sequence.id}' text {where[1] + 1}"
@@ -730,9 +749,9 @@ def _text_layer(
         template=None, inline=text.text, context=values, where=source, lines=True
     )
     if not said:
-        raise spec.source.error((*loc, "text"), f"{name}{variant}: the text is empty")
+        return None  # nothing to say in this variant: `{{ tagline if lang == 'ja' }}`
     start, end = _text_span(spec, loc, name, sequence, text)
-    font = _font(spec, (*loc, "font"), text.font, fonts)
+    font = _font(spec, (*loc, "font"), text.font, drawing, values)
     try:
         missing = fonts.missing(font, said)
     except FontProblem as exc:
@@ -744,13 +763,20 @@ def _text_layer(
             "name a font that has them: font: fonts/YourFont.otf, or a family "
             "(fc-list :charset=" + f"{ord(missing[0]):x} lists the fonts that do)",
         )
+    # Wrapped (and only then made smaller) to fit the safe area of this format.
+    size = max(round(text.size * sequence.height), 8)
+    room = sequence.width * (1 - 2 * SAFE_MARGIN) - 2 * box_padding(size, text.box)
+    try:
+        said, size = fonts.fit(font, said, size, room)
+    except FontProblem as exc:
+        raise spec.source.error((*loc, "font"), f"{name}: {exc}") from None
     return TextLayer(
         text=said,
         start=start,
         end=end,
         position=text.position,
         offset=text.offset,
-        size=text.size,
+        size=size / sequence.height,
         color=text.color,
         box=text.box,
         shadow=text.shadow,
@@ -802,10 +828,27 @@ def film_spans(sequence: Sequence) -> list[tuple[float, float]]:
     return spans
 
 
-def _font(spec: Spec, loc: tuple[Any, ...], name: str | None, fonts: Fonts) -> Path:
+def _font(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    name: str | None,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> Path:
+    """A layer's font: the bundled one, a project file, or a family; a name may be a
+    template (`fonts/{{ script }}.otf`), checked as a project file once it is said."""
+    templates, fonts = drawing
     if name is None:
         return BUNDLED
-    if is_font_file(name):
+    if is_templated(name):
+        source = PromptSource(*spec.source.text_lines(loc))
+        name = templates.render(template=None, inline=name, context=values, where=source)
+        if is_font_file(name):
+            try:
+                return project_file(name, spec.path.parent, spec.root)
+            except OutsideProject as exc:
+                raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
+    elif is_font_file(name):
         return spec.files[name]
     try:
         return fonts.family(name)
@@ -816,8 +859,76 @@ def _font(spec: Spec, loc: tuple[Any, ...], name: str | None, fonts: Fonts) -> P
 
 
 def clip_list(uses: Iterable[ClipUse]) -> list[dict[str, Any]]:
-    """A film's clips in order, as its key counts them: each clip's key and trim."""
-    return [{"key": u.shot.key, "in": u.start, "out": u.end} for u in uses]
+    """A film's clips in order, as its key counts them: each clip's key and trim (and its
+    focus, where it has its own)."""
+    return [
+        {"key": u.shot.key, "in": u.start, "out": u.end}
+        | ({"focus": u.focus} if u.focus is not None else {})
+        for u in uses
+    ]
+
+
+def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:
+    """The sequence's film in each of its `formats:`, each its own film and key; the one film
+    when it has none."""
+    board_sequence = spec.storyboard.sequences[index]
+    focus = focus_x(board_sequence.focus)
+    if focus != 0.5:
+        sequence = _reframed(sequence, sequence.width, sequence.height, sequence.fit, focus)
+    if not board_sequence.formats:
+        return [sequence]
+    films = []
+    for number, entry in enumerate(board_sequence.formats):
+        chosen = entry if isinstance(entry, FormatSpec) else FormatSpec(format=entry)
+        width, height = _format_size(spec, (index, number), chosen.format, sequence)
+        # Another shape is cropped unless the sequence or the format says how.
+        fit = chosen.fit or board_sequence.fit or "crop"
+        if (width, height) == (sequence.width, sequence.height) and chosen.fit is None:
+            fit = sequence.fit  # the film's own shape: nothing to reframe
+        where = focus_x(chosen.focus) if chosen.focus is not None else focus
+        films.append(replace(_reframed(sequence, width, height, fit, where), format=chosen.format))
+    names = [film.name for film in films]
+    for number, name in enumerate(names):
+        if names.index(name) != number:
+            raise spec.source.error(
+                ("sequences", index, "formats", number),
+                f"sequence '{sequence.id}': format {films[number].format} is given twice",
+            )
+    return films
+
+
+def _reframed(sequence: Sequence, width: int, height: int, fit: str, focus: float) -> Sequence:
+    settings = {**sequence.settings, "width": width, "height": height, "fit": fit}
+    if focus != 0.5:
+        settings["focus"] = focus
+    key = hashing.sequence_key(clip_list(sequence.uses), settings)
+    return replace(
+        sequence, width=width, height=height, fit=fit, focus=focus, settings=settings, key=key
+    )
+
+
+def _format_size(
+    spec: Spec, where: tuple[int, int], written: str, sequence: Sequence
+) -> tuple[int, int]:
+    """A format's size: `W:H` keeps the film's short side; `WxH` is exact (and even)."""
+    if "x" in written:
+        width, height = (int(part) for part in written.split("x"))
+        if width % 2 or height % 2 or min(width, height) < 64:
+            raise spec.source.error(
+                ("sequences", where[0], "formats", where[1]),
+                f"sequence '{sequence.id}': format {written}: sides must be even and at least "
+                "64 pixels (H.264 in yuv420p)",
+            )
+        return width, height
+    across, down = (int(part) for part in written.split(":"))
+    short = min(sequence.width, sequence.height)
+    if across >= down:
+        return _even(short * across / down), short
+    return short, _even(short * down / across)
+
+
+def _even(value: float) -> int:
+    return 2 * math.ceil(value / 2 - 1e-9)
 
 
 def _trimmed(
@@ -838,7 +949,7 @@ def _trimmed(
             f"(it ends at {end:g} s)",
             f"'in' must be under {end:g}",
         )
-    return ClipUse(shot, ref.start, end)
+    return ClipUse(shot, ref.start, end, None if ref.focus is None else focus_x(ref.focus))
 
 
 def _no_match(

@@ -59,6 +59,8 @@ _SEQ = f"{_TAG}seq"
 _PLAIN_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null")}
 # Fields where YAML 1.1's yes/no/on/off mean a boolean; anywhere else they are refused.
 BOOLEAN_FIELDS = frozenset({"prompt_optimizer"})
+# Fields whose `16:9` is an aspect ratio, not YAML 1.1's sexagesimal number 969.
+RATIO_FIELDS = frozenset({"formats", "format"})
 _TRUTHS = {"true", "false"}
 
 
@@ -130,6 +132,38 @@ class Transition(_Strict):
     duration: float = Field(default=0.5, ge=0, le=5)
 
 
+# Where a crop keeps its window: a side, or x from 0 (left edge) to 1 (right edge).
+Focus = (
+    Literal["left", "center", "right"] | Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+)
+FOCUS = {"left": 0.0, "center": 0.5, "right": 1.0}
+# 16:9, 9:16, 1:1, 4:5 (the short side is the film's) or an exact size: 1080x1350.
+FORMAT = r"^([1-9][0-9]?:[1-9][0-9]?|[1-9][0-9]{1,3}x[1-9][0-9]{1,3})$"
+
+
+def focus_x(focus: str | float) -> float:
+    return FOCUS[focus] if isinstance(focus, str) else float(focus)
+
+
+class FormatSpec(_Strict):
+    """One format of a sequence's film, with its own way to reframe the clips."""
+
+    format: str = Field(pattern=FORMAT)
+    fit: Literal["pad", "crop", "blur"] | None = None
+    focus: Focus | None = None
+
+
+def _format_kind(value: Any) -> str:
+    return "entry" if isinstance(value, dict | FormatSpec) else "name"
+
+
+FormatEntry = Annotated[
+    Annotated[Annotated[str, Field(pattern=FORMAT)], Tag("name")]
+    | Annotated[FormatSpec, Tag("entry")],
+    Discriminator(_format_kind),
+]
+
+
 class SequenceShot(_Strict):
     """One use of a shot in a sequence, optionally trimmed to [in, out) seconds."""
 
@@ -140,6 +174,7 @@ class SequenceShot(_Strict):
     vars: dict[str, Scalar] | None = None
     start: float = Field(default=0.0, ge=0, alias="in")
     end: float | None = Field(default=None, gt=0, alias="out")
+    focus: Focus | None = None  # where a crop of this clip keeps its window
 
     @model_validator(mode="after")
     def _trim_order(self) -> SequenceShot:
@@ -180,6 +215,11 @@ def is_font_file(name: str) -> bool:
     return "/" in name or name.lower().endswith(FONT_SUFFIXES)
 
 
+def is_templated(name: str) -> bool:
+    """A name that is a template: said per variant, checked when it is."""
+    return "{{" in name or "{%" in name
+
+
 class TextSpec(_Strict):
     """Text drawn on a film: a title, a lower third, a caption, an end card's words."""
 
@@ -212,7 +252,9 @@ class SequenceSpec(_Strict):
     id: Identifier
     shots: list[SequenceEntry] = Field(min_length=1)
     transition: Transition = Transition()
-    fit: Literal["pad", "crop"] = "pad"
+    fit: Literal["pad", "crop", "blur"] | None = None  # pad; crop for other formats
+    focus: Focus = "center"
+    formats: list[FormatEntry] | None = Field(default=None, min_length=1, max_length=8)
     resolution: Literal["768p", "1080p"] | None = None
     width: int | None = Field(default=None, gt=0, le=8192)
     height: int | None = Field(default=None, gt=0, le=8192)
@@ -716,6 +758,8 @@ class _Builder:
         if tag not in _PLAIN_TAGS:
             raise self._tag_error(node)
         if not getattr(node, "style", None):  # plain (None, or "" from libyaml): YAML guesses
+            if name in RATIO_FIELDS and _SEXAGESIMAL.match(text):
+                return text
             self._check_guess(node, tag, text, name)
         try:
             return self.constructor.construct_object(node)
@@ -929,7 +973,7 @@ def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]
         if sequence.audio is not None:
             yield ("sequences", index, "audio"), sequence.audio
         for layer, text in enumerate(sequence.text):
-            if text.font is not None and is_font_file(text.font):
+            if text.font is not None and is_font_file(text.font) and not is_templated(text.font):
                 yield ("sequences", index, "text", layer, "font"), text.font
 
 

@@ -30,6 +30,7 @@ class Fonts:
     maps: dict[Path, frozenset[int]] = field(default_factory=dict)
     digests: dict[Path, str] = field(default_factory=dict)
     families: dict[str, Path] = field(default_factory=dict)
+    advances: dict[Path, tuple[float, dict[int, int]]] = field(default_factory=dict)
 
     def family(self, name: str) -> Path:
         """The file of a font family, as fontconfig knows it."""
@@ -45,6 +46,34 @@ class Fonts:
         covered = self.maps[font]
         gaps = (c for c in text if ord(c) not in covered and not _needs_no_glyph(c))
         return list(dict.fromkeys(gaps))
+
+    def fit(self, font: Path, text: str, size: int, width: float) -> tuple[str, int]:
+        """`text` broken into lines (at spaces) that are at most `width` pixels wide at
+        `size` pixels, and the size, made smaller only when one word alone is wider."""
+        lines: list[str] = []
+        for line in text.split("\n"):
+            words = line.split(" ")
+            current = words[0]
+            for word in words[1:]:
+                if self.width(font, f"{current} {word}", size) <= width:
+                    current = f"{current} {word}"
+                else:
+                    lines.append(current)
+                    current = word
+            lines.append(current)
+        widest = max(self.width(font, line, size) for line in lines)
+        if widest > width:
+            size = max(int(size * width / widest), 8)
+        return "\n".join(lines), size
+
+    def width(self, font: Path, line: str, size: int) -> float:
+        """Pixels `line` takes at `size` pixels: the glyphs' advances (kerning aside, so a
+        little more than drawn)."""
+        if font not in self.advances:
+            self.advances[font] = _advances(font)
+        per_unit, advances = self.advances[font]
+        units = sum(advances.get(ord(c), advances.get(0, 0)) for c in line)
+        return units * per_unit * size * 1.02
 
     def digest(self, font: Path) -> str:
         if font not in self.digests:
@@ -74,6 +103,19 @@ def _character_map(font: Path) -> frozenset[int]:
     if not cmap:
         raise FontProblem(f"'{font.name}' has no character map")
     return frozenset(cmap)
+
+
+def _advances(font: Path) -> tuple[float, dict[int, int]]:
+    """1/units-per-em, and each character's advance width in font units."""
+    from fontTools.ttLib import TTFont, TTLibError
+
+    try:
+        with TTFont(font, fontNumber=0, lazy=True) as opened:
+            metrics = opened["hmtx"].metrics
+            advances = {code: metrics[name][0] for code, name in opened.getBestCmap().items()}
+            return 1.0 / opened["head"].unitsPerEm, advances
+    except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
+        raise FontProblem(f"'{font.name}' has no metrics fontTools can read ({exc})") from None
 
 
 def _fc_match(family: str) -> Path:

@@ -202,3 +202,87 @@ def make_font(path: Path, characters: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     builder.save(str(path))
     return path
+
+
+# -- formats ----------------------------------------------------------------------------------
+
+FORMATS = """\
+version: 1
+name: social
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - {id: lamp, prompt: a lamp on the left, first_frame: assets/left.png}
+  - {id: room, prompt: an empty room}
+sequences:
+  - id: cut
+    shots: [lamp, room]
+    preset: ultrafast
+    formats: [16:9, 9:16, {format: 9:16, focus: left}, {format: 1:1, fit: blur}, 4:5]
+    text: [{text: "A lamp, a room, and a long line of words", position: bottom}]
+"""
+
+
+def bright_left(path: Path) -> Path:
+    """A dark 1366x768 frame with a white square near its left edge."""
+    from pipeline import media
+
+    draw = "drawbox=x=60:y=284:w=200:h=200:color=white:t=fill"
+    media.run_ffmpeg(
+        ["-f", "lavfi", "-i", "color=c=black:s=1366x768", "-vf", draw, "-frames:v", "1", str(path)],
+        "draw an image",
+    )
+    return path
+
+
+def white_in(frame: np.ndarray) -> int:
+    return int(np.all(frame > 220, axis=2).sum())
+
+
+def test_formats_are_films_of_their_own_with_the_asked_size_and_focus(project: Path, cli):
+    bright_left(project / "specs" / "assets" / "left.png")
+    spec = write(
+        project / "specs" / "social.yaml",
+        FORMATS.replace("9:16, {format: 9:16", "9:16, {format: 9:16"),
+    )
+    # Two 9:16 films would be two files of one name.
+    result = cli("build", spec, "--preview", "--json")
+    assert result.code == 2 and "format 9:16 is given twice" in result.err
+    spec.write_text(
+        FORMATS.replace("9:16, {format: 9:16, focus: left}", "{format: 9:16, focus: left}")
+    )
+    result = cli("build", spec, "--preview", "--json")
+    assert result.code == 0, result.err
+    folder = project / "build" / "social" / "preview"
+    sizes = {}
+    for name in ("cut--16x9", "cut--9x16", "cut--1x1", "cut--4x5"):
+        with av.open(str(folder / f"{name}.mp4")) as film:
+            stream = film.streams.video[0]
+            sizes[name] = (stream.width, stream.height, round(float(film.duration / 1e6), 2))
+    assert sizes["cut--16x9"][:2] == (1366, 768)
+    assert sizes["cut--9x16"][:2] == (768, 1366)
+    assert sizes["cut--1x1"][:2] == (768, 768)
+    assert sizes["cut--4x5"][:2] == (768, 960)
+    assert {length for _, _, length in sizes.values()} == {sizes["cut--16x9"][2]}
+    # focus: left keeps the bright square of the lamp shot in the 9:16 crop...
+    tall = frame_at(folder / "cut--9x16.mp4", 0.5)
+    assert white_in(tall[:, : tall.shape[1] // 2]) > 50_000  # the square, 355 px a side
+    # ...where the centred crop of 4:5 shows the middle of the frame: no square on the left.
+    assert white_in(frame_at(folder / "cut--4x5.mp4", 0.5)[300:600, :400]) < 500
+    # blur: the square film's top and bottom are the clip, blurred, not black bars.
+    square = frame_at(folder / "cut--1x1.mp4", 7.0).astype(int)  # the room's colour card
+    assert square[:150].mean() > 30 and square[-120:].mean() > 30
+    # the long line is wrapped inside the narrow formats' safe area
+    rows = json.loads(cli("plan", spec, "--preview", "--json").out)["sequences"]
+    assert {r["name"] for r in rows} == {f"cut--{f}" for f in ("16x9", "9x16", "1x1", "4x5")}
+
+
+def test_a_format_size_must_be_even(project: Path, cli) -> None:
+    spec = write(
+        project / "specs" / "odd.yaml",
+        "version: 1\nname: odd\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    shots: [a]\n    formats: [1081x1920]\n",
+    )
+    result = cli("plan", spec)
+    assert result.code == 2 and "sides must be even" in result.err
+    assert result.err.startswith(f"{spec}:9:")
