@@ -86,6 +86,16 @@ def film(project: Path, rendered_cache: Path) -> Path:
     return write(project / "specs" / "film.yaml", FILM)
 
 
+@pytest.fixture
+def built_film(project: Path, rendered_cache: Path) -> Path:
+    """FILM with its films already made once in this session: a first build places them
+    from the cache instead of joining them (for tests whose first build only sets up)."""
+    shutil.rmtree(project / ".storyboard")
+    shutil.copytree(rendered_cache, project / ".storyboard")
+    (project / ".storyboard" / "outputs.json").unlink(missing_ok=True)
+    return write(project / "specs" / "film.yaml", FILM)
+
+
 def build(cli, spec: Path, *args: str) -> dict:
     result = cli("build", spec, "--preview", "--json", *args)
     assert result.code == 0, result.err
@@ -121,7 +131,8 @@ def test_sequences_joined_right(project: Path, cli, film: Path) -> None:
     assert info.duration == pytest.approx(6 + 0.8 + 6 - 2 * 0.5, abs=0.04)
 
 
-def test_changing_nothing_rebuilds_nothing(project: Path, cli, film: Path) -> None:
+def test_changing_nothing_rebuilds_nothing(project: Path, cli, built_film: Path) -> None:
+    film = built_film
     build(cli, film)
     lock = (project / "specs" / "film.preview.lock").read_text()
     again = build(cli, film)
@@ -130,7 +141,10 @@ def test_changing_nothing_rebuilds_nothing(project: Path, cli, film: Path) -> No
     assert (project / "specs" / "film.preview.lock").read_text() == lock
 
 
-def test_changing_a_transition_rebuilds_only_that_sequence(project: Path, cli, film: Path) -> None:
+def test_changing_a_transition_rebuilds_only_that_sequence(
+    project: Path, cli, built_film: Path
+) -> None:
+    film = built_film
     build(cli, film)
     lock_path = project / "specs" / "film.preview.lock"
     before = json.loads(lock_path.read_text())
@@ -149,7 +163,10 @@ def test_changing_a_transition_rebuilds_only_that_sequence(project: Path, cli, f
     assert after["sequences"]["mixed"]["key"] != before["sequences"]["mixed"]["key"]
 
 
-def test_lock_round_trips_and_diffs_only_where_changed(project: Path, cli, film: Path) -> None:
+def test_lock_round_trips_and_diffs_only_where_changed(
+    project: Path, cli, built_film: Path
+) -> None:
+    film = built_film
     from pipeline import lock as lockfile
 
     build(cli, film)
@@ -221,7 +238,8 @@ def test_build_only_named_sequences(project: Path, cli, film: Path) -> None:
     assert [s["sequence"] for s in summary["sequences"]] == ["copy"]
 
 
-def test_frozen_refuses_shots_the_lock_does_not_name(project: Path, cli, film: Path) -> None:
+def test_frozen_refuses_shots_the_lock_does_not_name(project: Path, cli, built_film: Path) -> None:
+    film = built_film
     result = cli("build", film, "--preview", "--frozen")
     assert result.code == 2 and "--frozen: there is no lock file" in result.err
     build(cli, film)
