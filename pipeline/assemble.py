@@ -16,7 +16,7 @@ from pipeline import media
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
-from pipeline.expand import SAFE_MARGIN, ClipUse, Sequence, TextLayer, box_padding
+from pipeline.expand import SAFE_MARGIN, ClipUse, Logo, Sequence, TextLayer, box_padding
 from pipeline.hashing import sha256_file
 
 XFADE = {
@@ -62,6 +62,7 @@ def can_copy(sequence: Sequence, clips: list[ClipInput]) -> bool:
         sequence.transition == "cut"
         and sequence.audio is None
         and not sequence.texts
+        and sequence.logo is None
         and all(c.whole for c in clips)
         and all(c.info.joinable_with(first) for c in clips)
         and (first.width, first.height) == (sequence.width, sequence.height)
@@ -257,6 +258,8 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     video = _join_video(videos, clips, sequence).filter(
         "tpad", stop_mode="clone", stop_duration=round(2.0 / fps, 6)
     )
+    if sequence.logo is not None:
+        video = _logo_over(video, sequence.logo, height)
     for number, layer in enumerate(sequence.texts):
         video = _draw_text(video, layer, output.parent / f"text-{number}.txt", height)
     streams: list[Any] = [video]
@@ -319,6 +322,29 @@ def _join_video(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -
     return _xfade_segments(videos, spans, sequence)
 
 
+def _anchor(position: str) -> tuple[str, str]:
+    """`bottom-left` -> (bottom, left); `top` -> (top, center); `left` -> ("", left)."""
+    vertical, _, horizontal = position.rpartition("-")
+    if not vertical and horizontal in ("top", "bottom"):
+        return horizontal, "center"
+    return vertical, horizontal
+
+
+def _logo_over(video: Any, logo: Logo, height: int) -> Any:
+    """The logo at its anchor inside the safe area, at its size and opacity, over the whole
+    film (an image input repeats its one frame to the end)."""
+    image = ffmpeg.input(str(logo.image)).video
+    image = image.filter("scale", -2, max(2 * round(logo.size * height / 2), 2))
+    image = image.filter("format", "rgba")
+    if logo.opacity < 1:
+        image = image.filter("colorchannelmixer", aa=logo.opacity)
+    m = SAFE_MARGIN
+    vertical, horizontal = _anchor(logo.position)
+    x = {"left": f"{m}*W", "right": f"W-w-{m}*W"}.get(horizontal, "(W-w)/2")
+    y = {"top": f"{m}*H", "bottom": f"H-h-{m}*H"}.get(vertical, "(H-h)/2")
+    return ffmpeg.overlay(video, image, x=x, y=y, format="auto").filter("format", "yuv420p")
+
+
 def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> Any:
     """One text layer drawn over the film from `start` to `end`, faded in and out, kept
     inside the safe area whatever its offset."""
@@ -327,9 +353,7 @@ def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> An
     m = SAFE_MARGIN
     pad = box_padding(size, layer.box)
     ox, oy = layer.offset
-    vertical, _, horizontal = layer.position.rpartition("-")
-    if not vertical and horizontal in ("top", "bottom"):  # "top", "bottom": centred
-        vertical, horizontal = horizontal, "center"
+    vertical, horizontal = _anchor(layer.position)
     left, right = f"{m}*w+{pad}", f"w-text_w-{m}*w-{pad}"
     top, bottom = f"{m}*h+{pad}", f"h-text_h-{m}*h-{pad}"
     x = {"left": left, "right": right}.get(horizontal, "(w-text_w)/2")

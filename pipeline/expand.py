@@ -123,6 +123,16 @@ class TextLayer:
 
 
 @dataclass(frozen=True, slots=True)
+class Logo:
+    """An image drawn over the whole film."""
+
+    image: Path
+    position: str
+    size: float  # its height, of the frame's height
+    opacity: float
+
+
+@dataclass(frozen=True, slots=True)
 class Sequence:
     id: str
     variant: str
@@ -140,6 +150,7 @@ class Sequence:
     index: int
     settings: dict[str, Any]  # how its clips are joined, as its key counts them
     texts: tuple[TextLayer, ...] = ()
+    logo: Logo | None = None
     focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
     format: str = ""  # of `formats:`, as written (16:9, 1080x1350); "" for the one film
 
@@ -678,6 +689,7 @@ def _expand_sequence(
     audio, audio_hash = (
         inputs.sound(sequence.audio, (*loc, "audio")) if sequence.audio else (None, None)
     )
+    logo, logo_settings = _logo(sequence, inputs, loc)
     settings = {
         "transition": kind,
         "transition_duration": overlap,
@@ -688,7 +700,7 @@ def _expand_sequence(
         "audio": audio_hash,
         "quality": sequence.quality,
         "preset": sequence.preset,
-    }
+    } | logo_settings
     return Sequence(
         settings=settings,
         id=sequence.id,
@@ -705,7 +717,27 @@ def _expand_sequence(
         preset=sequence.preset,
         key=hashing.sequence_key(clip_list(uses), settings),
         index=index,
+        logo=logo,
     )
+
+
+def _logo(
+    sequence: SequenceSpec, inputs: Inputs, loc: tuple[Any, ...]
+) -> tuple[Logo | None, dict[str, Any]]:
+    """The sequence's logo, and what the film's key counts of it (the image by its bytes)."""
+    if sequence.logo is None:
+        return None, {}
+    given = sequence.logo
+    path, digest, _ = inputs.image(given.image, (*loc, "logo", "image"))
+    logo = Logo(path, given.position, given.size, given.opacity)
+    return logo, {
+        "logo": {
+            "image": digest,
+            "position": given.position,
+            "size": given.size,
+            "opacity": given.opacity,
+        }
+    }
 
 
 def _with_text(

@@ -248,6 +248,15 @@ class TextSpec(_Strict):
         return self
 
 
+class LogoSpec(_Strict):
+    """An image over the whole film: a logo, a watermark."""
+
+    image: str = Field(min_length=1)  # PNG (with its transparency), JPEG or WebP
+    position: Literal[ANCHORS] = "top-right"  # type: ignore[valid-type]
+    size: float = Field(default=0.1, gt=0, le=1)  # its height, of the frame's height
+    opacity: float = Field(default=1.0, gt=0, le=1)
+
+
 class SequenceSpec(_Strict):
     id: Identifier
     shots: list[SequenceEntry] = Field(min_length=1)
@@ -265,6 +274,7 @@ class SequenceSpec(_Strict):
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
     ] = "veryfast"
     text: list[TextSpec] = Field(default_factory=list, max_length=50)
+    logo: LogoSpec | None = None
 
 
 class Storyboard(_Strict):
@@ -972,6 +982,8 @@ def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]
     for index, sequence in enumerate(storyboard.sequences):
         if sequence.audio is not None:
             yield ("sequences", index, "audio"), sequence.audio
+        if sequence.logo is not None:
+            yield ("sequences", index, "logo", "image"), sequence.logo.image
         for layer, text in enumerate(sequence.text):
             if text.font is not None and is_font_file(text.font) and not is_templated(text.font):
                 yield ("sequences", index, "text", layer, "font"), text.font

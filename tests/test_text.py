@@ -286,3 +286,39 @@ def test_a_format_size_must_be_even(project: Path, cli) -> None:
     result = cli("plan", spec)
     assert result.code == 2 and "sides must be even" in result.err
     assert result.err.startswith(f"{spec}:9:")
+
+
+def test_a_logo_sits_at_its_anchor_at_its_size_and_opacity(project: Path, cli) -> None:
+    from pipeline import media
+
+    logo = project / "specs" / "assets" / "logo.png"
+    media.run_ffmpeg(
+        ["-f", "lavfi", "-i", "color=c=0x00FF00:s=400x200", "-frames:v", "1", str(logo)],
+        "draw a logo",
+    )
+    layers = (
+        "    logo: {image: assets/logo.png, position: bottom-left, size: 0.2, opacity: OPACITY}\n"
+    )
+    spec = write(
+        project / "specs" / "logo.yaml",
+        "version: 1\nname: logo\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n"
+        + layers.replace("OPACITY", "1.0"),
+    )
+    assert cli("build", spec, "--preview").code == 0
+    film = project / "build" / "logo" / "preview" / "spot.mp4"
+    frame = frame_at(film, 3.0)
+    box = box_of(frame, (0, 255, 0))
+    assert box is not None
+    left, top, right, bottom = box
+    height, width = frame.shape[:2]
+    assert bottom - top + 1 == pytest.approx(0.2 * height, abs=3)  # its height: 20% of 768
+    assert right - left + 1 == pytest.approx(0.4 * height, abs=3)  # its shape kept
+    assert left == pytest.approx(0.05 * width, abs=4)  # bottom-left, in the safe area
+    assert bottom == pytest.approx(0.95 * height, abs=4)
+    solid = frame[top + 10, left + 10].astype(int)
+    spec.write_text(spec.read_text().replace("opacity: 1.0", "opacity: 0.5"))
+    assert cli("build", spec, "--preview").code == 0
+    half = frame_at(film, 3.0)[top + 10, left + 10].astype(int)
+    assert solid[1] > 240 and 90 < half[1] < 200  # half of the green, half of the frame
