@@ -61,6 +61,7 @@ def can_copy(sequence: Sequence, clips: list[ClipInput]) -> bool:
     return (
         sequence.transition == "cut"
         and sequence.audio is None
+        and sequence.voice is None
         and not sequence.texts
         and sequence.logo is None
         and all(c.whole for c in clips)
@@ -263,10 +264,15 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     for number, layer in enumerate(sequence.texts):
         video = _draw_text(video, layer, output.parent / f"text-{number}.txt", height)
     streams: list[Any] = [video]
+    sound = None
     if sequence.audio is not None:
-        streams.append(_audio_bed(sequence.audio, total))
+        sound = _audio_bed(sequence.audio, total)
     elif any(c.info.has_audio for c in clips):
-        streams.append(_join_audio(audios, sequence))
+        sound = _join_audio(audios, sequence)
+    if sequence.voice is not None:
+        sound = _voice_over(sound, sequence.voice, sequence.voice_start, total)
+    if sound is not None:
+        streams.append(sound)
     out = ffmpeg.output(
         *streams,
         str(output),
@@ -486,6 +492,29 @@ def _join_audio(audios: list[Any], sequence: Sequence) -> Any:
     for audio in audios[1:]:
         joined = ffmpeg.filter([joined, audio], "acrossfade", d=sequence.overlap)
     return joined
+
+
+def _voice_over(under: Any | None, voice: Path, start: float, total: float) -> Any:
+    """The voice, normalised, from `start` to the film's end, mixed over `under` (the bed or
+    the clips' sound), which ducks while the voice speaks (sidechain compression)."""
+    spoken = (
+        ffmpeg.input(str(voice))
+        .audio.filter("loudnorm", I=-16, TP=-1.5, LRA=11)
+        .filter("aresample", AUDIO_RATE)
+        .filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
+        .filter("adelay", delays=round(start * 1000), all=1)
+        .filter("apad", whole_dur=round(total, 6))
+        .filter("atrim", duration=total)
+    )
+    if under is None:
+        return spoken
+    split = spoken.filter_multi_output("asplit")
+    key, heard = split.stream(0), split.stream(1)
+    under = under.filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
+    ducked = ffmpeg.filter(
+        [under, key], "sidechaincompress", threshold=0.02, ratio=10, attack=15, release=350
+    )
+    return ffmpeg.filter([ducked, heard], "amix", inputs=2, duration="first", normalize=0)
 
 
 def _audio_bed(path: Path, total: float) -> Any:

@@ -151,6 +151,8 @@ class Sequence:
     settings: dict[str, Any]  # how its clips are joined, as its key counts them
     texts: tuple[TextLayer, ...] = ()
     logo: Logo | None = None
+    voice: Path | None = None  # a voice-over, mixed over the bed, which ducks under it
+    voice_start: float = 0.0
     focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
     format: str = ""  # of `formats:`, as written (16:9, 1080x1350); "" for the one film
 
@@ -211,9 +213,11 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
                 shots.extend(made)
             for index, sequence_spec in enumerate(board.sequences):
                 base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
+                values = {**board.vars, **variant_vars}
+                if sequence_spec.voice is not None:
+                    base = _with_voice(spec, index, base, (templates, inputs), values)
                 for sequence in formatted(spec, index, base):
                     if sequence_spec.text:
-                        values = {**board.vars, **variant_vars}
                         drawing = (templates, fonts)
                         sequence = _with_text(spec, index, sequence, drawing, values)
                     sequences.append(sequence)
@@ -280,8 +284,9 @@ class Inputs:
         digest, info = self._checked(self.images, path, _read_image, (name, loc, hint))
         return path, digest, info
 
-    def sound(self, name: str, loc: tuple[Any, ...]) -> tuple[Path, str]:
-        path = self.spec.files[name]
+    def sound(self, name: str, loc: tuple[Any, ...], path: Path | None = None) -> tuple[Path, str]:
+        """`path`: where a name said by a template was found (else the storyboard's)."""
+        path = path or self.spec.files[name]
         hint = "give a sound file (m4a, mp3, wav...)"
         return path, self._checked(self.sounds, path, _read_sound, (name, loc, hint))
 
@@ -738,6 +743,41 @@ def _logo(
             "opacity": given.opacity,
         }
     }
+
+
+def _with_voice(
+    spec: Spec,
+    index: int,
+    sequence: Sequence,
+    reading: tuple[PromptTemplates, Inputs],
+    values: dict[str, Any],
+) -> Sequence:
+    """The sequence with its voice-over as this variant names it, checked to be sound that
+    starts inside the film."""
+    templates, inputs = reading
+    given = spec.storyboard.sequences[index]
+    assert given.voice is not None
+    loc = ("sequences", index, "voice")
+    name = given.voice
+    if is_templated(name):
+        source = PromptSource(*spec.source.text_lines(loc))
+        name = templates.render(template=None, inline=name, context=values, where=source)
+        try:
+            found = project_file(name, spec.path.parent, spec.root)
+        except OutsideProject as exc:
+            raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
+    else:
+        found = spec.files[name]
+    if given.voice_start >= sequence.duration:
+        raise spec.source.error(
+            ("sequences", index, "voice_start"),
+            f"sequence '{sequence.id}': the voice starts at {given.voice_start:g} s, after the "
+            f"film's end ({sequence.duration:g} s)",
+        )
+    path, digest = inputs.sound(name, loc, found)
+    settings = {**sequence.settings, "voice": digest, "voice_start": given.voice_start}
+    key = hashing.sequence_key(clip_list(sequence.uses), settings)
+    return replace(sequence, voice=path, voice_start=given.voice_start, settings=settings, key=key)
 
 
 def _with_text(

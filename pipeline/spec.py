@@ -275,6 +275,8 @@ class SequenceSpec(_Strict):
     ] = "veryfast"
     text: list[TextSpec] = Field(default_factory=list, max_length=50)
     logo: LogoSpec | None = None
+    voice: str | None = Field(default=None, min_length=1)  # may be a template: vo-{{ lang }}.m4a
+    voice_start: float = Field(default=0.0, ge=0)  # seconds into the film
 
 
 class Storyboard(_Strict):
@@ -982,6 +984,8 @@ def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]
     for index, sequence in enumerate(storyboard.sequences):
         if sequence.audio is not None:
             yield ("sequences", index, "audio"), sequence.audio
+        if sequence.voice is not None and not is_templated(sequence.voice):
+            yield ("sequences", index, "voice"), sequence.voice
         if sequence.logo is not None:
             yield ("sequences", index, "logo", "image"), sequence.logo.image
         for layer, text in enumerate(sequence.text):

@@ -322,3 +322,61 @@ def test_a_logo_sits_at_its_anchor_at_its_size_and_opacity(project: Path, cli) -
     assert cli("build", spec, "--preview").code == 0
     half = frame_at(film, 3.0)[top + 10, left + 10].astype(int)
     assert solid[1] > 240 and 90 < half[1] < 200  # half of the green, half of the frame
+
+
+# -- voice-over -------------------------------------------------------------------------------
+
+
+def tone(path: Path, frequency: int, seconds: float) -> Path:
+    from pipeline import media
+
+    media.run_ffmpeg(
+        ["-f", "lavfi", "-i", f"sine=f={frequency}:d={seconds}:r=48000", str(path)],
+        "make a tone",
+    )
+    return path
+
+
+def level(samples: np.ndarray, rate: int, frequency: int, start: float, end: float) -> float:
+    """dB of one frequency between two times of a mono signal."""
+    part = samples[int(start * rate) : int(end * rate)]
+    spectrum = np.abs(np.fft.rfft(part * np.hanning(len(part))))
+    bins = np.fft.rfftfreq(len(part), 1 / rate)
+    near = (bins > frequency - 15) & (bins < frequency + 15)
+    return float(20 * np.log10(spectrum[near].max() + 1e-9))
+
+
+def sound_of(path: Path) -> tuple[np.ndarray, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [f.to_ndarray().mean(axis=0) for f in container.decode(stream)]
+        return np.concatenate(chunks), stream.rate
+
+
+def test_the_voice_over_is_heard_and_the_bed_ducks_under_it(project: Path, cli) -> None:
+    assets = project / "specs" / "assets"
+    tone(assets / "bed.wav", 440, 30)
+    tone(assets / "vo-en.wav", 1000, 3)
+    tone(assets / "vo-fr.wav", 1500, 3)
+    spec = write(
+        project / "specs" / "vo.yaml",
+        "version: 1\nname: vo\nmatrix: {lang: [en, fr]}\n"
+        "defaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n  - {id: b, prompt: a shoe}\n"
+        "sequences:\n  - id: spot\n    shots: [a, b]\n    preset: ultrafast\n"
+        "    audio: assets/bed.wav\n    voice: 'assets/vo-{{ lang }}.wav'\n    voice_start: 1\n",
+    )
+    assert cli("build", spec, "--preview").code == 0
+    folder = project / "build" / "vo" / "preview"
+    for lang, spoken in (("en", 1000), ("fr", 1500)):
+        samples, rate = sound_of(folder / f"spot--{lang}.mp4")
+        under = level(samples, rate, 440, 2.0, 3.5)  # the bed while the voice speaks
+        alone = level(samples, rate, 440, 6.0, 8.0)  # the bed alone
+        assert alone - under > 6, (lang, alone, under)  # ducked by more than 6 dB
+        voice = level(samples, rate, spoken, 2.0, 3.5)
+        assert voice > level(samples, rate, spoken, 6.0, 8.0) + 30  # heard, then gone
+        assert voice > under  # over the bed
+    missing = spec.read_text().replace("vo-{{ lang }}", "vo-{{ lang }}-x")
+    spec.write_text(missing)
+    result = cli("plan", spec)
+    assert result.code == 2 and "file 'assets/vo-en-x.wav' not found" in result.err
