@@ -46,10 +46,22 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Film:
+    """One format of a sequence's film."""
+
+    format: str  # as written (16:9), or "" for a sequence without formats
+    width: int
+    height: int
+    video: str | None
+
+
+@dataclass(frozen=True)
 class FilmStrip:
+    """A sequence in one variant: its clips once, and its films side by side, per format."""
+
     sequence: Sequence
     cards: list[Card]
-    video: str | None
+    films: list[Film]
 
 
 def write_review(
@@ -89,17 +101,21 @@ def write_review(
             clip=_relative(clip, folder),
             thumb=_relative(thumb, folder),
         )
-    strips = []
+    strips: dict[tuple[str, str], FilmStrip] = {}
     for sequence in plan.expansion.sequences:
         video = output_path(films, sequence)
-        strips.append(
-            FilmStrip(
-                sequence,
-                [cards[use.shot.key] for use in sequence.uses],
-                _relative(video if video.exists() else None, folder),
-            )
+        film = Film(
+            sequence.format,
+            sequence.width,
+            sequence.height,
+            _relative(video if video.exists() else None, folder),
         )
-    html = _render(storyboard, renderer, list(cards.values()), strips, plan)
+        strip = strips.setdefault(
+            (sequence.id, sequence.variant),
+            FilmStrip(sequence, [cards[use.shot.key] for use in sequence.uses], []),
+        )
+        strip.films.append(film)
+    html = _render(storyboard, renderer, list(cards.values()), list(strips.values()), plan)
     page = folder / "index.html"
     write_atomic(page, html)
     return page
@@ -148,5 +164,6 @@ def _render(
         groups=list(by_shot.values()),
         strips=strips,
         variants=[v for v in plan.expansion.variants if v],
+        formats=list(dict.fromkeys(s.format for s in plan.expansion.sequences if s.format)),
         totals=totals,
     )

@@ -35,6 +35,8 @@ sequences:
     shots: [sea, gull]
     transition: {type: crossfade, duration: 0.5}
     preset: ultrafast
+    formats: [16:9, 9:16]
+    text: [{text: "The {{ mood }} sea", shot: gull}]
 """
 
 
@@ -127,10 +129,27 @@ def test_review_page_in_headless_chromium(project: Path, cli, reel: Path, tmp_pa
             ".group.hidden", "els => els.map(e => e.dataset.variants)"
         )
         page.select_option("#variant", "")
+        # The format filter shows one format's films.
+        page.select_option("#format", "9:16")
+        shown = page.eval_on_selector_all(
+            ".film:not(.hidden) video", "els => els.map(e => [e.videoWidth, e.videoHeight])"
+        )
+        page.select_option("#format", "")
+        # Shots in a grid: several share a row.
+        tops = page.eval_on_selector_all(
+            ".group", "els => els.map(e => Math.round(e.getBoundingClientRect().top))"
+        )
+        texts = page.eval_on_selector_all(".texts li", "els => els.map(e => e.textContent)")
         page.screenshot(path=str(screenshot))
         browser.close()
     assert problems == []
-    assert [p["duration"] for p in players] == [pytest.approx(11.5, abs=0.05)] * 2
+    assert [p["duration"] for p in players] == [pytest.approx(11.5, abs=0.05)] * 4
+    assert shown == [[768, 1366]] * 2  # each mood's 9:16 film, and nothing else
+    assert len(tops) == 5 and len(set(tops)) < len(tops)  # 5 shot groups, rows shared
+    assert sorted(" ".join(t.split()) for t in texts) == [
+        "The calm sea 5.5–11.5 s, bottom",
+        "The storm sea 5.5–11.5 s, bottom",
+    ]
     assert not any(p["error"] for p in players)
     assert len(images) == 2 * 2 and all(i["ok"] for i in images)  # two strips of two frames
     assert sorted(set(statuses)) == ["cached", "new"]
@@ -189,5 +208,5 @@ def test_gc_refuses_with_a_broken_storyboard(project: Path, cli, reel: Path) -> 
 
 def test_status_of_a_folder(project: Path, cli, reel: Path) -> None:
     result = cli("status", project / "specs", "--preview")
-    assert "reel: shots 5/7 cached, 2 new; sequences 2/2 current" in result.out
+    assert "reel: shots 5/7 cached, 2 new; sequences 4/4 current" in result.out
     assert "ballroom: shots 0/8 cached, 8 new" in result.out
