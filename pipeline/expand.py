@@ -20,11 +20,13 @@ from pipeline.spec import (
     SequenceSpec,
     ShotSpec,
     Spec,
+    SubtitleSpec,
     TextSpec,
     focus_x,
     is_font_file,
     is_templated,
 )
+from pipeline.subtitles import SubtitleProblem, read_cues
 from pipeline.templates import PromptSource, PromptTemplates
 from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
 
@@ -217,7 +219,7 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
                 if sequence_spec.voice is not None:
                     base = _with_voice(spec, index, base, (templates, inputs), values)
                 for sequence in formatted(spec, index, base):
-                    if sequence_spec.text:
+                    if sequence_spec.text or sequence_spec.subtitles is not None:
                         drawing = (templates, fonts)
                         sequence = _with_text(spec, index, sequence, drawing, values)
                     sequences.append(sequence)
@@ -745,6 +747,38 @@ def _logo(
     }
 
 
+def _said(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    name: str,
+    templates: PromptTemplates,
+    values: dict[str, Any],
+) -> str:
+    """A name as this variant says it: a template is rendered, anything else is as is."""
+    if not is_templated(name):
+        return name
+    source = PromptSource(*spec.source.text_lines(loc))
+    return templates.render(template=None, inline=name, context=values, where=source)
+
+
+def _project_file(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    name: str,
+    templates: PromptTemplates,
+    values: dict[str, Any],
+) -> tuple[str, Path]:
+    """A file a sequence names, as this variant says it; a name said by a template is
+    checked now, as the storyboard's own names were when it was read."""
+    said = _said(spec, loc, name, templates, values)
+    if said in spec.files:
+        return said, spec.files[said]
+    try:
+        return said, project_file(said, spec.path.parent, spec.root)
+    except OutsideProject as exc:
+        raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
+
+
 def _with_voice(
     spec: Spec,
     index: int,
@@ -758,16 +792,7 @@ def _with_voice(
     given = spec.storyboard.sequences[index]
     assert given.voice is not None
     loc = ("sequences", index, "voice")
-    name = given.voice
-    if is_templated(name):
-        source = PromptSource(*spec.source.text_lines(loc))
-        name = templates.render(template=None, inline=name, context=values, where=source)
-        try:
-            found = project_file(name, spec.path.parent, spec.root)
-        except OutsideProject as exc:
-            raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
-    else:
-        found = spec.files[name]
+    name, found = _project_file(spec, loc, given.voice, templates, values)
     if given.voice_start >= sequence.duration:
         raise spec.source.error(
             ("sequences", index, "voice_start"),
@@ -800,6 +825,9 @@ def _with_text(
         **sequence.settings,
         "text": [layer.settings(fonts.digest(layer.font)) for layer in layers],
     }
+    if board_sequence.subtitles is not None:
+        cues, settings["subtitles"] = _subtitled(spec, index, sequence, drawing, values)
+        layers += cues
     key = hashing.sequence_key(clip_list(sequence.uses), settings)
     return replace(sequence, texts=layers, settings=settings, key=key)
 
@@ -822,39 +850,92 @@ def _text_layer(
     )
     if not said:
         return None  # nothing to say in this variant: `{{ tagline if lang == 'ja' }}`
-    start, end = _text_span(spec, loc, name, sequence, text)
+    span = _text_span(spec, loc, name, sequence, text)
     font = _font(spec, (*loc, "font"), text.font, drawing, values)
+    return _layout(
+        spec, ((*loc, "text"), f"{name}{variant}"), sequence, said, span, text, font, fonts
+    )
+
+
+def _layout(
+    spec: Spec,
+    where: tuple[tuple[Any, ...], str],
+    sequence: Sequence,
+    said: str,
+    span: tuple[float, float],
+    style: TextSpec | SubtitleSpec,
+    font: Path,
+    fonts: Fonts,
+) -> TextLayer:
+    """Words laid out for this film: every character in the font (else a located error),
+    wrapped to the format's safe area, made smaller only when one word is too wide."""
+    loc, name = where
     try:
         missing = fonts.missing(font, said)
-    except FontProblem as exc:
-        raise spec.source.error((*loc, "font"), f"{name}: {exc}") from None
-    if missing:
-        raise spec.source.error(
-            (*loc, "text"),
-            f"{name}{variant}: {describe(missing)} not in the font {font.name}",
-            "name a font that has them: font: fonts/YourFont.otf, or a family "
-            "(fc-list :charset=" + f"{ord(missing[0]):x} lists the fonts that do)",
-        )
-    # Wrapped (and only then made smaller) to fit the safe area of this format.
-    size = max(round(text.size * sequence.height), 8)
-    room = sequence.width * (1 - 2 * SAFE_MARGIN) - 2 * box_padding(size, text.box)
-    try:
+        if missing:
+            raise spec.source.error(
+                loc,
+                f"{name}: {describe(missing)} not in the font {font.name}",
+                "name a font that has them: font: fonts/YourFont.otf, or a family "
+                f"(fc-list :charset={ord(missing[0]):x} lists the fonts that do)",
+            )
+        size = max(round(style.size * sequence.height), 8)
+        room = sequence.width * (1 - 2 * SAFE_MARGIN) - 2 * box_padding(size, style.box)
         said, size = fonts.fit(font, said, size, room)
     except FontProblem as exc:
-        raise spec.source.error((*loc, "font"), f"{name}: {exc}") from None
+        raise spec.source.error(loc, f"{name}: {exc}") from None
+    start, end = span
+    fade = style.fade if isinstance(style, TextSpec) else 0.1
     return TextLayer(
         text=said,
         start=start,
         end=end,
-        position=text.position,
-        offset=text.offset,
+        position=style.position,
+        offset=style.offset if isinstance(style, TextSpec) else (0.0, 0.0),
         size=size / sequence.height,
-        color=text.color,
-        box=text.box,
-        shadow=text.shadow,
-        fade=min(text.fade, (end - start) / 2),
+        color=style.color,
+        box=style.box,
+        shadow=style.shadow if isinstance(style, TextSpec) else True,
+        fade=min(fade, (end - start) / 2),
         font=font,
     )
+
+
+def _subtitled(
+    spec: Spec,
+    index: int,
+    sequence: Sequence,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> tuple[tuple[TextLayer, ...], dict[str, Any]]:
+    """A layer per cue of the sequence's subtitle file (as this variant names it), and what
+    the film's key counts of them."""
+    given = spec.storyboard.sequences[index].subtitles
+    assert given is not None
+    loc: tuple[Any, ...] = ("sequences", index, "subtitles")
+    style = given if isinstance(given, SubtitleSpec) else SubtitleSpec(file=given)
+    file_loc = (*loc, "file") if isinstance(given, SubtitleSpec) else loc
+    templates, fonts = drawing
+    name, path = _project_file(spec, file_loc, style.file, templates, values)
+    try:
+        cues = read_cues(path)
+    except SubtitleProblem as exc:
+        raise spec.source.error(file_loc, f"'{name}' {exc}") from None
+    except OSError as exc:
+        raise spec.source.error(file_loc, f"'{name}' cannot be read ({exc.strerror})") from None
+    font = _font(spec, (*loc, "font"), style.font, drawing, values)
+    layers = []
+    for cue in cues:
+        if cue.start >= sequence.duration:
+            break  # past the film's end: a longer cut's subtitles fit a shorter one
+        what = f"sequence '{sequence.id}' subtitle at {cue.start:g} s of '{name}'"
+        span = (cue.start, min(cue.end, sequence.duration))
+        layers.append(_layout(spec, (file_loc, what), sequence, cue.text, span, style, font, fonts))
+    settings = style.model_dump(exclude={"file", "font"}) | {
+        "file": hashing.sha256_file(path),
+        "font": fonts.digest(font),
+    }
+    return tuple(layers), settings
 
 
 def _text_span(
@@ -912,16 +993,9 @@ def _font(
     templates, fonts = drawing
     if name is None:
         return BUNDLED
-    if is_templated(name):
-        source = PromptSource(*spec.source.text_lines(loc))
-        name = templates.render(template=None, inline=name, context=values, where=source)
-        if is_font_file(name):
-            try:
-                return project_file(name, spec.path.parent, spec.root)
-            except OutsideProject as exc:
-                raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
-    elif is_font_file(name):
-        return spec.files[name]
+    name = _said(spec, loc, name, templates, values)
+    if is_font_file(name):
+        return _project_file(spec, loc, name, templates, values)[1]
     try:
         return fonts.family(name)
     except FontProblem as exc:

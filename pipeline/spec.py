@@ -248,6 +248,17 @@ class TextSpec(_Strict):
         return self
 
 
+class SubtitleSpec(_Strict):
+    """Subtitles burned in from an SRT or WebVTT file (a template: subs/{{ lang }}.srt)."""
+
+    file: str = Field(min_length=1)
+    position: Literal[ANCHORS] = "bottom"  # type: ignore[valid-type]
+    size: float = Field(default=0.045, gt=0, le=0.5)
+    color: str = Field(default="white", pattern=COLOUR)
+    box: str | None = Field(default="black@0.55", pattern=COLOUR)
+    font: str | None = Field(default=None, min_length=1, max_length=500)
+
+
 class LogoSpec(_Strict):
     """An image over the whole film: a logo, a watermark."""
 
@@ -275,6 +286,7 @@ class SequenceSpec(_Strict):
     ] = "veryfast"
     text: list[TextSpec] = Field(default_factory=list, max_length=50)
     logo: LogoSpec | None = None
+    subtitles: str | SubtitleSpec | None = None  # a file, or a file and how it looks
     voice: str | None = Field(default=None, min_length=1)  # may be a template: vo-{{ lang }}.m4a
     voice_start: float = Field(default=0.0, ge=0)  # seconds into the film
 
@@ -982,15 +994,30 @@ def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]
         if shot.first_frame is not None:
             yield ("shots", index, "first_frame"), shot.first_frame
     for index, sequence in enumerate(storyboard.sequences):
-        if sequence.audio is not None:
-            yield ("sequences", index, "audio"), sequence.audio
-        if sequence.voice is not None and not is_templated(sequence.voice):
-            yield ("sequences", index, "voice"), sequence.voice
-        if sequence.logo is not None:
-            yield ("sequences", index, "logo", "image"), sequence.logo.image
-        for layer, text in enumerate(sequence.text):
-            if text.font is not None and is_font_file(text.font) and not is_templated(text.font):
-                yield ("sequences", index, "text", layer, "font"), text.font
+        yield from _sequence_files(index, sequence)
+
+
+def _sequence_files(index: int, sequence: SequenceSpec) -> list[tuple[tuple[Any, ...], str]]:
+    """The files a sequence names, but for names that are templates (checked per variant)."""
+    at: tuple[Any, ...] = ("sequences", index)
+    named: list[tuple[tuple[Any, ...], str]] = []
+    if sequence.audio is not None:
+        named.append(((*at, "audio"), sequence.audio))
+    if sequence.voice is not None:
+        named.append(((*at, "voice"), sequence.voice))
+    if sequence.logo is not None:
+        named.append(((*at, "logo", "image"), sequence.logo.image))
+    subtitles = sequence.subtitles
+    if isinstance(subtitles, str):
+        named.append(((*at, "subtitles"), subtitles))
+    elif subtitles is not None:
+        named.append(((*at, "subtitles", "file"), subtitles.file))
+        if subtitles.font is not None and is_font_file(subtitles.font):
+            named.append(((*at, "subtitles", "font"), subtitles.font))
+    for layer, text in enumerate(sequence.text):
+        if text.font is not None and is_font_file(text.font):
+            named.append(((*at, "text", layer, "font"), text.font))
+    return [(loc, name) for loc, name in named if not is_templated(name)]
 
 
 def _size_problems(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:

@@ -380,3 +380,59 @@ def test_the_voice_over_is_heard_and_the_bed_ducks_under_it(project: Path, cli) 
     spec.write_text(missing)
     result = cli("plan", spec)
     assert result.code == 2 and "file 'assets/vo-en-x.wav' not found" in result.err
+
+
+# -- subtitles --------------------------------------------------------------------------------
+
+SRT = """1
+00:00:01,000 --> 00:00:03,000
+Hi
+
+2
+00:00:04,000 --> 00:00:05,500
+<i>Go</i>
+"""
+
+VTT = """WEBVTT
+
+00:01.000 --> 00:03.000 line:80%
+Bonjour à tous, bienvenue
+
+NOTE a comment
+
+00:04.000 --> 00:05.500
+Allez
+"""
+
+
+def test_subtitles_are_burned_in_per_language_from_srt_and_webvtt(project: Path, cli) -> None:
+    write(project / "specs" / "subs" / "en.srt", SRT)
+    write(project / "specs" / "subs" / "fr.vtt", VTT)
+    spec = write(
+        project / "specs" / "subs.yaml",
+        "version: 1\nname: subs\nmatrix: {lang: [en, fr]}\n"
+        "defaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n"
+        "    subtitles: {file: \"subs/{{ lang }}.{{ 'srt' if lang == 'en' else 'vtt' }}\", "
+        "box: '0xFF00FF'}\n",
+    )
+    result = cli("build", spec, "--preview")
+    assert result.code == 0, result.err
+    folder = project / "build" / "subs" / "preview"
+    widths = {}
+    for lang in ("en", "fr"):
+        film = folder / f"spot--{lang}.mp4"
+        first = box_of(frame_at(film, 2.0), MAGENTA)
+        assert first is not None and first[1] > 0.75 * 768, lang  # at the bottom
+        assert box_of(frame_at(film, 3.5), MAGENTA) is None  # between the cues
+        assert box_of(frame_at(film, 4.5), MAGENTA) is not None  # the second cue
+        widths[lang] = first[2] - first[0]
+    assert widths["fr"] > 4 * widths["en"]  # each language its own file
+    write(project / "specs" / "subs" / "en.srt", SRT.replace("00:00:03,000", "00:00:0x,000"))
+    result = cli("plan", spec)
+    assert result.code == 2 and "'subs/en.srt' line 2: '00:00:0x,000' is not a time" in result.err
+    write(project / "specs" / "subs" / "en.srt", SRT.replace("Hi", "こんにちは"))
+    result = cli("plan", spec)
+    assert result.code == 2 and "subtitle at 1 s of 'subs/en.srt'" in result.err
+    assert "'こ' (U+3053)" in result.err
