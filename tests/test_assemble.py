@@ -256,7 +256,8 @@ def test_odd_paths_work(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) ->
     shutil.copytree(REPO / "specs" / "assets", root / "specs" / "assets")
     monkeypatch.chdir(root)
     spec = write(root / "specs" / "fïlm.yaml", FILM)
-    summary = build(cli, spec)
+    summary = build(cli, spec, "copy", "scored")  # both ways of joining, and an audio bed
+    assert len(summary["sequences"]) == 2
     for sequence in summary["sequences"]:
         assert sequence["status"] == "built", sequence
         assert Path(sequence["path"]).exists()
