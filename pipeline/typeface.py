@@ -31,12 +31,20 @@ class Fonts:
     digests: dict[Path, str] = field(default_factory=dict)
     families: dict[str, Path] = field(default_factory=dict)
     advances: dict[Path, tuple[float, dict[int, int]]] = field(default_factory=dict)
+    found: dict[str, list[Path]] = field(default_factory=dict)  # by the characters asked
 
     def family(self, name: str) -> Path:
         """The file of a font family, as fontconfig knows it."""
         if name not in self.families:
             self.families[name] = _fc_match(name)
         return self.families[name]
+
+    def covering(self, characters: list[str]) -> list[Path]:
+        """Fonts of this machine (fontconfig) that have all of `characters`."""
+        wanted = " ".join(f"{ord(c):x}" for c in characters[:32])
+        if wanted not in self.found:
+            self.found[wanted] = _fc_list(wanted)
+        return self.found[wanted]
 
     def missing(self, font: Path, text: str) -> list[str]:
         """The characters of `text` that `font` has no glyph for (spaces and line breaks
@@ -81,6 +89,24 @@ class Fonts:
         return self.digests[font]
 
 
+def covering(text: str, fonts: Fonts) -> tuple[Path, list[str]]:
+    """The font that draws most of `text`: the bundled one when it draws it all, else the
+    font fontconfig finds with the fewest gaps; and what that font still lacks."""
+    missing = fonts.missing(BUNDLED, text)
+    best, gaps = BUNDLED, missing
+    if missing:
+        for candidate in fonts.covering(missing):
+            try:
+                lacking = fonts.missing(candidate, text)
+            except FontProblem:
+                continue
+            if len(lacking) < len(gaps):
+                best, gaps = candidate, lacking
+            if not gaps:
+                break
+    return best, gaps
+
+
 def describe(characters: list[str]) -> str:
     """`'東' (U+6771), '京' (U+4EAC)`: characters as a person can find them."""
     shown = [f"'{c}' (U+{ord(c):04X})" for c in characters[:8]]
@@ -116,6 +142,23 @@ def _advances(font: Path) -> tuple[float, dict[int, int]]:
             return 1.0 / opened["head"].unitsPerEm, advances
     except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
         raise FontProblem(f"'{font.name}' has no metrics fontTools can read ({exc})") from None
+
+
+def _fc_list(charset: str) -> list[Path]:
+    if shutil.which("fc-list") is None:
+        return []
+    try:
+        listed = subprocess.run(
+            ["fc-list", "--format=%{file}\n", f":charset={charset}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    files = (Path(line) for line in sorted(set(listed.splitlines())) if line)
+    return [f for f in files if f.suffix.lower() in (".ttf", ".otf", ".ttc", ".otc")]
 
 
 def _fc_match(family: str) -> Path:

@@ -436,3 +436,42 @@ def test_subtitles_are_burned_in_per_language_from_srt_and_webvtt(project: Path,
     result = cli("plan", spec)
     assert result.code == 2 and "subtitle at 1 s of 'subs/en.srt'" in result.err
     assert "'こ' (U+3053)" in result.err
+
+
+# -- the preview renderer's words -------------------------------------------------------------
+
+
+def test_a_japanese_prompt_is_drawn_in_a_font_that_has_it(tmp_path: Path, monkeypatch) -> None:
+    """The animatic's prompt: the bundled font draws empty boxes for Japanese; a font that
+    fontconfig finds with those glyphs draws them."""
+    from types import SimpleNamespace
+
+    from pipeline.render.preview import card_for, draw
+    from pipeline.typeface import BUNDLED, Fonts
+
+    prompt = "もっと遠くへ"
+    font = make_font(tmp_path / "fonts" / "Tiny.ttf", prompt)
+    config = write(
+        tmp_path / "fonts.conf",
+        f'<?xml version="1.0"?>\n<fontconfig><dir>{font.parent}</dir>'
+        f"<cachedir>{tmp_path / 'fc-cache'}</cachedir></fontconfig>\n",
+    )
+    shot = SimpleNamespace(
+        label="far", variant="", take=1, takes=1, width=1366, height=768, duration=6, fps=25,
+        prompt=prompt, key="ab" * 32, images=(),
+    )  # fmt: skip
+    job = SimpleNamespace(shot=shot)
+    monkeypatch.setenv("FONTCONFIG_FILE", str(tmp_path / "none.conf"))
+    write(tmp_path / "none.conf", '<?xml version="1.0"?>\n<fontconfig></fontconfig>\n')
+    plain = card_for(job, Fonts())
+    assert plain.prompt_font == BUNDLED  # nothing better on this "machine"
+    monkeypatch.setenv("FONTCONFIG_FILE", str(config))
+    found = card_for(job, Fonts())
+    assert found.prompt_font == font and found.font == BUNDLED  # the title is Latin
+    inked = []
+    for card, name in ((plain, "plain.mp4"), (found, "found.mp4")):
+        draw(card, tmp_path / name)
+        frame = frame_at(tmp_path / name, 1.0)
+        prompt_area = frame[int(0.74 * 768) : int(0.9 * 768), : 1366 // 2]
+        inked.append(int(np.all(prompt_area > 200, axis=2).sum()))
+    assert inked[1] > 3 * inked[0]  # filled glyphs, not the hollow boxes of missing ones

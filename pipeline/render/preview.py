@@ -16,7 +16,7 @@ import ffmpeg
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
 from pipeline.render import KINDS, RenderJob, RenderResult
-from pipeline.typeface import BUNDLED
+from pipeline.typeface import BUNDLED, Fonts, covering
 
 PUSH_IN = 0.12  # how far the first frame zooms over the clip
 
@@ -33,23 +33,31 @@ class Card:
     prompt: str
     colour_seed: str
     image: Path | None = None
+    font: Path = BUNDLED  # of the title (and the labels)
+    prompt_font: Path = BUNDLED
 
 
-def card_for(job: RenderJob) -> Card:
+def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
+    """The card of a shot, its words in a font that draws them (a Japanese prompt needs a
+    font with Japanese glyphs: fontconfig finds one on this machine when there is one)."""
     shot = job.shot
     parts = [shot.label]
     if shot.variant:
         parts.append(shot.variant)
     parts.append(f"take {shot.take}/{shot.takes}")
+    title = "  ·  ".join(parts)
+    fonts = fonts or Fonts()
     return Card(
         width=shot.width,
         height=shot.height,
         duration=shot.duration,
         fps=shot.fps,
-        title="  ·  ".join(parts),
+        title=title,
         prompt=shot.prompt,
         colour_seed=shot.key,
         image=shot.images[0] if shot.images else None,
+        font=covering(title, fonts)[0],
+        prompt_font=covering(shot.prompt, fonts)[0],
     )
 
 
@@ -89,7 +97,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
     prompt_file = workdir / "prompt.txt"
     title_file.write_text(card.title, encoding="utf-8")
     prompt_file.write_text(_excerpt(card.prompt, width), encoding="utf-8")
-    font = str(BUNDLED)
+    font = str(card.font)
     big, small = max(height // 18, 10), max(height // 34, 8)
     margin = width // 28
     video = (
@@ -104,7 +112,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
             y="h*0.67",
         )
         .drawtext(
-            fontfile=font,
+            fontfile=str(card.prompt_font),
             textfile=str(prompt_file),
             expansion="none",
             fontcolor="white@0.9",
@@ -187,12 +195,15 @@ class PreviewRenderer:
     def check_options(cls, options: Any) -> None:
         return None
 
+    def __init__(self) -> None:
+        self.fonts = Fonts()  # each font's character map read once per build
+
     @classmethod
     def from_options(cls, cache: Any, options: Any, note: Callable[[str], None]) -> PreviewRenderer:
         return cls()
 
     async def render(self, job: RenderJob) -> RenderResult:
-        card = card_for(job)
+        card = await asyncio.to_thread(card_for, job, self.fonts)
         with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
             args = command(card, job.output, Path(workdir))
             try:
