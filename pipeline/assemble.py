@@ -348,7 +348,8 @@ def _logo_over(video: Any, logo: Logo, height: int) -> Any:
     vertical, horizontal = _anchor(logo.position)
     x = {"left": f"{m}*W", "right": f"W-w-{m}*W"}.get(horizontal, "(W-w)/2")
     y = {"top": f"{m}*H", "bottom": f"H-h-{m}*H"}.get(vertical, "(H-h)/2")
-    return ffmpeg.overlay(video, image, x=x, y=y, format="auto").filter("format", "yuv420p")
+    # overlay's own yuv420 blend: "auto" may choose a wider format and convert every frame
+    return ffmpeg.overlay(video, image, x=x, y=y)
 
 
 def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> Any:
@@ -365,7 +366,7 @@ def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> An
     x = {"left": left, "right": right}.get(horizontal, "(w-text_w)/2")
     y = {"top": top, "bottom": bottom}.get(vertical, "(h-text_h)/2")
     start, end, fade = layer.start, layer.end, layer.fade
-    alpha = "1"
+    alpha = ""
     if fade > 0:
         alpha = (
             f"if(lt(t,{start + fade}),(t-{start})/{fade},if(gt(t,{end - fade}),({end}-t)/{fade},1))"
@@ -380,8 +381,9 @@ def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> An
         "x": f"max({left},min({x}+{ox}*w,{right}))",
         "y": f"max({top},min({y}+{oy}*h,{bottom}))",
         "enable": f"between(t,{start},{end})",
-        "alpha": f"max(0,min(1,{alpha}))",
     }
+    if fade > 0:  # an alpha expression is evaluated for every frame: only when it fades
+        options["alpha"] = f"max(0,min(1,{alpha}))"
     if pad:
         options |= {"box": 1, "boxcolor": layer.box, "boxborderw": pad}
     if layer.shadow:
