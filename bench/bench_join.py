@@ -372,7 +372,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-join-") as temp:
         folder = Path(temp)
         uniform, mixed = make_clips(folder, args.mixed_grain)
-        titled(folder, uniform, args.presets[0], args.skip_moviepy)
+        for preset in args.presets:
+            titled(folder, uniform, preset, args.skip_moviepy)
         if args.only == "titled":
             return
         megabytes = sum(p.stat().st_size for p in uniform) / 1e6
