@@ -16,7 +16,7 @@ from pipeline import media
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
-from pipeline.expand import SAFE_MARGIN, ClipUse, Logo, Sequence, TextLayer, box_padding
+from pipeline.expand import CARD, SAFE_MARGIN, ClipUse, Logo, Sequence, TextLayer, box_padding
 from pipeline.hashing import sha256_file
 
 XFADE = {
@@ -64,6 +64,8 @@ def can_copy(sequence: Sequence, clips: list[ClipInput]) -> bool:
         and sequence.voice is None
         and not sequence.texts
         and sequence.logo is None
+        # a card is encoded here, not by the provider: its stream cannot share the film's
+        and all(use.shot.model != CARD for use in sequence.uses)
         and all(c.whole for c in clips)
         and all(c.info.joinable_with(first) for c in clips)
         and (first.width, first.height) == (sequence.width, sequence.height)

@@ -20,6 +20,7 @@ from pipeline import media, plan
 from pipeline.assemble import assemble, clean_work_folders, clip_input
 from pipeline.cache import Cache, ClipRecord
 from pipeline.cache.remote import Remote
+from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, cluster_address, join_on_cluster
 from pipeline.errors import (
     BudgetError,
@@ -514,6 +515,12 @@ def build_sequences(
     facts = film_facts(sequences, previous, cache, outputs, films, sharing.remote)
     wanted = [s for s in sequences if film_state(s, facts).name == REMOTE]
     if wanted and sharing.remote is not None and _pull_films(sharing.remote, cache, wanted, note):
+        facts = film_facts(sequences, previous, cache, outputs, films)
+    joining = [s for s in sequences if film_state(s, facts).name not in (CURRENT, STORED)]
+    drawn, problems = draw_missing(joining, cache, note)
+    for problem in problems:
+        note(f"failed   {problem}")
+    if drawn:
         facts = film_facts(sequences, previous, cache, outputs, films)
     results: dict[int, SequenceOutcome] = {}
     to_join: list[tuple[int, Sequence, list[ClipRecord]]] = []

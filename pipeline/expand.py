@@ -15,6 +15,7 @@ from pipeline.errors import MediaError
 from pipeline.project import ROOT_HINT, OutsideProject, project_file
 from pipeline.spec import (
     RESOLUTIONS,
+    CardSpec,
     FormatSpec,
     SequenceShot,
     SequenceSpec,
@@ -67,6 +68,7 @@ class Shot:
     image_hashes: tuple[str, ...]
     price: float | None
     index: int
+    font: Path | None = None  # a card's font (cards are drawn, not rendered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +216,9 @@ def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion
                 by_id[shot_spec.id] = made
                 shots.extend(made)
             for index, sequence_spec in enumerate(board.sequences):
-                base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, inputs)
                 values = {**board.vars, **variant_vars}
+                saying = (inputs, templates, fonts, values)
+                base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying)
                 if sequence_spec.voice is not None:
                     base = _with_voice(spec, index, base, (templates, inputs), values)
                 for sequence in formatted(spec, index, base):
@@ -668,11 +671,15 @@ def _expand_sequence(
     sequence: SequenceSpec,
     variant: str,
     by_id: dict[str, list[Shot]],
-    inputs: Inputs,
+    said: tuple[Inputs, PromptTemplates, Fonts, dict[str, Any]],
 ) -> Sequence:
+    inputs = said[0]
     loc = ("sequences", index)
-    uses: list[ClipUse] = []
+    uses: list[ClipUse | None] = []
     for e_index, entry in enumerate(sequence.shots):
+        if isinstance(entry, CardSpec):
+            uses.append(None)  # drawn once the film's size is known
+            continue
         ref = entry if isinstance(entry, SequenceShot) else SequenceShot(shot=entry)
         entry_loc = (*loc, "shots", e_index)
         chosen = _select(by_id[ref.shot], ref)
@@ -680,8 +687,15 @@ def _expand_sequence(
             raise _no_match(spec, entry_loc, sequence.id, ref, by_id[ref.shot])
         for shot in chosen:
             uses.append(_trimmed(spec, entry_loc, sequence.id, ref, shot))
-    width, height = _sequence_size(sequence, uses)
-    fps = sequence.fps or max(use.shot.fps for use in uses)
+    shots = [use for use in uses if use is not None]
+    width, height = _sequence_size(sequence, shots)
+    fps = sequence.fps or max((use.shot.fps for use in shots), default=25)
+    cards = iter(
+        _card(spec, (index, number), entry, (variant, width, height, fps), said[1:], inputs)
+        for number, entry in enumerate(sequence.shots)
+        if isinstance(entry, CardSpec)
+    )
+    uses = [use if use is not None else next(cards) for use in uses]
     transition = sequence.transition
     # A transition of no length is a cut, and is joined as one.
     kind = "cut" if transition.duration == 0 else transition.type
@@ -1047,9 +1061,17 @@ def _reframed(sequence: Sequence, width: int, height: int, fit: str, focus: floa
     settings = {**sequence.settings, "width": width, "height": height, "fit": fit}
     if focus != 0.5:
         settings["focus"] = focus
-    key = hashing.sequence_key(clip_list(sequence.uses), settings)
+    uses = tuple(_card_sized(use, width, height) for use in sequence.uses)
+    key = hashing.sequence_key(clip_list(uses), settings)
     return replace(
-        sequence, width=width, height=height, fit=fit, focus=focus, settings=settings, key=key
+        sequence,
+        uses=uses,
+        width=width,
+        height=height,
+        fit=fit,
+        focus=focus,
+        settings=settings,
+        key=key,
     )
 
 
@@ -1134,8 +1156,91 @@ def _sequence_size(sequence: SequenceSpec, uses: list[ClipUse]) -> tuple[int, in
         return RESOLUTIONS[sequence.resolution]
     if sequence.width is not None and sequence.height is not None:
         return sequence.width, sequence.height
+    if not uses:  # cards only
+        return RESOLUTIONS["1080p"]
     largest = max(uses, key=lambda u: u.shot.width * u.shot.height)
     return largest.shot.width, largest.shot.height
+
+
+CARD = "card"  # the model of a title or end card: drawn when the film is joined, never paid
+
+
+def _card(
+    spec: Spec,
+    where: tuple[int, int],
+    card: CardSpec,
+    shape: tuple[str, int, int, int],
+    saying: tuple[PromptTemplates, Fonts, dict[str, Any]],
+    inputs: Inputs,
+) -> ClipUse:
+    """A card of a sequence as a clip to draw: its words said for this variant, every
+    character checked against its font; its key follows what it shows."""
+    templates, fonts, values = saying
+    variant, width, height, fps = shape
+    loc = ("sequences", where[0], "shots", where[1])
+    name = f"sequence '{spec.storyboard.sequences[where[0]].id}' card {where[1] + 1}"
+    source = PromptSource(*spec.source.text_lines((*loc, "card")))
+    said = templates.render(
+        template=None, inline=card.card, context=values, where=source, lines=True
+    )
+    if not said:
+        raise spec.source.error((*loc, "card"), f"{name}: the card says nothing")
+    font = _font(spec, (*loc, "font"), card.font, (templates, fonts), values)
+    missing = fonts.missing(font, said)
+    if missing:
+        raise spec.source.error(
+            (*loc, "card"), f"{name}: {describe(missing)} not in the font {font.name}"
+        )
+    images: tuple[Path, ...] = ()
+    hashes: list[str] = []
+    if card.image is not None:
+        path, digest, _ = inputs.image(card.image, (*loc, "image"))
+        images, hashes = (path,), [digest]
+    duration = round(card.duration * fps) / fps  # whole frames
+    request = {
+        "card": said,
+        "duration": duration,
+        "background": card.background,
+        "color": card.color,
+        "size": card.size,
+        "font": fonts.digest(font),
+        "width": width,
+        "height": height,
+        "fps": fps,
+    }
+    shot = Shot(
+        key=hashing.shot_key(request, hashes, CARD, 1),
+        shot_id=f"card-{where[1] + 1}",
+        label=f"card {where[1] + 1}",
+        variant=variant,
+        shot_vars=(),
+        take=1,
+        takes=1,
+        picked=True,
+        model=CARD,
+        width=width,
+        height=height,
+        duration=duration,  # type: ignore[arg-type]  # a card lasts any whole number of frames
+        fps=fps,
+        prompt=said,
+        request=request,
+        images=images,
+        image_hashes=tuple(hashes),
+        price=0.0,
+        index=-1,
+        font=font,
+    )
+    return ClipUse(shot, 0.0, duration)
+
+
+def _card_sized(use: ClipUse, width: int, height: int) -> ClipUse:
+    """A card drawn at another format's size: its own clip, its own key."""
+    if use.shot.model != CARD:
+        return use
+    request = {**use.shot.request, "width": width, "height": height}
+    key = hashing.shot_key(request, list(use.shot.image_hashes), CARD, 1)
+    shot = replace(use.shot, width=width, height=height, request=request, key=key)
+    return replace(use, shot=shot)
 
 
 def unique_shots(shots: tuple[Shot, ...] | list[Shot]) -> list[Shot]:

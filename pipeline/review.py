@@ -112,7 +112,9 @@ def write_review(
         )
         strip = strips.setdefault(
             (sequence.id, sequence.variant),
-            FilmStrip(sequence, [cards[use.shot.key] for use in sequence.uses], []),
+            FilmStrip(
+                sequence, [cards[u.shot.key] for u in sequence.uses if u.shot.key in cards], []
+            ),
         )
         strip.films.append(film)
     html = _render(storyboard, renderer, list(cards.values()), list(strips.values()), plan)

@@ -183,13 +183,34 @@ class SequenceShot(_Strict):
         return self
 
 
+# A colour as ffmpeg names it (a name, #RRGGBB or 0xRRGGBB), with an optional @opacity.
+COLOUR = r"^([A-Za-z]{3,30}|#[0-9A-Fa-f]{6}|0x[0-9A-Fa-f]{6})(@(0(\.\d+)?|1(\.0+)?))?$"
+
+
+class CardSpec(_Strict):
+    """A title or end card: words on a colour or an image, for a duration. Not a render:
+    drawn by ffmpeg when the film is joined."""
+
+    card: str = Field(min_length=1, max_length=2000)  # a Jinja template over vars and matrix
+    duration: float = Field(default=3.0, ge=0.5, le=30)
+    background: str = Field(default="black", pattern=COLOUR)
+    image: str | None = Field(default=None, min_length=1)  # instead of the colour
+    color: str = Field(default="white", pattern=COLOUR)
+    size: float = Field(default=0.08, gt=0, le=0.5)  # of the frame's height
+    font: str | None = Field(default=None, min_length=1, max_length=500)
+
+
 def _entry_kind(value: Any) -> str:
+    if isinstance(value, CardSpec) or (isinstance(value, dict) and "card" in value):
+        return "card"
     return "entry" if isinstance(value, dict | SequenceShot) else "name"
 
 
 # A mapping is checked as an entry only, so its errors name the entry's fields.
 SequenceEntry = Annotated[
-    Annotated[Identifier, Tag("name")] | Annotated[SequenceShot, Tag("entry")],
+    Annotated[Identifier, Tag("name")]
+    | Annotated[SequenceShot, Tag("entry")]
+    | Annotated[CardSpec, Tag("card")],
     Discriminator(_entry_kind),
 ]
 
@@ -206,8 +227,6 @@ ANCHORS = (
     "bottom-right",
 )
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
-# A colour as ffmpeg names it (a name, #RRGGBB or 0xRRGGBB), with an optional @opacity.
-COLOUR = r"^([A-Za-z]{3,30}|#[0-9A-Fa-f]{6}|0x[0-9A-Fa-f]{6})(@(0(\.\d+)?|1(\.0+)?))?$"
 
 
 def is_font_file(name: str) -> bool:
@@ -843,7 +862,7 @@ def _located(source: SourceMap, exc: ValidationError) -> SpecError:
     if error["type"] == "missing":
         message = f"missing required field '{loc[-1]}'"
         field = _field_name(source, loc[:-1])
-    if error["type"] == "string_pattern_mismatch" and loc[-1] in ("color", "box"):
+    if error["type"] == "string_pattern_mismatch" and loc[-1] in ("color", "box", "background"):
         return source.error(
             loc,
             f"{field}: {error['input']!r} is not a colour",
@@ -951,6 +970,8 @@ def _check_references(
             )
         sequence_ids.add(sequence.id)
         for e_index, entry in enumerate(sequence.shots):
+            if isinstance(entry, CardSpec):
+                continue
             shot_id = entry if isinstance(entry, str) else entry.shot
             if shot_id not in seen:
                 loc = ("sequences", s_index, "shots", e_index)
@@ -1017,6 +1038,12 @@ def _sequence_files(index: int, sequence: SequenceSpec) -> list[tuple[tuple[Any,
     for layer, text in enumerate(sequence.text):
         if text.font is not None and is_font_file(text.font):
             named.append(((*at, "text", layer, "font"), text.font))
+    for number, entry in enumerate(sequence.shots):
+        if isinstance(entry, CardSpec):
+            if entry.image is not None:
+                named.append(((*at, "shots", number, "image"), entry.image))
+            if entry.font is not None and is_font_file(entry.font):
+                named.append(((*at, "shots", number, "font"), entry.font))
     return [(loc, name) for loc, name in named if not is_templated(name)]
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.expand import Sequence, Shot
+from pipeline.expand import CARD, Sequence, Shot
 from pipeline.lock import Lock, LockedSequence, LockedShot
 
 CACHED = "cached"
@@ -213,7 +213,11 @@ class FilmFacts:
 
 def film_state(sequence: Sequence, facts: FilmFacts) -> State:
     """What a sequence's film is now, and why it is joined if it is."""
-    waiting = [u.shot.label for u in sequence.uses if u.shot.key not in facts.cached_clips]
+    waiting = [
+        u.shot.label
+        for u in sequence.uses
+        if u.shot.key not in facts.cached_clips and u.shot.model != CARD
+    ]  # a card is drawn when the film is joined: nothing to wait for
     wait = (
         (f"waits for {len(waiting)} render(s): {', '.join(dict.fromkeys(waiting))}",)
         if waiting

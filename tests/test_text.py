@@ -475,3 +475,53 @@ def test_a_japanese_prompt_is_drawn_in_a_font_that_has_it(tmp_path: Path, monkey
         prompt_area = frame[int(0.74 * 768) : int(0.9 * 768), : 1366 // 2]
         inked.append(int(np.all(prompt_area > 200, axis=2).sum()))
     assert inked[1] > 3 * inked[0]  # filled glyphs, not the hollow boxes of missing ones
+
+
+# -- title and end cards ----------------------------------------------------------------------
+
+
+def test_title_and_end_cards_are_drawn_per_variant_and_format(project: Path, cli) -> None:
+    bright_left(project / "specs" / "assets" / "left.png")
+    spec = write(
+        project / "specs" / "cards.yaml",
+        "version: 1\nname: cards\nmatrix: {lang: [en, fr]}\n"
+        "vars: {titles: {en: Hello, fr: Bonjour à tous}}\n"
+        "defaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    preset: ultrafast\n    formats: [16:9, 9:16]\n"
+        "    shots:\n"
+        "      - {card: '{{ titles[lang] }}', duration: 2, background: '0xFF00FF'}\n"
+        "      - a\n"
+        "      - {card: The end, duration: 1, image: assets/left.png}\n",
+    )
+    planned = json.loads(cli("plan", spec, "--preview", "--json").out)
+    assert planned["totals"]["unique_renders"] == 1  # cards are not renders
+    status = json.loads(cli("status", spec, "--preview", "--json", "-v").out)
+    assert not [r for r in status if any("card" in reason for reason in r["reasons"])]
+    result = cli("build", spec, "--preview")
+    assert result.code == 0, result.err
+    # a title per language and format; one end card per format (the same in both languages)
+    assert result.err.count("drew     card") == 6
+    folder = project / "build" / "cards" / "preview"
+    for name, size in (("16x9", (768, 1366)), ("9x16", (1366, 768))):
+        film = folder / f"spot--fr--{name}.mp4"
+        assert media_length(film) == pytest.approx(9.0, abs=0.05)
+        title = frame_at(film, 1.0)
+        assert title.shape[:2] == size
+        magenta = np.all(np.abs(title.astype(int) - np.array(MAGENTA)) < 40, axis=2)
+        assert magenta.mean() > 0.8  # the card fills the frame: drawn at the format's size
+        assert white_in(title) > 500  # its words
+        end = white_in(frame_at(film, 8.5))
+        # the end card's image, whose square the 9:16 crop of it leaves out (but its words)
+        assert end > 20_000 if name == "16x9" else 1_000 < end < 20_000
+    again = cli("build", spec, "--preview")
+    assert "drew" not in again.err  # drawn once
+    spec.write_text(spec.read_text().replace("Hello", "こんにちは"))
+    result = cli("plan", spec, "--preview")
+    assert result.code == 2 and "card 1: 'こ' (U+3053)" in result.err
+
+
+def media_length(path: Path) -> float:
+    from pipeline import media
+
+    return media.probe(path).duration

@@ -1,0 +1,99 @@
+"""Title and end cards: words on a colour or an image, drawn by ffmpeg into the clip cache
+before the films that use them are joined. Free, and the same every time: a card's key is
+what it shows, so it is drawn once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import ffmpeg
+
+from pipeline import hashing, media
+from pipeline.cache import Cache
+from pipeline.errors import MediaError
+from pipeline.expand import CARD, SAFE_MARGIN, Sequence, Shot
+from pipeline.typeface import BUNDLED, Fonts
+
+
+def draw_missing(
+    sequences: Iterable[Sequence], cache: Cache, note: Callable[[str], None]
+) -> tuple[int, list[str]]:
+    """Draw every card of these films the cache lacks: how many were drawn, and the cards
+    that could not be, with why (their films are then blocked, as by a missing clip)."""
+    cards = {u.shot.key: u.shot for s in sequences for u in s.uses if u.shot.model == CARD}
+    wanted = [shot for key, shot in cards.items() if key not in cache.clips.present([key])]
+    fonts = Fonts()
+    problems = []
+    drawn = 0
+    for shot in wanted:
+        output = cache.tmp.path()
+        try:
+            info = draw(shot, output, fonts)
+            cache.clips.put(
+                shot.key,
+                output,
+                sha256=hashing.sha256_file(output),
+                duration=info.duration,
+                width=info.width,
+                height=info.height,
+                renderer=CARD,
+                label=shot.label,
+                cost=0.0,
+            )
+        except (MediaError, OSError) as exc:
+            output.unlink(missing_ok=True)
+            problems.append(f"{shot.label}: {getattr(exc, 'message', exc)}")
+            continue
+        drawn += 1
+        note(f"drew     {shot.label} ({shot.prompt[:40]!r}, {info.duration:.2f} s)")
+    return drawn, problems
+
+
+def draw(shot: Shot, output: Path, fonts: Fonts) -> media.ClipInfo:
+    """One card: its background, its words centred and wrapped inside the safe area."""
+    request = shot.request
+    width, height, fps = shot.width, shot.height, shot.fps
+    duration = float(request["duration"])
+    font = shot.font or BUNDLED
+    size = max(round(float(request["size"]) * height), 8)
+    text, size = fonts.fit(font, str(request["card"]), size, width * (1 - 2 * SAFE_MARGIN))
+    with tempfile.TemporaryDirectory(prefix="storyboard-card-") as folder:
+        words = Path(folder) / "card.txt"
+        words.write_text(text, encoding="utf-8")
+        if shot.images:
+            video = (
+                ffmpeg.input(str(shot.images[0]), loop=1, framerate=fps, t=duration)
+                .filter("scale", width, height, force_original_aspect_ratio="increase")
+                .filter("crop", width, height)
+                .filter("setsar", 1)
+            )
+        else:
+            colour = request["background"]
+            source = f"color=c={colour}:s={width}x{height}:r={fps}:d={duration}"
+            video = ffmpeg.input(source, f="lavfi")
+        video = video.drawtext(
+            fontfile=str(font),
+            textfile=str(words),
+            expansion="none",
+            fontsize=size,
+            fontcolor=request["color"],
+            line_spacing=size // 4,
+            x="(w-text_w)/2",
+            y="(h-text_h)/2",
+        ).filter("format", "yuv420p")
+        args = ffmpeg.output(
+            video,
+            str(output),
+            vcodec="libx264",
+            preset="veryfast",
+            crf=18,
+            r=fps,
+            t=duration,
+            f="mp4",
+            movflags="+faststart",
+        ).get_args()
+        media.run_ffmpeg(args, "draw a card")
+    return media.validate(output, width, height, duration)
