@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import av
@@ -62,11 +63,27 @@ def box_of(frame: np.ndarray, colour: tuple[int, int, int]) -> tuple[int, int, i
     return int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())
 
 
+@pytest.fixture(scope="module")
+def ad_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ad built once for this module; each test gets a copy."""
+    from pipeline.cli import main
+
+    root = tmp_path_factory.mktemp("ad")
+    (root / ".storyboard").mkdir()
+    spec = write(root / "specs" / "ad.yaml", AD)
+    assert main(["build", str(spec), "--preview", "-q"]) == 0
+    shutil.rmtree(root / ".storyboard" / "storyboards")  # names this folder: not copied
+    (root / ".storyboard" / "outputs.json").unlink()
+    return root
+
+
 @pytest.fixture
-def ad(project: Path, cli) -> Path:
-    spec = write(project / "specs" / "ad.yaml", AD)
-    result = cli("build", spec, "--preview")
-    assert result.code == 0, result.err
+def ad(project: Path, ad_built: Path) -> Path:
+    shutil.rmtree(project / ".storyboard")
+    shutil.copytree(ad_built / ".storyboard", project / ".storyboard")
+    shutil.copytree(ad_built / "build", project / "build")
+    for name in ("ad.yaml", "ad.preview.lock"):
+        shutil.copy2(ad_built / "specs" / name, project / "specs" / name)
     return project / "build" / "ad" / "preview"
 
 
