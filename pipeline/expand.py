@@ -815,8 +815,13 @@ def _with_voice(
         )
     path, digest = inputs.sound(name, loc, found)
     settings = {**sequence.settings, "voice": digest, "voice_start": given.voice_start}
-    key = hashing.sequence_key(clip_list(sequence.uses), settings)
-    return replace(sequence, voice=path, voice_start=given.voice_start, settings=settings, key=key)
+    return _keyed(sequence, settings, voice=path, voice_start=given.voice_start)
+
+
+def _keyed(sequence: Sequence, settings: dict[str, Any], **changes: Any) -> Sequence:
+    """The sequence changed, with the key its clips and `settings` now give it."""
+    changed = replace(sequence, settings=settings, **changes)
+    return replace(changed, key=hashing.sequence_key(clip_list(changed.uses), settings))
 
 
 def _with_text(
@@ -842,8 +847,7 @@ def _with_text(
     if board_sequence.subtitles is not None:
         cues, settings["subtitles"] = _subtitled(spec, index, sequence, drawing, values)
         layers += cues
-    key = hashing.sequence_key(clip_list(sequence.uses), settings)
-    return replace(sequence, texts=layers, settings=settings, key=key)
+    return _keyed(sequence, settings, texts=layers)
 
 
 def _text_layer(
@@ -1062,17 +1066,7 @@ def _reframed(sequence: Sequence, width: int, height: int, fit: str, focus: floa
     if focus != 0.5:
         settings["focus"] = focus
     uses = tuple(_card_sized(use, width, height) for use in sequence.uses)
-    key = hashing.sequence_key(clip_list(uses), settings)
-    return replace(
-        sequence,
-        uses=uses,
-        width=width,
-        height=height,
-        fit=fit,
-        focus=focus,
-        settings=settings,
-        key=key,
-    )
+    return _keyed(sequence, settings, uses=uses, width=width, height=height, fit=fit, focus=focus)
 
 
 def _format_size(
