@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -51,30 +53,36 @@ sequences:
 
 
 @pytest.fixture(scope="session")
-def rendered_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The FILM shots rendered once per test session; each test gets a copy of the cache."""
+def film_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The FILM built once per test session (its cache, films and the build's summary);
+    tests copy what they need."""
     from pipeline.cli import main
 
     root = tmp_path_factory.mktemp("film-cache")
     shutil.copytree(REPO / "specs" / "assets", root / "specs" / "assets")
     spec = write(root / "specs" / "film.yaml", FILM)
     cache = root / ".storyboard"
-    assert (
-        main(
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
             [
                 "build",
                 str(spec),
                 "--preview",
-                "-q",
+                "--json",
                 "--cache-dir",
                 str(cache),
                 "-o",
                 str(root / "build"),
             ]
         )
-        == 0
-    )
-    return cache
+    assert code == 0
+    return cache, json.loads(printed.getvalue())
+
+
+@pytest.fixture(scope="session")
+def rendered_cache(film_session: tuple[Path, dict]) -> Path:
+    return film_session[0]
 
 
 @pytest.fixture
@@ -111,15 +119,17 @@ def streams(path: Path) -> dict[str, float]:
         return {s.type: float(s.duration * s.time_base) for s in container.streams}
 
 
-def test_sequences_joined_right(project: Path, cli, film: Path) -> None:
-    sequences = by_name(build(cli, film))
+def test_sequences_joined_right(film_session: tuple[Path, dict]) -> None:
+    cache, summary = film_session  # the session's first build joined every film
+    sequences = by_name(summary)
+    assert {s["status"] for s in sequences.values()} == {"built"}
     copy, mixed, scored = sequences["copy"], sequences["mixed"], sequences["scored"]
     assert copy["method"] == "copy" and mixed["method"] == "graph"
     info = media.validate(Path(copy["path"]), 1920, 1080, 12.0)
     assert info.duration == pytest.approx(12.0, abs=0.04)  # the sum of the clips
     info = media.validate(Path(mixed["path"]), 1920, 1080, 17.0)
     assert info.duration == pytest.approx(6 + 6 + 6 - 2 * 0.5, abs=0.04)
-    assert Path(mixed["path"]).parent == project / "build" / "film" / "preview"
+    assert Path(mixed["path"]).parent == cache.parent / "build" / "film" / "preview"
     # Largest shot wins the size; the 768p close-up is padded into 1080p.
     info = media.validate(Path(scored["path"]), 1920, 1080, 8.5)
     assert info.has_audio
