@@ -79,7 +79,7 @@ def join_on_cluster(
     _share_clips(remote, cache, jobs, note)
     try:
         client = Client(address, timeout="15s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address
         raise UserError(
             f"cannot reach the cluster at {address} ({exc})",
             "start a scheduler and workers (dask scheduler; dask worker ADDRESS), or build "
