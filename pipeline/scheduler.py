@@ -111,6 +111,7 @@ class Scheduler:
         self.spending = Spending(limit=self.options.max_cost)
         self.leases: dict[str, Lease] = {}
         self.pushing = self.options.push
+        self.leasing = True  # until the team cache refuses this build's writes
 
     async def run(self, shots: list[Shot]) -> list[Outcome]:
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
@@ -172,15 +173,26 @@ class Scheduler:
             if pulled is not None:
                 return self._finish(Outcome(shot, PULLED, pulled, seconds=_since(started)))
         lease = None
-        if self.renderer.paid:  # a free render costs nothing twice: no lease
-            lease = await remote.acquire(
-                shot.key,
-                self.renderer.name,
-                shot.label,
-                lambda: self._delivered(shot, forced),
-                self.stop,
-                self.reporter.note,
-            )
+        if self.renderer.paid and self.leasing:  # a free render costs nothing twice: no lease
+            try:
+                lease = await remote.acquire(
+                    shot.key,
+                    self.renderer.name,
+                    shot.label,
+                    lambda: self._delivered(shot, forced),
+                    self.stop,
+                    self.reporter.note,
+                )
+            except RemoteReadOnly as exc:
+                # A CI runner's key: it may render what the team lacks, as without a team
+                # cache, and says so once.
+                if self.leasing:
+                    self.leasing = False
+                    self.reporter.note(
+                        f"warning: {exc.message}: renders take no lease (a colleague may "
+                        "render the same shot)"
+                    )
+                return await self._shared(shot, resume, forced, started)
             if lease is None:
                 if self.stop.is_set():
                     return Outcome(shot, SKIPPED, error=self._why_not())

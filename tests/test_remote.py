@@ -147,6 +147,16 @@ def test_a_fresh_clone_reproduces_the_films_from_the_lock_and_a_read_only_remote
     assert {s["sha256"] for s in lock["sequences"].values()} == set(made.values())
     assert "refuses" not in err  # nothing was written, so nothing was refused
 
+    # A shot the team has not rendered: the runner renders it, without a lease it cannot take.
+    spec_b = other / "specs" / "team.yaml"
+    spec_b.write_text(
+        spec_b.read_text().replace("shots:\n", "shots:\n  - {id: new, prompt: a new harbour}\n", 1)
+    )
+    code, summary, err = build_json(cli, spec_b)
+    assert code == 0, err
+    assert summary["rendered"] == 1 and runware.stats()["submits"] == submits + 1
+    assert err.count("renders take no lease") == 1 and "Traceback" not in err
+
 
 @pytest.mark.parametrize(
     ("damage", "said"),
