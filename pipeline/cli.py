@@ -651,7 +651,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     for _, problem in unreadable:
         print(problem, file=sys.stderr)
     if not found and not unreadable:
-        raise UserError(f"no storyboard (*.yaml with version: and shots:) under {args.specs}")
+        where = ", ".join(str(p) for p in args.specs) or str(Path.cwd())
+        raise UserError(f"no storyboard (*.yaml with version: and shots:) under {where}")
     code = 2 if unreadable else 0
     for path in found:
         loaded = plan.load(path, args.preview, args.cache_dir, _note)
