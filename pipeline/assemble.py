@@ -368,11 +368,6 @@ def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> An
     x = {"left": left, "right": right}.get(horizontal, "(w-text_w)/2")
     y = {"top": top, "bottom": bottom}.get(vertical, "(h-text_h)/2")
     start, end, fade = layer.start, layer.end, layer.fade
-    alpha = ""
-    if fade > 0:
-        alpha = (
-            f"if(lt(t,{start + fade}),(t-{start})/{fade},if(gt(t,{end - fade}),({end}-t)/{fade},1))"
-        )
     options: dict[str, Any] = {
         "fontfile": str(layer.font),
         "textfile": str(text_file),
@@ -385,7 +380,10 @@ def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> An
         "enable": f"between(t,{start},{end})",
     }
     if fade > 0:  # an alpha expression is evaluated for every frame: only when it fades
-        options["alpha"] = f"max(0,min(1,{alpha}))"
+        rising, falling = f"(t-{start})/{fade}", f"({end}-t)/{fade}"
+        options["alpha"] = (
+            f"max(0,min(1,if(lt(t,{start + fade}),{rising},if(gt(t,{end - fade}),{falling},1))))"
+        )
     if pad:
         options |= {"box": 1, "boxcolor": layer.box, "boxborderw": pad}
     if layer.shadow:
