@@ -24,7 +24,8 @@ def draw_missing(
     """Draw every card of these films the cache lacks: how many were drawn, and the cards
     that could not be, with why (their films are then blocked, as by a missing clip)."""
     cards = {u.shot.key: u.shot for s in sequences for u in s.uses if u.shot.model == CARD}
-    wanted = [shot for key, shot in cards.items() if key not in cache.clips.present([key])]
+    drawn_before = cache.clips.present(list(cards))
+    wanted = [shot for key, shot in cards.items() if key not in drawn_before]
     fonts = Fonts()
     problems = []
     drawn = 0

@@ -888,15 +888,8 @@ def _layout(
     """Words laid out for this film: every character in the font (else a located error),
     wrapped to the format's safe area, made smaller only when one word is too wide."""
     loc, name = where
+    _check_glyphs(spec, loc, name, font, said, fonts)
     try:
-        missing = fonts.missing(font, said)
-        if missing:
-            raise spec.source.error(
-                loc,
-                f"{name}: {describe(missing)} not in the font {font.name}",
-                "name a font that has them: font: fonts/YourFont.otf, or a family "
-                f"(fc-list :charset={ord(missing[0]):x} lists the fonts that do)",
-            )
         size = max(round(style.size * sequence.height), 8)
         room = sequence.width * (1 - 2 * SAFE_MARGIN) - 2 * box_padding(size, style.box)
         said, size = fonts.fit(font, said, size, room)
@@ -917,6 +910,23 @@ def _layout(
         fade=min(fade, (end - start) / 2),
         font=font,
     )
+
+
+def _check_glyphs(
+    spec: Spec, loc: tuple[Any, ...], name: str, font: Path, said: str, fonts: Fonts
+) -> None:
+    """Every character of `said` in `font`, else a located error naming the ones missing."""
+    try:
+        missing = fonts.missing(font, said)
+    except FontProblem as exc:
+        raise spec.source.error(loc, f"{name}: {exc}") from None
+    if missing:
+        raise spec.source.error(
+            loc,
+            f"{name}: {describe(missing)} not in the font {font.name}",
+            "name a font that has them: font: fonts/YourFont.otf, or a family "
+            f"(fc-list :charset={ord(missing[0]):x} lists the fonts that do)",
+        )
 
 
 def _subtitled(
@@ -1180,11 +1190,7 @@ def _card(
     if not said:
         raise spec.source.error((*loc, "card"), f"{name}: the card says nothing")
     font = _font(spec, (*loc, "font"), card.font, (templates, fonts), values)
-    missing = fonts.missing(font, said)
-    if missing:
-        raise spec.source.error(
-            (*loc, "card"), f"{name}: {describe(missing)} not in the font {font.name}"
-        )
+    _check_glyphs(spec, (*loc, "card"), name, font, said, fonts)
     images: tuple[Path, ...] = ()
     hashes: list[str] = []
     if card.image is not None:
