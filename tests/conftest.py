@@ -89,6 +89,27 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def build_once(root: Path, name: str, text: str, *args: str) -> Path:
+    """The storyboard `text` built (as a preview) in `root`, for tests to copy. What names
+    this folder is dropped: each copy records (and checks) its own."""
+    root.joinpath(".storyboard").mkdir(parents=True)
+    spec = write(root / "specs" / f"{name}.yaml", text)
+    assert main(["build", str(spec), "--preview", "-q", *args]) == 0
+    shutil.rmtree(root / ".storyboard" / "storyboards")
+    (root / ".storyboard" / "outputs.json").unlink()
+    return root
+
+
+def copy_built(built: Path, project: Path, name: str) -> Path:
+    """A copy of what `build_once` made, into `project`: its cache, films, storyboard, lock."""
+    shutil.rmtree(project / ".storyboard")
+    shutil.copytree(built / ".storyboard", project / ".storyboard")
+    shutil.copytree(built / "build", project / "build")
+    for file in (f"{name}.yaml", f"{name}.preview.lock"):
+        shutil.copy2(built / "specs" / file, project / "specs" / file)
+    return project / "specs" / f"{name}.yaml"
+
+
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where local Runware servers keep the clips they draw: drawn once per session."""

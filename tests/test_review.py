@@ -11,7 +11,7 @@ import av
 import pytest
 
 from pipeline.cache import Cache, JournalEntry
-from tests.conftest import write
+from tests.conftest import build_once, copy_built, write
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SPEC = """\
@@ -53,26 +53,13 @@ def brightness_spread(png: Path) -> float:
 @pytest.fixture(scope="session")
 def reel_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reel built once per session (sea and gull); each test gets a copy."""
-    from pipeline.cli import main
-
-    root = tmp_path_factory.mktemp("reel")
-    (root / ".storyboard").mkdir()
-    spec = write(root / "specs" / "reel.yaml", SPEC)
-    assert main(["build", str(spec), "--preview", "-q", "-k", "--only", "sea", "gull"]) == 0
-    # What names the session's folder: each copy records (and checks) its own.
-    shutil.rmtree(root / ".storyboard" / "storyboards")
-    (root / ".storyboard" / "outputs.json").unlink()
-    return root
+    only = ("-k", "--only", "sea", "gull")
+    return build_once(tmp_path_factory.mktemp("reel"), "reel", SPEC, *only)
 
 
 @pytest.fixture
 def reel(project: Path, reel_built: Path) -> Path:
-    shutil.rmtree(project / ".storyboard")
-    shutil.copytree(reel_built / ".storyboard", project / ".storyboard")
-    shutil.copytree(reel_built / "build", project / "build")
-    for name in ("reel.yaml", "reel.preview.lock"):
-        shutil.copy2(reel_built / "specs" / name, project / "specs" / name)
-    return project / "specs" / "reel.yaml"
+    return copy_built(reel_built, project, "reel")
 
 
 def test_review_page_in_headless_chromium(project: Path, cli, reel: Path, tmp_path: Path) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from tests.conftest import write
+from tests.conftest import build_once, copy_built, write
 
 AD = """\
 version: 1
@@ -66,24 +65,12 @@ def box_of(frame: np.ndarray, colour: tuple[int, int, int]) -> tuple[int, int, i
 @pytest.fixture(scope="module")
 def ad_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ad built once for this module; each test gets a copy."""
-    from pipeline.cli import main
-
-    root = tmp_path_factory.mktemp("ad")
-    (root / ".storyboard").mkdir()
-    spec = write(root / "specs" / "ad.yaml", AD)
-    assert main(["build", str(spec), "--preview", "-q"]) == 0
-    shutil.rmtree(root / ".storyboard" / "storyboards")  # names this folder: not copied
-    (root / ".storyboard" / "outputs.json").unlink()
-    return root
+    return build_once(tmp_path_factory.mktemp("ad"), "ad", AD)
 
 
 @pytest.fixture
 def ad(project: Path, ad_built: Path) -> Path:
-    shutil.rmtree(project / ".storyboard")
-    shutil.copytree(ad_built / ".storyboard", project / ".storyboard")
-    shutil.copytree(ad_built / "build", project / "build")
-    for name in ("ad.yaml", "ad.preview.lock"):
-        shutil.copy2(ad_built / "specs" / name, project / "specs" / name)
+    copy_built(ad_built, project, "ad")
     return project / "build" / "ad" / "preview"
 
 
