@@ -31,7 +31,7 @@ from pipeline.errors import (
     RemoteReadOnly,
     UserError,
 )
-from pipeline.expand import Sequence, Shot
+from pipeline.expand import Sequence, Shot, expand
 from pipeline.films import OutputIndex, film_dir, film_facts, output_path
 from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
@@ -237,6 +237,11 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             loaded.remote,
         )
         summary.cached = cached
+        if any(row.shot.pending for row in current.rows):
+            # Keys that waited on upstream frames are known now: the films are planned again
+            # with them (the frames are in the cache; nothing is rendered by planning).
+            current = _replanned(request, loaded)
+            sequences = choose_sequences(current, request.sequences, request.spec)
         if not summary.interrupted and summary.fatal is None:
             summary.sequences = build_sequences(
                 sequences if sequences is not None else list(current.expansion.sequences),
@@ -268,6 +273,13 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
                 "is rendered twice"
             )
     return summary
+
+
+def _replanned(request: BuildRequest, loaded: plan.Loaded) -> Plan:
+    expansion = expand(
+        loaded.spec, loaded.renderer, request.max_shots, plan.frames_in(loaded.cache)
+    )
+    return plan.make_plan(expansion, loaded.cache, loaded.lock, is_paid(loaded.renderer))
 
 
 def _register(loaded: plan.Loaded) -> None:
@@ -373,20 +385,36 @@ def select_shots(
     wanted_keys: set[str] | None = None
     if sequences is not None:
         wanted_keys = {use.shot.key for s in sequences for use in s.uses}
+    if only:
+        wanted_keys = {row.shot.key for row in current.rows if _named(row.shot, only)}
+    if wanted_keys is not None:
+        wanted_keys = with_upstream(current, wanted_keys)
     forced = {row.shot.key for row in current.rows if force and _named(row.shot, force)}
     to_render: list[plan.PlanRow] = []
     cached: list[Shot] = []
     for row in current.rows:
         shot = row.shot
-        if only and not _named(shot, only):
-            continue
-        if wanted_keys is not None and shot.key not in wanted_keys and not only:
+        if wanted_keys is not None and shot.key not in wanted_keys:
             continue
         if row.status == CACHED and shot.key not in forced:
             cached.append(shot)
         else:
             to_render.append(row)
     return to_render, cached, frozenset(forced)
+
+
+def with_upstream(current: Plan, keys: set[str]) -> set[str]:
+    """`keys` and the keys of every render they start from, however far up."""
+    wanted = set(keys)
+    by_key = {row.shot.key: row.shot for row in current.rows}
+    looking = list(keys)
+    while looking:
+        shot = by_key.get(looking.pop())
+        for ahead in shot.after if shot is not None else ():
+            if ahead.upstream not in wanted:
+                wanted.add(ahead.upstream)
+                looking.append(ahead.upstream)
+    return wanted
 
 
 def _named(shot: Shot, names: tuple[str, ...]) -> bool:
@@ -421,7 +449,9 @@ async def _render(
     if not shots:
         return summary
     renderer = make_renderer(renderer_name, cache, renderer_options, reporter.note)
-    scheduler = Scheduler(cache, renderer, options, reporter, remote=remote)
+    scheduler = Scheduler(
+        cache, renderer, options, reporter, remote=remote, frames=plan.frames_in(cache)
+    )
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     presses = 0

@@ -17,13 +17,16 @@ from pipeline.spec import (
     RESOLUTIONS,
     CardSpec,
     FormatSpec,
+    FrameRef,
     SequenceShot,
     SequenceSpec,
+    ShotSettings,
     ShotSpec,
     Spec,
     SubtitleSpec,
     TextSpec,
     focus_x,
+    frame_refs,
     is_font_file,
     is_templated,
 )
@@ -34,6 +37,11 @@ from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
 DEFAULT_DURATION = 6
 DEFAULT_FPS = 25
 DEFAULT_RESOLUTION = "768p"
+STILL_SIZE = (1024, 576)  # a still's size unless it gives one: 16:9, as most shots are
+FRAME_POSITIONS = ("first", "last")
+# The key of a render that waits on another's frame starts so: it is known, and can be looked
+# up, only once that frame exists.
+PENDING = "pending-"
 # The most shots a storyboard may expand to unless told otherwise (--max-shots): a matrix
 # multiplies, and ten axes of ten values are ten billion shots.
 MAX_SHOTS = 10_000
@@ -69,6 +77,41 @@ class Shot:
     price: float | None
     index: int
     font: Path | None = None  # a card's font (cards are drawn, not rendered)
+    still: bool = False  # an image (imageInference), not a clip
+    audio: bool = False  # its clip has sound
+    after: tuple[FrameOf, ...] = ()  # frame images that are other renders' outputs
+    pending: bool = False  # its key waits on an upstream render's frame
+
+
+@dataclass(frozen=True, slots=True)
+class FrameOf:
+    """A frame image of a shot that is another render's output: a frame of a clip (`first`,
+    `last`, or seconds), or a still itself (`frame` empty)."""
+
+    slot: int  # its place among the shot's images
+    upstream: str  # that render's key (its pending key while it waits itself)
+    label: str
+    frame: str | float
+
+
+# Where an upstream render's frame is on disk and its hash, or None while it is not there.
+FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
+
+
+def no_frames(_: Shot, __: str | float) -> tuple[Path, str] | None:
+    """A frame finder that finds nothing: every dependent render's key waits."""
+    return None
+
+
+@dataclass
+class Context:
+    """What expanding every shot shares: the renderer, the files read, the warnings said and
+    how the frames of upstream renders are found."""
+
+    renderer: str
+    inputs: Inputs
+    warnings: dict[str, None]
+    frames: FrameFinder
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,48 +228,76 @@ class Expansion:
     warnings: tuple[str, ...]
 
 
-def expand(spec: Spec, renderer: str, max_shots: int | None = None) -> Expansion:
-    """Every shot and sequence of every variant; errors point at the YAML or template line.
-    A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
-    first."""
+def expand(
+    spec: Spec, renderer: str, max_shots: int | None = None, frames: FrameFinder = no_frames
+) -> Expansion:
+    """Every still, shot and sequence of every variant; errors point at the YAML or template
+    line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
+    first. `frames` finds the frames of upstream renders that exist; a shot whose frame does
+    not exist yet has a pending key."""
     board = spec.storyboard
     check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
-    inputs = Inputs(spec)
+    context = Context(renderer, Inputs(spec), {}, frames)
     fonts = Fonts()
-    warnings: dict[str, None] = {}
     shots: list[Shot] = []
     sequences: list[Sequence] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
-    sources = [_prompt_source(spec, index, shot) for index, shot in enumerate(board.shots)]
+    order = render_order(spec)
+    items = {loc: _item(board, loc) for loc in order}
+    sources = {loc: _prompt_source(spec, loc, item) for loc, item in items.items()}
     with templates.limits():
         for variant_name, variant_vars in variants:
             by_id: dict[str, list[Shot]] = {}
-            for index, shot_spec in enumerate(board.shots):
-                made = _expand_shot(
-                    spec,
-                    index,
-                    shot_spec,
-                    (variant_name, variant_vars),
-                    (templates, sources[index]),
-                    renderer,
-                    inputs,
-                    warnings,
-                )
-                by_id[shot_spec.id] = made
-                shots.extend(made)
+            for loc in order:
+                item = items[loc]
+                prompting = (templates, sources[loc])
+                variant = (variant_name, variant_vars)
+                by_id[item.id] = _expand_shot(spec, loc, item, variant, prompting, context, by_id)
+            for item in (*board.stills, *board.shots):
+                shots.extend(by_id[item.id])
             for index, sequence_spec in enumerate(board.sequences):
                 values = {**board.vars, **variant_vars}
-                saying = (inputs, templates, fonts, values)
+                saying = (context.inputs, templates, fonts, values)
                 base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying)
                 if sequence_spec.voice is not None:
-                    base = _with_voice(spec, index, base, (templates, inputs), values)
+                    base = _with_voice(spec, index, base, (templates, context.inputs), values)
                 for sequence in formatted(spec, index, base):
                     if sequence_spec.text or sequence_spec.subtitles is not None:
                         drawing = (templates, fonts)
                         sequence = _with_text(spec, index, sequence, drawing, values)
                     sequences.append(sequence)
-    return Expansion(tuple(shots), tuple(sequences), tuple(n for n, _ in variants), tuple(warnings))
+    variant_names = tuple(n for n, _ in variants)
+    return Expansion(tuple(shots), tuple(sequences), variant_names, tuple(context.warnings))
+
+
+def _item(board: Any, loc: tuple[str, int]) -> ShotSpec:
+    return board.stills[loc[1]] if loc[0] == "stills" else board.shots[loc[1]]
+
+
+def render_order(spec: Spec) -> list[tuple[str, int]]:
+    """Stills and shots, each after the renders whose frames it starts from (the spec
+    refused cycles), else in the order written."""
+    board = spec.storyboard
+    where: dict[str, tuple[str, int]] = {s.id: ("stills", i) for i, s in enumerate(board.stills)}
+    where |= {s.id: ("shots", i) for i, s in enumerate(board.shots)}
+    needs: dict[str, list[str]] = {}
+    for _, shot_id, ref in frame_refs(board):
+        needs.setdefault(shot_id, []).append(ref.name)
+    order: list[tuple[str, int]] = []
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in placed:
+            return
+        placed.add(name)
+        for upstream in needs.get(name, []):
+            place(upstream)
+        order.append(where[name])
+
+    for name in where:
+        place(name)
+    return order
 
 
 def check_size(spec: Spec, max_shots: int) -> None:
@@ -366,76 +437,109 @@ def slug(value: Any) -> str:
 
 def _expand_shot(
     spec: Spec,
-    index: int,
+    loc: tuple[str, int],
     shot: ShotSpec,
     variant: tuple[str, dict[str, Any]],
     prompting: tuple[PromptTemplates, PromptSource],
-    renderer: str,
-    inputs: Inputs,
-    warnings: dict[str, None],
+    context: Context,
+    by_id: dict[str, list[Shot]],
 ) -> list[Shot]:
+    """Every render of one shot (or still) in one variant: its matrix and takes."""
     board = spec.storyboard
-    defaults = board.defaults
+    still = loc[0] == "stills"
+    defaults = ShotSettings() if still else board.defaults
     source = spec.source
-    loc = ("shots", index)
     variant_name, variant_vars = variant
-    width, height = _size(shot, defaults)
-    duration = shot.duration or defaults.duration or DEFAULT_DURATION
-    fps = shot.fps or defaults.fps or DEFAULT_FPS
+    width, height = _size(shot, defaults, STILL_SIZE if still else None)
+    duration = 0 if still else shot.duration or defaults.duration or DEFAULT_DURATION
     takes = shot.takes or defaults.takes or 1
     pick = shot.pick or 1
-    first_frame = shot.first_frame or defaults.first_frame
-    optimizer = _first_set(shot.prompt_optimizer, defaults.prompt_optimizer, False)
+    optimizer = _first_set(shot.prompt_optimizer, defaults.prompt_optimizer, None)
     seed = _first_set(shot.seed, defaults.seed, None)
     negative = _first_set(shot.negative_prompt, defaults.negative_prompt, None)
+    audio = bool(_first_set(shot.audio, defaults.audio, False))
+    frames = [
+        (position, given)
+        for position in FRAME_POSITIONS
+        if (
+            given := _first_set(
+                getattr(shot, f"{position}_frame"), getattr(defaults, f"{position}_frame"), None
+            )
+        )
+        is not None
+    ]
     if optimizer:
-        warnings[
+        context.warnings[
             f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
             "so renders cannot be repeated"
         ] = None
 
     def where(field: str) -> tuple[Any, ...]:
+        if still:
+            return (*loc, field) if source.has((*loc, field)) else loc
         return source.first((*loc, field), ("defaults", field))
 
     made: list[Shot] = []
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
         values = {**board.vars, **variant_vars, **shot.vars, **shot_values}
-        model_id = _model(spec, index, shot, {**variant_vars, **shot_values}, values, prompting)
+        model_id = _model(spec, loc, shot, {**variant_vars, **shot_values}, values, prompting)
         info = models.lookup(model_id)
-        shape = (width, height, duration, fps)
-        _check_model(spec, index, shot, info, model_id, shape, first_frame, where)
-        _check_fields(spec, shot, (model_id, info), seed, negative, where, warnings)
-        images: tuple[Path, ...] = ()
-        hashes: tuple[str, ...] = ()
-        if first_frame is not None:
-            image, digest, image_info = inputs.image(first_frame, where("first_frame"))
-            problem = info.frames.problem(*_image_facts(image_info)) if info else None
-            if problem:
-                raise source.error(
-                    where("first_frame"), f"shot '{shot.id}': '{first_frame}' {problem}"
-                )
-            images, hashes = (image,), (digest,)
-        prompt = _prompt(shot, *prompting, values)
-        if not prompt and first_frame is None:
-            raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
-        _check_prompt_length(spec, index, shot, prompt, (model_id, info), warnings)
-        request = _request(
-            model_id, info, prompt, width, height, duration, fps, optimizer, negative
+        fps = _fps(shot, defaults, info)
+        positions = tuple(position for position, _ in frames)
+        _check_model(
+            spec, loc, shot, (model_id, info), (width, height, duration, fps), positions, where
         )
-        if hashes:
-            request["inputs"] = {
-                "frameImages": [{"image": f"sha256:{hashes[0]}", "frame": "first"}]
-            }
+        _check_fields(
+            spec,
+            shot,
+            (model_id, info),
+            (seed, negative, audio, optimizer),
+            where,
+            context.warnings,
+        )
+        images: list[Path] = []
+        hashes: list[str] = []
+        after: list[FrameOf] = []
+        for slot, (position, given) in enumerate(frames):
+            field = f"{position}_frame"
+            if isinstance(given, str):
+                image, digest, image_info = context.inputs.image(given, where(field))
+                problem = info.frames.problem(*_image_facts(image_info)) if info else None
+                if problem:
+                    raise source.error(where(field), f"shot '{shot.id}': '{given}' {problem}")
+                images.append(image)
+                hashes.append(digest)
+                continue
+            upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
+            frame: str | float = "" if upstream.still else given.frame
+            after.append(FrameOf(slot, upstream.key, upstream.label, frame))
+            found = None if upstream.pending else context.frames(upstream, frame)
+            images.append(found[0] if found else Path())
+            hashes.append(found[1] if found else "")
+        prompt = _prompt(shot, *prompting, values)
+        if not prompt and not frames:
+            raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
+        if not prompt and info is not None and info.needs_prompt:
+            raise source.error(loc, f"{_kind(loc)} '{shot.id}': {model_id} needs a prompt")
+        _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
+        placeholders = [
+            f"sha256:{digest}" if digest else f"after:{ahead.upstream}:{ahead.frame}"
+            for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
+        ]
+        asked = Asked(prompt, width, height, duration, fps, optimizer, negative, audio)
+        request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
-        price = _price(shot, board, info, model_id, (width, height, duration))
+        price = _price(shot, board, info, model_id, (width, height, duration), audio)
+        pending = not all(hashes)
         for take in range(1, takes + 1):
             take_request = request
             if seed is not None:
                 take_request = {**request, "seed": seed + take - 1}
+            key = hashing.shot_key(take_request, hashes, context.renderer, take)
             made.append(
                 Shot(
-                    key=hashing.shot_key(take_request, list(hashes), renderer, take),
+                    key=f"{PENDING}{key}" if pending else key,
                     shot_id=shot.id,
                     label=label,
                     variant=variant_name,
@@ -450,39 +554,117 @@ def _expand_shot(
                     fps=fps,
                     prompt=prompt,
                     request=take_request,
-                    images=images,
-                    image_hashes=hashes,
+                    images=tuple(images),
+                    image_hashes=tuple(hashes),
                     price=price,
-                    index=index,
+                    index=loc[1],
+                    still=still,
+                    audio=audio or (info is not None and info.audio == "always"),
+                    after=tuple(after),
+                    pending=pending,
                 )
             )
     return made
 
 
+def _slots(after: list[FrameOf], count: int) -> list[FrameOf | None]:
+    """Each image slot's upstream render, None for a file."""
+    by_slot: dict[int, FrameOf] = {ahead.slot: ahead for ahead in after}
+    return [by_slot.get(slot) for slot in range(count)]
+
+
+def with_frame(shot: Shot, slot: int, image: Path, digest: str, renderer: str) -> Shot:
+    """The shot once the frame of its upstream render in `slot` is known: its key follows the
+    frame's bytes (a pending key while another slot still waits)."""
+    images = list(shot.images)
+    hashes = list(shot.image_hashes)
+    images[slot], hashes[slot] = image, digest
+    frames = [dict(f) for f in shot.request["inputs"]["frameImages"]]
+    frames[slot]["image"] = f"sha256:{digest}"
+    request = {**shot.request, "inputs": {**shot.request["inputs"], "frameImages": frames}}
+    pending = not all(hashes)
+    key = hashing.shot_key(request, hashes, renderer, shot.take)
+    return replace(
+        shot,
+        key=f"{PENDING}{key}" if pending else key,
+        request=request,
+        images=tuple(images),
+        image_hashes=tuple(hashes),
+        pending=pending,
+    )
+
+
+def _upstream(
+    spec: Spec,
+    shot_id: str,
+    ref: FrameRef,
+    by_id: dict[str, list[Shot]],
+    values: dict[str, Any],
+    loc: tuple[Any, ...],
+) -> Shot:
+    """The one render a frame reference names: the picked take (or `take:`), the variant its
+    `vars:` name, else the one whose matrix values agree with the shot's own."""
+    candidates = by_id[ref.name]
+    chosen = _select(candidates, SequenceShot(shot=ref.name, take=ref.take, vars=ref.vars))
+    if len(chosen) > 1:
+        agreeing = [c for c in chosen if all(values.get(k, v) == v for k, v in c.shot_vars)]
+        chosen = agreeing or chosen
+    if len(chosen) == 1:
+        return chosen[0]
+    known = sorted({", ".join(f"{k}: {v}" for k, v in c.shot_vars) for c in candidates})
+    takes = candidates[0].takes
+    if not chosen and ref.take is not None and ref.take > takes:
+        problem = f"'{ref.name}' has {takes} take(s), not {ref.take}"
+    elif not chosen:
+        problem = f"no render of '{ref.name}' matches {ref.vars or {}}"
+    else:
+        problem = f"'{ref.name}' has {len(chosen)} variants here: say which with 'vars:'"
+    hint = f"its variants: {'; '.join(known)}" if known else None
+    raise spec.source.error(loc, f"shot '{shot_id}': {problem}", hint)
+
+
+def _kind(loc: tuple[Any, ...]) -> str:
+    return "still" if loc[0] == "stills" else "shot"
+
+
+def _fps(shot: ShotSpec, defaults: ShotSettings, info: models.ModelInfo | None) -> int:
+    """The rate asked (a model with an `fps` field), else the rate the model delivers."""
+    asked = shot.fps or defaults.fps
+    if info is not None and info.is_image:
+        return 0
+    if info is not None and not info.takes_fps and info.fps:
+        return info.fps[0]
+    return asked or DEFAULT_FPS
+
+
 def _model(
     spec: Spec,
-    index: int,
+    loc: tuple[str, int],
     shot: ShotSpec,
     matrix_values: dict[str, Any],
     values: dict[str, Any],
     prompting: tuple[PromptTemplates, PromptSource],
 ) -> str:
     """The shot's model in this variant: its own `model:` (a template over the variant's
-    values), else a matrix variable `model`, else the defaults' (a template too)."""
+    values), else a matrix variable `model`, else the defaults' (a template too). A still
+    takes its own `model:` or the catalogue's default image model."""
+    still = loc[0] == "stills"
     if shot.model is not None:
-        written, loc = shot.model, ("shots", index, "model")
+        written, where = shot.model, (*loc, "model")
+    elif still:
+        return models.default_model(still=True)
     elif "model" in matrix_values:
         return str(matrix_values["model"]).strip()
     elif spec.storyboard.defaults.model is not None:
-        written, loc = spec.storyboard.defaults.model, ("defaults", "model")
+        written, where = spec.storyboard.defaults.model, ("defaults", "model")
     else:
-        return models.DEFAULT_MODEL
+        return models.default_model()
     if "{" not in written:
         return written.strip()
-    where = PromptSource(*spec.source.text_lines(loc))
-    model = prompting[0].render(template=None, inline=written, context=values, where=where)
+    source = PromptSource(*spec.source.text_lines(where))
+    model = prompting[0].render(template=None, inline=written, context=values, where=source)
     if not model:
-        raise spec.source.error(loc, f"shot '{shot.id}': the model renders empty")
+        raise spec.source.error(where, f"{_kind(loc)} '{shot.id}': the model renders empty")
     return model
 
 
@@ -490,26 +672,38 @@ def _check_fields(
     spec: Spec,
     shot: ShotSpec,
     model: tuple[str, models.ModelInfo | None],
-    seed: int | None,
-    negative: str | None,
+    settings: tuple[int | None, str | None, bool, bool | None],
     where: Callable[[str], tuple[Any, ...]],
     warnings: dict[str, None],
 ) -> None:
-    """Fields the model does not take are errors; a model nobody knows is sent as it is."""
+    """Fields the model does not take are errors naming what it takes; a model nobody knows
+    is sent as it is."""
     model_id, info = model
+    seed, negative, audio, optimizer = settings
     if info is None:
-        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is"] = None
+        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is, with no price"] = None
         return
-    if seed is not None and not info.accepts_seed:
-        raise spec.source.error(
-            where("seed"),
-            f"shot '{shot.id}': {model_id} takes no seed",
-            "its takes are separate renders of one request; remove 'seed'",
-        )
-    if negative is not None and not info.accepts_negative_prompt:
-        raise spec.source.error(
-            where("negative_prompt"), f"shot '{shot.id}': {model_id} takes no negative prompt"
-        )
+    refused = [
+        ("seed", seed is not None and not info.accepts_seed, "seed"),
+        (
+            "negative_prompt",
+            negative is not None and not info.accepts_negative_prompt,
+            "negative prompt",
+        ),
+        ("audio", audio and info.audio == "none", "audio"),
+        (
+            "prompt_optimizer",
+            optimizer is not None and info.provider != "minimax",
+            "prompt_optimizer",
+        ),
+    ]
+    for name, wrong, what in refused:
+        if wrong:
+            raise spec.source.error(
+                where(name),
+                f"shot '{shot.id}': {model_id} ({info.name}) takes no {what}",
+                f"it takes: {info.takes()}",
+            )
 
 
 def _image_facts(image: media.ImageInfo) -> tuple[str, int, int, int]:
@@ -518,7 +712,7 @@ def _image_facts(image: media.ImageInfo) -> tuple[str, int, int, int]:
 
 def _check_prompt_length(
     spec: Spec,
-    index: int,
+    loc: tuple[str, int],
     shot: ShotSpec,
     prompt: str,
     model: tuple[str, models.ModelInfo | None],
@@ -530,14 +724,14 @@ def _check_prompt_length(
     if not prompt or shortest <= len(prompt) <= longest:
         return
     message = (
-        f"shot '{shot.id}': the prompt is {len(prompt):,} characters; {model_id} takes "
+        f"{_kind(loc)} '{shot.id}': the prompt is {len(prompt):,} characters; {model_id} takes "
         f"{shortest} to {longest:,}"
     )
     if info is None:
         warnings[message] = None
         return
     field = "prompt" if shot.prompt is not None else "template"
-    raise spec.source.error(("shots", index, field), message, "shorten the prompt")
+    raise spec.source.error((*loc, field), message, "shorten the prompt")
 
 
 def _price(
@@ -546,13 +740,14 @@ def _price(
     info: models.ModelInfo | None,
     model_id: str,
     shape: tuple[int, int, int],
+    audio: bool,
 ) -> float | None:
     """The storyboard's price (a shot's `price:`, the defaults', or `prices:` of the model),
     else the catalogue's."""
     given = _first_set(shot.price, board.defaults.price, board.prices.get(model_id), None)
     if given is not None:
         return float(given)
-    return info.price(*shape) if info else None
+    return info.price(*shape, audio=audio) if info else None
 
 
 def _first_set(*values: Any) -> Any:
@@ -562,7 +757,7 @@ def _first_set(*values: Any) -> Any:
     return values[-1]
 
 
-def _size(item: Any, defaults: Any) -> tuple[int, int]:
+def _size(item: Any, defaults: Any, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
     for source in (item, defaults):
         if source is None:
             continue
@@ -570,31 +765,41 @@ def _size(item: Any, defaults: Any) -> tuple[int, int]:
             return RESOLUTIONS[source.resolution]
         if source.width is not None and source.height is not None:
             return source.width, source.height
-    return RESOLUTIONS[DEFAULT_RESOLUTION]
+    return fallback or RESOLUTIONS[DEFAULT_RESOLUTION]
 
 
 def _check_model(
     spec: Spec,
-    index: int,
+    loc: tuple[str, int],
     shot: ShotSpec,
-    info: models.ModelInfo | None,
-    model_id: str,
+    model: tuple[str, models.ModelInfo | None],
     shape: tuple[int, int, int, int],
-    first_frame: str | None,
+    positions: tuple[str, ...],
     where: Any,
 ) -> None:
-    """A size, duration, fps or input the model does not take is an error at plan time."""
+    """A size, duration, fps or frame the model does not take is an error at plan time."""
+    model_id, info = model
     if info is None:
         return
     width, height, duration, fps = shape
     source = spec.source
-    if info.prices.get((width, height)) is None:
+    kind = _kind(loc)
+    if info.is_image != (kind == "still"):
+        sort = "an image" if info.is_image else "a video"
+        raise source.error(
+            where("model"),
+            f"{kind} '{shot.id}': {model_id} is {sort} model",
+            "stills take image models, shots video models",
+        )
+    if not info.takes_size(width, height):
         field = "resolution" if source.has(where("resolution")) else "width"
         raise source.error(
             where(field),
-            f"shot '{shot.id}': {width}x{height} is not a size {model_id} renders",
+            f"{kind} '{shot.id}': {width}x{height} is not a size {model_id} renders",
             f"allowed: {info.allowed_sizes()}",
         )
+    if info.is_image:
+        return
     if not info.renders(width, height, duration):
         raise source.error(
             where("duration"),
@@ -602,20 +807,29 @@ def _check_model(
             f"for {model_id}",
             f"allowed: {info.allowed_sizes()}",
         )
-    if fps not in info.fps:
+    asked_fps = shot.fps or spec.storyboard.defaults.fps
+    if info.takes_fps and fps not in info.fps:
         allowed = ", ".join(str(f) for f in info.fps)
         raise source.error(
             where("fps"), f"shot '{shot.id}': {model_id} renders at {allowed} fps only, not {fps}"
         )
-    if first_frame is None and not info.text_to_video:
+    if not info.takes_fps and asked_fps is not None and asked_fps not in info.fps:
         raise source.error(
-            ("shots", index),
-            f"shot '{shot.id}': {model_id} is image-to-video only: it needs a 'first_frame'",
+            where("fps"),
+            f"shot '{shot.id}': {model_id} ({info.name}) takes no fps",
+            f"it takes: {info.takes()}",
         )
-    if first_frame is not None and not info.image_to_video:
+    if "first" not in positions and not info.text_to_video:
         raise source.error(
-            where("first_frame"), f"shot '{shot.id}': {model_id} takes no first frame image"
+            loc, f"shot '{shot.id}': {model_id} is image-to-video only: it needs a 'first_frame'"
         )
+    for position in positions:
+        if position not in info.frame_positions:
+            raise source.error(
+                where(f"{position}_frame"),
+                f"shot '{shot.id}': {model_id} ({info.name}) takes no {position} frame image",
+                f"it takes: {info.takes()}",
+            )
 
 
 def _prompt(
@@ -626,42 +840,74 @@ def _prompt(
     return templates.render(template=shot.template, inline=shot.prompt, context=values, where=where)
 
 
-def _prompt_source(spec: Spec, index: int, shot: ShotSpec) -> PromptSource:
+def _prompt_source(spec: Spec, loc: tuple[str, int], shot: ShotSpec) -> PromptSource:
     """Where a shot's prompt is written (the same for each of its variants)."""
-    loc = ("shots", index, "prompt" if shot.prompt is not None else "template")
-    return PromptSource(*spec.source.text_lines(loc))
+    at = (*loc, "prompt" if shot.prompt is not None else "template")
+    return PromptSource(*spec.source.text_lines(at))
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a shot asks of its model, before the request is written in the model's fields."""
+
+    prompt: str
+    width: int
+    height: int
+    duration: int
+    fps: int
+    optimizer: bool | None
+    negative: str | None
+    audio: bool
+
+
+# Fields sent to a model the catalogue does not know: the ones every video model lists.
+UNKNOWN_MODEL_FIELDS = frozenset(
+    {"positivePrompt", "negativePrompt", "width", "height", "duration", "inputs"}
+)
 
 
 def _request(
     model_id: str,
     info: models.ModelInfo | None,
-    prompt: str,
-    width: int,
-    height: int,
-    duration: int,
-    fps: int,
-    optimizer: bool,
-    negative: str | None,
+    asked: Asked,
+    frames: list[tuple[str, str]],
 ) -> dict[str, Any]:
-    """The videoInference task exactly as it will be sent, minus taskUUID and image bytes."""
+    """The task exactly as it will be sent, in the model's own fields, minus taskUUID and
+    image bytes (`frames`: each frame image's position and placeholder)."""
+    still = info is not None and info.is_image
+    fields = info.fields if info is not None else UNKNOWN_MODEL_FIELDS
     request: dict[str, Any] = {
-        "taskType": "videoInference",
+        "taskType": models.IMAGE if still else models.VIDEO,
         "model": model_id,
-        "width": width,
-        "height": height,
-        "duration": duration,
-        "fps": fps,
-        "outputFormat": "MP4",
+        "outputFormat": "PNG" if still else "MP4",
         "deliveryMethod": "async",
         "includeCost": True,
     }
-    if prompt:
-        request["positivePrompt"] = prompt
-    if negative is not None:
-        request["negativePrompt"] = negative
+    # Some models take frame images or a size, never both: the frame sets the size.
+    if not (frames and info is not None and info.size_or_frames):
+        request["width"], request["height"] = asked.width, asked.height
+    if not still:
+        request["duration"] = asked.duration
+    if "fps" in fields:
+        request["fps"] = asked.fps
+    if asked.prompt:
+        request["positivePrompt"] = asked.prompt
+    if asked.negative is not None:
+        request["negativePrompt"] = asked.negative
     provider = info.provider if info else model_id.split(":", 1)[0]
-    if provider == "minimax":
-        request["providerSettings"] = {"minimax": {"promptOptimizer": optimizer}}
+    settings: dict[str, Any] = {}
+    if provider == "minimax" and "providerSettings" in fields:
+        settings["minimax"] = {"promptOptimizer": bool(asked.optimizer)}
+    if info is not None and info.audio == "optional":
+        # Said either way: a provider's default could be to charge for sound.
+        _, name, flag = info.audio_setting
+        settings.setdefault(name, {})[flag] = asked.audio
+    if settings:
+        request["providerSettings"] = settings
+    if frames:
+        request["inputs"] = {
+            "frameImages": [{"image": image, "frame": position} for position, image in frames]
+        }
     return request
 
 

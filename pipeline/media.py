@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
 import io
 import os
 import shutil
@@ -466,3 +467,61 @@ def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
     )
     os.replace(temp, output)
     return output
+
+
+def extract_frame(clip: Path, at: str | float, output: Path) -> str:
+    """Write one decoded frame of a clip (`first`, `last`, or the frame shown at `at`
+    seconds) as a lossless PNG; return the sha256 of its decoded pixels.
+
+    The hash is of the frame as the decoder gives it (H.264 decoding is exact), not of the
+    PNG's bytes, which depend on the encoder's version: two machines agree on it, so a shot
+    that starts from this frame has one key on both.
+    """
+    import av
+
+    try:
+        with av.open(str(clip)) as container:
+            stream = container.streams.video[0]
+            frame = _frame_at(container, stream, at)
+            digest = _pixel_hash(frame)
+            rgb = frame.reformat(format="rgb24")
+            encoder = av.CodecContext.create("png", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = rgb.width, rgb.height, "rgb24"
+            data = b"".join(bytes(p) for p in [*encoder.encode(rgb), *encoder.encode(None)])
+    except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
+        raise MediaError(f"{clip.name}: no frame could be taken ({_reason(exc)})") from None
+    output.write_bytes(data)
+    return digest
+
+
+def _frame_at(container: Any, stream: Any, at: str | float) -> Any:
+    if at == "last" and stream.duration and stream.time_base:
+        # From the keyframe a second before the end: the last frame decoded is the last.
+        end = float(stream.duration * stream.time_base)
+        container.seek(int(max(0.0, end - 1.0) / stream.time_base), stream=stream)
+    chosen = None
+    for frame in container.decode(stream):
+        if at == "first":
+            return frame
+        if isinstance(at, int | float) and chosen is not None and frame.time > at + 1e-6:
+            return chosen
+        chosen = frame
+    if chosen is None:
+        raise ValueError("the clip has no frames")
+    return chosen
+
+
+def _pixel_hash(frame: Any) -> str:
+    """The sha256 of a frame's pixels, row by row without the decoder's padding. A frame in
+    another layout than yuv420p (rare in H.264) is converted to rgb24 first."""
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="rgb24")
+    sample = 3 if frame.format.name == "rgb24" else 1
+    digest = hashlib.sha256(f"{frame.format.name}:{frame.width}x{frame.height}".encode())
+    for plane in frame.planes:
+        data = memoryview(plane)
+        used = plane.width * sample
+        for line in range(plane.height):
+            start = line * plane.line_size
+            digest.update(data[start : start + used])
+    return digest.hexdigest()

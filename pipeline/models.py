@@ -1,17 +1,43 @@
-"""The model catalogue: what each video model accepts and what a clip costs."""
+"""The model catalogue: what each video and image model takes and what a render costs.
+
+The facts live in catalogue.yaml (one file of data, with the date it was read and its
+sources); this module reads it once into frozen values and answers questions about them.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
 
 PROMPT_LIMIT = 2000
 PROMPT_MINIMUM = 2
+VIDEO = "videoInference"
+IMAGE = "imageInference"
+# What the fields of a request are called in a storyboard, for messages.
+FIELD_NAMES = {
+    "positivePrompt": "prompt",
+    "negativePrompt": "negative_prompt",
+    "width": "width",
+    "height": "height",
+    "duration": "duration",
+    "fps": "fps",
+    "seed": "seed",
+    "inputs": "first_frame",
+    "providerSettings": "provider settings",
+}
+
+Size = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class FrameLimits:
-    """What a model takes as a first frame. MiniMax's published rules (read for its older
-    models, assumed for 2.3): a PNG, JPEG or WebP of at most 20 MB, 300 px or more a side."""
+    """What a model takes as a frame image. MiniMax's published rules (read for its older
+    models, assumed for the others): a PNG, JPEG or WebP of at most 20 MB, 300 px or more a
+    side."""
 
     formats: tuple[str, ...] = ("png", "jpeg", "webp")
     max_bytes: int = 20 * 1024 * 1024
@@ -28,60 +54,204 @@ class FrameLimits:
 
 
 @dataclass(frozen=True)
+class SizeRule:
+    """Sizes an image model takes by rule: each side a multiple of `multiple` in [min, max]."""
+
+    multiple: int
+    smallest: int
+    largest: int
+
+    def allows(self, width: int, height: int) -> bool:
+        return all(
+            side % self.multiple == 0 and self.smallest <= side <= self.largest
+            for side in (width, height)
+        )
+
+    def describe(self) -> str:
+        return f"each side a multiple of {self.multiple} from {self.smallest} to {self.largest}"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     air: str
     name: str
-    # (width, height) -> {duration seconds: price in USD, or None where none is published}
-    prices: dict[tuple[int, int], dict[int, float | None]]
-    fps: tuple[int, ...]
-    text_to_video: bool
-    image_to_video: bool
-    # request fields beyond the ones every videoInference takes
-    accepts_seed: bool = False
-    accepts_negative_prompt: bool = False
-    provider: str = ""
-    frames: FrameLimits = FrameLimits()
+    task: str  # VIDEO or IMAGE
+    provider: str
+    fields: frozenset[str]  # request fields beyond the ones every task takes
+    # (width, height) -> {duration seconds: USD, None where none is published}; an image
+    # model's durations are {0: price}
+    prices: dict[Size, dict[int, float | None]]
+    fps: tuple[int, ...] = ()
+    text_to_video: bool = True
+    frame_positions: tuple[str, ...] = ()  # "first", "last"
+    size_or_frames: bool = False  # frame images or width/height, never both
+    needs_prompt: bool = False
     prompt_range: tuple[int, int] = (PROMPT_MINIMUM, PROMPT_LIMIT)
+    audio: str = "none"  # none, optional, always
+    audio_setting: tuple[str, ...] = ()
+    audio_prices: dict[Size, dict[int, float | None]] | None = None
+    size_rule: SizeRule | None = None
+    frames: FrameLimits = FrameLimits()
+
+    @property
+    def is_image(self) -> bool:
+        return self.task == IMAGE
+
+    @property
+    def accepts_seed(self) -> bool:
+        return "seed" in self.fields
+
+    @property
+    def accepts_negative_prompt(self) -> bool:
+        return "negativePrompt" in self.fields
+
+    @property
+    def takes_fps(self) -> bool:
+        return "fps" in self.fields
+
+    @property
+    def image_to_video(self) -> bool:
+        return bool(self.frame_positions)
+
+    def takes_size(self, width: int, height: int) -> bool:
+        if self.size_rule is not None:
+            return self.size_rule.allows(width, height)
+        return (width, height) in self.prices
 
     def renders(self, width: int, height: int, duration: int) -> bool:
+        if self.is_image:
+            return self.takes_size(width, height)
         return duration in self.prices.get((width, height), {})
 
-    def price(self, width: int, height: int, duration: int) -> float | None:
-        return self.prices.get((width, height), {}).get(duration)
+    def price(self, width: int, height: int, duration: int, audio: bool = False) -> float | None:
+        if self.is_image:
+            return next(iter(self.prices.values()))[0] if self.takes_size(width, height) else None
+        table = self.audio_prices if audio and self.audio_prices is not None else self.prices
+        return table.get((width, height), {}).get(duration)
 
     def allowed_sizes(self) -> str:
+        if self.size_rule is not None:
+            return self.size_rule.describe()
         parts = []
         for (width, height), durations in self.prices.items():
+            if self.is_image:
+                parts.append(f"{width}x{height}")
+                continue
             seconds = " or ".join(str(d) for d in sorted(durations))
             parts.append(f"{width}x{height} with {seconds} s")
         return ", ".join(parts)
 
+    def takes(self) -> str:
+        """The storyboard fields this model takes, for a message about one it does not."""
+        names = [FIELD_NAMES[f] for f in sorted(self.fields) if f in FIELD_NAMES]
+        if self.frame_positions:
+            names = [n for n in names if n != "first_frame"]
+            names += [f"{position}_frame" for position in self.frame_positions]
+        if self.audio == "optional":
+            names.append("audio")
+        return ", ".join(dict.fromkeys(names))
 
-CATALOGUE: dict[str, ModelInfo] = {
-    "minimax:4@1": ModelInfo(
-        air="minimax:4@1",
-        name="MiniMax Hailuo 2.3",
-        prices={(1366, 768): {6: 0.28, 10: 0.56}, (1920, 1080): {6: 0.49}},
-        fps=(25,),
-        text_to_video=True,
-        image_to_video=True,
-        provider="minimax",
-    ),
-    # List prices inferred from the discounted ones seen ($0.19 / $0.33 at 20% off). The Fast
-    # model's page allows 10 s at 768p and publishes no price for it: a budget needs `price:`.
-    "minimax:4@2": ModelInfo(
-        air="minimax:4@2",
-        name="MiniMax Hailuo 2.3 Fast",
-        prices={(1366, 768): {6: 0.24, 10: None}, (1920, 1080): {6: 0.41}},
-        fps=(25,),
-        text_to_video=False,
-        image_to_video=True,
-        provider="minimax",
-    ),
-}
 
-DEFAULT_MODEL = "minimax:4@1"
+@dataclass(frozen=True)
+class Catalogue:
+    read: str
+    sources: tuple[str, ...]
+    models: dict[str, ModelInfo]
+    default_video: str
+    default_image: str
+
+
+def _size(text: str) -> Size:
+    width, height = str(text).lower().split("x")
+    return int(width), int(height)
+
+
+def _price_table(
+    entry: dict[str, Any], durations: list[int]
+) -> dict[Size, dict[int, float | None]]:
+    """Per-clip prices by size and duration; a size priced by the second is multiplied out."""
+    table: dict[Size, dict[int, float | None]] = {}
+    for size, value in entry.items():
+        if isinstance(value, dict):
+            table[_size(size)] = {
+                int(d): (None if p is None else float(p)) for d, p in value.items()
+            }
+        else:
+            table[_size(size)] = {
+                d: (None if value is None else round(float(value) * d, 4)) for d in durations
+            }
+    return table
+
+
+def _video(air: str, entry: dict[str, Any]) -> ModelInfo:
+    durations = [int(d) for d in entry.get("durations", [])]
+    audio = entry.get("audio") or "none"
+    audio_prices = None
+    setting: tuple[str, ...] = ()
+    if isinstance(audio, dict):
+        audio_prices = _price_table(audio["sizes"], durations)
+        setting = tuple(audio["setting"])
+        audio = "optional"
+    return ModelInfo(
+        air=air,
+        name=entry["name"],
+        task=VIDEO,
+        provider=entry["provider"],
+        fields=frozenset(entry["fields"]),
+        prices=_price_table(entry["sizes"], durations),
+        fps=tuple(entry.get("fps", ())),
+        text_to_video=entry.get("text_to_video", True),
+        frame_positions=tuple(entry.get("frames", ())),
+        size_or_frames=entry.get("size_or_frames", False),
+        needs_prompt=entry.get("needs_prompt", False),
+        prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),  # type: ignore[arg-type]
+        audio=audio,
+        audio_setting=setting,
+        audio_prices=audio_prices,
+    )
+
+
+def _image(air: str, entry: dict[str, Any]) -> ModelInfo:
+    sizes = entry["sizes"]
+    rule = None
+    prices: dict[Size, dict[int, float | None]] = {}
+    price = entry.get("price")
+    if isinstance(sizes, dict):
+        rule = SizeRule(sizes["multiple"], sizes["min"], sizes["max"])
+        prices[(0, 0)] = {0: price}
+    else:
+        prices = {_size(size): {0: price} for size in sizes}
+    return ModelInfo(
+        air=air,
+        name=entry["name"],
+        task=IMAGE,
+        provider=entry["provider"],
+        fields=frozenset(entry["fields"]),
+        prices=prices,
+        needs_prompt=True,
+        prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),  # type: ignore[arg-type]
+        size_rule=rule,
+    )
+
+
+@functools.cache
+def catalogue() -> Catalogue:
+    text = resources.files("pipeline").joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    found = {air: _video(air, entry) for air, entry in data["video"].items()}
+    found |= {air: _image(air, entry) for air, entry in data["image"].items()}
+    return Catalogue(
+        read=str(data["read"]),
+        sources=tuple(data["sources"]),
+        models=found,
+        default_video=data["default_video"],
+        default_image=data["default_image"],
+    )
 
 
 def lookup(air: str) -> ModelInfo | None:
-    return CATALOGUE.get(air)
+    return catalogue().models.get(air)
+
+
+def default_model(still: bool = False) -> str:
+    return catalogue().default_image if still else catalogue().default_video

@@ -14,7 +14,7 @@ from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
 from pipeline.cache.remote import Remote, open_remote, remote_settings
 from pipeline.errors import MediaError, RemoteError
-from pipeline.expand import Expansion, Shot, expand, unique_shots
+from pipeline.expand import Expansion, FrameFinder, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
 from pipeline.render import is_paid
@@ -107,6 +107,7 @@ class Plan:
                 "cost_needed": self.cost_needed,
                 "cost_total": self.cost_total,
                 "unpriced_renders": len(self.unpriced),
+                "keys_known_later": sum(1 for row in self.rows if row.shot.pending),
             },
             "warnings": list(self.expansion.warnings),
         }
@@ -145,7 +146,7 @@ def load(
     remote = open_remote(settings) if settings else None
     cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
     spec = fetch_inputs(spec, cache)
-    expansion = expand(spec, renderer, max_shots)
+    expansion = expand(spec, renderer, max_shots, frames_in(cache))
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
     problem = None
     try:
@@ -154,6 +155,22 @@ def load(
         problem = exc
         plan = make_plan(expansion, cache, lock, is_paid(renderer))
     return Loaded(spec, plan, cache, renderer, lock, remote, problem)
+
+
+def frames_in(cache: Cache) -> FrameFinder:
+    """Finds an upstream render's frame in the cache: a still's image, or a frame taken
+    from a clip (once). None while the render is not in the cache."""
+
+    def find(upstream: Shot, at: str | float) -> tuple[Path, str] | None:
+        record = cache.clips.get(upstream.key)
+        if record is None:
+            return None
+        path = cache.root / record.path
+        if upstream.still:
+            return path, record.sha256
+        return cache.frames.of(path, record.sha256, at)
+
+    return find
 
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
@@ -249,6 +266,17 @@ def _row_json(row: PlanRow) -> dict[str, Any]:
         "width": shot.width,
         "height": shot.height,
         "duration": shot.duration,
+        "still": shot.still,
+        "key_known": not shot.pending,
+        "after": [
+            {
+                "shot": a.label,
+                "frame": a.frame,
+                "key": a.upstream,
+                "known": bool(shot.image_hashes[a.slot]),
+            }
+            for a in shot.after
+        ],
         "status": row.status,
         "reasons": list(row.reasons),
         "price": row.price,

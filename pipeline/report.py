@@ -6,8 +6,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.cache.frames import frame_name
 from pipeline.compare import Comparison
-from pipeline.expand import Sequence
+from pipeline.expand import Sequence, Shot
 from pipeline.plan import Plan
 from pipeline.state import (
     CACHED,
@@ -19,6 +20,7 @@ from pipeline.state import (
     NEW,
     REMOTE,
     STORED,
+    WAITING,
     State,
 )
 
@@ -48,7 +50,15 @@ STYLES = {
     CHANGED: "yellow",
     MISSING: "red",
     FAILED: "red",
+    WAITING: "magenta",
 }
+
+
+def depends_on(shot: Shot) -> str:
+    """What a shot starts from: `street (last)`, `key_art` (a still)."""
+    return ", ".join(
+        f"{a.label} ({frame_name(a.frame)})" if a.frame != "" else a.label for a in shot.after
+    )
 
 
 def state_text(name: str) -> Text:
@@ -78,6 +88,7 @@ def print_plan(
         ("model", "left"),
         ("size", "left"),
         ("dur", "right"),
+        ("after", "left"),
         ("status", "left"),
         ("cost", "right"),
     ):
@@ -89,13 +100,14 @@ def print_plan(
         else:
             variants = ", ".join(v for v in row.variants if v) or "-"
         table.add_row(
-            shot.key[:10],
+            "(later)" if shot.pending else shot.key[:10],
             shot.label,
             variants,
             f"{shot.take}/{shot.takes}",
             shot.model,
             f"{shot.width}x{shot.height}",
-            f"{shot.duration} s",
+            "still" if shot.still else f"{shot.duration} s",
+            depends_on(shot) or "-",
             state_text(row.status),
             money(row.estimate),
         )
@@ -109,6 +121,7 @@ def print_plan(
                 console.print(head + Text(": ") + state_text(row.status), highlight=False)
                 print_reasons(console, row.reasons)
     renders = sum(1 for row in plan.rows if row.renders)
+    later = sum(1 for row in plan.rows if row.shot.pending)
     collect = sum(1 for row in plan.rows if row.status == IN_FLIGHT)
     fetch = sum(1 for row in plan.rows if row.status == REMOTE)
     console.print(
@@ -121,6 +134,12 @@ def print_plan(
         f"{money(plan.cost_total)})"
         + (f" (+{len(plan.unpriced)} of unknown price)" if plan.unpriced else "")
     )
+    if later:
+        console.print(
+            f"{later} key(s) are known only once the render they start from exists: they are "
+            "counted at their price, an upper bound (one that turns out cached costs nothing)",
+            highlight=False,
+        )
     if plan.unpriced:
         names = ", ".join(dict.fromkeys(row.shot.label for row in plan.unpriced))
         console.print(

@@ -25,7 +25,7 @@ from pipeline.errors import (
     TaskUnknown,
     TransientError,
 )
-from pipeline.expand import Shot
+from pipeline.expand import FrameFinder, Shot, no_frames, with_frame
 from pipeline.render import Renderer, RenderJob, RenderResult
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 from pipeline.share import pull_clip, push_clip
@@ -106,6 +106,7 @@ class Scheduler:
     fatal: StoryboardError | None = None
     budget_reached: bool = False
     remote: Remote | None = None
+    frames: FrameFinder = no_frames  # finds an upstream render's frame in the cache
 
     def __post_init__(self) -> None:
         self.spending = Spending(limit=self.options.max_cost)
@@ -114,8 +115,14 @@ class Scheduler:
         self.leasing = True  # until the team cache refuses this build's writes
 
     async def run(self, shots: list[Shot]) -> list[Outcome]:
+        """Render `shots`; one that starts from another's frame waits for that render (in
+        no slot), then renders as soon as its frame exists."""
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
-        tasks = [asyncio.create_task(self._one(shot)) for shot in shots]
+        loop = asyncio.get_running_loop()
+        self._done: dict[str, asyncio.Future[Outcome]] = {
+            shot.key: loop.create_future() for shot in shots
+        }
+        tasks = [asyncio.create_task(self._settled(shot)) for shot in shots]
         try:
             return list(await asyncio.gather(*tasks))
         except asyncio.CancelledError:
@@ -124,7 +131,23 @@ class Scheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
+    async def _settled(self, shot: Shot) -> Outcome:
+        """The shot's outcome, told to the renders that wait on its frames."""
+        done = self._done[shot.key]
+        try:
+            outcome = await self._one(shot)
+        except BaseException:
+            done.cancel()
+            raise
+        done.set_result(outcome)
+        return outcome
+
     async def _one(self, shot: Shot) -> Outcome:
+        if shot.pending:
+            ready = await self._with_frames(shot)
+            if isinstance(ready, Outcome):
+                return self._finish(ready)
+            shot = ready
         fd = await self._lock(shot)
         if fd is None:
             return Outcome(shot, SKIPPED, error=self._why_not())
@@ -370,6 +393,42 @@ class Scheduler:
                     f"{shot.label}: another build is rendering it; waiting for that build"
                 )
             await asyncio.sleep(LOCK_POLL)
+
+    async def _with_frames(self, shot: Shot) -> Shot | Outcome:
+        """The shot with the frames of its upstream renders, once they exist; or why it is
+        not rendered (an upstream render failed or did not start): nothing is paid for it."""
+        for ahead in shot.after:
+            if shot.image_hashes[ahead.slot]:
+                continue
+            waiting = self._done.get(ahead.upstream)
+            if waiting is None:
+                return Outcome(
+                    shot, FAILED, error=f"{shot.label}: {ahead.label} is not rendered by this build"
+                )
+            upstream = await asyncio.shield(waiting)
+            if upstream.record is None:
+                status = SKIPPED if upstream.status == SKIPPED else FAILED
+                what = "did not start" if status == SKIPPED else "failed"
+                return Outcome(
+                    shot,
+                    status,
+                    error=f"not rendered: it starts from {ahead.label}, whose render {what}",
+                )
+            try:
+                found = await asyncio.to_thread(self.frames, upstream.shot, ahead.frame)
+            except (MediaError, OSError) as exc:
+                problem = exc.message if isinstance(exc, MediaError) else str(exc)
+                found, error = None, problem
+            else:
+                error = "it is not in the cache"
+            if found is None:
+                return Outcome(
+                    shot,
+                    FAILED,
+                    error=f"{shot.label}: the frame of {ahead.label} could not be taken: {error}",
+                )
+            shot = with_frame(shot, ahead.slot, *found, self.renderer.name)
+        return shot
 
     def _stop_all(self, error: StoryboardError) -> None:
         if self.fatal is None:

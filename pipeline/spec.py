@@ -68,6 +68,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FrameRef(_Strict):
+    """A frame of another render: `{shot: street, frame: last}`, or a still: `{still: key}`.
+    `take` and `vars` pick among its takes and matrix variants as a sequence's entries do."""
+
+    shot: Identifier | None = None
+    still: Identifier | None = None
+    frame: Literal["first", "last"] | float = "last"
+    take: int | None = Field(default=None, ge=1)
+    vars: dict[str, Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FrameRef:
+        if (self.shot is None) == (self.still is None):
+            raise ValueError("name either 'shot' or 'still'")
+        if isinstance(self.frame, float) and self.frame < 0:
+            raise ValueError("'frame' in seconds must be 0 or more")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.shot or self.still or ""
+
+
+FrameSource = str | FrameRef
+
+
 class ShotSettings(_Strict):
     """Fields a shot may set and `defaults:` may give to every shot."""
 
@@ -81,7 +107,9 @@ class ShotSettings(_Strict):
     seed: int | None = None
     negative_prompt: str | None = None
     takes: int | None = Field(default=None, ge=1, le=16)
-    first_frame: str | None = None
+    first_frame: FrameSource | None = None
+    last_frame: FrameSource | None = None
+    audio: bool | None = None  # ask for sound where the model makes it optional
     # USD per render, where the catalogue has no price (or the account pays another one).
     price: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
 
@@ -124,6 +152,23 @@ class ShotSpec(ShotSettings):
             raise ValueError("a shot needs a 'template' or a 'prompt' (or a 'first_frame')")
         if self.pick is not None and self.pick > (self.takes or 1):
             raise ValueError(f"pick {self.pick} is more than the shot's {self.takes or 1} takes")
+        return self
+
+
+# Fields only a video has: a still refuses them by name.
+VIDEO_ONLY = ("duration", "fps", "first_frame", "last_frame", "audio", "prompt_optimizer")
+
+
+class StillSpec(ShotSpec):
+    """A keyframe image rendered by an image model, that shots may start from."""
+
+    @model_validator(mode="after")
+    def _no_video_fields(self) -> StillSpec:
+        for name in VIDEO_ONLY:
+            if getattr(self, name) is not None:
+                raise ValueError(f"a still has no '{name}'")
+        if self.template is None and self.prompt is None:
+            raise ValueError("a still needs a 'template' or a 'prompt'")
         return self
 
 
@@ -324,6 +369,7 @@ class Storyboard(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, Any] | None = None
     shots: list[ShotSpec] = Field(min_length=1)
+    stills: list[StillSpec] = Field(default_factory=list)
     sequences: list[SequenceSpec] = Field(default_factory=list)
 
     @field_validator("matrix")
@@ -593,7 +639,7 @@ def _parse(path: Path, texts: dict[str, tuple[str, ...]]) -> yaml.Node | None:
 MAX_INCLUDES = 32
 # Fields an included file adds to: its shots and sequences come first; its vars, defaults,
 # prices and matrix are overridden key by key by the storyboard's.
-LIST_FIELDS = frozenset({"shots", "sequences"})
+LIST_FIELDS = frozenset({"shots", "stills", "sequences"})
 MAP_FIELDS = frozenset({"vars", "defaults", "prices", "matrix"})
 
 
@@ -935,23 +981,28 @@ def _check_references(
     the project. Returns each file named, resolved."""
     folder = source.path.parent
     seen: dict[str, int] = {}
-    for index, shot in enumerate(storyboard.shots):
-        if shot.id in seen:
-            first, line, _ = source.where(("shots", seen[shot.id], "id"))
-            raise source.error(
-                ("shots", index, "id"),
-                f"duplicate shot id '{shot.id}'",
-                f"first defined at {first}:{line}",
-            )
-        seen[shot.id] = index
-        if shot.template is not None:
-            _find_template(source, ("shots", index, "template"), shot.template, dirs, root)
+    ids: dict[str, tuple[str, int]] = {}  # shots' and stills' ids share one name space
+    for section, items in (("shots", storyboard.shots), ("stills", storyboard.stills)):
+        for index, shot in enumerate(items):
+            if shot.id in ids:
+                first, line, _ = source.where((*ids[shot.id], "id"))
+                raise source.error(
+                    (section, index, "id"),
+                    f"duplicate {section[:-1]} id '{shot.id}'",
+                    f"first defined at {first}:{line}",
+                )
+            ids[shot.id] = (section, index)
+            if section == "shots":
+                seen[shot.id] = index
+            if shot.template is not None:
+                _find_template(source, (section, index, "template"), shot.template, dirs, root)
+    _check_frame_refs(storyboard, source, ids)
     files: dict[str, Path] = {}
     for loc, name in file_fields(storyboard):
         if is_url(name):
-            if not name.startswith("https://") or loc[-1] != "first_frame":
+            if not name.startswith("https://") or loc[-1] not in ("first_frame", "last_frame"):
                 raise source.error(
-                    loc, f"'{name}': only a first frame may be a URL, and only https://"
+                    loc, f"'{name}': only a frame image may be a URL, and only https://"
                 )
             continue  # downloaded when the storyboard is planned (cache/inputs.py)
         try:
@@ -984,6 +1035,76 @@ def _check_references(
     return files
 
 
+def frame_refs(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str, FrameRef]]:
+    """Where a shot starts or ends on another render's frame: (where, shot id, reference)."""
+    for index, shot in enumerate(storyboard.shots):
+        for name in ("first_frame", "last_frame"):
+            given = getattr(shot, name) or getattr(storyboard.defaults, name)
+            if isinstance(given, FrameRef):
+                field = ("shots", index, name) if getattr(shot, name) else ("defaults", name)
+                yield field, shot.id, given
+
+
+def _check_frame_refs(
+    storyboard: Storyboard, source: SourceMap, ids: dict[str, tuple[str, int]]
+) -> None:
+    """Every frame named comes from a shot or still that exists, and no shot waits, through
+    others, on itself."""
+    edges: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+    for loc, shot_id, ref in frame_refs(storyboard):
+        wanted = "shots" if ref.shot is not None else "stills"
+        found = ids.get(ref.name)
+        if found is None or found[0] != wanted:
+            known = ", ".join(i for i, (section, _) in ids.items() if section == wanted)
+            raise source.error(
+                loc,
+                f"shot '{shot_id}' starts from unknown {wanted[:-1]} '{ref.name}'",
+                f"{wanted}: {known or '(none)'}",
+            )
+        if ref.still is not None and isinstance(ref.frame, float):
+            raise source.error(loc, f"shot '{shot_id}': a still has no time: remove 'frame'")
+        edges.setdefault(shot_id, []).append((ref.name, loc))
+    cycle = _cycle(edges)
+    if cycle:
+        names, loc = cycle
+        raise source.error(
+            loc,
+            f"shots wait on each other's frames: {' -> '.join(names)}",
+            "a shot can start from a frame of a shot that does not depend on it",
+        )
+
+
+def _cycle(
+    edges: dict[str, list[tuple[str, tuple[Any, ...]]]],
+) -> tuple[list[str], tuple[Any, ...]] | None:
+    """A cycle of the graph, as the ids around it and where its last edge is written."""
+    done: set[str] = set()
+    for start in edges:
+        path: list[str] = []
+        on_path: dict[str, int] = {}
+        stack: list[tuple[str, int]] = [(start, 0)]
+        while stack:
+            node, turn = stack.pop()
+            if turn == 0:
+                if node in done:
+                    continue
+                on_path[node] = len(path)
+                path.append(node)
+            targets = edges.get(node, [])
+            if turn < len(targets):
+                stack.append((node, turn + 1))
+                target, loc = targets[turn]
+                if target in on_path:
+                    return [*path[on_path[target] :], target], loc
+                if target not in done:
+                    stack.append((target, 0))
+                continue
+            done.add(node)
+            on_path.pop(node, None)
+            path.pop()
+    return None
+
+
 def _find_template(
     source: SourceMap, loc: tuple[Any, ...], name: str, dirs: tuple[Path, ...], root: Path
 ) -> None:
@@ -1009,11 +1130,14 @@ def is_url(name: str) -> bool:
 
 def file_fields(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Where the storyboard names a file (first frames, audio beds), and the name."""
-    if storyboard.defaults.first_frame is not None:
-        yield ("defaults", "first_frame"), storyboard.defaults.first_frame
-    for index, shot in enumerate(storyboard.shots):
-        if shot.first_frame is not None:
-            yield ("shots", index, "first_frame"), shot.first_frame
+    for name in ("first_frame", "last_frame"):
+        given = getattr(storyboard.defaults, name)
+        if isinstance(given, str):
+            yield ("defaults", name), given
+        for index, shot in enumerate(storyboard.shots):
+            given = getattr(shot, name)
+            if isinstance(given, str):
+                yield ("shots", index, name), given
     for index, sequence in enumerate(storyboard.sequences):
         yield from _sequence_files(index, sequence)
 
@@ -1051,6 +1175,7 @@ def _size_problems(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], st
     """`resolution` and `width`/`height` are two spellings of one thing: one at a time, in pairs."""
     groups: list[tuple[tuple[Any, ...], Any]] = [(("defaults",), storyboard.defaults)]
     groups += [(("shots", i), shot) for i, shot in enumerate(storyboard.shots)]
+    groups += [(("stills", i), still) for i, still in enumerate(storyboard.stills)]
     groups += [(("sequences", i), seq) for i, seq in enumerate(storyboard.sequences)]
     for loc, item in groups:
         if item.resolution is not None and (item.width is not None or item.height is not None):

@@ -8,7 +8,8 @@ lock names that this cache does not hold.
 
 Shot states:   cached, new, changed, missing (in the lock, not in this cache), failed (before),
                in flight (a paid task is journaled: the build collects it), remote (in the
-               team cache: the build fetches it)
+               team cache: the build fetches it), waits (it starts from a frame of a render
+               not made yet, so its key is not known yet)
 Film states:   current (the file is the lock's), stored (made before: placed, not joined),
                remote (the team made it: fetched, not joined), new, changed, missing (the
                lock's file is gone and no cache has it)
@@ -31,7 +32,8 @@ MISSING = "missing"
 FAILED = "failed"
 IN_FLIGHT = "in flight"
 REMOTE = "remote"
-RENDERS = frozenset({NEW, CHANGED, MISSING, FAILED})  # states a build renders
+WAITING = "waits"  # starts from a frame of a render not made yet: its key is known then
+RENDERS = frozenset({NEW, CHANGED, MISSING, FAILED, WAITING})  # states a build renders
 
 CURRENT = "current"
 STORED = "stored"
@@ -91,6 +93,17 @@ def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State
     """What a shot is now, and why it renders if it does."""
     if shot.key in facts.cached:
         return State(CACHED)
+    if shot.pending:
+        waits_on = ", ".join(
+            dict.fromkeys(a.label for a in shot.after if not shot.image_hashes[a.slot])
+        )
+        return State(
+            WAITING,
+            (
+                f"starts from a frame of {waits_on}, not rendered yet: its key is known once "
+                "that exists (the estimate counts it: an upper bound)",
+            ),
+        )
     if shot.key in facts.in_flight:
         return State(IN_FLIGHT, ("a paid task is journaled: the build collects it",))
     if shot.key in facts.remote:

@@ -224,7 +224,7 @@ CASES: dict[str, Case] = {
     ),
     "first frame by plain http": Case(
         HEAD + ONE_SHOT + "    first_frame: http://example.com/x.jpg\n",
-        "only a first frame may be a URL, and only https://",
+        "only a frame image may be a URL, and only https://",
     ),
     # -- YAML is bounded ----------------------------------------------------------------------
     "alias bomb": Case(alias_bomb(9), "YAML aliases expand to more than 100,000 values"),

@@ -165,4 +165,4 @@ def test_a_first_frame_by_url_is_fetched_once_and_keyed_by_its_bytes(
         f"{spec}:6:18: '{url}/gone.jpg' could not be downloaded: HTTP 404"
     )
     write(spec, spec.read_text().replace("https://", "http://"))
-    assert "only a first frame may be a URL, and only https://" in cli("plan", spec).err
+    assert "only a frame image may be a URL, and only https://" in cli("plan", spec).err

@@ -83,7 +83,7 @@ CASES = {
     "seed the model does not take": (
         GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    seed: 4\n",
         6,
-        "minimax:4@1 takes no seed",
+        "minimax:4@1 (MiniMax Hailuo 2.3) takes no seed",
     ),
     "image-only model without image": (
         GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    model: minimax:4@2\n",

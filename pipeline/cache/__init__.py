@@ -1,9 +1,12 @@
 """The cache: what was rendered, what is in flight, and what may be deleted.
 
 Layout under the cache root (default `.storyboard/` at the project root):
-    clips/ab/<key>.mp4|.json  the clips and their records (clips.py); index/ lists them
+    clips/ab/<key>.mp4|.json  the clips and their records (clips.py); index/ lists them (a
+                              still's image is kept under the same name: files are keys)
     films/ab/<key>.mp4|.json  joined films by sequence key, and their records (films.py)
     inputs/                   first frames named by URL, downloaded once (inputs.py)
+    frames/ab/<clip sha>-<frame>.png  frames taken from clips that shots start from
+                              (frames.py), with their pixel hash beside them
     journal/<key>.json        renders in flight, written before any submit (journal.py)
     failures/<key>.txt        why a shot's last render failed (journal.py)
     uploads/                  image sha256 -> provider image id (uploads.py), shared with
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 from pipeline.cache.clips import ClipRecord, ClipStore
 from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_atomic
 from pipeline.cache.films import FilmRecord, FilmStore
+from pipeline.cache.frames import FrameStore
 from pipeline.cache.inputs import FetchedInputs
 from pipeline.cache.journal import Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
@@ -74,6 +78,7 @@ class Cache:
         self.clips = ClipStore(root, note)
         self.films = FilmStore(root / "films")
         self.inputs = FetchedInputs(root / "inputs")
+        self.frames = FrameStore(root / "frames")
         self.journal = Journal(root / "journal")
         self.failures = Failures(root / "failures")
         self.uploads = Uploads(root / "uploads", team)

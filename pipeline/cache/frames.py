@@ -1,0 +1,38 @@
+"""Frames taken from clips, that shots start from: one PNG per clip and frame, kept by the
+clip's checksum (its content), with the hash of the frame's pixels beside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline import media
+from pipeline.cache.files import write_atomic
+
+
+def frame_name(at: str | float) -> str:
+    return at if isinstance(at, str) else f"{at:g}s"
+
+
+class FrameStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, clip_sha: str, at: str | float) -> Path:
+        return self.folder / clip_sha[:2] / f"{clip_sha}-{frame_name(at)}.png"
+
+    def of(self, clip: Path, clip_sha: str, at: str | float) -> tuple[Path, str]:
+        """The frame's PNG and pixel hash, taken from the clip the first time it is asked."""
+        image = self.path(clip_sha, at)
+        digest_file = image.with_suffix(".sha256")
+        if image.is_file() and digest_file.is_file():
+            return image, digest_file.read_text(encoding="ascii").strip()
+        image.parent.mkdir(parents=True, exist_ok=True)
+        temp = image.with_name(f".{image.name}.{os.getpid()}.tmp")
+        try:
+            digest = media.extract_frame(clip, at, temp)
+            os.replace(temp, image)
+        finally:
+            temp.unlink(missing_ok=True)
+        write_atomic(digest_file, digest, durable=False)
+        return image, digest
