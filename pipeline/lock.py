@@ -30,8 +30,9 @@ class LockedShot(BaseModel):
     seed: int | None = None
     cost: float | None = None
     video_uuid: str | None = None
+    image_uuid: str | None = None  # a still's
     sha256: str
-    duration: float  # of the clip as delivered
+    duration: float  # of the clip as delivered (0 for a still)
     # The request as sent (images by content hash): the model, size, duration and prompt, one
     # field per line, so that a diff of the lock reads as a change of prompts.
     request: dict[str, Any] | None = None
@@ -80,7 +81,11 @@ def read(path: Path) -> Lock | None:
 
 def render(lock: Lock) -> str:
     """Sorted keys, two-space indent, one field per line: small, readable git diffs."""
-    return json.dumps(lock.model_dump(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    data = lock.model_dump()
+    for entry in data["shots"].values():
+        if entry["image_uuid"] is None:
+            del entry["image_uuid"]  # a clip's: locks written before stills stay as they were
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write(path: Path, lock: Lock) -> bool:
@@ -103,6 +108,7 @@ def shot_entry(
         seed=record.seed,
         cost=record.cost,
         video_uuid=record.remote_ids.get("videoUUID"),
+        image_uuid=record.remote_ids.get("imageUUID"),
         sha256=record.sha256,
         duration=record.duration,
         request=request,

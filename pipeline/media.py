@@ -425,6 +425,24 @@ def check_image(data: bytes) -> ImageInfo:
     return ImageInfo(kind, width, height, len(data))
 
 
+def still_info(path: Path) -> ClipInfo:
+    """A still's facts in a clip's terms (no length, no rate), once it is known to decode."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MediaError(f"{path.name}: cannot be read ({exc.strerror})") from None
+    try:
+        image = check_image(data)
+    except MediaError as exc:
+        raise MediaError(f"{path.name}: {exc.message}") from None
+    return ClipInfo(0.0, image.width, image.height, 0.0, image.format, "", "", "", frames=1)
+
+
+def check_output(path: Path, still: bool) -> ClipInfo:
+    """A render's output checked: a still decodes as an image, a clip decodes to its end."""
+    return still_info(path) if still else validate(path)
+
+
 def check_audio(path: Path, seconds: float = 2.0) -> None:
     """That a file holds sound that decodes: its first `seconds` are decoded."""
     import av

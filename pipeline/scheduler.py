@@ -500,13 +500,15 @@ class Scheduler:
     def _store(self, shot: Shot, result: RenderResult) -> tuple[ClipRecord, str | None]:
         """Move the clip into the cache. A paid clip is kept even if it is not what was asked
         (it is recorded as delivered, and the user is told); a free one must be exact."""
-        info = result.info or media.validate(result.path)
+        info = result.info or media.check_output(result.path, shot.still)
         warning = None
-        if (info.width, info.height) != (shot.width, shot.height) or abs(
-            info.duration - shot.duration
-        ) > 0.5 / info.fps:
+        if (info.width, info.height) != (shot.width, shot.height) or (
+            not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps
+        ):
             what = (
-                f"{info.width}x{info.height}, {info.duration:.2f} s "
+                f"{info.width}x{info.height} ({shot.width}x{shot.height} was asked for)"
+                if shot.still
+                else f"{info.width}x{info.height}, {info.duration:.2f} s "
                 f"({shot.width}x{shot.height}, {shot.duration} s was asked for)"
             )
             if not self.renderer.paid:

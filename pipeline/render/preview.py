@@ -35,6 +35,7 @@ class Card:
     image: Path | None = None
     font: Path = BUNDLED  # of the title (and the labels)
     prompt_font: Path = BUNDLED
+    still: bool = False  # one PNG frame, the placeholder of a keyframe image
 
 
 def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
@@ -58,6 +59,7 @@ def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
         image=shot.images[0] if shot.images else None,
         font=covering(title, fonts)[0],
         prompt_font=covering(shot.prompt, fonts)[0],
+        still=shot.still,
     )
 
 
@@ -70,9 +72,12 @@ def colour(seed: str) -> str:
 
 def command(card: Card, output: Path, workdir: Path) -> list[str]:
     """The ffmpeg arguments that draw `card` into `output`."""
-    width, height, fps = card.width, card.height, card.fps
-    frames = round(card.duration * fps)
-    if card.image is not None:
+    width, height, fps = card.width, card.height, card.fps or 25
+    frames = 1 if card.still else round(card.duration * fps)
+    if card.still:
+        source = f"color=c={colour(card.colour_seed)}:s={width}x{height}:r={fps}:d=1"
+        video = ffmpeg.input(source, f="lavfi")
+    elif card.image is not None:
         video = ffmpeg.input(str(card.image), loop=1, framerate=fps, t=card.duration)
         video = (
             video.filter("scale", width, height, force_original_aspect_ratio="increase")
@@ -133,18 +138,22 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
             boxcolor="black@0.4",
             boxborderw=small // 3,
         )
-        .drawtext(
-            fontfile=font,
-            timecode="00:00:00:00",
-            rate=fps,
-            fontcolor="white",
-            fontsize=big,
-            x=f"w-tw-{margin}",
-            y=margin // 2,
-            box=1,
-            boxcolor="black@0.4",
-            boxborderw=small // 3,
-        )
+    )
+    if card.still:
+        return ffmpeg.output(  # type: ignore[no-any-return]
+            video, str(output), vcodec="png", frames=1, f="image2", update=1
+        ).get_args(overwrite_output=True)
+    video = video.drawtext(
+        fontfile=font,
+        timecode="00:00:00:00",
+        rate=fps,
+        fontcolor="white",
+        fontsize=big,
+        x=f"w-tw-{margin}",
+        y=margin // 2,
+        box=1,
+        boxcolor="black@0.4",
+        boxborderw=small // 3,
     )
     stream = ffmpeg.output(
         video,
@@ -210,9 +219,12 @@ class PreviewRenderer:
                 await media.run_ffmpeg_async(args, "draw the preview", time_limit(card))
             except MediaError as exc:
                 raise RenderError(f"shot '{job.shot.label}': {exc.message}") from None
-        info = await asyncio.to_thread(
-            media.validate, job.output, card.width, card.height, card.duration
-        )
+        if card.still:
+            info = await asyncio.to_thread(media.still_info, job.output)
+        else:
+            info = await asyncio.to_thread(
+                media.validate, job.output, card.width, card.height, card.duration
+            )
         return RenderResult(path=job.output, info=info, seed=None, cost=0.0)
 
     async def aclose(self) -> None:

@@ -431,7 +431,7 @@ class Poller:
                 self._reschedule(task_uuid, None)
 
     def _item(self, task_uuid: str, item: dict[str, Any]) -> None:
-        if item.get("videoURL") or item.get("status") == "success":
+        if item.get("videoURL") or item.get("imageURL") or item.get("status") == "success":
             self._settle(task_uuid, item)  # done; the renderer judges what it delivered
             return
         error = error_of(item)
@@ -648,19 +648,21 @@ class RunwareRenderer:
             item = await self.poller.wait(task_uuid, shot.label, fresh=True)
         cost = self._cost(item, shot)
         job.remote_done(cost)
-        if not item.get("videoURL"):
+        noun = "image" if shot.still else "video"
+        url = item.get(f"{noun}URL")
+        if not url:
             raise NotCollected(
-                f"shot '{shot.label}': Runware reported the task done but gave no videoURL",
+                f"shot '{shot.label}': Runware reported the task done but gave no {noun}URL",
                 "the task stays in the journal: the next build asks for it again",
             )
-        info = await self._download(item, job)
+        info = await self._download(str(url), job)
         seed = item.get("seed")
         return RenderResult(
             path=job.output,
             info=info,
             seed=int(seed) if isinstance(seed, int | float) and math.isfinite(seed) else None,
             cost=cost,
-            remote_ids={"taskUUID": task_uuid, "videoUUID": str(item.get("videoUUID") or "")},
+            remote_ids={"taskUUID": task_uuid, f"{noun}UUID": str(item.get(f"{noun}UUID") or "")},
         )
 
     # -- submitting ---------------------------------------------------------------------------
@@ -814,11 +816,10 @@ class RunwareRenderer:
             return None
         return float(value)
 
-    async def _download(self, item: dict[str, Any], job: RenderJob) -> media.ClipInfo:
-        """Stream the clip to disk and check that it decodes; retry the download, never the
-        task. What the clip is (its size and length) is for the caller to judge."""
+    async def _download(self, url: str, job: RenderJob) -> media.ClipInfo:
+        """Stream the clip (or still) to disk and check that it decodes; retry the download,
+        never the task. What it is (its size and length) is for the caller to judge."""
         shot = job.shot
-        url = str(item["videoURL"])
         problem = ""
         for attempt in range(DOWNLOAD_ATTEMPTS):
             if attempt:
@@ -828,7 +829,7 @@ class RunwareRenderer:
                 async with asyncio.timeout(self.download_timeout):
                     await self._fetch(url, job)
                 return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.validate, job.output
+                    self._checks, media.check_output, job.output, shot.still
                 )
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"

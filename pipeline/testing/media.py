@@ -25,17 +25,32 @@ def ffmpeg_binary() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def paint(path: Path, width: int, height: int, frames: int, noise: int = 0) -> Path:
+def paint(
+    path: Path,
+    width: int,
+    height: int,
+    frames: int,
+    noise: int = 0,
+    first: Path | None = None,
+    sound: bool = False,
+) -> Path:
     """An H.264 MP4 of exactly `frames` frames at 25 fps: a slate colour with a moving square
     (every frame differs). `noise` adds film grain, encoded as a real render would be, so that
-    a clip weighs (and costs to decode) what a real one does."""
-    source = (
-        f"color=c=0x2a4d69:s={width}x{height}:r={FPS},"
-        f"drawbox=x='mod(t*400,iw-96)':y=ih/2-48:w=96:h=96:c=0xe0c070:t=fill"
-    )
+    a clip weighs (and costs to decode) what a real one does. `first`: an image the clip
+    starts from (its first frame is that image; the square moves over it after). `sound`: a
+    440 Hz tone all along, as a model that makes sound delivers it."""
+    square = "drawbox=x='mod(t*400,iw-96)':y=ih/2-48:w=96:h=96:c=0xe0c070:t=fill"
+    if first is None:
+        inputs = ["-f", "lavfi", "-i", f"color=c=0x2a4d69:s={width}x{height}:r={FPS}"]
+        graph = square
+    else:
+        inputs = ["-loop", "1", "-framerate", str(FPS), "-i", str(first)]
+        graph = f"scale={width}:{height},setsar=1,format=yuv420p,{square}:enable='gte(n,1)'"
+    if sound:
+        inputs += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     encoder = ["-preset", "ultrafast"]
     if noise:
-        source += f",noise=alls={noise}:allf=t"
+        graph += f",noise=alls={noise}:allf=t"
         # As a real render is encoded (CABAC, B-frames) and as heavy: 8 Mbit/s at 1080p.
         rate = f"{8 * width * height / (1920 * 1080):.2f}M"
         encoder = ["-preset", "veryfast", "-b:v", rate, "-maxrate", rate, "-bufsize", "16M"]
@@ -47,15 +62,15 @@ def paint(path: Path, width: int, height: int, frames: int, noise: int = 0) -> P
         "-loglevel",
         "error",
         "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        source,
+        *inputs,
+        "-vf",
+        graph,
         "-frames:v",
         str(frames),
         "-c:v",
         "libx264",
         *encoder,
+        *(["-c:a", "aac", "-shortest"] if sound else []),
         "-pix_fmt",
         "yuv420p",
         "-movflags",
@@ -77,3 +92,17 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             return stream.codec_context.width, stream.codec_context.height
     except (av.FFmpegError, IndexError, ValueError, OSError):
         return None
+
+
+def paint_image(path: Path, width: int, height: int) -> Path:
+    """A PNG still: a warm colour with a square in its middle."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    command = [
+        ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", f"color=c=0xb05a3c:s={width}x{height}",
+        "-vf", "drawbox=x=iw/2-iw/8:y=ih/2-ih/8:w=iw/4:h=ih/4:c=0x3cb0a0:t=fill",
+        "-frames:v", "1", str(temp),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    os.replace(temp, path)
+    return path
