@@ -39,21 +39,30 @@ def paint(
     a clip weighs (and costs to decode) what a real one does. `first`: an image the clip
     starts from (its first frame is that image; the square moves over it after). `sound`: a
     440 Hz tone all along, as a model that makes sound delivers it."""
-    square = "drawbox=x='mod(t*400,iw-96)':y=ih/2-48:w=96:h=96:c=0xe0c070:t=fill"
     if first is None:
         inputs = ["-f", "lavfi", "-i", f"color=c=0x2a4d69:s={width}x{height}:r={FPS}"]
-        graph = square
+        background, shown = "null", ""
     else:
         inputs = ["-loop", "1", "-framerate", str(FPS), "-i", str(first)]
-        graph = f"scale={width}:{height},setsar=1,format=yuv420p,{square}:enable='gte(n,1)'"
+        background = f"scale={width}:{height},setsar=1,format=yuv420p"
+        shown = ":enable='gte(n,1)'"  # the first frame is the image itself
+    inputs += ["-f", "lavfi", "-i", f"color=c=0xe0c070:s=96x96:r={FPS}"]
+    graph = (
+        f"[0:v]{background}[bg];"
+        f"[bg][1:v]overlay=x='mod(t*400,W-w)':y=(H-h)/2:eval=frame{shown}"
+    )
+    outputs = ["-map", "[v]"]
     if sound:
-        inputs += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+        seconds = f"{frames / FPS:.3f}"
+        inputs += ["-f", "lavfi", "-t", seconds, "-i", "sine=frequency=440:sample_rate=48000"]
+        outputs += ["-map", "2:a", "-c:a", "aac"]
     encoder = ["-preset", "ultrafast"]
     if noise:
         graph += f",noise=alls={noise}:allf=t"
         # As a real render is encoded (CABAC, B-frames) and as heavy: 8 Mbit/s at 1080p.
         rate = f"{8 * width * height / (1920 * 1080):.2f}M"
         encoder = ["-preset", "veryfast", "-b:v", rate, "-maxrate", rate, "-bufsize", "16M"]
+    graph += "[v]"
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
     command = [
         ffmpeg_binary(),
@@ -63,14 +72,14 @@ def paint(
         "error",
         "-y",
         *inputs,
-        "-vf",
+        "-filter_complex",
         graph,
+        *outputs,
         "-frames:v",
         str(frames),
         "-c:v",
         "libx264",
         *encoder,
-        *(["-c:a", "aac", "-shortest"] if sound else []),
         "-pix_fmt",
         "yuv420p",
         "-movflags",
