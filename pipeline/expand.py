@@ -94,6 +94,18 @@ class FrameOf:
     frame: str | float
 
 
+def frame_name(at: str | float) -> str:
+    """A frame as people and file names say it: `last`, `2.5s`."""
+    return at if isinstance(at, str) else f"{at:g}s"
+
+
+def depends_on(shot: Shot) -> str:
+    """What a shot starts from: `street (last)`, `key_art` (a still)."""
+    return ", ".join(
+        f"{a.label} ({frame_name(a.frame)})" if a.frame != "" else a.label for a in shot.after
+    )
+
+
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
 FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
 

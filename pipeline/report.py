@@ -6,9 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.cache.frames import frame_name
 from pipeline.compare import Comparison
-from pipeline.expand import Sequence, Shot
+from pipeline.expand import Sequence, depends_on
 from pipeline.plan import Plan
 from pipeline.state import (
     CACHED,
@@ -52,13 +51,6 @@ STYLES = {
     FAILED: "red",
     WAITING: "magenta",
 }
-
-
-def depends_on(shot: Shot) -> str:
-    """What a shot starts from: `street (last)`, `key_art` (a still)."""
-    return ", ".join(
-        f"{a.label} ({frame_name(a.frame)})" if a.frame != "" else a.label for a in shot.after
-    )
 
 
 def state_text(name: str) -> Text:

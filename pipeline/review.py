@@ -12,7 +12,7 @@ import jinja2
 from pipeline import media
 from pipeline.cache import Cache, write_atomic
 from pipeline.errors import MediaError
-from pipeline.expand import Sequence
+from pipeline.expand import Sequence, depends_on
 from pipeline.films import output_path
 from pipeline.plan import Plan
 from pipeline.state import CACHED
@@ -43,6 +43,8 @@ class Card:
     price: float | None
     clip: str | None
     thumb: str | None
+    still: bool = False
+    after: str = ""  # what it starts from: `street (last)`
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def write_review(
             price=row.price,
             clip=_relative(clip, folder),
             thumb=_relative(thumb, folder),
+            still=shot.still,
+            after=depends_on(shot),
         )
     strips: dict[tuple[str, str], FilmStrip] = {}
     for sequence in plan.expansion.sequences:

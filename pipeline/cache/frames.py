@@ -8,10 +8,7 @@ from pathlib import Path
 
 from pipeline import media
 from pipeline.cache.files import write_atomic
-
-
-def frame_name(at: str | float) -> str:
-    return at if isinstance(at, str) else f"{at:g}s"
+from pipeline.expand import frame_name
 
 
 class FrameStore:

@@ -47,10 +47,7 @@ def paint(
         background = f"scale={width}:{height},setsar=1,format=yuv420p"
         shown = ":enable='gte(n,1)'"  # the first frame is the image itself
     inputs += ["-f", "lavfi", "-i", f"color=c=0xe0c070:s=96x96:r={FPS}"]
-    graph = (
-        f"[0:v]{background}[bg];"
-        f"[bg][1:v]overlay=x='mod(t*400,W-w)':y=(H-h)/2:eval=frame{shown}"
-    )
+    graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x='mod(t*400,W-w)':y=(H-h)/2:eval=frame{shown}"
     outputs = ["-map", "[v]"]
     if sound:
         seconds = f"{frames / FPS:.3f}"
