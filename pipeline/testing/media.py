@@ -13,6 +13,16 @@ import subprocess
 from pathlib import Path
 
 FPS = 25
+TINTS = (
+    "0x2a4d69",
+    "0x4d692a",
+    "0x692a4d",
+    "0x2a694d",
+    "0x694d2a",
+    "0x4d2a69",
+    "0x3c3c3c",
+    "0x69692a",
+)
 
 
 def ffmpeg_binary() -> str:
@@ -33,18 +43,25 @@ def paint(
     noise: int = 0,
     first: Path | None = None,
     sound: bool = False,
+    tint: int = 0,
 ) -> Path:
     """An H.264 MP4 of exactly `frames` frames at 25 fps: a slate colour with a moving square
     (every frame differs). `noise` adds film grain, encoded as a real render would be, so that
     a clip weighs (and costs to decode) what a real one does. `first`: an image the clip
     starts from (its first frame is that image; the square moves over it after). `sound`: a
-    440 Hz tone all along, as a model that makes sound delivers it."""
+    440 Hz tone all along, as a model that makes sound delivers it. `tint`: one of TINTS
+    background colours."""
     if first is None:
-        inputs = ["-f", "lavfi", "-i", f"color=c=0x2a4d69:s={width}x{height}:r={FPS}"]
+        colour = TINTS[tint % len(TINTS)]
+        inputs = ["-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={FPS}"]
         background, shown = "null", ""
     else:
-        inputs = ["-loop", "1", "-framerate", str(FPS), "-i", str(first)]
-        background = f"scale={width}:{height},setsar=1,format=yuv420p"
+        inputs = ["-i", str(first)]
+        # Decoded and scaled once, then repeated: not decoded again for every frame.
+        background = (
+            f"scale={width}:{height},setsar=1,format=yuv420p,"
+            f"loop=loop={frames}:size=1:start=0,setpts=N/{FPS}/TB"
+        )
         shown = ":enable='gte(n,1)'"  # the first frame is the image itself
     inputs += ["-f", "lavfi", "-i", f"color=c=0xe0c070:s=96x96:r={FPS}"]
     graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x='mod(t*400,W-w)':y=(H-h)/2:eval=frame{shown}"

@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.testing.media import FPS, image_size, paint, paint_image
+from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, ServedModel
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -141,6 +141,7 @@ class Task:
     status: str = "processing"
     first: bytes | None = None  # the first frame image the clip starts from
     sound: bool = False
+    tint: int = 0  # the prompt's: another prompt most often gives another picture
     video_uuid: str = ""
     seed: int = 0
     price: float = 0.0
@@ -466,6 +467,7 @@ class RunwareServer:
             price=round(price * self.price_factor, 4),
             first=self._first_image(request),
             sound=sound,
+            tint=_tint(request.get("positivePrompt")),
         )
         self.tasks[task_uuid] = task
         self.counters["accepted"] += 1
@@ -840,11 +842,11 @@ class RunwareServer:
         with no first frame are one drawing, shared by every task."""
         width, height = task.size
         first = hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
-        key = (width, height, task.frames, first, task.sound)
+        key = (width, height, task.frames, first, task.sound, task.tint)
         if key in self._paintings:
             return self._paintings[key]
         suffix = "png" if not task.frames else "mp4"
-        extra = (f"-{first}" if first else "") + ("-sound" if task.sound else "")
+        extra = (f"-{first}" if first else f"-t{task.tint}") + ("-sound" if task.sound else "")
         name = f"clip-{width}x{height}-{task.frames}f-n{self.clip_noise}{extra}.{suffix}"
         path = self.clip_dir / name
         if path.exists():
@@ -859,7 +861,15 @@ class RunwareServer:
                 image = self.clip_dir / f"first-{first}.img"
                 image.write_bytes(task.first)
             self._paintings[key] = self._painter.submit(
-                paint, path, width, height, task.frames, self.clip_noise, image, task.sound
+                paint,
+                path,
+                width,
+                height,
+                task.frames,
+                self.clip_noise,
+                image,
+                task.sound,
+                task.tint,
             )
         return self._paintings[key]
 
@@ -893,6 +903,12 @@ class RunwareServer:
         if fault == "bad_encoding":
             return Reply(200, data, "video/mp4", headers={"Content-Encoding": "gzip"})
         return Reply(200, data, "video/mp4" if task.frames else "image/png")
+
+
+def _tint(prompt: Any) -> int:
+    """A prompt's background tint: renders of different prompts differ, as real ones do,
+    while clips stay few enough (TINTS per size) to draw once per test session."""
+    return hashlib.sha256(str(prompt or "").encode()).digest()[0] % len(TINTS)
 
 
 def _asks_sound(request: dict[str, Any]) -> bool:
