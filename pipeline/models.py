@@ -27,7 +27,6 @@ FIELD_NAMES = {
     "fps": "fps",
     "seed": "seed",
     "inputs": "first_frame",
-    "providerSettings": "provider settings",
 }
 
 Size = tuple[int, int]
@@ -149,6 +148,8 @@ class ModelInfo:
             names += [f"{position}_frame" for position in self.frame_positions]
         if self.audio == "optional":
             names.append("audio")
+        if self.provider == "minimax" and "providerSettings" in self.fields:
+            names.append("prompt_optimizer")
         return ", ".join(dict.fromkeys(names))
 
 

@@ -462,7 +462,7 @@ def test_a_japanese_prompt_is_drawn_in_a_font_that_has_it(tmp_path: Path, monkey
     )
     shot = SimpleNamespace(
         label="far", variant="", take=1, takes=1, width=1366, height=768, duration=6, fps=25,
-        prompt=prompt, key="ab" * 32, images=(),
+        prompt=prompt, key="ab" * 32, images=(), still=False,
     )  # fmt: skip
     job = SimpleNamespace(shot=shot)
     monkeypatch.setenv("FONTCONFIG_FILE", str(tmp_path / "none.conf"))
