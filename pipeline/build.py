@@ -7,6 +7,7 @@ which films are current, and what the lock records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -183,7 +184,9 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
     if to_render:
         renderer_class(loaded.renderer).check_options(request.renderer)
     if request.frozen:
-        check_frozen(loaded.lock_path, loaded.lock, [row.shot for row in to_render])
+        # A shot whose key waits on an upstream frame is checked once its key is known.
+        known = [row.shot for row in to_render if not row.shot.pending]
+        check_frozen(loaded.lock_path, loaded.lock, known)
     cluster = cluster_address(spec.root, request.cluster)
     if cluster and loaded.remote is None:
         raise UserError(
@@ -222,8 +225,13 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.reasons)}")
     # `push = false` in the project's settings, or --no-push, keeps this build's work local.
     push = request.schedule.push and (loaded.remote is None or loaded.remote.settings.push)
+    frozen = frozenset(loaded.lock.shots) if request.frozen and loaded.lock else None
     schedule = replace(
-        request.schedule, max_cost=max_cost if paid else None, force=forced, push=push
+        request.schedule,
+        max_cost=max_cost if paid else None,
+        force=forced,
+        push=push,
+        frozen=frozen,
     )
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
     with output.progress(len(to_render), estimate) as reporter:
@@ -242,6 +250,8 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             # with them (the frames are in the cache; nothing is rendered by planning).
             current = _replanned(request, loaded)
             sequences = choose_sequences(current, request.sequences, request.spec)
+            with contextlib.suppress(CacheError):
+                _register(replace(loaded, plan=current))  # gc keeps the keys known now
         if not summary.interrupted and summary.fatal is None:
             summary.sequences = build_sequences(
                 sequences if sequences is not None else list(current.expansion.sequences),

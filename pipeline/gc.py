@@ -17,7 +17,7 @@ from pipeline import lock as lockfile
 from pipeline.cache import Cache, ClipRecord, FilmRecord, Registered
 from pipeline.errors import StoryboardError, UserError
 from pipeline.expand import expand
-from pipeline.plan import fetch_inputs
+from pipeline.plan import fetch_inputs, frames_in
 from pipeline.render import RENDERERS
 from pipeline.spec import find_storyboards
 from pipeline.spec import load as load_spec
@@ -100,7 +100,9 @@ def _uses(
     try:
         loaded = fetch_inputs(load_spec(spec_path), cache)
         for renderer in RENDERERS:
-            expansion = expand(loaded, renderer)
+            # With the frames the cache holds: a shot that starts from another's frame is
+            # kept by the key that frame gives it.
+            expansion = expand(loaded, renderer, frames=frames_in(cache))
             used.update(shot.key for shot in expansion.shots)
             used.update(sequence.key for sequence in expansion.sequences)
     except StoryboardError as exc:
@@ -120,3 +122,4 @@ def remove(cache: Cache, collection: Collection) -> None:
         cache.clips.forget(record.key)
     for film in collection.unused_films:
         cache.films.forget(film.key)
+    cache.frames.prune({record.sha256 for record in cache.clips.records()})

@@ -47,6 +47,9 @@ class ScheduleOptions:
     max_cost: float | None = None
     force: frozenset[str] = frozenset()
     push: bool = True  # share rendered clips with the team cache (when there is one)
+    # --frozen: the keys the lock names. A shot whose key was known only once its upstream
+    # frame existed may render only if the lock names that key.
+    frozen: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,13 @@ class Scheduler:
             if isinstance(ready, Outcome):
                 return self._finish(ready)
             shot = ready
+            frozen = self.options.frozen
+            if frozen is not None and shot.key not in frozen and not self.cache.clips.get(shot.key):
+                error = (
+                    f"--frozen: {shot.label} starts from a frame that makes a shot the lock does "
+                    "not name: not rendered"
+                )
+                return self._finish(Outcome(shot, FAILED, error=error))
         fd = await self._lock(shot)
         if fd is None:
             return Outcome(shot, SKIPPED, error=self._why_not())

@@ -104,6 +104,11 @@ def test_a_chain_renders_what_an_edit_reaches_and_starts_where_the_last_ended(
     assert rendered(built(cli, spec)) == ["a", "b", "c"]
     assert server.stats()["submits"] == 7
     assert_money_safe(server, cache)
+    # gc keeps a dependent clip by the key its upstream frame gives it, lock or no lock.
+    (project / "specs" / "chain.lock").unlink()
+    current = {r["key"] for r in json.loads(cli("plan", spec, "--json").out)["shots"]}
+    unused = {r["key"] for r in json.loads(cli("gc", "--json").out)["unused"]}
+    assert len(unused) == 4 and not unused & current  # the first a, b and the two old c
 
 
 STILL = """version: 1
@@ -259,3 +264,15 @@ def test_a_vertical_kling_shot_with_sound_makes_a_vertical_film_with_sound(
     film = media.probe(Path(summary["sequences"][0]["path"]))
     assert (film.width, film.height) == (720, 1280)
     assert film.has_audio and abs(film.duration - 3.0) < 0.1
+
+
+def test_shots_of_one_build_take_one_frame_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.testing.media import paint
+
+    clip = paint(tmp_path / "clip.mp4", 320, 180, 25)
+    store = Cache(tmp_path / "cache").frames
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda _: store.of(clip, "ab" * 32, "last"), range(8)))
+    assert len({digest for _, digest in taken}) == 1 and taken[0][0].is_file()

@@ -4,6 +4,7 @@ clip's checksum (its content), with the hash of the frame's pixels beside it."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from pipeline import media
@@ -14,6 +15,9 @@ from pipeline.expand import frame_name
 class FrameStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        # Two shots of one build may start from the same frame at once: one takes it.
+        self._taking: dict[Path, threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def path(self, clip_sha: str, at: str | float) -> Path:
         return self.folder / clip_sha[:2] / f"{clip_sha}-{frame_name(at)}.png"
@@ -21,6 +25,12 @@ class FrameStore:
     def of(self, clip: Path, clip_sha: str, at: str | float) -> tuple[Path, str]:
         """The frame's PNG and pixel hash, taken from the clip the first time it is asked."""
         image = self.path(clip_sha, at)
+        with self._guard:
+            taking = self._taking.setdefault(image, threading.Lock())
+        with taking:
+            return self._taken(clip, image, at)
+
+    def _taken(self, clip: Path, image: Path, at: str | float) -> tuple[Path, str]:
         digest_file = image.with_suffix(".sha256")
         if image.is_file() and digest_file.is_file():
             return image, digest_file.read_text(encoding="ascii").strip()
@@ -33,3 +43,9 @@ class FrameStore:
             temp.unlink(missing_ok=True)
         write_atomic(digest_file, digest, durable=False)
         return image, digest
+
+    def prune(self, clips: set[str]) -> None:
+        """Remove the frames of clips (by checksum) the cache no longer holds."""
+        for image in self.folder.glob("*/*-*"):
+            if not image.name.startswith(".") and image.name.split("-", 1)[0] not in clips:
+                image.unlink(missing_ok=True)
