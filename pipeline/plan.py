@@ -168,7 +168,10 @@ def frames_in(cache: Cache) -> FrameFinder:
         path = cache.root / record.path
         if upstream.still:
             return path, record.sha256
-        return cache.frames.of(path, record.sha256, at)
+        try:
+            return cache.frames.of(path, record.sha256, at)
+        except (MediaError, OSError):
+            return None  # the shot waits; the build says why it cannot take the frame
 
     return find
 

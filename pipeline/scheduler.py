@@ -151,8 +151,7 @@ class Scheduler:
             if isinstance(ready, Outcome):
                 return self._finish(ready)
             shot = ready
-            frozen = self.options.frozen
-            if frozen is not None and shot.key not in frozen and not self.cache.clips.get(shot.key):
+            if self._frozen_out(shot):
                 error = (
                     f"--frozen: {shot.label} starts from a frame that makes a shot the lock does "
                     "not name: not rendered"
@@ -404,6 +403,11 @@ class Scheduler:
                 )
             await asyncio.sleep(LOCK_POLL)
 
+    def _frozen_out(self, shot: Shot) -> bool:
+        """--frozen, and a shot whose key (known only now) the lock does not name."""
+        frozen = self.options.frozen
+        return frozen is not None and shot.key not in frozen and not self.cache.clips.get(shot.key)
+
     async def _with_frames(self, shot: Shot) -> Shot | Outcome:
         """The shot with the frames of its upstream renders, once they exist; or why it is
         not rendered (an upstream render failed or did not start): nothing is paid for it."""
@@ -412,9 +416,12 @@ class Scheduler:
                 continue
             waiting = self._done.get(ahead.upstream)
             if waiting is None:
-                return Outcome(
-                    shot, FAILED, error=f"{shot.label}: {ahead.label} is not rendered by this build"
+                # Cached, yet its frame could not be taken when the build was planned.
+                error = (
+                    f"{shot.label}: the frame of {ahead.label} cannot be taken from its cached "
+                    f"clip: render it again with --force {ahead.label}"
                 )
+                return Outcome(shot, FAILED, error=error)
             upstream = await asyncio.shield(waiting)
             if upstream.record is None:
                 status = SKIPPED if upstream.status == SKIPPED else FAILED
