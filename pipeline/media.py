@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,12 +128,14 @@ def validate(
     height: int | None = None,
     duration: float | None = None,
     decode_all: bool = True,
+    taker: FrameTaker | None = None,
 ) -> ClipInfo:
     """Check a clip: size exactly, duration within one frame, and that it decodes.
 
     `decode_all=False` decodes the first frame and takes the length from the container: for
     files this tool just wrote itself from clips that were each fully decoded when they
-    entered the cache (a stream-copied or re-encoded sequence).
+    entered the cache (a stream-copied or re-encoded sequence). `taker` keeps, in the same
+    pass, the frames other shots start from: the clip is then decoded exactly.
     """
     import av
 
@@ -148,9 +150,14 @@ def validate(
             # Fail on damaged data instead of concealing it, as players would. Damage shows
             # where the bitstream is parsed; the deblocking filter finds none, and skipping it
             # saves a fifth of the time on a real render.
-            stream.codec_context.options = {"err_detect": "explode", "skip_loop_filter": "all"}
+            options = {"err_detect": "explode", "skip_loop_filter": "all"}
+            if taker is not None:
+                del options["skip_loop_filter"]  # frames taken must be exact
+            stream.codec_context.options = options
             frames, end = (
-                _decode(container, stream) if decode_all else _first_frame(container, stream)
+                _decode(container, stream, taker)
+                if decode_all or taker
+                else _first_frame(container, stream)
             )
             info = _info(container, frames=frames, decoded_duration=end)
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
@@ -166,13 +173,15 @@ def validate(
     return info
 
 
-def _decode(container: Any, stream: Any) -> tuple[int, float]:
+def _decode(container: Any, stream: Any, taker: FrameTaker | None = None) -> tuple[int, float]:
     """Decode every frame: the number of frames and where the last one ends (seconds)."""
     frames = 0
     end = 0.0
     frame_time = 1.0 / float(stream.average_rate or 25)
     for frame in container.decode(stream):
         frames += 1
+        if taker is not None:
+            taker.see(frame)
         if frame.time is not None:
             end = max(end, frame.time + frame_time)
     return frames, end
@@ -438,9 +447,28 @@ def still_info(path: Path) -> ClipInfo:
     return ClipInfo(0.0, image.width, image.height, 0.0, image.format, "", "", "", frames=1)
 
 
-def check_output(path: Path, still: bool) -> ClipInfo:
-    """A render's output checked: a still decodes as an image, a clip decodes to its end."""
-    return still_info(path) if still else validate(path)
+Taken = dict[str | float, tuple[Path, str]]  # frame -> its PNG and pixel hash
+
+
+def check_render(
+    path: Path,
+    still: bool,
+    wanted: Collection[str | float] = (),
+    asked: tuple[int, int, float] | None = None,
+) -> tuple[ClipInfo, Taken]:
+    """A render's output checked: a still decodes as an image; a clip decodes to its end
+    (exactly `asked`: width, height, seconds, when given), and the frames other shots start
+    from are taken in the same pass, written beside it as `<path>.<frame>.png`."""
+    if still:
+        return still_info(path), {}
+    taker = FrameTaker(wanted) if wanted else None
+    info = validate(path, *(asked or (None, None, None)), taker=taker)
+    if taker is None:
+        return info, {}
+    try:
+        return info, taker.write(path)
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"{path.name}: its frames could not be taken ({exc})") from None
 
 
 def check_audio(path: Path, seconds: float = 2.0) -> None:
@@ -487,46 +515,70 @@ def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
     return output
 
 
-def extract_frame(clip: Path, at: str | float, output: Path) -> str:
-    """Write one decoded frame of a clip (`first`, `last`, or the frame shown at `at`
-    seconds) as a lossless PNG; return the sha256 of its decoded pixels.
+class FrameTaker:
+    """Keeps the frames that shots start from (`first`, `last`, or the frame shown at a
+    time in seconds) while a clip is decoded, so that checking a clip and taking its frames
+    decode it once."""
 
-    The hash is of the frame as the decoder gives it (H.264 decoding is exact), not of the
-    PNG's bytes, which depend on the encoder's version: two machines agree on it, so a shot
-    that starts from this frame has one key on both.
-    """
+    def __init__(self, wanted: Collection[str | float]) -> None:
+        self.wanted = tuple(dict.fromkeys(wanted))
+        self.kept: dict[str | float, Any] = {}
+        self.last: Any = None
+
+    def see(self, frame: Any) -> None:
+        if self.last is None and "first" in self.wanted:
+            self.kept["first"] = frame
+        for at in self.wanted:
+            if isinstance(at, int | float) and frame.time is not None and frame.time <= at + 1e-6:
+                self.kept[at] = frame  # the frame on screen at `at`: the last to start by then
+        self.last = frame
+
+    def write(self, stem: Path) -> dict[str | float, tuple[Path, str]]:
+        """Each frame as a lossless PNG (`<stem>.<frame>.png`) and the sha256 of its decoded
+        pixels. The hash is of the frame as the decoder gives it (H.264 decoding is exact),
+        not of the PNG's bytes, which depend on the encoder's version: two machines agree on
+        it, so a shot that starts from this frame has one key on both."""
+        if self.last is None:
+            raise ValueError("the clip has no frames")
+        taken = {}
+        for at in self.wanted:
+            frame = self.last if at == "last" else self.kept.get(at, self.last)
+            image = stem.with_name(f"{stem.name}.{at}.png")
+            image.write_bytes(_png(frame))
+            taken[at] = (image, _pixel_hash(frame))
+        return taken
+
+
+def extract_frame(clip: Path, at: str | float, output: Path) -> str:
+    """Write one frame of a clip as a lossless PNG at `output`; return its pixel hash."""
     import av
 
+    taker = FrameTaker((at,))
     try:
         with av.open(str(clip)) as container:
             stream = container.streams.video[0]
-            frame = _frame_at(container, stream, at)
-            digest = _pixel_hash(frame)
-            rgb = frame.reformat(format="rgb24")
-            encoder = av.CodecContext.create("png", "w")
-            encoder.width, encoder.height, encoder.pix_fmt = rgb.width, rgb.height, "rgb24"
-            data = b"".join(bytes(p) for p in [*encoder.encode(rgb), *encoder.encode(None)])
+            if at == "last" and stream.duration and stream.time_base:
+                # From the keyframe a second before the end: the last frame decoded is the last.
+                end = float(stream.duration * stream.time_base)
+                container.seek(int(max(0.0, end - 1.0) / stream.time_base), stream=stream)
+            for frame in container.decode(stream):
+                taker.see(frame)
+                if at == "first" or (isinstance(at, int | float) and (frame.time or 0) > at):
+                    break
+            image, digest = taker.write(output)[at]
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"{clip.name}: no frame could be taken ({_reason(exc)})") from None
-    output.write_bytes(data)
+    os.replace(image, output)
     return digest
 
 
-def _frame_at(container: Any, stream: Any, at: str | float) -> Any:
-    if at == "last" and stream.duration and stream.time_base:
-        # From the keyframe a second before the end: the last frame decoded is the last.
-        end = float(stream.duration * stream.time_base)
-        container.seek(int(max(0.0, end - 1.0) / stream.time_base), stream=stream)
-    chosen = None
-    for frame in container.decode(stream):
-        if at == "first":
-            return frame
-        if isinstance(at, int | float) and chosen is not None and frame.time > at + 1e-6:
-            return chosen
-        chosen = frame
-    if chosen is None:
-        raise ValueError("the clip has no frames")
-    return chosen
+def _png(frame: Any) -> bytes:
+    import av
+
+    rgb = frame.reformat(format="rgb24")
+    encoder = av.CodecContext.create("png", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = rgb.width, rgb.height, "rgb24"
+    return b"".join(bytes(p) for p in [*encoder.encode(rgb), *encoder.encode(None)])
 
 
 def _pixel_hash(frame: Any) -> str:

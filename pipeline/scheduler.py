@@ -125,6 +125,12 @@ class Scheduler:
         self._done: dict[str, asyncio.Future[Outcome]] = {
             shot.key: loop.create_future() for shot in shots
         }
+        # The frames dependents start from, by the key of the render they come from.
+        self._wanted: dict[str, list[str | float]] = {}
+        for shot in shots:
+            for ahead in shot.after:
+                if ahead.frame != "":  # a still is used whole
+                    self._wanted.setdefault(ahead.upstream, []).append(ahead.frame)
         tasks = [asyncio.create_task(self._settled(shot)) for shot in shots]
         try:
             return list(await asyncio.gather(*tasks))
@@ -150,6 +156,8 @@ class Scheduler:
             ready = await self._with_frames(shot)
             if isinstance(ready, Outcome):
                 return self._finish(ready)
+            if ready.key != shot.key and shot.key in self._wanted:
+                self._wanted[ready.key] = self._wanted[shot.key]
             shot = ready
             if self._frozen_out(shot):
                 error = (
@@ -364,6 +372,7 @@ class Scheduler:
             note_task=lambda task: self._note_task(shot, task),
             resume_task=resume,
             remote_done=remote_done,
+            frames=tuple(dict.fromkeys(self._wanted.get(shot.key, ()))),
         )
         self.reporter.shot_started(shot)
         try:
@@ -371,6 +380,8 @@ class Scheduler:
             record, warning = await asyncio.to_thread(self._store, shot, result)
         except BaseException:
             _remove(output)
+            for at in job.frames:
+                _remove(output.with_name(f"{output.name}.{at}.png"))
             raise
         finally:
             if not over:
@@ -517,7 +528,7 @@ class Scheduler:
     def _store(self, shot: Shot, result: RenderResult) -> tuple[ClipRecord, str | None]:
         """Move the clip into the cache. A paid clip is kept even if it is not what was asked
         (it is recorded as delivered, and the user is told); a free one must be exact."""
-        info = result.info or media.check_output(result.path, shot.still)
+        info = result.info or media.check_render(result.path, shot.still)[0]
         warning = None
         if (info.width, info.height) != (shot.width, shot.height) or (
             not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps
@@ -552,6 +563,9 @@ class Scheduler:
                 "it stays in the journal: free disk space or fix the cache folder, then build "
                 "again (nothing is paid twice)",
             ) from None
+        for at, (image, digest) in result.frames.items():
+            with contextlib.suppress(OSError):  # else a dependent takes the frame itself
+                self.cache.frames.adopt(record.sha256, at, image, digest)
         self.cache.journal.clear(shot.key)
         self.cache.failures.clear(shot.key)
         return record, warning

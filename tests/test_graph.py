@@ -71,8 +71,13 @@ def far_pixels(one: np.ndarray, other: np.ndarray) -> float:
 
 
 def test_a_chain_renders_what_an_edit_reaches_and_starts_where_the_last_ended(
-    project: Path, cli, server: RunwareServer
+    project: Path, cli, server: RunwareServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def decoded_again(*_: object) -> None:
+        raise AssertionError("a frame was taken by decoding its clip a second time")
+
+    # Each clip's last frame is taken while the clip is checked: decoded once.
+    monkeypatch.setattr(media, "extract_frame", decoded_again)
     spec = project / "specs" / "chain.yaml"
     write(spec, CHAIN.format(a="a lighthouse at dusk", c="the lamp turns on"))
     plan = json.loads(cli("plan", spec, "--json").out)

@@ -44,6 +44,16 @@ class FrameStore:
         write_atomic(digest_file, digest, durable=False)
         return image, digest
 
+    def adopt(self, clip_sha: str, at: str | float, image: Path, digest: str) -> None:
+        """Keep a frame taken while its clip was checked (the PNG is moved in)."""
+        target = self.path(clip_sha, at)
+        with self._guard:
+            taking = self._taking.setdefault(target, threading.Lock())
+        with taking:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(image, target)
+            write_atomic(target.with_suffix(".sha256"), digest, durable=False)
+
     def prune(self, clips: set[str]) -> None:
         """Remove the frames of clips (by checksum) the cache no longer holds."""
         for image in self.folder.glob("*/*-*"):

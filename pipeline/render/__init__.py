@@ -14,7 +14,7 @@ from pipeline.retry import Backoff
 if TYPE_CHECKING:
     from pipeline.cache import Cache
     from pipeline.expand import Shot
-    from pipeline.media import ClipInfo
+    from pipeline.media import ClipInfo, Taken
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class RenderJob:
     # reported none, or nothing usable): frees the concurrency slot (downloading remains) and
     # counts the money as spent, whatever becomes of the clip afterwards.
     remote_done: Callable[[float | None], None] = ignore
+    # The frames other shots start from (first, last, seconds): taken while the clip is
+    # checked, so that it is decoded once.
+    frames: tuple[str | float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class RenderResult:
     seed: int | None = None
     cost: float | None = None
     remote_ids: dict[str, str] = field(default_factory=dict)
+    frames: Taken = field(default_factory=dict)  # the frames asked for, beside the clip
 
 
 class Renderer(Protocol):

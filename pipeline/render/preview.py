@@ -219,13 +219,11 @@ class PreviewRenderer:
                 await media.run_ffmpeg_async(args, "draw the preview", time_limit(card))
             except MediaError as exc:
                 raise RenderError(f"shot '{job.shot.label}': {exc.message}") from None
-        if card.still:
-            info = await asyncio.to_thread(media.still_info, job.output)
-        else:
-            info = await asyncio.to_thread(
-                media.validate, job.output, card.width, card.height, card.duration
-            )
-        return RenderResult(path=job.output, info=info, seed=None, cost=0.0)
+        asked = (card.width, card.height, card.duration)
+        info, frames = await asyncio.to_thread(
+            media.check_render, job.output, card.still, job.frames, asked
+        )
+        return RenderResult(path=job.output, info=info, seed=None, cost=0.0, frames=frames)
 
     async def aclose(self) -> None:
         return None

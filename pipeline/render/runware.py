@@ -655,11 +655,12 @@ class RunwareRenderer:
                 f"shot '{shot.label}': Runware reported the task done but gave no {noun}URL",
                 "the task stays in the journal: the next build asks for it again",
             )
-        info = await self._download(str(url), job)
+        info, frames = await self._download(str(url), job)
         seed = item.get("seed")
         return RenderResult(
             path=job.output,
             info=info,
+            frames=frames,
             seed=int(seed) if isinstance(seed, int | float) and math.isfinite(seed) else None,
             cost=cost,
             remote_ids={"taskUUID": task_uuid, f"{noun}UUID": str(item.get(f"{noun}UUID") or "")},
@@ -816,7 +817,7 @@ class RunwareRenderer:
             return None
         return float(value)
 
-    async def _download(self, url: str, job: RenderJob) -> media.ClipInfo:
+    async def _download(self, url: str, job: RenderJob) -> tuple[media.ClipInfo, media.Taken]:
         """Stream the clip (or still) to disk and check that it decodes; retry the download,
         never the task. What it is (its size and length) is for the caller to judge."""
         shot = job.shot
@@ -829,7 +830,7 @@ class RunwareRenderer:
                 async with asyncio.timeout(self.download_timeout):
                     await self._fetch(url, job)
                 return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.check_output, job.output, shot.still
+                    self._checks, media.check_render, job.output, shot.still, job.frames
                 )
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"
