@@ -298,17 +298,19 @@ def render_order(spec: Spec) -> list[tuple[str, int]]:
         needs.setdefault(shot_id, []).append(ref.name)
     order: list[tuple[str, int]] = []
     placed: set[str] = set()
-
-    def place(name: str) -> None:
-        if name in placed:
-            return
-        placed.add(name)
-        for upstream in needs.get(name, []):
-            place(upstream)
-        order.append(where[name])
-
     for name in where:
-        place(name)
+        # Depth first, without recursion: a chain may be thousands of shots long.
+        stack = [(name, False)]
+        while stack:
+            node, upstream_placed = stack.pop()
+            if upstream_placed:
+                order.append(where[node])
+                continue
+            if node in placed:
+                continue
+            placed.add(node)
+            stack.append((node, True))
+            stack.extend((up, False) for up in reversed(needs.get(node, [])) if up not in placed)
     return order
 
 
@@ -321,6 +323,10 @@ def check_size(spec: Spec, max_shots: int) -> None:
     for shot in board.shots:
         count, counted = _combination_count(shot.matrix or {}, max_shots)
         per_variant += count * (shot.takes or default_takes)
+        exact = exact and counted
+    for still in board.stills:  # stills are renders too, and take no defaults
+        count, counted = _combination_count(still.matrix or {}, max_shots)
+        per_variant += count * (still.takes or 1)
         exact = exact and counted
     variants, counted = _combination_count(board.matrix or {}, max_shots)
     total = variants * per_variant
@@ -470,16 +476,12 @@ def _expand_shot(
     seed = _first_set(shot.seed, defaults.seed, None)
     negative = _first_set(shot.negative_prompt, defaults.negative_prompt, None)
     audio = bool(_first_set(shot.audio, defaults.audio, False))
-    frames = [
-        (position, given)
-        for position in FRAME_POSITIONS
-        if (
-            given := _first_set(
-                getattr(shot, f"{position}_frame"), getattr(defaults, f"{position}_frame"), None
-            )
-        )
-        is not None
-    ]
+    frames: list[tuple[str, str | FrameRef]] = []  # (position, file or frame reference)
+    for position in FRAME_POSITIONS:
+        name = f"{position}_frame"
+        given = _first_set(getattr(shot, name), getattr(defaults, name), None)
+        if given is not None:
+            frames.append((position, given))
     if optimizer:
         context.warnings[
             f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
