@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,19 @@ from pipeline.cache import Cache
 from pipeline.testing.runware_server import RunwareServer
 
 KEY = "sk-test-9f3c1d0e-SECRET-b7a2"
+
+
+@contextlib.contextmanager
+def local_runware(
+    monkeypatch: pytest.MonkeyPatch, clip_dir: Path, latency: float, poll: float = 0.2
+) -> Iterator[RunwareServer]:
+    """A local server that the CLI of this process talks to: its URL, the key, and polls
+    as often as `poll` seconds (a local server may be asked often)."""
+    with RunwareServer(latency=latency, api_keys={KEY}, clip_dir=clip_dir) as running:
+        monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
+        monkeypatch.setenv("RUNWARE_API_KEY", KEY)
+        monkeypatch.setenv("RUNWARE_POLL_SECONDS", str(poll))
+        yield running
 
 
 def shots_spec(count: int, name: str = "simple", extra: str = "") -> str:

@@ -12,17 +12,14 @@ import pytest
 from pipeline.cache import Cache
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
-from tests.runware_support import KEY, shots_spec
+from tests.runware_support import local_runware, shots_spec
 
 
 @pytest.fixture
 def server(
     project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path
 ) -> Iterator[RunwareServer]:
-    with RunwareServer(latency=0.2, api_keys={KEY}, clip_dir=clip_dir) as running:
-        monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
-        monkeypatch.setenv("RUNWARE_API_KEY", KEY)
-        monkeypatch.setenv("RUNWARE_POLL_SECONDS", "0.2")  # a local server may be asked often
+    with local_runware(monkeypatch, clip_dir, latency=0.2) as running:
         yield running
 
 

@@ -19,7 +19,7 @@ from pipeline.expand import expand
 from pipeline.spec import load
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
-from tests.runware_support import KEY, assert_money_safe, make_image
+from tests.runware_support import KEY, assert_money_safe, local_runware, make_image
 
 CHAIN = """version: 1
 name: chain
@@ -41,10 +41,7 @@ sequences:
 def server(
     project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path
 ) -> Iterator[RunwareServer]:
-    with RunwareServer(latency=0.2, api_keys={KEY}, clip_dir=clip_dir) as running:
-        monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
-        monkeypatch.setenv("RUNWARE_API_KEY", KEY)
-        monkeypatch.setenv("RUNWARE_POLL_SECONDS", "0.1")
+    with local_runware(monkeypatch, clip_dir, latency=0.2, poll=0.1) as running:
         yield running
 
 
@@ -166,31 +163,36 @@ def test_a_failed_still_fails_its_shots_without_a_submit(project: Path, cli, ser
     assert server.stats()["submits"] == 1  # the still's: nothing for the shot
 
 
-def test_a_cycle_is_one_located_error(project: Path, cli) -> None:
-    spec = write(
-        project / "specs" / "loop.yaml",
-        "version: 1\nname: loop\nshots:\n"
+BAD = {
+    "a cycle": (
         "  - {id: a, prompt: one two, first_frame: {shot: b}}\n"
         "  - {id: b, prompt: three four, first_frame: {shot: a, frame: first}}\n",
-    )
+        "shots wait on each other's frames: a -> b -> a",
+    ),
+    "a field the model does not take": (
+        "  - {id: a, prompt: one two, model: 'klingai:kling-video@3-pro', seed: 3,\n"
+        "     width: 1920, height: 1080, duration: 5}\n",
+        "klingai:kling-video@3-pro (Kling 3.0 Pro) takes no seed",
+    ),
+    "an unknown still": (
+        "  - {id: a, prompt: one two, first_frame: {still: poster}}\n",
+        "shot 'a' starts from unknown still 'poster'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_graph_or_field_is_one_located_error(project: Path, cli, case: str) -> None:
+    shots, message = BAD[case]
+    spec = write(project / "specs" / "bad.yaml", f"version: 1\nname: bad\nshots:\n{shots}")
     result = cli("plan", spec)
     assert result.code == 2
     first = result.err.splitlines()[0]
     assert re.match(rf"{re.escape(str(spec))}:\d+:\d+: ", first), first
-    assert "shots wait on each other's frames: a -> b -> a" in first
-
-
-def test_a_field_the_model_does_not_take_names_what_it_takes(project: Path, cli) -> None:
-    spec = write(
-        project / "specs" / "kling.yaml",
-        "version: 1\nname: kling\nshots:\n"
-        "  - {id: a, prompt: one two, model: 'klingai:kling-video@3-pro', seed: 3,\n"
-        "     width: 1920, height: 1080, duration: 5}\n",
-    )
-    result = cli("plan", spec)
-    assert result.code == 2
-    assert "klingai:kling-video@3-pro (Kling 3.0 Pro) takes no seed" in result.err
-    assert "it takes: duration, height, negative_prompt" in result.err
+    assert message in first
+    if case == "a field the model does not take":
+        hint = result.err.splitlines()[1]
+        assert "it takes: duration, height, negative_prompt, prompt, width, first_frame" in hint
 
 
 def _one_request(project: Path, air: str, info: models.ModelInfo) -> dict:
@@ -257,18 +259,25 @@ def test_a_vertical_kling_shot_with_sound_makes_a_vertical_film_with_sound(
 ) -> None:
     spec = write(
         project / "specs" / "tall.yaml",
-        "version: 1\nname: tall\nshots:\n"
-        "  - {id: up, prompt: a dancer leaps, model: 'klingai:kling-video@3-standard',\n"
-        "     width: 720, height: 1280, duration: 3, audio: true}\n"
-        "sequences:\n  - {id: reel, shots: [up], preset: ultrafast}\n",
+        "version: 1\nname: tall\n"
+        "defaults: {model: 'klingai:kling-video@3-standard', width: 720, height: 1280,\n"
+        "           duration: 3, audio: true}\n"
+        "shots:\n  - {id: up, prompt: a dancer leaps}\n"
+        "  - {id: down, prompt: she lands, first_frame: {shot: up}}\n"
+        "sequences:\n  - {id: reel, shots: [up, down], preset: ultrafast}\n",
     )
     plan = json.loads(cli("plan", spec, "--json").out)
-    assert plan["totals"]["cost_needed"] == pytest.approx(3 * 0.126, abs=0.005)  # with sound
+    assert plan["totals"]["cost_needed"] == pytest.approx(6 * 0.126, abs=0.005)  # with sound
     summary = built(cli, spec)
-    assert server.stats()["billed_cost"] == pytest.approx(3 * 0.126)
+    assert server.stats()["billed_cost"] == pytest.approx(6 * 0.126)
     film = media.probe(Path(summary["sequences"][0]["path"]))
     assert (film.width, film.height) == (720, 1280)
-    assert film.has_audio and abs(film.duration - 3.0) < 0.1
+    assert film.has_audio and abs(film.duration - 6.0) < 0.1
+    # Kling takes a frame image or a size, never both: the frame sets the size.
+    lock = json.loads((project / "specs" / "tall.lock").read_text())
+    sent = {entry["shot"]: entry["request"] for entry in lock["shots"].values()}
+    assert "width" not in sent["down"] and sent["up"]["width"] == 720
+    assert sent["down"]["providerSettings"] == {"klingai": {"sound": True}}
 
 
 def test_shots_of_one_build_take_one_frame_at_once(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pipeline.cache import Cache, JournalEntry
 from pipeline.testing.runware_server import FAULTS as FAULT_NAMES
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
-from tests.runware_support import KEY, assert_money_safe, make_image, shots_spec
+from tests.runware_support import KEY, assert_money_safe, local_runware, make_image, shots_spec
 
 SIMPLE_COST = 3 * 0.28
 
@@ -29,11 +29,8 @@ SIMPLE_COST = 3 * 0.28
 def server(
     project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path
 ) -> Iterator[RunwareServer]:
-    with RunwareServer(latency=0.3, api_keys={KEY}, clip_dir=clip_dir) as running:
+    with local_runware(monkeypatch, clip_dir, latency=0.3) as running:
         running.set_faults(retry_after=0.2)
-        monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
-        monkeypatch.setenv("RUNWARE_API_KEY", KEY)
-        monkeypatch.setenv("RUNWARE_POLL_SECONDS", "0.2")  # a local server may be asked often
         yield running
 
 
