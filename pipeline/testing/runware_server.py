@@ -47,7 +47,6 @@ from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, ServedModel
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-PROMPT_RANGE = (2, 2000)  # the MiniMax family's (the protocol notes)
 INFERENCE = ("videoInference", "imageInference")
 
 
@@ -583,7 +582,7 @@ class RunwareServer:
                 "positivePrompt is required without a frame image",
                 parameter="positivePrompt",
             )
-        low, high = PROMPT_RANGE if "fps" in model.fields else (1, 3000)
+        low, high = model.prompt_range
         if prompt is not None and not (low <= len(str(prompt)) <= high):
             raise Rejection(
                 400,
@@ -684,7 +683,7 @@ class RunwareServer:
             elapsed = time.monotonic() - task.submitted
             progress = min(99, int(100 * elapsed / max(self.latency, 1e-6)))
             return {
-                "taskType": "videoInference",
+                "taskType": task.request["taskType"],
                 "taskUUID": task_uuid,
                 "status": "processing",
                 "progress": progress,
@@ -731,7 +730,9 @@ class RunwareServer:
     ) -> dict[str, Any]:
         """A failed task in the dialect's shape; `_in_errors` says which list it goes in."""
         shape = self.dialect.failure_shape if in_data else "errors"
-        base = {"taskType": "videoInference", "taskUUID": task_uuid, "status": "error"}
+        task = self.tasks.get(task_uuid)
+        kind = task.request["taskType"] if task else "videoInference"
+        base = {"taskType": kind, "taskUUID": task_uuid, "status": "error"}
         if shape == "data_flat":
             return {**base, "code": code, "message": message}
         if shape == "data_nested":

@@ -21,6 +21,7 @@ PLATFORM_FIELDS = frozenset(
 
 HD, FHD = (1280, 720), (1920, 1080)
 HAILUO_SIZES = {(1366, 768): (6, 10), (1920, 1080): (6,)}
+MINIMAX_PROMPT = (2, 2000)  # the MiniMax family's prompt length (the protocol notes)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ServedModel:
     sizes: dict[tuple[int, int], tuple[float, ...]] | None = None
     size_rule: tuple[int, int, int] | None = None  # multiple, min side, max side
     fps: tuple[int, ...] = ()
+    prompt_range: tuple[int, int] = (1, 3000)
     frames: tuple[str, ...] = ()  # frame positions inputs.frameImages may hold
     size_or_frames: bool = False  # "Provide exactly one of" frame images or width/height
     text_to_video: bool = True
@@ -69,6 +71,7 @@ MODELS: dict[str, ServedModel] = {
         fields=_video_fields("fps"),
         sizes=HAILUO_SIZES,
         fps=(25,),
+        prompt_range=MINIMAX_PROMPT,
         frames=("first",),
         price_table={(1366, 768): {6: 0.28, 10: 0.56}, (1920, 1080): {6: 0.49}},
     ),
@@ -79,6 +82,7 @@ MODELS: dict[str, ServedModel] = {
         fields=_video_fields("fps"),
         sizes=HAILUO_SIZES,
         fps=(25,),
+        prompt_range=MINIMAX_PROMPT,
         frames=("first",),
         text_to_video=False,
         price_table={(1366, 768): {6: 0.24, 10: 0.48}, (1920, 1080): {6: 0.41}},
@@ -90,6 +94,7 @@ MODELS: dict[str, ServedModel] = {
         required=frozenset({"positivePrompt"}),
         sizes=HAILUO_SIZES,
         fps=(25,),
+        prompt_range=MINIMAX_PROMPT,
         frames=("first",),
         price_table={(1366, 768): {6: 0.28, 10: 0.56}, (1920, 1080): {6: 0.49}},
     ),
