@@ -12,7 +12,7 @@ from pipeline.state import CACHED, CURRENT, State
 
 @dataclass(frozen=True)
 class StatusRow:
-    kind: str  # "shot" or "sequence"
+    kind: str  # "shot", "still" or "sequence"
     name: str
     variants: tuple[str, ...]
     take: int
@@ -32,7 +32,14 @@ class StatusRow:
 
 def statuses(plan: Plan, films: list[tuple[Sequence, State]]) -> list[StatusRow]:
     rows = [
-        StatusRow("shot", row.shot.label, row.variants, row.shot.take, row.status, row.reasons)
+        StatusRow(
+            "still" if row.shot.still else "shot",
+            row.shot.label,
+            row.variants,
+            row.shot.take,
+            row.status,
+            row.reasons,
+        )
         for row in plan.rows
     ]
     for sequence, state in films:
@@ -43,9 +50,10 @@ def statuses(plan: Plan, films: list[tuple[Sequence, State]]) -> list[StatusRow]
 
 
 def summary_line(name: str, rows: list[StatusRow]) -> str:
-    """`ballroom: shots 7/8 cached, 1 changed; sequences 4/6 current, 2 changed`."""
+    """`ballroom: shots 7/8 cached, 1 changed; sequences 4/6 current, 2 changed` (and
+    `stills 1/1 cached; ` first, when there are stills)."""
     parts = []
-    for kind, done in (("shot", CACHED), ("sequence", CURRENT)):
+    for kind, done in (("still", CACHED), ("shot", CACHED), ("sequence", CURRENT)):
         mine = [r for r in rows if r.kind == kind]
         if not mine:
             continue
