@@ -136,8 +136,7 @@ class ModelInfo:
             if self.is_image:
                 parts.append(f"{width}x{height}")
                 continue
-            seconds = " or ".join(str(d) for d in sorted(durations))
-            parts.append(f"{width}x{height} with {seconds} s")
+            parts.append(f"{width}x{height} with {_seconds(sorted(durations))} s")
         return ", ".join(parts)
 
     def takes(self) -> str:
@@ -151,6 +150,13 @@ class ModelInfo:
         if self.provider == "minimax" and "providerSettings" in self.fields:
             names.append("prompt_optimizer")
         return ", ".join(dict.fromkeys(names))
+
+
+def _seconds(durations: list[int]) -> str:
+    """`6 or 10`, or `3 to 15` for a run of whole seconds."""
+    if len(durations) > 3 and durations == list(range(durations[0], durations[-1] + 1)):
+        return f"{durations[0]} to {durations[-1]}"
+    return " or ".join(str(d) for d in durations)
 
 
 @dataclass(frozen=True)
