@@ -117,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _spec_options(build)
     build.add_argument("sequence", nargs="*", help="build only these sequences and their shots")
-    build.add_argument("--only", nargs="+", metavar="SHOT", help="render only these shots")
+    build.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SHOT",
+        help="render only these shots (and the shots and stills they start from)",
+    )
     build.add_argument(
         "--force", nargs="+", metavar="SHOT", help="render these shots again even if cached"
     )
