@@ -25,9 +25,7 @@ class FrameStore:
     def of(self, clip: Path, clip_sha: str, at: str | float) -> tuple[Path, str]:
         """The frame's PNG and pixel hash, taken from the clip the first time it is asked."""
         image = self.path(clip_sha, at)
-        with self._guard:
-            taking = self._taking.setdefault(image, threading.Lock())
-        with taking:
+        with self._lock(image):
             return self._taken(clip, image, at)
 
     def _taken(self, clip: Path, image: Path, at: str | float) -> tuple[Path, str]:
@@ -47,12 +45,14 @@ class FrameStore:
     def adopt(self, clip_sha: str, at: str | float, image: Path, digest: str) -> None:
         """Keep a frame taken while its clip was checked (the PNG is moved in)."""
         target = self.path(clip_sha, at)
-        with self._guard:
-            taking = self._taking.setdefault(target, threading.Lock())
-        with taking:
+        with self._lock(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(image, target)
             write_atomic(target.with_suffix(".sha256"), digest, durable=False)
+
+    def _lock(self, image: Path) -> threading.Lock:
+        with self._guard:
+            return self._taking.setdefault(image, threading.Lock())
 
     def prune(self, clips: set[str]) -> None:
         """Remove the frames of clips (by checksum) the cache no longer holds."""
