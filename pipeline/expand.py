@@ -80,7 +80,11 @@ class Shot:
     still: bool = False  # an image (imageInference), not a clip
     audio: bool = False  # its clip has sound
     after: tuple[FrameOf, ...] = ()  # frame images that are other renders' outputs
-    pending: bool = False  # its key waits on an upstream render's frame
+
+    @property
+    def pending(self) -> bool:
+        """Whether its key waits on an upstream render's frame (an image not known yet)."""
+        return not all(self.image_hashes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,15 +549,13 @@ def _expand_shot(
         request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
         price = _price(shot, board, info, model_id, (width, height, duration), audio)
-        pending = not all(hashes)
         for take in range(1, takes + 1):
             take_request = request
             if seed is not None:
                 take_request = {**request, "seed": seed + take - 1}
-            key = hashing.shot_key(take_request, hashes, context.renderer, take)
             made.append(
                 Shot(
-                    key=f"{PENDING}{key}" if pending else key,
+                    key=_render_key(take_request, hashes, context.renderer, take),
                     shot_id=shot.id,
                     label=label,
                     variant=variant_name,
@@ -575,7 +577,6 @@ def _expand_shot(
                     still=still,
                     audio=audio or (info is not None and info.audio == "always"),
                     after=tuple(after),
-                    pending=pending,
                 )
             )
     return made
@@ -596,16 +597,19 @@ def with_frame(shot: Shot, slot: int, image: Path, digest: str, renderer: str) -
     frames = [dict(f) for f in shot.request["inputs"]["frameImages"]]
     frames[slot]["image"] = f"sha256:{digest}"
     request = {**shot.request, "inputs": {**shot.request["inputs"], "frameImages": frames}}
-    pending = not all(hashes)
-    key = hashing.shot_key(request, hashes, renderer, shot.take)
     return replace(
         shot,
-        key=f"{PENDING}{key}" if pending else key,
+        key=_render_key(request, hashes, renderer, shot.take),
         request=request,
         images=tuple(images),
         image_hashes=tuple(hashes),
-        pending=pending,
     )
+
+
+def _render_key(request: dict[str, Any], hashes: list[str], renderer: str, take: int) -> str:
+    """A render's key; marked pending while one of its images is not known yet."""
+    key = hashing.shot_key(request, hashes, renderer, take)
+    return key if all(hashes) else f"{PENDING}{key}"
 
 
 def _upstream(
