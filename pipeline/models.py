@@ -78,7 +78,7 @@ class ModelInfo:
     provider: str
     fields: frozenset[str]  # request fields beyond the ones every task takes
     # (width, height) -> {duration seconds: USD, None where none is published}; an image
-    # model's durations are {0: price}
+    # model listing its sizes has each at {0: its price}, one with a size rule none
     prices: dict[Size, dict[int, float | None]]
     fps: tuple[int, ...] = ()
     text_to_video: bool = True
@@ -90,6 +90,7 @@ class ModelInfo:
     audio_setting: tuple[str, ...] = ()
     audio_prices: dict[Size, dict[int, float | None]] | None = None
     size_rule: SizeRule | None = None
+    image_price: float | None = None  # USD per still
     frames: FrameLimits = FrameLimits()
 
     @property
@@ -124,7 +125,7 @@ class ModelInfo:
 
     def price(self, width: int, height: int, duration: int, audio: bool = False) -> float | None:
         if self.is_image:
-            return next(iter(self.prices.values()))[0] if self.takes_size(width, height) else None
+            return self.image_price if self.takes_size(width, height) else None
         table = self.audio_prices if audio and self.audio_prices is not None else self.prices
         return table.get((width, height), {}).get(duration)
 
@@ -225,7 +226,6 @@ def _image(air: str, entry: dict[str, Any]) -> ModelInfo:
     price = entry.get("price")
     if isinstance(sizes, dict):
         rule = SizeRule(sizes["multiple"], sizes["min"], sizes["max"])
-        prices[(0, 0)] = {0: price}
     else:
         prices = {_size(size): {0: price} for size in sizes}
     return ModelInfo(
@@ -238,6 +238,7 @@ def _image(air: str, entry: dict[str, Any]) -> ModelInfo:
         needs_prompt=True,
         prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),  # type: ignore[arg-type]
         size_rule=rule,
+        image_price=None if price is None else float(price),
     )
 
 
