@@ -980,7 +980,6 @@ def _check_references(
     """Cross-field rules pydantic cannot see: unique ids, known shots, files that exist inside
     the project. Returns each file named, resolved."""
     folder = source.path.parent
-    seen: dict[str, int] = {}
     ids: dict[str, tuple[str, int]] = {}  # shots' and stills' ids share one name space
     for section, items in (("shots", storyboard.shots), ("stills", storyboard.stills)):
         for index, shot in enumerate(items):
@@ -992,8 +991,6 @@ def _check_references(
                     f"first defined at {first}:{line}",
                 )
             ids[shot.id] = (section, index)
-            if section == "shots":
-                seen[shot.id] = index
             if shot.template is not None:
                 _find_template(source, (section, index, "template"), shot.template, dirs, root)
     _check_frame_refs(storyboard, source, ids)
@@ -1013,6 +1010,7 @@ def _check_references(
             raise source.error(loc, str(exc), ROOT_HINT.format(root=root)) from None
     for loc, message in _size_problems(storyboard):
         raise source.error(loc, message)
+    shot_ids = _ids_in(ids, "shots")
     sequence_ids: set[str] = set()
     for s_index, sequence in enumerate(storyboard.sequences):
         if sequence.id in sequence_ids:
@@ -1024,13 +1022,12 @@ def _check_references(
             if isinstance(entry, CardSpec):
                 continue
             shot_id = entry if isinstance(entry, str) else entry.shot
-            if shot_id not in seen:
+            if shot_id not in shot_ids:
                 loc = ("sequences", s_index, "shots", e_index)
-                known = ", ".join(seen)
                 raise source.error(
                     loc,
                     f"sequence '{sequence.id}' names unknown shot '{shot_id}'",
-                    f"shots: {known}",
+                    f"shots: {', '.join(shot_ids)}",
                 )
     return files
 
@@ -1053,9 +1050,8 @@ def _check_frame_refs(
     edges: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
     for loc, shot_id, ref in frame_refs(storyboard):
         wanted = "shots" if ref.shot is not None else "stills"
-        found = ids.get(ref.name)
-        if found is None or found[0] != wanted:
-            known = ", ".join(i for i, (section, _) in ids.items() if section == wanted)
+        if ids.get(ref.name, ("",))[0] != wanted:
+            known = ", ".join(_ids_in(ids, wanted))
             raise source.error(
                 loc,
                 f"shot '{shot_id}' starts from unknown {wanted[:-1]} '{ref.name}'",
@@ -1072,6 +1068,11 @@ def _check_frame_refs(
             f"shots wait on each other's frames: {' -> '.join(names)}",
             "a shot can start from a frame of a shot that does not depend on it",
         )
+
+
+def _ids_in(ids: dict[str, tuple[str, int]], section: str) -> list[str]:
+    """The ids of one section ("shots" or "stills"), in the order written."""
+    return [name for name, (where, _) in ids.items() if where == section]
 
 
 def _cycle(
