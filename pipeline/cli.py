@@ -37,6 +37,9 @@ environment:
   RUNWARE_BASE_URL      the API endpoint (default https://api.runware.ai/v1)
   RUNWARE_POLL_SECONDS  the first and shortest wait between polls of a task (default 1;
                         under 1 only for a local server)
+  RUNWARE_NOT_FOUND_GRACE  how long a task Runware accepted may be unknown to it before it
+                        is taken as lost and submitted anew (default 300 s; under 60 only
+                        for a local server)
   STORYBOARD_CACHE_DIR  the cache folder (default .storyboard/ at the project root)
   STORYBOARD_FFMPEG     the ffmpeg binary to use
 
@@ -462,6 +465,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             task_timeout=args.task_timeout,
             download_timeout=args.download_timeout,
             poll_seconds=_env_seconds("RUNWARE_POLL_SECONDS", 1.0),
+            not_found_grace=_env_seconds("RUNWARE_NOT_FOUND_GRACE", 300.0),
         ),
         max_cost=args.max_cost,
         frozen=args.frozen,

@@ -479,7 +479,8 @@ def _expand_shot(
     optimizer = _first_set(shot.prompt_optimizer, defaults.prompt_optimizer, None)
     seed = _first_set(shot.seed, defaults.seed, None)
     negative = _first_set(shot.negative_prompt, defaults.negative_prompt, None)
-    audio = bool(_first_set(shot.audio, defaults.audio, False))
+    audio_given = _first_set(shot.audio, defaults.audio, None)
+    audio = bool(audio_given)
     frames: list[tuple[str, str | FrameRef]] = []  # (position, file or frame reference)
     for position in FRAME_POSITIONS:
         name = f"{position}_frame"
@@ -512,7 +513,7 @@ def _expand_shot(
             spec,
             shot,
             (model_id, info),
-            (seed, negative, audio, optimizer),
+            (seed, negative, audio_given, optimizer),
             where,
             context.warnings,
         )
@@ -690,7 +691,7 @@ def _check_fields(
     spec: Spec,
     shot: ShotSpec,
     model: tuple[str, models.ModelInfo | None],
-    settings: tuple[int | None, str | None, bool, bool | None],
+    settings: tuple[int | None, str | None, bool | None, bool | None],
     where: Callable[[str], tuple[Any, ...]],
     warnings: dict[str, None],
 ) -> None:
@@ -708,10 +709,10 @@ def _check_fields(
             negative is not None and not info.accepts_negative_prompt,
             "negative prompt",
         ),
-        ("audio", audio and info.audio == "none", "audio"),
+        ("audio", bool(audio) and info.audio == "none", "audio"),
         (
             "prompt_optimizer",
-            optimizer is not None and info.provider != "minimax",
+            optimizer is not None and not info.rewrite_setting,
             "prompt_optimizer",
         ),
     ]
@@ -722,6 +723,13 @@ def _check_fields(
                 f"shot '{shot.id}': {model_id} ({info.name}) takes no {what}",
                 f"it takes: {info.takes()}",
             )
+    if audio is False and info.audio == "always":
+        raise spec.source.error(
+            where("audio"),
+            f"shot '{shot.id}': {model_id} ({info.name}) makes its clips with sound, and no "
+            "setting the API allows turns it off",
+            "remove `audio: false`: its price is the price with sound",
+        )
 
 
 def _image_facts(image: media.ImageInfo) -> tuple[str, int, int, int]:
@@ -901,9 +909,12 @@ def _request(
         "deliveryMethod": "async",
         "includeCost": True,
     }
-    # Some models take frame images or a size, never both: the frame sets the size.
+    # Some models take frame images or a size, never both: the frame sets the shape, and
+    # `resolution`, where the model takes it with frames, how large it is rendered.
     if not (frames and info is not None and info.size_or_frames):
         request["width"], request["height"] = asked.width, asked.height
+    elif info.resolution_with_frames:
+        request["resolution"] = f"{min(asked.width, asked.height)}p"
     if not still:
         request["duration"] = asked.duration
     if "fps" in fields:
@@ -912,10 +923,12 @@ def _request(
         request["positivePrompt"] = asked.prompt
     if asked.negative is not None:
         request["negativePrompt"] = asked.negative
-    provider = info.provider if info else model_id.split(":", 1)[0]
     settings: dict[str, Any] = {}
-    if provider == "minimax" and "providerSettings" in fields:
-        settings["minimax"] = {"promptOptimizer": bool(asked.optimizer)}
+    if info is not None and info.rewrite_setting:
+        # Said either way: a provider that rewrites prompts by default makes renders that
+        # cannot be repeated from their request.
+        _, name, flag = info.rewrite_setting
+        settings.setdefault(name, {})[flag] = bool(asked.optimizer)
     if info is not None and info.audio == "optional":
         # Said either way: a provider's default could be to charge for sound.
         _, name, flag = info.audio_setting

@@ -88,6 +88,8 @@ class ModelInfo:
     prompt_range: tuple[int, int] = (PROMPT_MINIMUM, PROMPT_LIMIT)
     audio: str = "none"  # none, optional, always
     audio_setting: tuple[str, ...] = ()
+    rewrite_setting: tuple[str, ...] = ()  # the provider setting that rewrites prompts
+    resolution_with_frames: bool = False  # given frame images, it takes `resolution`
     audio_prices: dict[Size, dict[int, float | None]] | None = None
     size_rule: SizeRule | None = None
     image_price: float | None = None  # USD per still
@@ -148,7 +150,7 @@ class ModelInfo:
             names += [f"{position}_frame" for position in self.frame_positions]
         if self.audio == "optional":
             names.append("audio")
-        if self.provider == "minimax" and "providerSettings" in self.fields:
+        if self.rewrite_setting:
             names.append("prompt_optimizer")
         return ", ".join(dict.fromkeys(names))
 
@@ -216,6 +218,8 @@ def _video(air: str, entry: dict[str, Any]) -> ModelInfo:
         audio=audio,
         audio_setting=setting,
         audio_prices=audio_prices,
+        rewrite_setting=tuple(entry.get("rewrite", ())),
+        resolution_with_frames=entry.get("resolution_with_frames", False),
     )
 
 

@@ -53,6 +53,15 @@ class ScheduleOptions:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """A task an earlier build (or a machine whose lease this build took) sent: collected,
+    never sent again."""
+
+    task_uuid: str
+    since: float  # when it was sent, as far as this build knows (wall clock)
+
+
+@dataclass(frozen=True)
 class Outcome:
     shot: Shot
     status: str
@@ -195,14 +204,16 @@ class Scheduler:
         # sent a task meanwhile, which must be collected, not paid for again.
         entry = self.cache.journal.read(shot.key)
         resume = (
-            entry.task_uuid if entry is not None and entry.renderer == self.renderer.name else None
+            Resume(entry.task_uuid, entry.started)
+            if entry is not None and entry.task_uuid and entry.renderer == self.renderer.name
+            else None
         )
         if self.remote is None:
             return await self._rendered(shot, resume, started)
         return await self._shared(shot, resume, forced, started)
 
     async def _shared(
-        self, shot: Shot, resume: str | None, forced: bool, started: float
+        self, shot: Shot, resume: Resume | None, forced: bool, started: float
     ) -> Outcome:
         """With a team cache: its clip if it has one; else the key's lease (waiting while
         another machine renders it), the render, and the clip shared before the lease goes."""
@@ -242,7 +253,7 @@ class Scheduler:
                 return await self._shared(shot, resume, forced, started)
             inherited = lease.body.task_uuid
             if resume is None and inherited:
-                resume = inherited
+                resume = Resume(inherited, time.time())  # sent before this moment, not after
                 self._note_task(shot, inherited)  # this machine now answers for that task
             self.leases[shot.key] = lease
         keeper = asyncio.create_task(remote.keep(lease, self.reporter.note)) if lease else None
@@ -294,13 +305,17 @@ class Scheduler:
         )
         return replace(outcome, record=kept, warning=warning)
 
-    async def _rendered(self, shot: Shot, resume: str | None, started: float) -> Outcome:
+    async def _rendered(self, shot: Shot, resume: Resume | None, started: float) -> Outcome:
         """Render (or collect) until it succeeds, fails for good, or may not be tried again."""
         retries = 0
         while True:
             try:
                 return await self._render_once(shot, resume, started)
             except TaskUnknown as exc:
+                if resume is None:  # this build's own task was lost: a failed try like any
+                    if retries >= self.options.retries or self.stop.is_set():
+                        return self._failed(shot, exc, started)
+                    retries += 1
                 self.reporter.note(f"{exc.message}: rendering it anew")
                 resume = None
             except TransientError as exc:
@@ -319,7 +334,7 @@ class Scheduler:
             except (RenderError, MediaError) as exc:
                 return self._failed(shot, exc, started)
 
-    async def _render_once(self, shot: Shot, resume: str | None, started: float) -> Outcome:
+    async def _render_once(self, shot: Shot, resume: Resume | None, started: float) -> Outcome:
         """One render: a new task (in a concurrency slot, within the budget) or the collection
         of a journaled one (already running and paid for: no slot, no budget)."""
         price = 0.0 if resume else (shot.price or 0.0)
@@ -370,7 +385,8 @@ class Scheduler:
             shot=shot,
             output=output,
             note_task=lambda task: self._note_task(shot, task),
-            resume_task=resume,
+            resume_task=resume.task_uuid if resume else None,
+            resumed_at=resume.since if resume else None,
             remote_done=remote_done,
             frames=tuple(dict.fromkeys(self._wanted.get(shot.key, ()))),
         )

@@ -16,14 +16,20 @@ KEY = "sk-test-9f3c1d0e-SECRET-b7a2"
 
 @contextlib.contextmanager
 def local_runware(
-    monkeypatch: pytest.MonkeyPatch, clip_dir: Path, latency: float, poll: float = 0.2
+    monkeypatch: pytest.MonkeyPatch,
+    clip_dir: Path,
+    latency: float,
+    poll: float = 0.2,
+    grace: float = 1.0,
 ) -> Iterator[RunwareServer]:
-    """A local server that the CLI of this process talks to: its URL, the key, and polls
-    as often as `poll` seconds (a local server may be asked often)."""
+    """A local server that the CLI of this process talks to: its URL, the key, polls as
+    often as `poll` seconds (a local server may be asked often), and a task it does not know
+    taken as lost after `grace` seconds (5 minutes against the real API)."""
     with RunwareServer(latency=latency, api_keys={KEY}, clip_dir=clip_dir) as running:
         monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
         monkeypatch.setenv("RUNWARE_API_KEY", KEY)
         monkeypatch.setenv("RUNWARE_POLL_SECONDS", str(poll))
+        monkeypatch.setenv("RUNWARE_NOT_FOUND_GRACE", str(grace))
         yield running
 
 

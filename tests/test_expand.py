@@ -139,3 +139,82 @@ def test_a_prompt_the_model_refuses_is_a_located_error(project: Path) -> None:
     assert caught.value.message == (
         "shot 'a': the prompt is 2,249 characters; minimax:4@1 takes 2 to 2,000"
     )
+
+
+REQUESTS = [
+    # (model, shot fields, the providerSettings sent, a field sent or None, one not sent)
+    ("minimax:4@1", "", {"minimax": {"promptOptimizer": False}}, "fps", None),
+    ("minimax:4@1", "prompt_optimizer: true, ", {"minimax": {"promptOptimizer": True}}, None, None),
+    (
+        "google:3@3",
+        "width: 1920, height: 1080, duration: 8, ",
+        {"google": {"enhancePrompt": False, "generateAudio": False}},
+        "width",
+        "resolution",
+    ),
+    (
+        "google:3@3",
+        "width: 1920, height: 1080, duration: 8, first_frame: assets/raincoat.jpg, ",
+        {"google": {"enhancePrompt": False, "generateAudio": False}},
+        "resolution",
+        "width",
+    ),
+    (
+        "alibaba:wan@2.6",
+        "width: 1920, height: 1080, duration: 5, prompt_optimizer: true, audio: true, ",
+        {"alibaba": {"promptExtend": True, "audio": True}},
+        None,
+        None,
+    ),
+    (
+        "alibaba:wan@2.6",
+        "width: 1280, height: 720, duration: 5, ",
+        {"alibaba": {"promptExtend": False, "audio": False}},
+        None,
+        None,
+    ),
+    (
+        "klingai:kling-video@3-pro",
+        "width: 1920, height: 1080, duration: 5, ",
+        None,
+        "width",
+        "providerSettings",
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "fields", "settings", "sent", "not_sent"), REQUESTS)
+def test_requests_turn_prompt_rewriting_off_and_say_sound(
+    project: Path,
+    model: str,
+    fields: str,
+    settings: dict | None,
+    sent: str | None,
+    not_sent: str | None,
+) -> None:
+    """Prompt rewriting is off unless asked for, for every model that has it (a render must
+    be repeatable from its request); sound is said where it is a setting; Kling 3.0 gets no
+    providerSettings; Veo from a frame gets `resolution` (the frame sets the shape)."""
+    loaded = load(project, f"shots:\n  - {{id: a, prompt: a door, model: '{model}', {fields}}}\n")
+    request = expand(loaded, "runware").shots[0].request
+    assert request.get("providerSettings") == settings
+    if sent:
+        assert sent in request
+    if not_sent:
+        assert not_sent not in request
+    if "resolution" in request:
+        assert request["resolution"] == "1080p"
+
+
+def test_a_model_whose_sound_cannot_be_turned_off_refuses_audio_false(project: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        expand(
+            load(
+                project,
+                "shots:\n  - {id: a, prompt: a door, model: 'klingai:kling-video@3-pro',\n"
+                "     width: 1920, height: 1080, duration: 5, audio: false}\n",
+            ),
+            "runware",
+        )
+    assert "makes its clips with sound" in caught.value.message
+    assert (caught.value.line, caught.value.col) == (5, 53)  # at `false`

@@ -115,6 +115,38 @@ def test_every_fault_in_every_shape_ends_money_safe(
     assert stats["billed_tasks"] == 3  # whatever happened, three clips were paid for
 
 
+def test_a_task_unknown_to_the_server_for_8_s_after_acceptance_is_collected_once(
+    project: Path, cli, server: RunwareServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """taskFailedOrNotFound for the first 8 s after the submit, with the grace of the real
+    API (5 minutes): waited for, said on screen, collected; one submit, one bill."""
+    monkeypatch.delenv("RUNWARE_NOT_FOUND_GRACE")
+    spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one"))
+    server.set_faults(hidden=1, hidden_seconds=8)
+    result, summary = build(cli, spec)
+    assert result.code == 0, result.err
+    assert "Runware does not show its task yet" in result.err
+    assert "waiting up to 5 min for it before rendering it anew" in result.err
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["faults_served"] == {"hidden": 1}
+    assert stats["submits"] == 1 and stats["billed_tasks"] == 1
+    assert stats["billed_cost"] == pytest.approx(0.28) == summary["spent"]
+
+
+def test_a_safety_refusal_is_one_submit_and_one_located_line(
+    project: Path, cli, server: RunwareServer
+) -> None:
+    spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one"))
+    server.set_faults(safety_refusal=1, safety_code="nsfwContentDetected")
+    result, summary = build(cli, spec, "--retries", "3")
+    assert result.code == 1
+    error = summary["shots"][0]["error"]
+    assert error.startswith("shot 's0': the render failed: nsfwContentDetected: ")
+    assert "\n" not in error and "Traceback" not in result.err
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["submits"] == 1 and stats["billed_cost"] == 0
+
+
 def test_a_task_that_never_finishes_stays_journaled(project: Path, cli, server, simple) -> None:
     server.set_faults(never_finish=1)
     result, summary = build(cli, simple, "-j", "3", "-k", "--task-timeout", "2")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
 from tests.runware_support import KEY, assert_money_safe, make_image, shots_spec
 
-FAST = PollTiming(first=0.02, floor=0.02, ceiling=0.2, give_up_after=4, unknown_grace=3)
+FAST = PollTiming(first=0.02, floor=0.02, ceiling=0.2, give_up_after=4, not_found_grace=0.3)
 BACKOFF = Backoff(attempts=4, base=0.01, cap=0.05, seed=7)
 SHAPES = ["errors", "data_flat", "data_nested"]
 
@@ -87,6 +88,7 @@ def render(
     max_cost: float | None = None,
     download_timeout: float = 5.0,
     transport: httpx.AsyncBaseTransport | None = None,
+    timing: PollTiming = FAST,
 ) -> Run:
     shots = shots_of(project, text)
     cache = Cache(project / ".storyboard")
@@ -97,7 +99,7 @@ def render(
             cache,
             KEY,
             "http://runware.test/v1",
-            timing=FAST,
+            timing=timing,
             backoff=BACKOFF,
             download_timeout=download_timeout,
             transport=transport or server.transport(),
@@ -152,7 +154,8 @@ def test_a_refusal_is_final_and_names_the_servers_code(
     assert run.outcomes[0].status == FAILED
     assert run.outcomes[0].error == (
         "shot 's0': the render failed: providerContentPolicyViolation: "
-        "The provider refused to render this request under its content policy"
+        "The provider refused to render this request under its content policy "
+        "(Runware's safety filter: refused every time, so not sent again)"
     )
     stats = assert_money_safe(runware, run.cache)
     assert stats["submits"] == 1  # never sent again: it would fail again
@@ -228,8 +231,130 @@ def test_a_journaled_task_the_server_does_not_know_is_rendered_anew(
     )
     run = render(project, runware, shots_spec(1))
     assert run.status() == [RENDERED]
-    assert any("does not know the journaled task: rendering it anew" in n for n in run.notes)
+    lost = [n for n in run.notes if "has not known its task for" in n]
+    assert lost and lost[0].endswith("it is taken as lost: rendering it anew"), run.notes
     assert assert_money_safe(runware, run.cache)["accepted"] == 1
+
+
+SAFETY_CODES = [
+    "contentPolicyViolation",
+    "providerContentPolicyViolation",
+    "sensitiveContentDetected",
+    "unsafeContentDetected",
+    "nsfwContentDetected",
+    "promptBlocked",
+    "imageBlocked",
+    "moderationFailed",
+]
+
+
+@pytest.mark.parametrize("code", SAFETY_CODES)
+@pytest.mark.parametrize("shapes", [{}, {"error_task_uuid": False}], ids=["named", "anonymous"])
+def test_a_safety_refusal_is_submitted_once(
+    project: Path, runware: RunwareServer, code: str, shapes: dict
+) -> None:
+    """runware-python's safety codes, in the top-level `errors` of a poll (naming the task
+    or not): final, never sent again, nothing left to collect."""
+    runware.set_faults(safety_refusal=1, safety_code=code, **shapes)
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [FAILED]
+    error = run.outcomes[0].error or ""
+    assert error.startswith(f"shot 's0': the render failed: {code}: "), error
+    assert "safety filter: refused every time, so not sent again" in error
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["submits"] == 1 and stats["accepted"] == 1
+    assert run.cache.journal.entries() == {}
+
+
+def test_an_image_refused_by_the_safety_filter_is_not_uploaded_again(
+    project: Path, runware: RunwareServer
+) -> None:
+    """`imageBlocked` names an image, as an expired upload does: it is a refusal all the
+    same, not a reason to upload and submit again."""
+    make_image(project / "specs" / "assets" / "frame.jpg", 683, 384)
+    blocked = {"code": "imageBlocked", "message": "blocked", "parameter": "inputs.frameImages"}
+    transport = RefusingTransport(runware.transport(), blocked)
+    run = render(project, runware, IMAGE_SPEC, transport=transport)
+    assert run.status() == [FAILED]
+    assert "Runware refused the task: imageBlocked: blocked" in (run.outcomes[0].error or "")
+    assert transport.submits == 1 and runware.stats()["uploads"] == 1
+
+
+class RefusingTransport(httpx.AsyncBaseTransport):
+    """The server's transport, whose submits are all refused with one error object."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, error: dict) -> None:
+        self.inner, self.error, self.submits = inner, error, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(await request.aread() or b"[]")
+        if any(t.get("taskType") == "videoInference" for t in body if isinstance(t, dict)):
+            self.submits += 1
+            return httpx.Response(400, json={"errors": [self.error]})
+        return await self.inner.handle_async_request(request)
+
+
+class LosingTransport(httpx.AsyncBaseTransport):
+    """The server's transport, which delivers every submit and loses every answer to it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.lost = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(await request.aread() or b"[]")
+        response = await self.inner.handle_async_request(request)
+        if any(t.get("taskType") == "videoInference" for t in body if isinstance(t, dict)):
+            self.lost += 1
+            raise httpx.ReadError("the connection was reset")
+        return response
+
+
+def test_a_task_hidden_past_its_grace_is_taken_as_lost_and_said(
+    project: Path, runware: RunwareServer
+) -> None:
+    """The grace (0.3 s here, 5 minutes by default) is what stands between a lag and a
+    second bill: a task unknown for longer is submitted anew, and the first still renders."""
+    runware.set_faults(hidden=1, hidden_seconds=60)
+    run = render(project, runware, shots_spec(1))
+    assert run.status() == [RENDERED]
+    waiting = [n for n in run.notes if "does not show its task yet" in n]
+    assert waiting and "waiting up to 0 s for it before rendering it anew" in waiting[0]
+    assert any("it is taken as lost: rendering it anew" in n for n in run.notes), run.notes
+    stats = runware.stats()
+    assert stats["accepted"] == 2 and stats["billed_tasks"] == 2  # the price of a lost task
+
+
+def test_a_journaled_task_sent_moments_ago_is_waited_for(
+    project: Path, runware: RunwareServer
+) -> None:
+    """A build killed just after a submit, built again at once: the task is not visible yet,
+    and it is collected, not sent again."""
+    shot = shots_of(project, shots_spec(1))[0]
+    runware.set_faults(hidden=1, hidden_seconds=0.5)
+    task_uuid = journal_task(project, runware, shot)
+    entry = Cache(project / ".storyboard").journal.read(shot.key)
+    assert entry is not None and entry.task_uuid == task_uuid
+    Cache(project / ".storyboard").journal.write(entry.model_copy(update={"started": time.time()}))
+    timing = PollTiming(first=0.02, floor=0.02, ceiling=0.2, give_up_after=4, not_found_grace=5)
+    run = render(project, runware, shots_spec(1), timing=timing)
+    assert run.status() == [RENDERED] and run.outcomes[0].collected
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["submits"] == 1 and stats["billed_tasks"] == 1
+    assert any("does not show its task yet" in n for n in run.notes), run.notes
+
+
+def test_a_submit_whose_answers_are_all_lost_is_waited_for(
+    project: Path, runware: RunwareServer
+) -> None:
+    """Accepted, then every answer lost: the task is polled as an accepted one, not sent
+    again under a new taskUUID."""
+    transport = LosingTransport(runware.transport())
+    run = render(project, runware, shots_spec(1), transport=transport)
+    assert run.status() == [RENDERED]
+    assert transport.lost == BACKOFF.attempts
+    assert any("waiting for the task as if it was accepted" in n for n in run.notes), run.notes
+    stats = assert_money_safe(runware, run.cache)
+    assert stats["accepted"] == 1 and stats["billed_tasks"] == 1
 
 
 IMAGE_SPEC = """\

@@ -135,3 +135,100 @@ def test_billing_is_counted_per_request(runware: RunwareServer) -> None:
     stats = runware.stats()
     assert sorted(stats["billed_per_request"].values()) == [1, 2]
     assert stats["billed_cost"] == pytest.approx(0.84)
+
+
+def test_ping_is_the_published_one(runware: RunwareServer) -> None:
+    status, body = post(runware, {"taskType": "ping", "ping": True})
+    assert status == 200 and body["data"] == [{"taskType": "ping", "pong": True}]
+    status, body = post(runware, {"taskType": "ping", "ping": True, "taskUUID": str(uuid.uuid4())})
+    assert status == 400 and body["errors"][0]["code"] == "unknownParameter"
+
+
+def test_a_hidden_task_renders_and_is_billed_while_unknown(runware: RunwareServer) -> None:
+    runware.set_faults(hidden=1, hidden_seconds=30)
+    task_uuid = submit(runware)
+    error = poll(runware, task_uuid)["errors"][0]
+    assert error["code"] == "taskFailedOrNotFound"
+    assert runware.stats()["billed_cost"] == pytest.approx(0.28)  # never collected, paid
+
+
+def test_a_safety_refusal_comes_in_the_top_level_errors(runware: RunwareServer) -> None:
+    runware.set_faults(safety_refusal=1, safety_code="promptBlocked", dialect="docs")
+    body = poll(runware, submit(runware))
+    assert "data" not in body and body["errors"][0]["code"] == "promptBlocked"
+
+
+def test_a_task_may_be_pending_before_it_is_processing(clip_dir: Path) -> None:
+    server = RunwareServer(latency=30, api_keys={KEY}, clip_dir=clip_dir, dialect="docs")
+    try:
+        assert poll(server, submit(server))["data"][0]["status"] == "pending"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("model", "settings", "inputs", "code"),
+    [
+        (
+            "minimax:4@1",
+            {"google": {"enhancePrompt": False}},
+            None,
+            "mismatchProviderSettingsProvider",
+        ),
+        ("minimax:4@1", {"acme": {"x": True}}, None, "unknownProviderSettingsProvider"),
+        ("minimax:4@1", {"minimax": {"generateAudio": True}}, None, "unknownParameter"),
+        ("klingai:kling-video@3-pro", {"klingai": {"sound": False}}, None, "missingParameter"),
+        ("alibaba:wan@2.6", {"alibaba": {"promptExtend": "no"}}, None, "invalidParameter"),
+        ("google:3@3", {"google": {"enhancePrompt": False, "generateAudio": True}}, None, None),
+        ("alibaba:wan@2.6", {"alibaba": {"promptExtend": False, "audio": False}}, None, None),
+    ],
+)
+def test_provider_settings_are_the_models_own(
+    runware: RunwareServer, model: str, settings: dict, inputs: dict | None, code: str | None
+) -> None:
+    sizes = {"minimax:4@1": (1366, 768, 6), "klingai:kling-video@3-pro": (1920, 1080, 5)}
+    width, height, duration = sizes.get(model, (1920, 1080, 10 if "wan" in model else 8))
+    task = {
+        "taskType": "videoInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": model,
+        "positivePrompt": "a quiet harbour",
+        "width": width,
+        "height": height,
+        "duration": duration,
+        "deliveryMethod": "async",
+        "providerSettings": settings,
+    }
+    if model.startswith("minimax"):
+        task["fps"] = 25
+    status, body = post(runware, task)
+    if code is None:
+        assert status == 200, body
+        return
+    assert status == 400 and body["errors"][0]["code"] == code, body
+
+
+def test_veo_from_a_frame_renders_at_the_resolution_asked(runware: RunwareServer) -> None:
+    image = (REPO / "specs" / "assets" / "luthier.jpg").read_bytes()
+    uri = "data:image/jpeg;base64," + base64.b64encode(image).decode()
+    frames = {"frameImages": [{"image": uri, "frame": "first"}]}
+    base = {
+        "taskType": "videoInference",
+        "model": "google:3@3",
+        "positivePrompt": "the luthier looks up",
+        "duration": 4,
+        "deliveryMethod": "async",
+        "inputs": frames,
+    }
+    sizes = {}
+    for resolution in (None, "1080p"):
+        task = {**base, "taskUUID": str(uuid.uuid4())}
+        if resolution:
+            task["resolution"] = resolution
+        status, body = post(runware, task)
+        assert status == 200, body
+        sizes[resolution] = runware.tasks[task["taskUUID"]].size
+    assert sizes == {None: (1280, 720), "1080p": (1920, 1080)}
+    both = {**base, "taskUUID": str(uuid.uuid4()), "resolution": "1080p", "inputs": {}}
+    both |= {"width": 1920, "height": 1080}
+    assert post(runware, both)[1]["errors"][0]["parameter"] == "resolution"

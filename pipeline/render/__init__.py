@@ -50,6 +50,8 @@ class RenderJob:
     note_task: Callable[[str], None]
     # A task id the journal holds from an earlier build: collect it instead of submitting.
     resume_task: str | None = None
+    # When that task was sent (wall clock, as the journal says); None: not known.
+    resumed_at: float | None = None
     # Called when the remote render is over, with the cost the provider reported (None when it
     # reported none, or nothing usable): frees the concurrency slot (downloading remains) and
     # counts the money as spent, whatever becomes of the clip afterwards.
@@ -94,6 +96,8 @@ class RendererOptions:
     download_timeout: float = 600.0
     # The first and shortest wait between polls of a task (Runware advises 1 to 2 s).
     poll_seconds: float = 1.0
+    # How long an accepted task may be unknown to the server before it is submitted anew.
+    not_found_grace: float = 300.0
     backoff: Backoff = field(default_factory=Backoff)
 
 

@@ -53,10 +53,34 @@ DEFAULT_BASE_URL = "https://api.runware.ai/v1"
 AUTH_CODES = {"invalidApiKey", "missingApiKey", "unauthorized", "forbidden"}
 CREDIT_CODES = {"insufficientCredits", "insufficientBalance", "accountSuspended"}
 UNKNOWN_TASK = "taskFailedOrNotFound"
-# Failures that will happen again if the same request is sent again.
-DETERMINISTIC = re.compile(
-    r"policy|moderat|nsfw|safety|invalid|unsupported|missing|unknownParameter|notAllowed|"
-    r"tooLong|tooShort|conflict",
+# Refusals by the safety filter, as runware-python's runware/errors.py lists them
+# (`_SAFETY_CODES`): the same request is refused every time, so it is never sent again.
+SAFETY_CODES = frozenset(
+    {
+        "contentPolicyViolation",
+        "providerContentPolicyViolation",
+        "sensitiveContentDetected",
+        "unsafeContentDetected",
+        "nsfwContentDetected",
+        "promptBlocked",
+        "imageBlocked",
+        "moderationFailed",
+    }
+)
+# Every failure that happens again if the same request is sent again: the safety codes, and
+# the request-shape problems the SDK classes as validation (by name, then by form).
+FINAL_CODES = SAFETY_CODES | frozenset(
+    {
+        "unknownParameter",
+        "incompatibleParameters",
+        "mismatchProviderSettingsProvider",
+        "unknownProviderSettingsProvider",
+        "validationFailed",
+    }
+)
+FINAL_FORMS = re.compile(
+    r"^(invalid|missing|unsupported|duplicate|conflict)|policy|moderat|nsfw|safety|unsafe|"
+    r"blocked|notAllowed|tooLong|tooShort",
     re.IGNORECASE,
 )
 POLL_BATCH = 100
@@ -65,6 +89,7 @@ DOWNLOAD_ATTEMPTS = 4
 RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
 SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
 MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
+MIN_NOT_FOUND_GRACE = 60.0  # against the real API: a shorter grace could pay twice
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -100,9 +125,23 @@ def error_of(item: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def is_final(code: str) -> bool:
+    """Whether a failure will happen again if the same request is sent again."""
+    return code in FINAL_CODES or bool(FINAL_FORMS.search(code))
+
+
 def failure_kind(code: str) -> type[RenderError]:
     """Whether a failed render is worth a new try: a provider timeout is, a refusal is not."""
-    return RefusedError if DETERMINISTIC.search(code) else TransientError
+    return RefusedError if is_final(code) else TransientError
+
+
+def refused(error: dict[str, Any]) -> str:
+    """A failure as the user reads it: the server's code and message, and for a refusal by
+    the safety filter, that it is final."""
+    said = describe(error)
+    if str(error.get("code") or "") in SAFETY_CODES:
+        said += " (Runware's safety filter: refused every time, so not sent again)"
+    return said
 
 
 def _objects(value: Any) -> list[dict[str, Any]]:
@@ -262,7 +301,10 @@ class PollTiming:
     ceiling: float = 5.0  # the longest pause between two polls of a running task
     task_timeout: float = 1800.0
     give_up_after: int = 8  # failed polls in a row before a task is left in the journal
-    unknown_grace: int = 3  # taskFailedOrNotFound answers a new task may get before it failed
+    # How long a task Runware accepted may be unknown to getResponse before it is taken as
+    # lost (and may be submitted anew): an accepted task renders and is billed, so a
+    # taskFailedOrNotFound soon after acceptance means "not visible yet".
+    not_found_grace: float = 300.0
 
 
 @dataclass
@@ -273,9 +315,9 @@ class _Waiting:
     due: float
     deadline: float
     interval: float
-    fresh: bool  # submitted by this build (not resumed from the journal)
+    seen: float  # the wall-clock time the task was last known to exist (accepted, or polled)
     failures: int = 0
-    unknowns: int = 0
+    unseen_said: bool = False
     solo: bool = False  # asked about alone: an answer without taskUUID is then about it
     asking: bool = False
 
@@ -296,11 +338,13 @@ class Poller:
         timing: PollTiming,
         backoff: Backoff,
         on_account_error: Callable[[AccountError], None],
+        note: Callable[[str], None] = ignore,
     ) -> None:
         self.api = api
         self.timing = timing
         self.backoff = backoff
         self.on_account_error = on_account_error
+        self.note = note
         self.waiting: dict[str, _Waiting] = {}
         self.polls = 0
         self._wake = asyncio.Event()
@@ -308,9 +352,12 @@ class Poller:
         self._asking: set[asyncio.Task[None]] = set()
         self._shared: asyncio.Task[None] | None = None
 
-    async def wait(self, task_uuid: str, label: str, fresh: bool) -> dict[str, Any]:
+    async def wait(
+        self, task_uuid: str, label: str, fresh: bool, accepted: float | None = None
+    ) -> dict[str, Any]:
         """The item of a finished task (a videoURL, or a success status), or a RenderError
-        saying why there is none."""
+        saying why there is none. `accepted`: when the task was accepted (wall clock; now
+        when not known), from which a task unknown to the server is given its grace."""
         now = time.monotonic()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiting[task_uuid] = _Waiting(
@@ -320,7 +367,7 @@ class Poller:
             due=now + (self.timing.first if fresh else 0.0),
             deadline=now + self.timing.task_timeout,
             interval=self.timing.floor,
-            fresh=fresh,
+            seen=time.time() if accepted is None else accepted,
         )
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
@@ -437,13 +484,15 @@ class Poller:
         error = error_of(item)
         if error is not None:
             self._task_error(task_uuid, error)
-        else:
-            self._reschedule(task_uuid, item.get("progress"))
+            return
+        self.waiting[task_uuid].seen = time.time()
+        self._reschedule(task_uuid, item.get("progress"))
 
     def _anonymous_error(self, task_uuid: str, error: dict[str, Any]) -> None:
         """An error without taskUUID in the answer to a poll about one task alone: the task's
-        failure if it says a task failed, else a failure of the request."""
-        if error.get("status") == "error" or error.get("code") == UNKNOWN_TASK:
+        failure if it says a task failed (or is a refusal), else a failure of the request."""
+        code = str(error.get("code") or "")
+        if error.get("status") == "error" or code == UNKNOWN_TASK or code in SAFETY_CODES:
             self._task_error(task_uuid, error)
         else:
             self._poll_failed(task_uuid, describe(error), alone=True)
@@ -452,21 +501,46 @@ class Poller:
         waiting = self.waiting[task_uuid]
         label = waiting.label
         code = str(error.get("code") or "")
-        if code == UNKNOWN_TASK and not waiting.fresh:
-            self._settle(
-                task_uuid,
-                TaskUnknown(f"shot '{label}': Runware does not know the journaled task"),
-            )
-            return
-        if code == UNKNOWN_TASK and waiting.unknowns + 1 < self.timing.unknown_grace:
-            # A task just accepted may not be visible yet: ask again before believing it.
-            waiting.unknowns += 1
-            waiting.due = time.monotonic() + max(
-                self.backoff.delay(waiting.unknowns - 1), self.timing.floor
-            )
+        if code == UNKNOWN_TASK:
+            self._not_found(task_uuid, waiting)
             return
         kind = failure_kind(code)
-        self._settle(task_uuid, kind(f"shot '{label}': the render failed: {describe(error)}"))
+        self._settle(task_uuid, kind(f"shot '{label}': the render failed: {refused(error)}"))
+
+    def _not_found(self, task_uuid: str, waiting: _Waiting) -> None:
+        """A task the server does not know: not visible yet, while its grace lasts (it was
+        accepted, so it renders and is billed); lost, and safe to submit anew, after."""
+        grace = self.timing.not_found_grace
+        unseen = max(0.0, time.time() - waiting.seen)
+        if time.monotonic() > waiting.deadline:
+            self._settle(
+                task_uuid,
+                NotCollected(
+                    f"shot '{waiting.label}': no result after {self.timing.task_timeout:.0f} s "
+                    "(Runware does not show the task)",
+                    "the task stays in the journal: the next build asks for it before paying",
+                ),
+            )
+            return
+        if unseen >= grace:
+            self._settle(
+                task_uuid,
+                TaskUnknown(
+                    f"shot '{waiting.label}': Runware has not known its task for "
+                    f"{_duration(unseen)} (taskFailedOrNotFound): it is taken as lost"
+                ),
+            )
+            return
+        if not waiting.unseen_said:
+            waiting.unseen_said = True
+            self.note(
+                f"shot '{waiting.label}': Runware does not show its task yet "
+                f"({_duration(unseen)} after it was last known); waiting up to "
+                f"{_duration(grace)} for it before rendering it anew"
+            )
+        waiting.failures = 0
+        waiting.interval = min(max(waiting.interval * 1.5, self.timing.floor), self.timing.ceiling)
+        waiting.due = time.monotonic() + waiting.interval
 
     def _poll_failed(self, task_uuid: str, problem: str, alone: bool) -> None:
         waiting = self.waiting.get(task_uuid)
@@ -576,7 +650,9 @@ class RunwareRenderer:
             self.client, base_url, api_key, self.backoff, self.note, retry_after_cap
         )
         self.account = _AccountState()
-        self.poller = Poller(self.api, timing or PollTiming(), self.backoff, self._account_refused)
+        self.poller = Poller(
+            self.api, timing or PollTiming(), self.backoff, self._account_refused, self.note
+        )
         self._upload_locks: dict[str, asyncio.Lock] = {}
         # Decoding clips to check them is CPU work: one thread per core, so that the event
         # loop (submits, polls) is never starved by a wave of finished downloads.
@@ -589,11 +665,22 @@ class RunwareRenderer:
         poll = options.poll_seconds
         if not (math.isfinite(poll) and poll > 0):
             raise UserError(f"RUNWARE_POLL_SECONDS must be a positive number, not {poll}")
-        host = httpx.URL(options.base_url or DEFAULT_BASE_URL).host
+        try:
+            host = httpx.URL(options.base_url or DEFAULT_BASE_URL).host
+        except httpx.InvalidURL as exc:
+            raise UserError(f"RUNWARE_BASE_URL={options.base_url}: not a URL ({exc})") from None
         if poll < MIN_POLL_SECONDS and host not in LOOPBACK:
             raise UserError(
                 f"RUNWARE_POLL_SECONDS={poll:g} would poll {host} more than once a second",
                 f"polls under {MIN_POLL_SECONDS:g} s are for a local server only",
+            )
+        grace = options.not_found_grace
+        if grace < MIN_NOT_FOUND_GRACE and host not in LOOPBACK:
+            raise UserError(
+                f"RUNWARE_NOT_FOUND_GRACE={grace:g} would give up on a task {host} accepted "
+                f"after {grace:g} s: an accepted task is paid for, and submitting it anew "
+                "pays again",
+                f"a grace under {MIN_NOT_FOUND_GRACE:g} s is for a local server only",
             )
 
     @classmethod
@@ -608,6 +695,7 @@ class RunwareRenderer:
                 first=options.poll_seconds,
                 floor=options.poll_seconds,
                 task_timeout=options.task_timeout,
+                not_found_grace=options.not_found_grace,
             ),
             backoff=options.backoff,
             download_timeout=options.download_timeout,
@@ -641,11 +729,12 @@ class RunwareRenderer:
         shot = job.shot
         if job.resume_task is not None:
             task_uuid = job.resume_task
-            item = await self.poller.wait(task_uuid, shot.label, fresh=False)
+            item = await self.poller.wait(task_uuid, shot.label, False, job.resumed_at)
         else:
             await self._may_submit()
+            accepted = time.time()
             task_uuid = await self._submit_new(job)
-            item = await self.poller.wait(task_uuid, shot.label, fresh=True)
+            item = await self.poller.wait(task_uuid, shot.label, True, accepted)
         cost = self._cost(item, shot)
         job.remote_done(cost)
         noun = "image" if shot.still else "video"
@@ -675,7 +764,7 @@ class RunwareRenderer:
             if self.account.error is not None:
                 raise self.account.error
             if not self.account.key_checked:
-                ping = [{"taskType": "ping", "taskUUID": str(uuid.uuid4())}]
+                ping = [{"taskType": "ping", "ping": True}]
                 try:
                     await self.api.post(ping, "ping")
                 except AccountError as exc:
@@ -699,11 +788,12 @@ class RunwareRenderer:
             except AccountError as exc:
                 self._account_refused(exc)
                 raise
-            except TransientError:
-                # Every answer was lost: the task may have been accepted all the same.
-                if await self._known(task_uuid, shot):
-                    return task_uuid
-                raise
+            except TransientError as exc:
+                # Every answer was lost: the task may have been accepted all the same, so it
+                # is waited for as an accepted one, and only a task unknown for its whole
+                # grace is submitted anew.
+                self.note(f"{exc.message}: waiting for the task as if it was accepted")
+                return task_uuid
             except ImageGone as gone:
                 if attempt:
                     raise RefusedError(gone.message) from None
@@ -713,35 +803,6 @@ class RunwareRenderer:
                 continue
             return task_uuid
         raise AssertionError("unreachable")
-
-    async def _known(self, task_uuid: str, shot: Shot) -> bool:
-        """Whether the server has a task, after a submit whose answers were all lost. Only a
-        clear "unknown" allows a new submit; anything unclear keeps the task journaled."""
-        probe = [{"taskType": "getResponse", "taskUUID": task_uuid}]
-        try:
-            answer = await self.api.post(probe, f"shot '{shot.label}': check the submit")
-        except AccountError as exc:
-            self._account_refused(exc)  # no further submit; this task may still run
-            raise NotCollected(
-                f"shot '{shot.label}': the submit could not be confirmed ({exc.message})",
-                "the task stays in the journal: the next build asks for it before paying again",
-            ) from None
-        except RenderError as exc:
-            raise NotCollected(
-                f"shot '{shot.label}': the submit could not be confirmed ({exc.message})",
-                "the task stays in the journal: the next build asks for it before paying again",
-            ) from None
-        if any(d.get("taskUUID") == task_uuid for d in answer.data):
-            return True
-        if any(
-            e.get("code") == UNKNOWN_TASK and e.get("taskUUID") in (task_uuid, None)
-            for e in answer.errors
-        ):
-            return False
-        raise NotCollected(
-            f"shot '{shot.label}': the submit could not be confirmed (an unclear answer)",
-            "the task stays in the journal: the next build asks for it before paying again",
-        )
 
     async def _submit(self, task: dict[str, Any], shot: Shot) -> None:
         """Send once; a lost answer is retried with the same taskUUID by RunwareApi.post."""
@@ -759,11 +820,12 @@ class RunwareRenderer:
                 return  # the server has this task already (our earlier attempt): poll it
         if errors:
             error = errors[0]
-            if shot.images and _about_image(error):
+            code = str(error.get("code") or "")
+            if shot.images and _about_image(error) and code not in SAFETY_CODES:
                 raise ImageGone(
                     f"shot '{shot.label}': Runware refused the image: {describe(error)}"
                 )
-            raise RefusedError(f"shot '{shot.label}': Runware refused the task: {describe(error)}")
+            raise RefusedError(f"shot '{shot.label}': Runware refused the task: {refused(error)}")
         raise TransientError(f"shot '{shot.label}': the submit was not acknowledged")
 
     async def _request_for(self, shot: Shot) -> dict[str, Any]:
@@ -871,6 +933,11 @@ class RunwareRenderer:
                         )
         if declared and written != declared:
             raise MediaError(f"the download stopped at {written} of {declared} bytes")
+
+
+def _duration(seconds: float) -> str:
+    """`12 s`, `5 min`: a wait as people say it."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _disk_error(job: RenderJob, exc: OSError) -> CacheError:

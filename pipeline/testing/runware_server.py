@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
-from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, ServedModel
+from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, PROVIDERS, ServedModel
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 INFERENCE = ("videoInference", "imageInference")
@@ -61,6 +61,9 @@ class Dialect:
     retry_after_format: str = "seconds"  # a 429's Retry-After in "seconds", or an HTTP "date"
     i2v_aspect: bool = False  # image-to-video clips take the first frame's aspect ratio
     frame_offset: int = 0  # frames added to (or taken from) every clip
+    # A task in the first half of its run is answered `status: "pending"` (an older docs
+    # page shows it), then "processing".
+    pending_status: bool = False
 
     def check(self) -> Dialect:
         choices = {
@@ -85,6 +88,7 @@ DIALECTS = {
         upload_shape="object",
         retry_after_format="date",
         i2v_aspect=True,
+        pending_status=True,
     ),
 }
 
@@ -103,6 +107,12 @@ class Faults:
     error_envelope: int = 0  # refuse submits under the content policy (an error envelope)
     task_error: int = 0  # tasks that fail with timeoutProvider (worth trying again)
     content_policy: int = 0  # tasks the provider refuses under its content policy (final)
+    # Tasks refused by the safety filter, answered in the top-level `errors` with
+    # `safety_code` (one of the codes runware-python's errors.py classes as safety).
+    safety_refusal: int = 0
+    # Tasks that getResponse does not know (taskFailedOrNotFound) for `hidden_seconds` after
+    # they were accepted; they render, and are billed, all the same.
+    hidden: int = 0
     task_vanish: int = 0  # tasks that fail and are then answered as taskFailedOrNotFound
     never_finish: int = 0  # tasks that stay `processing` forever
     no_video_url: int = 0  # success answers without a videoURL
@@ -114,6 +124,8 @@ class Faults:
     trickle: int = 0  # downloads sent a byte at a time, `trickle_interval` seconds apart
     bad_encoding: int = 0  # downloads that say `Content-Encoding: gzip` and are not gzip
     trickle_interval: float = 5.0
+    safety_code: str = "sensitiveContentDetected"
+    hidden_seconds: float = 8.0
 
     def take(self, name: str) -> bool:
         """Spend one fault of this kind, if any is left."""
@@ -124,7 +136,8 @@ class Faults:
         return False
 
 
-FAULTS = tuple(f.name for f in fields(Faults) if f.name not in ("retry_after", "trickle_interval"))
+SETTINGS = ("retry_after", "trickle_interval", "safety_code", "hidden_seconds")  # not counts
+FAULTS = tuple(f.name for f in fields(Faults) if f.name not in SETTINGS)
 
 
 @dataclass
@@ -134,7 +147,7 @@ class Task:
     fingerprint: str
     submitted: float
     ready_at: float
-    fate: str  # "success", "error", "policy", "vanish" or "never"
+    fate: str  # "success", "error", "policy", "safety", "vanish" or "never"
     size: tuple[int, int]  # what will be delivered
     frames: int  # 0: an image
     status: str = "processing"
@@ -147,6 +160,7 @@ class Task:
     billed: bool = False
     polls: int = 0
     downloads: int = 0
+    hidden_until: float = 0.0  # getResponse does not know it before this (monotonic)
 
 
 @dataclass(frozen=True)
@@ -409,6 +423,8 @@ class RunwareServer:
         if not isinstance(task, dict):
             raise Rejection(400, "invalidTask", "each task must be an object")
         kind = task.get("taskType")
+        if kind == "ping":
+            return [_pong(task)]
         task_uuid = task.get("taskUUID")
         if not isinstance(task_uuid, str) or not UUID_PATTERN.match(task_uuid):
             raise Rejection(
@@ -420,8 +436,6 @@ class RunwareServer:
             return [self._poll(task_uuid)]
         if kind == "imageUpload":
             return [self._upload(task)]
-        if kind == "ping":
-            return [{"taskType": "ping", "pong": True}]
         raise Rejection(400, "invalidTaskType", f"unknown taskType {kind!r}", parameter="taskType")
 
     def _submit(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -468,6 +482,9 @@ class RunwareServer:
             sound=sound,
             tint=_tint(request.get("positivePrompt")),
         )
+        if self.faults.take("hidden"):
+            self._served("hidden")
+            task.hidden_until = now + self.faults.hidden_seconds
         self.tasks[task_uuid] = task
         self.counters["accepted"] += 1
         running = sum(1 for t in self.tasks.values() if t.status == "processing")
@@ -479,6 +496,7 @@ class RunwareServer:
         for fault, fate in (
             ("task_error", "error"),
             ("content_policy", "policy"),
+            ("safety_refusal", "safety"),
             ("task_vanish", "vanish"),
             ("never_finish", "never"),
         ):
@@ -508,6 +526,7 @@ class RunwareServer:
         for name in sorted(model.required):
             if name not in request:
                 raise Rejection(400, "missingParameter", f"'{name}' is required", parameter=name)
+        settings = _provider_settings(request, model)
         if request.get("deliveryMethod") != "async":
             raise Rejection(
                 400, "invalidParameter", "deliveryMethod must be async", parameter="deliveryMethod"
@@ -541,7 +560,9 @@ class RunwareServer:
                 "this model needs a first frame image",
                 parameter="inputs.frameImages",
             )
-        sound = model.sound == "yes" or (model.sound == "optional" and _asks_sound(request))
+        sound = model.sound == "yes" or (
+            model.sound == "optional" and settings.get(model.sound_setting) is True
+        )
         delivered = self._delivered_size(request, model, size)
         price = model.price(*(size if size in offered else delivered), duration, sound)
         return price, delivered, round(duration * FPS), sound
@@ -550,6 +571,22 @@ class RunwareServer:
         self, request: dict[str, Any], model: ServedModel, framed: bool
     ) -> tuple[int, int]:
         given = "width" in request or "height" in request
+        if "resolution" in request:
+            if request["resolution"] not in model.resolutions:
+                raise Rejection(
+                    400,
+                    "invalidParameter",
+                    "resolution is not one this model takes",
+                    parameter="resolution",
+                    allowedValues=list(model.resolutions),
+                )
+            if given:
+                raise Rejection(
+                    400,
+                    "invalidParameter",
+                    "resolution cannot be used with width/height",
+                    parameter="resolution",
+                )
         if model.size_or_frames and framed:
             if given:
                 raise Rejection(
@@ -658,8 +695,12 @@ class RunwareServer:
         image-to-video renders upstream)."""
         image = self._image_dimensions(request)
         if model.size_or_frames and image:
+            # The offered size nearest the image's aspect, at the resolution asked, if any
+            # (else the first listed: the model's default).
             aspect = image[0] / image[1]
-            return min(model.sizes or {}, key=lambda s: abs(s[0] / s[1] - aspect))
+            asked_short = str(request.get("resolution", "")).removesuffix("p")
+            sizes = [s for s in model.sizes or {} if str(min(s)) == asked_short]
+            return min(sizes or model.sizes or {}, key=lambda s: abs(s[0] / s[1] - aspect))
         if not self.dialect.i2v_aspect or not image:
             return asked
         short = min(asked)
@@ -671,7 +712,8 @@ class RunwareServer:
     def _poll(self, task_uuid: str) -> dict[str, Any]:
         self.counters["polled_tasks"] += 1
         task = self.tasks.get(task_uuid)
-        if task is None or task.status == "vanished":
+        now = time.monotonic()
+        if task is None or task.status == "vanished" or now < task.hidden_until:
             return self._error_item(
                 task_uuid,
                 "taskFailedOrNotFound",
@@ -680,13 +722,19 @@ class RunwareServer:
             )
         task.polls += 1
         if task.status == "processing":
-            elapsed = time.monotonic() - task.submitted
-            progress = min(99, int(100 * elapsed / max(self.latency, 1e-6)))
+            elapsed = now - task.submitted
+            share = elapsed / max(self.latency, 1e-6)
+            if self.dialect.pending_status and share < 0.5:
+                return {
+                    "taskType": task.request["taskType"],
+                    "taskUUID": task_uuid,
+                    "status": "pending",
+                }
             return {
                 "taskType": task.request["taskType"],
                 "taskUUID": task_uuid,
                 "status": "processing",
-                "progress": progress,
+                "progress": min(99, int(100 * share)),
             }
         if task.status == "error":
             return self._error_item(
@@ -697,6 +745,13 @@ class RunwareServer:
                 task_uuid,
                 "providerContentPolicyViolation",
                 "The provider refused to render this request under its content policy",
+            )
+        if task.status == "safety":
+            return self._error_item(
+                task_uuid,
+                self.faults.safety_code,
+                "The request was refused by the safety filter",
+                in_data=False,
             )
         return self._result(task)
 
@@ -771,9 +826,12 @@ class RunwareServer:
         for task in self.tasks.values():
             if task.status != "processing" or task.ready_at > now or task.fate == "never":
                 continue
-            task.status = {"error": "error", "policy": "policy", "vanish": "vanished"}.get(
-                task.fate, "success"
-            )
+            task.status = {
+                "error": "error",
+                "policy": "policy",
+                "safety": "safety",
+                "vanish": "vanished",
+            }.get(task.fate, "success")
             if task.status != "success":
                 continue
             task.video_uuid = str(uuid.uuid4())
@@ -906,21 +964,79 @@ class RunwareServer:
         return Reply(200, data, "video/mp4" if task.frames else "image/png")
 
 
+def _pong(task: dict[str, Any]) -> dict[str, Any]:
+    """The published ping (runware-python's PingParams: taskType and `ping: true`, nothing
+    else) and its answer."""
+    extra = sorted(set(task) - {"taskType", "ping"})
+    if extra:
+        raise Rejection(
+            400, "unknownParameter", f"unknown parameter '{extra[0]}'", parameter=extra[0]
+        )
+    if task.get("ping") is not True:
+        raise Rejection(400, "invalidParameter", "ping must be true", parameter="ping")
+    return {"taskType": "ping", "pong": True}
+
+
 def _tint(prompt: Any) -> int:
     """A prompt's background tint: renders of different prompts differ, as real ones do,
     while clips stay few enough (TINTS per size) to draw once per test session."""
     return hashlib.sha256(str(prompt or "").encode()).digest()[0] % len(TINTS)
 
 
-def _asks_sound(request: dict[str, Any]) -> bool:
-    """Whether a request's provider settings ask for sound (a true flag named for audio or
-    sound: the protocol notes record that sound is optional, not the setting's name)."""
-    for settings in (request.get("providerSettings") or {}).values():
-        if isinstance(settings, dict):
-            for name, value in settings.items():
-                if value is True and ("audio" in name.lower() or "sound" in name.lower()):
-                    return True
-    return False
+def _provider_settings(request: dict[str, Any], model: ServedModel) -> dict[str, Any]:
+    """The request's settings for the model's own provider, checked as the API checks them:
+    a key that is no provider, or another provider's, is refused; so is a setting the
+    provider page does not list, and settings a model takes only with inputs it lacks."""
+    given = request.get("providerSettings")
+    if given is None:
+        return {}
+    provider = str(request["model"]).split(":", 1)[0]
+    if not isinstance(given, dict):
+        raise Rejection(
+            400,
+            "invalidParameter",
+            "providerSettings must be an object",
+            parameter="providerSettings",
+        )
+    for name in given:
+        if name not in PROVIDERS:
+            raise Rejection(
+                400,
+                "unknownProviderSettingsProvider",
+                f"'{name}' is not a provider",
+                parameter=f"providerSettings.{name}",
+            )
+        if name != provider:
+            raise Rejection(
+                400,
+                "mismatchProviderSettingsProvider",
+                f"providerSettings.{name} does not apply to a {provider} model",
+                parameter=f"providerSettings.{name}",
+            )
+    inputs = request.get("inputs") or {}
+    for needed in model.settings_need:
+        if needed not in inputs:
+            raise Rejection(
+                400,
+                "missingParameter",
+                f"When providerSettings is provided, inputs.{needed} is required",
+                parameter=f"inputs.{needed}",
+            )
+    settings = given.get(provider) or {}
+    if not isinstance(settings, dict):
+        raise Rejection(
+            400, "invalidParameter", f"providerSettings.{provider} must be an object",
+            parameter=f"providerSettings.{provider}",
+        )  # fmt: skip
+    for name, value in settings.items():
+        where = f"providerSettings.{provider}.{name}"
+        if name not in model.settings:
+            raise Rejection(
+                400, "unknownParameter", f"unknown parameter '{where}'", parameter=where
+            )
+        if not isinstance(value, bool):
+            raise Rejection(400, "invalidParameter", f"{where} must be a boolean", parameter=where)
+    return settings
 
 
 def _image_data(image: str) -> bytes | None:
@@ -1032,10 +1148,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for item in args.fault:
         name, _, count = item.partition("=")
-        number = (
-            float(count or 1) if name in ("retry_after", "trickle_interval") else int(count or 1)
-        )
-        server.set_faults(**{name: number})
+        value: Any = count
+        if name in ("retry_after", "trickle_interval", "hidden_seconds"):
+            value = float(count or 1)
+        elif name != "safety_code":
+            value = int(count or 1)
+        server.set_faults(**{name: value})
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())

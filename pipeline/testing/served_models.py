@@ -19,9 +19,22 @@ PLATFORM_FIELDS = frozenset(
     }
 )  # fmt: skip
 
+# The providers whose names a providerSettings key may be (the provider pages of the docs);
+# any other name is unknownProviderSettingsProvider, another model's is a mismatch.
+PROVIDERS = frozenset(
+    {
+        "minimax", "klingai", "google", "bytedance", "alibaba", "bfl", "pixverse", "vidu",
+        "lightricks", "runway", "openai", "ideogram", "sync", "elevenlabs",
+    }
+)  # fmt: skip
+
 HD, FHD = (1280, 720), (1920, 1080)
 HAILUO_SIZES = {(1366, 768): (6, 10), (1920, 1080): (6,)}
 MINIMAX_PROMPT = (2, 2000)  # the MiniMax family's prompt length (the protocol notes)
+MINIMAX_SETTINGS = frozenset({"promptOptimizer"})
+# Kling 3.0's pages: providerSettings only with reference images and videos; sound is the
+# provider's own (native audio), billed at the price with audio.
+KLING_NEEDS = ("referenceImages", "referenceVideos")
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,17 @@ class ServedModel:
     frames: tuple[str, ...] = ()  # frame positions inputs.frameImages may hold
     size_or_frames: bool = False  # "Provide exactly one of" frame images or width/height
     text_to_video: bool = True
-    sound: str = "no"  # "no", "optional" (asked in providerSettings), "yes"
+    # "no"; "optional" (asked by `sound_setting` in providerSettings); "yes": every clip has
+    # sound, billed with it (a model whose sound no setting the API allows can turn off).
+    sound: str = "no"
+    sound_setting: str = ""
+    # The names providerSettings.<provider> may hold (the provider pages); and the inputs
+    # without which providerSettings may not be given at all (Kling 3.0's pages: "When
+    # providerSettings is provided, inputs.referenceImages is required", and likewise
+    # inputs.referenceVideos).
+    settings: frozenset[str] = frozenset()
+    settings_need: tuple[str, ...] = ()
+    resolutions: tuple[str, ...] = ()  # the `resolution` Literal of its schema
     price_per_second: float = 0.0
     price_per_second_sound: float = 0.0
     price_table: dict[tuple[int, int], dict[float, float]] | None = None  # per clip
@@ -73,6 +96,7 @@ MODELS: dict[str, ServedModel] = {
         fps=(25,),
         prompt_range=MINIMAX_PROMPT,
         frames=("first",),
+        settings=MINIMAX_SETTINGS,
         price_table={(1366, 768): {6: 0.28, 10: 0.56}, (1920, 1080): {6: 0.49}},
     ),
     # MinimaxHailuo23FastParams: as 2.3; image-to-video only (the model page). No 10 s price
@@ -85,6 +109,7 @@ MODELS: dict[str, ServedModel] = {
         prompt_range=MINIMAX_PROMPT,
         frames=("first",),
         text_to_video=False,
+        settings=MINIMAX_SETTINGS,
         price_table={(1366, 768): {6: 0.24, 10: 0.48}, (1920, 1080): {6: 0.41}},
     ),
     # MinimaxHailuo02Params: positivePrompt required. No price published: billed as 2.3.
@@ -96,6 +121,7 @@ MODELS: dict[str, ServedModel] = {
         fps=(25,),
         prompt_range=MINIMAX_PROMPT,
         frames=("first",),
+        settings=MINIMAX_SETTINGS,
         price_table={(1366, 768): {6: 0.28, 10: 0.56}, (1920, 1080): {6: 0.49}},
     ),
     # KlingaiVideo30ProParams: negativePrompt, duration int; no seed, no fps.
@@ -105,7 +131,8 @@ MODELS: dict[str, ServedModel] = {
         sizes={size: tuple(range(3, 16)) for size in (FHD, (1440, 1440), (1080, 1920))},
         frames=("first", "last"),
         size_or_frames=True,
-        sound="optional",
+        sound="yes",
+        settings_need=KLING_NEEDS,
         price_per_second=0.112,
         price_per_second_sound=0.168,
     ),
@@ -115,7 +142,8 @@ MODELS: dict[str, ServedModel] = {
         sizes={size: tuple(range(3, 16)) for size in (HD, (960, 960), (720, 1280))},
         frames=("first", "last"),
         size_or_frames=True,
-        sound="optional",
+        sound="yes",
+        settings_need=KLING_NEEDS,
         price_per_second=0.084,
         price_per_second_sound=0.126,
     ),
@@ -125,10 +153,14 @@ MODELS: dict[str, ServedModel] = {
         task="videoInference",
         fields=_video_fields("seed", "resolution"),
         required=frozenset({"positivePrompt"}),
+        resolutions=("720p", "1080p", "4K"),
         sizes={size: (4, 6, 7, 8) for size in (HD, (720, 1280), FHD, (1080, 1920))},
         frames=("first", "last"),
         size_or_frames=True,
         sound="optional",
+        sound_setting="generateAudio",
+        # The Google provider page: enhancePrompt (on by default) and generateAudio.
+        settings=frozenset({"enhancePrompt", "generateAudio"}),
         price_per_second=0.10,
         price_per_second_sound=0.15,
     ),
@@ -137,6 +169,7 @@ MODELS: dict[str, ServedModel] = {
         task="videoInference",
         fields=_video_fields("seed", "resolution"),
         required=frozenset({"positivePrompt"}),
+        resolutions=("480p", "1080p"),
         sizes={
             size: (5, 6, 7, 8, 9, 10)
             for size in (
@@ -152,17 +185,22 @@ MODELS: dict[str, ServedModel] = {
         price_per_second=0.0968,
     ),
     # AlibabaWan26Params: positivePrompt required, negativePrompt, resolution, duration
-    # Literal[5, 10, 15], seed. Clips come with sound.
+    # Literal[5, 10, 15], seed. Sound is providerSettings.alibaba.audio (the protocol notes'
+    # second audit); prompt rewriting promptExtend (the Alibaba provider page). No price
+    # without sound is published: billed the same either way.
     "alibaba:wan@2.6": ServedModel(
         task="videoInference",
         fields=_video_fields("negativePrompt", "seed", "resolution"),
         required=frozenset({"positivePrompt"}),
+        resolutions=("720p", "1080p"),
         sizes={
             size: (5, 10, 15)
             for size in (HD, (720, 1280), (960, 960), FHD, (1080, 1920), (1440, 1440))
         },
         frames=("first",),
-        sound="yes",
+        sound="optional",
+        sound_setting="audio",
+        settings=frozenset({"promptExtend", "audio"}),
         # $0.10 a second at 720p, $0.15 at 1080p
         price_table={
             size: {d: round((0.10 if min(size) < 1080 else 0.15) * d, 4) for d in (5, 10, 15)}
