@@ -263,8 +263,8 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     )
     if sequence.logo is not None:
         video = _logo_over(video, sequence.logo, height)
-    for number, layer in enumerate(sequence.texts):
-        video = _draw_text(video, layer, output.parent / f"text-{number}.txt", height)
+    if sequence.texts:
+        video = _draw_texts(video, sequence.texts, output.parent / "text.cmd", height)
     streams: list[Any] = [video]
     sound = None
     if sequence.audio is not None:
@@ -354,10 +354,54 @@ def _logo_over(video: Any, logo: Logo, height: int) -> Any:
     return ffmpeg.overlay(video, image, x=x, y=y)
 
 
-def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> Any:
-    """One text layer drawn over the film from `start` to `end`, faded in and out, kept
-    inside the safe area whatever its offset."""
-    text_file.write_text(layer.text, encoding="utf-8")
+def _draw_texts(video: Any, layers: tuple[TextLayer, ...], commands: Path, height: int) -> Any:
+    """Every text layer (and subtitle cue) drawn over the film, each from its `start` to its
+    `end`, faded in and out, kept inside the safe area whatever its offset.
+
+    Layers of one font that never show at once share one drawtext filter (a track), which a
+    `sendcmd` filter sets to each layer in turn: a film with 5,000 subtitle cues is one or
+    two filters, not 5,000 (each of which would load the font and see every frame: 1.5 GB and
+    20 s for a 6 s film). Each command sets the layer's whole drawing (`reinit`), which every
+    ffmpeg since 4 takes.
+    """
+    tracks = _tracks(layers)
+    lines = []
+    for number, (_, track) in enumerate(tracks):
+        target = f"drawtext@text{number}"
+        for layer in track:
+            options = ":".join(
+                f"{name}={_quoted(str(value))}" for name, value in _text_options(layer, height)
+            )
+            lines.append(
+                f"{layer.start:.6f}-{layer.end:.6f} [enter] {target} reinit {_quoted(options)}, "
+                f"[enter] {target} enable 1, [leave] {target} enable 0;"
+            )
+    commands.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    video = video.filter("sendcmd", f=str(commands))
+    for number, (font, _) in enumerate(tracks):
+        # Drawn by the commands only: "." until the first one comes, and hidden till then.
+        video = video.filter(
+            f"drawtext@text{number}", fontfile=str(font), text=".", expansion="none", enable="0"
+        )
+    return video
+
+
+def _tracks(layers: tuple[TextLayer, ...]) -> list[tuple[Path, list[TextLayer]]]:
+    """Layers shared out among as few drawtext filters as may draw them: one font each, and
+    no two layers of one filter on screen at once (spans are [start, end))."""
+    tracks: list[tuple[Path, list[TextLayer]]] = []
+    for layer in sorted(layers, key=lambda one: one.start):
+        free = next((t for t in tracks if t[0] == layer.font and t[1][-1].end <= layer.start), None)
+        if free is None:
+            tracks.append((layer.font, [layer]))
+        else:
+            free[1].append(layer)
+    return tracks
+
+
+def _text_options(layer: TextLayer, height: int) -> list[tuple[str, str | int]]:
+    """A layer's drawing, as drawtext's options: its words, size, colours, box, shadow,
+    place (inside the safe area whatever its offset) and fade."""
     size = max(round(layer.size * height), 8)
     m = SAFE_MARGIN
     pad = box_padding(size, layer.box)
@@ -368,28 +412,34 @@ def _draw_text(video: Any, layer: TextLayer, text_file: Path, height: int) -> An
     x = {"left": left, "right": right}.get(horizontal, "(w-text_w)/2")
     y = {"top": top, "bottom": bottom}.get(vertical, "(h-text_h)/2")
     start, end, fade = layer.start, layer.end, layer.fade
-    options: dict[str, Any] = {
-        "fontfile": str(layer.font),
-        "textfile": str(text_file),
-        "expansion": "none",
-        "fontsize": size,
-        "fontcolor": layer.color,
-        "line_spacing": size // 4,
-        "x": f"max({left},min({x}+{ox}*w,{right}))",
-        "y": f"max({top},min({y}+{oy}*h,{bottom}))",
-        "enable": f"between(t,{start},{end})",
-    }
-    if fade > 0:  # an alpha expression is evaluated for every frame: only when it fades
+    alpha = "1"
+    if fade > 0:
         rising, falling = f"(t-{start})/{fade}", f"({end}-t)/{fade}"
-        options["alpha"] = (
+        alpha = (
             f"max(0,min(1,if(lt(t,{start + fade}),{rising},if(gt(t,{end - fade}),{falling},1))))"
         )
-    if pad:
-        options |= {"box": 1, "boxcolor": layer.box, "boxborderw": pad}
-    if layer.shadow:
-        offset = max(size // 16, 1)
-        options |= {"shadowx": offset, "shadowy": offset, "shadowcolor": "black@0.6"}
-    return video.drawtext(**options)
+    shadow = max(size // 16, 1) if layer.shadow else 0
+    return [
+        ("text", layer.text),
+        ("fontsize", size),
+        ("fontcolor", layer.color),
+        ("line_spacing", size // 4),
+        ("x", f"max({left},min({x}+{ox}*w,{right}))"),
+        ("y", f"max({top},min({y}+{oy}*h,{bottom}))"),
+        ("alpha", alpha),
+        ("box", 1 if pad else 0),
+        ("boxcolor", layer.box or "black@0"),
+        ("boxborderw", pad),
+        ("shadowx", shadow),
+        ("shadowy", shadow),
+        ("shadowcolor", "black@0.6"),
+    ]
+
+
+def _quoted(value: str) -> str:
+    """`value` as one token of ffmpeg's option and command syntax (av_get_token): in single
+    quotes, each quote of its own closed, escaped and opened again."""
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 def _overlap_frames(sequence: Sequence) -> int:

@@ -22,7 +22,7 @@ from pipeline.assemble import assemble, clean_work_folders, clip_input
 from pipeline.cache import Cache, ClipRecord
 from pipeline.cache.remote import Remote
 from pipeline.cards import draw_missing
-from pipeline.cluster import FilmJob, cluster_address, join_on_cluster
+from pipeline.cluster import FilmJob, cluster_address, ignored_cluster, join_on_cluster
 from pipeline.errors import (
     BudgetError,
     CacheError,
@@ -60,6 +60,7 @@ from pipeline.scheduler import (
 from pipeline.share import pull_film, push_film
 from pipeline.state import CURRENT, STORED, State, film_state
 from pipeline.state import forced as forced_state
+from pipeline.typeface import Fonts
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         # A shot whose key waits on an upstream frame is checked once its key is known.
         known = [row.shot for row in to_render if not row.shot.pending]
         check_frozen(loaded.lock_path, loaded.lock, known)
-    cluster = cluster_address(spec.root, request.cluster)
+    cluster = cluster_address(request.cluster)
     if cluster and loaded.remote is None:
         raise UserError(
             f"--cluster {cluster}: the cluster's workers read clips from the team cache, and "
@@ -218,7 +219,11 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         + (f", {fetching} to fetch from the team cache" if fetching else "")
         + f", {len(cached)} cached"
         + (f"; team cache {loaded.remote.url}" if loaded.remote is not None else "")
+        + (f"; films joined on the cluster {cluster}" if cluster else "")
     )
+    ignored = ignored_cluster(loaded.settings)
+    if ignored:
+        output.warn(ignored)
     for row in to_render:
         state = State(row.status, row.reasons)
         state = forced_state(state) if row.shot.key in forced else state
@@ -286,8 +291,9 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
 
 
 def _replanned(request: BuildRequest, loaded: plan.Loaded) -> Plan:
+    cache = loaded.cache
     expansion = expand(
-        loaded.spec, loaded.renderer, request.max_shots, plan.frames_in(loaded.cache)
+        loaded.spec, loaded.renderer, request.max_shots, plan.frames_in(cache), Fonts(cache.fonts)
     )
     return plan.make_plan(expansion, loaded.cache, loaded.lock, is_paid(loaded.renderer))
 
@@ -558,7 +564,7 @@ def build_sequences(
         facts = film_facts(sequences, previous, cache, outputs, films)
     joining = [s for s in sequences if film_state(s, facts).name not in (CURRENT, STORED)]
     drawn, problems = draw_missing(joining, cache, note)
-    for problem in problems:
+    for problem in problems.values():
         note(f"failed   {problem}")
     if drawn:
         facts = film_facts(sequences, previous, cache, outputs, films)
@@ -574,6 +580,11 @@ def build_sequences(
         if placed is not None:
             note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
             results[index] = placed
+            continue
+        failed = [problems[u.shot.key] for u in sequence.uses if u.shot.key in problems]
+        if failed:
+            error = f"its card could not be drawn: {failed[0]}"
+            results[index] = SequenceOutcome(sequence, FAILED, path, error=error)
             continue
         records = [cache.clips.get(use.shot.key) for use in sequence.uses]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]

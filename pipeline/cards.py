@@ -20,14 +20,14 @@ from pipeline.typeface import BUNDLED, Fonts
 
 def draw_missing(
     sequences: Iterable[Sequence], cache: Cache, note: Callable[[str], None]
-) -> tuple[int, list[str]]:
-    """Draw every card of these films the cache lacks: how many were drawn, and the cards
-    that could not be, with why (their films are then blocked, as by a missing clip)."""
+) -> tuple[int, dict[str, str]]:
+    """Draw every card of these films the cache lacks: how many were drawn, and why each card
+    that could not be was not, by its key (its films then fail)."""
     cards = {u.shot.key: u.shot for s in sequences for u in s.uses if u.shot.model == CARD}
     drawn_before = cache.clips.present(list(cards))
     wanted = [shot for key, shot in cards.items() if key not in drawn_before]
     fonts = Fonts()
-    problems = []
+    problems: dict[str, str] = {}
     drawn = 0
     for shot in wanted:
         output = cache.tmp.path()
@@ -46,7 +46,7 @@ def draw_missing(
             )
         except (MediaError, OSError) as exc:
             output.unlink(missing_ok=True)
-            problems.append(f"{shot.label}: {getattr(exc, 'message', exc)}")
+            problems[shot.key] = f"{shot.label}: {getattr(exc, 'message', exc)}"
             continue
         drawn += 1
         note(f"drew     {shot.label} ({shot.prompt[:40]!r}, {info.duration:.2f} s)")

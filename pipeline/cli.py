@@ -49,7 +49,7 @@ the team cache (pip install 'storyboard[remote]'):
                         its credentials and, for MinIO, R2, SeaweedFS or Ceph, its address
   STORYBOARD_NO_REMOTE  1: work without the team cache (renders then take no lease)
   STORYBOARD_LEASE_SECONDS  how long a dead machine's lease holds a shot (default 120)
-  STORYBOARD_CLUSTER    a Dask scheduler to join films on (else `cluster` in storyboard.toml)
+  STORYBOARD_CLUSTER    a Dask scheduler to join films on (never from a repository's files)
 """
 
 
@@ -179,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--cluster",
         metavar="ADDRESS",
-        help="join the films on this Dask scheduler (tcp://host:8786); its workers read clips "
-        "from the team cache",
+        help="join the films on this Dask scheduler (tcp://host:8786; or STORYBOARD_CLUSTER); "
+        "its workers read clips from the team cache. Only the person building names one: a "
+        "repository's storyboard.toml cannot",
     )
     _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
@@ -476,7 +477,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         cluster=args.cluster,
     )
     output = build.BuildOutput(
-        info=lambda message: print(message, file=sys.stderr) if talk else None,
+        # The plan of the build (what it renders, the team cache, the cluster) goes to stderr
+        # with --json too: what a build trusts is said whoever reads it.
+        info=lambda message: print(message, file=sys.stderr) if verbosity > QUIET else None,
         warn=_note,
         progress=lambda total, estimate: make_reporter(total, estimate, verbosity),
         explain=_note_verbatim if talk and verbosity >= VERBOSE else _ignore,

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.assemble import assemble, clip_input
@@ -24,24 +24,32 @@ from pipeline.cache.remote import INSTALL_HINT, Remote, RemoteSettings, open_rem
 from pipeline.errors import RemoteError, StoryboardError, UserError
 from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file
-from pipeline.project import project_settings
+from pipeline.project import ProjectSettings
 from pipeline.share import pull_film, push_clip
 
 CLUSTER_ENV = "STORYBOARD_CLUSTER"
 
 
-def cluster_address(root: Path, given: str | None) -> str | None:
-    """The cluster to join films on: `--cluster`, else STORYBOARD_CLUSTER, else `cluster` in
-    the project's settings; None for none."""
-    if given:
-        return given
-    if os.environ.get(CLUSTER_ENV):
-        return os.environ[CLUSTER_ENV]
-    settings, path = project_settings(root)
-    address = settings.get("cluster")
-    if address is not None and not isinstance(address, str):
-        raise UserError(f"{path}: cluster must be a scheduler address, like 'tcp://host:8786'")
-    return address or None
+def cluster_address(given: str | None) -> str | None:
+    """The cluster to join films on: `--cluster`, else STORYBOARD_CLUSTER; None for none.
+
+    Only the person building names a cluster: its answers are unpickled on this machine, so
+    a scheduler a repository named could run its code here, next to the API key. A
+    `cluster` in a repository's storyboard.toml is ignored (`ignored_cluster` says so)."""
+    return given or os.environ.get(CLUSTER_ENV) or None
+
+
+def ignored_cluster(project: ProjectSettings) -> str | None:
+    """A warning when the project's settings name a cluster: it is not used."""
+    settings, path = project
+    remote = settings.get("remote")
+    named = "cluster" in settings or (isinstance(remote, dict) and "cluster" in remote)
+    if not named:
+        return None
+    return (
+        f"warning: {path}: `cluster` is ignored: a repository cannot choose where films are "
+        f"joined (a cluster's answers run code here); give --cluster or {CLUSTER_ENV}"
+    )
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,12 @@ class FilmJob:
     sequence: Sequence
     clips: tuple[ClipRecord, ...]  # one per use of the sequence
     audio: bytes | None
-    fonts: tuple[bytes, ...] = ()  # one per text layer
+    fonts: dict[Path, bytes] = field(default_factory=dict)  # each font of its text, once
 
     @classmethod
     def of(cls, sequence: Sequence, clips: list[ClipRecord]) -> FilmJob:
         audio = sequence.audio.read_bytes() if sequence.audio is not None else None
-        fonts = tuple(layer.font.read_bytes() for layer in sequence.texts)
+        fonts = {font: font.read_bytes() for font in {layer.font for layer in sequence.texts}}
         return cls(sequence, tuple(clips), audio, fonts)
 
 
@@ -134,12 +142,12 @@ def _join(remote: Remote, job: FilmJob) -> FilmRecord:
             bed.write_bytes(job.audio)
             sequence = replace(sequence, audio=bed)
         if sequence.texts:
-            layers = []
-            for number, (layer, data) in enumerate(zip(sequence.texts, job.fonts, strict=True)):
-                font = work / f"font-{number}{layer.font.suffix}"
-                font.write_bytes(data)
-                layers.append(replace(layer, font=font))
-            sequence = replace(sequence, texts=tuple(layers))
+            here = {}
+            for number, (font, data) in enumerate(job.fonts.items()):
+                here[font] = work / f"font-{number}{font.suffix}"
+                here[font].write_bytes(data)
+            layers = tuple(replace(layer, font=here[layer.font]) for layer in sequence.texts)
+            sequence = replace(sequence, texts=layers)
         checked: dict = {}
         clips = [
             clip_input(work / f"{record.key}.mp4", use, record, checked)

@@ -12,7 +12,15 @@ from typing import Any
 
 from pipeline import hashing, media, models
 from pipeline.errors import MediaError
-from pipeline.project import ROOT_HINT, OutsideProject, project_file
+from pipeline.project import (
+    MAX_AUDIO_BYTES,
+    MAX_IMAGE_BYTES,
+    ROOT_HINT,
+    OutsideProject,
+    opened,
+    project_file,
+    read_bounded,
+)
 from pipeline.spec import (
     RESOLUTIONS,
     CardSpec,
@@ -30,6 +38,7 @@ from pipeline.spec import (
     is_font_file,
     is_templated,
 )
+from pipeline.subtitles import MAX_BYTES as SUBTITLE_BYTES
 from pipeline.subtitles import SubtitleProblem, read_cues
 from pipeline.templates import PromptSource, PromptTemplates
 from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
@@ -245,17 +254,22 @@ class Expansion:
 
 
 def expand(
-    spec: Spec, renderer: str, max_shots: int | None = None, frames: FrameFinder = no_frames
+    spec: Spec,
+    renderer: str,
+    max_shots: int | None = None,
+    frames: FrameFinder = no_frames,
+    fonts: Fonts | None = None,
 ) -> Expansion:
     """Every still, shot and sequence of every variant; errors point at the YAML or template
     line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
     first. `frames` finds the frames of upstream renders that exist; a shot whose frame does
-    not exist yet has a pending key."""
+    not exist yet has a pending key. `fonts` keeps the sanitized copies of project fonts (in
+    the cache: `Fonts(cache.root / "fonts")`)."""
     board = spec.storyboard
     check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
     context = Context(renderer, Inputs(spec), {}, frames)
-    fonts = Fonts()
+    fonts = fonts or Fonts()
     shots: list[Shot] = []
     sequences: list[Sequence] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
@@ -402,6 +416,8 @@ class Inputs:
                 memo[path] = check(path)
             except MediaError as exc:
                 raise self.spec.source.error(loc, f"'{name}' {exc.message}", hint) from None
+            except OutsideProject as exc:
+                raise self.spec.source.error(loc, f"'{name}': {exc}") from None
             except OSError as exc:
                 message = f"'{name}' cannot be read ({exc.strerror})"
                 raise self.spec.source.error(loc, message) from None
@@ -409,13 +425,16 @@ class Inputs:
 
 
 def _read_image(path: Path) -> tuple[str, media.ImageInfo]:
-    data = path.read_bytes()
+    data = read_bounded(path, MAX_IMAGE_BYTES, path.name)
     return hashing.sha256_bytes(data), media.check_image(data)
 
 
 def _read_sound(path: Path) -> str:
-    media.check_audio(path)
-    return hashing.sha256_file(path)
+    with opened(path, MAX_AUDIO_BYTES, path.name) as handle:
+        digest = hashing.sha256_handle(handle)
+        handle.seek(0)
+        media.check_audio(handle)
+    return digest
 
 
 def combinations(
@@ -532,6 +551,13 @@ def _expand_shot(
                 continue
             upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
             frame: str | float = "" if upstream.still else given.frame
+            if isinstance(frame, float) and frame >= upstream.duration:
+                raise source.error(
+                    (*where(field), "frame"),
+                    f"shot '{shot.id}': frame {frame:g} s is not inside '{upstream.label}' "
+                    f"({upstream.duration} s long): a time must be under its length",
+                    "for its last frame, write frame: last",
+                )
             after.append(FrameOf(slot, upstream.key, upstream.label, frame))
             found = None if upstream.pending else context.frames(upstream, frame)
             images.append(found[0] if found else Path())
@@ -966,6 +992,8 @@ def _expand_sequence(
             uses.append(_trimmed(spec, entry_loc, sequence.id, ref, shot))
     shots = [use for use in uses if use is not None]
     width, height = _sequence_size(sequence, shots)
+    size_loc = loc if sequence.width is None else (*loc, "width")
+    check_film_size(spec, size_loc, f"sequence '{sequence.id}'", (width, height))
     fps = sequence.fps or max((use.shot.fps for use in shots), default=25)
     cards = iter(
         _card(spec, (index, number), entry, (variant, width, height, fps), said[1:], inputs)
@@ -1200,7 +1228,7 @@ def _check_glyphs(
     if missing:
         raise spec.source.error(
             loc,
-            f"{name}: {describe(missing)} not in the font {font.name}",
+            f"{name}: {describe(missing)} not in the font {fonts.name(font)}",
             "name a font that has them: font: fonts/YourFont.otf, or a family "
             f"(fc-list :charset={ord(missing[0]):x} lists the fonts that do)",
         )
@@ -1223,11 +1251,12 @@ def _subtitled(
     templates, fonts = drawing
     name, path = _project_file(spec, file_loc, style.file, templates, values)
     try:
-        cues = read_cues(path)
+        data = read_bounded(path, SUBTITLE_BYTES, name)
+        cues = read_cues(data)
+    except OutsideProject as exc:
+        raise spec.source.error(file_loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
     except SubtitleProblem as exc:
         raise spec.source.error(file_loc, f"'{name}' {exc}") from None
-    except OSError as exc:
-        raise spec.source.error(file_loc, f"'{name}' cannot be read ({exc.strerror})") from None
     font = _font(spec, (*loc, "font"), style.font, drawing, values)
     layers = []
     for cue in cues:
@@ -1237,7 +1266,7 @@ def _subtitled(
         span = (cue.start, min(cue.end, sequence.duration))
         layers.append(_layout(spec, (file_loc, what), sequence, cue.text, span, style, font, fonts))
     settings = style.model_dump(exclude={"file", "font"}) | {
-        "file": hashing.sha256_file(path),
+        "file": hashing.sha256_bytes(data),
         "font": fonts.digest(font),
     }
     return tuple(layers), settings
@@ -1300,7 +1329,11 @@ def _font(
         return BUNDLED
     name = _said(spec, loc, name, templates, values)
     if is_font_file(name):
-        return _project_file(spec, loc, name, templates, values)[1]
+        found = _project_file(spec, loc, name, templates, values)[1]
+        try:
+            return fonts.project(found, name)
+        except FontProblem as exc:
+            raise spec.source.error(loc, str(exc)) from None
     try:
         return fonts.family(name)
     except FontProblem as exc:
@@ -1360,20 +1393,45 @@ def _format_size(
     spec: Spec, where: tuple[int, int], written: str, sequence: Sequence
 ) -> tuple[int, int]:
     """A format's size: `W:H` keeps the film's short side; `WxH` is exact (and even)."""
+    loc = ("sequences", where[0], "formats", where[1])
     if "x" in written:
         width, height = (int(part) for part in written.split("x"))
         if width % 2 or height % 2 or min(width, height) < 64:
             raise spec.source.error(
-                ("sequences", where[0], "formats", where[1]),
+                loc,
                 f"sequence '{sequence.id}': format {written}: sides must be even and at least "
                 "64 pixels (H.264 in yuv420p)",
             )
-        return width, height
-    across, down = (int(part) for part in written.split(":"))
-    short = min(sequence.width, sequence.height)
-    if across >= down:
-        return _even(short * across / down), short
-    return short, _even(short * down / across)
+    else:
+        across, down = (int(part) for part in written.split(":"))
+        short = min(sequence.width, sequence.height)
+        width, height = (
+            (_even(short * across / down), short)
+            if across >= down
+            else (short, _even(short * down / across))
+        )
+    check_film_size(spec, loc, f"sequence '{sequence.id}': format {written}", (width, height))
+    return width, height
+
+
+# The largest film joined: x264 encodes larger, but each frame of a film passes through
+# several filters at once, and a 9998x9998 film of 6 s takes 10 GB. 4096x2304 (16:9 at 4K
+# DCI width) and its portrait twin fit on a laptop.
+MAX_FILM_SIDE = 4096
+MAX_FILM_PIXELS = 4096 * 2304
+
+
+def check_film_size(spec: Spec, loc: tuple[Any, ...], what: str, size: tuple[int, int]) -> None:
+    """A film the encoder and this machine can make, else a located error saying the bound."""
+    width, height = size
+    if max(width, height) <= MAX_FILM_SIDE and width * height <= MAX_FILM_PIXELS:
+        return
+    raise spec.source.error(
+        loc,
+        f"{what} makes a film of {width}x{height}: over the {MAX_FILM_SIDE} pixels a side and "
+        f"{MAX_FILM_PIXELS:,} pixels (4096x2304) a frame this tool joins",
+        "choose a format closer to the clips' shape, or give its size: 1080x1920",
+    )
 
 
 def _even(value: float) -> int:

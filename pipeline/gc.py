@@ -21,6 +21,7 @@ from pipeline.plan import fetch_inputs, frames_in
 from pipeline.render import RENDERERS
 from pipeline.spec import find_storyboards
 from pipeline.spec import load as load_spec
+from pipeline.typeface import Fonts
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def _uses(
         for renderer in RENDERERS:
             # With the frames the cache holds: a shot that starts from another's frame is
             # kept by the key that frame gives it.
-            expansion = expand(loaded, renderer, frames=frames_in(cache))
+            expansion = expand(loaded, renderer, None, frames_in(cache), Fonts(cache.fonts))
             used.update(shot.key for shot in expansion.shots)
             used.update(sequence.key for sequence in expansion.sequences)
     except StoryboardError as exc:

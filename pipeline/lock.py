@@ -8,14 +8,17 @@ sequence its key, output checksum and duration. Preview builds keep their own
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.cache import write_atomic
-from pipeline.errors import UserError
+from pipeline.errors import SpecError
+from pipeline.project import MAX_LOCK_BYTES, OutsideProject, read_bounded
 
 LOCK_VERSION = 2  # 2: the request of each shot, the clips and settings of each film
 
@@ -67,15 +70,27 @@ def lock_path(spec_path: Path, renderer: str) -> Path:
 
 
 def read(path: Path) -> Lock | None:
-    if not path.exists():
+    """The lock at `path`, None when there is none. A lock comes from git like the
+    storyboard: it is read bounded, and one that is not a lock is a located error."""
+    if not os.path.lexists(path):
         return None
+    hint = "restore it from git, or delete it to record the next build afresh"
     try:
-        return Lock.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError, OSError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(
-            f"{path}: not a valid lock file ({first})",
-            "restore it from git, or delete it to record the next build afresh",
+        data = json.loads(read_bounded(path, MAX_LOCK_BYTES, path.name).decode("utf-8"))
+        return Lock.model_validate(data)
+    except OutsideProject as exc:
+        raise SpecError(path, 1, 1, f"not a lock file: {exc}", hint) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            path, 1, 1, f"not a lock file: not UTF-8 text ({exc.reason})", hint
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(path, exc.lineno, exc.colno, f"not a lock file: {exc.msg}", hint) from None
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in problem["loc"]) or "lock"
+        raise SpecError(
+            path, 1, 1, f"not a valid lock file: {field}: {problem['msg']}", hint
         ) from None
 
 
@@ -91,8 +106,9 @@ def render(lock: Lock) -> str:
 def write(path: Path, lock: Lock) -> bool:
     """Write the lock if it changed; whether it did."""
     text = render(lock)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
+    with contextlib.suppress(OutsideProject, UnicodeDecodeError):
+        if read_bounded(path, MAX_LOCK_BYTES).decode("utf-8") == text:
+            return False
     write_atomic(path, text)
     return True
 

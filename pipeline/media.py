@@ -8,16 +8,18 @@ import functools
 import hashlib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.errors import MediaError
 
@@ -282,6 +284,44 @@ def _ffmpeg_command(args: list[str]) -> list[str]:
     return [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
 
 
+@functools.cache
+def _script_option() -> str:
+    try:
+        said = subprocess.run(
+            [ffmpeg_binary(), "-hide_banner", "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        said = ""
+    return script_option(said)
+
+
+def script_option(version: str) -> str:
+    """How an ffmpeg (by what `ffmpeg -version` says) reads a filter graph from a file:
+    `-/filter_complex` from ffmpeg 7 on (8 dropped `-filter_complex_script`), and git builds
+    (`N-...`); `-filter_complex_script` before."""
+    found = re.match(r"ffmpeg version (N-|n?(\d+)\.)", version)
+    modern = found is not None and (found.group(1) == "N-" or int(found.group(2)) >= 7)
+    return "-/filter_complex" if modern else "-filter_complex_script"
+
+
+@contextlib.contextmanager
+def graph_in_file(args: list[str]) -> Iterator[list[str]]:
+    """`args` with their filter graph in a file: a film with thousands of text layers has a
+    graph larger than the kernel lets one argument be (128 KB)."""
+    if "-filter_complex" not in args:
+        yield args
+        return
+    at = args.index("-filter_complex")
+    with tempfile.TemporaryDirectory(prefix="storyboard-graph-") as folder:
+        script = Path(folder) / "graph.txt"
+        script.write_text(args[at + 1], encoding="utf-8")
+        yield [*args[:at], _script_option(), str(script), *args[at + 2 :]]
+
+
 def _ffmpeg_failure(what: str, code: int, tail: StderrTail) -> str:
     return f"ffmpeg failed to {what}: {tail.last_lines() or f'exit code {code}'}"
 
@@ -289,6 +329,11 @@ def _ffmpeg_failure(what: str, code: int, tail: StderrTail) -> str:
 def run_ffmpeg(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> None:
     """Run ffmpeg to completion within `timeout` seconds; its last error lines become a
     MediaError. It dies with this process, and only the tail of what it says is kept."""
+    with graph_in_file(args) as given:
+        _run_ffmpeg(given, what, timeout)
+
+
+def _run_ffmpeg(args: list[str], what: str, timeout: float) -> None:
     process = subprocess.Popen(
         _ffmpeg_command(args),
         stdin=subprocess.DEVNULL,
@@ -315,6 +360,11 @@ def run_ffmpeg(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> N
 
 async def run_ffmpeg_async(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> None:
     """`run_ffmpeg` for the event loop: cancelling it kills ffmpeg."""
+    with graph_in_file(args) as given:
+        await _run_ffmpeg_async(given, what, timeout)
+
+
+async def _run_ffmpeg_async(args: list[str], what: str, timeout: float) -> None:
     import asyncio  # here: planning never waits on a child, and asyncio costs 25 ms to load
 
     process = await asyncio.create_subprocess_exec(
@@ -471,12 +521,13 @@ def check_render(
         raise MediaError(f"{path.name}: its frames could not be taken ({exc})") from None
 
 
-def check_audio(path: Path, seconds: float = 2.0) -> None:
-    """That a file holds sound that decodes: its first `seconds` are decoded."""
+def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
+    """That a file (a path, or a file open for reading) holds sound that decodes: its first
+    `seconds` are decoded."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(source if not isinstance(source, Path) else str(source)) as container:
             if not container.streams.audio:
                 raise MediaError("has no audio stream")
             stream = container.streams.audio[0]

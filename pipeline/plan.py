@@ -17,6 +17,7 @@ from pipeline.errors import MediaError, RemoteError
 from pipeline.expand import Expansion, FrameFinder, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
+from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid
 from pipeline.spec import Spec, file_fields, is_url
 from pipeline.spec import load as load_spec
@@ -29,6 +30,7 @@ from pipeline.state import (
     ShotFacts,
     shot_state,
 )
+from pipeline.typeface import Fonts
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Loaded:
     lock: Lock | None
     remote: Remote | None = None
     remote_problem: RemoteError | None = None  # the team cache is set but did not answer
+    settings: ProjectSettings = ({}, None)  # the project's storyboard.toml, read once
 
     @property
     def lock_path(self) -> Path:
@@ -142,11 +145,12 @@ def load(
     the project has one; `note` hears repairs."""
     spec = load_spec(spec_path)
     renderer = "preview" if preview else spec.storyboard.renderer
-    settings = remote_settings(spec.root) if use_remote else None
+    project = project_settings(spec.root)
+    settings = remote_settings(project) if use_remote else None
     remote = open_remote(settings) if settings else None
     cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
     spec = fetch_inputs(spec, cache)
-    expansion = expand(spec, renderer, max_shots, frames_in(cache))
+    expansion = expand(spec, renderer, max_shots, frames_in(cache), Fonts(cache.fonts))
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
     problem = None
     try:
@@ -154,7 +158,7 @@ def load(
     except RemoteError as exc:
         problem = exc
         plan = make_plan(expansion, cache, lock, is_paid(renderer))
-    return Loaded(spec, plan, cache, renderer, lock, remote, problem)
+    return Loaded(spec, plan, cache, renderer, lock, remote, problem, project)
 
 
 def frames_in(cache: Cache) -> FrameFinder:

@@ -8,13 +8,16 @@ must be a regular file inside the project once symlinks are followed, and never 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import stat
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from pipeline.errors import UserError
+from pipeline.errors import SpecError, UserError
 
 MARKERS = (".storyboard", ".git")
 ROOT_HINT = (
@@ -29,6 +32,63 @@ class OutsideProject(ValueError):
 
 class FileMissing(OutsideProject):
     """A path a storyboard names that does not exist."""
+
+
+class TooLarge(OutsideProject):
+    """A file larger than a file of its kind may be: refused unread."""
+
+
+# The most bytes read of each kind of file a repository ships: far above any real one, low
+# enough that a hostile one costs a moment (a link to /dev/zero never ends).
+MAX_SETTINGS_BYTES = 1 << 20  # storyboard.toml, pyproject.toml
+MAX_LOCK_BYTES = 64 << 20  # a lock of 10,000 shots with their requests is about 20 MB
+MAX_FONT_BYTES = 64 << 20  # a CJK collection is about 20 MB
+MAX_IMAGE_BYTES = 64 << 20  # first frames, logos, card images (8,192 px a side at most)
+MAX_AUDIO_BYTES = 512 << 20  # ten minutes of 48 kHz stereo WAV is about 115 MB
+
+
+@contextlib.contextmanager
+def opened(path: Path, limit: int, name: str | None = None) -> Iterator[BinaryIO]:
+    """A regular file of at most `limit` bytes, open for reading. A named pipe, a device, a
+    socket or a folder is refused before it is opened (a pipe would hang a reader, a link
+    to /dev/zero never ends), and again once it is, in case it was swapped meanwhile; a file
+    larger than `limit` is refused before it is read. Every refusal is an OutsideProject
+    (FileMissing when there is no file) whose message names the file as `name` spells it."""
+    shown = name if name is not None else str(path)
+    try:
+        _regular(os.stat(path).st_mode, shown)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise FileMissing(f"file '{shown}' not found") from None
+    except OSError as exc:
+        raise OutsideProject(f"cannot read '{shown}': {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(fd)
+        _regular(status.st_mode, shown)
+        if status.st_size > limit:
+            raise TooLarge(
+                f"'{shown}' is {status.st_size:,} bytes: over the {limit:,} read of such a file"
+            )
+        yield handle
+
+
+def read_bounded(path: Path, limit: int, name: str | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (see `opened`); a file that grows
+    past `limit` while it is read is refused too."""
+    shown = name if name is not None else str(path)
+    with opened(path, limit, name) as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise OutsideProject(f"cannot read '{shown}': {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise TooLarge(f"'{shown}' is over the {limit:,} bytes read of such a file")
+    return data
+
+
+def _regular(mode: int, shown: str) -> None:
+    if not stat.S_ISREG(mode):
+        raise OutsideProject(f"'{shown}' is not a regular file ({_kind(mode)})")
 
 
 def project_root(path: Path) -> Path:
@@ -69,8 +129,7 @@ def project_file(name: str, base: Path, root: Path) -> Path:
         raise FileMissing(f"file '{name}' not found") from None
     except OSError as exc:
         raise OutsideProject(f"cannot read '{name}': {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise OutsideProject(f"'{name}' is not a regular file ({_kind(mode)})")
+    _regular(mode, name)
     return resolved
 
 
@@ -114,19 +173,29 @@ def _kind(mode: int) -> str:
 SETTINGS_FILE = "storyboard.toml"
 
 
-def project_settings(root: Path) -> tuple[dict[str, Any], Path | None]:
+# The team's settings of a project, and the file they came from (None: there are none).
+ProjectSettings = tuple[dict[str, Any], Path | None]
+
+
+def project_settings(root: Path) -> ProjectSettings:
     """The team's settings and the file they came from: `storyboard.toml` at the project
     root, else `[tool.storyboard]` of its `pyproject.toml`; ({}, None) when neither has any.
     Secrets never live here: credentials come from the environment."""
     for name, table in ((SETTINGS_FILE, ()), ("pyproject.toml", ("tool", "storyboard"))):
         path = root / name
-        try:
-            data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             continue
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise UserError(
-                f"{path}: cannot be read as TOML ({exc})", "fix the file: https://toml.io"
+        try:
+            text = read_bounded(path, MAX_SETTINGS_BYTES, name).decode("utf-8")
+            data: Any = tomllib.loads(text)
+        except OutsideProject as exc:
+            raise SpecError(path, 1, 1, str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(path, 1, 1, f"not UTF-8 text ({exc.reason})") from None
+        except tomllib.TOMLDecodeError as exc:
+            line, col = _toml_place(exc)
+            raise SpecError(
+                path, line, col, f"cannot be read as TOML ({exc})", "fix the file: https://toml.io"
             ) from None
         for part in table:
             data = data.get(part, {}) if isinstance(data, dict) else {}
@@ -135,3 +204,9 @@ def project_settings(root: Path) -> tuple[dict[str, Any], Path | None]:
                 raise UserError(f"{path}: [tool.storyboard] must be a table")
             return data, path
     return {}, None
+
+
+def _toml_place(exc: tomllib.TOMLDecodeError) -> tuple[int, int]:
+    """Line and column of a TOML error (tomllib says them: "(at line 3, column 7)")."""
+    found = re.search(r"at line (\d+), column (\d+)", str(exc))
+    return (int(found.group(1)), int(found.group(2))) if found else (1, 1)

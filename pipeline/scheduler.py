@@ -219,10 +219,10 @@ class Scheduler:
         another machine renders it), the render, and the clip shared before the lease goes."""
         assert self.remote is not None
         remote = self.remote
-        if resume is None and not forced:
+        if not forced:
             pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
             if pulled is not None:
-                return self._finish(Outcome(shot, PULLED, pulled, seconds=_since(started)))
+                return self._pulled(shot, pulled, started)
         lease = None
         if self.renderer.paid and self.leasing:  # a free render costs nothing twice: no lease
             try:
@@ -249,7 +249,7 @@ class Scheduler:
                     return Outcome(shot, SKIPPED, error=self._why_not())
                 pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
                 if pulled is not None:
-                    return self._finish(Outcome(shot, PULLED, pulled, seconds=_since(started)))
+                    return self._pulled(shot, pulled, started)
                 return await self._shared(shot, resume, forced, started)
             inherited = lease.body.task_uuid
             if resume is None and inherited:
@@ -272,6 +272,13 @@ class Scheduler:
                     await remote.release(lease)
                 # else a paid task is still out: the lease stays, expires, and whoever takes
                 # it over collects that task
+
+    def _pulled(self, shot: Shot, record: ClipRecord, started: float) -> Outcome:
+        """The team's clip of the key is this cache's now. A task this cache journaled for it
+        is not collected: the team's clip is the key's (whoever took over this build's lease
+        collected that task, or another machine's clip reached the team first)."""
+        self.cache.journal.clear(shot.key)
+        return self._finish(Outcome(shot, PULLED, record, seconds=_since(started)))
 
     async def _delivered(self, shot: Shot, forced: bool) -> bool:
         return (

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pipeline.cache import Cache, ClipRecord, FilmRecord
 from pipeline.cache.remote import Remote, open_remote, remote_settings
 from pipeline.errors import RemoteDamaged, UserError
+from pipeline.project import project_settings
 from pipeline.state import REMOTE, RENDERS
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ def pull_storyboard(loaded: Loaded, note: Callable[[str], None]) -> Transfer:
 
 def push_project(cache: Cache, root: Path, note: Callable[[str], None]) -> Transfer:
     """Every clip and film of `cache` the project's team cache lacks."""
-    settings = remote_settings(root)
+    settings = remote_settings(project_settings(root))
     if settings is None:
         raise UserError(NO_REMOTE, REMOTE_HINT)
     return Remote.run(push_all(cache, open_remote(settings), note))

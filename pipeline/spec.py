@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
-import os
+import math
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -29,10 +30,12 @@ from pipeline.project import (
     ROOT_HINT,
     FileMissing,
     OutsideProject,
+    TooLarge,
     find_in,
     project_file,
     project_folder,
     project_root,
+    read_bounded,
 )
 
 try:
@@ -74,16 +77,30 @@ class FrameRef(_Strict):
 
     shot: Identifier | None = None
     still: Identifier | None = None
-    frame: Literal["first", "last"] | float = "last"
+    frame: str | float = "last"  # first, last, or seconds into the clip (below its length)
     take: int | None = Field(default=None, ge=1)
     vars: dict[str, Scalar] | None = None
+
+    @field_validator("frame", mode="before")
+    @classmethod
+    def _frame_time(cls, value: Any) -> str | float:
+        if value in ("first", "last"):
+            return str(value)
+        try:
+            seconds = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(
+                f"frame {value!r} is not a frame: give first, last, or a time in seconds from "
+                "0 to under the clip's length"
+            )
+        return seconds
 
     @model_validator(mode="after")
     def _one_source(self) -> FrameRef:
         if (self.shot is None) == (self.still is None):
             raise ValueError("name either 'shot' or 'still'")
-        if isinstance(self.frame, float) and self.frame < 0:
-            raise ValueError("'frame' in seconds must be 0 or more")
         return self
 
     @property
@@ -91,7 +108,17 @@ class FrameRef(_Strict):
         return self.shot or self.still or ""
 
 
-FrameSource = str | FrameRef
+def _mapping_kind(value: Any) -> str:
+    """A mapping is checked as an entry only (its errors name the entry's fields), anything
+    else as a name."""
+    return "entry" if isinstance(value, dict | BaseModel) else "name"
+
+
+# A file (or URL), or a frame of another render: a mapping is only ever the latter.
+FrameSource = Annotated[
+    Annotated[str, Tag("name")] | Annotated[FrameRef, Tag("entry")],
+    Discriminator(_mapping_kind),
+]
 
 
 class ShotSettings(_Strict):
@@ -198,14 +225,10 @@ class FormatSpec(_Strict):
     focus: Focus | None = None
 
 
-def _format_kind(value: Any) -> str:
-    return "entry" if isinstance(value, dict | FormatSpec) else "name"
-
-
 FormatEntry = Annotated[
     Annotated[Annotated[str, Field(pattern=FORMAT)], Tag("name")]
     | Annotated[FormatSpec, Tag("entry")],
-    Discriminator(_format_kind),
+    Discriminator(_mapping_kind),
 ]
 
 
@@ -230,6 +253,171 @@ class SequenceShot(_Strict):
 
 # A colour as ffmpeg names it (a name, #RRGGBB or 0xRRGGBB), with an optional @opacity.
 COLOUR = r"^([A-Za-z]{3,30}|#[0-9A-Fa-f]{6}|0x[0-9A-Fa-f]{6})(@(0(\.\d+)?|1(\.0+)?))?$"
+COLOUR_HINT = (
+    "a name ffmpeg knows (white, black, navy, gold...: `ffmpeg -colors` lists them), #RRGGBB "
+    "or 0xRRGGBB, with an optional opacity: black@0.5"
+)
+# The colour names ffmpeg knows (`ffmpeg -colors`: libavutil's table, matched without case);
+# any other name fails the join after the clips are paid for. `gray`, not `grey`.
+FFMPEG_COLOURS = frozenset(
+    [
+        "aliceblue",
+        "antiquewhite",
+        "aqua",
+        "aquamarine",
+        "azure",
+        "beige",
+        "bisque",
+        "black",
+        "blanchedalmond",
+        "blue",
+        "blueviolet",
+        "brown",
+        "burlywood",
+        "cadetblue",
+        "chartreuse",
+        "chocolate",
+        "coral",
+        "cornflowerblue",
+        "cornsilk",
+        "crimson",
+        "cyan",
+        "darkblue",
+        "darkcyan",
+        "darkgoldenrod",
+        "darkgray",
+        "darkgreen",
+        "darkkhaki",
+        "darkmagenta",
+        "darkolivegreen",
+        "darkorange",
+        "darkorchid",
+        "darkred",
+        "darksalmon",
+        "darkseagreen",
+        "darkslateblue",
+        "darkslategray",
+        "darkturquoise",
+        "darkviolet",
+        "deeppink",
+        "deepskyblue",
+        "dimgray",
+        "dodgerblue",
+        "firebrick",
+        "floralwhite",
+        "forestgreen",
+        "fuchsia",
+        "gainsboro",
+        "ghostwhite",
+        "gold",
+        "goldenrod",
+        "gray",
+        "green",
+        "greenyellow",
+        "honeydew",
+        "hotpink",
+        "indianred",
+        "indigo",
+        "ivory",
+        "khaki",
+        "lavender",
+        "lavenderblush",
+        "lawngreen",
+        "lemonchiffon",
+        "lightblue",
+        "lightcoral",
+        "lightcyan",
+        "lightgoldenrodyellow",
+        "lightgreen",
+        "lightgrey",
+        "lightpink",
+        "lightsalmon",
+        "lightseagreen",
+        "lightskyblue",
+        "lightslategray",
+        "lightsteelblue",
+        "lightyellow",
+        "lime",
+        "limegreen",
+        "linen",
+        "magenta",
+        "maroon",
+        "mediumaquamarine",
+        "mediumblue",
+        "mediumorchid",
+        "mediumpurple",
+        "mediumseagreen",
+        "mediumslateblue",
+        "mediumspringgreen",
+        "mediumturquoise",
+        "mediumvioletred",
+        "midnightblue",
+        "mintcream",
+        "mistyrose",
+        "moccasin",
+        "navajowhite",
+        "navy",
+        "oldlace",
+        "olive",
+        "olivedrab",
+        "orange",
+        "orangered",
+        "orchid",
+        "palegoldenrod",
+        "palegreen",
+        "paleturquoise",
+        "palevioletred",
+        "papayawhip",
+        "peachpuff",
+        "peru",
+        "pink",
+        "plum",
+        "powderblue",
+        "purple",
+        "red",
+        "rosybrown",
+        "royalblue",
+        "saddlebrown",
+        "salmon",
+        "sandybrown",
+        "seagreen",
+        "seashell",
+        "sienna",
+        "silver",
+        "skyblue",
+        "slateblue",
+        "slategray",
+        "snow",
+        "springgreen",
+        "steelblue",
+        "tan",
+        "teal",
+        "thistle",
+        "tomato",
+        "turquoise",
+        "violet",
+        "wheat",
+        "white",
+        "whitesmoke",
+        "yellow",
+        "yellowgreen",
+    ]
+)
+
+
+def _known_colour(value: str | None) -> str | None:
+    """A colour whose name ffmpeg knows; a name it does not is refused now, not at the join."""
+    if value is None:
+        return None
+    name = value.split("@", 1)[0]
+    if name.startswith(("#", "0x")) or name.lower() in FFMPEG_COLOURS:
+        return value
+    close = difflib.get_close_matches(name.lower(), FFMPEG_COLOURS, n=1)
+    guess = f": did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"'{value}' is not a colour ffmpeg knows{guess}")
+
+
+Colour = Annotated[str, Field(pattern=COLOUR), AfterValidator(_known_colour)]
 
 
 class CardSpec(_Strict):
@@ -238,9 +426,9 @@ class CardSpec(_Strict):
 
     card: str = Field(min_length=1, max_length=2000)  # a Jinja template over vars and matrix
     duration: float = Field(default=3.0, ge=0.5, le=30)
-    background: str = Field(default="black", pattern=COLOUR)
+    background: Colour = "black"
     image: str | None = Field(default=None, min_length=1)  # instead of the colour
-    color: str = Field(default="white", pattern=COLOUR)
+    color: Colour = "white"
     size: float = Field(default=0.08, gt=0, le=0.5)  # of the frame's height
     font: str | None = Field(default=None, min_length=1, max_length=500)
 
@@ -297,8 +485,8 @@ class TextSpec(_Strict):
         Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)],
     ] = (0.0, 0.0)  # of the frame's width and height
     size: float = Field(default=0.06, gt=0, le=0.5)  # of the frame's height
-    color: str = Field(default="white", pattern=COLOUR)
-    box: str | None = Field(default=None, pattern=COLOUR)  # a box behind the text
+    color: Colour = "white"
+    box: Colour | None = None  # a box behind the text
     shadow: bool = True
     fade: float = Field(default=0.3, ge=0, le=5)  # seconds in and out
     font: str | None = Field(default=None, min_length=1, max_length=500)
@@ -318,9 +506,15 @@ class SubtitleSpec(_Strict):
     file: str = Field(min_length=1)
     position: Literal[ANCHORS] = "bottom"  # type: ignore[valid-type]
     size: float = Field(default=0.045, gt=0, le=0.5)
-    color: str = Field(default="white", pattern=COLOUR)
-    box: str | None = Field(default="black@0.55", pattern=COLOUR)
+    color: Colour = "white"
+    box: Colour | None = "black@0.55"
     font: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+SubtitleEntry = Annotated[
+    Annotated[str, Field(min_length=1), Tag("name")] | Annotated[SubtitleSpec, Tag("entry")],
+    Discriminator(_mapping_kind),
+]
 
 
 class LogoSpec(_Strict):
@@ -350,7 +544,7 @@ class SequenceSpec(_Strict):
     ] = "veryfast"
     text: list[TextSpec] = Field(default_factory=list, max_length=50)
     logo: LogoSpec | None = None
-    subtitles: str | SubtitleSpec | None = None  # a file, or a file and how it looks
+    subtitles: SubtitleEntry | None = None  # a file, or a file and how it looks
     voice: str | None = Field(default=None, min_length=1)  # may be a template: vo-{{ lang }}.m4a
     voice_start: float = Field(default=0.0, ge=0)  # seconds into the film
 
@@ -561,19 +755,16 @@ def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, st
     return found, unreadable
 
 
-def _read_text(path: Path) -> str:
-    """The storyboard's text: a regular file of at most MAX_YAML_BYTES, in UTF-8."""
+def _read_text(path: Path, limit: int = MAX_YAML_BYTES) -> str:
+    """The storyboard's text: a regular file of at most `limit` bytes, in UTF-8."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise SpecError(path, 1, 1, "is not a regular file: not a storyboard")
-        with path.open("rb") as handle:
-            data = handle.read(MAX_YAML_BYTES + 1)
-    except FileNotFoundError:
+        data = read_bounded(path, limit, path.name)
+    except FileMissing:
         raise SpecError(path, 1, 1, "storyboard file not found") from None
-    except OSError as exc:
-        raise SpecError(path, 1, 1, f"cannot read: {exc.strerror}") from None
-    if len(data) > MAX_YAML_BYTES:
-        raise SpecError(path, 1, 1, f"larger than {MAX_YAML_BYTES:,} bytes: not a storyboard")
+    except TooLarge:
+        raise SpecError(path, 1, 1, f"larger than {limit:,} bytes: not a storyboard") from None
+    except OutsideProject as exc:
+        raise SpecError(path, 1, 1, f"{exc}: not a storyboard") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -637,6 +828,9 @@ def _parse(path: Path, texts: dict[str, tuple[str, ...]]) -> yaml.Node | None:
 
 
 MAX_INCLUDES = 32
+# The most YAML a storyboard and everything it includes may hold together: each file is
+# parsed once, however often it is included.
+MAX_TOTAL_YAML_CHARACTERS = 8_000_000
 # Fields an included file adds to: its shots and sequences come first; its vars, defaults,
 # prices and matrix are overridden key by key by the storyboard's.
 LIST_FIELDS = frozenset({"shots", "stills", "sequences"})
@@ -652,6 +846,11 @@ class _Including:
     root: Path
     texts: dict[str, tuple[str, ...]]
     count: int = 0
+    resolved: dict[Path, yaml.MappingNode] = field(default_factory=dict)  # by file, once
+    held: int = 0  # characters of YAML read so far, the storyboard's included
+
+    def __post_init__(self) -> None:
+        self.held = sum(_characters(lines) for lines in self.texts.values())
 
     def resolve(
         self, path: Path, node: yaml.MappingNode, chain: tuple[Path, ...]
@@ -701,13 +900,28 @@ class _Including:
         self.count += 1
         if self.count > MAX_INCLUDES:
             raise _node_error(path, name_node, f"include: more than {MAX_INCLUDES} files")
+        if file in self.resolved:  # included before, by another file: parsed once
+            return self.resolved[file]
         shown = path.parent / name  # as the storyboard spells it, for messages
         node = _parse(shown, self.texts)
+        self.held += _characters(self.texts[str(shown)])
+        if self.held > MAX_TOTAL_YAML_CHARACTERS:
+            raise _node_error(
+                path,
+                name_node,
+                f"include: the storyboard and its includes hold over "
+                f"{MAX_TOTAL_YAML_CHARACTERS:,} characters of YAML",
+            )
         if not isinstance(node, yaml.MappingNode):
             raise _node_error(
                 path, name_node, f"include: '{name}' is not a YAML mapping (vars:, shots: ...)"
             )
-        return self.resolve(shown, node, (*chain, file))
+        self.resolved[file] = self.resolve(shown, node, (*chain, file))
+        return self.resolved[file]
+
+
+def _characters(lines: tuple[str, ...]) -> int:
+    return sum(len(line) + 1 for line in lines)
 
 
 def _merge(base: yaml.MappingNode, top: yaml.MappingNode, top_level: bool) -> yaml.MappingNode:
@@ -908,12 +1122,14 @@ def _located(source: SourceMap, exc: ValidationError) -> SpecError:
     if error["type"] == "missing":
         message = f"missing required field '{loc[-1]}'"
         field = _field_name(source, loc[:-1])
-    if error["type"] == "string_pattern_mismatch" and loc[-1] in ("color", "box", "background"):
-        return source.error(
-            loc,
-            f"{field}: {error['input']!r} is not a colour",
-            "a name (white), #RRGGBB or 0xRRGGBB, with an optional opacity: black@0.5",
-        )
+    if loc[-1] in ("color", "box", "background") and error["type"] in (
+        "string_pattern_mismatch",
+        "value_error",
+    ):
+        said = message.removeprefix("Value error, ")
+        if error["type"] == "string_pattern_mismatch":
+            said = f"{error['input']!r} is not a colour"
+        return source.error(loc, f"{field}: {said}", COLOUR_HINT)
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     prefix = f"{field}: " if field else ""

@@ -30,7 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
 from pipeline.errors import SpecError
-from pipeline.project import OutsideProject, find_in
+from pipeline.project import OutsideProject, TooLarge, find_in, read_bounded
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 
@@ -271,13 +271,14 @@ class ProjectLoader(jinja2.BaseLoader):
         if path is None:
             raise jinja2.TemplateNotFound(template)
         try:
-            with path.open("rb") as file:
-                data = file.read(MAX_TEMPLATE_BYTES + 1)
+            data = read_bounded(path, MAX_TEMPLATE_BYTES, template)
             mtime = path.stat().st_mtime
+        except TooLarge:
+            raise TemplateRefused(template, f"larger than {MAX_TEMPLATE_BYTES:,} bytes") from None
+        except OutsideProject as exc:
+            raise TemplateRefused(template, str(exc)) from None
         except OSError as exc:
             raise TemplateRefused(template, f"cannot read: {exc.strerror}") from None
-        if len(data) > MAX_TEMPLATE_BYTES:
-            raise TemplateRefused(template, f"larger than {MAX_TEMPLATE_BYTES:,} bytes")
         try:
             source = data.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -1,22 +1,34 @@
 """Fonts for text drawn on films and previews: found by file or by family, and checked to hold
 a glyph for every character before anything is spent.
 
-A font named by file is a project file like any other the storyboard reads. A family is
-looked up through fontconfig (`fc-match`), when the machine has it. Without a font, the
-bundled DejaVu Sans is used: Latin, Greek and Cyrillic, no CJK.
+A font named by file is a project file like any other the storyboard reads, and untrusted
+input like an image: it is read bounded and rewritten by the OpenType Sanitizer (OTS, the
+browsers' answer to hostile fonts, from the `opentype-sanitizer` package) before fontTools
+or ffmpeg reads it, and only that copy is read (WOFF and WOFF2 come out as plain fonts, a
+collection as its first font). A family is looked up through fontconfig (`fc-match`), when
+the machine has it: the machine's own fonts are trusted. Without a font, the bundled DejaVu
+Sans is used: Latin, Greek and Cyrillic, no CJK.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
 import shutil
 import subprocess
+import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import hashing
+from pipeline.media import StderrTail, dies_with_parent
+from pipeline.project import MAX_FONT_BYTES, OutsideProject, read_bounded
 
 BUNDLED = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
+SANITIZE_SECONDS = 20.0
+SANITIZE_MEMORY = 1 << 30  # address space of the sanitizer
 
 
 class FontProblem(ValueError):
@@ -25,13 +37,57 @@ class FontProblem(ValueError):
 
 @dataclass
 class Fonts:
-    """Fonts of one expansion, each found, read and hashed once."""
+    """Fonts of one expansion, each found, read and hashed once. `store`: where sanitized
+    copies of project fonts are kept, by the sha256 of the file given (the cache's fonts/);
+    a temporary folder when there is none, or it cannot be written."""
 
+    store: Path | None = None
     maps: dict[Path, frozenset[int]] = field(default_factory=dict)
     digests: dict[Path, str] = field(default_factory=dict)
     families: dict[str, Path] = field(default_factory=dict)
     advances: dict[Path, tuple[float, dict[int, int]]] = field(default_factory=dict)
     found: dict[str, list[Path]] = field(default_factory=dict)  # by the characters asked
+    sanitized: dict[Path, Path] = field(default_factory=dict)  # a project font -> its copy
+    names: dict[Path, str] = field(default_factory=dict)  # a copy -> the font as named
+
+    def project(self, path: Path, name: str) -> Path:
+        """The sanitized copy of a project font file: what is drawn with and measured. Its
+        digest is the file's as given, so a film's key does not follow the sanitizer's
+        version."""
+        if path not in self.sanitized:
+            try:
+                data = read_bounded(path, MAX_FONT_BYTES, name)
+            except OutsideProject as exc:
+                raise FontProblem(str(exc)) from None
+            digest = hashing.sha256_bytes(data)
+            copy = self._sanitized(data, digest, name)
+            self.digests[copy] = digest
+            self.names[copy] = name
+            self.sanitized[path] = copy
+        return self.sanitized[path]
+
+    def name(self, font: Path) -> str:
+        """A font as people named it: a project font by its name in the storyboard, not its
+        sanitized copy's."""
+        return self.names.get(font, font.name)
+
+    def _sanitized(self, data: bytes, digest: str, name: str) -> Path:
+        copy = self._store() / f"{digest}.font"
+        if not copy.is_file():
+            try:
+                sanitize(data, copy, name)
+            except OSError as exc:
+                raise FontProblem(
+                    f"'{name}': its sanitized copy cannot be written to {copy.parent} "
+                    f"({exc.strerror or exc})"
+                ) from None
+        return copy
+
+    def _store(self) -> Path:
+        """The cache's fonts/ folder; a private temporary one when it cannot be written."""
+        if self.store is None or not _writable(self.store):
+            self.store = Path(tempfile.mkdtemp(prefix="storyboard-fonts-"))
+        return self.store
 
     def family(self, name: str) -> Path:
         """The file of a font family, as fontconfig knows it."""
@@ -50,7 +106,7 @@ class Fonts:
         """The characters of `text` that `font` has no glyph for (spaces and line breaks
         need none), each once, in order."""
         if font not in self.maps:
-            self.maps[font] = _character_map(font)
+            self.maps[font] = _character_map(font, self.name(font))
         covered = self.maps[font]
         gaps = (c for c in text if ord(c) not in covered and not _needs_no_glyph(c))
         return list(dict.fromkeys(gaps))
@@ -78,7 +134,7 @@ class Fonts:
         """Pixels `line` takes at `size` pixels: the glyphs' advances (kerning aside, so a
         little more than drawn)."""
         if font not in self.advances:
-            self.advances[font] = _advances(font)
+            self.advances[font] = _advances(font, self.name(font))
         per_unit, advances = self.advances[font]
         units = sum(advances.get(ord(c), advances.get(0, 0)) for c in line)
         return units * per_unit * size * 1.02
@@ -118,30 +174,97 @@ def _needs_no_glyph(character: str) -> bool:
     return character.isspace() or unicodedata.category(character) in ("Cc", "Cf")
 
 
-def _character_map(font: Path) -> frozenset[int]:
-    from fontTools.ttLib import TTFont, TTLibError
+def sanitize(data: bytes, target: Path, name: str) -> None:
+    """Write `data` (a font file's bytes) to `target` as the OpenType Sanitizer rewrites it,
+    within SANITIZE_SECONDS and SANITIZE_MEMORY; a font it refuses is a FontProblem saying
+    why. OSError: `target`'s folder cannot be written."""
+    try:
+        import ots
+    except ImportError:
+        raise FontProblem(
+            f"'{name}': fonts are sanitized before use, and the sanitizer is not installed "
+            "(pip install opentype-sanitizer)"
+        ) from None
+    folder = target.parent
+    source = folder / f".{target.name}.{os.getpid()}.in"
+    output = folder / f".{target.name}.{os.getpid()}.tmp"
+    try:
+        source.write_bytes(data)
+        # A collection: its first font, as fontTools and ffmpeg read it (index 0).
+        index = ["0"] if data[:4] == b"ttcf" else []
+        _run_sanitizer([ots.OTS_SANITIZE, str(source), str(output), *index], name)
+        os.replace(output, target)
+    finally:
+        for left in (source, output):
+            with contextlib.suppress(OSError):
+                left.unlink()
+
+
+def _run_sanitizer(command: list[str], name: str) -> None:
+    arrange = dies_with_parent()
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (SANITIZE_MEMORY, SANITIZE_MEMORY))
+        if arrange is not None:
+            arrange()
+
+    tail = StderrTail()
+    try:
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=SANITIZE_SECONDS,
+            preexec_fn=limited,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise FontProblem(
+            f"'{name}': the font sanitizer took longer than {SANITIZE_SECONDS:g} s: not used"
+        ) from None
+    if done.returncode != 0:
+        tail.feed(done.stdout + done.stderr)
+        problems = [
+            line.removeprefix("ERROR: ")
+            for line in tail.last_lines(8).split(" / ")
+            if "sanitiz" not in line.lower()
+        ]
+        said = "; ".join(problems[:2]) or f"exit code {done.returncode}"
+        raise FontProblem(f"'{name}' is not a font the sanitizer accepts ({said})")
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def _character_map(font: Path, name: str) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
 
     try:
         with TTFont(font, fontNumber=0, lazy=True) as opened:
             cmap = opened.getBestCmap()
-    except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
-        raise FontProblem(f"'{font.name}' is not a font fontTools can read ({exc})") from None
+    except Exception as exc:  # fontTools' parsers raise almost anything on a damaged table
+        raise FontProblem(f"'{name}' is not a font fontTools can read ({exc})") from None
     if not cmap:
-        raise FontProblem(f"'{font.name}' has no character map")
+        raise FontProblem(f"'{name}' has no character map")
     return frozenset(cmap)
 
 
-def _advances(font: Path) -> tuple[float, dict[int, int]]:
+def _advances(font: Path, name: str) -> tuple[float, dict[int, int]]:
     """1/units-per-em, and each character's advance width in font units."""
-    from fontTools.ttLib import TTFont, TTLibError
+    from fontTools.ttLib import TTFont
 
     try:
         with TTFont(font, fontNumber=0, lazy=True) as opened:
             metrics = opened["hmtx"].metrics
-            advances = {code: metrics[name][0] for code, name in opened.getBestCmap().items()}
+            advances = {code: metrics[glyph][0] for code, glyph in opened.getBestCmap().items()}
             return 1.0 / opened["head"].unitsPerEm, advances
-    except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
-        raise FontProblem(f"'{font.name}' has no metrics fontTools can read ({exc})") from None
+    except Exception as exc:  # as above
+        raise FontProblem(f"'{name}' has no metrics fontTools can read ({exc})") from None
 
 
 def _fc_list(charset: str) -> list[Path]:

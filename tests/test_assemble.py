@@ -394,3 +394,48 @@ def test_a_transition_of_no_length_is_a_cut(tmp_path: Path) -> None:
     made = assemble(sequence, clips, tmp_path / "film.mp4")
     assert made.method == "copy"
     assert media.validate(tmp_path / "film.mp4", 1366, 768, 12.0).frames == 300
+
+
+def test_a_graph_larger_than_one_argument_may_be_is_given_as_a_file(tmp_path: Path) -> None:
+    """Linux lets one argument be 128 KB; a film's graph of many clips passes that. The graph
+    goes to ffmpeg in a file, whatever its size."""
+    graph = "[0:v]metadata=mode=add:key=note:value=" + "x" * 140_000 + "[v]"
+    assert len(graph) > 128 * 1024
+    output = tmp_path / "out.mp4"
+    source = "color=c=navy:s=64x64:r=25:d=0.2"
+    media.run_ffmpeg(
+        ["-f", "lavfi", "-i", source, "-filter_complex", graph, "-map", "[v]", str(output)],
+        "run a large graph",
+    )
+    assert media.probe(output).width == 64
+
+
+@pytest.mark.parametrize(
+    ("version", "option"),
+    [
+        ("ffmpeg version n9.0.2-17-g2a571b6068-20260930 Copyright", "-/filter_complex"),
+        ("ffmpeg version 7.1 Copyright (c) 2000-2024", "-/filter_complex"),
+        ("ffmpeg version N-118000-gabcdef Copyright", "-/filter_complex"),
+        ("ffmpeg version 6.1.1-3ubuntu5 Copyright", "-filter_complex_script"),
+        ("ffmpeg version 5.1.6-0+deb12u1 Copyright", "-filter_complex_script"),
+        ("", "-filter_complex_script"),
+    ],
+)
+def test_the_graph_file_option_follows_the_ffmpeg_version(version: str, option: str) -> None:
+    assert media.script_option(version) == option
+
+
+def test_the_colour_names_are_the_ones_ffmpeg_knows() -> None:
+    """The names plan accepts are exactly the ones `ffmpeg -colors` lists: a name outside them
+    would fail the join after the clips are paid for."""
+    import subprocess
+
+    from pipeline.spec import FFMPEG_COLOURS
+
+    listed = subprocess.run(
+        [media.ffmpeg_binary(), "-hide_banner", "-colors"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[1:]
+    assert {line.split()[0].lower() for line in listed if line.strip()} == FFMPEG_COLOURS

@@ -67,6 +67,73 @@ def alias_bomb(levels: int) -> str:
 
 RAINCOAT = (REPO / "specs" / "assets" / "raincoat.jpg").read_bytes()
 NUMBERS = "[" + ", ".join(str(n) for n in range(2000)) + "]"
+FONT = (REPO / "specs" / "fonts" / "DroidSansFallback-subset.ttf").read_bytes()
+
+
+def _sfnt_tables(data: bytes) -> dict[bytes, tuple[int, int, int]]:
+    """A TrueType font's tables: tag -> (index in the directory, offset, length)."""
+    count = struct.unpack(">H", data[4:6])[0]
+    found = {}
+    for index in range(count):
+        tag, _, offset, length = struct.unpack(">4sIII", data[12 + 16 * index : 28 + 16 * index])
+        found[tag] = (index, offset, length)
+    return found
+
+
+def short_table(tag: bytes, length: int) -> bytes:
+    """The font with one table's length cut short in its directory: a damaged table."""
+    data = bytearray(FONT)
+    index = _sfnt_tables(FONT)[tag][0]
+    struct.pack_into(">I", data, 12 + 16 * index + 12, length)
+    return bytes(data)
+
+
+def woff(table_data: bytes | None = None, claimed: int | None = None) -> bytes:
+    """The font as a WOFF whose first table is `table_data` (zlib data) claiming to inflate
+    to `claimed` bytes: a table that does not inflate, or one that inflates to gigabytes."""
+    tables = _sfnt_tables(FONT)
+    entries, body = [], b""
+    offset = 44 + 20 * len(tables)
+    for number, (tag, (_, start, length)) in enumerate(sorted(tables.items())):
+        raw = FONT[start : start + length]
+        packed = zlib.compress(raw)
+        stored, original = (packed, length) if len(packed) < length else (raw, length)
+        if number == 0 and table_data is not None:
+            stored, original = table_data, claimed or length
+        entries.append(struct.pack(">4sIIII", tag, offset + len(body), len(stored), original, 0))
+        body += stored + b"\0" * (-len(stored) % 4)
+    total = offset + len(body)
+    header = struct.pack(
+        ">4sIIHHIHHIIIII",
+        b"wOFF",
+        0x00010000,
+        total,
+        len(tables),
+        0,
+        len(FONT),
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    return header + b"".join(entries) + body
+
+
+def with_font(font: str) -> str:
+    """A storyboard whose film draws a text layer in `font`."""
+    return with_sequence("a", f"    text:\n      - {{text: Hello, font: '{font}'}}\n")
+
+
+def with_frame(frame: str) -> str:
+    """A storyboard whose second shot starts from a frame of the first (6 s long)."""
+    return (
+        HEAD
+        + ONE_SHOT
+        + f"  - id: b\n    prompt: the light turns\n    first_frame: {{shot: a, frame: {frame}}}\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,6 +145,7 @@ class Case:
     fifos: tuple[str, ...] = ()
     where: str = SPEC  # the file the error names
     max_shots: int | None = None
+    sparse: dict[str, int] = field(default_factory=dict)  # path -> size, of files of zeros
 
 
 CASES: dict[str, Case] = {
@@ -508,6 +576,197 @@ CASES: dict[str, Case] = {
         HEAD + "shots:\n  - id: a\n    prompt: |\n      first line\n      {{ nope }}\n",
         "undefined variable 'nope'",
     ),
+    # -- fonts are untrusted input: sanitized, bounded, one located line ----------------------
+    "font with a short hhea table": Case(
+        with_font("fonts/bad.ttf"),
+        "'fonts/bad.ttf' is not a font the sanitizer accepts",
+        files={"specs/fonts/bad.ttf": short_table(b"hhea", 10)},
+    ),
+    "font with a short post table": Case(
+        with_font("fonts/bad.ttf"),
+        "'fonts/bad.ttf' is not a font the sanitizer accepts",
+        files={"specs/fonts/bad.ttf": short_table(b"post", 4)},
+    ),
+    "collection claiming 4 billion fonts": Case(
+        with_font("fonts/bad.ttc"),
+        "'fonts/bad.ttc' is not a font the sanitizer accepts",
+        files={"specs/fonts/bad.ttc": b"ttcf" + struct.pack(">HHII", 1, 0, 2**32 - 1, 16) + FONT},
+    ),
+    "woff whose table does not inflate": Case(
+        with_font("fonts/bad.woff"),
+        "'fonts/bad.woff' is not a font the sanitizer accepts",
+        files={"specs/fonts/bad.woff": woff(b"\x78\x9c" + b"\xff" * 200, 4000)},
+    ),
+    "woff inflating to gigabytes": Case(
+        with_font("fonts/bomb.woff"),
+        "'fonts/bomb.woff' is not a font the sanitizer accepts",
+        files={"specs/fonts/bomb.woff": woff(zlib.compress(b"\0" * (1 << 27), 9), 1 << 31)},
+    ),
+    "font that is not one": Case(
+        with_font("fonts/notes.otf"),
+        "'fonts/notes.otf' is not a font the sanitizer accepts",
+        files={"specs/fonts/notes.otf": "these are not glyphs\n" * 20},
+    ),
+    "font named pipe": Case(
+        with_font("fonts/pipe.ttf"),
+        "'fonts/pipe.ttf' is not a regular file (a named pipe)",
+        fifos=("specs/fonts/pipe.ttf",),
+    ),
+    "font over its bound": Case(
+        with_font("fonts/huge.ttf"),
+        "over the 67,108,864 read of such a file",
+        sparse={"specs/fonts/huge.ttf": 100 << 20},
+    ),
+    # -- every file a repository ships is read bounded ---------------------------------------
+    "storyboard.toml is a named pipe": Case(
+        HEAD + ONE_SHOT,
+        "'storyboard.toml' is not a regular file (a named pipe)",
+        fifos=("storyboard.toml",),
+        where="storyboard.toml",
+    ),
+    "storyboard.toml is a link to /dev/zero": Case(
+        HEAD + ONE_SHOT,
+        "'storyboard.toml' is not a regular file (a device)",
+        links={"storyboard.toml": "/dev/zero"},
+        where="storyboard.toml",
+    ),
+    "pyproject.toml is a named pipe": Case(
+        HEAD + ONE_SHOT,
+        "'pyproject.toml' is not a regular file (a named pipe)",
+        fifos=("pyproject.toml",),
+        where="pyproject.toml",
+    ),
+    "storyboard.toml over its bound": Case(
+        HEAD + ONE_SHOT,
+        "over the 1,048,576 read of such a file",
+        sparse={"storyboard.toml": 5 << 20},
+        where="storyboard.toml",
+    ),
+    "the lock is a named pipe": Case(
+        HEAD + ONE_SHOT,
+        "not a lock file: 'h.lock' is not a regular file (a named pipe)",
+        fifos=("specs/h.lock",),
+        where="specs/h.lock",
+    ),
+    "the lock is a link to /dev/zero": Case(
+        HEAD + ONE_SHOT,
+        "'h.lock' is not a regular file (a device)",
+        links={"specs/h.lock": "/dev/zero"},
+        where="specs/h.lock",
+    ),
+    "the lock is not JSON": Case(
+        HEAD + ONE_SHOT,
+        "not a lock file: Expecting value",
+        files={"specs/h.lock": '{"storyboard": "h",\n "shots": nope}\n'},
+        where="specs/h.lock",
+    ),
+    "a team cache address that is no bucket": Case(
+        HEAD + ONE_SHOT,
+        "[remote] url: '..' is not a bucket name",
+        files={"storyboard.toml": "[remote]\nurl = 's3://../..'\n"},
+        where="storyboard.toml",
+    ),
+    "a team cache prefix with dot-dot": Case(
+        HEAD + ONE_SHOT,
+        "is not a prefix",
+        files={"storyboard.toml": "[remote]\nurl = 's3://bucket/a/../b'\n"},
+        where="storyboard.toml",
+    ),
+    "a lease of a hundredth of a second": Case(
+        HEAD + ONE_SHOT,
+        "[remote] lease_seconds: Input should be greater than or equal to 2",
+        files={"storyboard.toml": "[remote]\nurl = 's3://bucket/x'\nlease_seconds = 0.01\n"},
+        where="storyboard.toml",
+    ),
+    "includes over their bound together": Case(
+        HEAD + "include: [a.yaml, b.yaml, c.yaml]\n" + ONE_SHOT,
+        "the storyboard and its includes hold over 8,000,000 characters of YAML",
+        files={
+            f"specs/{name}.yaml": f"vars:\n  {name}: '" + "x" * 3_000_000 + "'\n" for name in "abc"
+        },
+    ),
+    "audio over its bound": Case(
+        with_sequence("a", "    audio: score.wav\n"),
+        "over the 536,870,912 read of such a file",
+        sparse={"specs/score.wav": 600 << 20},
+    ),
+    "image over its bound": Case(
+        HEAD + ONE_SHOT + "    first_frame: assets/huge.png\n",
+        "over the 67,108,864 read of such a file",
+        sparse={"specs/assets/huge.png": 100 << 20},
+    ),
+    "subtitles over their bound": Case(
+        with_sequence("a", "    subtitles: subs.srt\n"),
+        "over the 2,097,152 read of such a file",
+        sparse={"specs/subs.srt": 3 << 20},
+    ),
+    "subtitles a named pipe": Case(
+        with_sequence("a", "    subtitles: subs.srt\n"),
+        "'subs.srt' is not a regular file (a named pipe)",
+        fifos=("specs/subs.srt",),
+    ),
+    # -- what a film asks ffmpeg for is checked before anything is spent ---------------------
+    "a text colour ffmpeg does not know": Case(
+        with_sequence("a", "    text:\n      - {text: Hello, color: blurple}\n"),
+        "'blurple' is not a colour ffmpeg knows: did you mean 'purple'?",
+    ),
+    "a box colour ffmpeg does not know": Case(
+        with_sequence("a", "    text:\n      - {text: Hello, box: grey@0.5}\n"),
+        "'grey@0.5' is not a colour ffmpeg knows: did you mean 'gray'?",
+    ),
+    "a card background ffmpeg does not know": Case(
+        with_sequence("{card: The end, background: midnight}"),
+        "'midnight' is not a colour ffmpeg knows",
+    ),
+    "a subtitle colour ffmpeg does not know": Case(
+        with_sequence("a", "    subtitles: {file: subs.srt, color: offwhite}\n"),
+        "'offwhite' is not a colour ffmpeg knows",
+        files={"specs/subs.srt": "1\n00:00:01,000 --> 00:00:02,000\nHello\n"},
+    ),
+    "a format the encoder cannot make": Case(
+        with_sequence("a", "    formats: ['1:99']\n"),
+        "format 1:99 makes a film of 768x76032: over the 4096 pixels a side",
+    ),
+    "a format of gigabytes": Case(
+        with_sequence("a", "    formats: [9998x9998]\n"),
+        "format 9998x9998 makes a film of 9998x9998",
+    ),
+    "a film size of gigabytes": Case(
+        with_sequence("a", "    width: 8000\n    height: 8000\n"),
+        "makes a film of 8000x8000",
+    ),
+    "a frame a billion seconds in": Case(with_frame("1e9"), "frame 1e+09 s is not inside 'a'"),
+    "a frame past the clip's end": Case(with_frame("6"), "frame 6 s is not inside 'a' (6 s long)"),
+    "a frame at infinity": Case(with_frame(".inf"), "frame inf is not a frame"),
+    "a frame that is not a number": Case(with_frame(".nan"), "frame nan is not a frame"),
+    "a frame before the start": Case(with_frame("-1"), "frame -1 is not a frame"),
+    "a subtitle time past 59 minutes": Case(
+        with_sequence("a", "    subtitles: subs.srt\n"),
+        "'99:99:99,000' is not a time: minutes and seconds go from 00 to 59",
+        files={"specs/subs.srt": "1\n99:99:99,000 --> 99:99:99,500\nHello\n"},
+    ),
+    "a subtitle time of 75 seconds": Case(
+        with_sequence("a", "    subtitles: subs.srt\n"),
+        "'00:00:75,000' is not a time",
+        files={"specs/subs.srt": "1\n00:00:01,000 --> 00:00:75,000\nHello\n"},
+    ),
+    # -- a URL that cannot be read is one located line ----------------------------------------
+    "first frame at an octal address": Case(
+        HEAD + ONE_SHOT + "    first_frame: https://0177.0.0.1/x.jpg\n",
+        "is not a URL that can be read (Invalid IPv4 address",
+    ),
+    "first frame URL with an open bracket": Case(
+        HEAD + ONE_SHOT + "    first_frame: 'https://[::1/x.png'\n",
+        "is not a URL that can be read",
+    ),
+    "first frame URL with a port of letters": Case(
+        HEAD + ONE_SHOT + "    first_frame: https://example.com:8o/x.jpg\n",
+        "is not a URL that can be read (Invalid port",
+    ),
+    "first frame URL with a port too large": Case(
+        HEAD + ONE_SHOT + "    first_frame: https://example.com:99999/x.jpg\n",
+        "is not a URL that can be read (port 99999)",
+    ),
 }
 
 
@@ -543,6 +802,10 @@ def _make_project(root: Path, case: Case) -> None:
     for name in case.fifos:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         os.mkfifo(root / name)
+    for name, size in case.sparse.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        with open(root / name, "wb") as handle:
+            handle.truncate(size)  # a file that big, written in no time
 
 
 def _files(root: Path) -> dict[Path, tuple[int, int]]:

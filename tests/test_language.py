@@ -4,14 +4,17 @@ first frames by https URL."""
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
 import json
 import shutil
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -166,3 +169,154 @@ def test_a_first_frame_by_url_is_fetched_once_and_keyed_by_its_bytes(
     )
     write(spec, spec.read_text().replace("https://", "http://"))
     assert "only a frame image may be a URL, and only https://" in cli("plan", spec).err
+
+
+class Hostile(http.server.BaseHTTPRequestHandler):
+    """A server that answers as a hostile one would: a body in two layers of gzip, headers
+    a byte at a time; and counts what it is asked for."""
+
+    protocol_version = "HTTP/1.1"
+    asked: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        Hostile.asked.append(self.path)
+        image = (REPO / "specs" / "assets" / "raincoat.jpg").read_bytes()
+        if self.path == "/gzip2.jpg":
+            body = gzip.compress(gzip.compress(image))
+            self._send(body, {"Content-Encoding": "gzip, gzip"})
+        elif self.path == "/slow.jpg":
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n":
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+        else:
+            self._send(image, {})
+
+    def _send(self, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """The hostile server on loopback, with a certificate for `rebind.test` and 127.0.0.1:
+    (its port, the certificate to trust)."""
+    folder = tmp_path_factory.mktemp("hostile-https")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=rebind.test",
+         "-addext", "subjectAltName=DNS:rebind.test,IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], cert
+    server.shutdown()
+
+
+def _url_spec(project: Path, url: str) -> Path:
+    return write(
+        project / "specs" / "url.yaml",
+        HEAD + f"shots:\n  - id: coat\n    prompt: the coat turns\n    first_frame: {url}\n",
+    )
+
+
+def test_an_image_sent_compressed_is_refused_unread(
+    project: Path, cli, hostile_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, cert = hostile_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("STORYBOARD_ALLOW_PRIVATE_URLS", "1")
+    result = cli("plan", _url_spec(project, f"https://127.0.0.1:{port}/gzip2.jpg"))
+    assert result.code == 2
+    assert "was sent with Content-Encoding: gzip, gzip: an image needs none" in result.err
+    assert "Traceback" not in result.err and len(result.err.splitlines()) == 1
+
+
+def test_a_server_that_sends_a_byte_at_a_time_is_given_up_at_the_deadline(
+    project: Path, cli, hostile_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.cache import inputs
+
+    port, cert = hostile_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("STORYBOARD_ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setattr(inputs, "DEADLINE", 1.0)  # 60 s for a person; each read is quick
+    result = cli("plan", _url_spec(project, f"https://127.0.0.1:{port}/slow.jpg"))
+    assert result.code == 2
+    assert "could not be downloaded within 1 s (the server is too slow)" in result.err
+
+
+def test_a_name_that_turns_private_after_the_check_is_not_downloaded_from(
+    project: Path, cli, hostile_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: `rebind.test` answers a public address when it is checked and loopback
+    after. The address checked is the one connected to, so loopback is never asked."""
+    import socket
+
+    from pipeline.cache import inputs
+
+    port, cert = hostile_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setattr(inputs, "TIMEOUT", 1.0)  # the public address cannot be reached here
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])
+
+    def rebinding(host: object, *args: object, **kwargs: object) -> list:
+        if host == "rebind.test":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    Hostile.asked.clear()
+    spec = _url_spec(project, f"https://rebind.test:{port}/frame.jpg")
+    result = cli("plan", spec)
+    assert result.code == 2 and "could not be downloaded" in result.err, result.err
+    assert Hostile.asked == []  # loopback was never asked for anything
+    # Connected by address, the name still checks the certificate: allowed, it is fetched.
+    monkeypatch.setenv("STORYBOARD_ALLOW_PRIVATE_URLS", "1")
+    assert cli("plan", spec).code == 0
+    assert Hostile.asked == ["/frame.jpg"]
+
+
+def test_a_file_included_many_times_is_parsed_once(
+    project: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import spec as spec_module
+
+    write(project / "specs" / "shared" / "looks.yaml", "vars: {look: soft grain}\n")
+    write(project / "specs" / "shared" / "a.yaml", "include: looks.yaml\nvars: {a: 1}\n")
+    write(project / "specs" / "shared" / "b.yaml", "include: looks.yaml\nvars: {b: 2}\n")
+    spec = write(
+        project / "specs" / "main.yaml",
+        HEAD
+        + "include: [shared/a.yaml, shared/b.yaml, shared/looks.yaml, shared/looks.yaml]\n"
+        + "shots:\n  - id: own\n    prompt: 'a gull, {{ look }}'\n",
+    )
+    parsed: list[str] = []
+    real = spec_module._parse
+
+    def counting(path: Path, texts: dict) -> object:
+        parsed.append(Path(path).name)
+        return real(path, texts)
+
+    monkeypatch.setattr(spec_module, "_parse", counting)
+    prompts = json.loads(cli("prompts", spec, "--json").out)
+    assert prompts[0]["prompt"] == "a gull, soft grain"
+    assert sorted(parsed) == ["a.yaml", "b.yaml", "looks.yaml", "main.yaml"]

@@ -305,6 +305,13 @@ def test_a_killed_machines_leases_are_taken_over_and_its_tasks_collected(
     assert stats["submits"] == count and set(stats["billed_per_request"].values()) == {1}
     assert len(films_of(other)) == 2
 
+    # The killed machine builds again: the team has every clip its journal names a task for.
+    again = _spawn(project, env, "-j", "3")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert json.loads(out)["pulled"] == count and runware.stats()["submits"] == count
+    assert Cache(project / ".storyboard").journal.entries() == {}  # nothing stale left
+
 
 # -- settings and failures --------------------------------------------------------------------
 
@@ -346,17 +353,36 @@ def test_settings_come_from_storyboard_toml_and_bad_ones_are_one_line_errors(
     quiet = json.loads(cli("plan", other / "specs" / "team.yaml", "--json").out)
     assert quiet["totals"]["in_team_cache"] == 0  # push = false: nothing was shared
 
-    for text, message in (
-        ("[remote]\nurl = 'http://bucket/x'\n", "is not an S3 address"),
-        ("[remote]\nurl = 's3://b/x'\nlease_seconds = -1\n", "lease_seconds"),
-        ("[remote]\nurl = 's3://b/x'\nbukket = 'x'\n", "bukket"),
-        ("[remote\n", "cannot be read as TOML"),
+    for text, line, message in (
+        ("[remote]\nurl = 'http://bucket/x'\n", 2, "is not an S3 address"),
+        ("[remote]\nurl = 's3://bucket/x'\nlease_seconds = -1\n", 3, "lease_seconds"),
+        ("[remote]\nurl = 's3://bucket/x'\nbukket = 'x'\n", 3, "bukket"),
+        ("[remote\n", 1, "cannot be read as TOML"),
+        ("[remote]\nurl = 's3://Not_A_Bucket/x'\n", 2, "is not a bucket name"),
     ):
         settings.write_text(text)
         result = cli("plan", spec)
         assert result.code == 2, (text, result.err)
-        assert result.err.startswith(f"error: {settings}") and message in result.err, result.err
-        assert "Traceback" not in result.err
+        assert result.err.startswith(f"{settings}:{line}:"), result.err
+        assert message in result.err.splitlines()[0] and "Traceback" not in result.err
+
+
+def test_a_cluster_a_repository_names_is_not_used(
+    project: Path, cli, team: dict, monkeypatch
+) -> None:
+    """A cluster's answers are unpickled on the build machine: only the person building may
+    name one. A repository's storyboard.toml that names one is said and ignored."""
+    spec = spec_in(project)
+    monkeypatch.delenv("STORYBOARD_CLUSTER", raising=False)
+    write(
+        project / "storyboard.toml",
+        f"cluster = 'tcp://127.0.0.1:9'\n[remote]\nurl = '{team['STORYBOARD_REMOTE']}'\n",
+    )
+    code, summary, err = build_json(cli, spec, "--preview")
+    assert code == 0, err
+    assert "`cluster` is ignored: a repository cannot choose where films are joined" in err
+    assert "films joined on the cluster" not in err and "cluster  " not in err
+    assert {s["status"] for s in summary["sequences"]} == {"built"}  # joined here
 
 
 # -- assembly on a cluster --------------------------------------------------------------------
@@ -391,6 +417,10 @@ def test_films_joined_on_a_local_cluster_match_the_local_join(
             cli, spec, "--preview", "--cluster", cluster.scheduler_address
         )
     assert code == 0, err
+    first = err.splitlines()[0]
+    assert first.startswith("build team.yaml") and first.endswith(
+        f"films joined on the cluster {cluster.scheduler_address}"
+    )
     assert "3 film(s) over 2 worker(s)" in err and err.count(", cluster) ->") == 3
     assert {s["status"] for s in summary["sequences"]} == {"built"}
     joined = {p.name: (p.stat().st_size, _duration(p)) for p in sorted(folder.glob("*.mp4"))}

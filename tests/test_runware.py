@@ -408,7 +408,7 @@ def test_the_key_is_in_nothing_the_tool_prints_or_writes(
         + "  - {id: framed, prompt: the raincoat turns, first_frame: assets/raincoat.jpg}\n"
         + "sequences:\n  - {id: all, shots: [s0, s1, framed], preset: ultrafast}\n",
     )
-    server.set_faults(trickle_interval=0.5, **dict.fromkeys(FAULT_NAMES, 1))
+    server.set_faults(trickle_interval=0.5, hidden_seconds=0.5, **dict.fromkeys(FAULT_NAMES, 1))
     printed = []
     limits = ("--task-timeout", "2", "--download-timeout", "1", "--retries", "1")
     for _ in range(8):  # until every fault was served: some wait for the one before

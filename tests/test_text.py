@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import build_once, copy_built, write
+from tests.conftest import REPO, build_once, copy_built, write
 
 AD = """\
 version: 1
@@ -529,3 +529,75 @@ def media_length(path: Path) -> float:
     from pipeline import media
 
     return media.probe(path).duration
+
+
+def test_a_film_with_5000_subtitle_cues_joins(project: Path, cli) -> None:
+    """The cue count a file may hold (subtitles.MAX_CUES) is what a join takes: layers that
+    never show at once share a drawtext filter, the graph goes to ffmpeg as a file (a graph
+    of thousands of filters passes the kernel's limit on one argument)."""
+    lines = ["1", "00:00:02,000 --> 00:00:04,000", "the one that shows, among 4,999 that flash", ""]
+    for number in range(2, 5001):
+        start = (number - 2) * 6 / 4999
+        lines += [str(number), f"{_srt_time(start)} --> {_srt_time(start + 0.001)}", "x", ""]
+    write(project / "specs" / "many.srt", "\n".join(lines))
+    spec = write(
+        project / "specs" / "many.yaml",
+        "version: 1\nname: many\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n"
+        "    subtitles: {file: many.srt, box: '0xFF00FF'}\n",
+    )
+    result = cli("build", spec, "--preview")
+    assert result.code == 0, result.err
+    film = project / "build" / "many" / "preview" / "spot.mp4"
+    assert media_length(film) == pytest.approx(6.0, abs=0.05)
+    assert box_of(frame_at(film, 3.0), MAGENTA) is not None  # the long cue, drawn
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    return f"00:00:{millis // 1000:02d},{millis % 1000:03d}"
+
+
+def test_a_woff2_font_is_sanitized_into_a_plain_one_and_used(project: Path, cli) -> None:
+    """WOFF2 needs brotli, which fontTools lacks here: the sanitizer unpacks it, and only its
+    output is read (by fontTools for glyphs and widths, by ffmpeg to draw)."""
+    font = REPO / "tests" / "fonts" / "DroidSansFallback-subset.woff2"
+    (project / "specs" / "fonts").mkdir(exist_ok=True)
+    (project / "specs" / "fonts" / font.name).write_bytes(font.read_bytes())
+    spec = write(
+        project / "specs" / "woff.yaml",
+        "version: 1\nname: woff\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n    text:\n"
+        f"      - {{text: もより, font: fonts/{font.name}, box: '0xFF00FF', fade: 0}}\n",
+    )
+    planned = cli("plan", spec, "--preview")
+    assert planned.code == 0, planned.err
+    copies = list((project / ".storyboard" / "fonts").glob("*.font"))
+    assert len(copies) == 1 and copies[0].read_bytes()[:4] == b"\x00\x01\x00\x00"  # TrueType
+    write(spec, spec.read_text().replace("もより", "もよりX"))
+    missing = cli("plan", spec, "--preview")
+    assert missing.code == 2 and "'X' (U+0058)" in missing.err  # its glyphs were read
+    assert f"not in the font fonts/{font.name}" in missing.err  # named as the storyboard does
+
+
+def test_a_card_that_cannot_be_drawn_fails_its_film_and_the_build(
+    project: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import cards
+    from pipeline.errors import MediaError
+
+    def broken(*_: object) -> None:
+        raise MediaError("ffmpeg failed to draw a card: the disk is gone")
+
+    monkeypatch.setattr(cards, "draw", broken)
+    spec = write(
+        project / "specs" / "card.yaml",
+        "version: 1\nname: card\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a runner}\n"
+        "sequences:\n  - id: spot\n    preset: ultrafast\n    shots: [a, {card: The end}]\n",
+    )
+    result = cli("build", spec, "--preview")
+    assert result.code == 1, result.err
+    assert "sequence spot failed: its card could not be drawn: card 2: ffmpeg failed" in result.err

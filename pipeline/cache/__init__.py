@@ -7,6 +7,8 @@ Layout under the cache root (default `.storyboard/` at the project root):
     inputs/                   first frames named by URL, downloaded once (inputs.py)
     frames/ab/<clip sha>-<frame>.png  frames taken from clips that shots start from
                               (frames.py), with their pixel hash beside them
+    fonts/<sha256>.font       project fonts as the OpenType Sanitizer rewrote them, by the
+                              sha256 of the file given (typeface.py): what is drawn with
     journal/<key>.json        renders in flight, written before any submit (journal.py)
     failures/<key>.txt        why a shot's last render failed (journal.py)
     uploads/                  image sha256 -> provider image id (uploads.py), shared with
@@ -79,6 +81,7 @@ class Cache:
         self.films = FilmStore(root / "films")
         self.inputs = FetchedInputs(root / "inputs")
         self.frames = FrameStore(root / "frames")
+        self.fonts = root / "fonts"
         self.journal = Journal(root / "journal")
         self.failures = Failures(root / "failures")
         self.uploads = Uploads(root / "uploads", team)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     import httpx
 
 MAX_BYTES = 20 * 1024 * 1024  # the largest first frame a model takes
-TIMEOUT = 30.0
+TIMEOUT = 30.0  # one read or connect
+DEADLINE = 60.0  # the whole fetch: a server sending a byte a second is given up on
 MAX_REDIRECTS = 5
 PRIVATE_ENV = "STORYBOARD_ALLOW_PRIVATE_URLS"
 
@@ -67,32 +68,89 @@ class FetchedInputs:
 
 
 def download(url: str) -> bytes:
-    """The bytes at an https URL, within the limits above."""
-    import httpx  # here: planning a storyboard without URLs never loads it
+    """The bytes at an https URL, within the limits above: the whole fetch (every redirect,
+    the headers and the body) within DEADLINE seconds, no content coding, and each host
+    connected to at an address that was checked (the name is resolved once, here, and that
+    address connected to: a name that answers a public address, then a private one, cannot
+    slip through between the check and the connection)."""
+    import asyncio  # here: planning a storyboard without URLs never loads it
 
-    current = httpx.URL(url)
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+    try:
+        return asyncio.run(_download(url))
+    except TimeoutError:
+        raise FetchError(
+            f"could not be downloaded within {DEADLINE:g} s (the server is too slow)"
+        ) from None
+
+
+async def _download(url: str) -> bytes:
+    import asyncio
+
+    import httpx
+
+    current = _parsed(url)
+    headers = {"Accept-Encoding": "identity"}
+    async with (
+        asyncio.timeout(DEADLINE),
+        httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client,
+    ):
         for _ in range(MAX_REDIRECTS + 1):
-            _check_url(current)
+            address = _checked_address(current)
+            request = client.build_request(
+                "GET",
+                current.copy_with(host=address),
+                headers={**headers, "Host": _host_header(current)},
+                extensions={"sni_hostname": current.host},
+            )
             try:
-                with client.stream("GET", current) as response:
+                response = await client.send(request, stream=True)
+                try:
                     if response.is_redirect:
-                        current = current.join(response.headers.get("Location", ""))
+                        current = _parsed(str(current.join(response.headers.get("Location", ""))))
                         continue
                     if response.status_code != 200:
                         raise FetchError(f"could not be downloaded: HTTP {response.status_code}")
-                    return _read(response)
+                    return await _read(response)
+                finally:
+                    await response.aclose()
             except httpx.HTTPError as exc:
                 raise FetchError(f"could not be downloaded ({type(exc).__name__}: {exc})") from None
     raise FetchError(f"could not be downloaded: more than {MAX_REDIRECTS} redirects")
 
 
-def _read(response: httpx.Response) -> bytes:
+def _parsed(url: str) -> httpx.URL:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise FetchError(f"is not a URL that can be read ({exc})") from None
+    if parsed.scheme != "https":
+        raise FetchError("is not an https:// URL: only https inputs are downloaded")
+    if not parsed.host:
+        raise FetchError("is not a URL that can be read (no host)")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise FetchError(f"is not a URL that can be read (port {parsed.port})")
+    return parsed
+
+
+def _host_header(url: httpx.URL) -> str:
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return host if url.port in (None, 443) else f"{host}:{url.port}"
+
+
+async def _read(response: httpx.Response) -> bytes:
+    coding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise FetchError(
+            f"was sent with Content-Encoding: {coding}: an image needs none, so it is not read "
+            "(a compressed body can inflate to gigabytes)"
+        )
     declared = int(response.headers.get("Content-Length") or 0)
     if declared > MAX_BYTES:
         raise FetchError(f"is {declared:,} bytes, over the {MAX_BYTES:,} a first frame may be")
     chunks, size = [], 0
-    for chunk in response.iter_bytes(1 << 16):
+    async for chunk in response.aiter_raw(1 << 16):
         size += len(chunk)
         if size > MAX_BYTES:
             raise FetchError(f"is over the {MAX_BYTES:,} bytes a first frame may be")
@@ -100,22 +158,24 @@ def _read(response: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
-def _check_url(url: httpx.URL) -> None:
-    """https only, to a host on the public internet (unless private hosts are allowed)."""
+def _checked_address(url: httpx.URL) -> str:
+    """The address to connect to for `url`'s host: one of those its name resolves to, each
+    on the public internet (unless private hosts are allowed)."""
     import ipaddress
     import socket
 
-    if url.scheme != "https":
-        raise FetchError("is not an https:// URL: only https inputs are downloaded")
-    if os.environ.get(PRIVATE_ENV) == "1":
-        return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(url.host, url.port or 443)}
-    except (socket.gaierror, UnicodeError) as exc:
+        infos = socket.getaddrinfo(url.host, url.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
         raise FetchError(f"names a host that cannot be found ({exc})") from None
-    for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
-            raise FetchError(
-                f"names a host on a private network ({url.host} is {address}): not downloaded "
-                f"(set {PRIVATE_ENV}=1 to allow it)"
-            )
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses:
+        raise FetchError("names a host that cannot be found")
+    if os.environ.get(PRIVATE_ENV) != "1":
+        for address in addresses:
+            if not ipaddress.ip_address(address.split("%")[0]).is_global:
+                raise FetchError(
+                    f"names a host on a private network ({url.host} is {address}): not "
+                    f"downloaded (set {PRIVATE_ENV}=1 to allow it)"
+                )
+    return addresses[0]

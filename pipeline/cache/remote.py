@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import socket
 import threading
 import time
@@ -35,12 +36,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.films import FilmRecord
-from pipeline.errors import CacheError, RemoteDamaged, RemoteError, RemoteReadOnly, UserError
-from pipeline.project import project_settings
+from pipeline.errors import (
+    CacheError,
+    RemoteDamaged,
+    RemoteError,
+    RemoteReadOnly,
+    SpecError,
+    StoryboardError,
+    UserError,
+)
+from pipeline.project import MAX_SETTINGS_BYTES, OutsideProject, ProjectSettings, read_bounded
 
 REMOTE_ENV = "STORYBOARD_REMOTE"
 NO_REMOTE_ENV = "STORYBOARD_NO_REMOTE"
@@ -52,6 +61,12 @@ Model = TypeVar("Model", bound=BaseModel)
 Result = TypeVar("Result")
 
 
+# S3's rules for a bucket name (3 to 63 lowercase letters, digits, dots and hyphens, starting
+# and ending with a letter or digit), and the segments of a prefix: never empty, . or ..
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+SEGMENT = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+
 class RemoteSettings(BaseModel):
     """Where the team cache is, as `storyboard.toml` ([remote]) or the environment says."""
 
@@ -61,8 +76,36 @@ class RemoteSettings(BaseModel):
     endpoint: str | None = None  # else AWS_ENDPOINT_URL, else AWS itself
     region: str | None = None  # else AWS_REGION
     push: bool = True  # upload what this machine renders and joins
-    lease_seconds: float = Field(120.0, gt=0, le=3600)
+    # A lease is renewed every third of this: a shorter period leaves no time for a renewal
+    # to cross the network, and every other machine would take the holder's shots over.
+    lease_seconds: float = Field(120.0, ge=2, le=3600, allow_inf_nan=False)
     concurrency: int = Field(16, ge=1, le=256)  # transfers at once
+
+    @field_validator("url")
+    @classmethod
+    def _s3_address(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(
+                f"'{url}' is not an S3 address: give s3://bucket or s3://bucket/prefix (any "
+                "S3-compatible store: set AWS_ENDPOINT_URL for MinIO, R2, SeaweedFS or Ceph)"
+            )
+        if not BUCKET.match(parts.netloc) or ".." in parts.netloc:
+            raise ValueError(
+                f"'{parts.netloc}' is not a bucket name: 3 to 63 lowercase letters, digits, "
+                "dots and hyphens"
+            )
+        prefix = parts.path.strip("/")
+        segments = prefix.split("/") if prefix else []
+        if (
+            parts.query
+            or parts.fragment
+            or any(part in ("", ".", "..") or not SEGMENT.match(part) for part in segments)
+        ):
+            raise ValueError(
+                f"'{parts.path}' is not a prefix: folders separated by /, none empty, . or .."
+            )
+        return url
 
     @property
     def bucket(self) -> str:
@@ -73,40 +116,56 @@ class RemoteSettings(BaseModel):
         return urlsplit(self.url).path.strip("/")
 
 
-def remote_settings(root: Path) -> RemoteSettings | None:
-    """The project's team cache, or None. `STORYBOARD_REMOTE` overrides the file's url, and
-    `STORYBOARD_NO_REMOTE=1` turns the remote off."""
+def remote_settings(project: ProjectSettings) -> RemoteSettings | None:
+    """The project's team cache (from its settings, as `project_settings` read them), or
+    None. `STORYBOARD_REMOTE` overrides the file's url, and `STORYBOARD_NO_REMOTE=1` turns
+    the remote off. A bad setting is a located error naming the file (or the variable), the
+    line and the field."""
     if os.environ.get(NO_REMOTE_ENV, "") not in ("", "0"):
         return None
-    settings, path = project_settings(root)
+    settings, path = project
     table = settings.get("remote", {})
-    where = f"{path}: [remote]" if path else REMOTE_ENV
     if not isinstance(table, dict):
-        raise UserError(f"{where} must be a table", "[remote]\nurl = 's3://bucket/prefix'")
+        raise _setting_error(path, "remote", "[remote] must be a table: url = 's3://...'")
+    given = {name: path for name in table}
     table = dict(table)
-    if os.environ.get(REMOTE_ENV):
-        table["url"] = os.environ[REMOTE_ENV]
-        where = REMOTE_ENV
-    if os.environ.get(LEASE_ENV):
-        table["lease_seconds"] = os.environ[LEASE_ENV]
+    for name, variable in (("url", REMOTE_ENV), ("lease_seconds", LEASE_ENV)):
+        if os.environ.get(variable):
+            table[name] = os.environ[variable]
+            given[name] = None
     if not table.get("url"):
         if table:
-            raise UserError(f"{where}: `url` is missing", "url = 's3://bucket/prefix'")
+            raise _setting_error(path, "remote", "[remote]: `url` is missing")
         return None
     try:
-        chosen = RemoteSettings.model_validate(table)
+        return RemoteSettings.model_validate(table)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        field_name = ".".join(str(p) for p in problem["loc"]) or "remote"
-        raise UserError(f"{where}: {field_name}: {problem['msg']}") from None
-    parts = urlsplit(chosen.url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise UserError(
-            f"{where}: url '{chosen.url}' is not an S3 address",
-            "give s3://bucket or s3://bucket/prefix (any S3-compatible store: set "
-            "AWS_ENDPOINT_URL for MinIO, R2, SeaweedFS or Ceph)",
-        )
-    return chosen
+        problem = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in problem["loc"]) or "remote"
+        message = problem["msg"].removeprefix("Value error, ")
+        source = given.get(name, path)
+        if source is None:  # an environment variable's value
+            variable = REMOTE_ENV if name == "url" else LEASE_ENV
+            raise UserError(f"{variable}: {message}") from None
+        raise _setting_error(source, name, f"[remote] {name}: {message}") from None
+
+
+def _setting_error(path: Path | None, key: str, message: str) -> StoryboardError:
+    """A bad setting, at the line of the settings file where its key is written."""
+    if path is None:
+        return UserError(message)
+    return SpecError(path, _line_of(path, key), 1, message)
+
+
+def _line_of(path: Path, key: str) -> int:
+    """The line of a settings file where `key` is set (or its table starts), else 1."""
+    with contextlib.suppress(OutsideProject, UnicodeDecodeError):
+        text = read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8")
+        pattern = re.compile(rf"^\s*(\[\s*)?{re.escape(key)}\b")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if pattern.match(line):
+                return number
+    return 1
 
 
 def open_remote(settings: RemoteSettings) -> Remote:
@@ -132,13 +191,16 @@ def open_remote(settings: RemoteSettings) -> Remote:
         config["endpoint"] = endpoint
     if settings.region:
         config["region"] = settings.region
-    store = S3Store(
-        settings.bucket,
-        prefix=settings.prefix or None,
-        config=config,
-        client_options=options,
-        retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)},
-    )
+    try:
+        store = S3Store(
+            settings.bucket,
+            prefix=settings.prefix or None,
+            config=config,
+            client_options=options,
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)},
+        )
+    except (ValueError, TypeError) as exc:  # obstore's refusal of an address or option
+        raise UserError(f"the team cache {settings.url} cannot be used: {exc}") from None
     return Remote(settings, store)
 
 
