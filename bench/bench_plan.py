@@ -7,18 +7,24 @@ beside the storyboard whose every prompt differs by a word: each shot is "change
 word-level diff of its prompt.
 
     pip install -e '.[bench]'      # snakemake
-    python bench/bench_plan.py [--sizes 1000 10000] [--repeat 5]
+    python bench/bench_plan.py [--sizes 1000 10000] [--repeat 5] [--against REV]
+
+`--against REV` also plans each storyboard with the code of a git revision (exported with
+`git archive`, run by this Python), in turns with this tree's, and prints the ratio: a
+change must leave `plan` no slower than the commit before it (issue 21).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import find_tool, median_run
+from _util import find_tool, median_run, run_measured
 
 VARIANTS = 10  # the matrix: 10 looks; every shot uses it
 SHOTS_PER_SEQUENCE = 10
@@ -143,29 +149,25 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--against", metavar="REV", help="also time the code of this revision")
     args = parser.parse_args()
-    storyboard = find_tool("storyboard", "pip install -e .")
     snakemake = find_tool("snakemake", "pip install -e '.[bench]'")
     print(
         f"{'shots':>6} {'storyboard':>11} {'peak MB':>8} {'target':>7} {'snakemake -n':>13} {'ratio':>6}"
+        + (f" {args.against:>12} {'this/it':>8}" if args.against else "")
     )
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as temp:
         folder = Path(temp)
+        trees = {"this": Path(__file__).resolve().parent.parent}
+        if args.against:
+            trees[args.against] = export(args.against, folder / "against")
         for total in args.sizes:
             spec = make_storyboard(folder, total)
-            ours, memory = median_run(
-                [
-                    storyboard,
-                    "plan",
-                    str(spec),
-                    "--why",
-                    "--json",
-                    "--cache-dir",
-                    str(folder / "cache"),
-                ],
-                folder,
-                args.repeat,
+            plan = ["plan", str(spec), "--why", "--json", "--cache-dir", str(folder / "cache")]
+            timed = in_turns(
+                {name: planner(tree) + plan for name, tree in trees.items()}, folder, args.repeat
             )
+            ours, memory = timed["this"]
             snakefile = make_snakefile(folder, total)
             theirs, _ = median_run(
                 [snakemake, "-n", "-q", "--cores", "1", "-s", str(snakefile)],
@@ -174,12 +176,53 @@ def main() -> None:
             )
             target = TARGETS.get(total)
             verdict = "" if target is None else ("ok" if ours < target else "MISSED")
+            before = ""
+            if args.against:
+                then = timed[args.against][0]
+                before = f" {then:>11.3f}s {ours / then:>7.2f}x"
             print(
                 f"{total:>6} {ours:>10.3f}s {memory:>8.1f} {target or '-':>6}{'s' if target else ''}"
                 f" {theirs:>12.3f}s {theirs / ours:>5.1f}x {verdict}"
                 f"{'' if memory < MEMORY_LIMIT_MB else ' MEMORY OVER ' + str(MEMORY_LIMIT_MB)}"
+                + before
             )
     print("ratio = snakemake -n time / storyboard plan time (target: at least 3x)")
+    if args.against:
+        print(f"this/it = this tree's plan time / {args.against}'s (target: at most 1.0x)")
+
+
+def export(revision: str, folder: Path) -> Path:
+    """The `pipeline` package of a git revision, in `folder`."""
+    folder.mkdir(parents=True)
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", revision, "pipeline"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def planner(tree: Path) -> list[str]:
+    """The command that runs `storyboard` from the package in `tree`."""
+    return ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "pipeline"]
+
+
+def in_turns(
+    commands: dict[str, list[str]], cwd: Path, repeat: int
+) -> dict[str, tuple[float, float]]:
+    """Each command's median wall time and peak memory, run in turns (after a warm-up of
+    each) so that a machine's drift weighs on all of them alike."""
+    for command in commands.values():
+        run_measured(command, cwd)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            measured = run_measured(command, cwd)
+            runs[name].append((measured.seconds, measured.memory))
+    return {
+        name: (statistics.median(r[0] for r in found), max(r[1] for r in found))
+        for name, found in runs.items()
+    }
 
 
 if __name__ == "__main__":
