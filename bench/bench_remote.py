@@ -26,7 +26,8 @@ from bench_noop import fill_cache
 from bench_plan import make_storyboard
 
 from pipeline.cache import Cache, ClipRecord
-from pipeline.cache.remote import Remote, RemoteSettings, open_remote
+from pipeline.cache.remote import Remote, open_remote
+from pipeline.cache.remote_settings import RemoteSettings
 from pipeline.hashing import sha256_file
 from pipeline.share import pull_keys
 from pipeline.testing.seaweed import SeaweedS3

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pipeline.assemble import assemble, clip_input
 from pipeline.cache import Cache, ClipRecord, FilmRecord
-from pipeline.cache.remote import INSTALL_HINT, Remote, RemoteSettings, open_remote
+from pipeline.cache.remote import Remote, open_remote
+from pipeline.cache.remote_settings import INSTALL_HINT, RemoteSettings
 from pipeline.errors import RemoteError, StoryboardError, UserError
 from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file

@@ -8,16 +8,18 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cache import Cache, project_root, write_atomic
-from pipeline.cache.remote import Remote
 from pipeline.errors import RemoteError
 from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file, sha256_text
 from pipeline.lock import Lock
 from pipeline.render import is_paid
 from pipeline.state import FilmFacts
+
+if TYPE_CHECKING:
+    from pipeline.cache.remote import Remote
 
 
 def film_dir(spec_path: Path, spec_name: str, renderer: str, output_dir: Path | None) -> Path:
@@ -66,7 +68,7 @@ def _team_films(remote: Remote | None, keys: list[str]) -> frozenset[str]:
     if remote is None or not keys:
         return frozenset()
     try:
-        return frozenset(Remote.run(remote.present("films", keys)))
+        return frozenset(remote.run(remote.present("films", keys)))
     except RemoteError:
         return frozenset()  # said when the plan asked the team cache for its clips
 

@@ -76,22 +76,26 @@ def read(path: Path) -> Lock | None:
         return None
     hint = "restore it from git, or delete it to record the next build afresh"
     try:
-        data = json.loads(read_bounded(path, MAX_LOCK_BYTES, path.name).decode("utf-8"))
-        return Lock.model_validate(data)
+        data = read_bounded(path, MAX_LOCK_BYTES, path.name)
+        return Lock.model_validate_json(data)  # pydantic's own parser: a third of json's time
     except OutsideProject as exc:
         raise SpecError(path, 1, 1, f"not a lock file: {exc}", hint) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            path, 1, 1, f"not a lock file: not UTF-8 text ({exc.reason})", hint
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(path, exc.lineno, exc.colno, f"not a lock file: {exc.msg}", hint) from None
     except ValidationError as exc:
-        problem = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in problem["loc"]) or "lock"
-        raise SpecError(
-            path, 1, 1, f"not a valid lock file: {field}: {problem['msg']}", hint
-        ) from None
+        raise _lock_error(path, data, exc, hint) from None
+
+
+def _lock_error(path: Path, data: bytes, exc: ValidationError, hint: str) -> SpecError:
+    """Where a lock is not one: the line and column of text that is not JSON (as Python's
+    parser places it), else the field that is wrong."""
+    try:
+        json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as bad:
+        return SpecError(path, 1, 1, f"not a lock file: not UTF-8 text ({bad.reason})", hint)
+    except json.JSONDecodeError as bad:
+        return SpecError(path, bad.lineno, bad.colno, f"not a lock file: {bad.msg}", hint)
+    problem = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in problem["loc"]) or "lock"
+    return SpecError(path, 1, 1, f"not a valid lock file: {field}: {problem['msg']}", hint)
 
 
 def render(lock: Lock) -> str:

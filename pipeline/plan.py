@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import lock as lockfile
 from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
-from pipeline.cache.remote import Remote, open_remote, remote_settings
+from pipeline.cache.remote_settings import remote_settings
 from pipeline.errors import MediaError, RemoteError
 from pipeline.expand import Expansion, FrameFinder, Shot, expand, unique_shots
 from pipeline.hashing import sha256_file
@@ -31,6 +31,9 @@ from pipeline.state import (
     shot_state,
 )
 from pipeline.typeface import Fonts
+
+if TYPE_CHECKING:
+    from pipeline.cache.remote import Remote
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,11 @@ def load(
     renderer = "preview" if preview else spec.storyboard.renderer
     project = project_settings(spec.root)
     settings = remote_settings(project) if use_remote else None
-    remote = open_remote(settings) if settings else None
+    remote = None
+    if settings is not None:
+        from pipeline.cache.remote import open_remote  # the client: only for a team cache
+
+        remote = open_remote(settings)
     cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
     spec = fetch_inputs(spec, cache)
     expansion = expand(spec, renderer, max_shots, frames_in(cache), Fonts(cache.fonts))
@@ -211,7 +218,7 @@ def make_plan(
     if lock is not None:
         cached |= _found_by_lock(cache, lock, [k for k in keys if k not in cached])
     absent = [key for key in keys if key not in cached]
-    shared = Remote.run(remote.present("clips", absent)) if remote and absent else set()
+    shared = remote.run(remote.present("clips", absent)) if remote and absent else set()
     facts = ShotFacts(
         cached=frozenset(cached),
         in_flight=frozenset(k for k, e in cache.journal.entries().items() if e.task_uuid),

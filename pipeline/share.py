@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cache import Cache, ClipRecord, FilmRecord
-from pipeline.cache.remote import Remote, open_remote, remote_settings
+from pipeline.cache.remote import Remote, open_remote
+from pipeline.cache.remote_settings import remote_settings
 from pipeline.errors import RemoteDamaged, UserError
 from pipeline.project import project_settings
 from pipeline.state import REMOTE, RENDERS
