@@ -58,6 +58,12 @@ MAX_SHOTS = 10_000
 # its `exclude:` entries remove.
 MAX_COUNTED = 200_000
 
+# The largest film joined: x264 encodes larger, but each frame of a film passes through
+# several filters at once, and a 9998x9998 film of 6 s takes 10 GB. 4096x2304 (16:9 at 4K
+# DCI width) and its portrait twin fit on a laptop.
+MAX_FILM_SIDE = 4096
+MAX_FILM_PIXELS = 4096 * 2304
+
 # Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
 # from values that were validated already, and needs them cheap.
 
@@ -264,7 +270,7 @@ def expand(
     line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
     first. `frames` finds the frames of upstream renders that exist; a shot whose frame does
     not exist yet has a pending key. `fonts` keeps the sanitized copies of project fonts (in
-    the cache: `Fonts(cache.root / "fonts")`)."""
+    the cache: `Fonts(cache.fonts)`)."""
     board = spec.storyboard
     check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
@@ -406,31 +412,31 @@ class Inputs:
         self,
         memo: dict[Path, Any],
         path: Path,
-        check: Callable[[Path], Any],
+        check: Callable[[Path, str], Any],
         where: tuple[str, tuple[Any, ...], str],
     ) -> Any:
         """What `check` makes of a file, once; its failure located where the file is named."""
         if path not in memo:
             name, loc, hint = where
             try:
-                memo[path] = check(path)
+                memo[path] = check(path, name)
             except MediaError as exc:
                 raise self.spec.source.error(loc, f"'{name}' {exc.message}", hint) from None
             except OutsideProject as exc:
-                raise self.spec.source.error(loc, f"'{name}': {exc}") from None
+                raise self.spec.source.error(loc, str(exc)) from None
             except OSError as exc:
                 message = f"'{name}' cannot be read ({exc.strerror})"
                 raise self.spec.source.error(loc, message) from None
         return memo[path]
 
 
-def _read_image(path: Path) -> tuple[str, media.ImageInfo]:
-    data = read_bounded(path, MAX_IMAGE_BYTES, path.name)
+def _read_image(path: Path, name: str) -> tuple[str, media.ImageInfo]:
+    data = read_bounded(path, MAX_IMAGE_BYTES, name)
     return hashing.sha256_bytes(data), media.check_image(data)
 
 
-def _read_sound(path: Path) -> str:
-    with opened(path, MAX_AUDIO_BYTES, path.name) as handle:
+def _read_sound(path: Path, name: str) -> str:
+    with opened(path, MAX_AUDIO_BYTES, name) as handle:
         digest = hashing.sha256_handle(handle)
         handle.seek(0)
         media.check_audio(handle)
@@ -993,7 +999,7 @@ def _expand_sequence(
     shots = [use for use in uses if use is not None]
     width, height = _sequence_size(sequence, shots)
     size_loc = loc if sequence.width is None else (*loc, "width")
-    check_film_size(spec, size_loc, f"sequence '{sequence.id}'", (width, height))
+    _check_film_size(spec, size_loc, f"sequence '{sequence.id}'", (width, height))
     fps = sequence.fps or max((use.shot.fps for use in shots), default=25)
     cards = iter(
         _card(spec, (index, number), entry, (variant, width, height, fps), said[1:], inputs)
@@ -1410,18 +1416,11 @@ def _format_size(
             if across >= down
             else (short, _even(short * down / across))
         )
-    check_film_size(spec, loc, f"sequence '{sequence.id}': format {written}", (width, height))
+    _check_film_size(spec, loc, f"sequence '{sequence.id}': format {written}", (width, height))
     return width, height
 
 
-# The largest film joined: x264 encodes larger, but each frame of a film passes through
-# several filters at once, and a 9998x9998 film of 6 s takes 10 GB. 4096x2304 (16:9 at 4K
-# DCI width) and its portrait twin fit on a laptop.
-MAX_FILM_SIDE = 4096
-MAX_FILM_PIXELS = 4096 * 2304
-
-
-def check_film_size(spec: Spec, loc: tuple[Any, ...], what: str, size: tuple[int, int]) -> None:
+def _check_film_size(spec: Spec, loc: tuple[Any, ...], what: str, size: tuple[int, int]) -> None:
     """A film the encoder and this machine can make, else a located error saying the bound."""
     width, height = size
     if max(width, height) <= MAX_FILM_SIDE and width * height <= MAX_FILM_PIXELS:

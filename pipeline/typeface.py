@@ -12,7 +12,6 @@ Sans is used: Latin, Greek and Cyrillic, no CJK.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import shutil
@@ -185,19 +184,20 @@ def sanitize(data: bytes, target: Path, name: str) -> None:
             f"'{name}': fonts are sanitized before use, and the sanitizer is not installed "
             "(pip install opentype-sanitizer)"
         ) from None
-    folder = target.parent
-    source = folder / f".{target.name}.{os.getpid()}.in"
-    output = folder / f".{target.name}.{os.getpid()}.tmp"
-    try:
+    with tempfile.TemporaryDirectory(prefix="storyboard-font-") as folder:
+        source, output = Path(folder) / "given", Path(folder) / "sanitized"
         source.write_bytes(data)
         # A collection: its first font, as fontTools and ffmpeg read it (index 0).
         index = ["0"] if data[:4] == b"ttcf" else []
         _run_sanitizer([ots.OTS_SANITIZE, str(source), str(output), *index], name)
-        os.replace(output, target)
-    finally:
-        for left in (source, output):
-            with contextlib.suppress(OSError):
-                left.unlink()
+        # Renamed into place: a copy there is whole (a killed build's partial file carries
+        # its pid, and the cache removes it).
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(output, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def _run_sanitizer(command: list[str], name: str) -> None:

@@ -93,7 +93,12 @@ class Cache:
         """Remove what killed builds left half-written: partial clips, and the temporary
         files of records they were writing."""
         self.tmp.clean()
-        for folder in (self.journal.folder, self.failures.folder, self.storyboards.folder):
+        for folder in (
+            self.journal.folder,
+            self.failures.folder,
+            self.storyboards.folder,
+            self.fonts,
+        ):
             remove_left_behind(folder, r"^\..+\.(?P<pid>\d+)\.tmp$")
 
     def close(self) -> None:
