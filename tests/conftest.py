@@ -114,3 +114,22 @@ def copy_built(built: Path, project: Path, name: str) -> Path:
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where local Runware servers keep the clips they draw: drawn once per session."""
     return tmp_path_factory.mktemp("runware-clips")
+
+
+@pytest.fixture
+def server(project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path):
+    """A local Runware server the CLI of this test talks to (tasks of 0.3 s)."""
+    from tests.runware_support import local_runware
+
+    with local_runware(monkeypatch, clip_dir, latency=0.3) as running:
+        running.set_faults(retry_after=0.2)
+        yield running
+
+
+@pytest.fixture
+def simple(project: Path) -> Path:
+    """A storyboard of three shots and a film of them."""
+    from tests.runware_support import shots_spec
+
+    text = shots_spec(3) + "sequences:\n  - {id: all, shots: [s0, s1, s2], preset: ultrafast}\n"
+    return write(project / "specs" / "simple.yaml", text)

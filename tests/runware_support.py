@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +71,16 @@ def make_image(path: Path, width: int, height: int) -> Path:
     source = f"color=c=0x5a6e80:s={width}x{height}"
     media.run_ffmpeg(["-f", "lavfi", "-i", source, "-frames:v", "1", str(path)], "draw an image")
     return path
+
+
+SIMPLE_COST = 3 * 0.28  # the `simple` storyboard's three shots
+
+
+def build(cli, spec: Path, *args: str):  # type: ignore[no-untyped-def]
+    """`build --json`: the result, and its summary (None when it printed none)."""
+    result = cli("build", spec, "--json", *args)
+    return result, json.loads(result.out) if result.out.strip() else None
+
+
+def cache_of(project: Path) -> Cache:
+    return Cache(project / ".storyboard")
