@@ -95,7 +95,7 @@ async def _download(url: str) -> bytes:
         httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client,
     ):
         for _ in range(MAX_REDIRECTS + 1):
-            address = _checked_address(current)
+            address = _checked_address(current, await _addresses(current))
             request = client.build_request(
                 "GET",
                 current.copy_with(host=address),
@@ -146,7 +146,8 @@ async def _read(response: httpx.Response) -> bytes:
             f"was sent with Content-Encoding: {coding}: an image needs none, so it is not read "
             "(a compressed body can inflate to gigabytes)"
         )
-    declared = int(response.headers.get("Content-Length") or 0)
+    length = response.headers.get("Content-Length", "")
+    declared = int(length) if length.isdigit() else 0  # else counted as it comes
     if declared > MAX_BYTES:
         raise FetchError(f"is {declared:,} bytes, over the {MAX_BYTES:,} a first frame may be")
     chunks, size = [], 0
@@ -158,17 +159,26 @@ async def _read(response: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
-def _checked_address(url: httpx.URL) -> str:
-    """The address to connect to for `url`'s host: one of those its name resolves to, each
-    on the public internet (unless private hosts are allowed)."""
-    import ipaddress
+async def _addresses(url: httpx.URL) -> list[str]:
+    """The addresses `url`'s host resolves to (looked up in a thread: the fetch's deadline
+    covers a name server that is slow to answer)."""
+    import asyncio
     import socket
 
     try:
-        infos = socket.getaddrinfo(url.host, url.port or 443, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            url.host, url.port or 443, type=socket.SOCK_STREAM
+        )
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise FetchError(f"names a host that cannot be found ({exc})") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _checked_address(url: httpx.URL, addresses: list[str]) -> str:
+    """The address to connect to for `url`'s host: the first it resolves to, once every one
+    is on the public internet (unless private hosts are allowed)."""
+    import ipaddress
+
     if not addresses:
         raise FetchError("names a host that cannot be found")
     if os.environ.get(PRIVATE_ENV) != "1":
