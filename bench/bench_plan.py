@@ -11,12 +11,17 @@ word-level diff of its prompt.
 
 `--against REV` also plans each storyboard with the code of a git revision (exported with
 `git archive`, run by this Python), in turns with this tree's, and prints the ratio: a
-change must leave `plan` no slower than the commit before it (issue 21).
+change must leave `plan` no slower than the commit before it (issue 21). With
+`--instructions`, each is also run once under valgrind's callgrind, whose count of
+instructions is the same from run to run whatever else the machine does: the ratio of the
+counts says "no slower" where wall times on a shared machine differ by 10% between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -150,6 +155,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--against", metavar="REV", help="also time the code of this revision")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="with --against: also count instructions under valgrind (slow, repeatable)",
+    )
     args = parser.parse_args()
     snakemake = find_tool("snakemake", "pip install -e '.[bench]'")
     print(
@@ -165,7 +175,9 @@ def main() -> None:
             spec = make_storyboard(folder, total)
             plan = ["plan", str(spec), "--why", "--json", "--cache-dir", str(folder / "cache")]
             timed = in_turns(
-                {name: planner(tree) + plan for name, tree in trees.items()}, folder, args.repeat
+                {name: (PLANNER + plan, env(tree)) for name, tree in trees.items()},
+                folder,
+                args.repeat,
             )
             ours, memory = timed["this"]
             snakefile = make_snakefile(folder, total)
@@ -180,6 +192,16 @@ def main() -> None:
             if args.against:
                 then = timed[args.against][0]
                 before = f" {then:>11.3f}s {ours / then:>7.2f}x"
+                if args.instructions:
+                    counts = {
+                        name: instructions(PLANNER + plan, env(tree), folder)
+                        for name, tree in trees.items()
+                    }
+                    ratio = counts["this"] / counts[args.against]
+                    before += (
+                        f"  instructions {counts['this'] / 1e9:.3f} G against "
+                        f"{counts[args.against] / 1e9:.3f} G: {ratio:.3f}x"
+                    )
             print(
                 f"{total:>6} {ours:>10.3f}s {memory:>8.1f} {target or '-':>6}{'s' if target else ''}"
                 f" {theirs:>12.3f}s {theirs / ours:>5.1f}x {verdict}"
@@ -189,6 +211,23 @@ def main() -> None:
     print("ratio = snakemake -n time / storyboard plan time (target: at least 3x)")
     if args.against:
         print(f"this/it = this tree's plan time / {args.against}'s (target: at most 1.0x)")
+
+
+def instructions(command: list[str], environment: dict[str, str], cwd: Path) -> int:
+    """The instructions one run of `command` executes, counted by callgrind."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind said no count:\n{done.stderr[-1000:]}")
+    return int(found.group(1).replace(",", ""))
 
 
 def export(revision: str, folder: Path) -> Path:
@@ -202,22 +241,25 @@ def export(revision: str, folder: Path) -> Path:
     return folder
 
 
-def planner(tree: Path) -> list[str]:
-    """The command that runs `storyboard` from the package in `tree`."""
-    return ["env", f"PYTHONPATH={tree}", sys.executable, "-m", "pipeline"]
+PLANNER = [sys.executable, "-m", "pipeline"]  # storyboard, from the package of PYTHONPATH
+
+
+def env(tree: Path) -> dict[str, str]:
+    """The environment in which PLANNER runs the package in `tree`."""
+    return {**os.environ, "PYTHONPATH": str(tree)}
 
 
 def in_turns(
-    commands: dict[str, list[str]], cwd: Path, repeat: int
+    commands: dict[str, tuple[list[str], dict[str, str]]], cwd: Path, repeat: int
 ) -> dict[str, tuple[float, float]]:
     """Each command's median wall time and peak memory, run in turns (after a warm-up of
     each) so that a machine's drift weighs on all of them alike."""
-    for command in commands.values():
-        run_measured(command, cwd)
+    for command, environment in commands.values():
+        run_measured(command, cwd, environment)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(repeat):
-        for name, command in commands.items():
-            measured = run_measured(command, cwd)
+        for name, (command, environment) in commands.items():
+            measured = run_measured(command, cwd, environment)
             runs[name].append((measured.seconds, measured.memory))
     return {
         name: (statistics.median(r[0] for r in found), max(r[1] for r in found))
