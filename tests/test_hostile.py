@@ -10,19 +10,15 @@ written.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-import subprocess
-import sys
-import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.forked import forked_pool, run_cli
 
 SENTINEL = "sk-sentinel-4f1d-DO-NOT-LEAK"
 PASSWD = "root:x:0:0"  # the first line of /etc/passwd on every Linux this runs on
@@ -819,44 +815,37 @@ def _files(root: Path) -> dict[Path, tuple[int, int]]:
     return found
 
 
-def _plan(root: Path, case: Case) -> Outcome:
-    before = _files(root)
-    limits = ["prlimit", f"--as={2 << 30}", "--cpu=20", "--"] if shutil.which("prlimit") else []
+def _env() -> dict[str, str]:
     env = {**os.environ, "RUNWARE_API_KEY": SENTINEL}
     env.pop("STORYBOARD_CACHE_DIR", None)
-    extra = ["--max-shots", str(case.max_shots)] if case.max_shots else []
-    started = time.monotonic()
-    result = subprocess.run(
-        [*limits, sys.executable, "-m", "pipeline", "plan", SPEC, *extra],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    seconds = time.monotonic() - started
-    after = _files(root)
-    written = {p: p.read_bytes() for p, stamp in after.items() if before.get(p) != stamp}
-    return Outcome(
-        result.returncode,
-        result.stdout.decode(errors="replace"),
-        result.stderr.decode(errors="replace"),
-        seconds,
-        written,
-    )
+    return env
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Outcome]]:
-    """Every case planned, four at a time: each in a child process of its own."""
+    """Every case planned, four at a time: each in a child process of its own, under 2 GB of
+    address space and 20 s of CPU."""
     roots = {}
     for index, (name, case) in enumerate(CASES.items()):
         root = tmp_path_factory.mktemp(f"hostile{index}")
         _make_project(root, case)
         roots[name] = root
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(_plan, roots[name], CASES[name]) for name in CASES}
-        return {name: (roots[name], future.result()) for name, future in futures.items()}
+    before = {name: _files(root) for name, root in roots.items()}
+    with forked_pool(4) as pool:
+        runs = {}
+        for name, case in CASES.items():
+            extra = ["--max-shots", str(case.max_shots)] if case.max_shots else []
+            runs[name] = pool.apply_async(
+                run_cli, (["plan", SPEC, *extra], roots[name], _env(), 2 << 30, 20)
+            )
+        ran = {name: run.get(timeout=120) for name, run in runs.items()}
+    found = {}
+    for name, root in roots.items():
+        after = _files(root)
+        written = {p: p.read_bytes() for p, stamp in after.items() if before[name].get(p) != stamp}
+        done = ran[name]
+        found[name] = (root, Outcome(done.code, done.out, done.err, done.seconds, written))
+    return found
 
 
 def test_the_corpus_is_large() -> None:
