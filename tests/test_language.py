@@ -3,6 +3,7 @@ first frames by https URL."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.server
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -110,31 +111,43 @@ class QuietFiles(http.server.SimpleHTTPRequestHandler):
         return None
 
 
-@pytest.fixture(scope="module")
-def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
-    """An https server on loopback with a certificate made for it: (base URL, its folder,
-    the certificate to trust)."""
-    folder = tmp_path_factory.mktemp("https")
+@contextlib.contextmanager
+def serving_https(
+    folder: Path, handler: Any, names: str
+) -> Iterator[tuple[http.server.ThreadingHTTPServer, Path]]:
+    """An https server on loopback, with a certificate made for `names` (a subjectAltName):
+    the server and the certificate to trust."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=storyboard-test",
+         "-addext", f"subjectAltName={names}"],
         check=True,
         capture_output=True,
     )  # fmt: skip
-    served = folder / "www"
-    served.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(served))
-    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", served, cert
-    server.shutdown()
+    try:
+        yield server, cert
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    """An https server of files on loopback: (base URL, its folder, the certificate to
+    trust)."""
+    folder = tmp_path_factory.mktemp("https")
+    served = folder / "www"
+    served.mkdir()
+    handler = functools.partial(QuietFiles, directory=str(served))
+    with serving_https(folder, handler, "IP:127.0.0.1") as (server, cert):
+        yield f"https://127.0.0.1:{server.server_address[1]}", served, cert
 
 
 def test_a_first_frame_by_url_is_fetched_once_and_keyed_by_its_bytes(
@@ -210,23 +223,8 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
     """The hostile server on loopback, with a certificate for `rebind.test` and 127.0.0.1:
     (its port, the certificate to trust)."""
     folder = tmp_path_factory.mktemp("hostile-https")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=rebind.test",
-         "-addext", "subjectAltName=DNS:rebind.test,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], cert
-    server.shutdown()
+    with serving_https(folder, Hostile, "DNS:rebind.test,IP:127.0.0.1") as (server, cert):
+        yield server.server_address[1], cert
 
 
 def _url_spec(project: Path, url: str) -> Path:
