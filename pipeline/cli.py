@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import StoryboardError, UserError, printable
+from pipeline.errors import SpecError, StoryboardError, UserError, printable
 
 if TYPE_CHECKING:
     from pipeline.plan import Loaded
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except StoryboardError as exc:
         print(exc.render(), file=sys.stderr)
+        if getattr(args, "json", False) and isinstance(exc, SpecError):
+            errors = [d.to_json() for d in exc.diagnostics]
+            sys.stdout.write(json.dumps({"errors": errors}, indent=1, ensure_ascii=False) + "\n")
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

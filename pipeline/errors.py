@@ -14,8 +14,12 @@ Render failures come in kinds, caught by type (as httpx's errors are):
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 # Characters a terminal acts on instead of showing (escape sequences, bidirectional
 # overrides): a storyboard, a template or a server's message may hold them.
@@ -50,22 +54,73 @@ class UserError(StoryboardError):
     exit_code = 2
 
 
-class SpecError(UserError):
-    """A problem in a storyboard or template file, located as path:line:col."""
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem of a storyboard or a file it names, as ruff reports one: what kind it is
+    (`code`), where (`path:line:col`, 1-based), what is wrong, and what to do."""
 
-    def __init__(
-        self, path: Path | str, line: int, col: int, message: str, hint: str | None = None
-    ) -> None:
-        super().__init__(message, hint)
-        self.path = str(path)
-        self.line = line
-        self.col = col
+    code: str
+    path: str
+    line: int
+    col: int
+    message: str
+    hint: str | None = None
 
     def render(self) -> str:
         text = f"{self.path}:{self.line}:{self.col}: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return printable(text)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`: did you mean 'takes'?` when one of `known` is close to `name`, else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f": did you mean '{close[0]}'?" if close else ""
+
+
+MAX_SHOWN = 50  # problems printed at once: past these, how many more there are
+
+
+class SpecError(UserError):
+    """Problems in a storyboard or the files it names, each a Diagnostic located as
+    path:line:col: every independent one found in a run, in the order of the files.
+    `path`, `line`, `col`, `message` and `hint` are the first's."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        line: int,
+        col: int,
+        message: str,
+        hint: str | None = None,
+        code: str = "invalid",
+    ) -> None:
+        self.diagnostics = (Diagnostic(code, str(path), line, col, message, hint),)
+        super().__init__(message, hint)
+        self.path = str(path)
+        self.line = line
+        self.col = col
+        self.code = code
+
+    @classmethod
+    def of(cls, diagnostics: list[Diagnostic]) -> SpecError:
+        """One error holding every problem found, each said once, in the order of the files."""
+        unique = sorted(dict.fromkeys(diagnostics), key=lambda d: (d.path, d.line, d.col))
+        first = unique[0]
+        error = cls(first.path, first.line, first.col, first.message, first.hint, first.code)
+        error.diagnostics = tuple(unique)
+        return error
+
+    def render(self) -> str:
+        shown = [d.render() for d in self.diagnostics[:MAX_SHOWN]]
+        hidden = len(self.diagnostics) - len(shown)
+        if hidden:
+            shown.append(f"... and {hidden} more problem(s)")
+        return "\n".join(shown)
 
 
 class BudgetError(UserError):

@@ -26,6 +26,7 @@ from pipeline.spec import (
     CardSpec,
     FormatSpec,
     FrameRef,
+    Problems,
     SequenceShot,
     SequenceSpec,
     ShotSettings,
@@ -276,35 +277,97 @@ def expand(
     templates = PromptTemplates(spec.template_dirs, spec.root)
     context = Context(renderer, Inputs(spec), {}, frames)
     fonts = fonts or Fonts()
+    problems = Problems(list(spec.problems))
+    # Items with a problem are not tried again; nor what starts from a frame of one, or
+    # joins one, that was not made (it failed, or the storyboard does not have it).
+    failed = set(spec.failed)
     shots: list[Shot] = []
     sequences: list[Sequence] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
     order = render_order(spec)
     items = {loc: _item(board, loc) for loc in order}
-    sources = {loc: _prompt_source(spec, loc, item) for loc, item in items.items()}
+    needs = _frame_sources(spec)
+    sources = {}
+    for loc, item in items.items():
+        sources[loc] = problems.attempt(_prompt_source, spec, loc, item)
+        if sources[loc] is None:
+            failed.add(item.id)
     with templates.limits():
         for variant_name, variant_vars in variants:
             by_id: dict[str, list[Shot]] = {}
             for loc in order:
                 item = items[loc]
+                if problems.full:
+                    break
+                if item.id in failed or not needs.get(item.id, set()) <= by_id.keys():
+                    failed.add(item.id)
+                    continue
                 prompting = (templates, sources[loc])
                 variant = (variant_name, variant_vars)
-                by_id[item.id] = _expand_shot(spec, loc, item, variant, prompting, context, by_id)
+                made = problems.attempt(
+                    _expand_shot, spec, loc, item, variant, prompting, context, by_id
+                )
+                if made is None:
+                    failed.add(item.id)
+                    continue
+                by_id[item.id] = made
             for item in (*board.stills, *board.shots):
-                shots.extend(by_id[item.id])
+                shots.extend(by_id.get(item.id, ()))
             for index, sequence_spec in enumerate(board.sequences):
+                if problems.full:
+                    break
+                if sequence_spec.id in failed or not _named(sequence_spec) <= by_id.keys():
+                    continue
                 values = {**board.vars, **variant_vars}
-                saying = (context.inputs, templates, fonts, values)
-                base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying)
-                if sequence_spec.voice is not None:
-                    base = _with_voice(spec, index, base, (templates, context.inputs), values)
-                for sequence in formatted(spec, index, base):
-                    if sequence_spec.text or sequence_spec.subtitles is not None:
-                        drawing = (templates, fonts)
-                        sequence = _with_text(spec, index, sequence, drawing, values)
-                    sequences.append(sequence)
+                drawing = (context.inputs, templates, fonts, values)
+                films = problems.attempt(
+                    _films, spec, index, sequence_spec, variant_name, by_id, drawing
+                )
+                if films is None:
+                    failed.add(sequence_spec.id)
+                    continue
+                sequences.extend(films)
+    problems.raise_any()
     variant_names = tuple(n for n, _ in variants)
     return Expansion(tuple(shots), tuple(sequences), variant_names, tuple(context.warnings))
+
+
+def _films(
+    spec: Spec,
+    index: int,
+    sequence_spec: SequenceSpec,
+    variant_name: str,
+    by_id: dict[str, list[Shot]],
+    drawing: tuple[Inputs, PromptTemplates, Fonts, dict[str, Any]],
+) -> list[Sequence]:
+    """The films of one sequence in one variant: one per format, with voice and text."""
+    inputs, templates, fonts, values = drawing
+    base = _expand_sequence(spec, index, sequence_spec, variant_name, by_id, drawing)
+    if sequence_spec.voice is not None:
+        base = _with_voice(spec, index, base, (templates, inputs), values)
+    films = []
+    for sequence in formatted(spec, index, base):
+        if sequence_spec.text or sequence_spec.subtitles is not None:
+            sequence = _with_text(spec, index, sequence, (templates, fonts), values)
+        films.append(sequence)
+    return films
+
+
+def _frame_sources(spec: Spec) -> dict[str, set[str]]:
+    """The shots and stills each shot starts from a frame of."""
+    needs: dict[str, set[str]] = {}
+    for _, shot_id, ref in frame_refs(spec.storyboard):
+        needs.setdefault(shot_id, set()).add(ref.name)
+    return needs
+
+
+def _named(sequence: SequenceSpec) -> set[str]:
+    """The shots a sequence names."""
+    return {
+        entry if isinstance(entry, str) else entry.shot
+        for entry in sequence.shots
+        if not isinstance(entry, CardSpec)
+    }
 
 
 def _item(board: Any, loc: tuple[str, int]) -> ShotSpec:
@@ -334,7 +397,8 @@ def render_order(spec: Spec) -> list[tuple[str, int]]:
                 continue
             placed.add(node)
             stack.append((node, True))
-            stack.extend((up, False) for up in reversed(needs.get(node, [])) if up not in placed)
+            ups = reversed(needs.get(node, []))
+            stack.extend((up, False) for up in ups if up not in placed and up in where)
     return order
 
 
@@ -397,16 +461,23 @@ class Inputs:
     sounds: dict[Path, str] = field(default_factory=dict)
 
     def image(self, name: str, loc: tuple[Any, ...]) -> tuple[Path, str, media.ImageInfo]:
-        path = self.spec.files[name]
+        path = self._named(name, loc)
         hint = "re-save it as a PNG, JPEG or WebP"
         digest, info = self._checked(self.images, path, _read_image, (name, loc, hint))
         return path, digest, info
 
     def sound(self, name: str, loc: tuple[Any, ...], path: Path | None = None) -> tuple[Path, str]:
         """`path`: where a name said by a template was found (else the storyboard's)."""
-        path = path or self.spec.files[name]
+        path = path or self._named(name, loc)
         hint = "give a sound file (m4a, mp3, wav...)"
         return path, self._checked(self.sounds, path, _read_sound, (name, loc, hint))
+
+    def _named(self, name: str, loc: tuple[Any, ...]) -> Path:
+        """The file the storyboard names; one it could not find is a problem said already,
+        at this place."""
+        if name not in self.spec.files:
+            raise self.spec.source.error(loc, f"'{name}' cannot be used")
+        return self.spec.files[name]
 
     def _checked(
         self,

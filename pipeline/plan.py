@@ -19,8 +19,8 @@ from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid
-from pipeline.spec import Spec, file_fields, is_url
-from pipeline.spec import load as load_spec
+from pipeline.spec import Problems, Spec, file_fields, is_url, owners
+from pipeline.spec import read as read_spec
 from pipeline.state import (
     CACHED,
     IN_FLIGHT,
@@ -146,7 +146,7 @@ def load(
 ) -> Loaded:
     """Read and expand a storyboard and plan it against its cache, and the team cache when
     the project has one; `note` hears repairs."""
-    spec = load_spec(spec_path)
+    spec = read_spec(spec_path)  # its problems are raised with expansion's, all at once
     renderer = "preview" if preview else spec.storyboard.renderer
     project = project_settings(spec.root)
     settings = remote_settings(project) if use_remote else None
@@ -189,15 +189,18 @@ def frames_in(cache: Cache) -> FrameFinder:
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
     """The storyboard with each first frame it names by URL downloaded into the cache (once)
-    and named by its local copy."""
+    and named by its local copy; a download that fails is one more of its problems."""
     fetched = dict(spec.files)
+    problems = Problems(list(spec.problems))
     for loc, name in file_fields(spec.storyboard):
         if is_url(name) and name not in fetched:
             try:
                 fetched[name] = cache.inputs.path(name)
             except FetchError as exc:
-                raise spec.source.error(loc, f"'{name}' {exc}") from None
-    return replace(spec, files=fetched)
+                error = spec.source.error(loc, f"'{name}' {exc}", code="url")
+                problems.add(error, owners(spec.storyboard, loc))
+    failed = spec.failed | problems.failed
+    return replace(spec, files=fetched, problems=tuple(problems.found), failed=failed)
 
 
 def make_plan(

@@ -7,10 +7,10 @@ import difflib
 import io
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import SpecError
+from pipeline.errors import Diagnostic, SpecError, did_you_mean
 from pipeline.project import (
     ROOT_HINT,
     FileMissing,
@@ -457,11 +457,22 @@ class SourceMap:
     path: Path
     root: yaml.Node | None
     texts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lines of each file
+    # Where items of a section that did not validate were left out: (section, i) of the
+    # storyboard read is (section, kept[section][i]) of the file.
+    kept: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def original(self, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        """`loc` of the storyboard read, as the file spells it (items left out counted)."""
+        if len(loc) > 1 and loc[0] in self.kept and isinstance(loc[1], int):
+            kept = self.kept[loc[0]]
+            if 0 <= loc[1] < len(kept):
+                return (loc[0], kept[loc[1]], *loc[2:])
+        return loc
 
     def node(self, loc: tuple[Any, ...]) -> yaml.Node | None:
         """The node at `loc`, or None when the file does not spell it out."""
         node = self.root
-        for step in loc:
+        for step in self.original(loc):
             child = _child(node, step) if node is not None else None
             if child is None:
                 return None
@@ -474,7 +485,7 @@ class SourceMap:
         if node is None:
             return self.path, 1, 1
         mark = node.start_mark
-        for step in loc:
+        for step in self.original(loc):
             child = _child(node, step)
             if child is None:
                 continue  # pydantic adds union member names to locations: skip them
@@ -513,10 +524,25 @@ class SourceMap:
         return path, tuple(starts)
 
     def error(
-        self, loc: tuple[Any, ...], message: str, hint: str | None = None, at_key: bool = False
+        self,
+        loc: tuple[Any, ...],
+        message: str,
+        hint: str | None = None,
+        at_key: bool = False,
+        code: str = "invalid",
     ) -> SpecError:
+        return SpecError.of([self.diagnostic(loc, message, hint, at_key, code)])
+
+    def diagnostic(
+        self,
+        loc: tuple[Any, ...],
+        message: str,
+        hint: str | None = None,
+        at_key: bool = False,
+        code: str = "invalid",
+    ) -> Diagnostic:
         path, line, col = self.where(loc, at_key)
-        return SpecError(path, line, col, message, hint)
+        return Diagnostic(code, str(path), line, col, message, hint)
 
     def _file(self, mark: Any) -> Path:
         return Path(mark.name) if str(mark.name) in self.texts else self.path
@@ -566,6 +592,41 @@ def _pairs(node: yaml.MappingNode, depth: int) -> Iterator[tuple[yaml.Node, yaml
                 yield from _pairs(source, depth + 1)
 
 
+@dataclass
+class Problems:
+    """The problems found so far; past MANY, the rest are not looked for."""
+
+    found: list[Diagnostic] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # ids of the items a problem fails
+
+    MANY: ClassVar[int] = 200
+
+    def add(self, error: SpecError, fails: Iterable[str] = ()) -> None:
+        """`error`'s problems, each said once; `fails`: the ids of the items they fail,
+        which later checks leave alone (a second complaint about one mistake is noise)."""
+        self.failed.update(fails)
+        self.found.extend(d for d in error.diagnostics if d not in self.found)
+
+    def places(self) -> set[tuple[str, int, int]]:
+        return {(d.path, d.line, d.col) for d in self.found}
+
+    def attempt(self, check: Callable[..., Any], *args: Any) -> Any:
+        """`check(*args)`, a problem it raises added; None then."""
+        try:
+            return check(*args)
+        except SpecError as exc:
+            self.add(exc)
+            return None
+
+    @property
+    def full(self) -> bool:
+        return len(self.found) >= self.MANY
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise SpecError.of(self.found)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A loaded storyboard: the validated model, its file, and where its values came from."""
@@ -576,6 +637,8 @@ class Spec:
     template_dirs: tuple[Path, ...]
     root: Path  # the project: everything the storyboard reads is inside it
     files: dict[str, Path] = field(default_factory=dict)  # each file it names, checked
+    problems: tuple[Diagnostic, ...] = ()  # what is wrong with it, in the order found
+    failed: frozenset[str] = frozenset()  # ids of the items a problem is found in
 
     @property
     def folder(self) -> Path:
@@ -583,8 +646,19 @@ class Spec:
 
 
 def load(path: Path | str) -> Spec:
-    """Read, parse and validate a storyboard and what it includes; every problem is a
-    SpecError."""
+    """Read, parse and validate a storyboard and what it includes; its problems, every one
+    found, are one SpecError."""
+    spec = read(path)
+    if spec.problems:
+        raise SpecError.of(list(spec.problems))
+    return spec
+
+
+def read(path: Path | str) -> Spec:
+    """The storyboard at `path` with the problems found in it (`Spec.problems`): a shot,
+    still or sequence that does not validate is left out, so that the rest is checked too.
+    Raises SpecError only when nothing more can be checked: a file that is no YAML mapping,
+    or a mistake outside shots, stills and sequences."""
     path = Path(path)
     texts: dict[str, tuple[str, ...]] = {}
     node = _parse(path, texts)
@@ -592,16 +666,58 @@ def load(path: Path | str) -> Spec:
     if isinstance(node, yaml.MappingNode):
         node = _Including(root, texts).resolve(path, node, (path.resolve(),))
     source = SourceMap(path, node, texts)
-    data = _Builder(path, frozenset(texts)).build(node, "", 0) if node is not None else None
+    problems = Problems()
+    builder = _Builder(path, frozenset(texts), problems=problems)
+    data = builder.build(node, "", 0) if node is not None else None
     if not isinstance(data, dict):
-        raise source.error((), "a storyboard must be a YAML mapping (version:, name:, shots: ...)")
+        shape = "a storyboard must be a YAML mapping (version:, name:, shots: ...)"
+        problems.add(source.error((), shape))
+        problems.raise_any()
+    storyboard, kept, dropped = _validated(source, data, problems)
+    source = replace(source, kept=kept)
+    template_dirs = _template_dirs(source, storyboard, root, problems)
+    files = _check_references(storyboard, source, template_dirs, root, dropped, problems)
+    found = tuple(problems.found)
+    failed = frozenset(problems.failed | dropped)
+    return Spec(storyboard, path, source, template_dirs, root, files, found, failed)
+
+
+def _validated(
+    source: SourceMap, data: dict[str, Any], problems: Problems
+) -> tuple[Storyboard, dict[str, tuple[int, ...]], frozenset[str]]:
+    """The storyboard without the shots, stills and sequences that do not validate, which
+    of the file's items are kept, and the ids of those left out; each problem is added.
+    Raises when a problem is outside those items (nothing else can be trusted then)."""
     try:
-        storyboard = Storyboard.model_validate(data)
+        return Storyboard.model_validate(data), {}, frozenset()
     except ValidationError as exc:
-        raise _located(source, exc) from None
-    template_dirs = _template_dirs(source, storyboard, root)
-    files = _check_references(storyboard, source, template_dirs, root)
-    return Spec(storyboard, path, source, template_dirs, root, files)
+        errors = exc.errors(include_url=False)
+    problems.found.extend(_diagnostics(source, errors, problems))
+    bad: dict[str, set[int]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if len(loc) < 2 or loc[0] not in LIST_FIELDS or not isinstance(loc[1], int):
+            problems.raise_any()
+        bad.setdefault(loc[0], set()).add(loc[1])
+    kept: dict[str, tuple[int, ...]] = {}
+    dropped: set[str] = set()
+    trimmed = dict(data)
+    for section, indexes in bad.items():
+        items = data[section]
+        kept[section] = tuple(i for i in range(len(items)) if i not in indexes)
+        trimmed[section] = [items[i] for i in kept[section]]
+        dropped.update(_item_id(items[i]) for i in indexes)
+    try:
+        storyboard = Storyboard.model_validate(trimmed)
+    except ValidationError:  # no shot is left to check the rest against
+        raise SpecError.of(problems.found) from None
+    return storyboard, kept, frozenset(dropped - {""})
+
+
+def _item_id(item: Any) -> str:
+    """The id a shot, still or sequence that did not validate was given, else ""."""
+    value = item.get("id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -847,9 +963,11 @@ def _node_error(path: Path, node: yaml.Node, message: str, hint: str | None = No
     return _at_mark(path, node.start_mark, message, hint)
 
 
-def _at_mark(path: Path | str, mark: Any, message: str, hint: str | None = None) -> SpecError:
+def _at_mark(
+    path: Path | str, mark: Any, message: str, hint: str | None = None, code: str = "yaml"
+) -> SpecError:
     """An error at a YAML mark (0-based) as path:line:col (1-based)."""
-    return SpecError(path, mark.line + 1, mark.column + 1, message, hint)
+    return SpecError(path, mark.line + 1, mark.column + 1, message, hint, code)
 
 
 _MERGE = f"{_TAG}merge"
@@ -860,12 +978,15 @@ _OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
 
 @dataclass
 class _Builder:
-    """Plain Python values from YAML nodes. Located errors: duplicate keys, recursive
-    aliases, aliases that expand past the limits, tags other than YAML's plain ones, and
-    the values YAML 1.1 reads as something else than they look (`no` as false)."""
+    """Plain Python values from YAML nodes. Problems added to `problems`, the value read as
+    best it can be: duplicate keys (the first kept), keys that are not text (left out),
+    tags other than YAML's plain ones (null), and the values YAML 1.1 reads as something
+    else than they look (`no` as false; kept as the text). Raised: recursive aliases and
+    aliases that expand past the limits."""
 
     path: Path
     files: frozenset[str] = frozenset()  # the files the nodes come from (includes)
+    problems: Problems = field(default_factory=lambda: Problems())
     values: int = 0
     repeated: int = 0
     seen: set[int] = field(default_factory=set)
@@ -881,7 +1002,8 @@ class _Builder:
             if id(node) in self.active:
                 raise self._error(node, "recursive YAML alias")
             if node.tag != (_MAP if isinstance(node, yaml.MappingNode) else _SEQ):
-                raise self._tag_error(node)
+                self.problems.add(self._tag_error(node))
+                return None
             self.active.add(id(node))
             try:
                 if isinstance(node, yaml.MappingNode):
@@ -917,9 +1039,11 @@ class _Builder:
                 continue
             key = self.build(key_node, "", depth + 1)
             if not isinstance(key, str | int | float | bool) or key is None:
-                raise self._error(key_node, "mapping keys must be plain text")
+                self.problems.add(self._error(key_node, "mapping keys must be plain text"))
+                continue
             if key in result:
-                raise self._error(key_node, f"duplicate key '{key}'")
+                self.problems.add(self._error(key_node, f"duplicate key '{key}'", code="key"))
+                continue
             result[key] = self.build(value_node, str(key), depth + 1)
         return {**merged, **result}
 
@@ -936,69 +1060,99 @@ class _Builder:
         if tag == _TIMESTAMP:
             return text  # a date stays text: templates get no date objects to call
         if tag not in _PLAIN_TAGS:
-            raise self._tag_error(node)
+            self.problems.add(self._tag_error(node))
+            return None
         if not getattr(node, "style", None):  # plain (None, or "" from libyaml): YAML guesses
             if name in RATIO_FIELDS and _SEXAGESIMAL.match(text):
                 return text
-            self._check_guess(node, tag, text, name)
+            problem = self._guess_problem(node, tag, text, name)
+            if problem is not None:
+                self.problems.add(problem)
+                return text
         try:
             return self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError) as exc:
             raise self._error(node, f"invalid YAML value: {str(exc).splitlines()[0]}") from None
 
-    def _check_guess(self, node: yaml.Node, tag: str, text: str, name: str) -> None:
+    def _guess_problem(self, node: yaml.Node, tag: str, text: str, name: str) -> SpecError | None:
         if tag == f"{_TAG}bool" and text.lower() not in _TRUTHS and name not in BOOLEAN_FIELDS:
             meaning = str(self.constructor.construct_object(node)).lower()
-            raise self._error(
+            return self._error(
                 node,
                 f"'{text}' is read by YAML 1.1 as the boolean {meaning}, not as the text '{text}'",
                 f"write '{text}' in quotes for the text, or {meaning} for a boolean",
+                "yaml-1.1",
             )
         if tag in (f"{_TAG}int", f"{_TAG}float") and (
             _SEXAGESIMAL.match(text) or _OCTAL.match(text)
         ):
             number = self.constructor.construct_object(node)
-            raise self._error(
+            return self._error(
                 node,
                 f"'{text}' is read by YAML 1.1 as the number {number}",
                 f"write '{text}' in quotes for the text, or {number} for the number",
+                "yaml-1.1",
             )
+        return None
 
     def _tag_error(self, node: yaml.Node) -> SpecError:
         if node.tag == _MERGE:
-            return self._error(node, "'<<' merges a mapping in, as a key: `<<: *base`")
+            return self._error(
+                node, "'<<' merges a mapping in, as a key: `<<: *base`", code="yaml-tag"
+            )
         if node.tag == "!include":
             return self._error(
                 node,
                 "YAML tag '!include' is not supported",
                 "write `include: [file.yaml]` "
                 "at the top of the storyboard: its vars, defaults, shots... are merged in",
+                "yaml-tag",
             )
         return self._error(
             node,
             f"YAML tag '{node.tag}' is not supported",
             "a storyboard holds text, numbers, true/false, null, lists and mappings only",
+            "yaml-tag",
         )
 
-    def _error(self, node: yaml.Node, message: str, hint: str | None = None) -> SpecError:
+    def _error(
+        self, node: yaml.Node, message: str, hint: str | None = None, code: str = "yaml"
+    ) -> SpecError:
         mark = node.start_mark
-        return _at_mark(mark.name if mark.name in self.files else self.path, mark, message, hint)
+        path = mark.name if mark.name in self.files else self.path
+        return _at_mark(path, mark, message, hint, code)
 
 
-def _located(source: SourceMap, exc: ValidationError) -> SpecError:
-    """The first pydantic error, as path:line:col with the field spelled as in YAML."""
-    error = exc.errors(include_url=False)[0]
+def _diagnostics(source: SourceMap, errors: list[Any], problems: Problems) -> list[Diagnostic]:
+    """Pydantic's errors as located diagnostics, the field spelled as in the YAML: one per
+    place and kind (a union reports each member's complaint about one value), none where
+    reading the YAML already found a problem."""
+    said = problems.places()
+    found: dict[tuple[str, int, int, str], Diagnostic] = {}
+    for error in errors:
+        diagnostic = _diagnostic(source, error)
+        place = (diagnostic.path, diagnostic.line, diagnostic.col)
+        if place not in said:
+            found.setdefault((*place, diagnostic.code), diagnostic)
+    return list(found.values())
+
+
+def _diagnostic(source: SourceMap, error: Any) -> Diagnostic:
     loc = tuple(error["loc"])
     field = _field_name(source, loc)
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        message = f"unknown field '{loc[-1]}'"
-        return source.error(
-            loc, f"{_field_name(source, loc[:-1])}: {message}", _extra_hint(loc), at_key=True
+        allowed = _allowed_fields(loc)
+        message = f"unknown field '{loc[-1]}'" + did_you_mean(str(loc[-1]), allowed)
+        hint = "allowed here: " + ", ".join(allowed)
+        return source.diagnostic(
+            loc, f"{_field_name(source, loc[:-1])}: {message}", hint, True, "unknown-field"
         )
+    code = "invalid-value"
     if error["type"] == "missing":
         message = f"missing required field '{loc[-1]}'"
         field = _field_name(source, loc[:-1])
+        code = "missing-field"
     if loc[-1] in ("color", "box", "background") and error["type"] in (
         "string_pattern_mismatch",
         "value_error",
@@ -1006,18 +1160,17 @@ def _located(source: SourceMap, exc: ValidationError) -> SpecError:
         said = message.removeprefix("Value error, ")
         if error["type"] == "string_pattern_mismatch":
             said = f"{error['input']!r} is not a colour"
-        return source.error(loc, f"{field}: {said}", COLOUR_HINT)
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
+        return source.diagnostic(loc, f"{field}: {said}", COLOUR_HINT, code="colour")
+    message = message.removeprefix("Value error, ")
     prefix = f"{field}: " if field else ""
-    return source.error(loc, f"{prefix}{message}")
+    return source.diagnostic(loc, f"{prefix}{message}", code=code)
 
 
 def _field_name(source: SourceMap, loc: tuple[Any, ...]) -> str:
     """`shots[2].duration`: the path of a field as a person reads the YAML."""
     text = ""
     node = source.root
-    for step in loc:
+    for step in source.original(loc):
         child = _child(node, step) if node is not None else None
         if child is None:
             continue
@@ -1026,15 +1179,14 @@ def _field_name(source: SourceMap, loc: tuple[Any, ...]) -> str:
     return text
 
 
-def _extra_hint(loc: tuple[Any, ...]) -> str:
-    """The fields allowed where an unknown one was found."""
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The fields allowed where the unknown one at `loc` was found."""
     model: type[BaseModel] = Storyboard
     for step in loc[:-1]:
         field = model.model_fields.get(str(step)) if not isinstance(step, int) else None
         if field is not None:
             model = next(_models_in(field.annotation), model)
-    names = sorted(info.alias or name for name, info in model.model_fields.items())
-    return "allowed here: " + ", ".join(names)
+    return sorted(info.alias or name for name, info in model.model_fields.items())
 
 
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
@@ -1044,10 +1196,13 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
         yield from _models_in(arg)
 
 
-def _template_dirs(source: SourceMap, storyboard: Storyboard, root: Path) -> tuple[Path, ...]:
+def _template_dirs(
+    source: SourceMap, storyboard: Storyboard, root: Path, problems: Problems
+) -> tuple[Path, ...]:
     """The folders templates come from: the ones `templates:` names, inside the project; else
     templates/ beside the storyboard or above it. The storyboard's own folder is not one
-    unless named: a `.env` or a key file beside a storyboard is no template."""
+    unless named: a `.env` or a key file beside a storyboard is no template. A folder
+    refused fails every item: any prompt or text may include a template from it."""
     folder = source.path.parent
     named = storyboard.templates
     if named is None:
@@ -1058,71 +1213,133 @@ def _template_dirs(source: SourceMap, storyboard: Storyboard, root: Path) -> tup
         return tuple(dict.fromkeys(found))
     names = [named] if isinstance(named, str) else named
     dirs = []
+    items = (*storyboard.shots, *storyboard.stills, *storyboard.sequences)
     for index, name in enumerate(names):
         loc = ("templates",) if isinstance(named, str) else ("templates", index)
         try:
             dirs.append(project_folder(name, folder, root))
         except OutsideProject as exc:
-            raise source.error(loc, f"templates: {exc}", ROOT_HINT.format(root=root)) from None
+            hint = ROOT_HINT.format(root=root)
+            error = source.error(loc, f"templates: {exc}", hint, code="file")
+            problems.add(error, {item.id for item in items})
     return tuple(dict.fromkeys(dirs))
 
 
 def _check_references(
-    storyboard: Storyboard, source: SourceMap, dirs: tuple[Path, ...], root: Path
+    storyboard: Storyboard,
+    source: SourceMap,
+    dirs: tuple[Path, ...],
+    root: Path,
+    dropped: frozenset[str],
+    problems: Problems,
 ) -> dict[str, Path]:
     """Cross-field rules pydantic cannot see: unique ids, known shots, files that exist inside
-    the project. Returns each file named, resolved."""
-    folder = source.path.parent
-    ids: dict[str, tuple[str, int]] = {}  # shots' and stills' ids share one name space
-    for section, items in (("shots", storyboard.shots), ("stills", storyboard.stills)):
-        for index, shot in enumerate(items):
-            if shot.id in ids:
-                first, line, _ = source.where((*ids[shot.id], "id"))
-                raise source.error(
-                    (section, index, "id"),
-                    f"duplicate {section[:-1]} id '{shot.id}'",
-                    f"first defined at {first}:{line}",
-                )
-            ids[shot.id] = (section, index)
-            if shot.template is not None:
-                _find_template(source, (section, index, "template"), shot.template, dirs, root)
-    _check_frame_refs(storyboard, source, ids)
-    files: dict[str, Path] = {}
-    for loc, name in file_fields(storyboard):
-        if is_url(name):
-            if not name.startswith("https://") or loc[-1] not in ("first_frame", "last_frame"):
-                raise source.error(
-                    loc, f"'{name}': only a frame image may be a URL, and only https://"
-                )
-            continue  # downloaded when the storyboard is planned (cache/inputs.py)
-        try:
-            files[name] = project_file(name, folder, root)
-        except FileMissing as exc:
-            raise source.error(loc, str(exc), f"paths are relative to {folder}/") from None
-        except OutsideProject as exc:
-            raise source.error(loc, str(exc), ROOT_HINT.format(root=root)) from None
+    the project; each problem found is added, with the items it fails. Returns each file
+    named, resolved. An id of an item that did not validate (`dropped`) is known: naming it
+    is not a second mistake."""
+    ids = _check_ids(storyboard, source, problems)
+    for loc, shot in _items(storyboard):
+        if shot.template is not None and shot.id not in problems.failed:
+            try:
+                _find_template(source, (*loc, "template"), shot.template, dirs, root)
+            except SpecError as exc:
+                problems.add(exc, {shot.id})
+    _check_frame_refs(storyboard, source, ids, dropped, problems)
+    files = _check_files(storyboard, source, root, problems)
     for loc, message in _size_problems(storyboard):
-        raise source.error(loc, message)
+        problems.add(source.error(loc, message, code="size"), owners(storyboard, loc))
     shot_ids = _ids_in(ids, "shots")
-    sequence_ids: set[str] = set()
     for s_index, sequence in enumerate(storyboard.sequences):
-        if sequence.id in sequence_ids:
-            raise source.error(
-                ("sequences", s_index, "id"), f"duplicate sequence id '{sequence.id}'"
-            )
-        sequence_ids.add(sequence.id)
         for e_index, entry in enumerate(sequence.shots):
             if isinstance(entry, CardSpec):
                 continue
             shot_id = entry if isinstance(entry, str) else entry.shot
-            if shot_id not in shot_ids:
-                loc = ("sequences", s_index, "shots", e_index)
-                raise source.error(
-                    loc,
-                    f"sequence '{sequence.id}' names unknown shot '{shot_id}'",
+            if shot_id not in shot_ids and shot_id not in dropped:
+                error = source.error(
+                    ("sequences", s_index, "shots", e_index),
+                    f"sequence '{sequence.id}' names unknown shot '{shot_id}'"
+                    + did_you_mean(shot_id, shot_ids),
                     f"shots: {', '.join(shot_ids)}",
+                    code="unknown-shot",
                 )
+                problems.add(error, {sequence.id})
     return files
+
+
+def _items(storyboard: Storyboard) -> Iterator[tuple[tuple[str, int], ShotSpec]]:
+    """Each shot and still, where it is written."""
+    for section, items in (("shots", storyboard.shots), ("stills", storyboard.stills)):
+        for index, item in enumerate(items):
+            yield (section, index), item
+
+
+def _check_ids(
+    storyboard: Storyboard, source: SourceMap, problems: Problems
+) -> dict[str, tuple[str, int]]:
+    """Where each shot and still id is first written (they share one name space), and
+    sequence ids unique too: a second use fails both items."""
+    ids: dict[str, tuple[str, int]] = {}
+    for (section, index), shot in _items(storyboard):
+        if shot.id in ids:
+            first, line, _ = source.where((*ids[shot.id], "id"))
+            error = source.error(
+                (section, index, "id"),
+                f"duplicate {section[:-1]} id '{shot.id}'",
+                f"first defined at {first}:{line}",
+                code="duplicate-id",
+            )
+            problems.add(error, {shot.id})
+            continue
+        ids[shot.id] = (section, index)
+    sequence_ids: dict[str, int] = {}
+    for index, sequence in enumerate(storyboard.sequences):
+        if sequence.id in sequence_ids:
+            first, line, _ = source.where(("sequences", sequence_ids[sequence.id], "id"))
+            error = source.error(
+                ("sequences", index, "id"),
+                f"duplicate sequence id '{sequence.id}'",
+                f"first defined at {first}:{line}",
+                code="duplicate-id",
+            )
+            problems.add(error, {sequence.id})
+        sequence_ids.setdefault(sequence.id, index)
+    return ids
+
+
+def _check_files(
+    storyboard: Storyboard, source: SourceMap, root: Path, problems: Problems
+) -> dict[str, Path]:
+    """Each file the storyboard names, resolved inside the project; a URL only for a frame."""
+    folder = source.path.parent
+    files: dict[str, Path] = {}
+    for loc, name in file_fields(storyboard):
+        failing = owners(storyboard, loc)
+        if is_url(name):
+            if not name.startswith("https://") or loc[-1] not in ("first_frame", "last_frame"):
+                message = f"'{name}': only a frame image may be a URL, and only https://"
+                problems.add(source.error(loc, message, code="url"), failing)
+            continue  # downloaded when the storyboard is planned (cache/inputs.py)
+        try:
+            files[name] = project_file(name, folder, root)
+        except FileMissing as exc:
+            hint = f"paths are relative to {folder}/"
+            problems.add(source.error(loc, str(exc), hint, code="file"), failing)
+        except OutsideProject as exc:
+            hint = ROOT_HINT.format(root=root)
+            problems.add(source.error(loc, str(exc), hint, code="file"), failing)
+    return files
+
+
+def owners(storyboard: Storyboard, loc: tuple[Any, ...]) -> set[str]:
+    """The ids of the items a value at `loc` belongs to: `defaults` belong to every shot."""
+    if loc[0] == "defaults":
+        return {shot.id for shot in storyboard.shots}
+    items = {"shots": storyboard.shots, "stills": storyboard.stills}.get(loc[0])
+    if items is None and loc[0] == "sequences":
+        items = storyboard.sequences
+    if items is None or len(loc) < 2 or not isinstance(loc[1], int):
+        return set()
+    return {items[loc[1]].id}
 
 
 def frame_refs(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str, FrameRef]]:
@@ -1136,31 +1353,45 @@ def frame_refs(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str, F
 
 
 def _check_frame_refs(
-    storyboard: Storyboard, source: SourceMap, ids: dict[str, tuple[str, int]]
+    storyboard: Storyboard,
+    source: SourceMap,
+    ids: dict[str, tuple[str, int]],
+    dropped: frozenset[str],
+    problems: Problems,
 ) -> None:
     """Every frame named comes from a shot or still that exists, and no shot waits, through
     others, on itself."""
     edges: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
     for loc, shot_id, ref in frame_refs(storyboard):
         wanted = "shots" if ref.shot is not None else "stills"
+        if ref.name in dropped:
+            problems.failed.add(shot_id)  # what it starts from has its own problem
+            continue
         if ids.get(ref.name, ("",))[0] != wanted:
-            known = ", ".join(_ids_in(ids, wanted))
-            raise source.error(
+            known = _ids_in(ids, wanted)
+            error = source.error(
                 loc,
-                f"shot '{shot_id}' starts from unknown {wanted[:-1]} '{ref.name}'",
-                f"{wanted}: {known or '(none)'}",
+                f"shot '{shot_id}' starts from unknown {wanted[:-1]} '{ref.name}'"
+                + did_you_mean(ref.name, known),
+                f"{wanted}: {', '.join(known) or '(none)'}",
+                code=f"unknown-{wanted[:-1]}",
             )
+            problems.add(error, {shot_id})
+            continue
         if ref.still is not None and isinstance(ref.frame, float):
-            raise source.error(loc, f"shot '{shot_id}': a still has no time: remove 'frame'")
+            message = f"shot '{shot_id}': a still has no time: remove 'frame'"
+            problems.add(source.error(loc, message), {shot_id})
         edges.setdefault(shot_id, []).append((ref.name, loc))
     cycle = _cycle(edges)
     if cycle:
         names, loc = cycle
-        raise source.error(
+        error = source.error(
             loc,
             f"shots wait on each other's frames: {' -> '.join(names)}",
             "a shot can start from a frame of a shot that does not depend on it",
+            code="cycle",
         )
+        problems.add(error, set(names))
 
 
 def _ids_in(ids: dict[str, tuple[str, int]], section: str) -> list[str]:
@@ -1205,7 +1436,8 @@ def _find_template(
     try:
         found = find_in(dirs, name, root)
     except OutsideProject as exc:
-        raise source.error(loc, f"template {exc}", ROOT_HINT.format(root=root)) from None
+        hint = ROOT_HINT.format(root=root)
+        raise source.error(loc, f"template {exc}", hint, code="template") from None
     if found is None:
         looked = ", ".join(str(d) for d in dirs) or "(no templates folder found)"
         hint = f"looked in: {looked}"
@@ -1215,7 +1447,9 @@ def _find_template(
                 f"{above} is outside the project {root}: make the folder that holds both "
                 "the project (`git init`, or `mkdir .storyboard` there)"
             )
-        raise source.error(loc, f"template '{name}' not found", hint)
+        known = [str(p.relative_to(d)) for d in dirs for p in d.rglob("*.j2") if p.is_file()]
+        message = f"template '{name}' not found" + did_you_mean(name, known)
+        raise source.error(loc, message, hint, code="template")
 
 
 def is_url(name: str) -> bool:

@@ -29,7 +29,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from pipeline.errors import SpecError
+from pipeline.errors import SpecError, did_you_mean
 from pipeline.project import OutsideProject, TooLarge, find_in, read_bounded
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
@@ -131,7 +131,7 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
-            raise self._runtime_error(exc, where, _message(exc)) from None
+            raise self._runtime_error(exc, where, _message(exc, context)) from None
         if lines:
             return "\n".join(normalise(line) for line in text.splitlines() if line.strip())
         return normalise(text)
@@ -151,9 +151,10 @@ class PromptTemplates:
     def _syntax_error(self, exc: jinja2.TemplateSyntaxError, where: PromptSource) -> SpecError:
         message = _impure_message(exc.message or "") or exc.message
         if exc.filename:
-            return SpecError(exc.filename, exc.lineno or 1, 1, f"template syntax: {message}")
+            text = f"template syntax: {message}"
+            return SpecError(exc.filename, exc.lineno or 1, 1, text, code="template-syntax")
         line, col = where.at(exc.lineno)
-        return SpecError(where.path, line, col, f"prompt syntax: {message}")
+        return SpecError(where.path, line, col, f"prompt syntax: {message}", code="template-syntax")
 
     def _runtime_error(self, exc: Exception, where: PromptSource, message: str) -> SpecError:
         """Locate the error in a template (Jinja rewrites tracebacks to template lines).
@@ -172,19 +173,20 @@ class PromptTemplates:
         if name is not None:
             spelled = re.compile(rf"\b{re.escape(name.group(1))}\b")
             chosen = next((f for f in frames if f.line and spelled.search(f.line)), chosen)
+        code = "undefined" if isinstance(exc, jinja2.UndefinedError) else "template"
         if chosen is None:
             line, col = where.at(1)
-            return SpecError(where.path, line, col, message)
+            return SpecError(where.path, line, col, message, code=code)
         if chosen.filename == "<template>":
             line, col = where.at(chosen.lineno)
-            return SpecError(where.path, line, col, message)
-        return SpecError(chosen.filename, chosen.lineno or 1, 1, message)
+            return SpecError(where.path, line, col, message, code=code)
+        return SpecError(chosen.filename, chosen.lineno or 1, 1, message, code=code)
 
 
-def _message(exc: Exception) -> str:
-    """What went wrong in a template, for a person."""
+def _message(exc: Exception, context: dict[str, Any]) -> str:
+    """What went wrong in a template, for a person; `context` holds the names it may use."""
     if isinstance(exc, jinja2.UndefinedError):
-        return _undefined_message(exc)
+        return _undefined_message(exc, context)
     if isinstance(exc, TemplateRefused):
         return f"template '{exc.name}': {exc.reason}"
     if isinstance(exc, jinja2.TemplateNotFound):
@@ -205,13 +207,14 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _undefined_message(exc: jinja2.UndefinedError) -> str:
+def _undefined_message(exc: jinja2.UndefinedError, context: dict[str, Any]) -> str:
     impure = _impure_message(str(exc))
     if impure:
         return impure
     match = _UNDEFINED_NAME.search(str(exc))
     if match:
-        return f"undefined variable '{match.group(1)}'"
+        name = match.group(1)
+        return f"undefined variable '{name}'" + did_you_mean(name, map(str, context))
     return f"undefined value: {_first_line(exc)}"
 
 

@@ -63,10 +63,15 @@ def _check(path: Path, text: str) -> None:
         loaded = spec.load(path)
         expand.expand(loaded, "preview")
     except SpecError as exc:
-        # Located in the storyboard, or in one of its templates.
+        # Each problem located in the storyboard, or in one of its templates, and said once.
         templates = path.parent.parent / "templates"
-        assert exc.path == str(path) or exc.path.startswith(str(templates)), exc.render()
-        assert exc.line >= 1 and exc.col >= 1
+        for problem in exc.diagnostics:
+            assert problem.path == str(path) or problem.path.startswith(str(templates)), (
+                exc.render()
+            )
+            assert problem.line >= 1 and problem.col >= 1
+            assert problem.code and problem.message
+        assert len(set(exc.diagnostics)) == len(exc.diagnostics)
 
 
 @settings(
