@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # Characters a terminal acts on instead of showing (escape sequences, bidirectional
 # overrides): a storyboard, a template or a server's message may hold them.
@@ -121,6 +121,41 @@ class SpecError(UserError):
         if hidden:
             shown.append(f"... and {hidden} more problem(s)")
         return "\n".join(shown)
+
+
+@dataclass
+class Problems:
+    """The problems found so far; past MANY, the rest are not looked for."""
+
+    found: list[Diagnostic] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # ids of the items a problem fails
+
+    MANY: ClassVar[int] = 200
+
+    def add(self, error: SpecError, fails: Iterable[str] = ()) -> None:
+        """`error`'s problems, each said once; `fails`: the ids of the items they fail,
+        which later checks leave alone (a second complaint about one mistake is noise)."""
+        self.failed.update(fails)
+        self.found.extend(d for d in error.diagnostics if d not in self.found)
+
+    def places(self) -> set[tuple[str, int, int]]:
+        return {(d.path, d.line, d.col) for d in self.found}
+
+    def attempt(self, check: Callable[..., Any], *args: Any) -> Any:
+        """`check(*args)`, a problem it raises added; None then."""
+        try:
+            return check(*args)
+        except SpecError as exc:
+            self.add(exc)
+            return None
+
+    @property
+    def full(self) -> bool:
+        return len(self.found) >= self.MANY
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise SpecError.of(self.found)
 
 
 class BudgetError(UserError):

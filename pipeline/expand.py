@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import hashing, media, models
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, Problems
 from pipeline.project import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -26,7 +26,6 @@ from pipeline.spec import (
     CardSpec,
     FormatSpec,
     FrameRef,
-    Problems,
     SequenceShot,
     SequenceSpec,
     ShotSettings,

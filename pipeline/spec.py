@@ -7,10 +7,10 @@ import difflib
 import io
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import Diagnostic, SpecError, did_you_mean
+from pipeline.errors import Diagnostic, Problems, SpecError, did_you_mean
 from pipeline.project import (
     ROOT_HINT,
     FileMissing,
@@ -590,41 +590,6 @@ def _pairs(node: yaml.MappingNode, depth: int) -> Iterator[tuple[yaml.Node, yaml
         for source in sources:
             if isinstance(source, yaml.MappingNode) and depth < MAX_DEPTH:
                 yield from _pairs(source, depth + 1)
-
-
-@dataclass
-class Problems:
-    """The problems found so far; past MANY, the rest are not looked for."""
-
-    found: list[Diagnostic] = field(default_factory=list)
-    failed: set[str] = field(default_factory=set)  # ids of the items a problem fails
-
-    MANY: ClassVar[int] = 200
-
-    def add(self, error: SpecError, fails: Iterable[str] = ()) -> None:
-        """`error`'s problems, each said once; `fails`: the ids of the items they fail,
-        which later checks leave alone (a second complaint about one mistake is noise)."""
-        self.failed.update(fails)
-        self.found.extend(d for d in error.diagnostics if d not in self.found)
-
-    def places(self) -> set[tuple[str, int, int]]:
-        return {(d.path, d.line, d.col) for d in self.found}
-
-    def attempt(self, check: Callable[..., Any], *args: Any) -> Any:
-        """`check(*args)`, a problem it raises added; None then."""
-        try:
-            return check(*args)
-        except SpecError as exc:
-            self.add(exc)
-            return None
-
-    @property
-    def full(self) -> bool:
-        return len(self.found) >= self.MANY
-
-    def raise_any(self) -> None:
-        if self.found:
-            raise SpecError.of(self.found)
 
 
 @dataclass(frozen=True)
