@@ -35,7 +35,8 @@ from pathlib import Path
 from pipeline import media
 from pipeline import spec as spec_module
 from pipeline.assemble import ClipInput, assemble
-from pipeline.expand import Sequence, expand
+from pipeline.expand import expand
+from pipeline.nodes import Sequence
 
 BITRATE = "8M"  # about what a 1080p Hailuo clip carries
 HEAVY_GRAIN = 12  # ffmpeg `noise` strength that fills 8 Mb/s

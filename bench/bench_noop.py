@@ -21,8 +21,9 @@ from bench_plan import make_storyboard
 
 from pipeline import spec as spec_module
 from pipeline.cache import Cache
-from pipeline.expand import expand, unique_shots
+from pipeline.expand import expand
 from pipeline.hashing import sha256_file
+from pipeline.nodes import unique_shots
 from pipeline.render.preview import Card, draw
 
 NOOP_TARGET = 1.0

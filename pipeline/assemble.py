@@ -16,8 +16,8 @@ from pipeline import media
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
-from pipeline.expand import CARD, SAFE_MARGIN, ClipUse, Logo, Sequence, TextLayer, box_padding
 from pipeline.hashing import sha256_file
+from pipeline.nodes import CARD, SAFE_MARGIN, ClipUse, Logo, Sequence, TextLayer, box_padding
 
 XFADE = {
     "crossfade": "fade",

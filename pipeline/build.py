@@ -32,11 +32,12 @@ from pipeline.errors import (
     RemoteReadOnly,
     UserError,
 )
-from pipeline.expand import Sequence, Shot, expand
+from pipeline.expand import expand
 from pipeline.films import OutputIndex, film_dir, film_facts, output_path
 from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
 from pipeline.lock import write as write_lock
+from pipeline.nodes import Sequence, Shot
 from pipeline.plan import CACHED, IN_FLIGHT, REMOTE, Plan
 from pipeline.render import (
     RENDERERS,

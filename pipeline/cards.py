@@ -14,7 +14,7 @@ import ffmpeg
 from pipeline import hashing, media
 from pipeline.cache import Cache
 from pipeline.errors import MediaError
-from pipeline.expand import CARD, SAFE_MARGIN, Sequence, Shot
+from pipeline.nodes import CARD, SAFE_MARGIN, Sequence, Shot
 from pipeline.typeface import BUNDLED, Fonts
 
 

@@ -23,8 +23,8 @@ from pipeline.cache import Cache, ClipRecord, FilmRecord
 from pipeline.cache.remote import Remote, open_remote
 from pipeline.cache.remote_settings import INSTALL_HINT, RemoteSettings
 from pipeline.errors import RemoteError, StoryboardError, UserError
-from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file
+from pipeline.nodes import Sequence
 from pipeline.project import ProjectSettings
 from pipeline.share import pull_film, push_clip
 

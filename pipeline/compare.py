@@ -19,7 +19,7 @@ from typing import Any
 from pipeline import plan
 from pipeline.cache import resolve_root
 from pipeline.errors import UserError
-from pipeline.expand import Sequence, Shot
+from pipeline.nodes import Sequence, Shot
 from pipeline.project import MARKERS, project_root
 from pipeline.state import film_changes, request_changes
 

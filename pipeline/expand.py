@@ -5,13 +5,27 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import hashing, media, models
 from pipeline.errors import MediaError, Problems
+from pipeline.nodes import (
+    CARD,
+    SAFE_MARGIN,
+    ClipUse,
+    Expansion,
+    FrameOf,
+    Logo,
+    Sequence,
+    Shot,
+    TextLayer,
+    box_padding,
+    clip_list,
+    render_key,
+)
 from pipeline.project import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -48,9 +62,6 @@ DEFAULT_FPS = 25
 DEFAULT_RESOLUTION = "768p"
 STILL_SIZE = (1024, 576)  # a still's size unless it gives one: 16:9, as most shots are
 FRAME_POSITIONS = ("first", "last")
-# The key of a render that waits on another's frame starts so: it is known, and can be looked
-# up, only once that frame exists.
-PENDING = "pending-"
 # The most shots a storyboard may expand to unless told otherwise (--max-shots): a matrix
 # multiplies, and ten axes of ten values are ten billion shots.
 MAX_SHOTS = 10_000
@@ -63,67 +74,6 @@ MAX_COUNTED = 200_000
 # DCI width) and its portrait twin fit on a laptop.
 MAX_FILM_SIDE = 4096
 MAX_FILM_PIXELS = 4096 * 2304
-
-# Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
-# from values that were validated already, and needs them cheap.
-
-
-@dataclass(frozen=True, slots=True)
-class Shot:
-    """One render: a shot of the storyboard, in one variant, one take."""
-
-    key: str
-    shot_id: str
-    label: str
-    variant: str
-    shot_vars: tuple[tuple[str, Any], ...]
-    take: int
-    takes: int
-    picked: bool
-    model: str
-    width: int
-    height: int
-    duration: int
-    fps: int
-    prompt: str
-    request: dict[str, Any]
-    images: tuple[Path, ...]
-    image_hashes: tuple[str, ...]
-    price: float | None
-    index: int
-    font: Path | None = None  # a card's font (cards are drawn, not rendered)
-    still: bool = False  # an image (imageInference), not a clip
-    audio: bool = False  # its clip has sound
-    after: tuple[FrameOf, ...] = ()  # frame images that are other renders' outputs
-
-    @property
-    def pending(self) -> bool:
-        """Whether its key waits on an upstream render's frame (an image not known yet)."""
-        return not all(self.image_hashes)
-
-
-@dataclass(frozen=True, slots=True)
-class FrameOf:
-    """A frame image of a shot that is another render's output: a frame of a clip (`first`,
-    `last`, or seconds), or a still itself (`frame` empty)."""
-
-    slot: int  # its place among the shot's images
-    upstream: str  # that render's key (its pending key while it waits itself)
-    label: str
-    frame: str | float
-
-
-def frame_name(at: str | float) -> str:
-    """A frame as people and file names say it: `last`, `2.5s`."""
-    return at if isinstance(at, str) else f"{at:g}s"
-
-
-def depends_on(shot: Shot) -> str:
-    """What a shot starts from: `street (last)`, `key_art` (a still)."""
-    return ", ".join(
-        f"{a.label} ({frame_name(a.frame)})" if a.frame != "" else a.label for a in shot.after
-    )
-
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
 FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
@@ -143,120 +93,6 @@ class Context:
     inputs: Inputs
     warnings: dict[str, None]
     frames: FrameFinder
-
-
-@dataclass(frozen=True, slots=True)
-class ClipUse:
-    """A shot's clip as used in a sequence, trimmed to [start, end) seconds."""
-
-    shot: Shot
-    start: float
-    end: float
-    focus: float | None = None  # where a crop of it keeps its window (else the sequence's)
-
-    @property
-    def length(self) -> float:
-        return self.end - self.start
-
-
-SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
-
-
-def box_padding(size: int, box: str | None) -> int:
-    """How far a text's box reaches out around it, in pixels."""
-    return max(size // 3, 2) if box is not None else 0
-
-
-@dataclass(frozen=True, slots=True)
-class TextLayer:
-    """Text drawn on a film, as one variant says it, over a span of the film."""
-
-    text: str
-    start: float  # seconds of the film
-    end: float
-    position: str  # one of spec.ANCHORS
-    offset: tuple[float, float]  # of the frame's width and height
-    size: float  # of the frame's height
-    color: str
-    box: str | None
-    shadow: bool
-    fade: float
-    font: Path
-
-    def settings(self, font_sha: str) -> dict[str, Any]:
-        """What the film's key counts of it: the font by its bytes, not its path."""
-        return {
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-            "position": self.position,
-            "offset": list(self.offset),
-            "size": self.size,
-            "color": self.color,
-            "box": self.box,
-            "shadow": self.shadow,
-            "fade": self.fade,
-            "font": font_sha,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Logo:
-    """An image drawn over the whole film."""
-
-    image: Path
-    position: str
-    size: float  # its height, of the frame's height
-    opacity: float
-
-
-@dataclass(frozen=True, slots=True)
-class Sequence:
-    id: str
-    variant: str
-    uses: tuple[ClipUse, ...]
-    transition: str
-    transition_duration: float
-    fit: str
-    width: int
-    height: int
-    fps: int
-    audio: Path | None
-    quality: int
-    preset: str
-    key: str
-    index: int
-    settings: dict[str, Any]  # how its clips are joined, as its key counts them
-    texts: tuple[TextLayer, ...] = ()
-    logo: Logo | None = None
-    voice: Path | None = None  # a voice-over, mixed over the bed, which ducks under it
-    voice_start: float = 0.0
-    focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
-    format: str = ""  # of `formats:`, as written (16:9, 1080x1350); "" for the one film
-
-    def clips(self) -> list[dict[str, Any]]:
-        return clip_list(self.uses)
-
-    @property
-    def name(self) -> str:
-        parts = [self.id, self.variant, self.format.replace(":", "x")]
-        return "--".join(part for part in parts if part)
-
-    @property
-    def overlap(self) -> float:
-        return 0.0 if self.transition == "cut" else self.transition_duration
-
-    @property
-    def duration(self) -> float:
-        return sum(use.length for use in self.uses) - self.overlap * (len(self.uses) - 1)
-
-
-@dataclass(frozen=True)
-class Expansion:
-    shots: tuple[Shot, ...]
-    sequences: tuple[Sequence, ...]
-    variants: tuple[str, ...]
-    warnings: tuple[str, ...]
 
 
 def expand(
@@ -658,7 +494,7 @@ def _expand_shot(
                 take_request = {**request, "seed": seed + take - 1}
             made.append(
                 Shot(
-                    key=_render_key(take_request, hashes, context.renderer, take),
+                    key=render_key(take_request, hashes, context.renderer, take),
                     shot_id=shot.id,
                     label=label,
                     variant=variant_name,
@@ -702,17 +538,11 @@ def with_frame(shot: Shot, slot: int, image: Path, digest: str, renderer: str) -
     request = {**shot.request, "inputs": {**shot.request["inputs"], "frameImages": frames}}
     return replace(
         shot,
-        key=_render_key(request, hashes, renderer, shot.take),
+        key=render_key(request, hashes, renderer, shot.take),
         request=request,
         images=tuple(images),
         image_hashes=tuple(hashes),
     )
-
-
-def _render_key(request: dict[str, Any], hashes: list[str], renderer: str, take: int) -> str:
-    """A render's key; marked pending while one of its images is not known yet."""
-    key = hashing.shot_key(request, hashes, renderer, take)
-    return key if all(hashes) else f"{PENDING}{key}"
 
 
 def _upstream(
@@ -1418,16 +1248,6 @@ def _font(
         ) from None
 
 
-def clip_list(uses: Iterable[ClipUse]) -> list[dict[str, Any]]:
-    """A film's clips in order, as its key counts them: each clip's key and trim (and its
-    focus, where it has its own)."""
-    return [
-        {"key": u.shot.key, "in": u.start, "out": u.end}
-        | ({"focus": u.focus} if u.focus is not None else {})
-        for u in uses
-    ]
-
-
 def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:
     """The sequence's film in each of its `formats:`, each its own film and key; the one film
     when it has none."""
@@ -1570,9 +1390,6 @@ def _sequence_size(sequence: SequenceSpec, uses: list[ClipUse]) -> tuple[int, in
     return largest.shot.width, largest.shot.height
 
 
-CARD = "card"  # the model of a title or end card: drawn when the film is joined, never paid
-
-
 def _card(
     spec: Spec,
     where: tuple[int, int],
@@ -1645,11 +1462,3 @@ def _card_sized(use: ClipUse, width: int, height: int) -> ClipUse:
     key = hashing.shot_key(request, list(use.shot.image_hashes), CARD, 1)
     shot = replace(use.shot, width=width, height=height, request=request, key=key)
     return replace(use, shot=shot)
-
-
-def unique_shots(shots: tuple[Shot, ...] | list[Shot]) -> list[Shot]:
-    """One shot per key, in order of first appearance: what actually gets rendered."""
-    seen: dict[str, Shot] = {}
-    for shot in shots:
-        seen.setdefault(shot.key, shot)
-    return list(seen.values())

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cache import Cache, project_root, write_atomic
 from pipeline.errors import RemoteError
-from pipeline.expand import Sequence
 from pipeline.hashing import sha256_file, sha256_text
 from pipeline.lock import Lock
+from pipeline.nodes import Sequence
 from pipeline.render import is_paid
 from pipeline.state import FilmFacts
 

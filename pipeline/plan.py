@@ -14,9 +14,10 @@ from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
 from pipeline.cache.remote_settings import remote_settings
 from pipeline.errors import MediaError, Problems, RemoteError
-from pipeline.expand import Expansion, FrameFinder, Shot, expand, unique_shots
+from pipeline.expand import FrameFinder, expand
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
+from pipeline.nodes import Expansion, Shot, unique_shots
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid
 from pipeline.spec import Spec, file_fields, is_url, owners

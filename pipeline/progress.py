@@ -7,7 +7,7 @@ import time
 from typing import Any, TextIO
 
 from pipeline.errors import printable
-from pipeline.expand import Shot
+from pipeline.nodes import Shot
 from pipeline.scheduler import CACHED, FAILED, PULLED, RENDERED, SKIPPED, Outcome
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2

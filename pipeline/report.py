@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.compare import Comparison
-from pipeline.expand import Sequence, depends_on
+from pipeline.nodes import Sequence, depends_on
 from pipeline.plan import Plan
 from pipeline.state import (
     CACHED,

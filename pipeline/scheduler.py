@@ -25,7 +25,8 @@ from pipeline.errors import (
     TaskUnknown,
     TransientError,
 )
-from pipeline.expand import FrameFinder, Shot, no_frames, with_frame
+from pipeline.expand import FrameFinder, no_frames, with_frame
+from pipeline.nodes import Shot
 from pipeline.render import Renderer, RenderJob, RenderResult
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 from pipeline.share import pull_clip, push_clip

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.expand import CARD, Sequence, Shot
 from pipeline.lock import Lock, LockedSequence, LockedShot
+from pipeline.nodes import CARD, Sequence, Shot
 
 CACHED = "cached"
 NEW = "new"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.expand import Sequence
+from pipeline.nodes import Sequence
 from pipeline.plan import Plan
 from pipeline.state import CACHED, CURRENT, State
 

@@ -15,7 +15,8 @@ from pipeline import media
 from pipeline import spec as spec_module
 from pipeline.assemble import ClipInput, assemble
 from pipeline.cache import Cache
-from pipeline.expand import Sequence, expand
+from pipeline.expand import expand
+from pipeline.nodes import Sequence
 from tests.conftest import REPO, write
 
 FILM = """\

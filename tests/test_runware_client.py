@@ -20,7 +20,8 @@ import pytest
 
 from pipeline import spec as spec_module
 from pipeline.cache import Cache, JournalEntry
-from pipeline.expand import Shot, expand, unique_shots
+from pipeline.expand import expand
+from pipeline.nodes import Shot, unique_shots
 from pipeline.render.runware import PollTiming, RunwareRenderer
 from pipeline.retry import Backoff
 from pipeline.scheduler import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline import media
 from pipeline.cache.files import write_atomic
-from pipeline.expand import frame_name
+from pipeline.nodes import frame_name
 
 
 class FrameStore:

@@ -13,8 +13,8 @@ from pipeline.retry import Backoff
 
 if TYPE_CHECKING:
     from pipeline.cache import Cache
-    from pipeline.expand import Shot
     from pipeline.media import ClipInfo, Taken
+    from pipeline.nodes import Shot
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from pipeline.errors import (
     TransientError,
     UserError,
 )
-from pipeline.expand import Shot
+from pipeline.nodes import Shot
 from pipeline.render import KINDS, RendererOptions, RenderJob, RenderResult, ignore
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 
