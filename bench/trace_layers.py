@@ -75,7 +75,7 @@ def _is_value_method(frame: FrameType) -> bool:
 
 
 # Whole steps that a build should take once: how many times each ran.
-STEPS = ("expand", "make_plan", "film_facts", "build_graph")
+STEPS = ("expand", "make_plan", "film_facts", "Graph.of")
 
 
 def trace(spec: str) -> tuple[set[tuple[str, str, str, str]], dict[str, int]]:
@@ -94,8 +94,8 @@ def trace(spec: str) -> tuple[set[tuple[str, str, str, str]], dict[str, int]]:
         if caller_frame is None or not callee.startswith("pipeline"):
             return
         caller = caller_frame.f_globals.get("__name__", "")
-        if frame.f_code.co_name in runs:
-            runs[frame.f_code.co_name] += 1
+        if frame.f_code.co_qualname in runs:
+            runs[frame.f_code.co_qualname] += 1
         if _is_value_method(frame):
             return
         if caller.startswith("pipeline") and caller != callee:

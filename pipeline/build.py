@@ -32,8 +32,8 @@ from pipeline.errors import (
     RemoteReadOnly,
     UserError,
 )
-from pipeline.expand import expand
 from pipeline.films import OutputIndex, film_dir, film_facts, output_path
+from pipeline.graph import Graph
 from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
 from pipeline.lock import write as write_lock
@@ -61,7 +61,6 @@ from pipeline.scheduler import (
 from pipeline.share import pull_film, push_film
 from pipeline.state import CURRENT, STORED, State, film_state
 from pipeline.state import forced as forced_state
-from pipeline.typeface import Fonts
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
     if loaded.remote_problem is not None:
         # Without it there is no lease, and what it holds would look new: paid for again.
         raise loaded.remote_problem
-    for warning in current.expansion.warnings:
+    for warning in current.warnings:
         output.warn(f"warning: {warning}")
     sequences = choose_sequences(current, request.sequences, request.spec)
     check_names(current, request.only + request.force, request.spec)
@@ -197,7 +196,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
             "set [remote] url = 's3://bucket/prefix' in storyboard.toml (or STORYBOARD_REMOTE)",
         )
     films = film_dir(spec.path, spec.storyboard.name, loaded.renderer, request.output_dir)
-    if current.expansion.sequences:
+    if current.graph.expansion.sequences:
         check_writable(films, "films", "choose a writable --output-dir")
     if not request.frozen:
         check_writable(loaded.lock_path.parent, "the lock file", "build from a writable folder")
@@ -240,9 +239,11 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         frozen=frozen,
     )
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
+    graph = current.graph
     with output.progress(len(to_render), estimate) as reporter:
         summary = render_shots(
-            [row.shot for row in to_render],
+            [row.node for row in to_render],
+            graph,
             loaded.cache,
             loaded.renderer,
             request.renderer,
@@ -252,15 +253,14 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         )
         summary.cached = cached
         if any(row.shot.pending for row in current.rows):
-            # Keys that waited on upstream frames are known now: the films are planned again
-            # with them (the frames are in the cache; nothing is rendered by planning).
-            current = _replanned(request, loaded)
-            sequences = choose_sequences(current, request.sequences, request.spec)
+            # Keys that waited on upstream frames are known now, in the graph: gc keeps them.
             with contextlib.suppress(CacheError):
-                _register(replace(loaded, plan=current))  # gc keeps the keys known now
+                _register(loaded)
         if not summary.interrupted and summary.fatal is None:
             summary.sequences = build_sequences(
-                sequences if sequences is not None else list(current.expansion.sequences),
+                [graph.film(s) for s in sequences]
+                if sequences is not None
+                else list(graph.films()),
                 loaded.cache,
                 outputs,
                 films,
@@ -291,14 +291,6 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
     return summary
 
 
-def _replanned(request: BuildRequest, loaded: plan.Loaded) -> Plan:
-    cache = loaded.cache
-    expansion = expand(
-        loaded.spec, loaded.renderer, request.max_shots, plan.frames_in(cache), Fonts(cache.fonts)
-    )
-    return plan.make_plan(expansion, loaded.cache, loaded.lock, is_paid(loaded.renderer))
-
-
 def _register(loaded: plan.Loaded) -> None:
     """Tell the cache this storyboard builds here and what it uses, so gc keeps it."""
     spec_path = loaded.spec.path
@@ -307,7 +299,7 @@ def _register(loaded: plan.Loaded) -> None:
             spec_path,
             [lock_file_of(spec_path, renderer) for renderer in RENDERERS],
             loaded.renderer,
-            (row.shot.key for row in loaded.plan.rows),
+            [shot.key for shot in loaded.plan.graph.renders()],
         )
     except OSError as exc:
         raise CacheError(
@@ -361,7 +353,7 @@ def choose_sequences(current: Plan, names: tuple[str, ...], spec: Path) -> list[
     """The sequences named (by id or by full name), or None for all of them."""
     if not names:
         return None
-    every = current.expansion.sequences
+    every = current.graph.expansion.sequences
     chosen = [s for s in every if s.id in names or s.name in names]
     missing = [n for n in names if not any(n in (s.id, s.name) for s in chosen)]
     if missing:
@@ -399,19 +391,19 @@ def select_shots(
     sequences: list[Sequence] | None,
 ) -> tuple[list[plan.PlanRow], list[Shot], frozenset[str]]:
     """The plan rows to work on and the shots already there; forced shots render again."""
-    wanted_keys: set[str] | None = None
+    wanted: set[str] | None = None  # nodes
     if sequences is not None:
-        wanted_keys = {use.shot.key for s in sequences for use in s.uses}
+        wanted = {use.shot.key for s in sequences for use in s.uses}
     if only:
-        wanted_keys = {row.shot.key for row in current.rows if _named(row.shot, only)}
-    if wanted_keys is not None:
-        wanted_keys = with_upstream(current, wanted_keys)
+        wanted = {row.node for row in current.rows if _named(row.shot, only)}
+    if wanted is not None:
+        wanted = current.graph.with_upstream(wanted & current.graph.nodes.keys())
     forced = {row.shot.key for row in current.rows if force and _named(row.shot, force)}
     to_render: list[plan.PlanRow] = []
     cached: list[Shot] = []
     for row in current.rows:
         shot = row.shot
-        if wanted_keys is not None and shot.key not in wanted_keys:
+        if wanted is not None and row.node not in wanted:
             continue
         if row.status == CACHED and shot.key not in forced:
             cached.append(shot)
@@ -420,26 +412,13 @@ def select_shots(
     return to_render, cached, frozenset(forced)
 
 
-def with_upstream(current: Plan, keys: set[str]) -> set[str]:
-    """`keys` and the keys of every render they start from, however far up."""
-    wanted = set(keys)
-    by_key = {row.shot.key: row.shot for row in current.rows}
-    looking = list(keys)
-    while looking:
-        shot = by_key.get(looking.pop())
-        for ahead in shot.after if shot is not None else ():
-            if ahead.upstream not in wanted:
-                wanted.add(ahead.upstream)
-                looking.append(ahead.upstream)
-    return wanted
-
-
 def _named(shot: Shot, names: tuple[str, ...]) -> bool:
     return shot.shot_id in names or shot.label in names
 
 
 def render_shots(
-    shots: list[Shot],
+    nodes: list[str],
+    graph: Graph,
     cache: Cache,
     renderer_name: str,
     renderer_options: RendererOptions,
@@ -447,14 +426,16 @@ def render_shots(
     reporter: Reporter,
     remote: Remote | None = None,
 ) -> BuildSummary:
-    """Render `shots`; the first Ctrl-C stops new work, a second one exits at once."""
+    """Render the graph's `nodes`; the first Ctrl-C stops new work, a second one exits at
+    once."""
     return asyncio.run(
-        _render(shots, cache, renderer_name, renderer_options, options, reporter, remote)
+        _render(nodes, graph, cache, renderer_name, renderer_options, options, reporter, remote)
     )
 
 
 async def _render(
-    shots: list[Shot],
+    nodes: list[str],
+    graph: Graph,
     cache: Cache,
     renderer_name: str,
     renderer_options: RendererOptions,
@@ -463,12 +444,10 @@ async def _render(
     remote: Remote | None,
 ) -> BuildSummary:
     summary = BuildSummary()
-    if not shots:
+    if not nodes:
         return summary
     renderer = make_renderer(renderer_name, cache, renderer_options, reporter.note)
-    scheduler = Scheduler(
-        cache, renderer, options, reporter, remote=remote, frames=plan.frames_in(cache)
-    )
+    scheduler = Scheduler(cache, renderer, options, reporter, graph, cache.frame, remote)
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     presses = 0
@@ -494,7 +473,7 @@ async def _render(
     loop.add_signal_handler(signal.SIGINT, interrupt)
     loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
-        summary.outcomes = await scheduler.run(shots)
+        summary.outcomes = await scheduler.run(nodes)
     except asyncio.CancelledError:
         summary.interrupted = True
     finally:
@@ -753,15 +732,16 @@ def make_lock(
     """The lock as the build left things: every cached shot, and every film that is current,
     whatever this command built."""
     shots = {}
-    for row in current.rows:
-        record = cache.clips.get(row.shot.key)
+    graph = current.graph
+    for node in graph.nodes:
+        shot = graph.shot(node)
+        record = cache.clips.get(shot.key)
         if record is not None:
-            shots[row.shot.key] = shot_entry(
-                record, row.shot.label, list(row.variants), row.shot.take, row.shot.request
-            )
+            variants = list(graph.variants[node])
+            shots[shot.key] = shot_entry(record, shot.label, variants, shot.take, shot.request)
     made = {o.sequence.name: o for o in outcomes if o.status in (BUILT, CURRENT, PLACED)}
     sequences = {}
-    for sequence in current.expansion.sequences:
+    for sequence in graph.films():
         outcome = made.get(sequence.name)
         kept = previous.sequences.get(sequence.name) if previous else None
         if outcome is not None:

@@ -392,7 +392,7 @@ def _films(args: argparse.Namespace, loaded: Loaded) -> Path:
 def cmd_plan(args: argparse.Namespace) -> int:
     loaded = load_plan(args)
     plan = loaded.plan
-    for warning in plan.expansion.warnings:
+    for warning in plan.warnings:
         _note(f"warning: {warning}")
     films, _ = _film_states(args, loaded)
     if args.json:
@@ -413,7 +413,7 @@ def _film_states(args: argparse.Namespace, loaded: Loaded) -> tuple[list[tuple[A
     from pipeline.films import OutputIndex, film_facts
     from pipeline.state import film_state
 
-    sequences = loaded.plan.expansion.sequences
+    sequences = loaded.plan.films
     outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
     remote = loaded.remote if loaded.remote_problem is None else None
     facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded), remote)
@@ -422,8 +422,8 @@ def _film_states(args: argparse.Namespace, loaded: Loaded) -> tuple[list[tuple[A
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     loaded = load_plan(args)
-    expansion = loaded.plan.expansion
-    shots = [s for s in expansion.shots if args.shot in (None, s.shot_id, s.label)]
+    every = loaded.plan.graph.variant_shots()
+    shots = [s for s in every if args.shot in (None, s.shot_id, s.label)]
     if args.shot and not shots:
         known = ", ".join(s.id for s in loaded.spec.storyboard.shots)
         raise UserError(f"no shot '{args.shot}' in {args.spec}", f"shots: {known}")

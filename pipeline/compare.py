@@ -95,8 +95,8 @@ def compare(
 
 
 def _compare(old: plan.Loaded, new: plan.Loaded, old_name: str, new_name: str) -> Comparison:
-    before = _by_identity(old.plan.expansion.shots)
-    after = _by_identity(new.plan.expansion.shots)
+    before = _by_identity(old.plan.graph.variant_shots())
+    after = _by_identity(new.plan.graph.variant_shots())
     # A render both sides have under another variant name (a renamed matrix value that the
     # shot does not use) is no change.
     old_renders = {(s.label, s.take, s.key) for s in before.values()}
@@ -130,7 +130,7 @@ def _compare(old: plan.Loaded, new: plan.Loaded, old_name: str, new_name: str) -
         old=Side(old_name, old.plan.cost_total, len(old.plan.rows)),
         new=Side(new_name, new.plan.cost_total, len(new.plan.rows)),
         shots=shots,
-        sequences=_sequence_changes(old.plan.expansion.sequences, new.plan.expansion.sequences),
+        sequences=_sequence_changes(old.plan.films, new.plan.films),
         added_renders=len(added),
         added_cost=round(sum(row.price or 0.0 for row in added), 2),
         to_pay=round(sum(row.estimate or 0.0 for row in added), 2),
@@ -138,7 +138,7 @@ def _compare(old: plan.Loaded, new: plan.Loaded, old_name: str, new_name: str) -
     )
 
 
-def _by_identity(shots: tuple[Shot, ...]) -> dict[tuple[str, int, str], Shot]:
+def _by_identity(shots: list[Shot]) -> dict[tuple[str, int, str], Shot]:
     return {(shot.label, shot.take, shot.variant): shot for shot in shots}
 
 

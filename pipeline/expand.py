@@ -23,7 +23,7 @@ from pipeline.nodes import (
     Shot,
     TextLayer,
     box_padding,
-    clip_list,
+    film_key,
     render_key,
 )
 from pipeline.project import (
@@ -75,42 +75,31 @@ MAX_COUNTED = 200_000
 MAX_FILM_SIDE = 4096
 MAX_FILM_PIXELS = 4096 * 2304
 
-# Where an upstream render's frame is on disk and its hash, or None while it is not there.
-FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
-
-
-def no_frames(_: Shot, __: str | float) -> tuple[Path, str] | None:
-    """A frame finder that finds nothing: every dependent render's key waits."""
-    return None
-
 
 @dataclass
 class Context:
-    """What expanding every shot shares: the renderer, the files read, the warnings said and
-    how the frames of upstream renders are found."""
+    """What expanding every shot shares: the renderer, the files read, the warnings said."""
 
     renderer: str
     inputs: Inputs
     warnings: dict[str, None]
-    frames: FrameFinder
 
 
 def expand(
     spec: Spec,
     renderer: str,
     max_shots: int | None = None,
-    frames: FrameFinder = no_frames,
     fonts: Fonts | None = None,
 ) -> Expansion:
     """Every still, shot and sequence of every variant; errors point at the YAML or template
     line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
-    first. `frames` finds the frames of upstream renders that exist; a shot whose frame does
-    not exist yet has a pending key. `fonts` keeps the sanitized copies of project fonts (in
-    the cache: `Fonts(cache.fonts)`)."""
+    first. A shot that starts from another render's frame has a pending key: the graph
+    resolves it once the frame exists. `fonts` keeps the sanitized copies of project fonts
+    (in the cache: `Fonts(cache.fonts)`)."""
     board = spec.storyboard
     check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
-    context = Context(renderer, Inputs(spec), {}, frames)
+    context = Context(renderer, Inputs(spec), {})
     fonts = fonts or Fonts()
     problems = Problems(list(spec.problems))
     # Items with a problem are not tried again; nor what starts from a frame of one, or
@@ -164,7 +153,8 @@ def expand(
                 sequences.extend(films)
     problems.raise_any()
     variant_names = tuple(n for n, _ in variants)
-    return Expansion(tuple(shots), tuple(sequences), variant_names, tuple(context.warnings))
+    warnings = tuple(context.warnings)
+    return Expansion(renderer, tuple(shots), tuple(sequences), variant_names, warnings)
 
 
 def _films(
@@ -471,9 +461,8 @@ def _expand_shot(
                     "for its last frame, write frame: last",
                 )
             after.append(FrameOf(slot, upstream.key, upstream.label, frame))
-            found = None if upstream.pending else context.frames(upstream, frame)
-            images.append(found[0] if found else Path())
-            hashes.append(found[1] if found else "")
+            images.append(Path())  # known once the upstream render is: graph.resolve
+            hashes.append("")
         prompt = _prompt(shot, *prompting, values)
         if not prompt and not frames:
             raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
@@ -525,24 +514,6 @@ def _slots(after: list[FrameOf], count: int) -> list[FrameOf | None]:
     """Each image slot's upstream render, None for a file."""
     by_slot: dict[int, FrameOf] = {ahead.slot: ahead for ahead in after}
     return [by_slot.get(slot) for slot in range(count)]
-
-
-def with_frame(shot: Shot, slot: int, image: Path, digest: str, renderer: str) -> Shot:
-    """The shot once the frame of its upstream render in `slot` is known: its key follows the
-    frame's bytes (a pending key while another slot still waits)."""
-    images = list(shot.images)
-    hashes = list(shot.image_hashes)
-    images[slot], hashes[slot] = image, digest
-    frames = [dict(f) for f in shot.request["inputs"]["frameImages"]]
-    frames[slot]["image"] = f"sha256:{digest}"
-    request = {**shot.request, "inputs": {**shot.request["inputs"], "frameImages": frames}}
-    return replace(
-        shot,
-        key=render_key(request, hashes, renderer, shot.take),
-        request=request,
-        images=tuple(images),
-        image_hashes=tuple(hashes),
-    )
 
 
 def _upstream(
@@ -947,7 +918,7 @@ def _expand_sequence(
         audio=audio,
         quality=sequence.quality,
         preset=sequence.preset,
-        key=hashing.sequence_key(clip_list(uses), settings),
+        key=film_key(uses, settings),
         index=index,
         logo=logo,
     )
@@ -1032,7 +1003,7 @@ def _with_voice(
 def _keyed(sequence: Sequence, settings: dict[str, Any], **changes: Any) -> Sequence:
     """The sequence changed, with the key its clips and `settings` now give it."""
     changed = replace(sequence, settings=settings, **changes)
-    return replace(changed, key=hashing.sequence_key(clip_list(changed.uses), settings))
+    return replace(changed, key=film_key(changed.uses, settings))
 
 
 def _with_text(

@@ -17,7 +17,8 @@ from pipeline import lock as lockfile
 from pipeline.cache import Cache, ClipRecord, FilmRecord, Registered
 from pipeline.errors import StoryboardError, UserError
 from pipeline.expand import expand
-from pipeline.plan import fetch_inputs, frames_in
+from pipeline.graph import Graph
+from pipeline.plan import fetch_inputs
 from pipeline.render import RENDERERS
 from pipeline.spec import find_storyboards
 from pipeline.spec import load as load_spec
@@ -103,9 +104,10 @@ def _uses(
         for renderer in RENDERERS:
             # With the frames the cache holds: a shot that starts from another's frame is
             # kept by the key that frame gives it.
-            expansion = expand(loaded, renderer, None, frames_in(cache), Fonts(cache.fonts))
-            used.update(shot.key for shot in expansion.shots)
-            used.update(sequence.key for sequence in expansion.sequences)
+            graph = Graph.of(expand(loaded, renderer, None, Fonts(cache.fonts)))
+            graph.resolve_from(cache.frame)
+            used.update(shot.key for shot in graph.renders())
+            used.update(sequence.key for sequence in graph.films())
     except StoryboardError as exc:
         problems.append((spec_path, exc.render().splitlines()[0]))
     return problems

@@ -185,6 +185,10 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Expansion:
+    """A storyboard expanded for one renderer: every render of every variant (a render
+    shared by variants once for each), every film, and what was said on the way."""
+
+    renderer: str
     shots: tuple[Shot, ...]
     sequences: tuple[Sequence, ...]
     variants: tuple[str, ...]
@@ -199,6 +203,11 @@ def clip_list(uses: Iterable[ClipUse]) -> list[dict[str, Any]]:
         | ({"focus": u.focus} if u.focus is not None else {})
         for u in uses
     ]
+
+
+def film_key(uses: Iterable[ClipUse], settings: dict[str, Any]) -> str:
+    """A film's key: its clips (keys and trims) in order, and how they are joined."""
+    return hashing.sequence_key(clip_list(uses), settings)
 
 
 def render_key(request: dict[str, Any], hashes: list[str], renderer: str, take: int) -> str:

@@ -14,10 +14,11 @@ from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
 from pipeline.cache.remote_settings import remote_settings
 from pipeline.errors import MediaError, Problems, RemoteError
-from pipeline.expand import FrameFinder, expand
+from pipeline.expand import expand
+from pipeline.graph import Graph
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock
-from pipeline.nodes import Expansion, Shot, unique_shots
+from pipeline.nodes import Sequence, Shot
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid
 from pipeline.spec import Spec, file_fields, is_url, owners
@@ -46,6 +47,7 @@ class PlanRow:
     status: str  # a shot state of state.py
     reasons: tuple[str, ...] = ()
     paid: bool = True  # whether its renderer spends money
+    node: str = ""  # its node in the graph: the key it was expanded with
 
     @property
     def renders(self) -> bool:
@@ -66,7 +68,20 @@ class PlanRow:
 class Plan:
     rows: tuple[PlanRow, ...]
     shot_count: int
-    expansion: Expansion
+    graph: Graph
+
+    @property
+    def films(self) -> tuple[Sequence, ...]:
+        """Every film, keyed by its clips as known when it was planned."""
+        return self.graph.films()
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return self.graph.expansion.variants
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.graph.expansion.warnings
 
     @property
     def to_render(self) -> list[PlanRow]:
@@ -101,7 +116,7 @@ class Plan:
                     "height": s.height,
                     "shots": [u.shot.key for u in s.uses],
                 }
-                for s in self.expansion.sequences
+                for s in self.films
             ],
             "totals": {
                 "shots": self.shot_count,
@@ -115,7 +130,7 @@ class Plan:
                 "unpriced_renders": len(self.unpriced),
                 "keys_known_later": sum(1 for row in self.rows if row.shot.pending),
             },
-            "warnings": list(self.expansion.warnings),
+            "warnings": list(self.warnings),
         }
 
 
@@ -158,34 +173,16 @@ def load(
         remote = open_remote(settings)
     cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
     spec = fetch_inputs(spec, cache)
-    expansion = expand(spec, renderer, max_shots, frames_in(cache), Fonts(cache.fonts))
+    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts)))
+    graph.resolve_from(cache.frame)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
     problem = None
     try:
-        plan = make_plan(expansion, cache, lock, is_paid(renderer), remote)
+        plan = make_plan(graph, cache, lock, is_paid(renderer), remote)
     except RemoteError as exc:
         problem = exc
-        plan = make_plan(expansion, cache, lock, is_paid(renderer))
+        plan = make_plan(graph, cache, lock, is_paid(renderer))
     return Loaded(spec, plan, cache, renderer, lock, remote, problem, project)
-
-
-def frames_in(cache: Cache) -> FrameFinder:
-    """Finds an upstream render's frame in the cache: a still's image, or a frame taken
-    from a clip (once). None while the render is not in the cache."""
-
-    def find(upstream: Shot, at: str | float) -> tuple[Path, str] | None:
-        record = cache.clips.get(upstream.key)
-        if record is None:
-            return None
-        path = cache.root / record.path
-        if upstream.still:
-            return path, record.sha256
-        try:
-            return cache.frames.of(path, record.sha256, at)
-        except (MediaError, OSError):
-            return None  # the shot waits; the build says why it cannot take the frame
-
-    return find
 
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
@@ -205,18 +202,15 @@ def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
 
 
 def make_plan(
-    expansion: Expansion,
+    graph: Graph,
     cache: Cache,
     lock: Lock | None,
     paid: bool = True,
     remote: Remote | None = None,
 ) -> Plan:
-    variants: dict[str, list[str]] = {}
-    for shot in expansion.shots:
-        names = variants.setdefault(shot.key, [])
-        if shot.variant and shot.variant not in names:
-            names.append(shot.variant)
-    shots = unique_shots(expansion.shots)
+    """Each render of the graph, as it is now, with its state: what the cache, the journal,
+    the failures, the lock and the team cache say of its key."""
+    shots = graph.renders()
     keys = [shot.key for shot in shots]
     cached = cache.clips.present(keys)
     if lock is not None:
@@ -231,10 +225,11 @@ def make_plan(
         remote=frozenset(shared),
     )
     rows = []
-    for shot in shots:
-        state = shot_state(shot, tuple(variants[shot.key]), facts)
-        rows.append(PlanRow(shot, tuple(variants[shot.key]), state.name, state.reasons, paid))
-    return Plan(tuple(rows), len(expansion.shots), expansion)
+    for node, shot in zip(graph.nodes, shots, strict=True):
+        variants = graph.variants[node]
+        state = shot_state(shot, variants, facts)
+        rows.append(PlanRow(shot, variants, state.name, state.reasons, paid, node))
+    return Plan(tuple(rows), len(graph.expansion.shots), graph)
 
 
 def _found_by_lock(cache: Cache, lock: Lock, keys: list[str]) -> set[str]:

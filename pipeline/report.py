@@ -70,7 +70,7 @@ def print_plan(
     console: Console | None = None,
 ) -> None:
     console = console or make_console()
-    all_variants = plan.expansion.variants
+    all_variants = plan.variants
     table = Table(title=None, show_lines=False, header_style="bold")
     for name, justify in (
         ("key", "left"),

@@ -106,7 +106,7 @@ def write_review(
             after=depends_on(shot),
         )
     strips: dict[tuple[str, str], FilmStrip] = {}
-    for sequence in plan.expansion.sequences:
+    for sequence in plan.films:
         video = output_path(films, sequence)
         film = Film(
             sequence.format,
@@ -169,7 +169,7 @@ def _render(
         renderer=renderer,
         groups=list(by_shot.values()),
         strips=strips,
-        variants=[v for v in plan.expansion.variants if v],
-        formats=list(dict.fromkeys(s.format for s in plan.expansion.sequences if s.format)),
+        variants=[v for v in plan.variants if v],
+        formats=list(dict.fromkeys(s.format for s in plan.films if s.format)),
         totals=totals,
     )

@@ -25,7 +25,7 @@ from pipeline.errors import (
     TaskUnknown,
     TransientError,
 )
-from pipeline.expand import FrameFinder, no_frames, with_frame
+from pipeline.graph import FrameFinder, Graph
 from pipeline.nodes import Shot
 from pipeline.render import Renderer, RenderJob, RenderResult
 from pipeline.retry import SAY_WAITS_FROM, Backoff
@@ -114,12 +114,13 @@ class Scheduler:
     renderer: Renderer
     options: ScheduleOptions
     reporter: Reporter
+    graph: Graph
+    frames: FrameFinder  # finds an upstream render's frame in the cache
+    remote: Remote | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     failure: str | None = None
     fatal: StoryboardError | None = None
     budget_reached: bool = False
-    remote: Remote | None = None
-    frames: FrameFinder = no_frames  # finds an upstream render's frame in the cache
 
     def __post_init__(self) -> None:
         self.spending = Spending(limit=self.options.max_cost)
@@ -127,21 +128,19 @@ class Scheduler:
         self.pushing = self.options.push
         self.leasing = True  # until the team cache refuses this build's writes
 
-    async def run(self, shots: list[Shot]) -> list[Outcome]:
-        """Render `shots`; one that starts from another's frame waits for that render (in
-        no slot), then renders as soon as its frame exists."""
+    async def run(self, nodes: list[str]) -> list[Outcome]:
+        """Render the graph's `nodes`; one that starts from another's frame waits for that
+        render (in no slot), then renders as soon as its frame exists."""
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
         loop = asyncio.get_running_loop()
         self._done: dict[str, asyncio.Future[Outcome]] = {
-            shot.key: loop.create_future() for shot in shots
+            node: loop.create_future() for node in nodes
         }
-        # The frames dependents start from, by the key of the render they come from.
-        self._wanted: dict[str, list[str | float]] = {}
-        for shot in shots:
-            for ahead in shot.after:
-                if ahead.frame != "":  # a still is used whole
-                    self._wanted.setdefault(ahead.upstream, []).append(ahead.frame)
-        tasks = [asyncio.create_task(self._settled(shot)) for shot in shots]
+        # The frames that dependents of this run start from, by the node they come from;
+        # taken while the render is checked, and by the key it has then.
+        self._wanted = self.graph.frames_taken(nodes)
+        self._taken: dict[str, tuple[str | float, ...]] = {}
+        tasks = [asyncio.create_task(self._settled(node)) for node in nodes]
         try:
             return list(await asyncio.gather(*tasks))
         except asyncio.CancelledError:
@@ -150,24 +149,23 @@ class Scheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def _settled(self, shot: Shot) -> Outcome:
-        """The shot's outcome, told to the renders that wait on its frames."""
-        done = self._done[shot.key]
+    async def _settled(self, node: str) -> Outcome:
+        """The node's outcome, told to the renders that wait on its frames."""
+        done = self._done[node]
         try:
-            outcome = await self._one(shot)
+            outcome = await self._one(node)
         except BaseException:
             done.cancel()
             raise
         done.set_result(outcome)
         return outcome
 
-    async def _one(self, shot: Shot) -> Outcome:
+    async def _one(self, node: str) -> Outcome:
+        shot = self.graph.shot(node)
         if shot.pending:
-            ready = await self._with_frames(shot)
+            ready = await self._with_frames(node)
             if isinstance(ready, Outcome):
                 return self._finish(ready)
-            if ready.key != shot.key and shot.key in self._wanted:
-                self._wanted[ready.key] = self._wanted[shot.key]
             shot = ready
             if self._frozen_out(shot):
                 error = (
@@ -175,6 +173,7 @@ class Scheduler:
                     "not name: not rendered"
                 )
                 return self._finish(Outcome(shot, FAILED, error=error))
+        self._taken[shot.key] = self._wanted.get(node, ())
         fd = await self._lock(shot)
         if fd is None:
             return Outcome(shot, SKIPPED, error=self._why_not())
@@ -396,7 +395,7 @@ class Scheduler:
             resume_task=resume.task_uuid if resume else None,
             resumed_at=resume.since if resume else None,
             remote_done=remote_done,
-            frames=tuple(dict.fromkeys(self._wanted.get(shot.key, ()))),
+            frames=self._taken.get(shot.key, ()),
         )
         self.reporter.shot_started(shot)
         try:
@@ -443,12 +442,12 @@ class Scheduler:
         frozen = self.options.frozen
         return frozen is not None and shot.key not in frozen and not self.cache.clips.get(shot.key)
 
-    async def _with_frames(self, shot: Shot) -> Shot | Outcome:
-        """The shot with the frames of its upstream renders, once they exist; or why it is
-        not rendered (an upstream render failed or did not start): nothing is paid for it."""
-        for ahead in shot.after:
-            if shot.image_hashes[ahead.slot]:
-                continue
+    async def _with_frames(self, node: str) -> Shot | Outcome:
+        """The node's render with the frames of its upstream renders, once they exist (the
+        graph resolves its key); or why it is not rendered (an upstream render failed or did
+        not start): nothing is paid for it."""
+        shot = self.graph.shot(node)
+        for ahead in self.graph.waiting(node):
             waiting = self._done.get(ahead.upstream)
             if waiting is None:
                 # Cached, yet its frame could not be taken when the build was planned.
@@ -479,7 +478,7 @@ class Scheduler:
                     FAILED,
                     error=f"{shot.label}: the frame of {ahead.label} could not be taken: {error}",
                 )
-            shot = with_frame(shot, ahead.slot, *found, self.renderer.name)
+            shot = self.graph.resolve(node, ahead.slot, *found)
         return shot
 
     def _stop_all(self, error: StoryboardError) -> None:

@@ -164,7 +164,7 @@ def pull_storyboard(loaded: Loaded, note: Callable[[str], None]) -> Transfer:
     if loaded.remote_problem is not None:
         raise loaded.remote_problem
     clips = {row.shot.key: row.shot.label for row in loaded.plan.rows if row.status == REMOTE}
-    films = {s.key: s.name for s in loaded.plan.expansion.sequences}
+    films = {s.key: s.name for s in loaded.plan.films}
     done = Remote.run(pull_keys(loaded.cache, loaded.remote, clips, films, note))
     done.missing = sum(1 for row in loaded.plan.rows if row.status in RENDERS)
     return done

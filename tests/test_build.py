@@ -17,6 +17,7 @@ from pipeline import media
 from pipeline import spec as spec_module
 from pipeline.cache import Cache
 from pipeline.expand import expand
+from pipeline.graph import Graph
 from pipeline.render import RenderJob, RenderResult
 from pipeline.scheduler import FAILED, ScheduleOptions, Scheduler
 from tests.conftest import write
@@ -149,11 +150,12 @@ class Silent:
 
 
 def test_clip_failing_validation_never_enters_the_cache(project: Path, small: Path) -> None:
-    shot = expand(spec_module.load(small), "preview").shots[0]
+    graph = Graph.of(expand(spec_module.load(small), "preview"))
+    shot = graph.renders()[0]
     cache = Cache(project / ".storyboard")
     renderer = WrongClipRenderer()
-    scheduler = Scheduler(cache, renderer, ScheduleOptions(jobs=1), Silent())
-    outcomes = asyncio.run(scheduler.run([shot]))
+    scheduler = Scheduler(cache, renderer, ScheduleOptions(jobs=1), Silent(), graph, cache.frame)
+    outcomes = asyncio.run(scheduler.run([shot.key]))
     assert outcomes[0].status == FAILED
     assert "is 1366x768, 2.00 s (1366x768, 6 s was asked for)" in (outcomes[0].error or "")
     assert cache.clips.get(shot.key) is None

@@ -21,7 +21,8 @@ import pytest
 from pipeline import spec as spec_module
 from pipeline.cache import Cache, JournalEntry
 from pipeline.expand import expand
-from pipeline.nodes import Shot, unique_shots
+from pipeline.graph import Graph
+from pipeline.nodes import Shot
 from pipeline.render.runware import PollTiming, RunwareRenderer
 from pipeline.retry import Backoff
 from pipeline.scheduler import (
@@ -75,9 +76,13 @@ class Notes:
         self.notes.append(message)
 
 
-def shots_of(project: Path, text: str) -> list[Shot]:
+def graph_of(project: Path, text: str) -> Graph:
     spec = write(project / "specs" / "t.yaml", text)
-    return unique_shots(expand(spec_module.load(spec), "runware").shots)
+    return Graph.of(expand(spec_module.load(spec), "runware"))
+
+
+def shots_of(project: Path, text: str) -> list[Shot]:
+    return graph_of(project, text).renders()
 
 
 def render(
@@ -91,7 +96,7 @@ def render(
     transport: httpx.AsyncBaseTransport | None = None,
     timing: PollTiming = FAST,
 ) -> Run:
-    shots = shots_of(project, text)
+    graph = graph_of(project, text)
     cache = Cache(project / ".storyboard")
     notes: list[str] = []
 
@@ -110,10 +115,10 @@ def render(
         options = ScheduleOptions(
             jobs=jobs, keep_going=True, retries=2, backoff=BACKOFF, max_cost=max_cost
         )
-        scheduler = Scheduler(cache, renderer, options, Notes(notes))
+        scheduler = Scheduler(cache, renderer, options, Notes(notes), graph, cache.frame)
         try:
             # A task left waiting for its 30-minute timeout would fail the test here.
-            outcomes = await asyncio.wait_for(scheduler.run(shots), 60)
+            outcomes = await asyncio.wait_for(scheduler.run(list(graph.nodes)), 60)
         finally:
             await renderer.aclose()
         fatal = scheduler.fatal.message if scheduler.fatal else None

@@ -33,7 +33,8 @@ from pipeline.cache.inputs import FetchedInputs
 from pipeline.cache.journal import Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
-from pipeline.errors import CacheError
+from pipeline.errors import CacheError, MediaError
+from pipeline.nodes import Shot
 from pipeline.project import MARKERS, project_root
 
 if TYPE_CHECKING:
@@ -100,6 +101,21 @@ class Cache:
             self.fonts,
         ):
             remove_left_behind(folder, r"^\..+\.(?P<pid>\d+)\.tmp$")
+
+    def frame(self, upstream: Shot, at: str | float) -> tuple[Path, str] | None:
+        """An upstream render's frame and its hash: a still's image, or a frame taken from
+        its clip (once). None while the render is not here, or its frame cannot be taken
+        (the shot waits; the build says why)."""
+        record = self.clips.get(upstream.key)
+        if record is None:
+            return None
+        path = self.root / record.path
+        if upstream.still:
+            return path, record.sha256
+        try:
+            return self.frames.of(path, record.sha256, at)
+        except (MediaError, OSError):
+            return None
 
     def close(self) -> None:
         self.clips.close()

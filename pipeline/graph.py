@@ -1,0 +1,158 @@
+"""Expansion -> Graph: the build's renders and films, by node, with their edges.
+
+Built once per command from the expansion, and asked by everything after it: the plan, the
+scheduler, the film step, the lock. A node is a render as expanded, named by the key it
+was expanded with. A render that starts from another's frame is expanded with a pending
+key (the frame's bytes are not known yet); `resolve` is the one place that key becomes
+the real one, when the frame exists (already in the cache when the build is planned, or
+once the upstream render is made). A film is keyed by its clips' keys, so it is asked of
+the graph (`film`) with the keys known so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.nodes import Expansion, FrameOf, Sequence, Shot, film_key, render_key
+
+# Where an upstream render's frame is on disk and its hash, or None while it is not there.
+FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
+
+
+@dataclass
+class Graph:
+    """Renders by node (in the order written), each with the variants that use it, the
+    films, and the keys resolved so far. One build's: it changes only through `resolve`."""
+
+    renderer: str
+    nodes: dict[str, Shot]  # node -> the render as expanded
+    variants: dict[str, tuple[str, ...]]  # node -> the variants that use it
+    expansion: Expansion
+    order: tuple[str, ...]  # the nodes, each after the renders it starts from
+    resolved: dict[str, Shot] = field(default_factory=dict)  # node -> with its frames known
+
+    @classmethod
+    def of(cls, expansion: Expansion) -> Graph:
+        nodes: dict[str, Shot] = {}
+        variants: dict[str, list[str]] = {}
+        for shot in expansion.shots:
+            nodes.setdefault(shot.key, shot)
+            names = variants.setdefault(shot.key, [])
+            if shot.variant and shot.variant not in names:
+                names.append(shot.variant)
+        frozen = {node: tuple(names) for node, names in variants.items()}
+        return cls(expansion.renderer, nodes, frozen, expansion, _topological(nodes))
+
+    # -- renders --------------------------------------------------------------------------
+
+    def shot(self, node: str) -> Shot:
+        """The render as it is now: with the frames known so far."""
+        return self.resolved.get(node) or self.nodes[node]
+
+    def renders(self) -> list[Shot]:
+        """Every render, one per node, as it is now, in the order written."""
+        return [self.shot(node) for node in self.nodes]
+
+    def variant_shots(self) -> list[Shot]:
+        """Every render of every variant (a render shared by variants once for each), as
+        it is now."""
+        return [self.shot(shot.key) for shot in self.expansion.shots]
+
+    def waiting(self, node: str) -> list[FrameOf]:
+        """The frames of upstream renders that the node still waits for."""
+        shot = self.shot(node)
+        return [ahead for ahead in shot.after if not shot.image_hashes[ahead.slot]]
+
+    def frames_taken(self, among: Iterable[str]) -> dict[str, tuple[str | float, ...]]:
+        """By node, the frames of its clip (times, `first`, `last`) that the nodes `among`
+        start from; a still is used whole."""
+        taken: dict[str, dict[str | float, None]] = {}
+        for node in among:
+            for ahead in self.nodes[node].after:
+                if ahead.frame != "":
+                    taken.setdefault(ahead.upstream, {})[ahead.frame] = None
+        return {node: tuple(frames) for node, frames in taken.items()}
+
+    def with_upstream(self, nodes: Iterable[str]) -> set[str]:
+        """`nodes` and every render they start from, however far up."""
+        wanted = set(nodes)
+        looking = list(wanted)
+        while looking:
+            for ahead in self.nodes[looking.pop()].after:
+                if ahead.upstream not in wanted:
+                    wanted.add(ahead.upstream)
+                    looking.append(ahead.upstream)
+        return wanted
+
+    # -- keys that wait on frames ---------------------------------------------------------
+
+    def resolve(self, node: str, slot: int, image: Path, digest: str) -> Shot:
+        """The node once the frame in its image `slot` is known: its key follows the frame's
+        bytes (it stays pending while another slot waits)."""
+        shot = self.shot(node)
+        images = list(shot.images)
+        hashes = list(shot.image_hashes)
+        images[slot], hashes[slot] = image, digest
+        frames = [dict(f) for f in shot.request["inputs"]["frameImages"]]
+        frames[slot]["image"] = f"sha256:{digest}"
+        request = {**shot.request, "inputs": {**shot.request["inputs"], "frameImages": frames}}
+        known = replace(
+            shot,
+            key=render_key(request, hashes, self.renderer, shot.take),
+            request=request,
+            images=tuple(images),
+            image_hashes=tuple(hashes),
+        )
+        self.resolved[node] = known
+        return known
+
+    def resolve_from(self, find: FrameFinder) -> None:
+        """Resolve every key whose frames exist already (their renders are in the cache),
+        upstream first, so a chain of cached renders is known all the way down."""
+        for node in self.order:
+            for ahead in self.waiting(node):
+                upstream = self.shot(ahead.upstream)
+                if upstream.pending:
+                    continue
+                found = find(upstream, ahead.frame)
+                if found is not None:
+                    self.resolve(node, ahead.slot, *found)
+
+    # -- films ----------------------------------------------------------------------------
+
+    def film(self, sequence: Sequence) -> Sequence:
+        """The film with its clips' keys as known now, and the key they give it."""
+        uses = tuple(
+            replace(use, shot=self.resolved[use.shot.key]) if use.shot.key in self.resolved else use
+            for use in sequence.uses
+        )
+        if uses == sequence.uses:
+            return sequence
+        return replace(sequence, uses=uses, key=film_key(uses, sequence.settings))
+
+    def films(self) -> tuple[Sequence, ...]:
+        """Every film of every variant and format, as keyed now."""
+        return tuple(self.film(sequence) for sequence in self.expansion.sequences)
+
+
+def _topological(nodes: dict[str, Shot]) -> tuple[str, ...]:
+    """The nodes, each after the nodes it starts from (the storyboard has no cycles), else in
+    the order written. Depth first, without recursion: a chain may be thousands long."""
+    order: list[str] = []
+    placed: set[str] = set()
+    for start in nodes:
+        stack = [(start, False)]
+        while stack:
+            node, upstream_placed = stack.pop()
+            if upstream_placed:
+                order.append(node)
+                continue
+            if node in placed:
+                continue
+            placed.add(node)
+            stack.append((node, True))
+            ups = [a.upstream for a in reversed(nodes[node].after)]
+            stack.extend((up, False) for up in ups if up not in placed and up in nodes)
+    return tuple(order)
