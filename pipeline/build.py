@@ -38,7 +38,7 @@ from pipeline.lock import Lock, LockedSequence, shot_entry
 from pipeline.lock import lock_path as lock_file_of
 from pipeline.lock import write as write_lock
 from pipeline.nodes import Sequence, Shot
-from pipeline.plan import CACHED, IN_FLIGHT, REMOTE, Plan
+from pipeline.plan import Plan
 from pipeline.render import (
     RENDERERS,
     RendererOptions,
@@ -48,10 +48,6 @@ from pipeline.render import (
     renderer_class,
 )
 from pipeline.scheduler import (
-    FAILED,
-    PULLED,
-    RENDERED,
-    SKIPPED,
     Outcome,
     Reporter,
     ScheduleOptions,
@@ -59,7 +55,7 @@ from pipeline.scheduler import (
     Spending,
 )
 from pipeline.share import pull_film, push_film
-from pipeline.state import CURRENT, STORED, State, film_state
+from pipeline.state import FilmState, Joined, Ran, ShotState, State, film_state
 from pipeline.state import forced as forced_state
 
 
@@ -103,33 +99,33 @@ class BuildSummary:
     sequences: list[SequenceOutcome] = field(default_factory=list)
     lock_written: Path | None = None
 
-    def count(self, status: str) -> int:
+    def count(self, status: Ran) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
     @property
     def failed(self) -> bool:
         return (
             self.fatal is not None
-            or any(o.status == FAILED for o in self.outcomes)
-            or any(s.status == FAILED for s in self.sequences)
+            or any(o.status == Ran.FAILED for o in self.outcomes)
+            or any(s.status == Joined.FAILED for s in self.sequences)
         )
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        if self.failed or self.count(SKIPPED):
+        if self.failed or self.count(Ran.SKIPPED):
             return 1
         return 0
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rendered": self.count(RENDERED),
-            "collected": sum(1 for o in self.outcomes if o.status == RENDERED and o.collected),
-            "from_cache": len(self.cached) + self.count(CACHED),
-            "pulled": self.count(PULLED),
-            "failed": self.count(FAILED),
-            "skipped": self.count(SKIPPED),
+            "rendered": self.count(Ran.RENDERED),
+            "collected": sum(1 for o in self.outcomes if o.status == Ran.RENDERED and o.collected),
+            "from_cache": len(self.cached) + self.count(Ran.CACHED),
+            "pulled": self.count(Ran.PULLED),
+            "failed": self.count(Ran.FAILED),
+            "skipped": self.count(Ran.SKIPPED),
             "spent": round(self.spending.total, 4),
             "collected_cost": round(self.spending.collected, 4),
             "interrupted": self.interrupted,
@@ -179,7 +175,9 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
     check_names(current, request.only + request.force, request.spec)
     to_render, cached, forced = select_shots(current, request.only, request.force, sequences)
     paid = is_paid(loaded.renderer)
-    new = [row.shot for row in to_render if row.status not in (IN_FLIGHT, REMOTE)]
+    new = [
+        row.shot for row in to_render if row.status not in (ShotState.IN_FLIGHT, ShotState.REMOTE)
+    ]
     max_cost = request.max_cost if request.max_cost is not None else spec.storyboard.budget
     estimate = check_budget(new, max_cost) if paid else 0.0
     if to_render:
@@ -208,8 +206,8 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
         # Nothing to store: a build from a read-only cache (a CI runner's) needs no writes.
         output.warn(f"warning: {exc.message}; nothing to render, so building from it as it is")
     loaded.cache.clean()
-    collecting = sum(1 for row in to_render if row.status == IN_FLIGHT)
-    fetching = sum(1 for row in to_render if row.status == REMOTE)
+    collecting = sum(1 for row in to_render if row.status == ShotState.IN_FLIGHT)
+    fetching = sum(1 for row in to_render if row.status == ShotState.REMOTE)
     unpriced = sum(1 for shot in new if shot.price is None)
     output.info(
         f"build {spec.path.name} with {loaded.renderer}: {len(new)} to render"
@@ -227,7 +225,7 @@ def _run(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> Bui
     for row in to_render:
         state = State(row.status, row.reasons)
         state = forced_state(state) if row.shot.key in forced else state
-        output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.reasons)}")
+        output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.said)}")
     # `push = false` in the project's settings, or --no-push, keeps this build's work local.
     push = request.schedule.push and (loaded.remote is None or loaded.remote.settings.push)
     frozen = frozenset(loaded.lock.shots) if request.frozen and loaded.lock else None
@@ -405,7 +403,7 @@ def select_shots(
         shot = row.shot
         if wanted is not None and row.node not in wanted:
             continue
-        if row.status == CACHED and shot.key not in forced:
+        if row.status == ShotState.CACHED and shot.key not in forced:
             cached.append(shot)
         else:
             to_render.append(row)
@@ -489,15 +487,11 @@ async def _render(
 
 # -- sequences ----------------------------------------------------------------------------------
 
-BUILT = "built"
-PLACED = "placed"  # made before: the stored film was placed
-BLOCKED = "blocked"
-
 
 @dataclass(frozen=True)
 class SequenceOutcome:
     sequence: Sequence
-    status: str
+    status: Joined
     path: Path
     method: str = ""
     sha256: str = ""
@@ -539,10 +533,14 @@ def build_sequences(
     kept. `film_state` says which."""
     clean_work_folders(films)
     facts = film_facts(sequences, previous, cache, outputs, films, sharing.remote)
-    wanted = [s for s in sequences if film_state(s, facts).name == REMOTE]
+    wanted = [s for s in sequences if film_state(s, facts).name == FilmState.REMOTE]
     if wanted and sharing.remote is not None and _pull_films(sharing.remote, cache, wanted, note):
         facts = film_facts(sequences, previous, cache, outputs, films)
-    joining = [s for s in sequences if film_state(s, facts).name not in (CURRENT, STORED)]
+    joining = [
+        s
+        for s in sequences
+        if film_state(s, facts).name not in (FilmState.CURRENT, FilmState.STORED)
+    ]
     drawn, problems = draw_missing(joining, cache, note)
     for problem in problems.values():
         note(f"failed   {problem}")
@@ -553,10 +551,10 @@ def build_sequences(
     for index, sequence in enumerate(sequences):
         path = output_path(films, sequence)
         state = film_state(sequence, facts)
-        if state.name == CURRENT:  # its clips are not needed, nor even in this cache
+        if state.name == FilmState.CURRENT:  # its clips are not needed, nor even in this cache
             results[index] = _current(sequence, path, previous, cache)
             continue
-        placed = _placed(sequence, path, cache, outputs) if state.name == STORED else None
+        placed = _placed(sequence, path, cache, outputs) if state.name == FilmState.STORED else None
         if placed is not None:
             note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
             results[index] = placed
@@ -564,14 +562,14 @@ def build_sequences(
         failed = [problems[u.shot.key] for u in sequence.uses if u.shot.key in problems]
         if failed:
             error = f"its card could not be drawn: {failed[0]}"
-            results[index] = SequenceOutcome(sequence, FAILED, path, error=error)
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
             continue
         records = [cache.clips.get(use.shot.key) for use in sequence.uses]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
         if missing:
             names = ", ".join(dict.fromkeys(missing))
             error = f"clips missing: {names}"
-            results[index] = SequenceOutcome(sequence, BLOCKED, path, error=error)
+            results[index] = SequenceOutcome(sequence, Joined.BLOCKED, path, error=error)
             continue
         to_join.append((index, sequence, [r for r in records if r is not None]))
     if sharing.cluster and sharing.remote is not None and to_join:
@@ -583,7 +581,9 @@ def build_sequences(
             results[index] = _joined(sequence, path, records, checked, cache, outputs, note)
         if sharing.remote is not None and sharing.push:
             joined = [results[index] for index, _, _ in to_join]
-            _push_films(sharing.remote, cache, [o for o in joined if o.status == BUILT], note)
+            _push_films(
+                sharing.remote, cache, [o for o in joined if o.status == Joined.BUILT], note
+            )
     outputs.save()
     return [results[index] for index in sorted(results)]
 
@@ -649,15 +649,15 @@ def _joined_on_cluster(
         path = output_path(films, sequence)
         if isinstance(film, str):
             note(f"failed   sequence {sequence.name}: {film}")
-            results[index] = SequenceOutcome(sequence, FAILED, path, error=film)
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=film)
             continue
         placed = _placed(sequence, path, cache, outputs)
         if placed is None:
             error = "the film joined on the cluster could not be placed"
-            results[index] = SequenceOutcome(sequence, FAILED, path, error=error)
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
             continue
         note(f"joined   {sequence.name} ({film.duration:.2f} s, {film.method}, cluster) -> {path}")
-        results[index] = replace(placed, status=BUILT, method=film.method)
+        results[index] = replace(placed, status=Joined.BUILT, method=film.method)
     return results
 
 
@@ -667,11 +667,11 @@ def _current(
     locked = previous.sequences.get(sequence.name) if previous else None
     if locked is not None and locked.key == sequence.key:
         return SequenceOutcome(
-            sequence, CURRENT, path, "", locked.sha256, locked.bytes, locked.duration
+            sequence, Joined.CURRENT, path, "", locked.sha256, locked.bytes, locked.duration
         )
     stored = cache.films.get(sequence.key)
     sha, size, length = (stored.sha256, stored.bytes, stored.duration) if stored else ("", 0, 0.0)
-    return SequenceOutcome(sequence, CURRENT, path, "", sha, size, length)
+    return SequenceOutcome(sequence, Joined.CURRENT, path, "", sha, size, length)
 
 
 def _placed(
@@ -685,7 +685,7 @@ def _placed(
         return None
     outputs.record(path, record.sha256)
     return SequenceOutcome(
-        sequence, PLACED, path, "stored", record.sha256, record.bytes, record.duration
+        sequence, Joined.PLACED, path, "stored", record.sha256, record.bytes, record.duration
     )
 
 
@@ -707,7 +707,7 @@ def _joined(
         made = assemble(sequence, clips, path)
     except MediaError as exc:
         note(f"failed   sequence {sequence.name}: {exc.message}")
-        return SequenceOutcome(sequence, FAILED, path, error=exc.message)
+        return SequenceOutcome(sequence, Joined.FAILED, path, error=exc.message)
     sha = outputs.record(path)
     cache.films.put(sequence.key, path, sha, made.info.duration, made.method)
     note(
@@ -715,7 +715,7 @@ def _joined(
         f"{time.monotonic() - started:.1f} s) -> {path}"
     )
     return SequenceOutcome(
-        sequence, BUILT, path, made.method, sha, path.stat().st_size, made.info.duration
+        sequence, Joined.BUILT, path, made.method, sha, path.stat().st_size, made.info.duration
     )
 
 
@@ -739,7 +739,11 @@ def make_lock(
         if record is not None:
             variants = list(graph.variants[node])
             shots[shot.key] = shot_entry(record, shot.label, variants, shot.take, shot.request)
-    made = {o.sequence.name: o for o in outcomes if o.status in (BUILT, CURRENT, PLACED)}
+    made = {
+        o.sequence.name: o
+        for o in outcomes
+        if o.status in (Joined.BUILT, Joined.CURRENT, Joined.PLACED)
+    }
     sequences = {}
     for sequence in graph.films():
         outcome = made.get(sequence.name)

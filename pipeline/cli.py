@@ -398,7 +398,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         body = plan.to_json()
         for entry, (_, state) in zip(body["sequences"], films, strict=True):
-            entry.update(status=state.name, reasons=list(state.reasons))
+            entry.update(status=state.name, reasons=list(state.said))
         sys.stdout.write(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
         return 0
     from pipeline.report import print_plan
@@ -502,10 +502,12 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
         return
     if args.quiet and not summary.failed:
         return
+    from pipeline.state import Joined
+
     data = summary.to_json()
-    joined = sum(1 for s in summary.sequences if s.status == "built")
-    placed = sum(1 for s in summary.sequences if s.status == "placed")
-    current = sum(1 for s in summary.sequences if s.status == "current")
+    joined = sum(1 for s in summary.sequences if s.status == Joined.BUILT)
+    placed = sum(1 for s in summary.sequences if s.status == Joined.PLACED)
+    current = sum(1 for s in summary.sequences if s.status == Joined.CURRENT)
     line = (
         f"done: {data['rendered']} rendered, {data['from_cache']} from cache, "
         + (f"{data['pulled']} from the team cache, " if data["pulled"] else "")
@@ -523,7 +525,7 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
         )
     )
     for outcome in summary.sequences:
-        if outcome.status in ("blocked", "failed"):
+        if outcome.status in (Joined.BLOCKED, Joined.FAILED):
             line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
     if summary.interrupted:
         line += " (interrupted)"

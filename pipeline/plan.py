@@ -24,12 +24,12 @@ from pipeline.render import is_paid
 from pipeline.spec import Spec, file_fields, is_url, owners
 from pipeline.spec import read as read_spec
 from pipeline.state import (
-    CACHED,
-    IN_FLIGHT,
-    REMOTE,
     RENDERS,
     LockedShots,
+    Reason,
     ShotFacts,
+    ShotState,
+    said,
     shot_state,
 )
 from pipeline.typeface import Fonts
@@ -44,8 +44,8 @@ class PlanRow:
 
     shot: Shot
     variants: tuple[str, ...]
-    status: str  # a shot state of state.py
-    reasons: tuple[str, ...] = ()
+    status: ShotState
+    reasons: tuple[Reason, ...] = ()
     paid: bool = True  # whether its renderer spends money
     node: str = ""  # its node in the graph: the key it was expanded with
 
@@ -86,7 +86,7 @@ class Plan:
     @property
     def to_render(self) -> list[PlanRow]:
         """Rows a build works on: renders, tasks in flight to collect, clips to fetch."""
-        return [row for row in self.rows if row.status != CACHED]
+        return [row for row in self.rows if row.status != ShotState.CACHED]
 
     @property
     def cost_needed(self) -> float:
@@ -122,9 +122,9 @@ class Plan:
                 "shots": self.shot_count,
                 "unique_renders": len(self.rows),
                 "renders_needed": sum(1 for row in self.rows if row.renders),
-                "in_flight": sum(1 for row in self.rows if row.status == IN_FLIGHT),
-                "in_team_cache": sum(1 for row in self.rows if row.status == REMOTE),
-                "cached": sum(1 for row in self.rows if row.status == CACHED),
+                "in_flight": sum(1 for row in self.rows if row.status == ShotState.IN_FLIGHT),
+                "in_team_cache": sum(1 for row in self.rows if row.status == ShotState.REMOTE),
+                "cached": sum(1 for row in self.rows if row.status == ShotState.CACHED),
                 "cost_needed": self.cost_needed,
                 "cost_total": self.cost_total,
                 "unpriced_renders": len(self.unpriced),
@@ -291,7 +291,8 @@ def _row_json(row: PlanRow) -> dict[str, Any]:
             for a in shot.after
         ],
         "status": row.status,
-        "reasons": list(row.reasons),
+        "reasons": list(said(row.reasons)),
+        "why": [reason.why.value for reason in row.reasons],
         "price": row.price,
         "estimate": row.estimate,
     }

@@ -8,7 +8,8 @@ from typing import Any, TextIO
 
 from pipeline.errors import printable
 from pipeline.nodes import Shot
-from pipeline.scheduler import CACHED, FAILED, PULLED, RENDERED, SKIPPED, Outcome
+from pipeline.scheduler import Outcome
+from pipeline.state import Ran
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
@@ -18,16 +19,16 @@ def _describe(outcome: Outcome) -> str:
     what = shot.label + (f" [{shot.variant}]" if shot.variant else "")
     if shot.takes > 1:
         what += f" take {shot.take}"
-    if outcome.status == RENDERED and outcome.record is not None:
+    if outcome.status == Ran.RENDERED and outcome.record is not None:
         cost = outcome.record.cost
         money = f"${cost:.2f}" if cost is not None else "cost not reported"
         verb = "collected" if outcome.collected else "rendered"
         paid = ", paid by an earlier build" if outcome.collected else ""
         text = f"{verb} {what} ({outcome.seconds:.1f} s, {money}{paid})"
         return text + (f"\n  warning: {outcome.warning}" if outcome.warning else "")
-    if outcome.status == CACHED:
+    if outcome.status == Ran.CACHED:
         return f"cached   {what} (rendered meanwhile by another build)"
-    if outcome.status == PULLED and outcome.record is not None:
+    if outcome.status == Ran.PULLED and outcome.record is not None:
         size = outcome.record.bytes / 1e6
         return f"fetched  {what} (from the team cache, {size:.1f} MB, {outcome.seconds:.1f} s)"
     return f"{outcome.status:8} {what}: {outcome.error}"
@@ -60,9 +61,9 @@ class PlainReporter:
             self._print(f"started  {shot.label} [{shot.key[:10]}]")
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
-        if outcome.status in (RENDERED, CACHED, PULLED, FAILED):
+        if outcome.status in (Ran.RENDERED, Ran.CACHED, Ran.PULLED, Ran.FAILED):
             self.done += 1
-        if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
+        if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
             self._print(f"[{self.done}/{self.total}] {_describe(outcome)}")
 
     def note(self, message: str) -> None:
@@ -118,14 +119,17 @@ class RichReporter:
             self.progress.console.print(f"started  {shot.label} [dim]{shot.key[:10]}[/dim]")
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
-        if outcome.status in (RENDERED, FAILED):
+        if outcome.status in (Ran.RENDERED, Ran.FAILED):
             self.flight = max(self.flight - 1, 0)
-        advance = 0 if outcome.status == SKIPPED else 1
+        advance = 0 if outcome.status == Ran.SKIPPED else 1
         self.progress.update(self.task, advance=advance, flight=self.flight, spent=spent)
-        style = {RENDERED: "green", CACHED: "green", PULLED: "green", FAILED: "red"}.get(
-            outcome.status, "yellow"
-        )
-        if outcome.status == FAILED or outcome.warning or self.verbosity >= NORMAL:
+        style = {
+            Ran.RENDERED: "green",
+            Ran.CACHED: "green",
+            Ran.PULLED: "green",
+            Ran.FAILED: "red",
+        }.get(outcome.status, "yellow")
+        if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
             from rich.text import Text  # a label may hold brackets: never read as markup
 
             self.progress.console.print(

@@ -9,19 +9,7 @@ from rich.text import Text
 from pipeline.compare import Comparison
 from pipeline.nodes import Sequence, depends_on
 from pipeline.plan import Plan
-from pipeline.state import (
-    CACHED,
-    CHANGED,
-    CURRENT,
-    FAILED,
-    IN_FLIGHT,
-    MISSING,
-    NEW,
-    REMOTE,
-    STORED,
-    WAITING,
-    State,
-)
+from pipeline.state import FilmState, ShotState, State, said
 
 
 def money(value: float | None) -> str:
@@ -40,16 +28,16 @@ def make_console(stderr: bool = False) -> Console:
 
 
 STYLES = {
-    CACHED: "green",
-    CURRENT: "green",
-    IN_FLIGHT: "cyan",
-    REMOTE: "blue",
-    STORED: "blue",
-    NEW: "yellow",
-    CHANGED: "yellow",
-    MISSING: "red",
-    FAILED: "red",
-    WAITING: "magenta",
+    ShotState.CACHED: "green",
+    FilmState.CURRENT: "green",
+    ShotState.IN_FLIGHT: "cyan",
+    ShotState.REMOTE: "blue",
+    FilmState.STORED: "blue",
+    ShotState.NEW: "yellow",
+    ShotState.CHANGED: "yellow",
+    ShotState.MISSING: "red",
+    ShotState.FAILED: "red",
+    ShotState.WAITING: "magenta",
 }
 
 
@@ -111,11 +99,11 @@ def print_plan(
                 take = f" take {row.shot.take}" if row.shot.takes > 1 else ""
                 head = Text(f"{row.shot.label}{take}" + (f" [{variants}]" if variants else ""))
                 console.print(head + Text(": ") + state_text(row.status), highlight=False)
-                print_reasons(console, row.reasons)
+                print_reasons(console, said(row.reasons))
     renders = sum(1 for row in plan.rows if row.renders)
     later = sum(1 for row in plan.rows if row.shot.pending)
-    collect = sum(1 for row in plan.rows if row.status == IN_FLIGHT)
-    fetch = sum(1 for row in plan.rows if row.status == REMOTE)
+    collect = sum(1 for row in plan.rows if row.status == ShotState.IN_FLIGHT)
+    fetch = sum(1 for row in plan.rows if row.status == ShotState.REMOTE)
     console.print(
         f"[bold]{plan.shot_count}[/bold] shots, [bold]{len(plan.rows)}[/bold] unique renders, "
         f"[bold]{renders}[/bold] to render"
@@ -152,7 +140,7 @@ def print_plan(
             highlight=False,
         )
         if why:
-            print_reasons(console, state.reasons, indent=6)
+            print_reasons(console, state.said, indent=6)
 
 
 def print_comparison(comparison: Comparison, console: Console | None = None) -> None:

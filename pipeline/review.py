@@ -15,7 +15,7 @@ from pipeline.errors import MediaError
 from pipeline.films import output_path
 from pipeline.nodes import Sequence, depends_on
 from pipeline.plan import Plan
-from pipeline.state import CACHED
+from pipeline.state import ShotState, said
 
 TEMPLATE = Path(__file__).resolve().parent / "review.html.j2"
 
@@ -96,7 +96,7 @@ def write_review(
             duration=shot.duration,
             renderer=record.renderer if record else renderer,
             status=row.status,
-            message="; ".join(row.reasons),
+            message="; ".join(said(row.reasons)),
             seed=record.seed if record else None,
             cost=record.cost if record else None,
             price=row.price,
@@ -155,7 +155,7 @@ def _render(
     for card in cards:
         by_shot.setdefault((card.label, card.variants), []).append(card)
     spent = round(sum(c.cost or 0.0 for c in cards), 2)
-    missing = [c for c in cards if c.status != CACHED]
+    missing = [c for c in cards if c.status != ShotState.CACHED]
     totals: dict[str, Any] = {
         "shots": plan.shot_count,
         "renders": len(cards),

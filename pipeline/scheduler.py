@@ -30,12 +30,8 @@ from pipeline.nodes import Shot
 from pipeline.render import Renderer, RenderJob, RenderResult
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 from pipeline.share import pull_clip, push_clip
+from pipeline.state import Ran
 
-RENDERED = "rendered"
-CACHED = "cached"
-PULLED = "pulled"  # fetched from the team cache
-FAILED = "failed"
-SKIPPED = "skipped"
 LOCK_POLL = 0.1
 
 
@@ -65,7 +61,7 @@ class Resume:
 @dataclass(frozen=True)
 class Outcome:
     shot: Shot
-    status: str
+    status: Ran
     record: ClipRecord | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -172,11 +168,11 @@ class Scheduler:
                     f"--frozen: {shot.label} starts from a frame that makes a shot the lock does "
                     "not name: not rendered"
                 )
-                return self._finish(Outcome(shot, FAILED, error=error))
+                return self._finish(Outcome(shot, Ran.FAILED, error=error))
         self._taken[shot.key] = self._wanted.get(node, ())
         fd = await self._lock(shot)
         if fd is None:
-            return Outcome(shot, SKIPPED, error=self._why_not())
+            return Outcome(shot, Ran.SKIPPED, error=self._why_not())
         started = time.monotonic()
         try:
             return await self._locked(shot, started)
@@ -199,7 +195,7 @@ class Scheduler:
         forced = shot.key in self.options.force
         if record is not None and not forced:
             # Another build rendered it while this one waited for the key.
-            return self._finish(Outcome(shot, CACHED, record))
+            return self._finish(Outcome(shot, Ran.CACHED, record))
         # Read again now that the key is this build's: a build that died holding it may have
         # sent a task meanwhile, which must be collected, not paid for again.
         entry = self.cache.journal.read(shot.key)
@@ -246,7 +242,7 @@ class Scheduler:
                 return await self._shared(shot, resume, forced, started)
             if lease is None:
                 if self.stop.is_set():
-                    return Outcome(shot, SKIPPED, error=self._why_not())
+                    return Outcome(shot, Ran.SKIPPED, error=self._why_not())
                 pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
                 if pulled is not None:
                     return self._pulled(shot, pulled, started)
@@ -259,7 +255,7 @@ class Scheduler:
         keeper = asyncio.create_task(remote.keep(lease, self.reporter.note)) if lease else None
         try:
             outcome = await self._rendered(shot, resume, started)
-            if outcome.status == RENDERED and outcome.record is not None:
+            if outcome.status == Ran.RENDERED and outcome.record is not None:
                 outcome = await self._push(outcome, forced)
             return outcome
         finally:
@@ -278,7 +274,7 @@ class Scheduler:
         is not collected: the team's clip is the key's (whoever took over this build's lease
         collected that task, or another machine's clip reached the team first)."""
         self.cache.journal.clear(shot.key)
-        return self._finish(Outcome(shot, PULLED, record, seconds=_since(started)))
+        return self._finish(Outcome(shot, Ran.PULLED, record, seconds=_since(started)))
 
     async def _delivered(self, shot: Shot, forced: bool) -> bool:
         return (
@@ -361,7 +357,7 @@ class Scheduler:
         if reason:
             if held:
                 self._slots.release()
-            return Outcome(shot, SKIPPED, error=reason)
+            return Outcome(shot, Ran.SKIPPED, error=reason)
         if resume is None:
             try:
                 self._note_task(shot, None)
@@ -414,7 +410,7 @@ class Scheduler:
                 self._slots.release()
         outcome = Outcome(
             shot,
-            RENDERED,
+            Ran.RENDERED,
             record,
             seconds=time.monotonic() - started,
             warning=warning,
@@ -455,11 +451,11 @@ class Scheduler:
                     f"{shot.label}: the frame of {ahead.label} cannot be taken from its cached "
                     f"clip: render it again with --force {ahead.label}"
                 )
-                return Outcome(shot, FAILED, error=error)
+                return Outcome(shot, Ran.FAILED, error=error)
             upstream = await asyncio.shield(waiting)
             if upstream.record is None:
-                status = SKIPPED if upstream.status == SKIPPED else FAILED
-                what = "did not start" if status == SKIPPED else "failed"
+                status = Ran.SKIPPED if upstream.status == Ran.SKIPPED else Ran.FAILED
+                what = "did not start" if status == Ran.SKIPPED else "failed"
                 return Outcome(
                     shot,
                     status,
@@ -475,7 +471,7 @@ class Scheduler:
             if found is None:
                 return Outcome(
                     shot,
-                    FAILED,
+                    Ran.FAILED,
                     error=f"{shot.label}: the frame of {ahead.label} could not be taken: {error}",
                 )
             shot = self.graph.resolve(node, ahead.slot, *found)
@@ -523,7 +519,7 @@ class Scheduler:
         self.cache.failures.write(shot.key, message)
         self.failure = message
         return self._finish(
-            Outcome(shot, FAILED, error=message, seconds=time.monotonic() - started)
+            Outcome(shot, Ran.FAILED, error=message, seconds=time.monotonic() - started)
         )
 
     def _note_task(self, shot: Shot, task: str | None) -> None:

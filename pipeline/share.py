@@ -15,7 +15,7 @@ from pipeline.cache.remote import Remote, open_remote
 from pipeline.cache.remote_settings import remote_settings
 from pipeline.errors import RemoteDamaged, UserError
 from pipeline.project import project_settings
-from pipeline.state import REMOTE, RENDERS
+from pipeline.state import RENDERS, ShotState
 
 if TYPE_CHECKING:
     from pipeline.plan import Loaded
@@ -163,7 +163,9 @@ def pull_storyboard(loaded: Loaded, note: Callable[[str], None]) -> Transfer:
         raise UserError(NO_REMOTE, REMOTE_HINT)
     if loaded.remote_problem is not None:
         raise loaded.remote_problem
-    clips = {row.shot.key: row.shot.label for row in loaded.plan.rows if row.status == REMOTE}
+    clips = {
+        row.shot.key: row.shot.label for row in loaded.plan.rows if row.status == ShotState.REMOTE
+    }
     films = {s.key: s.name for s in loaded.plan.films}
     done = Remote.run(pull_keys(loaded.cache, loaded.remote, clips, films, note))
     done.missing = sum(1 for row in loaded.plan.rows if row.status in RENDERS)

@@ -4,15 +4,11 @@
 tasks). Reasons compare with the lock, the record in git of what the storyboard last
 resolved to: a new shot, a take added, a prompt changed (word by word), a model, size,
 duration, setting or first frame changed, forced, a failure before, or a clip or film the
-lock names that this cache does not hold.
+lock names that this cache does not hold. A reason is data (`Reason`): it is put in words
+only when someone reads it (`--why`, `-v`, `--json`), so a plan computes no word diffs.
 
-Shot states:   cached, new, changed, missing (in the lock, not in this cache), failed (before),
-               in flight (a paid task is journaled: the build collects it), remote (in the
-               team cache: the build fetches it), waits (it starts from a frame of a render
-               not made yet, so its key is not known yet)
-Film states:   current (the file is the lock's), stored (made before: placed, not joined),
-               remote (the team made it: fetched, not joined), new, changed, missing (the
-               lock's file is gone and no cache has it)
+The vocabulary of the whole build is here: what a shot or film is before a build
+(`ShotState`, `FilmState`), and what the build did with it (`Ran`, `Joined`).
 """
 
 from __future__ import annotations
@@ -20,32 +16,114 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pipeline.lock import Lock, LockedSequence, LockedShot
 from pipeline.nodes import CARD, Sequence, Shot
 
-CACHED = "cached"
-NEW = "new"
-CHANGED = "changed"
-MISSING = "missing"
-FAILED = "failed"
-IN_FLIGHT = "in flight"
-REMOTE = "remote"
-WAITING = "waits"  # starts from a frame of a render not made yet: its key is known then
-RENDERS = frozenset({NEW, CHANGED, MISSING, FAILED, WAITING})  # states a build renders
 
-CURRENT = "current"
-STORED = "stored"
+class ShotState(StrEnum):
+    """What a render is, before a build."""
 
-TEAM_FILM = "in the team cache: the build fetches it, nothing is joined"
+    CACHED = "cached"
+    NEW = "new"
+    CHANGED = "changed"
+    MISSING = "missing"  # in the lock, not in this cache
+    FAILED = "failed"  # its last render failed
+    IN_FLIGHT = "in flight"  # a paid task is journaled: the build collects it
+    REMOTE = "remote"  # in the team cache: the build fetches it
+    WAITING = "waits"  # starts from a frame of a render not made yet: its key is known then
+
+
+RENDERS = frozenset(  # the states a build renders
+    {ShotState.NEW, ShotState.CHANGED, ShotState.MISSING, ShotState.FAILED, ShotState.WAITING}
+)
+
+
+class FilmState(StrEnum):
+    """What a film is, before a build."""
+
+    CURRENT = "current"  # the file is the lock's (or the stored film's)
+    STORED = "stored"  # made before: placed from the cache, not joined
+    REMOTE = "remote"  # the team made it: fetched, not joined
+    NEW = "new"
+    CHANGED = "changed"
+    MISSING = "missing"  # the lock's file is gone and no cache has it
+
+
+class Ran(StrEnum):
+    """What a build did with a render."""
+
+    RENDERED = "rendered"
+    CACHED = "cached"  # another build rendered it while this one waited for its key
+    PULLED = "pulled"  # fetched from the team cache
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not started: the build stopped, the budget, an upstream failure
+
+
+class Joined(StrEnum):
+    """What a build did with a film."""
+
+    BUILT = "built"
+    PLACED = "placed"  # made before: the stored film was placed
+    CURRENT = "current"  # already the lock's, left as it is
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a clip it needs is missing
+
+
+class Why(StrEnum):
+    """The kinds of reason a shot or film is not current."""
+
+    NOT_LOCKED = "not-locked"  # there is no lock yet
+    NEW_SHOT = "new-shot"
+    NEW_VARIANT = "new-variant"  # variants
+    TAKE_ADDED = "take-added"  # take
+    CHANGED = "changed"  # the lock does not say how
+    UNSAID_REQUEST = "unsaid-request"  # changed; the lock does not say what was sent
+    REQUEST_CHANGED = "request-changed"  # old request, new request
+    NOT_IN_CACHE = "not-in-cache"
+    FAILED_BEFORE = "failed-before"  # message
+    IN_FLIGHT = "in-flight"
+    IN_TEAM_CACHE = "in-team-cache"
+    WAITS_FOR_FRAME = "waits-for-frame"  # labels
+    FORCED = "forced"
+    NEW_SEQUENCE = "new-sequence"
+    NOT_THE_LOCKS_FILE = "not-the-locks-file"  # whether the cache has a copy
+    MADE_BEFORE = "made-before"
+    TEAM_FILM = "team-film"
+    FILM_CHANGED = "film-changed"  # old clips, old settings, the sequence
+    WAITS_FOR_RENDERS = "waits-for-renders"  # labels
+
+
 CONTEXT_WORDS = 4  # words kept around each change of a prompt
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why a shot or film is not current: a kind and what it is about."""
+
+    why: Why
+    about: tuple[Any, ...] = ()
+
+    def said(self) -> list[str]:
+        """The reason in words (one or more lines)."""
+        return _SAY[self.why](*self.about)
+
+
+def said(reasons: Iterable[Reason]) -> tuple[str, ...]:
+    """Reasons in words, in order."""
+    return tuple(line for reason in reasons for line in reason.said())
+
+
+@dataclass(frozen=True)
 class State:
-    name: str
-    reasons: tuple[str, ...] = ()
+    name: ShotState | FilmState
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def said(self) -> tuple[str, ...]:
+        return said(self.reasons)
 
 
 @dataclass(frozen=True)
@@ -92,49 +170,38 @@ class LockedShots:
 def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State:
     """What a shot is now, and why it renders if it does."""
     if shot.key in facts.cached:
-        return State(CACHED)
+        return State(ShotState.CACHED)
     if shot.pending:
-        waits_on = ", ".join(
+        waits_on = tuple(
             dict.fromkeys(a.label for a in shot.after if not shot.image_hashes[a.slot])
         )
-        return State(
-            WAITING,
-            (
-                f"starts from a frame of {waits_on}, not rendered yet: its key is known once "
-                "that exists (the estimate counts it: an upper bound)",
-            ),
-        )
+        return State(ShotState.WAITING, (Reason(Why.WAITS_FOR_FRAME, (waits_on,)),))
     if shot.key in facts.in_flight:
-        return State(IN_FLIGHT, ("a paid task is journaled: the build collects it",))
+        return State(ShotState.IN_FLIGHT, (Reason(Why.IN_FLIGHT),))
     if shot.key in facts.remote:
-        return State(REMOTE, ("in the team cache: the build fetches it, nothing is paid",))
+        return State(ShotState.REMOTE, (Reason(Why.IN_TEAM_CACHE),))
     failure = facts.failures.get(shot.key)
     if failure is not None:
-        return State(FAILED, (f"failed before: {failure}",))
+        return State(ShotState.FAILED, (Reason(Why.FAILED_BEFORE, (failure,)),))
     found = facts.locked.find(shot, variants)
     if found is None:
         if (shot.label, shot.take) in facts.locked.by_identity:
-            return State(NEW, (f"new variant: {', '.join(variants)}",))
+            return State(ShotState.NEW, (Reason(Why.NEW_VARIANT, (variants,)),))
         if shot.label in facts.locked.labels:
-            return State(NEW, (f"take {shot.take} added",))
-        return State(NEW, ("new shot" if facts.locked.present else "not in a lock yet",))
+            return State(ShotState.NEW, (Reason(Why.TAKE_ADDED, (shot.take,)),))
+        first = Why.NEW_SHOT if facts.locked.present else Why.NOT_LOCKED
+        return State(ShotState.NEW, (Reason(first),))
     key, entry = found
     if key == shot.key:
-        return State(
-            MISSING,
-            (
-                "in the lock but not in this cache: fetch it from a shared cache, or it renders "
-                "again (a new clip: the model takes no seed)",
-            ),
-        )
+        return State(ShotState.MISSING, (Reason(Why.NOT_IN_CACHE),))
     if entry.request is None:
-        return State(CHANGED, ("changed since the lock (the lock does not say what was sent)",))
-    return State(CHANGED, tuple(request_changes(entry.request, shot.request)))
+        return State(ShotState.CHANGED, (Reason(Why.UNSAID_REQUEST),))
+    return State(ShotState.CHANGED, (Reason(Why.REQUEST_CHANGED, (entry.request, shot.request)),))
 
 
 def forced(state: State) -> State:
     """A shot `--force` renders again, whatever it was."""
-    return State(state.name, ("forced (--force)",))
+    return State(state.name, (Reason(Why.FORCED),))
 
 
 def request_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -231,34 +298,30 @@ def film_state(sequence: Sequence, facts: FilmFacts) -> State:
         for u in sequence.uses
         if u.shot.key not in facts.cached_clips and u.shot.model != CARD
     ]  # a card is drawn when the film is joined: nothing to wait for
-    wait = (
-        (f"waits for {len(waiting)} render(s): {', '.join(dict.fromkeys(waiting))}",)
-        if waiting
-        else ()
-    )
+    wait = (Reason(Why.WAITS_FOR_RENDERS, (tuple(waiting),)),) if waiting else ()
     locked = facts.locked.get(sequence.name)
     stored = facts.stored_films.get(sequence.key)
     if locked is not None and locked.key == sequence.key:
         if facts.file_matches(sequence, locked.sha256):
-            return State(CURRENT)
+            return State(FilmState.CURRENT)
         if stored is not None:
-            return State(STORED, ("the file is not the lock's: the stored film is put back",))
+            return State(FilmState.STORED, (Reason(Why.NOT_THE_LOCKS_FILE, (True,)),))
         if sequence.key in facts.team_films:
-            return State(REMOTE, (TEAM_FILM,))
-        return State(MISSING, ("the file is not the lock's, and the cache has no copy", *wait))
+            return State(FilmState.REMOTE, (Reason(Why.TEAM_FILM),))
+        return State(FilmState.MISSING, (Reason(Why.NOT_THE_LOCKS_FILE, (False,)), *wait))
     if stored is not None:
         if facts.file_matches(sequence, stored):
-            return State(CURRENT)
-        return State(STORED, ("made before: the stored film is placed, nothing is joined",))
+            return State(FilmState.CURRENT)
+        return State(FilmState.STORED, (Reason(Why.MADE_BEFORE),))
     if sequence.key in facts.team_films:
-        return State(REMOTE, (TEAM_FILM,))
+        return State(FilmState.REMOTE, (Reason(Why.TEAM_FILM),))
     if locked is None:
-        first = "new sequence" if facts.lock_present else "not in a lock yet"
-        return State(NEW, (first, *wait))
+        first = Why.NEW_SEQUENCE if facts.lock_present else Why.NOT_LOCKED
+        return State(FilmState.NEW, (Reason(first), *wait))
     if not locked.clips:  # a lock of the first format
-        return State(CHANGED, ("changed since the lock (the lock does not say how)", *wait))
-    changes = film_changes(locked.clips, locked.settings, sequence)
-    return State(CHANGED, (*changes, *wait))
+        return State(FilmState.CHANGED, (Reason(Why.CHANGED), *wait))
+    changed = Reason(Why.FILM_CHANGED, (locked.clips, locked.settings, sequence))
+    return State(FilmState.CHANGED, (changed, *wait))
 
 
 def film_changes(
@@ -310,3 +373,45 @@ def text_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[s
             else:
                 reasons.append(f"text {number} {name}: {_show(was)} -> {_show(now)}")
     return reasons
+
+
+# -- reasons in words -------------------------------------------------------------------
+
+
+def _one(text: str) -> Callable[..., list[str]]:
+    return lambda: [text]
+
+
+_SAY: dict[Why, Callable[..., list[str]]] = {
+    Why.NOT_LOCKED: _one("not in a lock yet"),
+    Why.NEW_SHOT: _one("new shot"),
+    Why.NEW_VARIANT: lambda variants: [f"new variant: {', '.join(variants)}"],
+    Why.TAKE_ADDED: lambda take: [f"take {take} added"],
+    Why.CHANGED: _one("changed since the lock (the lock does not say how)"),
+    Why.UNSAID_REQUEST: _one("changed since the lock (the lock does not say what was sent)"),
+    Why.REQUEST_CHANGED: lambda old, new: request_changes(old, new),
+    Why.NOT_IN_CACHE: _one(
+        "in the lock but not in this cache: fetch it from a shared cache, or it renders "
+        "again (a new clip: the model takes no seed)"
+    ),
+    Why.FAILED_BEFORE: lambda message: [f"failed before: {message}"],
+    Why.IN_FLIGHT: _one("a paid task is journaled: the build collects it"),
+    Why.IN_TEAM_CACHE: _one("in the team cache: the build fetches it, nothing is paid"),
+    Why.WAITS_FOR_FRAME: lambda labels: [
+        f"starts from a frame of {', '.join(labels)}, not rendered yet: its key is known once "
+        "that exists (the estimate counts it: an upper bound)"
+    ],
+    Why.FORCED: _one("forced (--force)"),
+    Why.NEW_SEQUENCE: _one("new sequence"),
+    Why.NOT_THE_LOCKS_FILE: lambda stored: [
+        "the file is not the lock's: the stored film is put back"
+        if stored
+        else "the file is not the lock's, and the cache has no copy"
+    ],
+    Why.MADE_BEFORE: _one("made before: the stored film is placed, nothing is joined"),
+    Why.TEAM_FILM: _one("in the team cache: the build fetches it, nothing is joined"),
+    Why.FILM_CHANGED: lambda clips, settings, sequence: film_changes(clips, settings, sequence),
+    Why.WAITS_FOR_RENDERS: lambda labels: [
+        f"waits for {len(labels)} render(s): {', '.join(dict.fromkeys(labels))}"
+    ],
+}

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.nodes import Sequence
 from pipeline.plan import Plan
-from pipeline.state import CACHED, CURRENT, State
+from pipeline.state import FilmState, ShotState, State, said
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,13 @@ def statuses(plan: Plan, films: list[tuple[Sequence, State]]) -> list[StatusRow]
             row.variants,
             row.shot.take,
             row.status,
-            row.reasons,
+            said(row.reasons),
         )
         for row in plan.rows
     ]
     for sequence, state in films:
         rows.append(
-            StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.reasons)
+            StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.said)
         )
     return rows
 
@@ -53,7 +53,11 @@ def summary_line(name: str, rows: list[StatusRow]) -> str:
     """`ballroom: shots 7/8 cached, 1 changed; sequences 4/6 current, 2 changed` (and
     `stills 1/1 cached; ` first, when there are stills)."""
     parts = []
-    for kind, done in (("still", CACHED), ("shot", CACHED), ("sequence", CURRENT)):
+    for kind, done in (
+        ("still", ShotState.CACHED),
+        ("shot", ShotState.CACHED),
+        ("sequence", FilmState.CURRENT),
+    ):
         mine = [r for r in rows if r.kind == kind]
         if not mine:
             continue

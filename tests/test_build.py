@@ -19,7 +19,8 @@ from pipeline.cache import Cache
 from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.render import RenderJob, RenderResult
-from pipeline.scheduler import FAILED, ScheduleOptions, Scheduler
+from pipeline.scheduler import ScheduleOptions, Scheduler
+from pipeline.state import Ran
 from tests.conftest import write
 
 SMALL = """\
@@ -156,7 +157,7 @@ def test_clip_failing_validation_never_enters_the_cache(project: Path, small: Pa
     renderer = WrongClipRenderer()
     scheduler = Scheduler(cache, renderer, ScheduleOptions(jobs=1), Silent(), graph, cache.frame)
     outcomes = asyncio.run(scheduler.run([shot.key]))
-    assert outcomes[0].status == FAILED
+    assert outcomes[0].status == Ran.FAILED
     assert "is 1366x768, 2.00 s (1366x768, 6 s was asked for)" in (outcomes[0].error or "")
     assert cache.clips.get(shot.key) is None
     assert not cache.clips.path(shot.key).exists()

@@ -26,14 +26,12 @@ from pipeline.nodes import Shot
 from pipeline.render.runware import PollTiming, RunwareRenderer
 from pipeline.retry import Backoff
 from pipeline.scheduler import (
-    FAILED,
-    RENDERED,
-    SKIPPED,
     Outcome,
     ScheduleOptions,
     Scheduler,
     Spending,
 )
+from pipeline.state import Ran
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import write
 from tests.runware_support import KEY, assert_money_safe, make_image, shots_spec
@@ -145,7 +143,7 @@ def journal_task(project: Path, server: RunwareServer, shot: Shot) -> str:
 def test_results_without_status_are_collected(project: Path, runware: RunwareServer) -> None:
     runware.set_faults(dialect="docs")
     run = render(project, runware, shots_spec(3))
-    assert run.status() == [RENDERED] * 3
+    assert run.status() == [Ran.RENDERED] * 3
     stats = assert_money_safe(runware, run.cache)
     assert stats["accepted"] == 3 and stats["billed_cost"] == pytest.approx(0.84)
     assert run.spending.spent == pytest.approx(0.84)
@@ -157,7 +155,7 @@ def test_a_refusal_is_final_and_names_the_servers_code(
 ) -> None:
     runware.set_faults(failure_shape=shape, content_policy=1)
     run = render(project, runware, shots_spec(1))
-    assert run.outcomes[0].status == FAILED
+    assert run.outcomes[0].status == Ran.FAILED
     assert run.outcomes[0].error == (
         "shot 's0': the render failed: providerContentPolicyViolation: "
         "The provider refused to render this request under its content policy "
@@ -174,7 +172,7 @@ def test_a_provider_timeout_is_tried_again(
 ) -> None:
     runware.set_faults(failure_shape=shape, task_error=1)
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert any("timeoutProvider" in n and "retry 1/2" in n for n in run.notes), run.notes
     stats = assert_money_safe(runware, run.cache)
     assert stats["accepted"] == 2 and stats["billed_tasks"] == 1
@@ -185,7 +183,7 @@ def test_a_failure_naming_no_task_is_traced_by_asking_alone(
 ) -> None:
     runware.set_faults(error_task_uuid=False, task_error=1)
     run = render(project, runware, shots_spec(4))
-    assert run.status() == [RENDERED] * 4
+    assert run.status() == [Ran.RENDERED] * 4
     stats = assert_money_safe(runware, run.cache)
     assert stats["accepted"] == 5 and stats["billed_tasks"] == 4
 
@@ -195,7 +193,7 @@ def test_batched_polls_that_fail_are_asked_one_by_one(
 ) -> None:
     runware.set_faults(batch_poll_500=1000)
     run = render(project, runware, shots_spec(4))
-    assert run.status() == [RENDERED] * 4
+    assert run.status() == [Ran.RENDERED] * 4
     stats = assert_money_safe(runware, run.cache)
     assert stats["faults_served"]["batch_poll_500"] >= 1 and stats["accepted"] == 4
 
@@ -205,12 +203,12 @@ def test_a_task_that_cannot_be_asked_about_stays_journaled(
 ) -> None:
     runware.set_faults(drop_poll=1000)
     run = render(project, runware, shots_spec(1))
-    assert run.outcomes[0].status == FAILED
+    assert run.outcomes[0].status == Ran.FAILED
     assert "could not learn how the task went (4 polls failed" in (run.outcomes[0].error or "")
     assert len(run.cache.journal.entries()) == 1
     runware.set_faults(drop_poll=0)
     again = render(project, runware, shots_spec(1))
-    assert again.outcomes[0].status == RENDERED and again.outcomes[0].collected
+    assert again.outcomes[0].status == Ran.RENDERED and again.outcomes[0].collected
     stats = assert_money_safe(runware, again.cache)
     assert stats["accepted"] == 1
 
@@ -220,7 +218,7 @@ def test_a_new_task_the_server_then_does_not_know_is_tried_again(
 ) -> None:
     runware.set_faults(task_vanish=1)
     run = render(project, runware, shots_spec(2))
-    assert run.status() == [RENDERED] * 2
+    assert run.status() == [Ran.RENDERED] * 2
     assert any("taskFailedOrNotFound" in n for n in run.notes), run.notes
     stats = assert_money_safe(runware, run.cache)
     assert stats["accepted"] == 3 and stats["billed_tasks"] == 2
@@ -236,7 +234,7 @@ def test_a_journaled_task_the_server_does_not_know_is_rendered_anew(
         )
     )
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     lost = [n for n in run.notes if "has not known its task for" in n]
     assert lost and lost[0].endswith("it is taken as lost: rendering it anew"), run.notes
     assert assert_money_safe(runware, run.cache)["accepted"] == 1
@@ -263,7 +261,7 @@ def test_a_safety_refusal_is_submitted_once(
     or not): final, never sent again, nothing left to collect."""
     runware.set_faults(safety_refusal=1, safety_code=code, **shapes)
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [FAILED]
+    assert run.status() == [Ran.FAILED]
     error = run.outcomes[0].error or ""
     assert error.startswith(f"shot 's0': the render failed: {code}: "), error
     assert "safety filter: refused every time, so not sent again" in error
@@ -281,7 +279,7 @@ def test_an_image_refused_by_the_safety_filter_is_not_uploaded_again(
     blocked = {"code": "imageBlocked", "message": "blocked", "parameter": "inputs.frameImages"}
     transport = RefusingTransport(runware.transport(), blocked)
     run = render(project, runware, IMAGE_SPEC, transport=transport)
-    assert run.status() == [FAILED]
+    assert run.status() == [Ran.FAILED]
     assert "Runware refused the task: imageBlocked: blocked" in (run.outcomes[0].error or "")
     assert transport.submits == 1 and runware.stats()["uploads"] == 1
 
@@ -322,7 +320,7 @@ def test_a_task_hidden_past_its_grace_is_taken_as_lost_and_said(
     second bill: a task unknown for longer is submitted anew, and the first still renders."""
     runware.set_faults(hidden=1, hidden_seconds=60)
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     waiting = [n for n in run.notes if "does not show its task yet" in n]
     assert waiting and "waiting up to 0 s for it before rendering it anew" in waiting[0]
     assert any("it is taken as lost: rendering it anew" in n for n in run.notes), run.notes
@@ -343,7 +341,7 @@ def test_a_journaled_task_sent_moments_ago_is_waited_for(
     Cache(project / ".storyboard").journal.write(entry.model_copy(update={"started": time.time()}))
     timing = PollTiming(first=0.02, floor=0.02, ceiling=0.2, give_up_after=4, not_found_grace=5)
     run = render(project, runware, shots_spec(1), timing=timing)
-    assert run.status() == [RENDERED] and run.outcomes[0].collected
+    assert run.status() == [Ran.RENDERED] and run.outcomes[0].collected
     stats = assert_money_safe(runware, run.cache)
     assert stats["submits"] == 1 and stats["billed_tasks"] == 1
     assert any("does not show its task yet" in n for n in run.notes), run.notes
@@ -356,7 +354,7 @@ def test_a_submit_whose_answers_are_all_lost_is_waited_for(
     again under a new taskUUID."""
     transport = LosingTransport(runware.transport())
     run = render(project, runware, shots_spec(1), transport=transport)
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert transport.lost == BACKOFF.attempts
     assert any("waiting for the task as if it was accepted" in n for n in run.notes), run.notes
     stats = assert_money_safe(runware, run.cache)
@@ -376,17 +374,17 @@ def test_an_upload_answered_with_one_object(project: Path, runware: RunwareServe
     make_image(project / "specs" / "assets" / "frame.jpg", 683, 384)
     runware.set_faults(upload_shape="object")
     run = render(project, runware, IMAGE_SPEC)
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     stats = assert_money_safe(runware, run.cache)
     assert stats["uploads"] == 1 and stats["accepted"] == 1
 
 
 def test_an_expired_image_is_uploaded_again(project: Path, runware: RunwareServer) -> None:
     make_image(project / "specs" / "assets" / "frame.jpg", 683, 384)
-    assert render(project, runware, IMAGE_SPEC).status() == [RENDERED]
+    assert render(project, runware, IMAGE_SPEC).status() == [Ran.RENDERED]
     runware.set_faults(expire_images=1)
     run = render(project, runware, IMAGE_SPEC.replace("turns slowly", "flickers"))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert any("invalidFrameImage" in n and "uploading the image again" in n for n in run.notes)
     stats = assert_money_safe(runware, run.cache)
     assert stats["uploads"] == 2 and stats["accepted"] == 2
@@ -399,7 +397,7 @@ def test_a_clip_at_the_first_frames_aspect_ratio_is_kept(
     runware.set_faults(dialect="docs")
     run = render(project, runware, IMAGE_SPEC)
     outcome = run.outcomes[0]
-    assert outcome.status == RENDERED and outcome.record is not None
+    assert outcome.status == Ran.RENDERED and outcome.record is not None
     assert (outcome.record.width, outcome.record.height) == (768, 768)
     assert "768x768" in (outcome.warning or "") and "kept (it was paid for)" in outcome.warning
     stats = assert_money_safe(runware, run.cache)
@@ -411,7 +409,7 @@ def test_a_clip_a_frame_off_is_kept(project: Path, runware: RunwareServer, offse
     runware.set_faults(frame_offset=offset)
     run = render(project, runware, shots_spec(1))
     outcome = run.outcomes[0]
-    assert outcome.status == RENDERED and outcome.record is not None
+    assert outcome.status == Ran.RENDERED and outcome.record is not None
     assert outcome.record.duration == pytest.approx(6 + offset / 25)
     stats = assert_money_safe(runware, run.cache)
     assert stats["downloads"] == 1 and stats["accepted"] == 1
@@ -424,7 +422,7 @@ def test_no_credit_stops_submits_and_collects_what_runs(
     journal_task(project, runware, first)
     runware.set_faults(insufficient_credit=10)
     run = render(project, runware, shots_spec(3), jobs=1)
-    assert run.status() == [RENDERED, FAILED, SKIPPED]
+    assert run.status() == [Ran.RENDERED, Ran.FAILED, Ran.SKIPPED]
     assert run.outcomes[0].collected
     assert run.outcomes[1].error == (
         "Runware refused the account (insufficientCredits: "
@@ -438,14 +436,14 @@ def test_no_credit_stops_submits_and_collects_what_runs(
 def test_a_success_without_video_url_keeps_the_task(project: Path, runware: RunwareServer) -> None:
     runware.set_faults(no_video_url=1)
     run = render(project, runware, shots_spec(1))
-    assert run.outcomes[0].status == FAILED
+    assert run.outcomes[0].status == Ran.FAILED
     assert "done but gave no videoURL" in (run.outcomes[0].error or "")
     entry = next(iter(run.cache.journal.entries().values()))
     assert entry.cost == pytest.approx(0.28)  # paid, and known to be
     assert run.spending.spent == pytest.approx(0.28)
     assert_money_safe(runware, run.cache)
     again = render(project, runware, shots_spec(1))
-    assert again.status() == [RENDERED] and again.outcomes[0].collected
+    assert again.status() == [Ran.RENDERED] and again.outcomes[0].collected
     assert again.spending.spent == 0 and again.spending.collected == pytest.approx(0.28)
     stats = assert_money_safe(runware, again.cache)
     assert stats["accepted"] == 1
@@ -457,7 +455,7 @@ def test_a_cost_that_is_not_a_price_counts_at_the_estimate(
     runware.set_faults(nan_cost=1)
     run = render(project, runware, shots_spec(1), max_cost=1.0)
     outcome = run.outcomes[0]
-    assert outcome.status == RENDERED and outcome.record is not None
+    assert outcome.status == Ran.RENDERED and outcome.record is not None
     assert outcome.record.cost is None
     assert any("reported a cost of nan, which is not a price" in n for n in run.notes)
     assert run.spending.estimated == pytest.approx(0.28) and run.spending.spent == 0
@@ -466,21 +464,21 @@ def test_a_cost_that_is_not_a_price_counts_at_the_estimate(
 def test_a_long_retry_after_is_capped_and_said(project: Path, runware: RunwareServer) -> None:
     runware.set_faults(http_429=1, retry_after=100000)
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert any("asked to wait 100000 s (HTTP 429); waiting 0.3 s" in n for n in run.notes)
 
 
 def test_retry_after_as_an_http_date(project: Path, runware: RunwareServer) -> None:
     runware.set_faults(http_429=1, retry_after=1, retry_after_format="date")
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert runware.stats()["faults_served"] == {"http_429": 1}
 
 
 def test_a_trickling_download_is_cut_at_its_deadline(project: Path, runware: RunwareServer) -> None:
     runware.set_faults(trickle=1)
     run = render(project, runware, shots_spec(1), download_timeout=0.5)
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert any("the download took longer than 0.5 s; downloading it again" in n for n in run.notes)
     stats = assert_money_safe(runware, run.cache)
     assert stats["accepted"] == 1
@@ -492,13 +490,13 @@ def test_a_clip_that_never_arrives_whole_stays_journaled_at_its_cost(
     runware.set_faults(truncate=4)
     run = render(project, runware, shots_spec(1), max_cost=1.0)
     outcome = run.outcomes[0]
-    assert outcome.status == FAILED
+    assert outcome.status == Ran.FAILED
     assert "the download stopped at" in (outcome.error or "")
     assert run.spending.spent == pytest.approx(0.28)  # spent, whatever became of the clip
     assert next(iter(run.cache.journal.entries().values())).cost == pytest.approx(0.28)
     assert_money_safe(runware, run.cache)
     again = render(project, runware, shots_spec(1))
-    assert again.status() == [RENDERED] and again.outcomes[0].collected
+    assert again.status() == [Ran.RENDERED] and again.outcomes[0].collected
     assert assert_money_safe(runware, again.cache)["accepted"] == 1
 
 
@@ -508,7 +506,7 @@ def test_collecting_what_an_earlier_build_paid_for_is_not_charged_again(
     journal_task(project, runware, shots_of(project, shots_spec(2))[0])
     # The budget fits one new render: the task collected was paid by the build that sent it.
     run = render(project, runware, shots_spec(2), max_cost=0.3)
-    assert run.status() == [RENDERED, RENDERED]
+    assert run.status() == [Ran.RENDERED, Ran.RENDERED]
     assert run.spending.spent == pytest.approx(0.28)
     assert run.spending.collected == pytest.approx(0.28)
     assert assert_money_safe(runware, run.cache)["accepted"] == 2
@@ -518,7 +516,7 @@ def test_an_unreadable_journal_entry_stops_the_build(project: Path, runware: Run
     shot = shots_of(project, shots_spec(1))[0]
     broken = write(project / ".storyboard" / "journal" / f"{shot.key}.json", '{"key": ')
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [FAILED]
+    assert run.status() == [Ran.FAILED]
     assert run.fatal is not None and str(broken) in run.fatal
     assert runware.stats()["submits"] == 0
     assert broken.read_text() == '{"key": '  # left as it was
@@ -559,11 +557,11 @@ def test_a_video_url_no_client_can_use_is_collected_later(
 ) -> None:
     runware.set_faults(bad_video_url=1)
     first = render(project, runware, shots_spec(1))
-    assert first.status() == [FAILED]
+    assert first.status() == [Ran.FAILED]
     assert "the clip could not be collected: the download failed" in (first.outcomes[0].error or "")
     assert first.cache.journal.entries()  # paid for: kept to collect
     again = render(project, runware, shots_spec(1))
-    assert again.status() == [RENDERED] and again.outcomes[0].collected
+    assert again.status() == [Ran.RENDERED] and again.outcomes[0].collected
     assert assert_money_safe(runware, again.cache)["billed_tasks"] == 1
 
 
@@ -572,7 +570,7 @@ def test_a_download_that_lies_about_its_encoding_is_fetched_again(
 ) -> None:
     runware.set_faults(bad_encoding=1)
     run = render(project, runware, shots_spec(1))
-    assert run.status() == [RENDERED]
+    assert run.status() == [Ran.RENDERED]
     assert any("downloading it again" in note for note in run.notes), run.notes
     stats = assert_money_safe(runware, run.cache)
     assert stats["downloads"] == 2 and stats["faults_served"] == {"bad_encoding": 1}
