@@ -30,7 +30,8 @@ LAYERS = (
     ("pipeline.cli", "pipeline.progress", "pipeline.report", "pipeline.status"),
     ("pipeline.api",),
     ("pipeline.build",),
-    ("pipeline.run", "pipeline.scheduler", "pipeline.films", "pipeline.cluster"),
+    ("pipeline.preflight",),
+    ("pipeline.run", "pipeline.cluster"),
     ("pipeline.plan",),
     ("pipeline.graph",),
     ("pipeline.state",),
@@ -40,7 +41,7 @@ LAYERS = (
     ("pipeline.spec",),
     ("pipeline.render",),
     ("pipeline.assemble",),
-    ("pipeline.cache",),
+    ("pipeline.cache", "pipeline.outputs"),
     ("pipeline.media", "pipeline.typeface"),
 )
 # What every layer may use: helpers, and the node types (values passed down the flow, whose

@@ -373,20 +373,13 @@ def _ignore(message: str) -> None:
 def load_plan(args: argparse.Namespace) -> Loaded:
     from pipeline import plan
 
-    loaded = plan.load(args.spec, args.preview, args.cache_dir, _note, args.max_shots)
+    output_dir = getattr(args, "output_dir", None)
+    loaded = plan.load(
+        args.spec, args.preview, args.cache_dir, _note, args.max_shots, output_dir=output_dir
+    )
     if loaded.remote_problem is not None:
         _note(f"warning: {loaded.remote_problem.message}: this is the plan without it")
     return loaded
-
-
-def _films(args: argparse.Namespace, loaded: Loaded) -> Path:
-    """Where this storyboard's sequence files go for the renderer in use."""
-    from pipeline.films import film_dir
-
-    spec = loaded.spec
-    return film_dir(
-        spec.path, spec.storyboard.name, loaded.renderer, getattr(args, "output_dir", None)
-    )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -394,30 +387,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = loaded.plan
     for warning in plan.warnings:
         _note(f"warning: {warning}")
-    films, _ = _film_states(args, loaded)
     if args.json:
         body = plan.to_json()
-        for entry, (_, state) in zip(body["sequences"], films, strict=True):
-            entry.update(status=state.name, reasons=list(state.said))
         sys.stdout.write(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
         return 0
     from pipeline.report import print_plan
 
-    print_plan(plan, films, why=args.why)
+    print_plan(plan, why=args.why)
     return 0
-
-
-def _film_states(args: argparse.Namespace, loaded: Loaded) -> tuple[list[tuple[Any, Any]], Any]:
-    """Each sequence of the plan and the state of its film; and the checksums of the films
-    on disk, which the caller may keep for the next run."""
-    from pipeline.films import OutputIndex, film_facts
-    from pipeline.state import film_state
-
-    sequences = loaded.plan.films
-    outputs = OutputIndex.load(loaded.cache.root / "outputs.json")
-    remote = loaded.remote if loaded.remote_problem is None else None
-    facts = film_facts(sequences, loaded.lock, loaded.cache, outputs, _films(args, loaded), remote)
-    return [(sequence, film_state(sequence, facts)) for sequence in sequences], outputs
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
@@ -447,7 +424,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pipeline import build
     from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
     from pipeline.render import RendererOptions
-    from pipeline.scheduler import ScheduleOptions
+    from pipeline.run.shots import ScheduleOptions
 
     verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     talk = not args.json and verbosity > QUIET
@@ -565,9 +542,8 @@ def _status_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
     from pipeline.status import statuses
 
     loaded = load_plan(args)
-    films, outputs = _film_states(args, loaded)
-    rows = statuses(loaded.plan, films)
-    outputs.save()
+    rows = statuses(loaded.plan)
+    loaded.outputs.save()
     return rows, loaded.spec.storyboard.name
 
 
@@ -630,7 +606,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         loaded.spec.storyboard.name,
         loaded.plan,
         loaded.cache,
-        _films(args, loaded),
+        loaded.films,
         loaded.renderer,
     )
     print(page)

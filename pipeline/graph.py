@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipeline.errors import UserError
 from pipeline.nodes import Expansion, FrameOf, Sequence, Shot, film_key, render_key
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
@@ -85,6 +86,43 @@ class Graph:
                     wanted.add(ahead.upstream)
                     looking.append(ahead.upstream)
         return wanted
+
+    # -- selection ------------------------------------------------------------------------
+
+    def films_named(self, names: tuple[str, ...], spec: Path) -> list[Sequence] | None:
+        """The films of the sequences named (by id, or by full name: `teaser--dusk`), as
+        expanded; None when none is named (all of them)."""
+        if not names:
+            return None
+        every = self.expansion.sequences
+        chosen = [s for s in every if s.id in names or s.name in names]
+        missing = [n for n in names if not any(n in (s.id, s.name) for s in chosen)]
+        if missing:
+            known = ", ".join(dict.fromkeys(s.id for s in every)) or "(none)"
+            raise UserError(f"no sequence '{missing[0]}' in {spec}", f"sequences: {known}")
+        return chosen
+
+    def named(self, names: tuple[str, ...], spec: Path) -> set[str]:
+        """The nodes of the shots named (by id, or by label: `crew@airship`); a name that
+        matches none is refused."""
+        known = dict.fromkeys(n for shot in self.nodes.values() for n in (shot.shot_id, shot.label))
+        for name in names:
+            if name not in known:
+                raise UserError(f"no shot '{name}' in {spec}", f"shots: {', '.join(known)}")
+        return {
+            node for node, shot in self.nodes.items() if {shot.shot_id, shot.label} & set(names)
+        }
+
+    def selected(self, only: set[str] | None, films: list[Sequence] | None) -> set[str] | None:
+        """The nodes a build works on: the shots named (`only`), else the clips of the films
+        chosen, with every render they start from; None for all."""
+        if only:
+            wanted = only
+        elif films is not None:
+            wanted = {use.shot.key for film in films for use in film.uses}
+        else:
+            return None
+        return self.with_upstream(wanted & self.nodes.keys())
 
     # -- keys that wait on frames ---------------------------------------------------------
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.cache import write_atomic
+from pipeline.cache import ClipRecord, write_atomic
 from pipeline.errors import SpecError
+from pipeline.media import ClipInfo
+from pipeline.nodes import Sequence, Shot
 from pipeline.project import MAX_LOCK_BYTES, OutsideProject, read_bounded
 
 LOCK_VERSION = 2  # 2: the request of each shot, the clips and settings of each film
@@ -117,13 +121,15 @@ def write(path: Path, lock: Lock) -> bool:
     return True
 
 
-def shot_entry(
-    record: Any, label: str, variants: list[str], take: int, request: dict[str, Any]
-) -> LockedShot:
+# -- the one mapping between the cache's records and the lock ----------------------------
+
+
+def locked_shot(shot: Shot, variants: tuple[str, ...], record: ClipRecord) -> LockedShot:
+    """What the lock says of a render the cache holds."""
     return LockedShot(
-        shot=label,
-        variants=variants,
-        take=take,
+        shot=shot.label,
+        variants=list(variants),
+        take=shot.take,
         renderer=record.renderer,
         seed=record.seed,
         cost=record.cost,
@@ -131,5 +137,66 @@ def shot_entry(
         image_uuid=record.remote_ids.get("imageUUID"),
         sha256=record.sha256,
         duration=record.duration,
-        request=request,
+        request=shot.request,
+    )
+
+
+def record_of(key: str, locked: LockedShot, path: str, size: int, info: ClipInfo) -> ClipRecord:
+    """The cache's record of a clip file the lock vouches for (by its checksum)."""
+    ids = {"videoUUID": locked.video_uuid} if locked.video_uuid else {}
+    if locked.image_uuid:
+        ids["imageUUID"] = locked.image_uuid
+    return ClipRecord(
+        key=key,
+        path=path,
+        sha256=locked.sha256,
+        bytes=size,
+        duration=info.duration,
+        width=info.width,
+        height=info.height,
+        seed=locked.seed,
+        cost=locked.cost,
+        renderer=locked.renderer,
+        remote_ids=ids,
+        label=locked.shot,
+        created=time.time(),
+    )
+
+
+@dataclass(frozen=True)
+class MadeFilm:
+    """A film as the lock records it: the file made, whatever made it."""
+
+    film: Sequence
+    path: Path
+    sha256: str
+    bytes: int
+    duration: float
+
+
+def make_lock(
+    storyboard: str,
+    renderer: str,
+    shots: list[tuple[Shot, tuple[str, ...], ClipRecord]],
+    films: list[MadeFilm],
+) -> Lock:
+    """The lock of the renders the cache holds (with the variants that use each) and of the
+    films that are current."""
+    return Lock(
+        storyboard=storyboard,
+        renderer=renderer,
+        shots={shot.key: locked_shot(shot, variants, record) for shot, variants, record in shots},
+        sequences={
+            made.film.name: LockedSequence(
+                key=made.film.key,
+                path=made.path.name,
+                sha256=made.sha256,
+                bytes=made.bytes,
+                duration=round(made.duration, 3),
+                shots=[use.shot.label for use in made.film.uses],
+                clips=made.film.clips(),
+                settings=made.film.settings,
+            )
+            for made in films
+        },
     )

@@ -1,10 +1,14 @@
-"""Shots + cache -> Plan: what is cached, what is in flight, what must be rendered, the cost."""
+"""Graph + cache facts -> Plan: each render and film with its state and why, and the cost.
+
+Read-only: planning renders nothing and writes no record (a clip file the lock vouches for
+is counted as cached, and recorded by the build that uses it). The facts a state depends on
+are gathered here (`ShotFacts`, `FilmFacts`); `state.py` decides.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +21,22 @@ from pipeline.errors import MediaError, Problems, RemoteError
 from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.hashing import sha256_file
-from pipeline.lock import Lock
+from pipeline.lock import Lock, record_of
 from pipeline.nodes import Sequence, Shot
+from pipeline.outputs import OutputIndex, film_dir, output_path
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid
 from pipeline.spec import Spec, file_fields, is_url, owners
 from pipeline.spec import read as read_spec
 from pipeline.state import (
     RENDERS,
+    FilmFacts,
     LockedShots,
     Reason,
     ShotFacts,
     ShotState,
+    State,
+    film_state,
     said,
     shot_state,
 )
@@ -65,15 +73,27 @@ class PlanRow:
 
 
 @dataclass(frozen=True)
+class FilmRow:
+    """One film (a sequence in one variant and format), its state and why."""
+
+    film: Sequence
+    state: State
+
+
+@dataclass(frozen=True)
 class Plan:
     rows: tuple[PlanRow, ...]
+    film_rows: tuple[FilmRow, ...]
     shot_count: int
     graph: Graph
+    # Clip files with no record that the lock vouches for by checksum: counted as cached,
+    # and recorded in the cache by the build (`restore`).
+    vouched: dict[str, ClipRecord] = field(default_factory=dict)
 
     @property
     def films(self) -> tuple[Sequence, ...]:
         """Every film, keyed by its clips as known when it was planned."""
-        return self.graph.films()
+        return tuple(row.film for row in self.film_rows)
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -115,8 +135,11 @@ class Plan:
                     "width": s.width,
                     "height": s.height,
                     "shots": [u.shot.key for u in s.uses],
+                    "status": state.name,
+                    "reasons": list(state.said),
+                    "why": [reason.why.value for reason in state.reasons],
                 }
-                for s in self.films
+                for s, state in ((row.film, row.state) for row in self.film_rows)
             ],
             "totals": {
                 "shots": self.shot_count,
@@ -143,6 +166,8 @@ class Loaded:
     cache: Cache
     renderer: str
     lock: Lock | None
+    films: Path  # the folder its films go to
+    outputs: OutputIndex  # the checksums of the files there (saved by whoever writes them)
     remote: Remote | None = None
     remote_problem: RemoteError | None = None  # the team cache is set but did not answer
     settings: ProjectSettings = ({}, None)  # the project's storyboard.toml, read once
@@ -159,9 +184,11 @@ def load(
     note: Callable[[str], None],
     max_shots: int | None = None,
     use_remote: bool = True,
+    output_dir: Path | None = None,
 ) -> Loaded:
     """Read and expand a storyboard and plan it against its cache, and the team cache when
-    the project has one; `note` hears repairs."""
+    the project has one; `note` hears repairs. Its films are planned in `output_dir` (else
+    build/ at the project root)."""
     spec = read_spec(spec_path)  # its problems are raised with expansion's, all at once
     renderer = "preview" if preview else spec.storyboard.renderer
     project = project_settings(spec.root)
@@ -176,13 +203,16 @@ def load(
     graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts)))
     graph.resolve_from(cache.frame)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
+    films = film_dir(spec.path, spec.storyboard.name, renderer, is_paid(renderer), output_dir)
+    outputs = OutputIndex.load(cache.root / "outputs.json")
+    where = Where(cache, lock, outputs, films, remote)
     problem = None
     try:
-        plan = make_plan(graph, cache, lock, is_paid(renderer), remote)
+        plan = make_plan(graph, where, is_paid(renderer))
     except RemoteError as exc:
         problem = exc
-        plan = make_plan(graph, cache, lock, is_paid(renderer))
-    return Loaded(spec, plan, cache, renderer, lock, remote, problem, project)
+        plan = make_plan(graph, replace(where, remote=None), is_paid(renderer))
+    return Loaded(spec, plan, cache, renderer, lock, films, outputs, remote, problem, project)
 
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
@@ -201,20 +231,27 @@ def fetch_inputs(spec: Spec, cache: Cache) -> Spec:
     return replace(spec, files=fetched, problems=tuple(problems.found), failed=failed)
 
 
-def make_plan(
-    graph: Graph,
-    cache: Cache,
-    lock: Lock | None,
-    paid: bool = True,
-    remote: Remote | None = None,
-) -> Plan:
-    """Each render of the graph, as it is now, with its state: what the cache, the journal,
-    the failures, the lock and the team cache say of its key."""
+@dataclass(frozen=True)
+class Where:
+    """What a plan asks about the storyboard's keys: the cache, the lock, the films folder
+    (and the checksums of its files), and the team cache."""
+
+    cache: Cache
+    lock: Lock | None
+    outputs: OutputIndex
+    films: Path
+    remote: Remote | None = None
+
+
+def make_plan(graph: Graph, where: Where, paid: bool = True) -> Plan:
+    """Each render of the graph, as it is now, and each film, with its state: what the
+    cache, the journal, the failures, the lock and the team cache say of its key."""
+    cache, lock, remote = where.cache, where.lock, where.remote
     shots = graph.renders()
     keys = [shot.key for shot in shots]
     cached = cache.clips.present(keys)
-    if lock is not None:
-        cached |= _found_by_lock(cache, lock, [k for k in keys if k not in cached])
+    vouched = _vouched(cache, lock, [k for k in keys if k not in cached]) if lock else {}
+    cached |= vouched.keys()
     absent = [key for key in keys if key not in cached]
     shared = remote.run(remote.present("clips", absent)) if remote and absent else set()
     facts = ShotFacts(
@@ -229,13 +266,46 @@ def make_plan(
         variants = graph.variants[node]
         state = shot_state(shot, variants, facts)
         rows.append(PlanRow(shot, variants, state.name, state.reasons, paid, node))
-    return Plan(tuple(rows), len(graph.expansion.shots), graph)
+    films = graph.films()
+    known = film_facts(films, where, frozenset(vouched))
+    film_rows = tuple(FilmRow(film, film_state(film, known)) for film in films)
+    return Plan(tuple(rows), film_rows, len(graph.expansion.shots), graph, vouched)
 
 
-def _found_by_lock(cache: Cache, lock: Lock, keys: list[str]) -> set[str]:
+def film_facts(
+    films: tuple[Sequence, ...] | list[Sequence],
+    where: Where,
+    vouched: frozenset[str] = frozenset(),
+) -> FilmFacts:
+    """What the state of these films depends on: the lock, the clips and films in the cache
+    (and the clips the lock vouches for), the files in the films folder, the team's films."""
+    keys = {use.shot.key for film in films for use in film.uses}
+    stored = where.cache.films.checksums()
+    outputs, folder = where.outputs, where.films
+    return FilmFacts(
+        locked=where.lock.sequences if where.lock else {},
+        cached_clips=frozenset(where.cache.clips.present(keys)) | (vouched & keys),
+        stored_films=stored,
+        file_matches=lambda film, sha: outputs.matches(output_path(folder, film), sha),
+        lock_present=where.lock is not None,
+        team_films=_team_films(where.remote, [f.key for f in films if f.key not in stored]),
+    )
+
+
+def _team_films(remote: Remote | None, keys: list[str]) -> frozenset[str]:
+    if remote is None or not keys:
+        return frozenset()
+    try:
+        return frozenset(remote.run(remote.present("films", keys)))
+    except RemoteError:
+        return frozenset()  # said when the plan asked the team cache for its clips
+
+
+def _vouched(cache: Cache, lock: Lock, keys: list[str]) -> dict[str, ClipRecord]:
     """Clip files with no record (a cache from before records were kept beside clips, whose
-    index was lost) that the lock vouches for by checksum: recorded again, not paid again."""
-    found = set()
+    index was lost) that the lock vouches for by checksum: cached, not paid for again. The
+    records they will be given."""
+    found = {}
     for key in keys:
         locked = lock.shots.get(key)
         path = cache.clips.path(key)
@@ -245,27 +315,15 @@ def _found_by_lock(cache: Cache, lock: Lock, keys: list[str]) -> set[str]:
             info = media.probe(path)
         except MediaError:
             continue
-        record = ClipRecord(
-            key=key,
-            path=str(path.relative_to(cache.root)),
-            sha256=locked.sha256,
-            bytes=path.stat().st_size,
-            duration=info.duration,
-            width=info.width,
-            height=info.height,
-            seed=locked.seed,
-            cost=locked.cost,
-            renderer=locked.renderer,
-            remote_ids={"videoUUID": locked.video_uuid} if locked.video_uuid else {},
-            label=locked.shot,
-            created=time.time(),
-        )
-        try:
-            cache.clips.put_record(record)
-        except OSError:
-            continue
-        found.add(key)
+        relative = str(path.relative_to(cache.root))
+        found[key] = record_of(key, locked, relative, path.stat().st_size, info)
     return found
+
+
+def restore(plan: Plan, cache: Cache) -> None:
+    """Record in the cache the clips the lock vouched for when the storyboard was planned."""
+    for record in plan.vouched.values():
+        cache.clips.put_record(record)
 
 
 def _row_json(row: PlanRow) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from pipeline.errors import printable
 from pipeline.nodes import Shot
-from pipeline.scheduler import Outcome
+from pipeline.run.shots import Outcome
 from pipeline.state import Ran
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2

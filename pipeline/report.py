@@ -7,9 +7,9 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.compare import Comparison
-from pipeline.nodes import Sequence, depends_on
+from pipeline.nodes import depends_on
 from pipeline.plan import Plan
-from pipeline.state import FilmState, ShotState, State, said
+from pipeline.state import FilmState, ShotState, said
 
 
 def money(value: float | None) -> str:
@@ -53,7 +53,6 @@ def print_reasons(console: Console, reasons: tuple[str, ...], indent: int = 4) -
 
 def print_plan(
     plan: Plan,
-    films: list[tuple[Sequence, State]],
     why: bool = False,
     console: Console | None = None,
 ) -> None:
@@ -128,7 +127,7 @@ def print_plan(
             "under one",
             highlight=False,
         )
-    for sequence, state in films:
+    for sequence, state in ((row.film, row.state) for row in plan.film_rows):
         console.print(
             Text("  sequence ")
             + Text(sequence.name, style="bold")

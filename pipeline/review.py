@@ -12,8 +12,8 @@ import jinja2
 from pipeline import media
 from pipeline.cache import Cache, write_atomic
 from pipeline.errors import MediaError
-from pipeline.films import output_path
 from pipeline.nodes import Sequence, depends_on
+from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.state import ShotState, said
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.nodes import Sequence
 from pipeline.plan import Plan
-from pipeline.state import FilmState, ShotState, State, said
+from pipeline.state import FilmState, ShotState, said
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class StatusRow:
         }
 
 
-def statuses(plan: Plan, films: list[tuple[Sequence, State]]) -> list[StatusRow]:
+def statuses(plan: Plan) -> list[StatusRow]:
     rows = [
         StatusRow(
             "still" if row.shot.still else "shot",
@@ -42,7 +41,7 @@ def statuses(plan: Plan, films: list[tuple[Sequence, State]]) -> list[StatusRow]
         )
         for row in plan.rows
     ]
-    for sequence, state in films:
+    for sequence, state in ((row.film, row.state) for row in plan.film_rows):
         rows.append(
             StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.said)
         )

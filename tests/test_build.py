@@ -19,7 +19,7 @@ from pipeline.cache import Cache
 from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.render import RenderJob, RenderResult
-from pipeline.scheduler import ScheduleOptions, Scheduler
+from pipeline.run.shots import ScheduleOptions, Scheduler
 from pipeline.state import Ran
 from tests.conftest import write
 

@@ -25,7 +25,7 @@ from pipeline.graph import Graph
 from pipeline.nodes import Shot
 from pipeline.render.runware import PollTiming, RunwareRenderer
 from pipeline.retry import Backoff
-from pipeline.scheduler import (
+from pipeline.run.shots import (
     Outcome,
     ScheduleOptions,
     Scheduler,

@@ -1,4 +1,4 @@
-"""Where a storyboard's films go, and the checksums of the files built there."""
+"""Where a storyboard's films go, and the checksums of the files built there (a memo)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.cache import Cache, project_root, write_atomic
-from pipeline.errors import RemoteError
+from pipeline.cache import project_root, write_atomic
 from pipeline.hashing import sha256_file, sha256_text
-from pipeline.lock import Lock
 from pipeline.nodes import Sequence
-from pipeline.render import is_paid
-from pipeline.state import FilmFacts
 
 if TYPE_CHECKING:
-    from pipeline.cache.remote import Remote
+    pass
 
 
-def film_dir(spec_path: Path, spec_name: str, renderer: str, output_dir: Path | None) -> Path:
+def film_dir(
+    spec_path: Path, spec_name: str, renderer: str, paid: bool, output_dir: Path | None
+) -> Path:
     """<output dir, else build/ at the project root>/<storyboard>/, and a folder of its own
     for a free renderer's films (`.../preview/`), so animatics never replace films."""
     build_dir = (output_dir or project_root(spec_path) / "build").resolve()
     folder = build_dir / folder_name(spec_name)
-    return folder if is_paid(renderer) else folder / renderer
+    return folder if paid else folder / renderer
 
 
 def folder_name(name: str) -> str:
@@ -40,37 +38,6 @@ def folder_name(name: str) -> str:
 
 def output_path(films: Path, sequence: Sequence) -> Path:
     return films / f"{sequence.name}.mp4"
-
-
-def film_facts(
-    sequences: tuple[Sequence, ...] | list[Sequence],
-    lock: Lock | None,
-    cache: Cache,
-    outputs: OutputIndex,
-    films: Path,
-    remote: Remote | None = None,
-) -> FilmFacts:
-    """What the state of these sequences' films depends on: the lock, the clips and films
-    in the cache, and the files in the films folder."""
-    keys = {use.shot.key for sequence in sequences for use in sequence.uses}
-    stored = cache.films.checksums()
-    return FilmFacts(
-        locked=lock.sequences if lock else {},
-        cached_clips=frozenset(cache.clips.present(keys)),
-        stored_films=stored,
-        file_matches=lambda sequence, sha: outputs.matches(output_path(films, sequence), sha),
-        lock_present=lock is not None,
-        team_films=_team_films(remote, [s.key for s in sequences if s.key not in stored]),
-    )
-
-
-def _team_films(remote: Remote | None, keys: list[str]) -> frozenset[str]:
-    if remote is None or not keys:
-        return frozenset()
-    try:
-        return frozenset(remote.run(remote.present("films", keys)))
-    except RemoteError:
-        return frozenset()  # said when the plan asked the team cache for its clips
 
 
 @dataclass

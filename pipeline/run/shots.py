@@ -1,9 +1,12 @@
-"""Render shots concurrently: slots, per-key locks, retries, budget, journal, stop on failure."""
+"""Render the graph's nodes concurrently: slots, per-key locks, retries, budget, journal, stop
+on failure; a node that starts from another's frame once that render is made. With a team
+cache, each key is claimed from the team first (leases.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Protocol
 
 from pipeline import hashing, media
 from pipeline.cache import Cache, ClipRecord, JournalEntry
-from pipeline.cache.remote import Lease, Remote
+from pipeline.cache.remote import Remote
 from pipeline.errors import (
     AccountError,
     CacheError,
@@ -19,7 +22,6 @@ from pipeline.errors import (
     NotCollected,
     RemoteDamaged,
     RemoteError,
-    RemoteReadOnly,
     RenderError,
     StoryboardError,
     TaskUnknown,
@@ -27,9 +29,9 @@ from pipeline.errors import (
 )
 from pipeline.graph import FrameFinder, Graph
 from pipeline.nodes import Shot
-from pipeline.render import Renderer, RenderJob, RenderResult
+from pipeline.render import Renderer, RendererOptions, RenderJob, RenderResult, make_renderer
 from pipeline.retry import SAY_WAITS_FROM, Backoff
-from pipeline.share import pull_clip, push_clip
+from pipeline.run.leases import Team
 from pipeline.state import Ran
 
 LOCK_POLL = 0.1
@@ -120,9 +122,19 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self.spending = Spending(limit=self.options.max_cost)
-        self.leases: dict[str, Lease] = {}
-        self.pushing = self.options.push
-        self.leasing = True  # until the team cache refuses this build's writes
+        self.team = (
+            Team(
+                self.remote,
+                self.cache,
+                self.renderer.name,
+                self.reporter.note,
+                self.stop,
+                lease=self.renderer.paid,
+                push=self.options.push,
+            )
+            if self.remote is not None
+            else None
+        )
 
     async def run(self, nodes: list[str]) -> list[Outcome]:
         """Render the graph's `nodes`; one that starts from another's frame waits for that
@@ -204,70 +216,30 @@ class Scheduler:
             if entry is not None and entry.task_uuid and entry.renderer == self.renderer.name
             else None
         )
-        if self.remote is None:
+        if self.team is None:
             return await self._rendered(shot, resume, started)
         return await self._shared(shot, resume, forced, started)
 
     async def _shared(
         self, shot: Shot, resume: Resume | None, forced: bool, started: float
     ) -> Outcome:
-        """With a team cache: its clip if it has one; else the key's lease (waiting while
-        another machine renders it), the render, and the clip shared before the lease goes."""
-        assert self.remote is not None
-        remote = self.remote
-        if not forced:
-            pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
-            if pulled is not None:
-                return self._pulled(shot, pulled, started)
-        lease = None
-        if self.renderer.paid and self.leasing:  # a free render costs nothing twice: no lease
-            try:
-                lease = await remote.acquire(
-                    shot.key,
-                    self.renderer.name,
-                    shot.label,
-                    lambda: self._delivered(shot, forced),
-                    self.stop,
-                    self.reporter.note,
-                )
-            except RemoteReadOnly as exc:
-                # A CI runner's key: it may render what the team lacks, as without a team
-                # cache, and says so once.
-                if self.leasing:
-                    self.leasing = False
-                    self.reporter.note(
-                        f"warning: {exc.message}: renders take no lease (a colleague may "
-                        "render the same shot)"
-                    )
-                return await self._shared(shot, resume, forced, started)
-            if lease is None:
-                if self.stop.is_set():
-                    return Outcome(shot, Ran.SKIPPED, error=self._why_not())
-                pulled = await pull_clip(remote, self.cache, shot.key, shot.label)
-                if pulled is not None:
-                    return self._pulled(shot, pulled, started)
-                return await self._shared(shot, resume, forced, started)
-            inherited = lease.body.task_uuid
-            if resume is None and inherited:
-                resume = Resume(inherited, time.time())  # sent before this moment, not after
-                self._note_task(shot, inherited)  # this machine now answers for that task
-            self.leases[shot.key] = lease
-        keeper = asyncio.create_task(remote.keep(lease, self.reporter.note)) if lease else None
-        try:
+        """With a team cache: its clip if it has one; else the key's lease (see leases.py),
+        the render, and the clip shared before the lease goes."""
+        assert self.team is not None
+        claim = await self.team.claim(shot, forced)
+        if claim.record is not None:
+            return self._pulled(shot, claim.record, started)
+        if claim.stopped:
+            return Outcome(shot, Ran.SKIPPED, error=self._why_not())
+        if resume is None and claim.task:
+            resume = Resume(claim.task, time.time())  # sent before this moment, not after
+            self._note_task(shot, claim.task)  # this machine now answers for that task
+        async with self.team.holding(shot, claim):
             outcome = await self._rendered(shot, resume, started)
             if outcome.status == Ran.RENDERED and outcome.record is not None:
-                outcome = await self._push(outcome, forced)
+                kept, warning = await self.team.share(shot, outcome.record, forced)
+                outcome = replace(outcome, record=kept, warning=warning or outcome.warning)
             return outcome
-        finally:
-            if keeper is not None:
-                keeper.cancel()
-            if lease is not None:
-                self.leases.pop(shot.key, None)
-                entry = self.cache.journal.read(shot.key)
-                if entry is None or entry.task_uuid is None:
-                    await remote.release(lease)
-                # else a paid task is still out: the lease stays, expires, and whoever takes
-                # it over collects that task
 
     def _pulled(self, shot: Shot, record: ClipRecord, started: float) -> Outcome:
         """The team's clip of the key is this cache's now. A task this cache journaled for it
@@ -275,38 +247,6 @@ class Scheduler:
         collected that task, or another machine's clip reached the team first)."""
         self.cache.journal.clear(shot.key)
         return self._finish(Outcome(shot, Ran.PULLED, record, seconds=_since(started)))
-
-    async def _delivered(self, shot: Shot, forced: bool) -> bool:
-        return (
-            not forced
-            and self.remote is not None
-            and bool(await self.remote.present("clips", [shot.key]))
-        )
-
-    async def _push(self, outcome: Outcome, forced: bool) -> Outcome:
-        """Share a clip just rendered; a clip another machine shared first is used instead."""
-        record = outcome.record
-        if not self.pushing or self.remote is None or record is None:
-            return outcome
-        try:
-            kept = await push_clip(self.remote, self.cache, record, replace=forced)
-        except RemoteReadOnly as exc:
-            self.pushing = False
-            self.reporter.note(f"warning: {exc.message}: this build pushes nothing")
-            return outcome
-        except RemoteError as exc:
-            self.reporter.note(
-                f"warning: {outcome.shot.label}: not shared ({exc.message}); "
-                "`storyboard push` shares it later"
-            )
-            return outcome
-        if kept.sha256 == record.sha256:
-            return outcome
-        warning = (
-            f"{outcome.shot.label}: another build's clip reached the team cache first; this "
-            "cache now holds that one, as every machine does"
-        )
-        return replace(outcome, record=kept, warning=warning)
 
     async def _rendered(self, shot: Shot, resume: Resume | None, started: float) -> Outcome:
         """Render (or collect) until it succeeds, fails for good, or may not be tried again."""
@@ -533,9 +473,8 @@ class Scheduler:
                 estimate=shot.price,
             )
         )
-        lease = self.leases.get(shot.key)
-        if lease is not None and task is not None and self.remote is not None:
-            self.remote.note_task(lease, task)
+        if self.team is not None and task is not None:
+            self.team.note_task(shot.key, task)
 
     def _journal_cost(self, shot: Shot, cost: float | None) -> None:
         """Keep what a task cost beside its id, so that a clip never collected is still
@@ -601,3 +540,84 @@ def _since(started: float) -> float:
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+@dataclass
+class ShotsRun:
+    """What the shot step did: each render's outcome, the money, and how it ended."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    spending: Spending = field(default_factory=Spending)
+    interrupted: bool = False
+    fatal: str | None = None  # why the build stopped, with its hint
+
+
+def render(
+    nodes: list[str],
+    graph: Graph,
+    cache: Cache,
+    renderer_name: str,
+    renderer_options: RendererOptions,
+    options: ScheduleOptions,
+    reporter: Reporter,
+    remote: Remote | None = None,
+) -> ShotsRun:
+    """Render the graph's `nodes`; the first Ctrl-C stops new work, a second one exits at
+    once."""
+    return asyncio.run(
+        _render(nodes, graph, cache, renderer_name, renderer_options, options, reporter, remote)
+    )
+
+
+async def _render(
+    nodes: list[str],
+    graph: Graph,
+    cache: Cache,
+    renderer_name: str,
+    renderer_options: RendererOptions,
+    options: ScheduleOptions,
+    reporter: Reporter,
+    remote: Remote | None,
+) -> ShotsRun:
+    summary = ShotsRun()
+    if not nodes:
+        return summary
+    renderer = make_renderer(renderer_name, cache, renderer_options, reporter.note)
+    scheduler = Scheduler(cache, renderer, options, reporter, graph, cache.frame, remote)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    presses = 0
+
+    def interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        summary.interrupted = True
+        if presses == 1:
+            scheduler.stop.set()
+            reporter.note(
+                "stopping: no new renders; finishing the ones running "
+                "(Ctrl-C again to exit now: running tasks stay in the journal)"
+            )
+        elif main is not None:
+            main.cancel()
+
+    def terminate() -> None:
+        summary.interrupted = True
+        if main is not None:
+            main.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        summary.outcomes = await scheduler.run(nodes)
+    except asyncio.CancelledError:
+        summary.interrupted = True
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+        await renderer.aclose()
+    summary.spending = scheduler.spending
+    fatal = scheduler.fatal
+    if fatal is not None:
+        summary.fatal = fatal.message + (f"\n  hint: {fatal.hint}" if fatal.hint else "")
+    return summary

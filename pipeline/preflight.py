@@ -1,0 +1,196 @@
+"""Preflight: what a build will do, decided and checked before anything is spent.
+
+Which renders the build works on (the films and shots asked for, with what they start
+from), what they cost against the budget, whether the lock allows them (--frozen), whether
+films and the lock can be written, and that the cache knows this storyboard builds here.
+Every refusal happens here, before a submit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.cluster import cluster_address, ignored_cluster
+from pipeline.errors import BudgetError, CacheError, UserError
+from pipeline.lock import Lock
+from pipeline.lock import lock_path as lock_file_of
+from pipeline.nodes import Sequence, Shot
+from pipeline.plan import Loaded, PlanRow
+from pipeline.render import RENDERERS, is_paid, renderer_class
+from pipeline.run.shots import ScheduleOptions
+from pipeline.state import ShotState, State
+from pipeline.state import forced as forced_state
+
+if TYPE_CHECKING:
+    from pipeline.build import BuildOutput, BuildRequest
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a build does, as preflight decided it."""
+
+    rows: tuple[PlanRow, ...]  # what it works on: renders, tasks to collect, clips to fetch
+    cached: tuple[Shot, ...]  # what it needs that is here already
+    films: list[Sequence] | None  # the films asked for, as expanded; None: all of them
+    new: tuple[Shot, ...]  # the renders it pays for
+    estimate: float
+    schedule: ScheduleOptions  # with the budget, the shots forced, the lock's keys (--frozen)
+    cluster: str | None  # a Dask scheduler's address: films are joined there
+
+
+def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) -> Work:
+    """The build's work, or why it may not start."""
+    spec, current = loaded.spec, loaded.plan
+    if loaded.remote_problem is not None:
+        # Without it there is no lease, and what it holds would look new: paid for again.
+        raise loaded.remote_problem
+    graph = current.graph
+    films = graph.films_named(request.sequences, request.spec)
+    only = graph.named(request.only, request.spec) if request.only else None
+    forced_nodes = graph.named(request.force, request.spec) if request.force else set()
+    wanted = graph.selected(only, films)
+    rows = [row for row in current.rows if wanted is None or row.node in wanted]
+    forced = frozenset(row.shot.key for row in current.rows if row.node in forced_nodes)
+    to_render = [r for r in rows if r.status != ShotState.CACHED or r.shot.key in forced]
+    cached = [r.shot for r in rows if r.status == ShotState.CACHED and r.shot.key not in forced]
+    paid = is_paid(loaded.renderer)
+    waiting = (ShotState.IN_FLIGHT, ShotState.REMOTE)  # paid for before, or the team's
+    new = [row.shot for row in to_render if row.status not in waiting]
+    max_cost = request.max_cost if request.max_cost is not None else spec.storyboard.budget
+    estimate = check_budget(new, max_cost) if paid else 0.0
+    if to_render:
+        renderer_class(loaded.renderer).check_options(request.renderer)
+    if request.frozen:
+        # A shot whose key waits on an upstream frame is checked once its key is known.
+        known = [row.shot for row in to_render if not row.shot.pending]
+        check_frozen(loaded.lock_path, loaded.lock, known)
+    cluster = cluster_address(request.cluster)
+    if cluster and loaded.remote is None:
+        raise UserError(
+            f"--cluster {cluster}: the cluster's workers read clips from the team cache, and "
+            "this project has none",
+            "set [remote] url = 's3://bucket/prefix' in storyboard.toml (or STORYBOARD_REMOTE)",
+        )
+    if graph.expansion.sequences:
+        check_writable(loaded.films, "films", "choose a writable --output-dir")
+    if not request.frozen:
+        check_writable(loaded.lock_path.parent, "the lock file", "build from a writable folder")
+    try:
+        register(loaded)
+    except CacheError as exc:
+        if to_render:
+            raise
+        # Nothing to store: a build from a read-only cache (a CI runner's) needs no writes.
+        warn(f"warning: {exc.message}; nothing to render, so building from it as it is")
+    # `push = false` in the project's settings, or --no-push, keeps this build's work local.
+    push = request.schedule.push and (loaded.remote is None or loaded.remote.settings.push)
+    frozen = frozenset(loaded.lock.shots) if request.frozen and loaded.lock else None
+    schedule = replace(
+        request.schedule,
+        max_cost=max_cost if paid else None,
+        force=forced,
+        push=push,
+        frozen=frozen,
+    )
+    return Work(tuple(to_render), tuple(cached), films, tuple(new), estimate, schedule, cluster)
+
+
+def announce(work: Work, loaded: Loaded, output: BuildOutput) -> None:
+    """Say what the build does (one line, with --json too), and why each render is made."""
+    paid = is_paid(loaded.renderer)
+    rows = work.rows
+    collecting = sum(1 for row in rows if row.status == ShotState.IN_FLIGHT)
+    fetching = sum(1 for row in rows if row.status == ShotState.REMOTE)
+    unpriced = sum(1 for shot in work.new if shot.price is None)
+    output.info(
+        f"build {loaded.spec.path.name} with {loaded.renderer}: {len(work.new)} to render"
+        + (f" (about ${work.estimate:.2f})" if paid else "")
+        + (f" (+{unpriced} of unknown price)" if paid and unpriced else "")
+        + (f", {collecting} in flight to collect" if collecting else "")
+        + (f", {fetching} to fetch from the team cache" if fetching else "")
+        + f", {len(work.cached)} cached"
+        + (f"; team cache {loaded.remote.url}" if loaded.remote is not None else "")
+        + (f"; films joined on the cluster {work.cluster}" if work.cluster else "")
+    )
+    ignored = ignored_cluster(loaded.settings)
+    if ignored:
+        output.warn(ignored)
+    for row in rows:
+        state = State(row.status, row.reasons)
+        state = forced_state(state) if row.shot.key in work.schedule.force else state
+        output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.said)}")
+
+
+def check_budget(shots: list[Shot], max_cost: float | None) -> float:
+    """The estimate of the new renders; refused, before any submit, over the budget, or when
+    a budget is set and a render's price is unknown (it could pass any budget)."""
+    estimate = round(sum(s.price or 0.0 for s in shots), 2)
+    if max_cost is None:
+        return estimate
+    unpriced = [s for s in shots if s.price is None]
+    if unpriced:
+        first = unpriced[0]
+        names = ", ".join(dict.fromkeys(s.label for s in unpriced))
+        raise BudgetError(
+            f"{len(unpriced)} render(s) have no known price, so a budget of ${max_cost:.2f} "
+            f"cannot hold: {names} ({first.model}, {first.width}x{first.height}, "
+            f"{first.duration} s)",
+            "give `price:` (USD per render) for them in the storyboard, or build without a budget",
+        )
+    if estimate > max_cost + 1e-9:
+        raise BudgetError(
+            f"this build would cost about ${estimate:.2f}, over the budget of ${max_cost:.2f}",
+            "render fewer shots (--only), use --preview, or raise --max-cost",
+        )
+    return estimate
+
+
+def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Shot]) -> None:
+    """--frozen: every shot to render must be one the lock names."""
+    if previous is None:
+        raise UserError(
+            f"--frozen: there is no lock file {lock_file}",
+            "build once without --frozen and commit the lock",
+        )
+    unknown = [s for s in to_render if s.key not in previous.shots]
+    if unknown:
+        names = ", ".join(dict.fromkeys(s.label for s in unknown))
+        raise UserError(
+            f"--frozen: {len(unknown)} shot(s) would be rendered that {lock_file.name} does not "
+            f"name: {names}",
+            "the storyboard changed since the lock was written: build without --frozen",
+        )
+
+
+def check_writable(folder: Path, what: str, hint: str) -> None:
+    """Refuse, before anything is paid for, a build whose output could not be written."""
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"{folder}: {what} cannot be written there ({exc.strerror or exc})", hint
+        ) from None
+
+
+def register(loaded: Loaded) -> None:
+    """Tell the cache this storyboard builds here and what it uses, so gc keeps it."""
+    spec_path = loaded.spec.path
+    try:
+        loaded.cache.storyboards.record(
+            spec_path,
+            [lock_file_of(spec_path, renderer) for renderer in RENDERERS],
+            loaded.renderer,
+            [shot.key for shot in loaded.plan.graph.renders()],
+        )
+    except OSError as exc:
+        raise CacheError(
+            f"{loaded.cache.root}: cannot write to the cache ({exc.strerror or exc})",
+            "build with a writable --cache-dir",
+        ) from None

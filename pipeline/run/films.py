@@ -1,0 +1,281 @@
+"""The film step: each film made once per key. A film already there is left; one made before
+(here or by the team) is placed from the cache; the rest are joined, here or on the cluster,
+and kept. `state.film_state` says which, from the facts `plan.film_facts` gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import media
+from pipeline.assemble import assemble, clean_work_folders, clip_input
+from pipeline.cache import Cache, ClipRecord
+from pipeline.cache.remote import Remote
+from pipeline.cards import draw_missing
+from pipeline.cluster import FilmJob, join_on_cluster
+from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly
+from pipeline.lock import Lock, MadeFilm
+from pipeline.nodes import Sequence
+from pipeline.outputs import OutputIndex, output_path
+from pipeline.plan import Where, film_facts
+from pipeline.share import pull_film, push_film
+from pipeline.state import FilmState, Joined, film_state
+
+
+@dataclass(frozen=True)
+class SequenceOutcome:
+    sequence: Sequence
+    status: Joined
+    path: Path
+    method: str = ""
+    sha256: str = ""
+    bytes: int = 0
+    duration: float = 0.0  # of the film as made (its clips may differ from what was asked)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence.name,
+            "status": self.status,
+            "path": str(self.path),
+            "method": self.method,
+            "duration": round(self.duration or self.sequence.duration, 3),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """The team cache and the cluster, as the film step uses them."""
+
+    remote: Remote | None = None
+    push: bool = True
+    cluster: str | None = None  # a Dask scheduler's address
+
+
+def join(
+    sequences: list[Sequence],
+    where: Where,
+    note: Callable[[str], None],
+    sharing: Sharing = Sharing(),
+) -> list[SequenceOutcome]:
+    """Each film of `sequences`, made once per key (see the module's note). The facts are
+    asked again as the step changes them: films pulled, cards drawn."""
+    cache, outputs, films, previous = where.cache, where.outputs, where.films, where.lock
+    clean_work_folders(films)
+    local = replace(where, remote=None)  # the team's films are asked of once
+    facts = film_facts(sequences, replace(where, remote=sharing.remote))
+    wanted = [s for s in sequences if film_state(s, facts).name == FilmState.REMOTE]
+    if wanted and sharing.remote is not None and _pull_films(sharing.remote, cache, wanted, note):
+        facts = film_facts(sequences, local)
+    done = (FilmState.CURRENT, FilmState.STORED)
+    joining = [s for s in sequences if film_state(s, facts).name not in done]
+    drawn, problems = draw_missing(joining, cache, note)
+    for problem in problems.values():
+        note(f"failed   {problem}")
+    if drawn:
+        facts = film_facts(sequences, local)
+    results: dict[int, SequenceOutcome] = {}
+    to_join: list[tuple[int, Sequence, list[ClipRecord]]] = []
+    for index, sequence in enumerate(sequences):
+        path = output_path(films, sequence)
+        state = film_state(sequence, facts)
+        if state.name == FilmState.CURRENT:  # its clips are not needed, nor even in this cache
+            results[index] = _current(sequence, path, previous, cache)
+            continue
+        placed = _placed(sequence, path, cache, outputs) if state.name == FilmState.STORED else None
+        if placed is not None:
+            note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
+            results[index] = placed
+            continue
+        failed = [problems[u.shot.key] for u in sequence.uses if u.shot.key in problems]
+        if failed:
+            error = f"its card could not be drawn: {failed[0]}"
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
+            continue
+        records = [cache.clips.get(use.shot.key) for use in sequence.uses]
+        missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
+        if missing:
+            names = ", ".join(dict.fromkeys(missing))
+            error = f"clips missing: {names}"
+            results[index] = SequenceOutcome(sequence, Joined.BLOCKED, path, error=error)
+            continue
+        to_join.append((index, sequence, [r for r in records if r is not None]))
+    if sharing.cluster and sharing.remote is not None and to_join:
+        results.update(_joined_on_cluster(to_join, films, cache, outputs, sharing, note))
+    else:
+        checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
+        for index, sequence, records in to_join:
+            path = output_path(films, sequence)
+            results[index] = _joined(sequence, path, records, checked, cache, outputs, note)
+        if sharing.remote is not None and sharing.push:
+            joined = [results[index] for index, _, _ in to_join]
+            _push_films(
+                sharing.remote, cache, [o for o in joined if o.status == Joined.BUILT], note
+            )
+    outputs.save()
+    return [results[index] for index in sorted(results)]
+
+
+def _pull_films(
+    remote: Remote, cache: Cache, sequences: list[Sequence], note: Callable[[str], None]
+) -> int:
+    """The films of `sequences` the team made, into the local cache: how many came."""
+
+    async def one(sequence: Sequence) -> bool:
+        try:
+            return await pull_film(remote, cache, sequence.key, sequence.name) is not None
+        except RemoteDamaged as exc:
+            note(f"warning: {exc.message}; joining it here instead")
+            return False
+
+    async def every() -> list[bool]:
+        return list(await asyncio.gather(*(one(s) for s in sequences)))
+
+    try:
+        return sum(Remote.run(every()))
+    except RemoteError as exc:
+        note(f"warning: {exc.message}; films are joined here")
+        return 0
+
+
+def _push_films(
+    remote: Remote, cache: Cache, outcomes: list[SequenceOutcome], note: Callable[[str], None]
+) -> None:
+    records = [r for o in outcomes if (r := cache.films.get(o.sequence.key)) is not None]
+    if not records:
+        return
+
+    async def every() -> None:
+        await asyncio.gather(*(push_film(remote, cache, record) for record in records))
+
+    try:
+        Remote.run(every())
+    except RemoteReadOnly:
+        return  # a CI runner's key: it reads the team cache and writes nothing
+    except RemoteError as exc:
+        note(f"warning: films not shared ({exc.message}); `storyboard push` shares them later")
+
+
+def _joined_on_cluster(
+    jobs: list[tuple[int, Sequence, list[ClipRecord]]],
+    films: Path,
+    cache: Cache,
+    outputs: OutputIndex,
+    sharing: Sharing,
+    note: Callable[[str], None],
+) -> dict[int, SequenceOutcome]:
+    assert sharing.remote is not None and sharing.cluster is not None
+    made = join_on_cluster(
+        sharing.cluster,
+        sharing.remote,
+        cache,
+        [FilmJob.of(sequence, records) for _, sequence, records in jobs],
+        note,
+    )
+    results = {}
+    for (index, sequence, _), film in zip(jobs, made, strict=True):
+        path = output_path(films, sequence)
+        if isinstance(film, str):
+            note(f"failed   sequence {sequence.name}: {film}")
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=film)
+            continue
+        placed = _placed(sequence, path, cache, outputs)
+        if placed is None:
+            error = "the film joined on the cluster could not be placed"
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
+            continue
+        note(f"joined   {sequence.name} ({film.duration:.2f} s, {film.method}, cluster) -> {path}")
+        results[index] = replace(placed, status=Joined.BUILT, method=film.method)
+    return results
+
+
+def _current(
+    sequence: Sequence, path: Path, previous: Lock | None, cache: Cache
+) -> SequenceOutcome:
+    if _unchanged(sequence, previous):
+        assert previous is not None
+        locked = previous.sequences[sequence.name]
+        return SequenceOutcome(
+            sequence, Joined.CURRENT, path, "", locked.sha256, locked.bytes, locked.duration
+        )
+    stored = cache.films.get(sequence.key)
+    sha, size, length = (stored.sha256, stored.bytes, stored.duration) if stored else ("", 0, 0.0)
+    return SequenceOutcome(sequence, Joined.CURRENT, path, "", sha, size, length)
+
+
+def _placed(
+    sequence: Sequence, path: Path, cache: Cache, outputs: OutputIndex
+) -> SequenceOutcome | None:
+    try:
+        record = cache.films.place(sequence.key, path)
+    except OSError:
+        return None  # joined again instead
+    if record is None:
+        return None
+    outputs.record(path, record.sha256)
+    return SequenceOutcome(
+        sequence, Joined.PLACED, path, "stored", record.sha256, record.bytes, record.duration
+    )
+
+
+def _joined(
+    sequence: Sequence,
+    path: Path,
+    records: list[ClipRecord],
+    checked: dict[str, media.ClipInfo],
+    cache: Cache,
+    outputs: OutputIndex,
+    note: Callable[[str], None],
+) -> SequenceOutcome:
+    try:
+        clips = [
+            clip_input(cache.clips.path(record.key), use, record, checked)
+            for use, record in zip(sequence.uses, records, strict=True)
+        ]
+        started = time.monotonic()
+        made = assemble(sequence, clips, path)
+    except MediaError as exc:
+        note(f"failed   sequence {sequence.name}: {exc.message}")
+        return SequenceOutcome(sequence, Joined.FAILED, path, error=exc.message)
+    sha = outputs.record(path)
+    cache.films.put(sequence.key, path, sha, made.info.duration, made.method)
+    note(
+        f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
+        f"{time.monotonic() - started:.1f} s) -> {path}"
+    )
+    return SequenceOutcome(
+        sequence, Joined.BUILT, path, made.method, sha, path.stat().st_size, made.info.duration
+    )
+
+
+def made(
+    films: tuple[Sequence, ...], outcomes: list[SequenceOutcome], where: Where
+) -> list[MadeFilm]:
+    """The films the lock records: those this build made or left current; of the others,
+    those the lock names unchanged (their files may be on another machine) and those that
+    are current (`film_state` decides)."""
+    done = (Joined.BUILT, Joined.CURRENT, Joined.PLACED)
+    kept = {o.sequence.name: o for o in outcomes if o.status in done}
+    facts = film_facts(films, replace(where, remote=None))
+    found = []
+    for film in films:
+        path = output_path(where.films, film)
+        outcome = kept.get(film.name)
+        if outcome is not None:
+            length = outcome.duration or film.duration
+            found.append(MadeFilm(film, path, outcome.sha256, outcome.bytes, length))
+        elif _unchanged(film, where.lock) or film_state(film, facts).name == FilmState.CURRENT:
+            current = _current(film, path, where.lock, where.cache)
+            found.append(MadeFilm(film, path, current.sha256, current.bytes, current.duration))
+    return found
+
+
+def _unchanged(film: Sequence, lock: Lock | None) -> bool:
+    locked = lock.sequences.get(film.name) if lock else None
+    return locked is not None and locked.key == film.key
