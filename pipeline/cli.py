@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import SpecError, StoryboardError, UserError, printable
 
 if TYPE_CHECKING:
-    from pipeline.plan import Loaded
+    from pipeline.api import Session
 
 DESCRIPTION = """\
 storyboard: a make-style build tool for AI video.
@@ -370,23 +370,22 @@ def _ignore(message: str) -> None:
     return None
 
 
-def load_plan(args: argparse.Namespace) -> Loaded:
-    from pipeline import plan
+def session(args: argparse.Namespace) -> Session:
+    """The storyboard and the choices every command shares, as the library takes them."""
+    from pipeline.api import Session
 
-    output_dir = getattr(args, "output_dir", None)
-    loaded = plan.load(
-        args.spec, args.preview, args.cache_dir, _note, args.max_shots, output_dir=output_dir
+    return Session(
+        args.spec,
+        args.preview,
+        args.cache_dir,
+        getattr(args, "output_dir", None),
+        args.max_shots,
+        _note,
     )
-    if loaded.remote_problem is not None:
-        _note(f"warning: {loaded.remote_problem.message}: this is the plan without it")
-    return loaded
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    loaded = load_plan(args)
-    plan = loaded.plan
-    for warning in plan.warnings:
-        _note(f"warning: {warning}")
+    plan = session(args).plan()
     if args.json:
         body = plan.to_json()
         sys.stdout.write(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
@@ -398,19 +397,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    loaded = load_plan(args)
-    every = loaded.plan.graph.variant_shots()
-    shots = [s for s in every if args.shot in (None, s.shot_id, s.label)]
-    if args.shot and not shots:
-        known = ", ".join(s.id for s in loaded.spec.storyboard.shots)
-        raise UserError(f"no shot '{args.shot}' in {args.spec}", f"shots: {known}")
-    seen: set[tuple[str, str]] = set()
-    rows = []
-    for shot in shots:
-        if (shot.label, shot.prompt) in seen:
-            continue
-        seen.add((shot.label, shot.prompt))
-        rows.append({"shot": shot.label, "variant": shot.variant, "prompt": shot.prompt})
+    rows = session(args).prompts(args.shot)
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
         return 0
@@ -421,16 +408,23 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from pipeline import build
+    from pipeline.build import BuildOutput
     from pipeline.progress import NORMAL, QUIET, VERBOSE, make_reporter
     from pipeline.render import RendererOptions
     from pipeline.run.shots import ScheduleOptions
 
     verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     talk = not args.json and verbosity > QUIET
-    request = build.BuildRequest(
-        spec=args.spec,
-        preview=args.preview,
+    output = BuildOutput(
+        # The plan of the build (what it renders, the team cache, the cluster) goes to stderr
+        # with --json too: what a build trusts is said whoever reads it.
+        info=lambda message: print(message, file=sys.stderr) if verbosity > QUIET else None,
+        warn=_note,
+        progress=lambda total, estimate: make_reporter(total, estimate, verbosity),
+        explain=_note_verbatim if talk and verbosity >= VERBOSE else _ignore,
+    )
+    summary = session(args).build(
+        output,
         sequences=tuple(args.sequence),
         only=tuple(args.only or ()),
         force=tuple(args.force or ()),
@@ -450,21 +444,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         ),
         max_cost=args.max_cost,
         frozen=args.frozen,
-        output_dir=args.output_dir,
-        cache_dir=args.cache_dir,
-        max_shots=args.max_shots,
         remote=not args.no_remote,
         cluster=args.cluster,
     )
-    output = build.BuildOutput(
-        # The plan of the build (what it renders, the team cache, the cluster) goes to stderr
-        # with --json too: what a build trusts is said whoever reads it.
-        info=lambda message: print(message, file=sys.stderr) if verbosity > QUIET else None,
-        warn=_note,
-        progress=lambda total, estimate: make_reporter(total, estimate, verbosity),
-        explain=_note_verbatim if talk and verbosity >= VERBOSE else _ignore,
-    )
-    summary = build.run(request, output)
     if summary.lock_written is not None and talk:
         print(f"wrote {summary.lock_written}", file=sys.stderr)
     if summary.fatal:
@@ -513,7 +495,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """One storyboard in detail, or a one-line summary per storyboard under a folder."""
     if args.spec.is_dir():
         return _status_folder(args)
-    rows, name = _status_rows(args)
+    name, rows = session(args).status()
     if args.json:
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=1) + "\n")
         return 0
@@ -538,21 +520,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_rows(args: argparse.Namespace) -> tuple[list[Any], str]:
-    from pipeline.status import statuses
-
-    loaded = load_plan(args)
-    rows = statuses(loaded.plan)
-    loaded.outputs.save()
-    return rows, loaded.spec.storyboard.name
-
-
 def _status_folder(args: argparse.Namespace) -> int:
-    from pipeline.spec import find_storyboards
+    from pipeline.api import storyboards
     from pipeline.status import summary_line
 
     folder = args.spec
-    found, unreadable = find_storyboards([folder])
+    found, unreadable = storyboards([folder])
     if not found and not unreadable:
         raise UserError(f"no storyboard (*.yaml with version: and shots:) under {folder}")
     results: list[dict[str, Any]] = []
@@ -565,7 +538,7 @@ def _status_folder(args: argparse.Namespace) -> int:
     for path in found:
         args.spec = path
         try:
-            rows, name = _status_rows(args)
+            name, rows = session(args).status()
         except StoryboardError as exc:
             code = exc.exit_code
             line = f"{path}: {exc.render().splitlines()[0]}"
@@ -583,12 +556,10 @@ def _status_folder(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from pipeline.compare import compare
-
     if len(args.revisions) > 2:
         raise UserError("diff takes at most two revisions", "storyboard diff [REV [REV]] SPEC")
     old, new = [*args.revisions, None][:2] if args.revisions else ["HEAD", None]
-    comparison = compare(args.spec, old, new, args.preview, args.cache_dir, _note, args.max_shots)
+    comparison = session(args).diff(old, new)
     if args.json:
         sys.stdout.write(json.dumps(comparison.to_json(), indent=1, ensure_ascii=False) + "\n")
         return 0
@@ -599,16 +570,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipeline.review import write_review
-
-    loaded = load_plan(args)
-    page = write_review(
-        loaded.spec.storyboard.name,
-        loaded.plan,
-        loaded.cache,
-        loaded.films,
-        loaded.renderer,
-    )
+    page = session(args).review()
     print(page)
     if args.open:
         import webbrowser
@@ -618,16 +580,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from pipeline.cache import Cache, resolve_root
-    from pipeline.project import project_root
-    from pipeline.share import push_project
+    from pipeline.api import push
 
-    here = Path.cwd()
-    cache = Cache(resolve_root(here, args.cache_dir), _note)
-    try:
-        done = push_project(cache, project_root(here), _note_verbatim)
-    finally:
-        cache.close()
+    done = push(Path.cwd(), args.cache_dir, _note, _note_verbatim)
     print(
         f"pushed {done.clips} clip(s) and {done.films} film(s), {done.bytes / 1e6:.1f} MB",
         file=sys.stderr,
@@ -636,11 +591,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from pipeline import plan
-    from pipeline.share import pull_storyboard
-    from pipeline.spec import find_storyboards
+    from pipeline.api import Session, storyboards
 
-    found, unreadable = find_storyboards(args.specs or [Path.cwd()])
+    found, unreadable = storyboards(args.specs or [Path.cwd()])
     for _, problem in unreadable:
         print(problem, file=sys.stderr)
     if not found and not unreadable:
@@ -648,11 +601,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         raise UserError(f"no storyboard (*.yaml with version: and shots:) under {where}")
     code = 2 if unreadable else 0
     for path in found:
-        loaded = plan.load(path, args.preview, args.cache_dir, _note)
-        try:
-            done = pull_storyboard(loaded, _note_verbatim)
-        finally:
-            loaded.cache.close()
+        done = Session(path, args.preview, args.cache_dir, note=_note).pull(_note_verbatim)
         print(
             printable(
                 f"{path}: pulled {done.clips} clip(s) and {done.films} film(s), "
@@ -669,17 +618,14 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Everything any storyboard of the cache uses stays (both renderers, its locks)."""
-    from pipeline import gc
-    from pipeline.cache import Cache, resolve_root
+    from pipeline.api import collect_garbage
 
     paths = args.paths or [Path()]
-    cache = Cache(resolve_root(paths[0], args.cache_dir), _note)
-    for spec_path in args.forget or []:
-        forgotten = cache.storyboards.forget(spec_path)
-        print(f"{'forgot' if forgotten else 'was never recorded:'} {spec_path}", file=sys.stderr)
-    collection = gc.collect(cache, paths)
-    if args.yes:
-        gc.remove(cache, collection)
+    collection, forgotten = collect_garbage(
+        paths, args.cache_dir, _note, args.forget or [], args.yes
+    )
+    for spec_path, known in forgotten:
+        print(f"{'forgot' if known else 'was never recorded:'} {spec_path}", file=sys.stderr)
     if args.json:
         rows = [
             {"key": r.key, "shot": r.label, "renderer": r.renderer, "bytes": r.bytes}
