@@ -14,8 +14,10 @@ replace only the version they read (`If-Match`), so of two machines racing for a
 one holds it. What is fetched is checked: bytes that do not hash to their record's checksum
 never enter a local cache.
 
-obstore (not s3fs): conditional puts are part of its API (`mode="create"`, `mode={"e_tag"}`)
-with their own exceptions, it is async and sync alike, and it brings no botocore.
+The bucket is an `ObjectStore` (store.py): obstore's S3Store in use, a MemoryStore in unit
+tests. obstore (not s3fs): conditional puts are part of its API (`mode="create"`,
+`mode={"e_tag"}`) with their own exceptions, it is async and sync alike, and it brings no
+botocore. A store's failures are put in words here, once (`_doing`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.films import FilmRecord
 from pipeline.cache.remote_settings import INSTALL_HINT, NO_REMOTE_ENV, RemoteSettings
+from pipeline.cache.store import S3, Failure, ObjectStore, StoreFailure
 from pipeline.errors import CacheError, RemoteDamaged, RemoteError, RemoteReadOnly, UserError
 
 CHUNK = 8 * 1024 * 1024
@@ -80,7 +83,7 @@ def open_remote(settings: RemoteSettings) -> Remote:
         )
     except (ValueError, TypeError) as exc:  # obstore's refusal of an address or option
         raise UserError(f"the team cache {settings.url} cannot be used: {exc}") from None
-    return Remote(settings, store)
+    return Remote(settings, S3(store))
 
 
 class LeaseBody(BaseModel):
@@ -116,7 +119,7 @@ class _Sighting:
 class Remote:
     """One team cache. Methods are async; `run` drives one from code that is not."""
 
-    def __init__(self, settings: RemoteSettings, store: Any) -> None:
+    def __init__(self, settings: RemoteSettings, store: ObjectStore) -> None:
         self.settings = settings
         self.store = store
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -151,18 +154,10 @@ class Remote:
         return {key for key in found if key is not None}
 
     async def listed(self, kind: str) -> set[str]:
-        """Every key with a record under `kind`: one listing, a page per 1,000."""
-        import obstore
-
-        keys: set[str] = set()
-        try:
-            async for page in obstore.list(self.store, f"{kind}/", chunk_size=1000):
-                keys.update(
-                    Path(meta["path"]).stem for meta in page if meta["path"].endswith(".json")
-                )
-        except Exception as exc:
-            raise _remote_error(exc, f"list {kind}", self.url) from None
-        return keys
+        """Every key with a record under `kind`: one listing."""
+        with self._doing(f"list {kind}"):
+            names = await self.store.names(f"{kind}/")
+        return {Path(name).stem for name in names if name.endswith(".json")}
 
     async def fetch(self, sha256: str, size: int, target: Path, what: str) -> None:
         """The blob `sha256` into `target`, checked as it arrives; a blob that is not what its
@@ -199,30 +194,19 @@ class Remote:
                 "it again with --force",
             )
 
-    async def _chunks(self, path: str, what: str) -> AsyncIterator[Any]:
+    async def _chunks(self, path: str, what: str) -> AsyncIterator[bytes]:
         """The bytes of `path` as they arrive; every failure of the team cache a
         RemoteError."""
-        import obstore
-
-        try:
-            result = await obstore.get_async(self.store, path)
-            stream = result.stream(min_chunk_size=CHUNK)
-        except FileNotFoundError:
-            raise RemoteDamaged(
-                f"{self.url}/{path}: the bytes of {what} are missing from the team cache",
-                "its record is there but its bytes are not: push them again from a "
-                "machine that has them (storyboard push)",
-            ) from None
-        except Exception as exc:
-            raise _remote_error(exc, f"fetch {what}", self.url) from None
-        while True:
-            try:
-                chunk = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                raise _remote_error(exc, f"fetch {what}", self.url) from None
-            yield chunk
+        with self._doing(f"fetch {what}"):
+            stream = await self.store.stream(path, CHUNK)
+            if stream is None:
+                raise RemoteDamaged(
+                    f"{self.url}/{path}: the bytes of {what} are missing from the team cache",
+                    "its record is there but its bytes are not: push them again from a "
+                    "machine that has them (storyboard push)",
+                )
+            async for chunk in stream:
+                yield chunk
 
     async def put_clip(self, record: ClipRecord, clip: Path, replace: bool = False) -> ClipRecord:
         """Share a clip; the record the team cache keeps (the first writer's) is returned.
@@ -234,15 +218,11 @@ class Remote:
         return await self._put(f"films/{record.key}.json", record, film, FilmRecord, False)
 
     async def image_id(self, image_sha: str, provider: str) -> str | None:
-        import obstore
-
-        try:
-            result = await obstore.get_async(self.store, f"uploads/{provider}/{image_sha}")
-            return bytes(await result.bytes_async()).decode("utf-8").strip() or None
-        except FileNotFoundError:
+        with self._doing("read an image id"):
+            found = await self.store.read(f"uploads/{provider}/{image_sha}")
+        if found is None:
             return None
-        except Exception as exc:
-            raise _remote_error(exc, "read an image id", self.url) from None
+        return found.data.decode("utf-8", errors="replace").strip() or None
 
     async def put_image_id(self, image_sha: str, provider: str, image_id: str) -> None:
         await self._create(f"uploads/{provider}/{image_sha}", image_id.encode("utf-8"))
@@ -324,15 +304,15 @@ class Remote:
                 note(f"{lease.body.label}: {exc.message}; trying again")
 
     async def release(self, lease: Lease) -> None:
-        """Give the key back, if the lease is still this build's."""
-        import obstore
-
+        """Give the key back, if the lease is still this build's. A release that fails
+        leaves the lease to expire: a build never stops for it."""
         if lease.lost:
             return
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RemoteError):
             current = await self._lease_read(lease.key)
             if current is not None and current[0].holder == self.holder:
-                await obstore.delete_async(self.store, f"leases/{lease.key}.json")
+                with self._doing(f"release the lease of {lease.key}"):
+                    await self.store.delete(f"leases/{lease.key}.json")
 
     # -- the parts -----------------------------------------------------------------------------
 
@@ -344,31 +324,27 @@ class Remote:
         async with self._slots[1]:
             yield
 
-    async def _exists(self, path: str) -> bool:
-        import obstore
+    @contextlib.contextmanager
+    def _doing(self, action: str) -> Iterator[None]:
+        """The store's failures while doing `action`, in words: the one place."""
+        try:
+            yield
+        except StoreFailure as exc:
+            raise _remote_error(exc, action, self.url) from None
 
+    async def _exists(self, path: str) -> bool:
         async with self._slot():
-            try:
-                await obstore.head_async(self.store, path)
-            except FileNotFoundError:
-                return False
-            except Exception as exc:
-                raise _remote_error(exc, f"look up {path}", self.url) from None
-        return True
+            with self._doing(f"look up {path}"):
+                return await self.store.exists(path)
 
     async def _json(self, path: str, model: type[Model]) -> tuple[Model, str] | None:
-        import obstore
-
         async with self._slot():
-            try:
-                result = await obstore.get_async(self.store, path)
-                data = bytes(await result.bytes_async())
-            except FileNotFoundError:
-                return None
-            except Exception as exc:
-                raise _remote_error(exc, f"read {path}", self.url) from None
+            with self._doing(f"read {path}"):
+                found = await self.store.read(path)
+        if found is None:
+            return None
         try:
-            return model.model_validate_json(data), str(result.meta.get("e_tag") or "")
+            return model.model_validate_json(found.data), found.etag
         except ValidationError:
             raise RemoteDamaged(
                 f"{self.url}/{path}: not a record storyboard can read",
@@ -377,24 +353,13 @@ class Remote:
 
     async def _create(self, path: str, data: bytes | Path) -> bool:
         """Write `path` unless it exists: True when this call wrote it."""
-        import obstore
-        from obstore.exceptions import AlreadyExistsError, PreconditionError
-
         async with self._slot():
-            try:
-                await obstore.put_async(self.store, path, data, mode="create")
-            except (AlreadyExistsError, PreconditionError):
-                return False
-            except Exception as exc:
-                raise _remote_error(exc, f"write {path}", self.url) from None
-        return True
+            with self._doing(f"write {path}"):
+                return await self.store.create(path, data) is not None
 
     async def _put(
         self, path: str, record: Model, file: Path, model: type[Model], replace: bool
     ) -> Model:
-        import obstore
-        from obstore.exceptions import PreconditionError
-
         sha = getattr(record, "sha256")  # noqa: B009 - ClipRecord and FilmRecord both have it
         if not await self._exists(f"blobs/{sha}"):
             await self._create(f"blobs/{sha}", file)
@@ -407,12 +372,10 @@ class Remote:
         if not replace or getattr(kept[0], "sha256") == sha:  # noqa: B009
             return kept[0]
         async with self._slot():
-            try:
-                await obstore.put_async(self.store, path, data, mode={"e_tag": kept[1]})
-            except PreconditionError:
-                return await self._put(path, record, file, model, False)
-            except Exception as exc:
-                raise _remote_error(exc, f"write {path}", self.url) from None
+            with self._doing(f"write {path}"):
+                written = await self.store.replace(path, data, kept[1])
+        if written is None:
+            return await self._put(path, record, file, model, False)
         return record
 
     def _lease_body(self, renderer: str, label: str, task: str | None = None) -> LeaseBody:
@@ -430,20 +393,13 @@ class Remote:
         )
 
     async def _lease_create(self, key: str, renderer: str, label: str) -> Lease | None:
-        import obstore
-        from obstore.exceptions import AlreadyExistsError, PreconditionError
-
         body = self._lease_body(renderer, label)
         async with self._slot():
-            try:
-                result = await obstore.put_async(
-                    self.store, f"leases/{key}.json", body.model_dump_json().encode(), mode="create"
+            with self._doing(f"take the lease of {label}"):
+                etag = await self.store.create(
+                    f"leases/{key}.json", body.model_dump_json().encode()
                 )
-            except (AlreadyExistsError, PreconditionError):
-                return None
-            except Exception as exc:
-                raise _remote_error(exc, f"take the lease of {label}", self.url) from None
-        return Lease(key, body, str(result.get("e_tag") or ""))
+        return None if etag is None else Lease(key, body, etag)
 
     async def _lease_read(self, key: str) -> tuple[LeaseBody, str] | None:
         return await self._json(f"leases/{key}.json", LeaseBody)
@@ -451,66 +407,47 @@ class Remote:
     async def _lease_take_over(
         self, key: str, renderer: str, label: str, old: LeaseBody, etag: str
     ) -> Lease | None:
-        import obstore
-        from obstore.exceptions import NotFoundError, PreconditionError
-
+        """The lease, taken from its holder; None when another build took it first, or it
+        was released."""
         task = old.task_uuid if old.renderer == renderer else None
         body = self._lease_body(renderer, label, task)
         async with self._slot():
-            try:
-                result = await obstore.put_async(
-                    self.store,
-                    f"leases/{key}.json",
-                    body.model_dump_json().encode(),
-                    mode={"e_tag": etag},
+            with self._doing(f"take over the lease of {label}"):
+                new = await self.store.replace(
+                    f"leases/{key}.json", body.model_dump_json().encode(), etag
                 )
-            except (PreconditionError, NotFoundError, FileNotFoundError):
-                return None  # another build took it first, or it was released
-            except Exception as exc:
-                raise _remote_error(exc, f"take over the lease of {label}", self.url) from None
-        return Lease(key, body, str(result.get("e_tag") or ""))
+        return None if new is None else Lease(key, body, new)
 
     def _lease_write(self, lease: Lease, body: LeaseBody, action: str) -> None:
-        import obstore
-        from obstore.exceptions import NotFoundError, PreconditionError
-
         with lease.guard:
             if lease.lost:
                 raise RemoteError(f"{action}: the lease was taken over by another build")
-            try:
-                result = obstore.put(
-                    self.store,
-                    f"leases/{lease.key}.json",
-                    body.model_dump_json().encode(),
-                    mode={"e_tag": lease.etag},
+            with self._doing(action):
+                etag = self.store.replace_now(
+                    f"leases/{lease.key}.json", body.model_dump_json().encode(), lease.etag
                 )
-            except (PreconditionError, NotFoundError, FileNotFoundError):
+            if etag is None:
                 lease.lost = True
                 raise RemoteError(
                     f"{action}: the lease was taken over by another build (this one did not "
                     "renew it in time)"
-                ) from None
-            except Exception as exc:
-                raise _remote_error(exc, action, self.url) from None
-            lease.body, lease.etag = body, str(result.get("e_tag") or "")
+                )
+            lease.body, lease.etag = body, etag
 
 
-def _remote_error(exc: Exception, action: str, url: str) -> RemoteError:
-    from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
-
-    detail = str(exc).splitlines()[0][:240] if str(exc) else type(exc).__name__
-    if isinstance(exc, PermissionDeniedError):
+def _remote_error(exc: StoreFailure, action: str, url: str) -> RemoteError:
+    if exc.failure == Failure.DENIED:
         return RemoteReadOnly(
             f"the team cache {url} refuses to {action}: access denied",
             "these credentials may only read it (a CI runner's): nothing is pushed",
         )
-    if isinstance(exc, UnauthenticatedError):
+    if exc.failure == Failure.UNAUTHENTICATED:
         return RemoteError(
-            f"the team cache {url} refuses the credentials ({detail})",
+            f"the team cache {url} refuses the credentials ({exc.detail})",
             "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         )
     return RemoteError(
-        f"cannot {action} in the team cache {url}: {detail}",
+        f"cannot {action} in the team cache {url}: {exc.detail}",
         "check the address (AWS_ENDPOINT_URL) and the network, or run with "
         f"{NO_REMOTE_ENV}=1 to work without the team cache",
     )
