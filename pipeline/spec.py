@@ -619,14 +619,27 @@ def load(path: Path | str) -> Spec:
     return spec
 
 
+def loads(text: str, path: Path | str = "storyboard.yaml") -> Spec:
+    """`load`, of a storyboard given as text (as if it were the file `path`: what it names
+    is found beside that)."""
+    spec = _read(Path(path), text)
+    if spec.problems:
+        raise SpecError.of(list(spec.problems))
+    return spec
+
+
 def read(path: Path | str) -> Spec:
     """The storyboard at `path` with the problems found in it (`Spec.problems`): a shot,
     still or sequence that does not validate is left out, so that the rest is checked too.
     Raises SpecError only when nothing more can be checked: a file that is no YAML mapping,
     or a mistake outside shots, stills and sequences."""
-    path = Path(path)
+    return _read(Path(path), None)
+
+
+def _read(path: Path, given: str | None) -> Spec:
+    """The storyboard of `path`, or of the text `given` as that file."""
     texts: dict[str, tuple[str, ...]] = {}
-    node = _parse(path, texts)
+    node = _parse(path, texts, given)
     root = project_root(path)
     if isinstance(node, yaml.MappingNode):
         node = _Including(root, texts).resolve(path, node, (path.resolve(),))
@@ -778,8 +791,12 @@ class _Named(io.StringIO):
         self.name = name
 
 
-def _parse(path: Path, texts: dict[str, tuple[str, ...]]) -> yaml.Node | None:
-    text = _read_text(path)
+def _parse(
+    path: Path, texts: dict[str, tuple[str, ...]], given: str | None = None
+) -> yaml.Node | None:
+    text = _read_text(path) if given is None else given
+    if len(text) > MAX_YAML_BYTES:
+        raise SpecError(path, 1, 1, f"larger than {MAX_YAML_BYTES:,} bytes: not a storyboard")
     _check_shape(path, text)
     texts[str(path)] = tuple(text.splitlines())
     return _compose(path, text)

@@ -1,0 +1,292 @@
+"""The decision core without processes: states from hand-built facts, the graph of an
+in-memory storyboard (`spec.loads`), and plans against a cache folder. Table-driven: each
+row is a situation and what must be decided of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cache import Cache
+from pipeline.errors import UserError
+from pipeline.expand import expand
+from pipeline.graph import Graph
+from pipeline.lock import Lock, LockedSequence, LockedShot
+from pipeline.nodes import Sequence, Shot
+from pipeline.outputs import OutputIndex
+from pipeline.plan import Where, make_plan
+from pipeline.spec import loads
+from pipeline.state import (
+    FilmFacts,
+    FilmState,
+    LockedShots,
+    ShotFacts,
+    ShotState,
+    Why,
+    film_state,
+    shot_state,
+)
+
+HEAD = "version: 1\nname: t\n"
+CHAIN = (
+    HEAD
+    + "shots:\n"
+    + "  - {id: c, prompt: third, first_frame: {shot: b, frame: last}}\n"
+    + "  - {id: b, prompt: second, first_frame: {shot: a, frame: last}}\n"
+    + "  - {id: a, prompt: first}\n"
+    + "sequences:\n  - {id: all, shots: [a, b, c]}\n"
+)
+PAIR = HEAD + "shots:\n  - {id: a, prompt: one}\n  - {id: b, prompt: two}\n"
+
+
+def graph_of(tmp_path: Path, text: str, renderer: str = "runware") -> Graph:
+    return Graph.of(expand(loads(text, tmp_path / "t.yaml"), renderer))
+
+
+def locked(shot: Shot, key: str | None = None, **changes: object) -> dict[str, LockedShot]:
+    entry = LockedShot(
+        shot=shot.label,
+        variants=[],
+        take=shot.take,
+        renderer="runware",
+        sha256="0" * 64,
+        duration=6.0,
+        request=shot.request,
+    )
+    return {key or shot.key: entry.model_copy(update=changes)}
+
+
+def facts(lock: dict[str, LockedShot] | None = None, **given: object) -> ShotFacts:
+    return ShotFacts(
+        cached=frozenset(given.get("cached", ())),
+        in_flight=frozenset(given.get("in_flight", ())),
+        failures=dict(given.get("failures", {})),
+        locked=LockedShots.of(Lock(storyboard="t", renderer="runware", shots=lock))
+        if lock is not None
+        else LockedShots(),
+        remote=frozenset(given.get("remote", ())),
+    )
+
+
+# -- shots ----------------------------------------------------------------------------------
+
+SHOT_CASES = {
+    # situation: (facts of render `a` (or c, the end of a chain), state, first reason)
+    "in the cache": (lambda a: facts(cached={a.key}), ShotState.CACHED, None),
+    "no lock yet": (lambda a: facts(), ShotState.NEW, Why.NOT_LOCKED),
+    "a lock without it": (lambda a: facts({}), ShotState.NEW, Why.NEW_SHOT),
+    "a paid task journaled": (
+        lambda a: facts(in_flight={a.key}),
+        ShotState.IN_FLIGHT,
+        Why.IN_FLIGHT,
+    ),
+    "the team has it": (lambda a: facts(remote={a.key}), ShotState.REMOTE, Why.IN_TEAM_CACHE),
+    "failed before": (lambda a: facts(failures={a.key: "x"}), ShotState.FAILED, Why.FAILED_BEFORE),
+    "locked, not here": (lambda a: facts(locked(a)), ShotState.MISSING, Why.NOT_IN_CACHE),
+    "locked under an old key": (
+        lambda a: facts(locked(a, "old", request={**a.request, "positivePrompt": "zero"})),
+        ShotState.CHANGED,
+        Why.REQUEST_CHANGED,
+    ),
+    "locked without its request": (
+        lambda a: facts(locked(a, "old", request=None)),
+        ShotState.CHANGED,
+        Why.UNSAID_REQUEST,
+    ),
+    "another take locked": (
+        lambda a: facts(locked(a, "old", take=2)),
+        ShotState.NEW,
+        Why.TAKE_ADDED,
+    ),
+    "journaled beats failed": (
+        lambda a: facts(in_flight={a.key}, failures={a.key: "x"}),
+        ShotState.IN_FLIGHT,
+        Why.IN_FLIGHT,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHOT_CASES))
+def test_what_a_render_is_and_why(tmp_path: Path, case: str) -> None:
+    known, state, why = SHOT_CASES[case]
+    a = graph_of(tmp_path, PAIR).renders()[0]
+    decided = shot_state(a, (), known(a))
+    assert decided.name == state
+    assert (decided.reasons[0].why if decided.reasons else None) == why
+
+
+def test_a_render_waiting_on_a_frame_says_which(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, CHAIN)
+    c = graph.shot(graph.renders()[0].key)
+    decided = shot_state(c, (), facts())
+    assert decided.name == ShotState.WAITING
+    assert decided.said[0].startswith("starts from a frame of b, not rendered yet")
+
+
+def test_a_changed_prompt_is_put_in_words_only_when_read(tmp_path: Path) -> None:
+    a = graph_of(tmp_path, PAIR).renders()[0]
+    old = {**a.request, "positivePrompt": "one more word"}
+    decided = shot_state(a, (), facts(locked(a, "old", request=old)))
+    assert decided.reasons[0].about == (old, a.request)  # data: no diff made yet
+    assert decided.said == ("prompt changed: one [-more word-]",)
+
+
+# -- films ----------------------------------------------------------------------------------
+
+
+def film_facts(
+    film: Sequence,
+    *,
+    lock: str = "",
+    files: str = "",
+    stored: str = "",
+    team: bool = False,
+    clips: bool = True,
+) -> FilmFacts:
+    """`lock`: the lock names this film under this key ("same" for its own); `files`: the
+    checksum of the file in the films folder; `stored`: of the stored film."""
+    key = film.key if lock == "same" else lock
+    locked = (
+        {film.name: LockedSequence(key=key, path="f.mp4", sha256="L", bytes=1, duration=1.0)}
+        if lock
+        else {}
+    )
+    return FilmFacts(
+        locked=locked,
+        cached_clips=frozenset(u.shot.key for u in film.uses) if clips else frozenset(),
+        stored_films={film.key: stored} if stored else {},
+        file_matches=lambda _, sha: sha == files,
+        lock_present=bool(lock),
+        team_films=frozenset({film.key}) if team else frozenset(),
+    )
+
+
+FILM_CASES = {
+    "the lock's file is there": ({"lock": "same", "files": "L"}, FilmState.CURRENT, None),
+    "the lock's, file gone, stored": (
+        {"lock": "same", "stored": "S"},
+        FilmState.STORED,
+        Why.NOT_THE_LOCKS_FILE,
+    ),
+    "the lock's, file gone, team has it": (
+        {"lock": "same", "team": True},
+        FilmState.REMOTE,
+        Why.TEAM_FILM,
+    ),
+    "the lock's, gone everywhere": ({"lock": "same"}, FilmState.MISSING, Why.NOT_THE_LOCKS_FILE),
+    "stored, its file in place": ({"stored": "S", "files": "S"}, FilmState.CURRENT, None),
+    "stored, no file": ({"stored": "S"}, FilmState.STORED, Why.MADE_BEFORE),
+    "no lock, nothing made": ({}, FilmState.NEW, Why.NOT_LOCKED),
+    "clips not rendered": ({"clips": False}, FilmState.NEW, Why.NOT_LOCKED),
+    "the lock has another key": ({"lock": "old"}, FilmState.CHANGED, Why.CHANGED),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILM_CASES))
+def test_what_a_film_is_and_why(tmp_path: Path, case: str) -> None:
+    given, state, why = FILM_CASES[case]
+    film = graph_of(tmp_path, PAIR + "sequences:\n  - {id: s, shots: [a, b]}\n").films()[0]
+    decided = film_state(film, film_facts(film, **given))
+    assert decided.name == state
+    assert (decided.reasons[0].why if decided.reasons else None) == why
+    if not given.get("clips", True):
+        assert decided.said[-1] == "waits for 2 render(s): a, b"
+
+
+# -- the graph ------------------------------------------------------------------------------
+
+
+def test_a_chain_is_ordered_upstream_first_whatever_the_order_written(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, CHAIN)
+    labels = {node: graph.nodes[node].label for node in graph.nodes}
+    assert [labels[n] for n in graph.nodes] == ["c", "b", "a"]  # as written
+    assert [labels[n] for n in graph.order] == ["a", "b", "c"]
+    assert [graph.shot(n).pending for n in graph.order] == [False, True, True]
+
+
+def test_a_key_is_resolved_in_one_place_and_the_film_follows(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, CHAIN)
+    _, b, c = graph.order
+    film = graph.films()[0]
+    frame = tmp_path / "frame.png"
+    known = graph.resolve(b, 0, frame, "f" * 64)
+    assert not known.pending and known.key != b and graph.shot(b) is known
+    assert graph.shot(c).pending  # it waits on b's own frame still
+    assert [ahead.upstream for ahead in graph.waiting(c)] == [b]  # nodes keep their names
+    assert graph.films()[0].key != film.key  # the film's clips changed keys
+    assert [u.shot.key for u in graph.films()[0].uses][1] == known.key
+    again = graph_of(tmp_path, CHAIN)
+    assert again.resolve(b, 0, frame, "f" * 64).key == known.key  # same frame, same key
+
+
+def test_resolving_from_the_cache_goes_down_a_chain(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, CHAIN)
+    a, b, c = graph.order
+    frames = {a: "1" * 64, b: "2" * 64}
+    found: dict[str, str] = {}
+
+    def find(upstream: Shot, at: str | float) -> tuple[Path, str] | None:
+        node = next(n for n in graph.nodes if graph.shot(n).key == upstream.key)
+        found[node] = str(at)
+        return (tmp_path / "f.png", frames[node]) if node in frames else None
+
+    graph.resolve_from(find)
+    assert not graph.shot(b).pending and not graph.shot(c).pending
+    assert found == {a: "last", b: "last"}
+
+
+SELECTIONS = {
+    # (--only, films by name): the nodes a build works on, by label
+    "everything": ((), (), None),
+    "one shot and what it starts from": (("c",), (), {"a", "b", "c"}),
+    "the head of a chain": (("a",), (), {"a"}),
+    "a film": ((), ("all",), {"a", "b", "c"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SELECTIONS))
+def test_what_a_build_works_on(tmp_path: Path, case: str) -> None:
+    only, films, expected = SELECTIONS[case]
+    graph = graph_of(tmp_path, CHAIN)
+    spec = tmp_path / "t.yaml"
+    chosen = graph.selected(
+        graph.named(only, spec) if only else None, graph.films_named(films, spec)
+    )
+    labels = None if chosen is None else {graph.nodes[n].label for n in chosen}
+    assert labels == expected
+
+
+@pytest.mark.parametrize(
+    ("ask", "message"),
+    [
+        (lambda graph, spec: graph.named(("a", "d"), spec), "no shot 'd' in"),
+        (lambda graph, spec: graph.films_named(("none",), spec), "no sequence 'none' in"),
+    ],
+)
+def test_a_name_that_matches_nothing_is_refused(tmp_path, ask, message) -> None:
+    with pytest.raises(UserError, match=message) as caught:
+        ask(graph_of(tmp_path, CHAIN), tmp_path / "t.yaml")
+    assert caught.value.hint in ("shots: c, b, a", "sequences: all")
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+def test_a_plan_reads_the_cache_and_writes_nothing(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, PAIR + "sequences:\n  - {id: s, shots: [a, b]}\n")
+    cache = Cache(tmp_path / "cache")
+    a, b = graph.renders()
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"a clip")
+    cache.clips.put(
+        a.key, clip, sha256="x", duration=6.0, width=1366, height=768, renderer="runware"
+    )
+    cache.failures.write(b.key, "refused")
+    before = sorted(p for p in (tmp_path / "cache").rglob("*"))
+    where = Where(cache, None, OutputIndex(tmp_path / "outputs.json"), tmp_path / "films")
+    plan = make_plan(graph, where)
+    assert [row.status for row in plan.rows] == [ShotState.CACHED, ShotState.FAILED]
+    assert plan.cost_needed == 0.28 and plan.cost_total == 0.56
+    assert [row.state.name for row in plan.film_rows] == [FilmState.NEW]
+    assert sorted(p for p in (tmp_path / "cache").rglob("*")) == before
