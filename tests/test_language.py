@@ -310,9 +310,9 @@ def test_a_file_included_many_times_is_parsed_once(
     parsed: list[str] = []
     real = spec_module._parse
 
-    def counting(path: Path, texts: dict) -> object:
+    def counting(path: Path, texts: dict, given: str | None = None) -> object:
         parsed.append(Path(path).name)
-        return real(path, texts)
+        return real(path, texts, given)
 
     monkeypatch.setattr(spec_module, "_parse", counting)
     prompts = json.loads(cli("prompts", spec, "--json").out)
