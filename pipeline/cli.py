@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         if getattr(args, "json", False) and isinstance(exc, SpecError):
             errors = [d.to_json() for d in exc.diagnostics]
-            sys.stdout.write(json.dumps({"errors": errors}, indent=1, ensure_ascii=False) + "\n")
+            write_json({"errors": errors})
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -388,7 +388,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = session(args).plan()
     if args.json:
         body = plan.to_json()
-        sys.stdout.write(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+        write_json(body)
         return 0
     from pipeline.report import print_plan
 
@@ -399,7 +399,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_prompts(args: argparse.Namespace) -> int:
     rows = session(args).prompts(args.shot)
     if args.json:
-        sys.stdout.write(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+        write_json(rows)
         return 0
     for row in rows:
         variant = f" [{row['variant']}]" if row["variant"] else ""
@@ -457,7 +457,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _print_summary(args: argparse.Namespace, summary: Any) -> None:
     if args.json:
-        sys.stdout.write(json.dumps(summary.to_json(), indent=1) + "\n")
+        write_json(summary.to_json())
         return
     if args.quiet and not summary.failed:
         return
@@ -497,7 +497,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _status_folder(args)
     name, rows = session(args).status()
     if args.json:
-        sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=1) + "\n")
+        write_json([r.to_json() for r in rows])
         return 0
     from rich.text import Text
 
@@ -551,7 +551,7 @@ def _status_folder(args: argparse.Namespace) -> int:
         if not args.json:
             print(line)
     if args.json:
-        sys.stdout.write(json.dumps(results, indent=1) + "\n")
+        write_json(results)
     return code
 
 
@@ -561,7 +561,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     old, new = [*args.revisions, None][:2] if args.revisions else ["HEAD", None]
     comparison = session(args).diff(old, new)
     if args.json:
-        sys.stdout.write(json.dumps(comparison.to_json(), indent=1, ensure_ascii=False) + "\n")
+        write_json(comparison.to_json())
         return 0
     from pipeline.report import print_comparison
 
@@ -643,7 +643,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             "storyboards": [str(p) for p in collection.storyboards],
             "unreadable": unreadable,
         }
-        sys.stdout.write(json.dumps(body, indent=1) + "\n")
+        write_json(body)
         return 0
     for record in collection.unused:
         print(
@@ -672,3 +672,23 @@ def cmd_gc(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def write_json(value: Any) -> None:
+    """`value` as JSON on stdout, each item of a list on a line of its own: as readable as
+    an indented dump and made by json's C encoder (an indented dump runs in Python: a fifth
+    of a second for the plan of 10,000 shots)."""
+    sys.stdout.write(_json_lines(value, top=True) + "\n")
+
+
+def _json_lines(value: Any, top: bool = False) -> str:
+    if isinstance(value, list) and value:
+        return "[\n " + ",\n ".join(_compact_json(item) for item in value) + "\n]"
+    if top and isinstance(value, dict) and value:
+        fields = (f"{_compact_json(name)}: {_json_lines(item)}" for name, item in value.items())
+        return "{\n" + ",\n".join(fields) + "\n}"
+    return _compact_json(value)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -308,8 +308,10 @@ def _vouched(cache: Cache, lock: Lock, keys: list[str]) -> dict[str, ClipRecord]
     found = {}
     for key in keys:
         locked = lock.shots.get(key)
+        if locked is None:
+            continue
         path = cache.clips.path(key)
-        if locked is None or not path.is_file() or sha256_file(path) != locked.sha256:
+        if not path.is_file() or sha256_file(path) != locked.sha256:
             continue
         try:
             info = media.probe(path)

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from pipeline.errors import Diagnostic, Problems, SpecError, did_you_mean
+from pipeline.models import SAFE_YAML_LOADER
 from pipeline.project import (
     ROOT_HINT,
     FileMissing,
@@ -37,11 +38,6 @@ from pipeline.project import (
     project_root,
     read_bounded,
 )
-
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
 # A storyboard's name, as people write it (`café`, `広告`): no control characters or slashes.
@@ -756,7 +752,7 @@ def _check_shape(path: Path, text: str) -> None:
     libyaml's composer recurses once per level and slows down with deep nesting."""
     depth = nodes = 0
     try:
-        for event in yaml.parse(text, Loader=_Loader):
+        for event in yaml.parse(text, Loader=SAFE_YAML_LOADER):
             if isinstance(event, yaml.NodeEvent):
                 nodes += 1
                 if nodes > MAX_NODES:
@@ -777,7 +773,7 @@ def _event_error(path: Path, event: yaml.Event, problem: str) -> SpecError:
 
 def _compose(path: Path, text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(_Named(text, str(path)), Loader=_Loader)
+        return yaml.compose(_Named(text, str(path)), Loader=SAFE_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise _yaml_error(path, exc) from None
 

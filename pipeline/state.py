@@ -144,27 +144,41 @@ class LockedShots:
     by_identity: dict[tuple[str, int], list[tuple[str, LockedShot]]] = field(default_factory=dict)
     labels: frozenset[str] = frozenset()
     present: bool = False
+    # (label, take, variant) -> (place in the lock, key, entry) of the first entry naming it
+    by_variant: dict[tuple[str, int, str], tuple[int, str, LockedShot]] = field(
+        default_factory=dict
+    )
+    keys: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, lock: Lock | None) -> LockedShots:
         if lock is None:
             return cls()
         found: dict[tuple[str, int], list[tuple[str, LockedShot]]] = {}
-        for key, entry in lock.shots.items():
+        by_variant: dict[tuple[str, int, str], tuple[int, str, LockedShot]] = {}
+        for place, (key, entry) in enumerate(lock.shots.items()):
             found.setdefault((entry.shot, entry.take), []).append((key, entry))
-        return cls(found, frozenset(entry.shot for entry in lock.shots.values()), True)
+            for variant in entry.variants or [""]:
+                by_variant.setdefault((entry.shot, entry.take, variant), (place, key, entry))
+        labels = frozenset(entry.shot for entry in lock.shots.values())
+        return cls(found, labels, True, by_variant, frozenset(lock.shots))
 
     def find(self, shot: Shot, variants: Iterable[str]) -> tuple[str, LockedShot] | None:
-        """The lock's entry for this shot in these variants: its own key first."""
-        candidates = self.by_identity.get((shot.label, shot.take), [])
-        for key, entry in candidates:
-            if key == shot.key:
-                return key, entry
-        wanted = set(variants)
-        for key, entry in candidates:
-            if set(entry.variants) & wanted or not (entry.variants or wanted):
-                return key, entry
-        return None
+        """The lock's entry for this shot in these variants: its own key first, then the
+        first entry in the lock that names one of the variants."""
+        if shot.key in self.keys:
+            for key, entry in self.by_identity[(shot.label, shot.take)]:
+                if key == shot.key:
+                    return key, entry
+        named = [
+            self.by_variant[at]
+            for at in ((shot.label, shot.take, variant) for variant in (variants or [""]))
+            if at in self.by_variant
+        ]
+        if not named:
+            return None
+        _, key, entry = min(named, key=lambda item: item[0])
+        return key, entry
 
 
 def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State:
@@ -225,7 +239,9 @@ def request_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
             else "first frame " + ("added" if new.get("inputs") else "removed")
         )
     shown = {"positivePrompt", "model", "width", "height", "duration", "inputs"}
-    flat_old, flat_new = _flat(old, shown), _flat(new, shown)
+    settings = (old.keys() | new.keys()) - shown
+    differing = {name for name in settings if old.get(name) != new.get(name)}
+    flat_old, flat_new = _flat(old, differing), _flat(new, differing)
     for name in sorted(flat_old.keys() | flat_new.keys()):
         if flat_old.get(name) != flat_new.get(name):
             before, after = _show(flat_old.get(name)), _show(flat_new.get(name))
@@ -235,12 +251,9 @@ def request_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
 
 def word_diff(old: str, new: str) -> str:
     """`… [-old words-] {+new words+} …`, with a few words of context around each change."""
-    import difflib  # here: a plan with nothing changed never needs it
-
     a, b = old.split(), new.split()
     parts: list[str] = []
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    opcodes = matcher.get_opcodes()
+    opcodes = _word_opcodes(a, b)
     for index, (tag, i1, i2, j1, j2) in enumerate(opcodes):
         if tag == "equal":
             words = a[i1:i2]
@@ -260,13 +273,47 @@ def word_diff(old: str, new: str) -> str:
     return " ".join(parts)
 
 
-def _flat(value: Mapping[str, Any], skip: set[str], prefix: str = "") -> dict[str, Any]:
+Opcode = tuple[str, int, int, int, int]
+
+
+def _word_opcodes(a: list[str], b: list[str]) -> list[Opcode]:
+    """difflib's opcodes from `a` to `b`. The words both share at the start and the end are
+    set aside first, and difflib only looks at what is between: an edited prompt mostly
+    keeps its ends, and a plan with --why diffs every changed prompt."""
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    old, new = a[start : len(a) - end], b[start : len(b) - end]
+    found: list[Opcode] = [("equal", 0, start, 0, start)] if start else []
+    for tag, i1, i2, j1, j2 in _middle_opcodes(old, new):
+        found.append((tag, i1 + start, i2 + start, j1 + start, j2 + start))
+    if end:
+        found.append(("equal", len(a) - end, len(a), len(b) - end, len(b)))
+    return found
+
+
+def _middle_opcodes(old: list[str], new: list[str]) -> list[Opcode]:
+    if not old and not new:
+        return []
+    if set(old).isdisjoint(new):  # nothing in common: one change, said whole
+        tag = "replace" if old and new else "delete" if old else "insert"
+        return [(tag, 0, len(old), 0, len(new))]
+    import difflib  # here: most edits never need it
+
+    return difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+
+
+def _flat(value: Mapping[str, Any], among: set[str] | None, prefix: str = "") -> dict[str, Any]:
+    """`value`'s settings by dotted name (only the top-level names `among`, if given)."""
     flat: dict[str, Any] = {}
     for name, item in value.items():
-        if not prefix and name in skip:
+        if among is not None and name not in among:
             continue
-        if isinstance(item, Mapping):
-            flat.update(_flat(item, skip, f"{prefix}{name}."))
+        if isinstance(item, dict):
+            flat.update(_flat(item, None, f"{prefix}{name}."))
         else:
             flat[f"{prefix}{name}"] = item
     return flat

@@ -85,6 +85,7 @@ class PromptTemplates:
     root: Path
     env: BoundedSandbox = field(init=False)
     _inline: dict[str, jinja2.Template] = field(init=False, default_factory=dict)
+    _files: dict[str, jinja2.Template] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.env = BoundedSandbox(
@@ -138,7 +139,10 @@ class PromptTemplates:
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
         if template is not None:
-            return self.env.get_template(template)
+            compiled = self._files.get(template)
+            if compiled is None:  # jinja's own cache is looked up in far more steps
+                compiled = self._files[template] = self.env.get_template(template)
+            return compiled
         source = inline or ""
         if len(source) > MAX_TEMPLATE_BYTES:
             raise TemplateLimit(f"the prompt is longer than {MAX_TEMPLATE_BYTES:,} characters")
