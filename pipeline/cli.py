@@ -691,4 +691,7 @@ def _json_lines(value: Any, top: bool = False) -> str:
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _ENCODER.encode(value)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one for all rows: json.dumps makes one each

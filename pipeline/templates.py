@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,6 +321,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals["range"] = self.bounded_range
         self.globals["namespace"] = BoundedNamespace
         self.concat = _bounded_concat  # type: ignore[assignment]
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict: jinja's ChainMap over the environment's
+        globals is merged again into every render's context, a tenth of a render's time.
+        The environment's globals are all set above, before any template is loaded."""
+        return {**self.globals, **(d or {})}
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """The template's syntax tree, with the iterable of every `for` loop counted."""
