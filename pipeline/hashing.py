@@ -17,7 +17,12 @@ _CHUNK = 1 << 20
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
+
+
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) uses, made
+# once: dumps makes a new encoder on every call, a third of the time of hashing a request.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sha256_text(text: str) -> str:

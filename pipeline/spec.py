@@ -1216,12 +1216,15 @@ def _check_references(
     named, resolved. An id of an item that did not validate (`dropped`) is known: naming it
     is not a second mistake."""
     ids = _check_ids(storyboard, source, problems)
+    found: set[str] = set()  # templates looked up once: many shots share one
     for loc, shot in _items(storyboard):
-        if shot.template is not None and shot.id not in problems.failed:
-            try:
-                _find_template(source, (*loc, "template"), shot.template, dirs, root)
-            except SpecError as exc:
-                problems.add(exc, {shot.id})
+        if shot.template is None or shot.id in problems.failed or shot.template in found:
+            continue
+        try:
+            _find_template(source, (*loc, "template"), shot.template, dirs, root)
+            found.add(shot.template)
+        except SpecError as exc:
+            problems.add(exc, {shot.id})
     _check_frame_refs(storyboard, source, ids, dropped, problems)
     files = _check_files(storyboard, source, root, problems)
     for loc, message in _size_problems(storyboard):

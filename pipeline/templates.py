@@ -85,7 +85,6 @@ class PromptTemplates:
     root: Path
     env: BoundedSandbox = field(init=False)
     _inline: dict[str, jinja2.Template] = field(init=False, default_factory=dict)
-    _files: dict[str, jinja2.Template] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.env = BoundedSandbox(
@@ -139,10 +138,7 @@ class PromptTemplates:
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
         if template is not None:
-            compiled = self._files.get(template)
-            if compiled is None:  # jinja's own cache is looked up in far more steps
-                compiled = self._files[template] = self.env.get_template(template)
-            return compiled
+            return self.env.get_template(template)
         source = inline or ""
         if len(source) > MAX_TEMPLATE_BYTES:
             raise TemplateLimit(f"the prompt is longer than {MAX_TEMPLATE_BYTES:,} characters")
@@ -321,6 +317,22 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals["range"] = self.bounded_range
         self.globals["namespace"] = BoundedNamespace
         self.concat = _bounded_concat  # type: ignore[assignment]
+        self.loaded: dict[str, jinja2.Template] = {}
+
+    def get_template(
+        self,
+        name: str | jinja2.Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        """Each template is loaded once (auto_reload is off): jinja's own cache takes many
+        steps, and every render of a template that imports another asks for it again."""
+        if not isinstance(name, str) or parent is not None or globals:
+            return super().get_template(name, parent, globals)
+        found = self.loaded.get(name)
+        if found is None:
+            found = self.loaded[name] = super().get_template(name)
+        return found
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as one plain dict: jinja's ChainMap over the environment's
