@@ -35,7 +35,9 @@ from pipeline.project import (
     project_file,
     read_bounded,
 )
-from pipeline.spec import (
+from pipeline.spec import Spec
+from pipeline.spec.references import frame_refs
+from pipeline.spec.schema import (
     RESOLUTIONS,
     CardSpec,
     FormatSpec,
@@ -44,11 +46,9 @@ from pipeline.spec import (
     SequenceSpec,
     ShotSettings,
     ShotSpec,
-    Spec,
     SubtitleSpec,
     TextSpec,
     focus_x,
-    frame_refs,
     is_font_file,
     is_templated,
 )

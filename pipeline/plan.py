@@ -26,8 +26,9 @@ from pipeline.nodes import Sequence, Shot
 from pipeline.outputs import OutputIndex, film_dir, output_path
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid
-from pipeline.spec import Spec, file_fields, is_url, owners
+from pipeline.spec import Spec
 from pipeline.spec import read as read_spec
+from pipeline.spec.references import file_fields, is_url, owners
 from pipeline.state import (
     RENDERS,
     FilmFacts,

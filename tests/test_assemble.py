@@ -431,7 +431,7 @@ def test_the_colour_names_are_the_ones_ffmpeg_knows() -> None:
     would fail the join after the clips are paid for."""
     import subprocess
 
-    from pipeline.spec import FFMPEG_COLOURS
+    from pipeline.spec.schema import FFMPEG_COLOURS
 
     listed = subprocess.run(
         [media.ffmpeg_binary(), "-hide_banner", "-colors"],

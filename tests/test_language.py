@@ -308,13 +308,13 @@ def test_a_file_included_many_times_is_parsed_once(
         + "shots:\n  - id: own\n    prompt: 'a gull, {{ look }}'\n",
     )
     parsed: list[str] = []
-    real = spec_module._parse
+    real = spec_module.reading.parse
 
     def counting(path: Path, texts: dict, given: str | None = None) -> object:
         parsed.append(Path(path).name)
         return real(path, texts, given)
 
-    monkeypatch.setattr(spec_module, "_parse", counting)
+    monkeypatch.setattr(spec_module.reading, "parse", counting)
     prompts = json.loads(cli("prompts", spec, "--json").out)
     assert prompts[0]["prompt"] == "a gull, soft grain"
     assert sorted(parsed) == ["a.yaml", "b.yaml", "looks.yaml", "main.yaml"]

@@ -1,0 +1,408 @@
+"""The storyboard format: the models a storyboard validates into, and the names and
+limits of its values."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+# A storyboard's name, as people write it (`café`, `広告`): no control characters or slashes.
+Name = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f/\\]+$", max_length=80)]
+Scalar = str | int | float | bool
+RESOLUTIONS: dict[str, tuple[int, int]] = {"768p": (1366, 768), "1080p": (1920, 1080)}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FrameRef(_Strict):
+    """A frame of another render: `{shot: street, frame: last}`, or a still: `{still: key}`.
+    `take` and `vars` pick among its takes and matrix variants as a sequence's entries do."""
+
+    shot: Identifier | None = None
+    still: Identifier | None = None
+    frame: str | float = "last"  # first, last, or seconds into the clip (below its length)
+    take: int | None = Field(default=None, ge=1)
+    vars: dict[str, Scalar] | None = None
+
+    @field_validator("frame", mode="before")
+    @classmethod
+    def _frame_time(cls, value: Any) -> str | float:
+        if value in ("first", "last"):
+            return str(value)
+        try:
+            seconds = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(
+                f"frame {value!r} is not a frame: give first, last, or a time in seconds from "
+                "0 to under the clip's length"
+            )
+        return seconds
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FrameRef:
+        if (self.shot is None) == (self.still is None):
+            raise ValueError("name either 'shot' or 'still'")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.shot or self.still or ""
+
+
+def _mapping_kind(value: Any) -> str:
+    """A mapping is checked as an entry only (its errors name the entry's fields), anything
+    else as a name."""
+    return "entry" if isinstance(value, dict | BaseModel) else "name"
+
+
+# A file (or URL), or a frame of another render: a mapping is only ever the latter.
+FrameSource = Annotated[
+    Annotated[str, Tag("name")] | Annotated[FrameRef, Tag("entry")],
+    Discriminator(_mapping_kind),
+]
+
+
+class ShotSettings(_Strict):
+    """Fields a shot may set and `defaults:` may give to every shot."""
+
+    model: str | None = None
+    resolution: Literal["768p", "1080p"] | None = None
+    width: int | None = Field(default=None, gt=0, le=8192)
+    height: int | None = Field(default=None, gt=0, le=8192)
+    duration: int | None = Field(default=None, gt=0, le=60)
+    fps: int | None = Field(default=None, gt=0, le=120)
+    prompt_optimizer: bool | None = None
+    seed: int | None = None
+    negative_prompt: str | None = None
+    takes: int | None = Field(default=None, ge=1, le=16)
+    first_frame: FrameSource | None = None
+    last_frame: FrameSource | None = None
+    audio: bool | None = None  # ask for sound where the model makes it optional
+    # USD per render, where the catalogue has no price (or the account pays another one).
+    price: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
+
+
+def _check_axes(value: dict[str, Any], allow_include: bool) -> dict[str, Any]:
+    for name, values in value.items():
+        if name in ("include", "exclude"):
+            if not allow_include:
+                raise ValueError(f"'{name}' is only allowed in the storyboard matrix")
+            if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+                raise ValueError(f"'{name}' must be a list of mappings of variable to value")
+            continue
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            raise ValueError(f"matrix variable '{name}' is not a valid name")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"matrix variable '{name}' must be a non-empty list of values")
+        if not all(isinstance(v, Scalar) for v in values):
+            raise ValueError(f"matrix variable '{name}' must list plain values (text or numbers)")
+    return value
+
+
+class ShotSpec(ShotSettings):
+    id: Identifier
+    template: str | None = None
+    prompt: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    matrix: dict[str, Any] | None = None
+    pick: int | None = Field(default=None, ge=1)
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix_axes(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _check_axes(value, allow_include=False)
+
+    @model_validator(mode="after")
+    def _prompt_source(self) -> ShotSpec:
+        if self.template is not None and self.prompt is not None:
+            raise ValueError("give either 'template' or 'prompt', not both")
+        if self.template is None and self.prompt is None and self.first_frame is None:
+            raise ValueError("a shot needs a 'template' or a 'prompt' (or a 'first_frame')")
+        if self.pick is not None and self.pick > (self.takes or 1):
+            raise ValueError(f"pick {self.pick} is more than the shot's {self.takes or 1} takes")
+        return self
+
+
+# Fields only a video has: a still refuses them by name.
+VIDEO_ONLY = ("duration", "fps", "first_frame", "last_frame", "audio", "prompt_optimizer")
+
+
+class StillSpec(ShotSpec):
+    """A keyframe image rendered by an image model, that shots may start from."""
+
+    @model_validator(mode="after")
+    def _no_video_fields(self) -> StillSpec:
+        for name in VIDEO_ONLY:
+            if getattr(self, name) is not None:
+                raise ValueError(f"a still has no '{name}'")
+        if self.template is None and self.prompt is None:
+            raise ValueError("a still needs a 'template' or a 'prompt'")
+        return self
+
+
+class Transition(_Strict):
+    type: Literal["cut", "crossfade", "fadeblack", "wipeleft", "wiperight"] = "cut"
+    duration: float = Field(default=0.5, ge=0, le=5)
+
+
+# Where a crop keeps its window: a side, or x from 0 (left edge) to 1 (right edge).
+Focus = (
+    Literal["left", "center", "right"] | Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+)
+FOCUS = {"left": 0.0, "center": 0.5, "right": 1.0}
+# 16:9, 9:16, 1:1, 4:5 (the short side is the film's) or an exact size: 1080x1350.
+FORMAT = r"^([1-9][0-9]?:[1-9][0-9]?|[1-9][0-9]{1,3}x[1-9][0-9]{1,3})$"
+
+
+def focus_x(focus: str | float) -> float:
+    return FOCUS[focus] if isinstance(focus, str) else float(focus)
+
+
+class FormatSpec(_Strict):
+    """One format of a sequence's film, with its own way to reframe the clips."""
+
+    format: str = Field(pattern=FORMAT)
+    fit: Literal["pad", "crop", "blur"] | None = None
+    focus: Focus | None = None
+
+
+FormatEntry = Annotated[
+    Annotated[Annotated[str, Field(pattern=FORMAT)], Tag("name")]
+    | Annotated[FormatSpec, Tag("entry")],
+    Discriminator(_mapping_kind),
+]
+
+
+class SequenceShot(_Strict):
+    """One use of a shot in a sequence, optionally trimmed to [in, out) seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    shot: Identifier
+    take: int | None = Field(default=None, ge=1)
+    vars: dict[str, Scalar] | None = None
+    start: float = Field(default=0.0, ge=0, alias="in")
+    end: float | None = Field(default=None, gt=0, alias="out")
+    focus: Focus | None = None  # where a crop of this clip keeps its window
+
+    @model_validator(mode="after")
+    def _trim_order(self) -> SequenceShot:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"'out' ({self.end}) must be after 'in' ({self.start})")
+        return self
+
+
+# A colour as ffmpeg names it (a name, #RRGGBB or 0xRRGGBB), with an optional @opacity.
+COLOUR = r"^([A-Za-z]{3,30}|#[0-9A-Fa-f]{6}|0x[0-9A-Fa-f]{6})(@(0(\.\d+)?|1(\.0+)?))?$"
+COLOUR_HINT = (
+    "a name ffmpeg knows (white, black, navy, gold...: `ffmpeg -colors` lists them), #RRGGBB "
+    "or 0xRRGGBB, with an optional opacity: black@0.5"
+)
+# The colour names ffmpeg knows (`ffmpeg -colors`: libavutil's table, matched without case);
+# any other name fails the join after the clips are paid for. `gray`, not `grey`.
+FFMPEG_COLOURS = frozenset(
+    """
+    aliceblue antiquewhite aqua aquamarine azure beige bisque black blanchedalmond blue
+    blueviolet brown burlywood cadetblue chartreuse chocolate coral cornflowerblue cornsilk
+    crimson cyan darkblue darkcyan darkgoldenrod darkgray darkgreen darkkhaki darkmagenta
+    darkolivegreen darkorange darkorchid darkred darksalmon darkseagreen darkslateblue
+    darkslategray darkturquoise darkviolet deeppink deepskyblue dimgray dodgerblue firebrick
+    floralwhite forestgreen fuchsia gainsboro ghostwhite gold goldenrod gray green
+    greenyellow honeydew hotpink indianred indigo ivory khaki lavender lavenderblush
+    lawngreen lemonchiffon lightblue lightcoral lightcyan lightgoldenrodyellow lightgreen
+    lightgrey lightpink lightsalmon lightseagreen lightskyblue lightslategray lightsteelblue
+    lightyellow lime limegreen linen magenta maroon mediumaquamarine mediumblue mediumorchid
+    mediumpurple mediumseagreen mediumslateblue mediumspringgreen mediumturquoise
+    mediumvioletred midnightblue mintcream mistyrose moccasin navajowhite navy oldlace olive
+    olivedrab orange orangered orchid palegoldenrod palegreen paleturquoise palevioletred
+    papayawhip peachpuff peru pink plum powderblue purple red rosybrown royalblue
+    saddlebrown salmon sandybrown seagreen seashell sienna silver skyblue slateblue
+    slategray snow springgreen steelblue tan teal thistle tomato turquoise violet wheat
+    white whitesmoke yellow yellowgreen
+    """.split()  # noqa: SIM905 (140 names read best as words)
+)
+
+
+def _known_colour(value: str | None) -> str | None:
+    """A colour whose name ffmpeg knows; a name it does not is refused now, not at the join."""
+    if value is None:
+        return None
+    name = value.split("@", 1)[0]
+    if name.startswith(("#", "0x")) or name.lower() in FFMPEG_COLOURS:
+        return value
+    close = difflib.get_close_matches(name.lower(), FFMPEG_COLOURS, n=1)
+    guess = f": did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"'{value}' is not a colour ffmpeg knows{guess}")
+
+
+Colour = Annotated[str, Field(pattern=COLOUR), AfterValidator(_known_colour)]
+
+
+class CardSpec(_Strict):
+    """A title or end card: words on a colour or an image, for a duration. Not a render:
+    drawn by ffmpeg when the film is joined."""
+
+    card: str = Field(min_length=1, max_length=2000)  # a Jinja template over vars and matrix
+    duration: float = Field(default=3.0, ge=0.5, le=30)
+    background: Colour = "black"
+    image: str | None = Field(default=None, min_length=1)  # instead of the colour
+    color: Colour = "white"
+    size: float = Field(default=0.08, gt=0, le=0.5)  # of the frame's height
+    font: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+def _entry_kind(value: Any) -> str:
+    if isinstance(value, CardSpec) or (isinstance(value, dict) and "card" in value):
+        return "card"
+    return "entry" if isinstance(value, dict | SequenceShot) else "name"
+
+
+# A mapping is checked as an entry only, so its errors name the entry's fields.
+SequenceEntry = Annotated[
+    Annotated[Identifier, Tag("name")]
+    | Annotated[SequenceShot, Tag("entry")]
+    | Annotated[CardSpec, Tag("card")],
+    Discriminator(_entry_kind),
+]
+
+
+ANCHORS = (
+    "top-left",
+    "top",
+    "top-right",
+    "left",
+    "center",
+    "right",
+    "bottom-left",
+    "bottom",
+    "bottom-right",
+)
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+
+
+def is_font_file(name: str) -> bool:
+    """A font named by file (else by family, as fontconfig knows it)."""
+    return "/" in name or name.lower().endswith(FONT_SUFFIXES)
+
+
+def is_templated(name: str) -> bool:
+    """A name that is a template: said per variant, checked when it is."""
+    return "{{" in name or "{%" in name
+
+
+class TextSpec(_Strict):
+    """Text drawn on a film: a title, a lower third, a caption, an end card's words."""
+
+    text: str = Field(min_length=1, max_length=2000)  # a Jinja template over vars and matrix
+    shot: Identifier | None = None  # drawn while this shot is on screen
+    start: float | None = Field(default=None, ge=0)  # or from..until, in seconds of the film
+    end: float | None = Field(default=None, gt=0)
+    position: Literal[ANCHORS] = "bottom"  # type: ignore[valid-type]
+    offset: tuple[
+        Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)],
+        Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)],
+    ] = (0.0, 0.0)  # of the frame's width and height
+    size: float = Field(default=0.06, gt=0, le=0.5)  # of the frame's height
+    color: Colour = "white"
+    box: Colour | None = None  # a box behind the text
+    shadow: bool = True
+    fade: float = Field(default=0.3, ge=0, le=5)  # seconds in and out
+    font: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _span(self) -> TextSpec:
+        if self.shot is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give either 'shot' or 'start'/'end', not both")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"'end' ({self.end}) must be after 'start' ({self.start})")
+        return self
+
+
+class SubtitleSpec(_Strict):
+    """Subtitles burned in from an SRT or WebVTT file (a template: subs/{{ lang }}.srt)."""
+
+    file: str = Field(min_length=1)
+    position: Literal[ANCHORS] = "bottom"  # type: ignore[valid-type]
+    size: float = Field(default=0.045, gt=0, le=0.5)
+    color: Colour = "white"
+    box: Colour | None = "black@0.55"
+    font: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+SubtitleEntry = Annotated[
+    Annotated[str, Field(min_length=1), Tag("name")] | Annotated[SubtitleSpec, Tag("entry")],
+    Discriminator(_mapping_kind),
+]
+
+
+class LogoSpec(_Strict):
+    """An image over the whole film: a logo, a watermark."""
+
+    image: str = Field(min_length=1)  # PNG (with its transparency), JPEG or WebP
+    position: Literal[ANCHORS] = "top-right"  # type: ignore[valid-type]
+    size: float = Field(default=0.1, gt=0, le=1)  # its height, of the frame's height
+    opacity: float = Field(default=1.0, gt=0, le=1)
+
+
+class SequenceSpec(_Strict):
+    id: Identifier
+    shots: list[SequenceEntry] = Field(min_length=1)
+    transition: Transition = Transition()
+    fit: Literal["pad", "crop", "blur"] | None = None  # pad; crop for other formats
+    focus: Focus = "center"
+    formats: list[FormatEntry] | None = Field(default=None, min_length=1, max_length=8)
+    resolution: Literal["768p", "1080p"] | None = None
+    width: int | None = Field(default=None, gt=0, le=8192)
+    height: int | None = Field(default=None, gt=0, le=8192)
+    fps: int | None = Field(default=None, gt=0, le=120)
+    audio: str | None = None
+    quality: int = Field(default=20, ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
+    ] = "veryfast"
+    text: list[TextSpec] = Field(default_factory=list, max_length=50)
+    logo: LogoSpec | None = None
+    subtitles: SubtitleEntry | None = None  # a file, or a file and how it looks
+    voice: str | None = Field(default=None, min_length=1)  # may be a template: vo-{{ lang }}.m4a
+    voice_start: float = Field(default=0.0, ge=0)  # seconds into the film
+
+
+class Storyboard(_Strict):
+    version: Literal[1]
+    name: Name
+    renderer: Literal["runware", "preview"] = "runware"
+    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # USD per render of a model, for models the catalogue has no price for.
+    prices: dict[str, Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    templates: str | list[str] | None = None
+    defaults: ShotSettings = ShotSettings()
+    vars: dict[str, Any] = Field(default_factory=dict)
+    matrix: dict[str, Any] | None = None
+    shots: list[ShotSpec] = Field(min_length=1)
+    stills: list[StillSpec] = Field(default_factory=list)
+    sequences: list[SequenceSpec] = Field(default_factory=list)
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix_axes(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _check_axes(value, allow_include=True)
