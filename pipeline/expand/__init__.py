@@ -1,0 +1,225 @@
+"""Storyboard -> shots and sequences: matrix, takes, templates, and the exact provider request."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from pipeline.errors import Problems
+from pipeline.expand.context import (
+    MAX_COUNTED,
+    MAX_SHOTS,
+    Context,
+    Inputs,
+    combinations,
+    combo_matches,
+)
+from pipeline.expand.films import expand_sequence, formatted, with_voice
+from pipeline.expand.shots import expand_shot, prompt_source
+from pipeline.expand.text import with_text
+from pipeline.nodes import (
+    Expansion,
+    Sequence,
+    Shot,
+)
+from pipeline.spec import Spec
+from pipeline.spec.references import frame_refs
+from pipeline.spec.schema import (
+    CardSpec,
+    SequenceSpec,
+    ShotSpec,
+)
+from pipeline.templates import PromptTemplates
+from pipeline.typeface import Fonts
+
+
+def expand(
+    spec: Spec,
+    renderer: str,
+    max_shots: int | None = None,
+    fonts: Fonts | None = None,
+) -> Expansion:
+    """Every still, shot and sequence of every variant; errors point at the YAML or template
+    line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
+    first. A shot that starts from another render's frame has a pending key: the graph
+    resolves it once the frame exists. `fonts` keeps the sanitized copies of project fonts
+    (in the cache: `Fonts(cache.fonts)`)."""
+    board = spec.storyboard
+    check_size(spec, max_shots or MAX_SHOTS)
+    templates = PromptTemplates(spec.template_dirs, spec.root)
+    context = Context(renderer, Inputs(spec), {})
+    fonts = fonts or Fonts()
+    problems = Problems(list(spec.problems))
+    # Items with a problem are not tried again; nor what starts from a frame of one, or
+    # joins one, that was not made (it failed, or the storyboard does not have it).
+    failed = set(spec.failed)
+    shots: list[Shot] = []
+    sequences: list[Sequence] = []
+    variants = combinations(board.matrix or {}, spec, ("matrix",))
+    order = render_order(spec)
+    items = {loc: _item(board, loc) for loc in order}
+    needs = _frame_sources(spec)
+    sources = {}
+    for loc, item in items.items():
+        sources[loc] = problems.attempt(prompt_source, spec, loc, item)
+        if sources[loc] is None:
+            failed.add(item.id)
+    with templates.limits():
+        for variant_name, variant_vars in variants:
+            by_id: dict[str, list[Shot]] = {}
+            for loc in order:
+                item = items[loc]
+                if problems.full:
+                    break
+                if item.id in failed or not needs.get(item.id, set()) <= by_id.keys():
+                    failed.add(item.id)
+                    continue
+                prompting = (templates, sources[loc])
+                variant = (variant_name, variant_vars)
+                made = problems.attempt(
+                    expand_shot, spec, loc, item, variant, prompting, context, by_id
+                )
+                if made is None:
+                    failed.add(item.id)
+                    continue
+                by_id[item.id] = made
+            for item in (*board.stills, *board.shots):
+                shots.extend(by_id.get(item.id, ()))
+            for index, sequence_spec in enumerate(board.sequences):
+                if problems.full:
+                    break
+                if sequence_spec.id in failed or not _named(sequence_spec) <= by_id.keys():
+                    continue
+                values = {**board.vars, **variant_vars}
+                drawing = (context.inputs, templates, fonts, values)
+                films = problems.attempt(
+                    _films, spec, index, sequence_spec, variant_name, by_id, drawing
+                )
+                if films is None:
+                    failed.add(sequence_spec.id)
+                    continue
+                sequences.extend(films)
+    problems.raise_any()
+    variant_names = tuple(n for n, _ in variants)
+    warnings = tuple(context.warnings)
+    return Expansion(renderer, tuple(shots), tuple(sequences), variant_names, warnings)
+
+
+def _films(
+    spec: Spec,
+    index: int,
+    sequence_spec: SequenceSpec,
+    variant_name: str,
+    by_id: dict[str, list[Shot]],
+    drawing: tuple[Inputs, PromptTemplates, Fonts, dict[str, Any]],
+) -> list[Sequence]:
+    """The films of one sequence in one variant: one per format, with voice and text."""
+    inputs, templates, fonts, values = drawing
+    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, drawing)
+    if sequence_spec.voice is not None:
+        base = with_voice(spec, index, base, (templates, inputs), values)
+    films = []
+    for sequence in formatted(spec, index, base):
+        if sequence_spec.text or sequence_spec.subtitles is not None:
+            sequence = with_text(spec, index, sequence, (templates, fonts), values)
+        films.append(sequence)
+    return films
+
+
+def _frame_sources(spec: Spec) -> dict[str, set[str]]:
+    """The shots and stills each shot starts from a frame of."""
+    needs: dict[str, set[str]] = {}
+    for _, shot_id, ref in frame_refs(spec.storyboard):
+        needs.setdefault(shot_id, set()).add(ref.name)
+    return needs
+
+
+def _named(sequence: SequenceSpec) -> set[str]:
+    """The shots a sequence names."""
+    return {
+        entry if isinstance(entry, str) else entry.shot
+        for entry in sequence.shots
+        if not isinstance(entry, CardSpec)
+    }
+
+
+def _item(board: Any, loc: tuple[str, int]) -> ShotSpec:
+    return board.stills[loc[1]] if loc[0] == "stills" else board.shots[loc[1]]
+
+
+def render_order(spec: Spec) -> list[tuple[str, int]]:
+    """Stills and shots, each after the renders whose frames it starts from (the spec
+    refused cycles), else in the order written."""
+    board = spec.storyboard
+    where: dict[str, tuple[str, int]] = {s.id: ("stills", i) for i, s in enumerate(board.stills)}
+    where |= {s.id: ("shots", i) for i, s in enumerate(board.shots)}
+    needs: dict[str, list[str]] = {}
+    for _, shot_id, ref in frame_refs(board):
+        needs.setdefault(shot_id, []).append(ref.name)
+    order: list[tuple[str, int]] = []
+    placed: set[str] = set()
+    for name in where:
+        # Depth first, without recursion: a chain may be thousands of shots long.
+        stack = [(name, False)]
+        while stack:
+            node, upstream_placed = stack.pop()
+            if upstream_placed:
+                order.append(where[node])
+                continue
+            if node in placed:
+                continue
+            placed.add(node)
+            stack.append((node, True))
+            ups = reversed(needs.get(node, []))
+            stack.extend((up, False) for up in ups if up not in placed and up in where)
+    return order
+
+
+def check_size(spec: Spec, max_shots: int) -> None:
+    """Refuse, before anything is expanded, a storyboard of more than `max_shots` shots."""
+    board = spec.storyboard
+    default_takes = board.defaults.takes or 1
+    per_variant = 0
+    exact = True
+    for shot in board.shots:
+        count, counted = _combination_count(shot.matrix or {}, max_shots)
+        per_variant += count * (shot.takes or default_takes)
+        exact = exact and counted
+    for still in board.stills:  # stills are renders too, and take no defaults
+        count, counted = _combination_count(still.matrix or {}, max_shots)
+        per_variant += count * (still.takes or 1)
+        exact = exact and counted
+    variants, counted = _combination_count(board.matrix or {}, max_shots)
+    total = variants * per_variant
+    if total <= max_shots:
+        return
+    axes = [len(v) for k, v in (board.matrix or {}).items() if k not in ("include", "exclude")]
+    product = " x ".join(str(n) for n in axes) or "1"
+    raise spec.source.error(
+        ("matrix",) if board.matrix else ("shots",),
+        f"the storyboard expands to {'' if exact and counted else 'up to '}{total:,} shots "
+        f"({variants:,} variants of the matrix {product}, times {per_variant:,} shots and "
+        f"takes each): over the limit of {max_shots:,}",
+        "make the matrix smaller (fewer values, exclude:), or raise the limit with --max-shots",
+    )
+
+
+def _combination_count(matrix: dict[str, Any], max_shots: int) -> tuple[int, bool]:
+    """How many combinations a matrix makes, and whether that is exact: its `exclude:`
+    entries are counted out (without building the combinations) up to MAX_COUNTED; beyond,
+    the product of its axes is an upper bound."""
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    product = math.prod(len(values) for values in axes.values())
+    included = len(matrix.get("include", []))
+    excludes = matrix.get("exclude", [])
+    if not excludes:
+        return product + included, True
+    if product + included <= max_shots or product > MAX_COUNTED:
+        return product + included, False
+    kept = sum(
+        1
+        for values in itertools.product(*axes.values())
+        if not any(combo_matches(dict(zip(axes, values, strict=True)), e) for e in excludes)
+    )
+    return kept + included, True

@@ -1,0 +1,364 @@
+"""Films: each sequence in each variant and format, its clips, cards, logo and voice."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import hashing
+from pipeline.expand.context import (
+    MAX_FILM_PIXELS,
+    MAX_FILM_SIDE,
+    Inputs,
+    keyed,
+    select,
+    sequence_file,
+)
+from pipeline.expand.text import check_glyphs, find_font
+from pipeline.nodes import (
+    CARD,
+    ClipUse,
+    Logo,
+    Sequence,
+    Shot,
+    film_key,
+)
+from pipeline.spec import Spec
+from pipeline.spec.schema import (
+    RESOLUTIONS,
+    CardSpec,
+    FormatSpec,
+    SequenceShot,
+    SequenceSpec,
+    focus_x,
+)
+from pipeline.templates import PromptSource, PromptTemplates
+from pipeline.typeface import Fonts
+
+
+def expand_sequence(
+    spec: Spec,
+    index: int,
+    sequence: SequenceSpec,
+    variant: str,
+    by_id: dict[str, list[Shot]],
+    said: tuple[Inputs, PromptTemplates, Fonts, dict[str, Any]],
+) -> Sequence:
+    inputs = said[0]
+    loc = ("sequences", index)
+    uses: list[ClipUse | None] = []
+    for e_index, entry in enumerate(sequence.shots):
+        if isinstance(entry, CardSpec):
+            uses.append(None)  # drawn once the film's size is known
+            continue
+        ref = entry if isinstance(entry, SequenceShot) else SequenceShot(shot=entry)
+        entry_loc = (*loc, "shots", e_index)
+        chosen = select(by_id[ref.shot], ref)
+        if not chosen:
+            raise _no_match(spec, entry_loc, sequence.id, ref, by_id[ref.shot])
+        for shot in chosen:
+            uses.append(_trimmed(spec, entry_loc, sequence.id, ref, shot))
+    shots = [use for use in uses if use is not None]
+    width, height = _sequence_size(sequence, shots)
+    size_loc = loc if sequence.width is None else (*loc, "width")
+    _check_film_size(spec, size_loc, f"sequence '{sequence.id}'", (width, height))
+    fps = sequence.fps or max((use.shot.fps for use in shots), default=25)
+    cards = iter(
+        _card(spec, (index, number), entry, (variant, width, height, fps), said[1:], inputs)
+        for number, entry in enumerate(sequence.shots)
+        if isinstance(entry, CardSpec)
+    )
+    uses = [use if use is not None else next(cards) for use in uses]
+    transition = sequence.transition
+    # A transition of no length is a cut, and is joined as one.
+    kind = "cut" if transition.duration == 0 else transition.type
+    overlap = 0.0 if kind == "cut" else transition.duration
+    shortest = min(use.length for use in uses)
+    if len(uses) > 1 and overlap >= shortest:
+        raise spec.source.error(
+            (*loc, "transition", "duration"),
+            f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
+            f"clip ({shortest:g} s)",
+        )
+    audio, audio_hash = (
+        inputs.sound(sequence.audio, (*loc, "audio")) if sequence.audio else (None, None)
+    )
+    logo, logo_settings = _logo(sequence, inputs, loc)
+    settings = {
+        "transition": kind,
+        "transition_duration": overlap,
+        "fit": sequence.fit or "pad",
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "audio": audio_hash,
+        "quality": sequence.quality,
+        "preset": sequence.preset,
+    } | logo_settings
+    return Sequence(
+        settings=settings,
+        id=sequence.id,
+        variant=variant,
+        uses=tuple(uses),
+        transition=kind,
+        transition_duration=overlap,
+        fit=sequence.fit or "pad",
+        width=width,
+        height=height,
+        fps=fps,
+        audio=audio,
+        quality=sequence.quality,
+        preset=sequence.preset,
+        key=film_key(uses, settings),
+        index=index,
+        logo=logo,
+    )
+
+
+def _logo(
+    sequence: SequenceSpec, inputs: Inputs, loc: tuple[Any, ...]
+) -> tuple[Logo | None, dict[str, Any]]:
+    """The sequence's logo, and what the film's key counts of it (the image by its bytes)."""
+    if sequence.logo is None:
+        return None, {}
+    given = sequence.logo
+    path, digest, _ = inputs.image(given.image, (*loc, "logo", "image"))
+    logo = Logo(path, given.position, given.size, given.opacity)
+    return logo, {
+        "logo": {
+            "image": digest,
+            "position": given.position,
+            "size": given.size,
+            "opacity": given.opacity,
+        }
+    }
+
+
+def with_voice(
+    spec: Spec,
+    index: int,
+    sequence: Sequence,
+    reading: tuple[PromptTemplates, Inputs],
+    values: dict[str, Any],
+) -> Sequence:
+    """The sequence with its voice-over as this variant names it, checked to be sound that
+    starts inside the film."""
+    templates, inputs = reading
+    given = spec.storyboard.sequences[index]
+    assert given.voice is not None
+    loc = ("sequences", index, "voice")
+    name, found = sequence_file(spec, loc, given.voice, templates, values)
+    if given.voice_start >= sequence.duration:
+        raise spec.source.error(
+            ("sequences", index, "voice_start"),
+            f"sequence '{sequence.id}': the voice starts at {given.voice_start:g} s, after the "
+            f"film's end ({sequence.duration:g} s)",
+        )
+    path, digest = inputs.sound(name, loc, found)
+    settings = {**sequence.settings, "voice": digest, "voice_start": given.voice_start}
+    return keyed(sequence, settings, voice=path, voice_start=given.voice_start)
+
+
+def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:
+    """The sequence's film in each of its `formats:`, each its own film and key; the one film
+    when it has none."""
+    board_sequence = spec.storyboard.sequences[index]
+    focus = focus_x(board_sequence.focus)
+    if focus != 0.5:
+        sequence = _reframed(sequence, sequence.width, sequence.height, sequence.fit, focus)
+    if not board_sequence.formats:
+        return [sequence]
+    films = []
+    for number, entry in enumerate(board_sequence.formats):
+        chosen = entry if isinstance(entry, FormatSpec) else FormatSpec(format=entry)
+        width, height = _format_size(spec, (index, number), chosen.format, sequence)
+        # Another shape is cropped unless the sequence or the format says how.
+        fit = chosen.fit or board_sequence.fit or "crop"
+        if (width, height) == (sequence.width, sequence.height) and chosen.fit is None:
+            fit = sequence.fit  # the film's own shape: nothing to reframe
+        where = focus_x(chosen.focus) if chosen.focus is not None else focus
+        films.append(replace(_reframed(sequence, width, height, fit, where), format=chosen.format))
+    names = [film.name for film in films]
+    for number, name in enumerate(names):
+        if names.index(name) != number:
+            raise spec.source.error(
+                ("sequences", index, "formats", number),
+                f"sequence '{sequence.id}': format {films[number].format} is given twice",
+            )
+    return films
+
+
+def _reframed(sequence: Sequence, width: int, height: int, fit: str, focus: float) -> Sequence:
+    settings = {**sequence.settings, "width": width, "height": height, "fit": fit}
+    if focus != 0.5:
+        settings["focus"] = focus
+    uses = tuple(_card_sized(use, width, height) for use in sequence.uses)
+    return keyed(sequence, settings, uses=uses, width=width, height=height, fit=fit, focus=focus)
+
+
+def _format_size(
+    spec: Spec, where: tuple[int, int], written: str, sequence: Sequence
+) -> tuple[int, int]:
+    """A format's size: `W:H` keeps the film's short side; `WxH` is exact (and even)."""
+    loc = ("sequences", where[0], "formats", where[1])
+    if "x" in written:
+        width, height = (int(part) for part in written.split("x"))
+        if width % 2 or height % 2 or min(width, height) < 64:
+            raise spec.source.error(
+                loc,
+                f"sequence '{sequence.id}': format {written}: sides must be even and at least "
+                "64 pixels (H.264 in yuv420p)",
+            )
+    else:
+        across, down = (int(part) for part in written.split(":"))
+        short = min(sequence.width, sequence.height)
+        width, height = (
+            (_even(short * across / down), short)
+            if across >= down
+            else (short, _even(short * down / across))
+        )
+    _check_film_size(spec, loc, f"sequence '{sequence.id}': format {written}", (width, height))
+    return width, height
+
+
+def _check_film_size(spec: Spec, loc: tuple[Any, ...], what: str, size: tuple[int, int]) -> None:
+    """A film the encoder and this machine can make, else a located error saying the bound."""
+    width, height = size
+    if max(width, height) <= MAX_FILM_SIDE and width * height <= MAX_FILM_PIXELS:
+        return
+    raise spec.source.error(
+        loc,
+        f"{what} makes a film of {width}x{height}: over the {MAX_FILM_SIDE} pixels a side and "
+        f"{MAX_FILM_PIXELS:,} pixels (4096x2304) a frame this tool joins",
+        "choose a format closer to the clips' shape, or give its size: 1080x1920",
+    )
+
+
+def _even(value: float) -> int:
+    return 2 * math.ceil(value / 2 - 1e-9)
+
+
+def _trimmed(
+    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shot: Shot
+) -> ClipUse:
+    """A shot's clip as the entry trims it: inside the clip, and some of it."""
+    end = ref.end if ref.end is not None else float(shot.duration)
+    if end > shot.duration:
+        raise spec.source.error(
+            (*loc, "out"),
+            f"sequence '{sequence_id}': 'out' {end:g} is past the end of '{shot.label}' "
+            f"({shot.duration} s)",
+        )
+    if ref.start >= end:
+        raise spec.source.error(
+            (*loc, "in"),
+            f"sequence '{sequence_id}': 'in' {ref.start:g} leaves nothing of '{shot.label}' "
+            f"(it ends at {end:g} s)",
+            f"'in' must be under {end:g}",
+        )
+    return ClipUse(shot, ref.start, end, None if ref.focus is None else focus_x(ref.focus))
+
+
+def _no_match(
+    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shots: list[Shot]
+) -> Exception:
+    """Why no clip of a shot fits a sequence entry: the take or the vars it asks for."""
+    takes = shots[0].takes if shots else 1
+    if ref.take is not None and ref.take > takes:
+        return spec.source.error(
+            (*loc, "take"),
+            f"sequence '{sequence_id}': '{ref.shot}' has {takes} take(s), not {ref.take}",
+        )
+    known = sorted({", ".join(f"{k}: {v}" for k, v in s.shot_vars) for s in shots if s.shot_vars})
+    return spec.source.error(
+        (*loc, "vars") if ref.vars else loc,
+        f"sequence '{sequence_id}': no clip of '{ref.shot}' matches {ref.vars or {}}",
+        f"its variants: {'; '.join(known)}" if known else None,
+    )
+
+
+def _sequence_size(sequence: SequenceSpec, uses: list[ClipUse]) -> tuple[int, int]:
+    if sequence.resolution is not None:
+        return RESOLUTIONS[sequence.resolution]
+    if sequence.width is not None and sequence.height is not None:
+        return sequence.width, sequence.height
+    if not uses:  # cards only
+        return RESOLUTIONS["1080p"]
+    largest = max(uses, key=lambda u: u.shot.width * u.shot.height)
+    return largest.shot.width, largest.shot.height
+
+
+def _card(
+    spec: Spec,
+    where: tuple[int, int],
+    card: CardSpec,
+    shape: tuple[str, int, int, int],
+    saying: tuple[PromptTemplates, Fonts, dict[str, Any]],
+    inputs: Inputs,
+) -> ClipUse:
+    """A card of a sequence as a clip to draw: its words said for this variant, every
+    character checked against its font; its key follows what it shows."""
+    templates, fonts, values = saying
+    variant, width, height, fps = shape
+    loc = ("sequences", where[0], "shots", where[1])
+    name = f"sequence '{spec.storyboard.sequences[where[0]].id}' card {where[1] + 1}"
+    source = PromptSource(*spec.source.text_lines((*loc, "card")))
+    said = templates.render(
+        template=None, inline=card.card, context=values, where=source, lines=True
+    )
+    if not said:
+        raise spec.source.error((*loc, "card"), f"{name}: the card says nothing")
+    font = find_font(spec, (*loc, "font"), card.font, (templates, fonts), values)
+    check_glyphs(spec, (*loc, "card"), name, font, said, fonts)
+    images: tuple[Path, ...] = ()
+    hashes: list[str] = []
+    if card.image is not None:
+        path, digest, _ = inputs.image(card.image, (*loc, "image"))
+        images, hashes = (path,), [digest]
+    duration = round(card.duration * fps) / fps  # whole frames
+    request = {
+        "card": said,
+        "duration": duration,
+        "background": card.background,
+        "color": card.color,
+        "size": card.size,
+        "font": fonts.digest(font),
+        "width": width,
+        "height": height,
+        "fps": fps,
+    }
+    shot = Shot(
+        key=hashing.shot_key(request, hashes, CARD, 1),
+        shot_id=f"card-{where[1] + 1}",
+        label=f"card {where[1] + 1}",
+        variant=variant,
+        shot_vars=(),
+        take=1,
+        takes=1,
+        picked=True,
+        model=CARD,
+        width=width,
+        height=height,
+        duration=duration,  # type: ignore[arg-type]  # a card lasts any whole number of frames
+        fps=fps,
+        prompt=said,
+        request=request,
+        images=images,
+        image_hashes=tuple(hashes),
+        price=0.0,
+        index=-1,
+        font=font,
+    )
+    return ClipUse(shot, 0.0, duration)
+
+
+def _card_sized(use: ClipUse, width: int, height: int) -> ClipUse:
+    """A card drawn at another format's size: its own clip, its own key."""
+    if use.shot.model != CARD:
+        return use
+    request = {**use.shot.request, "width": width, "height": height}
+    key = hashing.shot_key(request, list(use.shot.image_hashes), CARD, 1)
+    shot = replace(use.shot, width=width, height=height, request=request, key=key)
+    return replace(use, shot=shot)

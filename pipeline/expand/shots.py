@@ -1,0 +1,481 @@
+"""Shots and stills: each render of an item in a variant, its model checked, its price,
+and the exact request it sends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import media, models
+from pipeline.expand.context import (
+    DEFAULT_DURATION,
+    DEFAULT_FPS,
+    FRAME_POSITIONS,
+    STILL_SIZE,
+    Context,
+    combinations,
+    first_set,
+    kind_of,
+    select,
+    size_of,
+)
+from pipeline.nodes import (
+    FrameOf,
+    Shot,
+    render_key,
+)
+from pipeline.spec import Spec
+from pipeline.spec.schema import (
+    FrameRef,
+    SequenceShot,
+    ShotSettings,
+    ShotSpec,
+)
+from pipeline.templates import PromptSource, PromptTemplates
+
+
+def expand_shot(
+    spec: Spec,
+    loc: tuple[str, int],
+    shot: ShotSpec,
+    variant: tuple[str, dict[str, Any]],
+    prompting: tuple[PromptTemplates, PromptSource],
+    context: Context,
+    by_id: dict[str, list[Shot]],
+) -> list[Shot]:
+    """Every render of one shot (or still) in one variant: its matrix and takes."""
+    board = spec.storyboard
+    still = loc[0] == "stills"
+    defaults = ShotSettings() if still else board.defaults
+    source = spec.source
+    variant_name, variant_vars = variant
+    width, height = size_of(shot, defaults, STILL_SIZE if still else None)
+    duration = 0 if still else shot.duration or defaults.duration or DEFAULT_DURATION
+    takes = shot.takes or defaults.takes or 1
+    pick = shot.pick or 1
+    optimizer = first_set(shot.prompt_optimizer, defaults.prompt_optimizer, None)
+    seed = first_set(shot.seed, defaults.seed, None)
+    negative = first_set(shot.negative_prompt, defaults.negative_prompt, None)
+    audio_given = first_set(shot.audio, defaults.audio, None)
+    audio = bool(audio_given)
+    frames: list[tuple[str, str | FrameRef]] = []  # (position, file or frame reference)
+    for position in FRAME_POSITIONS:
+        name = f"{position}_frame"
+        given = first_set(getattr(shot, name), getattr(defaults, name), None)
+        if given is not None:
+            frames.append((position, given))
+    if optimizer:
+        context.warnings[
+            f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
+            "so renders cannot be repeated"
+        ] = None
+
+    def where(field: str) -> tuple[Any, ...]:
+        if still:
+            return (*loc, field) if source.has((*loc, field)) else loc
+        return source.first((*loc, field), ("defaults", field))
+
+    made: list[Shot] = []
+    shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
+    for shot_variant, shot_values in shot_combos:
+        values = {**board.vars, **variant_vars, **shot.vars, **shot_values}
+        model_id = _model(spec, loc, shot, {**variant_vars, **shot_values}, values, prompting)
+        info = models.lookup(model_id)
+        fps = _fps(shot, defaults, info)
+        positions = tuple(position for position, _ in frames)
+        _check_model(
+            spec, loc, shot, (model_id, info), (width, height, duration, fps), positions, where
+        )
+        _check_fields(
+            spec,
+            shot,
+            (model_id, info),
+            (seed, negative, audio_given, optimizer),
+            where,
+            context.warnings,
+        )
+        images: list[Path] = []
+        hashes: list[str] = []
+        after: list[FrameOf] = []
+        for slot, (position, given) in enumerate(frames):
+            field = f"{position}_frame"
+            if isinstance(given, str):
+                image, digest, image_info = context.inputs.image(given, where(field))
+                problem = info.frames.problem(*_image_facts(image_info)) if info else None
+                if problem:
+                    raise source.error(where(field), f"shot '{shot.id}': '{given}' {problem}")
+                images.append(image)
+                hashes.append(digest)
+                continue
+            upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
+            frame: str | float = "" if upstream.still else given.frame
+            if isinstance(frame, float) and frame >= upstream.duration:
+                raise source.error(
+                    (*where(field), "frame"),
+                    f"shot '{shot.id}': frame {frame:g} s is not inside '{upstream.label}' "
+                    f"({upstream.duration} s long): a time must be under its length",
+                    "for its last frame, write frame: last",
+                )
+            after.append(FrameOf(slot, upstream.key, upstream.label, frame))
+            images.append(Path())  # known once the upstream render is: graph.resolve
+            hashes.append("")
+        prompt = _prompt(shot, *prompting, values)
+        if not prompt and not frames:
+            raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
+        if not prompt and info is not None and info.needs_prompt:
+            raise source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
+        _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
+        placeholders = [
+            f"sha256:{digest}" if digest else f"after:{ahead.upstream}:{ahead.frame}"
+            for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
+        ]
+        asked = Asked(prompt, width, height, duration, fps, optimizer, negative, audio)
+        request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
+        label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
+        price = _price(shot, board, info, model_id, (width, height, duration), audio)
+        for take in range(1, takes + 1):
+            take_request = request
+            if seed is not None:
+                take_request = {**request, "seed": seed + take - 1}
+            made.append(
+                Shot(
+                    key=render_key(take_request, hashes, context.renderer, take),
+                    shot_id=shot.id,
+                    label=label,
+                    variant=variant_name,
+                    shot_vars=tuple(shot_values.items()),
+                    take=take,
+                    takes=takes,
+                    picked=take == pick,
+                    model=model_id,
+                    width=width,
+                    height=height,
+                    duration=duration,
+                    fps=fps,
+                    prompt=prompt,
+                    request=take_request,
+                    images=tuple(images),
+                    image_hashes=tuple(hashes),
+                    price=price,
+                    index=loc[1],
+                    still=still,
+                    audio=audio or (info is not None and info.audio == "always"),
+                    after=tuple(after),
+                )
+            )
+    return made
+
+
+def _slots(after: list[FrameOf], count: int) -> list[FrameOf | None]:
+    """Each image slot's upstream render, None for a file."""
+    by_slot: dict[int, FrameOf] = {ahead.slot: ahead for ahead in after}
+    return [by_slot.get(slot) for slot in range(count)]
+
+
+def _upstream(
+    spec: Spec,
+    shot_id: str,
+    ref: FrameRef,
+    by_id: dict[str, list[Shot]],
+    values: dict[str, Any],
+    loc: tuple[Any, ...],
+) -> Shot:
+    """The one render a frame reference names: the picked take (or `take:`), the variant its
+    `vars:` name, else the one whose matrix values agree with the shot's own."""
+    candidates = by_id[ref.name]
+    chosen = select(candidates, SequenceShot(shot=ref.name, take=ref.take, vars=ref.vars))
+    if len(chosen) > 1:
+        agreeing = [c for c in chosen if all(values.get(k, v) == v for k, v in c.shot_vars)]
+        chosen = agreeing or chosen
+    if len(chosen) == 1:
+        return chosen[0]
+    known = sorted({", ".join(f"{k}: {v}" for k, v in c.shot_vars) for c in candidates})
+    takes = candidates[0].takes
+    if not chosen and ref.take is not None and ref.take > takes:
+        problem = f"'{ref.name}' has {takes} take(s), not {ref.take}"
+    elif not chosen:
+        problem = f"no render of '{ref.name}' matches {ref.vars or {}}"
+    else:
+        problem = f"'{ref.name}' has {len(chosen)} variants here: say which with 'vars:'"
+    hint = f"its variants: {'; '.join(known)}" if known else None
+    raise spec.source.error(loc, f"shot '{shot_id}': {problem}", hint)
+
+
+def _fps(shot: ShotSpec, defaults: ShotSettings, info: models.ModelInfo | None) -> int:
+    """The rate asked (a model with an `fps` field), else the rate the model delivers."""
+    asked = shot.fps or defaults.fps
+    if info is not None and info.is_image:
+        return 0
+    if info is not None and not info.takes_fps and info.fps:
+        return info.fps[0]
+    return asked or DEFAULT_FPS
+
+
+def _model(
+    spec: Spec,
+    loc: tuple[str, int],
+    shot: ShotSpec,
+    matrix_values: dict[str, Any],
+    values: dict[str, Any],
+    prompting: tuple[PromptTemplates, PromptSource],
+) -> str:
+    """The shot's model in this variant: its own `model:` (a template over the variant's
+    values), else a matrix variable `model`, else the defaults' (a template too). A still
+    takes its own `model:` or the catalogue's default image model."""
+    still = loc[0] == "stills"
+    if shot.model is not None:
+        written, where = shot.model, (*loc, "model")
+    elif still:
+        return models.default_model(still=True)
+    elif "model" in matrix_values:
+        return str(matrix_values["model"]).strip()
+    elif spec.storyboard.defaults.model is not None:
+        written, where = spec.storyboard.defaults.model, ("defaults", "model")
+    else:
+        return models.default_model()
+    if "{" not in written:
+        return written.strip()
+    source = PromptSource(*spec.source.text_lines(where))
+    model = prompting[0].render(template=None, inline=written, context=values, where=source)
+    if not model:
+        raise spec.source.error(where, f"{kind_of(loc)} '{shot.id}': the model renders empty")
+    return model
+
+
+def _check_fields(
+    spec: Spec,
+    shot: ShotSpec,
+    model: tuple[str, models.ModelInfo | None],
+    settings: tuple[int | None, str | None, bool | None, bool | None],
+    where: Callable[[str], tuple[Any, ...]],
+    warnings: dict[str, None],
+) -> None:
+    """Fields the model does not take are errors naming what it takes; a model nobody knows
+    is sent as it is."""
+    model_id, info = model
+    seed, negative, audio, optimizer = settings
+    if info is None:
+        warnings[f"shot '{shot.id}': unknown model '{model_id}': sent as is, with no price"] = None
+        return
+    refused = [
+        ("seed", seed is not None and not info.accepts_seed, "seed"),
+        (
+            "negative_prompt",
+            negative is not None and not info.accepts_negative_prompt,
+            "negative prompt",
+        ),
+        ("audio", bool(audio) and info.audio == "none", "audio"),
+        (
+            "prompt_optimizer",
+            optimizer is not None and not info.rewrite_setting,
+            "prompt_optimizer",
+        ),
+    ]
+    for name, wrong, what in refused:
+        if wrong:
+            raise spec.source.error(
+                where(name),
+                f"shot '{shot.id}': {model_id} ({info.name}) takes no {what}",
+                f"it takes: {info.takes()}",
+            )
+    if audio is False and info.audio == "always":
+        raise spec.source.error(
+            where("audio"),
+            f"shot '{shot.id}': {model_id} ({info.name}) makes its clips with sound, and no "
+            "setting the API allows turns it off",
+            "remove `audio: false`: its price is the price with sound",
+        )
+
+
+def _image_facts(image: media.ImageInfo) -> tuple[str, int, int, int]:
+    return image.format, image.width, image.height, image.bytes
+
+
+def _check_prompt_length(
+    spec: Spec,
+    loc: tuple[str, int],
+    shot: ShotSpec,
+    prompt: str,
+    model: tuple[str, models.ModelInfo | None],
+    warnings: dict[str, None],
+) -> None:
+    """A prompt the model would refuse is an error now, before anything is paid for."""
+    model_id, info = model
+    shortest, longest = info.prompt_range if info else (0, models.PROMPT_LIMIT)
+    if not prompt or shortest <= len(prompt) <= longest:
+        return
+    message = (
+        f"{kind_of(loc)} '{shot.id}': the prompt is {len(prompt):,} characters; {model_id} takes "
+        f"{shortest} to {longest:,}"
+    )
+    if info is None:
+        warnings[message] = None
+        return
+    field = "prompt" if shot.prompt is not None else "template"
+    raise spec.source.error((*loc, field), message, "shorten the prompt")
+
+
+def _price(
+    shot: ShotSpec,
+    board: Any,
+    info: models.ModelInfo | None,
+    model_id: str,
+    shape: tuple[int, int, int],
+    audio: bool,
+) -> float | None:
+    """The storyboard's price (a shot's `price:`, the defaults', or `prices:` of the model),
+    else the catalogue's."""
+    given = first_set(shot.price, board.defaults.price, board.prices.get(model_id), None)
+    if given is not None:
+        return float(given)
+    return info.price(*shape, audio=audio) if info else None
+
+
+def _check_model(
+    spec: Spec,
+    loc: tuple[str, int],
+    shot: ShotSpec,
+    model: tuple[str, models.ModelInfo | None],
+    shape: tuple[int, int, int, int],
+    positions: tuple[str, ...],
+    where: Any,
+) -> None:
+    """A size, duration, fps or frame the model does not take is an error at plan time."""
+    model_id, info = model
+    if info is None:
+        return
+    width, height, duration, fps = shape
+    source = spec.source
+    kind = kind_of(loc)
+    if info.is_image != (kind == "still"):
+        sort = "an image" if info.is_image else "a video"
+        raise source.error(
+            where("model"),
+            f"{kind} '{shot.id}': {model_id} is {sort} model",
+            "stills take image models, shots video models",
+        )
+    if not info.takes_size(width, height):
+        field = "resolution" if source.has(where("resolution")) else "width"
+        raise source.error(
+            where(field),
+            f"{kind} '{shot.id}': {width}x{height} is not a size {model_id} renders",
+            f"allowed: {info.allowed_sizes()}",
+        )
+    if info.is_image:
+        return
+    if not info.renders(width, height, duration):
+        raise source.error(
+            where("duration"),
+            f"shot '{shot.id}': {width}x{height} with duration {duration} s is not available "
+            f"for {model_id}",
+            f"allowed: {info.allowed_sizes()}",
+        )
+    asked_fps = shot.fps or spec.storyboard.defaults.fps
+    if info.takes_fps and fps not in info.fps:
+        allowed = ", ".join(str(f) for f in info.fps)
+        raise source.error(
+            where("fps"), f"shot '{shot.id}': {model_id} renders at {allowed} fps only, not {fps}"
+        )
+    if not info.takes_fps and asked_fps is not None and asked_fps not in info.fps:
+        raise source.error(
+            where("fps"),
+            f"shot '{shot.id}': {model_id} ({info.name}) takes no fps",
+            f"it takes: {info.takes()}",
+        )
+    if "first" not in positions and not info.text_to_video:
+        raise source.error(
+            loc, f"shot '{shot.id}': {model_id} is image-to-video only: it needs a 'first_frame'"
+        )
+    for position in positions:
+        if position not in info.frame_positions:
+            raise source.error(
+                where(f"{position}_frame"),
+                f"shot '{shot.id}': {model_id} ({info.name}) takes no {position} frame image",
+                f"it takes: {info.takes()}",
+            )
+
+
+def _prompt(
+    shot: ShotSpec, templates: PromptTemplates, where: PromptSource, values: dict[str, Any]
+) -> str:
+    if shot.template is None and shot.prompt is None:
+        return ""
+    return templates.render(template=shot.template, inline=shot.prompt, context=values, where=where)
+
+
+def prompt_source(spec: Spec, loc: tuple[str, int], shot: ShotSpec) -> PromptSource:
+    """Where a shot's prompt is written (the same for each of its variants)."""
+    at = (*loc, "prompt" if shot.prompt is not None else "template")
+    return PromptSource(*spec.source.text_lines(at))
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a shot asks of its model, before the request is written in the model's fields."""
+
+    prompt: str
+    width: int
+    height: int
+    duration: int
+    fps: int
+    optimizer: bool | None
+    negative: str | None
+    audio: bool
+
+
+# Fields sent to a model the catalogue does not know: the ones every video model lists.
+UNKNOWN_MODEL_FIELDS = frozenset(
+    {"positivePrompt", "negativePrompt", "width", "height", "duration", "inputs"}
+)
+
+
+def _request(
+    model_id: str,
+    info: models.ModelInfo | None,
+    asked: Asked,
+    frames: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """The task exactly as it will be sent, in the model's own fields, minus taskUUID and
+    image bytes (`frames`: each frame image's position and placeholder)."""
+    still = info is not None and info.is_image
+    fields = info.fields if info is not None else UNKNOWN_MODEL_FIELDS
+    request: dict[str, Any] = {
+        "taskType": models.IMAGE if still else models.VIDEO,
+        "model": model_id,
+        "outputFormat": "PNG" if still else "MP4",
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    # Some models take frame images or a size, never both: the frame sets the shape, and
+    # `resolution`, where the model takes it with frames, how large it is rendered.
+    if not (frames and info is not None and info.size_or_frames):
+        request["width"], request["height"] = asked.width, asked.height
+    elif info.resolution_with_frames:
+        request["resolution"] = f"{min(asked.width, asked.height)}p"
+    if not still:
+        request["duration"] = asked.duration
+    if "fps" in fields:
+        request["fps"] = asked.fps
+    if asked.prompt:
+        request["positivePrompt"] = asked.prompt
+    if asked.negative is not None:
+        request["negativePrompt"] = asked.negative
+    settings: dict[str, Any] = {}
+    if info is not None and info.rewrite_setting:
+        # Said either way: a provider that rewrites prompts by default makes renders that
+        # cannot be repeated from their request.
+        _, name, flag = info.rewrite_setting
+        settings.setdefault(name, {})[flag] = bool(asked.optimizer)
+    if info is not None and info.audio == "optional":
+        # Said either way: a provider's default could be to charge for sound.
+        _, name, flag = info.audio_setting
+        settings.setdefault(name, {})[flag] = asked.audio
+    if settings:
+        request["providerSettings"] = settings
+    if frames:
+        request["inputs"] = {
+            "frameImages": [{"image": image, "frame": position} for position, image in frames]
+        }
+    return request

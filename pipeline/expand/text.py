@@ -1,0 +1,243 @@
+"""Text on films: text layers and subtitles, laid out in their fonts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline import hashing
+from pipeline.expand.context import keyed, said_as, sequence_file
+from pipeline.nodes import (
+    SAFE_MARGIN,
+    Sequence,
+    TextLayer,
+    box_padding,
+)
+from pipeline.project import (
+    ROOT_HINT,
+    OutsideProject,
+    read_bounded,
+)
+from pipeline.spec import Spec
+from pipeline.spec.schema import (
+    SubtitleSpec,
+    TextSpec,
+    is_font_file,
+)
+from pipeline.subtitles import MAX_BYTES as SUBTITLE_BYTES
+from pipeline.subtitles import SubtitleProblem, read_cues
+from pipeline.templates import PromptSource, PromptTemplates
+from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
+
+
+def with_text(
+    spec: Spec,
+    index: int,
+    sequence: Sequence,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> Sequence:
+    """The sequence with its text layers as this variant says them, each checked: its span
+    inside the film, and every character in its font."""
+    board_sequence = spec.storyboard.sequences[index]
+    drawn = (
+        _text_layer(spec, (index, number), sequence, text, drawing, values)
+        for number, text in enumerate(board_sequence.text)
+    )
+    layers = tuple(layer for layer in drawn if layer is not None)
+    fonts = drawing[1]
+    settings = {
+        **sequence.settings,
+        "text": [layer.settings(fonts.digest(layer.font)) for layer in layers],
+    }
+    if board_sequence.subtitles is not None:
+        cues, settings["subtitles"] = _subtitled(spec, index, sequence, drawing, values)
+        layers += cues
+    return keyed(sequence, settings, texts=layers)
+
+
+def _text_layer(
+    spec: Spec,
+    where: tuple[int, int],
+    sequence: Sequence,
+    text: TextSpec,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> TextLayer | None:
+    templates, fonts = drawing
+    loc = ("sequences", where[0], "text", where[1])
+    name = f"sequence '{sequence.id}' text {where[1] + 1}"
+    variant = f" [{sequence.variant}]" if sequence.variant else ""
+    source = PromptSource(*spec.source.text_lines((*loc, "text")))
+    said = templates.render(
+        template=None, inline=text.text, context=values, where=source, lines=True
+    )
+    if not said:
+        return None  # nothing to say in this variant: `{{ tagline if lang == 'ja' }}`
+    span = _text_span(spec, loc, name, sequence, text)
+    font = find_font(spec, (*loc, "font"), text.font, drawing, values)
+    return _layout(
+        spec, ((*loc, "text"), f"{name}{variant}"), sequence, said, span, text, font, fonts
+    )
+
+
+def _layout(
+    spec: Spec,
+    where: tuple[tuple[Any, ...], str],
+    sequence: Sequence,
+    said: str,
+    span: tuple[float, float],
+    style: TextSpec | SubtitleSpec,
+    font: Path,
+    fonts: Fonts,
+) -> TextLayer:
+    """Words laid out for this film: every character in the font (else a located error),
+    wrapped to the format's safe area, made smaller only when one word is too wide."""
+    loc, name = where
+    check_glyphs(spec, loc, name, font, said, fonts)
+    try:
+        size = max(round(style.size * sequence.height), 8)
+        room = sequence.width * (1 - 2 * SAFE_MARGIN) - 2 * box_padding(size, style.box)
+        said, size = fonts.fit(font, said, size, room)
+    except FontProblem as exc:
+        raise spec.source.error(loc, f"{name}: {exc}") from None
+    start, end = span
+    fade = style.fade if isinstance(style, TextSpec) else 0.1
+    return TextLayer(
+        text=said,
+        start=start,
+        end=end,
+        position=style.position,
+        offset=style.offset if isinstance(style, TextSpec) else (0.0, 0.0),
+        size=size / sequence.height,
+        color=style.color,
+        box=style.box,
+        shadow=style.shadow if isinstance(style, TextSpec) else True,
+        fade=min(fade, (end - start) / 2),
+        font=font,
+    )
+
+
+def check_glyphs(
+    spec: Spec, loc: tuple[Any, ...], name: str, font: Path, said: str, fonts: Fonts
+) -> None:
+    """Every character of `said` in `font`, else a located error naming the ones missing."""
+    try:
+        missing = fonts.missing(font, said)
+    except FontProblem as exc:
+        raise spec.source.error(loc, f"{name}: {exc}") from None
+    if missing:
+        raise spec.source.error(
+            loc,
+            f"{name}: {describe(missing)} not in the font {fonts.name(font)}",
+            "name a font that has them: font: fonts/YourFont.otf, or a family "
+            f"(fc-list :charset={ord(missing[0]):x} lists the fonts that do)",
+        )
+
+
+def _subtitled(
+    spec: Spec,
+    index: int,
+    sequence: Sequence,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> tuple[tuple[TextLayer, ...], dict[str, Any]]:
+    """A layer per cue of the sequence's subtitle file (as this variant names it), and what
+    the film's key counts of them."""
+    given = spec.storyboard.sequences[index].subtitles
+    assert given is not None
+    loc: tuple[Any, ...] = ("sequences", index, "subtitles")
+    style = given if isinstance(given, SubtitleSpec) else SubtitleSpec(file=given)
+    file_loc = (*loc, "file") if isinstance(given, SubtitleSpec) else loc
+    templates, fonts = drawing
+    name, path = sequence_file(spec, file_loc, style.file, templates, values)
+    try:
+        data = read_bounded(path, SUBTITLE_BYTES, name)
+        cues = read_cues(data)
+    except OutsideProject as exc:
+        raise spec.source.error(file_loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
+    except SubtitleProblem as exc:
+        raise spec.source.error(file_loc, f"'{name}' {exc}") from None
+    font = find_font(spec, (*loc, "font"), style.font, drawing, values)
+    layers = []
+    for cue in cues:
+        if cue.start >= sequence.duration:
+            break  # past the film's end: a longer cut's subtitles fit a shorter one
+        what = f"sequence '{sequence.id}' subtitle at {cue.start:g} s of '{name}'"
+        span = (cue.start, min(cue.end, sequence.duration))
+        layers.append(_layout(spec, (file_loc, what), sequence, cue.text, span, style, font, fonts))
+    settings = style.model_dump(exclude={"file", "font"}) | {
+        "file": hashing.sha256_bytes(data),
+        "font": fonts.digest(font),
+    }
+    return tuple(layers), settings
+
+
+def _text_span(
+    spec: Spec, loc: tuple[Any, ...], name: str, sequence: Sequence, text: TextSpec
+) -> tuple[float, float]:
+    """Where a layer is drawn, in seconds of the film: a shot's time on screen, or the
+    span given (the whole film by default)."""
+    length = sequence.duration
+    if text.shot is not None:
+        spans = film_spans(sequence)
+        found = [
+            span
+            for use, span in zip(sequence.uses, spans, strict=True)
+            if use.shot.shot_id == text.shot
+        ]
+        if not found:
+            shots = ", ".join(dict.fromkeys(u.shot.shot_id for u in sequence.uses))
+            raise spec.source.error(
+                (*loc, "shot"),
+                f"{name}: shot '{text.shot}' is not in the sequence",
+                f"its shots: {shots}",
+            )
+        return found[0]
+    start = text.start or 0.0
+    end = text.end if text.end is not None else length
+    if end > length + 1e-6 or start >= length:
+        field = "end" if text.end is not None and end > length else "start"
+        raise spec.source.error(
+            (*loc, field),
+            f"{name}: {start:g} to {end:g} s is not inside the film ({length:g} s)",
+        )
+    return start, end
+
+
+def film_spans(sequence: Sequence) -> list[tuple[float, float]]:
+    """Where each use of a shot is on screen, in seconds of the film (a transition counts
+    for the shot it leads into)."""
+    spans = []
+    at = 0.0
+    for use in sequence.uses:
+        spans.append((round(at, 6), round(at + use.length, 6)))
+        at += use.length - sequence.overlap
+    return spans
+
+
+def find_font(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    name: str | None,
+    drawing: tuple[PromptTemplates, Fonts],
+    values: dict[str, Any],
+) -> Path:
+    """A layer's font: the bundled one, a project file, or a family; a name may be a
+    template (`fonts/{{ script }}.otf`), checked as a project file once it is said."""
+    templates, fonts = drawing
+    if name is None:
+        return BUNDLED
+    name = said_as(spec, loc, name, templates, values)
+    if is_font_file(name):
+        found = sequence_file(spec, loc, name, templates, values)[1]
+        try:
+            return fonts.project(found, name)
+        except FontProblem as exc:
+            raise spec.source.error(loc, str(exc)) from None
+    try:
+        return fonts.family(name)
+    except FontProblem as exc:
+        raise spec.source.error(
+            loc, str(exc), "name a font file in the project instead: font: fonts/YourFont.otf"
+        ) from None
