@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cache import Cache
+from pipeline.retry import Backoff
 from pipeline.testing.runware_server import RunwareServer
 
 KEY = "sk-test-9f3c1d0e-SECRET-b7a2"
@@ -25,7 +26,11 @@ def local_runware(
 ) -> Iterator[RunwareServer]:
     """A local server that the CLI of this process talks to: its URL, the key, polls as
     often as `poll` seconds (a local server may be asked often), and a task it does not know
-    taken as lost after `grace` seconds (5 minutes against the real API)."""
+    taken as lost after `grace` seconds (5 minutes against the real API). Each wait between
+    retries is a tenth as long: the faults, the retries and their order are the same, and a
+    server on loopback needs no time to recover."""
+    delay = Backoff.delay
+    monkeypatch.setattr(Backoff, "delay", lambda self, attempt: delay(self, attempt) / 10)
     with RunwareServer(latency=latency, api_keys={KEY}, clip_dir=clip_dir) as running:
         monkeypatch.setenv("RUNWARE_BASE_URL", running.url)
         monkeypatch.setenv("RUNWARE_API_KEY", KEY)
