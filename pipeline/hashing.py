@@ -21,7 +21,7 @@ def canonical_json(value: Any) -> str:
 
 
 # What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) uses, made
-# once: dumps makes a new encoder on every call, a third of the time of hashing a request.
+# once: dumps makes a new encoder on every call, a fifth of the time of hashing a request.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -4,6 +4,7 @@ row is a situation and what must be decided of it."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from pipeline.state import (
     Why,
     film_state,
     shot_state,
+    word_diff,
 )
 
 HEAD = "version: 1\nname: t\n"
@@ -130,6 +132,48 @@ def test_a_changed_prompt_is_put_in_words_only_when_read(tmp_path: Path) -> None
     decided = shot_state(a, (), facts(locked(a, "old", request=old)))
     assert decided.reasons[0].about == (old, a.request)  # data: no diff made yet
     assert decided.said == ("prompt changed: one [-more word-]",)
+
+
+WORD_DIFFS = {
+    # (before, after): how the change is said
+    "a word replaced": ("a b c d e f g h", "a b c X e f g h", "a b c [-d-] {+X+} e f g h"),
+    "a word added at the end": ("a b c", "a b c d", "a b c {+d+}"),
+    "a word taken from the start": ("a b c", "b c", "[-a-] b c"),
+    "far from both ends": (
+        "one two three four five six seven eight nine ten",
+        "one two three four FIVE six seven eight nine ten",
+        "one two three four [-five-] {+FIVE+} six seven eight nine …",
+    ),
+    "words swapped inside": ("a b c d", "a c b d", "a {+c+} b [-c-] d"),
+    "all new": ("a b", "c d", "[-a b-] {+c d+}"),
+    "one of a repeated word taken": ("a a", "a", "a [-a-]"),
+}
+
+
+@pytest.mark.parametrize("case", WORD_DIFFS)
+def test_a_changed_prompt_is_said_as_its_changed_words(case: str) -> None:
+    before, after, said = WORD_DIFFS[case]
+    assert word_diff(before, after) == said
+
+
+def test_the_lock_entry_of_a_render_is_its_own_key_then_the_first_naming_its_variant(
+    tmp_path: Path,
+) -> None:
+    shot = graph_of(tmp_path, PAIR).renders()[0]
+    entry = next(iter(locked(shot).values()))
+    lock = {
+        "k-other": entry.model_copy(update={"variants": ["warm"]}),
+        "k-cold": entry.model_copy(update={"variants": ["cold", "dusk"]}),
+        "k-dusk": entry.model_copy(update={"variants": ["dusk"]}),
+        shot.key: entry.model_copy(update={"variants": ["noon"]}),
+    }
+    found = LockedShots.of(Lock(storyboard="t", renderer="runware", shots=lock))
+    assert found.find(shot, ("dusk", "warm"))[0] == shot.key  # its own key wins
+    moved = dataclasses.replace(shot, key="k-new")
+    assert found.find(moved, ("dusk", "warm"))[0] == "k-other"  # first in the lock's order
+    assert found.find(moved, ("dusk",))[0] == "k-cold"
+    assert found.find(moved, ("spring",)) is None
+    assert found.find(moved, ()) is None  # no entry without variants
 
 
 # -- films ----------------------------------------------------------------------------------
