@@ -64,7 +64,7 @@ def read(path: Path | str) -> Spec:
 def _read(path: Path, given: str | None) -> Spec:
     """The storyboard of `path`, or of the text `given` as that file."""
     texts: dict[str, tuple[str, ...]] = {}
-    node = reading.parse(path, texts, given)
+    node = reading.parse(path, texts, given)  # looked up here: tests count what is parsed
     root = project_root(path)
     if isinstance(node, yaml.MappingNode):
         node = Including(root, texts).resolve(path, node, (path.resolve(),))
