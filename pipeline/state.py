@@ -144,8 +144,9 @@ class LockedShots:
     by_identity: dict[tuple[str, int], list[tuple[str, LockedShot]]] = field(default_factory=dict)
     labels: frozenset[str] = frozenset()
     present: bool = False
-    # (label, take, variant) -> (place in the lock, key, entry) of the first entry naming it
-    by_variant: dict[tuple[str, int, str], tuple[int, str, LockedShot]] = field(
+    # (label, take, variant) -> (place in the lock, key, entry) of the first entry naming it;
+    # None stands for no variant at all, on either side
+    by_variant: dict[tuple[str, int, str | None], tuple[int, str, LockedShot]] = field(
         default_factory=dict
     )
     keys: frozenset[str] = frozenset()
@@ -155,10 +156,10 @@ class LockedShots:
         if lock is None:
             return cls()
         found: dict[tuple[str, int], list[tuple[str, LockedShot]]] = {}
-        by_variant: dict[tuple[str, int, str], tuple[int, str, LockedShot]] = {}
+        by_variant: dict[tuple[str, int, str | None], tuple[int, str, LockedShot]] = {}
         for place, (key, entry) in enumerate(lock.shots.items()):
             found.setdefault((entry.shot, entry.take), []).append((key, entry))
-            for variant in entry.variants or [""]:
+            for variant in entry.variants or [None]:
                 by_variant.setdefault((entry.shot, entry.take, variant), (place, key, entry))
         labels = frozenset(entry.shot for entry in lock.shots.values())
         return cls(found, labels, True, by_variant, frozenset(lock.shots))
@@ -172,7 +173,7 @@ class LockedShots:
                     return key, entry
         named = [
             self.by_variant[at]
-            for at in ((shot.label, shot.take, variant) for variant in (variants or [""]))
+            for at in ((shot.label, shot.take, variant) for variant in (variants or [None]))
             if at in self.by_variant
         ]
         if not named:
