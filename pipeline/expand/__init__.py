@@ -12,6 +12,7 @@ from pipeline.expand.context import (
     MAX_SHOTS,
     Context,
     Inputs,
+    Saying,
     combinations,
     combo_matches,
 )
@@ -92,9 +93,9 @@ def expand(
                 if sequence_spec.id in failed or not _named(sequence_spec) <= by_id.keys():
                     continue
                 values = {**board.vars, **variant_vars}
-                drawing = (context.inputs, templates, fonts, values)
+                saying = Saying(context.inputs, templates, fonts, values)
                 films = problems.attempt(
-                    _films, spec, index, sequence_spec, variant_name, by_id, drawing
+                    _films, spec, index, sequence_spec, variant_name, by_id, saying
                 )
                 if films is None:
                     failed.add(sequence_spec.id)
@@ -112,17 +113,16 @@ def _films(
     sequence_spec: SequenceSpec,
     variant_name: str,
     by_id: dict[str, list[Shot]],
-    drawing: tuple[Inputs, PromptTemplates, Fonts, dict[str, Any]],
+    saying: Saying,
 ) -> list[Sequence]:
     """The films of one sequence in one variant: one per format, with voice and text."""
-    inputs, templates, fonts, values = drawing
-    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, drawing)
+    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying)
     if sequence_spec.voice is not None:
-        base = with_voice(spec, index, base, (templates, inputs), values)
+        base = with_voice(spec, index, base, saying)
     films = []
     for sequence in formatted(spec, index, base):
         if sequence_spec.text or sequence_spec.subtitles is not None:
-            sequence = with_text(spec, index, sequence, (templates, fonts), values)
+            sequence = with_text(spec, index, sequence, saying)
         films.append(sequence)
     return films
 

@@ -33,6 +33,7 @@ from pipeline.spec.schema import (
     is_templated,
 )
 from pipeline.templates import PromptSource, PromptTemplates
+from pipeline.typeface import Fonts
 
 DEFAULT_DURATION = 6
 DEFAULT_FPS = 25
@@ -186,30 +187,33 @@ def size_of(item: Any, defaults: Any, fallback: tuple[int, int] | None = None) -
     return fallback or RESOLUTIONS[DEFAULT_RESOLUTION]
 
 
-def said_as(
-    spec: Spec,
-    loc: tuple[Any, ...],
-    name: str,
-    templates: PromptTemplates,
-    values: dict[str, Any],
-) -> str:
+@dataclass(frozen=True)
+class Saying:
+    """What a variant's films say their names, files and words with: the files read, the
+    templates, the fonts, and the variant's values."""
+
+    inputs: Inputs
+    templates: PromptTemplates
+    fonts: Fonts
+    values: dict[str, Any]
+
+    def render(self, spec: Spec, loc: tuple[Any, ...], text: str, lines: bool = False) -> str:
+        """`text` (a template written at `loc`) as this variant says it."""
+        source = PromptSource(*spec.source.text_lines(loc))
+        return self.templates.render(
+            template=None, inline=text, context=self.values, where=source, lines=lines
+        )
+
+
+def said_as(spec: Spec, loc: tuple[Any, ...], name: str, saying: Saying) -> str:
     """A name as this variant says it: a template is rendered, anything else is as is."""
-    if not is_templated(name):
-        return name
-    source = PromptSource(*spec.source.text_lines(loc))
-    return templates.render(template=None, inline=name, context=values, where=source)
+    return saying.render(spec, loc, name) if is_templated(name) else name
 
 
-def sequence_file(
-    spec: Spec,
-    loc: tuple[Any, ...],
-    name: str,
-    templates: PromptTemplates,
-    values: dict[str, Any],
-) -> tuple[str, Path]:
+def sequence_file(spec: Spec, loc: tuple[Any, ...], name: str, saying: Saying) -> tuple[str, Path]:
     """A file a sequence names, as this variant says it; a name said by a template is
     checked now, as the storyboard's own names were when it was read."""
-    said = said_as(spec, loc, name, templates, values)
+    said = said_as(spec, loc, name, saying)
     if said in spec.files:
         return said, spec.files[said]
     try:

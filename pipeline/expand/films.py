@@ -12,6 +12,7 @@ from pipeline.expand.context import (
     MAX_FILM_PIXELS,
     MAX_FILM_SIDE,
     Inputs,
+    Saying,
     keyed,
     select,
     sequence_file,
@@ -34,8 +35,6 @@ from pipeline.spec.schema import (
     SequenceSpec,
     focus_x,
 )
-from pipeline.templates import PromptSource, PromptTemplates
-from pipeline.typeface import Fonts
 
 
 def expand_sequence(
@@ -44,9 +43,8 @@ def expand_sequence(
     sequence: SequenceSpec,
     variant: str,
     by_id: dict[str, list[Shot]],
-    said: tuple[Inputs, PromptTemplates, Fonts, dict[str, Any]],
+    saying: Saying,
 ) -> Sequence:
-    inputs = said[0]
     loc = ("sequences", index)
     uses: list[ClipUse | None] = []
     for e_index, entry in enumerate(sequence.shots):
@@ -66,7 +64,7 @@ def expand_sequence(
     _check_film_size(spec, size_loc, f"sequence '{sequence.id}'", (width, height))
     fps = sequence.fps or max((use.shot.fps for use in shots), default=25)
     cards = iter(
-        _card(spec, (index, number), entry, (variant, width, height, fps), said[1:], inputs)
+        _card(spec, (index, number), entry, (variant, width, height, fps), saying)
         for number, entry in enumerate(sequence.shots)
         if isinstance(entry, CardSpec)
     )
@@ -83,9 +81,9 @@ def expand_sequence(
             f"clip ({shortest:g} s)",
         )
     audio, audio_hash = (
-        inputs.sound(sequence.audio, (*loc, "audio")) if sequence.audio else (None, None)
+        saying.inputs.sound(sequence.audio, (*loc, "audio")) if sequence.audio else (None, None)
     )
-    logo, logo_settings = _logo(sequence, inputs, loc)
+    logo, logo_settings = _logo(sequence, saying.inputs, loc)
     settings = {
         "transition": kind,
         "transition_duration": overlap,
@@ -140,23 +138,21 @@ def with_voice(
     spec: Spec,
     index: int,
     sequence: Sequence,
-    reading: tuple[PromptTemplates, Inputs],
-    values: dict[str, Any],
+    saying: Saying,
 ) -> Sequence:
     """The sequence with its voice-over as this variant names it, checked to be sound that
     starts inside the film."""
-    templates, inputs = reading
     given = spec.storyboard.sequences[index]
     assert given.voice is not None
     loc = ("sequences", index, "voice")
-    name, found = sequence_file(spec, loc, given.voice, templates, values)
+    name, found = sequence_file(spec, loc, given.voice, saying)
     if given.voice_start >= sequence.duration:
         raise spec.source.error(
             ("sequences", index, "voice_start"),
             f"sequence '{sequence.id}': the voice starts at {given.voice_start:g} s, after the "
             f"film's end ({sequence.duration:g} s)",
         )
-    path, digest = inputs.sound(name, loc, found)
+    path, digest = saying.inputs.sound(name, loc, found)
     settings = {**sequence.settings, "voice": digest, "voice_start": given.voice_start}
     return keyed(sequence, settings, voice=path, voice_start=given.voice_start)
 
@@ -295,27 +291,23 @@ def _card(
     where: tuple[int, int],
     card: CardSpec,
     shape: tuple[str, int, int, int],
-    saying: tuple[PromptTemplates, Fonts, dict[str, Any]],
-    inputs: Inputs,
+    saying: Saying,
 ) -> ClipUse:
     """A card of a sequence as a clip to draw: its words said for this variant, every
     character checked against its font; its key follows what it shows."""
-    templates, fonts, values = saying
+    fonts = saying.fonts
     variant, width, height, fps = shape
     loc = ("sequences", where[0], "shots", where[1])
     name = f"sequence '{spec.storyboard.sequences[where[0]].id}' card {where[1] + 1}"
-    source = PromptSource(*spec.source.text_lines((*loc, "card")))
-    said = templates.render(
-        template=None, inline=card.card, context=values, where=source, lines=True
-    )
+    said = saying.render(spec, (*loc, "card"), card.card, lines=True)
     if not said:
         raise spec.source.error((*loc, "card"), f"{name}: the card says nothing")
-    font = find_font(spec, (*loc, "font"), card.font, (templates, fonts), values)
+    font = find_font(spec, (*loc, "font"), card.font, saying)
     check_glyphs(spec, (*loc, "card"), name, font, said, fonts)
     images: tuple[Path, ...] = ()
     hashes: list[str] = []
     if card.image is not None:
-        path, digest, _ = inputs.image(card.image, (*loc, "image"))
+        path, digest, _ = saying.inputs.image(card.image, (*loc, "image"))
         images, hashes = (path,), [digest]
     duration = round(card.duration * fps) / fps  # whole frames
     request = {

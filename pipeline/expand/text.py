@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import hashing
-from pipeline.expand.context import keyed, said_as, sequence_file
+from pipeline.expand.context import Saying, keyed, said_as, sequence_file
 from pipeline.nodes import (
     SAFE_MARGIN,
     Sequence,
@@ -26,7 +26,6 @@ from pipeline.spec.schema import (
 )
 from pipeline.subtitles import MAX_BYTES as SUBTITLE_BYTES
 from pipeline.subtitles import SubtitleProblem, read_cues
-from pipeline.templates import PromptSource, PromptTemplates
 from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
 
 
@@ -34,24 +33,22 @@ def with_text(
     spec: Spec,
     index: int,
     sequence: Sequence,
-    drawing: tuple[PromptTemplates, Fonts],
-    values: dict[str, Any],
+    saying: Saying,
 ) -> Sequence:
     """The sequence with its text layers as this variant says them, each checked: its span
     inside the film, and every character in its font."""
     board_sequence = spec.storyboard.sequences[index]
     drawn = (
-        _text_layer(spec, (index, number), sequence, text, drawing, values)
+        _text_layer(spec, (index, number), sequence, text, saying)
         for number, text in enumerate(board_sequence.text)
     )
     layers = tuple(layer for layer in drawn if layer is not None)
-    fonts = drawing[1]
     settings = {
         **sequence.settings,
-        "text": [layer.settings(fonts.digest(layer.font)) for layer in layers],
+        "text": [layer.settings(saying.fonts.digest(layer.font)) for layer in layers],
     }
     if board_sequence.subtitles is not None:
-        cues, settings["subtitles"] = _subtitled(spec, index, sequence, drawing, values)
+        cues, settings["subtitles"] = _subtitled(spec, index, sequence, saying)
         layers += cues
     return keyed(sequence, settings, texts=layers)
 
@@ -61,24 +58,18 @@ def _text_layer(
     where: tuple[int, int],
     sequence: Sequence,
     text: TextSpec,
-    drawing: tuple[PromptTemplates, Fonts],
-    values: dict[str, Any],
+    saying: Saying,
 ) -> TextLayer | None:
-    templates, fonts = drawing
     loc = ("sequences", where[0], "text", where[1])
     name = f"sequence '{sequence.id}' text {where[1] + 1}"
     variant = f" [{sequence.variant}]" if sequence.variant else ""
-    source = PromptSource(*spec.source.text_lines((*loc, "text")))
-    said = templates.render(
-        template=None, inline=text.text, context=values, where=source, lines=True
-    )
+    said = saying.render(spec, (*loc, "text"), text.text, lines=True)
     if not said:
         return None  # nothing to say in this variant: `{{ tagline if lang == 'ja' }}`
     span = _text_span(spec, loc, name, sequence, text)
-    font = find_font(spec, (*loc, "font"), text.font, drawing, values)
-    return _layout(
-        spec, ((*loc, "text"), f"{name}{variant}"), sequence, said, span, text, font, fonts
-    )
+    font = find_font(spec, (*loc, "font"), text.font, saying)
+    where_said = ((*loc, "text"), f"{name}{variant}")
+    return _layout(spec, where_said, sequence, said, span, text, font, saying.fonts)
 
 
 def _layout(
@@ -139,8 +130,7 @@ def _subtitled(
     spec: Spec,
     index: int,
     sequence: Sequence,
-    drawing: tuple[PromptTemplates, Fonts],
-    values: dict[str, Any],
+    saying: Saying,
 ) -> tuple[tuple[TextLayer, ...], dict[str, Any]]:
     """A layer per cue of the sequence's subtitle file (as this variant names it), and what
     the film's key counts of them."""
@@ -149,8 +139,7 @@ def _subtitled(
     loc: tuple[Any, ...] = ("sequences", index, "subtitles")
     style = given if isinstance(given, SubtitleSpec) else SubtitleSpec(file=given)
     file_loc = (*loc, "file") if isinstance(given, SubtitleSpec) else loc
-    templates, fonts = drawing
-    name, path = sequence_file(spec, file_loc, style.file, templates, values)
+    name, path = sequence_file(spec, file_loc, style.file, saying)
     try:
         data = read_bounded(path, SUBTITLE_BYTES, name)
         cues = read_cues(data)
@@ -158,7 +147,8 @@ def _subtitled(
         raise spec.source.error(file_loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
     except SubtitleProblem as exc:
         raise spec.source.error(file_loc, f"'{name}' {exc}") from None
-    font = find_font(spec, (*loc, "font"), style.font, drawing, values)
+    font = find_font(spec, (*loc, "font"), style.font, saying)
+    fonts = saying.fonts
     layers = []
     for cue in cues:
         if cue.start >= sequence.duration:
@@ -220,23 +210,21 @@ def find_font(
     spec: Spec,
     loc: tuple[Any, ...],
     name: str | None,
-    drawing: tuple[PromptTemplates, Fonts],
-    values: dict[str, Any],
+    saying: Saying,
 ) -> Path:
     """A layer's font: the bundled one, a project file, or a family; a name may be a
     template (`fonts/{{ script }}.otf`), checked as a project file once it is said."""
-    templates, fonts = drawing
     if name is None:
         return BUNDLED
-    name = said_as(spec, loc, name, templates, values)
+    name = said_as(spec, loc, name, saying)
     if is_font_file(name):
-        found = sequence_file(spec, loc, name, templates, values)[1]
+        found = sequence_file(spec, loc, name, saying)[1]
         try:
-            return fonts.project(found, name)
+            return saying.fonts.project(found, name)
         except FontProblem as exc:
             raise spec.source.error(loc, str(exc)) from None
     try:
-        return fonts.family(name)
+        return saying.fonts.family(name)
     except FontProblem as exc:
         raise spec.source.error(
             loc, str(exc), "name a font file in the project instead: font: fonts/YourFont.otf"
