@@ -326,8 +326,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         globals: MutableMapping[str, Any] | None = None,
     ) -> jinja2.Template:
         """Each template is loaded once (auto_reload is off): jinja's own cache takes many
-        steps, and every render of a template that imports another asks for it again."""
-        if not isinstance(name, str) or parent is not None or globals:
+        steps, and every render of a template that imports another asks for it again.
+        `parent` names the template asking: jinja's join_path, not overridden here, leaves
+        the name as it is, so the same name is the same template from everywhere."""
+        if not isinstance(name, str) or globals:
             return super().get_template(name, parent, globals)
         found = self.loaded.get(name)
         if found is None:
