@@ -39,6 +39,7 @@ class ClipInput:
     end: float
     label: str
     focus: float | None = None  # its own crop window (else the sequence's)
+    speaks: bool = False  # a lip-synced clip: its sound is a voice, kept over any bed
 
     @property
     def length(self) -> float:
@@ -124,7 +125,7 @@ def clip_input(
     # A clip delivered a frame longer or shorter than asked is used as it is: a use that runs
     # to the shot's end takes the whole clip, a trim never reaches past the clip's end.
     end = info.duration if use.end >= use.shot.duration else min(use.end, info.duration)
-    return ClipInput(path, info, use.start, end, label, use.focus)
+    return ClipInput(path, info, use.start, end, label, use.focus, bool(use.shot.speaks))
 
 
 def _checked(path: Path, record: ClipRecord, label: str, shot_id: str) -> media.ClipInfo:
@@ -253,8 +254,7 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
         focus = clip.focus if clip.focus is not None else sequence.focus
         video = _fit(video, clip, (width, height), sequence.fit, focus)
         videos.append(video.filter("fps", fps).filter("format", "yuv420p").filter("settb", "AVTB"))
-        if sequence.audio is None:
-            audios.append(_clip_audio(clip, source))
+        audios.append(_clip_audio(clip, source, keep=sequence.audio is None or clip.speaks))
     total = film_length(sequence, clips)
     # Some ffmpeg versions end an xfade chain a frame early or late: hold the last frame,
     # and the output option `t` cuts the film at exactly its length.
@@ -268,10 +268,12 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     streams: list[Any] = [video]
     sound = None
     if sequence.audio is not None:
-        sound = _audio_bed(sequence.audio, total)
+        sound = _audio_bed(sequence.audio, total, sequence.bed_length)
+        if any(c.speaks and c.info.has_audio for c in clips):
+            sound = _spoken_over(sound, _join_audio(audios, sequence))
     elif any(c.info.has_audio for c in clips):
         sound = _join_audio(audios, sequence)
-    if sequence.voice is not None:
+    if sequence.voice is not None and not sequence.spoken_in_clips:
         sound = _voice_over(sound, sequence.voice, sequence.voice_start, total)
     if sound is not None:
         streams.append(sound)
@@ -523,9 +525,10 @@ def _xfade_chain(videos: list[Any], clips: list[ClipInput], sequence: Sequence) 
     return joined
 
 
-def _clip_audio(clip: ClipInput, source: Any) -> Any:
-    """The clip's own sound, or silence of its length, so audio and video stay aligned."""
-    if clip.info.has_audio:
+def _clip_audio(clip: ClipInput, source: Any, keep: bool = True) -> Any:
+    """The clip's own sound (when kept), or silence of its length, so audio and video stay
+    aligned."""
+    if keep and clip.info.has_audio:
         audio = source.audio.filter("atrim", start=clip.start, end=clip.end)
         audio = audio.filter("asetpts", "PTS-STARTPTS")
     else:
@@ -560,6 +563,17 @@ def _voice_over(under: Any | None, voice: Path, start: float, total: float) -> A
     )
     if under is None:
         return spoken
+    return _ducked_under(under, spoken)
+
+
+def _spoken_over(bed: Any, clips: Any) -> Any:
+    """The lip-synced clips' own sound (silence between them) over the bed, which ducks
+    while they speak."""
+    return _ducked_under(bed, clips.filter("loudnorm", I=-16, TP=-1.5, LRA=11))
+
+
+def _ducked_under(under: Any, spoken: Any) -> Any:
+    """`spoken` mixed over `under`, which ducks while it speaks (sidechain compression)."""
     split = spoken.filter_multi_output("asplit")
     key, heard = split.stream(0), split.stream(1)
     under = under.filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
@@ -569,17 +583,19 @@ def _voice_over(under: Any | None, voice: Path, start: float, total: float) -> A
     return ffmpeg.filter([ducked, heard], "amix", inputs=2, duration="first", normalize=0)
 
 
-def _audio_bed(path: Path, total: float) -> Any:
-    """The music bed looped or trimmed to the film's length, normalised, faded out."""
-    fade = min(FADE_OUT, total / 4)
+def _audio_bed(path: Path, total: float, length: float | None = None) -> Any:
+    """The music bed looped or trimmed to the film's length (or the `length` of it kept,
+    then silence), normalised, faded out."""
+    played = min(length or total, total)
+    fade = min(FADE_OUT, played / 4)
     audio = ffmpeg.input(str(path), stream_loop=-1).audio
     return (
-        audio.filter("atrim", duration=total)
+        audio.filter("atrim", duration=played)
         .filter("asetpts", "PTS-STARTPTS")
         .filter("loudnorm", I=-16, TP=-1.5, LRA=11)
         .filter("aresample", AUDIO_RATE)
         .filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
-        .filter("afade", t="out", st=round(total - fade, 6), d=round(fade, 6))
+        .filter("afade", t="out", st=round(played - fade, 6), d=round(fade, 6))
         .filter("apad", whole_dur=round(total, 6))
         .filter("atrim", duration=total)
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.nodes import Expansion, FrameOf, Sequence, Shot, film_key, render_key
+from pipeline.nodes import Expansion, FrameOf, Sequence, Shot, film_key, placed, render_key
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
 FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
@@ -119,7 +119,7 @@ class Graph:
         if only:
             wanted = only
         elif films is not None:
-            wanted = {use.shot.key for film in films for use in film.uses}
+            wanted = {render.key for film in films for render in film.renders()}
         else:
             return None
         return self.with_upstream(wanted & self.nodes.keys())
@@ -127,15 +127,13 @@ class Graph:
     # -- keys that wait on frames ---------------------------------------------------------
 
     def resolve(self, node: str, slot: int, image: Path, digest: str) -> Shot:
-        """The node once the frame in its image `slot` is known: its key follows the frame's
-        bytes (it stays pending while another slot waits)."""
+        """The node once the input in its `slot` is known (a frame, a clip, a voice): its key
+        follows the input's bytes (it stays pending while another slot waits)."""
         shot = self.shot(node)
         images = list(shot.images)
         hashes = list(shot.image_hashes)
         images[slot], hashes[slot] = image, digest
-        frames = [dict(f) for f in shot.request["inputs"]["frameImages"]]
-        frames[slot]["image"] = f"sha256:{digest}"
-        request = {**shot.request, "inputs": {**shot.request["inputs"], "frameImages": frames}}
+        request = placed(shot.request, shot.place(slot), f"sha256:{digest}")
         known = replace(
             shot,
             key=render_key(request, hashes, self.renderer, shot.take),

@@ -38,6 +38,7 @@ class LockedShot(BaseModel):
     cost: float | None = None
     video_uuid: str | None = None
     image_uuid: str | None = None  # a still's
+    audio_uuid: str | None = None  # a voice's or music's
     sha256: str
     duration: float  # of the clip as delivered (0 for a still)
     # The request as sent (images by content hash): the model, size, duration and prompt, one
@@ -106,8 +107,9 @@ def render(lock: Lock) -> str:
     """Sorted keys, two-space indent, one field per line: small, readable git diffs."""
     data = lock.model_dump()
     for entry in data["shots"].values():
-        if entry["image_uuid"] is None:
-            del entry["image_uuid"]  # a clip's: locks written before stills stay as they were
+        for name in ("image_uuid", "audio_uuid"):
+            if entry[name] is None:
+                del entry[name]  # a clip's: locks written before stills stay as they were
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -135,6 +137,7 @@ def locked_shot(shot: Shot, variants: tuple[str, ...], record: ClipRecord) -> Lo
         cost=record.cost,
         video_uuid=record.remote_ids.get("videoUUID"),
         image_uuid=record.remote_ids.get("imageUUID"),
+        audio_uuid=record.remote_ids.get("audioUUID"),
         sha256=record.sha256,
         duration=record.duration,
         request=shot.request,
@@ -146,6 +149,8 @@ def record_of(key: str, locked: LockedShot, path: str, size: int, info: ClipInfo
     ids = {"videoUUID": locked.video_uuid} if locked.video_uuid else {}
     if locked.image_uuid:
         ids["imageUUID"] = locked.image_uuid
+    if locked.audio_uuid:
+        ids["audioUUID"] = locked.audio_uuid
     return ClipRecord(
         key=key,
         path=path,

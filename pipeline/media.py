@@ -502,15 +502,18 @@ Taken = dict[str | float, tuple[Path, str]]  # frame -> its PNG and pixel hash
 
 def check_render(
     path: Path,
-    still: bool,
+    kind: str,
     wanted: Collection[str | float] = (),
     asked: tuple[int, int, float] | None = None,
 ) -> tuple[ClipInfo, Taken]:
-    """A render's output checked: a still decodes as an image; a clip decodes to its end
-    (exactly `asked`: width, height, seconds, when given), and the frames other shots start
-    from are taken in the same pass, written beside it as `<path>.<frame>.png`."""
-    if still:
+    """A render's output checked by what it is (`kind`, nodes.KIND_NAMES): a still decodes
+    as an image, a voice or music as sound to its end; a clip decodes to its end (exactly
+    `asked`: width, height, seconds, when given), and the frames other shots start from are
+    taken in the same pass, written beside it as `<path>.<frame>.png`."""
+    if kind == "still":
         return still_info(path), {}
+    if kind in ("voice", "music"):
+        return sound_info(path), {}
     taker = FrameTaker(wanted) if wanted else None
     info = validate(path, *(asked or (None, None, None)), taker=taker)
     if taker is None:
@@ -519,6 +522,27 @@ def check_render(
         return info, taker.write(path)
     except (OSError, ValueError) as exc:
         raise MediaError(f"{path.name}: its frames could not be taken ({exc})") from None
+
+
+def sound_info(path: Path) -> ClipInfo:
+    """A sound file decoded to its end: its length, in a clip's terms (no picture)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{path.name}: has no audio stream")
+            stream = container.streams.audio[0]
+            end = 0.0
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    end = max(end, frame.time + frame.samples / (frame.sample_rate or 1))
+            signature = _audio_signature(stream)
+    except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
+        raise MediaError(f"{path.name}: is not sound that decodes ({_reason(exc)})") from None
+    if end <= 0:
+        raise MediaError(f"{path.name}: holds no sound")
+    return ClipInfo(round(end, 3), 0, 0, 0.0, stream.codec_context.name, "", "", signature)
 
 
 def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:

@@ -167,6 +167,39 @@ def _seconds(durations: list[int]) -> str:
     return " or ".join(str(d) for d in durations)
 
 
+TOOL_KINDS = ("speech", "music", "upscale", "lipsync")
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """A model that makes a voice, a piece of music, an upscaled clip or a lip-synced one:
+    what it takes, and what it costs per character, second or task."""
+
+    air: str
+    name: str
+    task: str
+    kind: str  # one of TOOL_KINDS
+    output: str  # "audio" or "video"
+    provider: str
+    fields: frozenset[str]
+    settings: tuple[str, ...]
+    # USD per `per` ("character", "second", "task"); by target for an upscaler
+    price: float | dict[str, float]
+    per: str
+    inferred: str = ""
+    text_range: tuple[int, int] = (1, 10_000)
+    speech_rate: float | None = None  # characters a second at speed 1
+    resolutions: dict[str, int] | None = None  # an upscaler's targets: name -> short side
+
+    def cost(self, characters: int = 0, seconds: float = 0.0, target: str = "") -> float | None:
+        """What one render costs: by the text's length, the input's length, or per task."""
+        rate = self.price.get(target) if isinstance(self.price, dict) else self.price
+        if rate is None:
+            return None
+        amount = {"character": characters, "second": seconds, "task": 1}[self.per]
+        return round(rate * amount, 4)
+
+
 @dataclass(frozen=True)
 class Catalogue:
     read: str
@@ -174,6 +207,8 @@ class Catalogue:
     models: dict[str, ModelInfo]
     default_video: str
     default_image: str
+    tools: dict[str, ToolInfo]
+    default_tools: dict[str, str]  # kind -> the model used when a storyboard names none
 
 
 def _size(text: str) -> Size:
@@ -251,6 +286,28 @@ def _image(air: str, entry: dict[str, Any]) -> ModelInfo:
     )
 
 
+def _tool(air: str, entry: dict[str, Any]) -> ToolInfo:
+    price = entry["price"]
+    return ToolInfo(
+        air=air,
+        name=entry["name"],
+        task=entry["task"],
+        kind=entry["kind"],
+        output=entry["output"],
+        provider=entry["provider"],
+        fields=frozenset(entry["fields"]),
+        settings=tuple(entry.get("settings", ())),
+        price={str(k): float(v) for k, v in price.items()}
+        if isinstance(price, dict)
+        else float(price),
+        per=entry["per"],
+        inferred=" ".join(str(entry.get("inferred", "")).split()),
+        text_range=tuple(entry.get("text", (1, 10_000))),  # type: ignore[arg-type]
+        speech_rate=entry.get("speech_rate"),
+        resolutions=entry.get("resolutions"),
+    )
+
+
 @functools.cache
 def catalogue() -> Catalogue:
     text = resources.files("pipeline").joinpath("catalogue.yaml").read_text(encoding="utf-8")
@@ -263,6 +320,8 @@ def catalogue() -> Catalogue:
         models=found,
         default_video=data["default_video"],
         default_image=data["default_image"],
+        tools={air: _tool(air, entry) for air, entry in data["tools"].items()},
+        default_tools={kind: data[f"default_{kind}"] for kind in TOOL_KINDS},
     )
 
 
@@ -272,3 +331,11 @@ def lookup(air: str) -> ModelInfo | None:
 
 def default_model(still: bool = False) -> str:
     return catalogue().default_image if still else catalogue().default_video
+
+
+def tool(air: str) -> ToolInfo | None:
+    return catalogue().tools.get(air)
+
+
+def default_tool(kind: str) -> str:
+    return catalogue().default_tools[kind]

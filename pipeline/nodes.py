@@ -1,4 +1,5 @@
-"""The nodes of a build, as values: renders (shots and stills), films, and what they use.
+"""The nodes of a build, as values: renders (shots, stills, voices, music, upscales and
+lip-syncs), films, and what they use.
 
 Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
 from values that were validated already, and needs them cheap. Every step reads them;
@@ -19,6 +20,26 @@ from pipeline import hashing
 PENDING = "pending-"
 CARD = "card"  # the model of a title or end card: drawn when the film is joined, never paid
 
+# What a render makes. A clip and a still start from frames; an upscale and a lip-sync from
+# a clip (and a voice) rendered before them; a voice and music from words alone.
+CLIP, STILL, VOICE, MUSIC, UPSCALE, LIPSYNC = (
+    "clip",
+    "still",
+    "voice",
+    "music",
+    "upscale",
+    "lipsync",
+)
+SOUNDS = (VOICE, MUSIC)  # renders whose output is audio
+KIND_NAMES = {
+    CLIP: "shots",
+    STILL: "stills",
+    VOICE: "voices",
+    MUSIC: "music",
+    UPSCALE: "upscales",
+    LIPSYNC: "lip-syncs",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Shot:
@@ -35,7 +56,7 @@ class Shot:
     model: str
     width: int
     height: int
-    duration: int
+    duration: float  # seconds (a still 0; a voice its estimated length)
     fps: int
     prompt: str
     request: dict[str, Any]
@@ -44,20 +65,38 @@ class Shot:
     price: float | None
     index: int
     font: Path | None = None  # a card's font (cards are drawn, not rendered)
-    still: bool = False  # an image (imageInference), not a clip
+    kind: str = CLIP
     audio: bool = False  # its clip has sound
-    after: tuple[FrameOf, ...] = ()  # frame images that are other renders' outputs
+    after: tuple[FrameOf, ...] = ()  # inputs that are other renders' outputs
+    # Where each input (images, hashes) goes in the request: a path of keys and indexes;
+    # none given: the image slots of `inputs.frameImages`, in order.
+    places: tuple[tuple[str | int, ...], ...] = ()
+    speaks: str = ""  # a lip-synced clip's: the key of the voice render it speaks
 
     @property
     def pending(self) -> bool:
-        """Whether its key waits on an upstream render's frame (an image not known yet)."""
+        """Whether its key waits on an upstream render's output (an input not known yet)."""
         return not all(self.image_hashes)
+
+    @property
+    def still(self) -> bool:
+        return self.kind == STILL
+
+    @property
+    def sound(self) -> bool:
+        """Whether it renders audio (a voice, music), not a picture."""
+        return self.kind in SOUNDS
+
+    def place(self, slot: int) -> tuple[str | int, ...]:
+        """Where the input in `slot` goes in the request."""
+        return self.places[slot] if self.places else ("inputs", "frameImages", slot, "image")
 
 
 @dataclass(frozen=True, slots=True)
 class FrameOf:
-    """A frame image of a shot that is another render's output: a frame of a clip (`first`,
-    `last`, or seconds), or a still itself (`frame` empty)."""
+    """An input of a render that is another render's output: a frame of a clip (`first`,
+    `last`, or seconds), or the whole output (`frame` empty: a still, a clip to upscale or
+    lip-sync, a voice)."""
 
     slot: int  # its place among the shot's images
     upstream: str  # that render's key (its pending key while it waits itself)
@@ -68,6 +107,19 @@ class FrameOf:
 def frame_name(at: str | float) -> str:
     """A frame as people and file names say it: `last`, `2.5s`."""
     return at if isinstance(at, str) else f"{at:g}s"
+
+
+def placed(request: dict[str, Any], place: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """A copy of `request` with `value` at `place`, the containers on the way copied."""
+    top: dict[str, Any] = dict(request)
+    node: Any = top
+    for step in place[:-1]:
+        child = node[step]
+        child = dict(child) if isinstance(child, dict) else list(child)
+        node[step] = child
+        node = child
+    node[place[-1]] = value
+    return top
 
 
 def depends_on(shot: Shot) -> str:
@@ -163,11 +215,28 @@ class Sequence:
     logo: Logo | None = None
     voice: Path | None = None  # a voice-over, mixed over the bed, which ducks under it
     voice_start: float = 0.0
+    # A generated voice or bed: the render, whose file is known once it is made (then
+    # `voice`, `audio`); where the voice is named, for the error when it is too long.
+    voice_render: Shot | None = None
+    bed_render: Shot | None = None
+    voice_at: str = ""
+    bed_length: float | None = None  # seconds of the bed kept (then silence); None: all
     focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
     format: str = ""  # of `formats:`, as written (16:9, 1080x1350); "" for the one film
 
     def clips(self) -> list[dict[str, Any]]:
         return clip_list(self.uses)
+
+    def renders(self) -> list[Shot]:
+        """The renders the film is made of: its clips (not its cards), voice and bed."""
+        made = [use.shot for use in self.uses if use.shot.model != CARD]
+        return made + [s for s in (self.voice_render, self.bed_render) if s is not None]
+
+    @property
+    def spoken_in_clips(self) -> bool:
+        """Whether its voice is in its lip-synced clips already: it is not mixed again."""
+        voice = self.voice_render
+        return voice is not None and any(use.shot.speaks == voice.key for use in self.uses)
 
     @property
     def name(self) -> str:

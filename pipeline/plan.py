@@ -280,7 +280,7 @@ def film_facts(
 ) -> FilmFacts:
     """What the state of these films depends on: the lock, the clips and films in the cache
     (and the clips the lock vouches for), the files in the films folder, the team's films."""
-    keys = {use.shot.key for film in films for use in film.uses}
+    keys = {render.key for film in films for render in film.renders()}
     stored = where.cache.films.checksums()
     outputs, folder = where.outputs, where.films
     return FilmFacts(
@@ -341,6 +341,7 @@ def _row_json(row: PlanRow) -> dict[str, Any]:
         "height": shot.height,
         "duration": shot.duration,
         "still": shot.still,
+        "kind": shot.kind,
         "key_known": not shot.pending,
         "after": [
             {

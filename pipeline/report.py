@@ -13,7 +13,10 @@ from pipeline.state import FilmState, ShotState, said
 
 
 def money(value: float | None) -> str:
-    return "?" if value is None else f"${value:,.2f}"
+    """Dollars to the cent; a render of under a cent (a short voice) to the tenth of one."""
+    if value is None:
+        return "?"
+    return f"${value:,.3f}" if 0 < value < 0.01 else f"${value:,.2f}"
 
 
 def seconds(value: float) -> str:
@@ -84,8 +87,8 @@ def print_plan(
             variants,
             f"{shot.take}/{shot.takes}",
             shot.model,
-            f"{shot.width}x{shot.height}",
-            "still" if shot.still else f"{shot.duration} s",
+            f"{shot.width}x{shot.height}" if not shot.sound else shot.kind,
+            "still" if shot.still else f"{shot.duration:g} s",
             depends_on(shot) or "-",
             state_text(row.status),
             money(row.estimate),

@@ -45,6 +45,7 @@ class Card:
     thumb: str | None
     still: bool = False
     after: str = ""  # what it starts from: `street (last)`
+    sound: bool = False  # a voice or music: played, not shown
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,11 @@ def write_review(
         shot = row.shot
         record = cache.clips.get(shot.key)
         clip = cache.clips.path(shot.key) if record else None
-        thumb = _thumbnail(clip, thumbs / f"{shot.key}.jpg", shot.duration) if clip else None
+        thumb = (
+            _thumbnail(clip, thumbs / f"{shot.key}.jpg", shot.duration)
+            if clip and not shot.sound
+            else None
+        )
         cards[shot.key] = Card(
             key=shot.key,
             label=shot.label,
@@ -104,6 +109,7 @@ def write_review(
             thumb=_relative(thumb, folder),
             still=shot.still,
             after=depends_on(shot),
+            sound=shot.sound,
         )
     strips: dict[tuple[str, str], FilmStrip] = {}
     for sequence in plan.films:
@@ -153,7 +159,8 @@ def _render(
     )
     by_shot: dict[tuple[str, tuple[str, ...]], list[Card]] = {}
     for card in cards:
-        by_shot.setdefault((card.label, card.variants), []).append(card)
+        # An upscale or lip-sync (`hero/upscale`) sits beside the takes it is made from.
+        by_shot.setdefault((card.label.split("/")[0], card.variants), []).append(card)
     spent = round(sum(c.cost or 0.0 for c in cards), 2)
     missing = [c for c in cards if c.status != ShotState.CACHED]
     totals: dict[str, Any] = {

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from pipeline.lock import Lock, LockedSequence, LockedShot
-from pipeline.nodes import CARD, Sequence, Shot
+from pipeline.nodes import Sequence, Shot
 
 
 class ShotState(StrEnum):
@@ -341,11 +341,8 @@ class FilmFacts:
 
 def film_state(sequence: Sequence, facts: FilmFacts) -> State:
     """What a sequence's film is now, and why it is joined if it is."""
-    waiting = [
-        u.shot.label
-        for u in sequence.uses
-        if u.shot.key not in facts.cached_clips and u.shot.model != CARD
-    ]  # a card is drawn when the film is joined: nothing to wait for
+    # A card is drawn when the film is joined: nothing to wait for.
+    waiting = [r.label for r in sequence.renders() if r.key not in facts.cached_clips]
     wait = (Reason(Why.WAITS_FOR_RENDERS, (tuple(waiting),)),) if waiting else ()
     locked = facts.locked.get(sequence.name)
     stored = facts.stored_films.get(sequence.key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, VOICE
 from pipeline.plan import Plan
 from pipeline.state import FilmState, ShotState, said
 
@@ -29,10 +30,22 @@ class StatusRow:
         }
 
 
+# What status calls each kind of render, in the order it counts them.
+STATUS_KINDS = {
+    STILL: "still",
+    VOICE: "voice",
+    MUSIC: "music",
+    CLIP: "shot",
+    LIPSYNC: "lip-sync",
+    UPSCALE: "upscale",
+}
+PLURALS = {"music": "music"}
+
+
 def statuses(plan: Plan) -> list[StatusRow]:
     rows = [
         StatusRow(
-            "still" if row.shot.still else "shot",
+            STATUS_KINDS[row.shot.kind],
             row.shot.label,
             row.variants,
             row.shot.take,
@@ -50,13 +63,11 @@ def statuses(plan: Plan) -> list[StatusRow]:
 
 def summary_line(name: str, rows: list[StatusRow]) -> str:
     """`ballroom: shots 7/8 cached, 1 changed; sequences 4/6 current, 2 changed` (and
-    `stills 1/1 cached; ` first, when there are stills)."""
+    `stills 1/1 cached; ` first, when there are stills; voices, music, lip-syncs and
+    upscales each counted apart too, where there are some)."""
     parts = []
-    for kind, done in (
-        ("still", ShotState.CACHED),
-        ("shot", ShotState.CACHED),
-        ("sequence", FilmState.CURRENT),
-    ):
+    kinds = [(kind, ShotState.CACHED) for kind in dict.fromkeys(STATUS_KINDS.values())]
+    for kind, done in [*kinds, ("sequence", FilmState.CURRENT)]:
         mine = [r for r in rows if r.kind == kind]
         if not mine:
             continue
@@ -65,5 +76,5 @@ def summary_line(name: str, rows: list[StatusRow]) -> str:
             counts[row.status] = counts.get(row.status, 0) + 1
         ready = counts.pop(done, 0)
         extra = "".join(f", {n} {status}" for status, n in sorted(counts.items()))
-        parts.append(f"{kind}s {ready}/{len(mine)} {done}{extra}")
+        parts.append(f"{PLURALS.get(kind, kind + 's')} {ready}/{len(mine)} {done}{extra}")
     return f"{name}: " + "; ".join(parts)

@@ -334,3 +334,51 @@ def test_a_plan_reads_the_cache_and_writes_nothing(tmp_path: Path) -> None:
     assert plan.cost_needed == 0.28 and plan.cost_total == 0.56
     assert [row.state.name for row in plan.film_rows] == [FilmState.NEW]
     assert sorted(p for p in (tmp_path / "cache").rglob("*")) == before
+
+
+SOUND = """\
+version: 1
+name: sound
+matrix: {lang: [en, de]}
+vars: {lines: {en: Good morning., de: Guten Morgen.}}
+voices:
+  - {id: hello, text: "{{ lines[lang] }}", voice: v1}
+  - {id: tag, text: Coffee., voice: v1}
+music:
+  - {id: bed, prompt: guitar}
+shots:
+  - {id: hero, prompt: a cup, duration: 10, upscale: 1080p, takes: 2}
+  - {id: barista, prompt: a barista, lipsync: {voice: hello}}
+sequences:
+  - {id: spot, shots: [hero, barista], voice: {voice: tag}, audio: {music: bed}}
+"""
+
+
+def test_finishing_renders_follow_their_inputs(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, SOUND)
+    by_label: dict[str, list[Shot]] = {}
+    for node in graph.nodes.values():
+        by_label.setdefault(node.label, []).append(node)
+    # A voice per way it is said: `hello` twice, `tag` once for both languages; one bed.
+    assert len(by_label["hello"]) == 2 and len(by_label["tag"]) == 1
+    assert len(by_label["bed"]) == 1 and graph.variants[by_label["bed"][0].key] == ("en", "de")
+    # The picked take only is upscaled, once for both languages; a lip-sync per voice.
+    (upscale,) = by_label["hero/upscale"]
+    picked = next(s for s in by_label["hero"] if s.picked)
+    assert [a.upstream for a in upscale.after] == [picked.key] and upscale.pending
+    assert (upscale.width, upscale.height) == (1920, 1080)
+    assert upscale.price == pytest.approx(10 * 0.0072)
+    lipsyncs = by_label["barista/lipsync"]
+    assert len(lipsyncs) == 2
+    voices = {s.key for s in by_label["hello"]}
+    assert {s.after[1].upstream for s in lipsyncs} == voices and all(s.speaks for s in lipsyncs)
+    # A film waits on all it is made of: its clips as finished, its voice and its bed.
+    film = graph.films()[0]
+    made_of = {r.label for r in film.renders()}
+    assert made_of == {"hero/upscale", "barista/lipsync", "tag", "bed"}
+    # The upscale's key is known once the take is, and follows its bytes.
+    resolved = graph.resolve(upscale.key, 0, tmp_path / "take.mp4", "ab" * 32)
+    assert not resolved.pending and resolved.request["inputs"]["video"] == "sha256:" + "ab" * 32
+    again = graph.resolve(upscale.key, 0, tmp_path / "take.mp4", "cd" * 32)
+    assert again.key != resolved.key
+    assert graph.film(film).key != film.key  # the film follows its upscaled clip

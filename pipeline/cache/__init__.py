@@ -110,7 +110,7 @@ class Cache:
         if record is None:
             return None
         path = self.root / record.path
-        if upstream.still:
+        if at == "" or upstream.still:  # the whole output: a still, a clip, a voice
             return path, record.sha256
         try:
             return self.frames.of(path, record.sha256, at)

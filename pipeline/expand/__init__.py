@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipeline.errors import Problems
@@ -18,6 +20,7 @@ from pipeline.expand.context import (
 )
 from pipeline.expand.films import expand_sequence, formatted, with_voice
 from pipeline.expand.shots import expand_shot, prompt_source
+from pipeline.expand.sound import Made, expand_music, expand_voice, finished
 from pipeline.expand.text import with_text
 from pipeline.nodes import (
     Expansion,
@@ -28,8 +31,10 @@ from pipeline.spec import Spec
 from pipeline.spec.references import frame_refs
 from pipeline.spec.schema import (
     CardSpec,
+    MusicRef,
     SequenceSpec,
     ShotSpec,
+    VoiceRef,
 )
 from pipeline.templates import PromptTemplates
 from pipeline.typeface import Fonts
@@ -66,8 +71,12 @@ def expand(
         sources[loc] = problems.attempt(prompt_source, spec, loc, item)
         if sources[loc] is None:
             failed.add(item.id)
+    finishing: dict[str, Shot] = {}  # lip-syncs and upscales, made once per input
     with templates.limits():
         for variant_name, variant_vars in variants:
+            values = {**board.vars, **variant_vars}
+            saying = Saying(context.inputs, templates, fonts, values)
+            voices, music = _sounds(spec, variant_name, saying, context, problems, failed)
             by_id: dict[str, list[Shot]] = {}
             for loc in order:
                 item = items[loc]
@@ -85,26 +94,82 @@ def expand(
                     failed.add(item.id)
                     continue
                 by_id[item.id] = made
+            shots.extend(voices.values())
+            shots.extend(music.values())
             for item in (*board.stills, *board.shots):
                 shots.extend(by_id.get(item.id, ()))
+            used: dict[str, Shot] = {}  # the finishing renders this variant's films use
+            finish = _finisher(spec, context, voices, finishing, used)
+            made = Made(voices, music, finish, lambda said: context.warnings.setdefault(said))
             for index, sequence_spec in enumerate(board.sequences):
                 if problems.full:
                     break
                 if sequence_spec.id in failed or not _named(sequence_spec) <= by_id.keys():
                     continue
-                values = {**board.vars, **variant_vars}
-                saying = Saying(context.inputs, templates, fonts, values)
+                if _sounds_named(sequence_spec, board) & failed:
+                    continue
                 films = problems.attempt(
-                    _films, spec, index, sequence_spec, variant_name, by_id, saying
+                    _films, spec, index, sequence_spec, variant_name, by_id, saying, made
                 )
                 if films is None:
                     failed.add(sequence_spec.id)
                     continue
                 sequences.extend(films)
+            shots.extend(replace(shot, variant=variant_name) for shot in used.values())
     problems.raise_any()
     variant_names = tuple(n for n, _ in variants)
     warnings = tuple(context.warnings)
     return Expansion(renderer, tuple(shots), tuple(sequences), variant_names, warnings)
+
+
+def _sounds(
+    spec: Spec,
+    variant: str,
+    saying: Saying,
+    context: Context,
+    problems: Problems,
+    failed: set[str],
+) -> tuple[dict[str, Shot], dict[str, Shot]]:
+    """The variant's voices and music by id; one that fails is said, and what uses it is not
+    made (its id is among `failed`)."""
+    voices: dict[str, Shot] = {}
+    music: dict[str, Shot] = {}
+    board = spec.storyboard
+    for found, items, make in (
+        (voices, board.voices, expand_voice),
+        (music, board.music, expand_music),
+    ):
+        for index, item in enumerate(items):
+            if item.id in failed or problems.full:
+                failed.add(item.id)
+                continue
+            shot = problems.attempt(make, spec, index, variant, saying, context)
+            if shot is None:
+                failed.add(item.id)
+                continue
+            found[item.id] = shot
+    return voices, music
+
+
+def _finisher(
+    spec: Spec,
+    context: Context,
+    voices: dict[str, Shot],
+    finishing: dict[str, Shot],
+    used: dict[str, Shot],
+) -> Callable[[str, Shot], Shot]:
+    """How a variant's films get the render they use of a take: lip-synced, upscaled (made
+    once per input across variants, in `finishing`); each one made or used is in `used`."""
+    where = {shot.id: ("shots", index) for index, shot in enumerate(spec.storyboard.shots)}
+
+    def finish(shot_id: str, take: Shot) -> Shot:
+        loc = where.get(shot_id)
+        if loc is None:  # a still
+            return take
+        item = spec.storyboard.shots[loc[1]]
+        return finished(spec, loc, item, take, (voices, context), finishing, used)
+
+    return finish
 
 
 def _films(
@@ -114,11 +179,12 @@ def _films(
     variant_name: str,
     by_id: dict[str, list[Shot]],
     saying: Saying,
+    made: Made,
 ) -> list[Sequence]:
     """The films of one sequence in one variant: one per format, with voice and text."""
-    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying)
+    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying, made)
     if sequence_spec.voice is not None:
-        base = with_voice(spec, index, base, saying)
+        base = with_voice(spec, index, base, saying, made)
     films = []
     for sequence in formatted(spec, index, base):
         if sequence_spec.text or sequence_spec.subtitles is not None:
@@ -133,6 +199,15 @@ def _frame_sources(spec: Spec) -> dict[str, set[str]]:
     for _, shot_id, ref in frame_refs(spec.storyboard):
         needs.setdefault(shot_id, set()).add(ref.name)
     return needs
+
+
+def _sounds_named(sequence: SequenceSpec, board: Any) -> set[str]:
+    """The voices and music a sequence's films use: its own, and its shots' lip-syncs'."""
+    named = {ref.voice for ref in (sequence.voice,) if isinstance(ref, VoiceRef)}
+    named |= {ref.music for ref in (sequence.audio,) if isinstance(ref, MusicRef)}
+    shots = _named(sequence)
+    named |= {s.lipsync.voice for s in board.shots if s.id in shots and s.lipsync is not None}
+    return named
 
 
 def _named(sequence: SequenceSpec) -> set[str]:

@@ -17,6 +17,7 @@ from pipeline.expand.context import (
     select,
     sequence_file,
 )
+from pipeline.expand.sound import Made
 from pipeline.expand.text import check_glyphs, find_font
 from pipeline.nodes import (
     CARD,
@@ -31,8 +32,10 @@ from pipeline.spec.schema import (
     RESOLUTIONS,
     CardSpec,
     FormatSpec,
+    MusicRef,
     SequenceShot,
     SequenceSpec,
+    VoiceRef,
     focus_x,
 )
 
@@ -44,6 +47,7 @@ def expand_sequence(
     variant: str,
     by_id: dict[str, list[Shot]],
     saying: Saying,
+    made: Made,
 ) -> Sequence:
     loc = ("sequences", index)
     uses: list[ClipUse | None] = []
@@ -57,7 +61,8 @@ def expand_sequence(
         if not chosen:
             raise _no_match(spec, entry_loc, sequence.id, ref, by_id[ref.shot])
         for shot in chosen:
-            uses.append(_trimmed(spec, entry_loc, sequence.id, ref, shot))
+            used = made.finish(ref.shot, shot)
+            uses.append(_trimmed(spec, entry_loc, sequence.id, ref, used))
     shots = [use for use in uses if use is not None]
     width, height = _sequence_size(sequence, shots)
     size_loc = loc if sequence.width is None else (*loc, "width")
@@ -80,8 +85,11 @@ def expand_sequence(
             f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
             f"clip ({shortest:g} s)",
         )
+    bed = made.music[sequence.audio.music] if isinstance(sequence.audio, MusicRef) else None
     audio, audio_hash = (
-        saying.inputs.sound(sequence.audio, (*loc, "audio")) if sequence.audio else (None, None)
+        saying.inputs.sound(sequence.audio, (*loc, "audio"))
+        if isinstance(sequence.audio, str)
+        else (None, _bed_settings(spec, sequence.audio, bed))
     )
     logo, logo_settings = _logo(sequence, saying.inputs, loc)
     settings = {
@@ -112,7 +120,18 @@ def expand_sequence(
         key=film_key(uses, settings),
         index=index,
         logo=logo,
+        bed_render=bed,
+        bed_length=(audio_hash or {}).get("duration") if bed is not None else None,
     )
+
+
+def _bed_settings(spec: Spec, given: MusicRef | None, bed: Shot | None) -> Any:
+    """What a film's key counts of a generated bed: the render's key, and how much of it the
+    film keeps."""
+    if given is None or bed is None:
+        return None
+    music = next(m for m in spec.storyboard.music if m.id == given.music)
+    return {"music": bed.key, "duration": music.duration}
 
 
 def _logo(
@@ -139,22 +158,48 @@ def with_voice(
     index: int,
     sequence: Sequence,
     saying: Saying,
+    made: Made,
 ) -> Sequence:
     """The sequence with its voice-over as this variant names it, checked to be sound that
     starts inside the film."""
     given = spec.storyboard.sequences[index]
     assert given.voice is not None
     loc = ("sequences", index, "voice")
-    name, found = sequence_file(spec, loc, given.voice, saying)
     if given.voice_start >= sequence.duration:
         raise spec.source.error(
             ("sequences", index, "voice_start"),
             f"sequence '{sequence.id}': the voice starts at {given.voice_start:g} s, after the "
             f"film's end ({sequence.duration:g} s)",
         )
+    if isinstance(given.voice, VoiceRef):
+        return _with_voice_render(spec, index, sequence, made.voices[given.voice.voice], made)
+    name, found = sequence_file(spec, loc, given.voice, saying)
     path, digest = saying.inputs.sound(name, loc, found)
     settings = {**sequence.settings, "voice": digest, "voice_start": given.voice_start}
     return keyed(sequence, settings, voice=path, voice_start=given.voice_start)
+
+
+def _with_voice_render(
+    spec: Spec, index: int, sequence: Sequence, voice: Shot, made: Made
+) -> Sequence:
+    """The sequence with a generated voice-over. Its length is known once it is rendered
+    (a voice longer than the film is an error then); until then it is estimated from the
+    text at the model's speaking rate, and a voice that looks too long is a warning now."""
+    given = spec.storyboard.sequences[index]
+    start = given.voice_start
+    file, line, column = spec.source.where(("sequences", index, "voice"))
+    room = sequence.duration - start
+    if voice.duration > room:
+        made.warn(
+            f"{file}:{line}:{column}: sequence '{sequence.id}'"
+            + (f" [{sequence.variant}]" if sequence.variant else "")
+            + f": voice '{voice.label}' runs about {voice.duration:.1f} s at the model's "
+            f"estimated speaking rate, longer than the {room:g} s of film from {start:g} s"
+        )
+    settings = {**sequence.settings, "voice": {"voice": voice.key}, "voice_start": start}
+    return keyed(
+        sequence, settings, voice_render=voice, voice_start=start, voice_at=f"{file}:{line}"
+    )
 
 
 def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:

@@ -22,6 +22,8 @@ from pipeline.expand.context import (
     size_of,
 )
 from pipeline.nodes import (
+    CLIP,
+    STILL,
     FrameOf,
     Shot,
     render_key,
@@ -160,7 +162,7 @@ def expand_shot(
                     image_hashes=tuple(hashes),
                     price=price,
                     index=loc[1],
-                    still=still,
+                    kind=STILL if still else CLIP,
                     audio=audio or (info is not None and info.audio == "always"),
                     after=tuple(after),
                 )

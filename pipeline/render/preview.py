@@ -15,6 +15,7 @@ import ffmpeg
 
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
+from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, Shot
 from pipeline.render import KINDS, RenderJob, RenderResult
 from pipeline.typeface import BUNDLED, Fonts, covering
 
@@ -36,6 +37,10 @@ class Card:
     font: Path = BUNDLED  # of the title (and the labels)
     prompt_font: Path = BUNDLED
     still: bool = False  # one PNG frame, the placeholder of a keyframe image
+
+    @property
+    def kind(self) -> str:
+        return STILL if self.still else CLIP
 
 
 def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
@@ -173,6 +178,70 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
     return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
 
 
+def sound_command(shot: Shot, output: Path) -> list[str]:
+    """A voice as a murmur of its estimated length (a tone that rises and falls four times a
+    second, as syllables do); music as a quiet two-note bed. AAC in MP4, as clips are."""
+    seconds = round(max(shot.duration, 0.5), 3)
+    if shot.kind == MUSIC:
+        low = ffmpeg.input(f"sine=frequency=110:duration={seconds}", f="lavfi").audio
+        high = ffmpeg.input(f"sine=frequency=165:duration={seconds}", f="lavfi").audio
+        sound = ffmpeg.filter([low, high], "amix", inputs=2).filter("volume", 0.3)
+    else:
+        sound = (
+            ffmpeg.input(f"sine=frequency=190:duration={seconds}", f="lavfi")
+            .audio.filter("tremolo", f=4, d=0.9)
+            .filter("volume", 0.8)
+        )
+    stream = ffmpeg.output(
+        sound, str(output), acodec="aac", ar=48000, ac=2, movflags="+faststart", f="mp4"
+    )
+    return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+
+
+def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
+    """An upscale as a scale of its clip; a lip-sync as its clip marked, with the voice as
+    its sound (cut where the clip ends)."""
+    clip = ffmpeg.input(str(shot.images[0]))
+    fps = shot.fps or 25
+    video = clip.video.filter("scale", shot.width, shot.height).filter("setsar", 1)
+    streams = [video]
+    if shot.kind == LIPSYNC:
+        size = max(shot.height // 24, 10)
+        video = video.drawtext(
+            fontfile=str(font),
+            text="LIP-SYNC",
+            expansion="none",
+            fontcolor="white",
+            fontsize=size,
+            x=f"w-tw-{size}",
+            y=f"h-th-{size}",
+            box=1,
+            boxcolor="0xd04040@0.8",
+            boxborderw=size // 3,
+        )
+        voice = ffmpeg.input(str(shot.images[1])).audio
+        length = round(float(shot.duration), 6)
+        sound = voice.filter("apad", whole_dur=length).filter("atrim", duration=length)
+        streams = [video, sound]
+    audio = {"acodec": "aac", "ar": 48000, "ac": 2} if len(streams) > 1 else {"an": None}
+    stream = ffmpeg.output(
+        *streams,
+        str(output),
+        vcodec="libx264",
+        preset="ultrafast",
+        crf=30,
+        pix_fmt="yuv420p",
+        r=fps,
+        g=fps * 2,
+        movflags="+faststart",
+        video_track_timescale=fps * 512,
+        f="mp4",
+        **{"frames:v": round(shot.duration * fps)},  # `frames` would count audio frames too
+        **audio,
+    )
+    return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+
+
 def _excerpt(prompt: str, width: int) -> str:
     columns = max(int(width / 13), 30)
     lines = textwrap.wrap(prompt or "(no prompt: image only)", columns)
@@ -212,6 +281,9 @@ class PreviewRenderer:
         return cls()
 
     async def render(self, job: RenderJob) -> RenderResult:
+        shot = job.shot
+        if shot.sound or shot.kind in (UPSCALE, LIPSYNC):
+            return await self._made_of(job)
         card = await asyncio.to_thread(card_for, job, self.fonts)
         with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
             args = command(card, job.output, Path(workdir))
@@ -221,7 +293,26 @@ class PreviewRenderer:
                 raise RenderError(f"shot '{job.shot.label}': {exc.message}") from None
         asked = (card.width, card.height, card.duration)
         info, frames = await asyncio.to_thread(
-            media.check_render, job.output, card.still, job.frames, asked
+            media.check_render, job.output, card.kind, job.frames, asked
+        )
+        return RenderResult(path=job.output, info=info, seed=None, cost=0.0, frames=frames)
+
+    async def _made_of(self, job: RenderJob) -> RenderResult:
+        """A voice, music, upscale or lip-sync: drawn from its inputs in one ffmpeg run."""
+        shot = job.shot
+        args = (
+            sound_command(shot, job.output)
+            if shot.sound
+            else edit_command(shot, job.output, BUNDLED)
+        )
+        limit = 60.0 + 10.0 * shot.duration
+        try:
+            await media.run_ffmpeg_async(args, f"make the preview {shot.kind}", limit)
+        except MediaError as exc:
+            raise RenderError(f"shot '{shot.label}': {exc.message}") from None
+        asked = None if shot.sound else (shot.width, shot.height, shot.duration)
+        info, frames = await asyncio.to_thread(
+            media.check_render, job.output, shot.kind, job.frames, asked
         )
         return RenderResult(path=job.output, info=info, seed=None, cost=0.0, frames=frames)
 

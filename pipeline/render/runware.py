@@ -45,7 +45,7 @@ from pipeline.errors import (
     TransientError,
     UserError,
 )
-from pipeline.nodes import Shot
+from pipeline.nodes import LIPSYNC, UPSCALE, Shot, placed
 from pipeline.render import KINDS, RendererOptions, RenderJob, RenderResult, ignore
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 
@@ -86,6 +86,7 @@ FINAL_FORMS = re.compile(
 POLL_BATCH = 100
 POLL_WINDOW = 0.05  # polls due this close together share one request
 DOWNLOAD_ATTEMPTS = 4
+MEDIA_INPUTS = (UPSCALE, LIPSYNC)  # renders whose inputs are uploaded as media, not images
 RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
 SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
 MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
@@ -737,7 +738,7 @@ class RunwareRenderer:
             item = await self.poller.wait(task_uuid, shot.label, True, accepted)
         cost = self._cost(item, shot)
         job.remote_done(cost)
-        noun = "image" if shot.still else "video"
+        noun = _output_noun(shot)
         url = item.get(f"{noun}URL")
         if not url:
             raise NotCollected(
@@ -829,35 +830,43 @@ class RunwareRenderer:
         raise TransientError(f"shot '{shot.label}': the submit was not acknowledged")
 
     async def _request_for(self, shot: Shot) -> dict[str, Any]:
-        """The shot's request with each `sha256:` image placeholder replaced by an imageUUID."""
+        """The shot's request with each `sha256:` input placeholder replaced by the UUID of
+        its upload: frame images by imageUpload, clips and voices by mediaStorage."""
         request = dict(shot.request)
-        frames = (request.get("inputs") or {}).get("frameImages")
-        if not frames:
-            return request
-        resolved = []
-        for frame, path, digest in zip(frames, shot.images, shot.image_hashes, strict=True):
-            image_uuid = await self._uploaded(path, digest, shot)
-            resolved.append({**frame, "image": image_uuid})
-        request["inputs"] = {**request["inputs"], "frameImages": resolved}
+        media_input = shot.kind in MEDIA_INPUTS
+        for slot, (path, digest) in enumerate(zip(shot.images, shot.image_hashes, strict=True)):
+            uploaded = await self._uploaded(path, digest, shot, media_input)
+            request = placed(request, shot.place(slot), uploaded)
         return request
 
-    async def _uploaded(self, path: os.PathLike[str], digest: str, shot: Shot) -> str:
-        """Upload an image once per content (per API endpoint) and remember its imageUUID."""
+    async def _uploaded(
+        self, path: os.PathLike[str], digest: str, shot: Shot, media_input: bool = False
+    ) -> str:
+        """Upload an input once per content (per API endpoint) and remember its UUID: an
+        image as an imageUpload, a clip or a sound as mediaStorage."""
         lock = self._upload_locks.setdefault(digest, asyncio.Lock())
+        where = f"{self.base_url}#media" if media_input else self.base_url
         async with lock:
-            known = await self.cache.uploads.find(digest, self.base_url)
+            known = await self.cache.uploads.find(digest, where)
             if known:
                 return known
             data = await asyncio.to_thread(_data_uri, path)
-            task = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": data}
-            answer = await self.api.post([task], f"shot '{shot.label}': image upload")
-            image_uuid = next((d.get("imageUUID") for d in answer.data if d.get("imageUUID")), None)
-            if not image_uuid:
+            task_uuid = str(uuid.uuid4())
+            if media_input:
+                task = {"taskType": "mediaStorage", "taskUUID": task_uuid, "operation": "upload"}
+                task["media"] = data
+                what, field = "media upload", "mediaUUID"
+            else:
+                task = {"taskType": "imageUpload", "taskUUID": task_uuid, "image": data}
+                what, field = "first frame upload", "imageUUID"
+            answer = await self.api.post([task], f"shot '{shot.label}': {what}")
+            found = next((d.get(field) for d in answer.data if d.get(field)), None)
+            if not found:
                 errors = answer.errors + [e for d in answer.data if (e := error_of(d))]
-                detail = describe(errors[0]) if errors else "the answer has no imageUUID"
-                raise RefusedError(f"shot '{shot.label}': the first frame upload failed: {detail}")
-            await self.cache.uploads.share(digest, self.base_url, str(image_uuid))
-            return str(image_uuid)
+                detail = describe(errors[0]) if errors else f"the answer has no {field}"
+                raise RefusedError(f"shot '{shot.label}': the {what} failed: {detail}")
+            await self.cache.uploads.share(digest, where, str(found))
+            return str(found)
 
     # -- collecting ---------------------------------------------------------------------------
 
@@ -892,7 +901,7 @@ class RunwareRenderer:
                 async with asyncio.timeout(self.download_timeout):
                     await self._fetch(url, job)
                 return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.check_render, job.output, shot.still, job.frames
+                    self._checks, media.check_render, job.output, shot.kind, job.frames
                 )
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"
@@ -980,7 +989,22 @@ def _about_image(error: dict[str, Any]) -> bool:
     return "image" in f"{error.get('code') or ''} {names}".lower()
 
 
+def _output_noun(shot: Shot) -> str:
+    """What a result names its file by: `imageURL`, `audioURL`, `videoURL`."""
+    if shot.still:
+        return "image"
+    return "audio" if shot.sound else "video"
+
+
 def _data_uri(path: os.PathLike[str]) -> str:
-    kind = mimetypes.guess_type(str(path))[0] or "image/png"
     with open(path, "rb") as handle:
-        return f"data:{kind};base64,{base64.b64encode(handle.read()).decode()}"
+        data = handle.read()
+    kind = _sniffed(data[:4]) or mimetypes.guess_type(str(path))[0] or "image/png"
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def _sniffed(head: bytes) -> str | None:
+    """The type of a sound by its first bytes: the cache names every render `.mp4`."""
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    return {b"fLaC": "audio/flac", b"RIFF": "audio/wav", b"OggS": "audio/ogg"}.get(head)

@@ -100,11 +100,21 @@ def join(
             continue
         records = [cache.clips.get(use.shot.key) for use in sequence.uses]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
+        sounded = with_sound(sequence, cache)
+        if isinstance(sounded, list):
+            missing += sounded
         if missing:
             names = ", ".join(dict.fromkeys(missing))
             error = f"clips missing: {names}"
             results[index] = SequenceOutcome(sequence, Joined.BLOCKED, path, error=error)
             continue
+        assert isinstance(sounded, Sequence)
+        too_long = _voice_too_long(sounded, cache)
+        if too_long:
+            note(f"failed   sequence {sequence.name}: {too_long}")
+            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=too_long)
+            continue
+        sequence = sounded
         to_join.append((index, sequence, [r for r in records if r is not None]))
     if sharing.cluster and sharing.remote is not None and to_join:
         results.update(_joined_on_cluster(to_join, films, cache, outputs, sharing, note))
@@ -221,6 +231,40 @@ def _placed(
     outputs.record(path, record.sha256)
     return SequenceOutcome(
         sequence, Joined.PLACED, path, "stored", record.sha256, record.bytes, record.duration
+    )
+
+
+def with_sound(sequence: Sequence, cache: Cache) -> Sequence | list[str]:
+    """The film with its generated voice and bed as the files the cache holds; or the
+    labels of those it does not hold yet."""
+    found: dict[str, Path] = {}
+    missing = []
+    for name, render in (("voice", sequence.voice_render), ("audio", sequence.bed_render)):
+        if render is None:
+            continue
+        record = cache.clips.get(render.key)
+        if record is None:
+            missing.append(render.label)
+        else:
+            found[name] = cache.root / record.path
+    return missing or replace(sequence, **found)
+
+
+def _voice_too_long(sequence: Sequence, cache: Cache) -> str:
+    """Why a generated voice does not fit in its film ("" when it does): it runs past the
+    film's end from where it starts. Known once the voice is spoken."""
+    voice = sequence.voice_render
+    record = cache.clips.get(voice.key) if voice is not None else None
+    if voice is None or record is None:
+        return ""
+    room = sequence.duration - sequence.voice_start
+    if record.duration <= room + 0.05:
+        return ""
+    return (
+        f"{sequence.voice_at}: sequence '{sequence.name}': voice '{voice.label}' is "
+        f"{record.duration:.2f} s long, {record.duration - room:.2f} s more than the "
+        f"{room:g} s of film from voice_start {sequence.voice_start:g} s: shorten its text, "
+        "speed it up (speed:), or start it earlier"
     )
 
 

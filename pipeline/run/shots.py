@@ -486,10 +486,12 @@ class Scheduler:
     def _store(self, shot: Shot, result: RenderResult) -> tuple[ClipRecord, str | None]:
         """Move the clip into the cache. A paid clip is kept even if it is not what was asked
         (it is recorded as delivered, and the user is told); a free one must be exact."""
-        info = result.info or media.check_render(result.path, shot.still)[0]
+        info = result.info or media.check_render(result.path, shot.kind)[0]
         warning = None
-        if (info.width, info.height) != (shot.width, shot.height) or (
-            not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps
+        # A sound's length is what the words take (known once spoken): not checked.
+        if not shot.sound and (
+            (info.width, info.height) != (shot.width, shot.height)
+            or (not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps)
         ):
             what = (
                 f"{info.width}x{info.height} ({shot.width}x{shot.height} was asked for)"

@@ -122,7 +122,7 @@ MAX_INCLUDES = 32
 MAX_TOTAL_YAML_CHARACTERS = 8_000_000
 # Fields an included file adds to: its shots and sequences come first; its vars, defaults,
 # prices and matrix are overridden key by key by the storyboard's.
-LIST_FIELDS = frozenset({"shots", "stills", "sequences"})
+LIST_FIELDS = frozenset({"shots", "stills", "sequences", "voices", "music"})
 MAP_FIELDS = frozenset({"vars", "defaults", "prices", "matrix"})
 
 

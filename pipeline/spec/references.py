@@ -20,9 +20,11 @@ from pipeline.project import (
 from pipeline.spec.schema import (
     CardSpec,
     FrameRef,
+    MusicRef,
     SequenceSpec,
     ShotSpec,
     Storyboard,
+    VoiceRef,
     is_font_file,
     is_templated,
 )
@@ -99,7 +101,50 @@ def check_references(
                     code="unknown-shot",
                 )
                 problems.add(error, {sequence.id})
+    _check_sound_refs(storyboard, source, dropped, problems)
     return files
+
+
+def _check_sound_refs(
+    storyboard: Storyboard, source: SourceMap, dropped: frozenset[str], problems: Problems
+) -> None:
+    """Voices and music are named by id from shots (`lipsync`) and sequences (`voice`,
+    `audio`): each name must be one of the storyboard's, and ids are unique in each list."""
+    known: dict[str, list[str]] = {"voices": [], "music": []}
+    for section in known:
+        for index, item in enumerate(getattr(storyboard, section)):
+            if item.id in known[section]:
+                error = source.error(
+                    (section, index, "id"),
+                    f"duplicate {section.rstrip('s')} id '{item.id}'",
+                    code="duplicate-id",
+                )
+                problems.add(error, {item.id})
+            known[section].append(item.id)
+    named: list[tuple[tuple[Any, ...], str, str, str]] = []  # where, section, id, owner
+    for index, shot in enumerate(storyboard.shots):
+        if shot.lipsync is not None:
+            loc = ("shots", index, "lipsync", "voice")
+            named.append((loc, "voices", shot.lipsync.voice, shot.id))
+    for index, sequence in enumerate(storyboard.sequences):
+        if isinstance(sequence.voice, VoiceRef):
+            loc = ("sequences", index, "voice", "voice")
+            named.append((loc, "voices", sequence.voice.voice, sequence.id))
+        if isinstance(sequence.audio, MusicRef):
+            loc = ("sequences", index, "audio", "music")
+            named.append((loc, "music", sequence.audio.music, sequence.id))
+    for loc, section, name, owner in named:
+        if name in known[section] or name in dropped:
+            continue
+        listed = ", ".join(known[section]) or "(none)"
+        error = source.error(
+            loc,
+            f"'{owner}' names unknown {section.rstrip('s')} '{name}'"
+            + did_you_mean(name, known[section]),
+            f"{section}: {listed}",
+            code="unknown-shot",
+        )
+        problems.add(error, {owner})
 
 
 def _items(storyboard: Storyboard) -> Iterator[tuple[tuple[str, int], ShotSpec]]:
@@ -170,7 +215,12 @@ def owners(storyboard: Storyboard, loc: tuple[Any, ...]) -> set[str]:
     """The ids of the items a value at `loc` belongs to: `defaults` belong to every shot."""
     if loc[0] == "defaults":
         return {shot.id for shot in storyboard.shots}
-    items = {"shots": storyboard.shots, "stills": storyboard.stills}.get(loc[0])
+    items = {
+        "shots": storyboard.shots,
+        "stills": storyboard.stills,
+        "voices": storyboard.voices,
+        "music": storyboard.music,
+    }.get(loc[0])
     if items is None and loc[0] == "sequences":
         items = storyboard.sequences
     if items is None or len(loc) < 2 or not isinstance(loc[1], int):
@@ -310,9 +360,9 @@ def _sequence_files(index: int, sequence: SequenceSpec) -> list[tuple[tuple[Any,
     """The files a sequence names, but for names that are templates (checked per variant)."""
     at: tuple[Any, ...] = ("sequences", index)
     named: list[tuple[tuple[Any, ...], str]] = []
-    if sequence.audio is not None:
+    if isinstance(sequence.audio, str):
         named.append(((*at, "audio"), sequence.audio))
-    if sequence.voice is not None:
+    if isinstance(sequence.voice, str):
         named.append(((*at, "voice"), sequence.voice))
     if sequence.logo is not None:
         named.append(((*at, "logo", "image"), sequence.logo.image))

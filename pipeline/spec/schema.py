@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -117,6 +118,29 @@ def _check_axes(value: dict[str, Any], allow_include: bool) -> dict[str, Any]:
     return value
 
 
+Price = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
+
+
+class UpscaleSpec(_Strict):
+    """The picked take upscaled by a video upscaler: `upscale: 1080p`, or the model too."""
+
+    model: str | None = None  # the catalogue's default upscaler
+    resolution: Literal["1080p", "2k", "4k"] = "1080p"
+    price: Price | None = None
+
+
+class LipsyncSpec(_Strict):
+    """The rendered clip lip-synced to a voice render: `lipsync: {voice: vo}`."""
+
+    voice: Identifier
+    model: str | None = None  # the catalogue's default lip-sync model
+    price: Price | None = None
+
+
+def _upscale_shorthand(value: Any) -> Any:
+    return {"resolution": value} if isinstance(value, str) else value
+
+
 class ShotSpec(ShotSettings):
     id: Identifier
     template: str | None = None
@@ -124,6 +148,8 @@ class ShotSpec(ShotSettings):
     vars: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, Any] | None = None
     pick: int | None = Field(default=None, ge=1)
+    upscale: Annotated[UpscaleSpec | None, BeforeValidator(_upscale_shorthand)] = None
+    lipsync: LipsyncSpec | None = None
 
     @field_validator("matrix")
     @classmethod
@@ -142,7 +168,10 @@ class ShotSpec(ShotSettings):
 
 
 # Fields only a video has: a still refuses them by name.
-VIDEO_ONLY = ("duration", "fps", "first_frame", "last_frame", "audio", "prompt_optimizer")
+VIDEO_ONLY = (
+    "duration", "fps", "first_frame", "last_frame", "audio", "prompt_optimizer", "upscale",
+    "lipsync",
+)  # fmt: skip
 
 
 class StillSpec(ShotSpec):
@@ -362,6 +391,47 @@ class LogoSpec(_Strict):
     opacity: float = Field(default=1.0, gt=0, le=1)
 
 
+class VoiceSpec(_Strict):
+    """A speech render: the text spoken by a provider's voice, one render per variant that
+    says it differently (both are templates over the vars and the matrix)."""
+
+    id: Identifier
+    text: str = Field(min_length=1, max_length=10_000)
+    voice: str = Field(min_length=1, max_length=200)  # the provider's voice id
+    model: str | None = None  # the catalogue's default speech model
+    speed: float | None = Field(default=None, ge=0.5, le=2)
+    volume: float | None = Field(default=None, gt=0, le=10)
+    pitch: int | None = Field(default=None, ge=-12, le=12)
+    emotion: (
+        Literal["happy", "sad", "angry", "fearful", "disgusted", "surprised", "neutral"] | None
+    ) = None
+    price: Price | None = None
+
+
+class MusicSpec(_Strict):
+    """A music render: a bed from a prompt (a template). The model writes a whole piece;
+    `duration` is how much of it a film keeps (its length when not given)."""
+
+    id: Identifier
+    prompt: str = Field(min_length=1, max_length=2000)
+    model: str | None = None  # the catalogue's default music model
+    instrumental: bool = True
+    duration: float | None = Field(default=None, gt=0, le=600)
+    price: Price | None = None
+
+
+class VoiceRef(_Strict):
+    """A voice render used in a sequence: `voice: {voice: vo}`."""
+
+    voice: Identifier
+
+
+class MusicRef(_Strict):
+    """A music render used as a sequence's bed: `audio: {music: bed}`."""
+
+    music: Identifier
+
+
 class SequenceSpec(_Strict):
     id: Identifier
     shots: list[SequenceEntry] = Field(min_length=1)
@@ -373,7 +443,7 @@ class SequenceSpec(_Strict):
     width: int | None = Field(default=None, gt=0, le=8192)
     height: int | None = Field(default=None, gt=0, le=8192)
     fps: int | None = Field(default=None, gt=0, le=120)
-    audio: str | None = None
+    audio: str | MusicRef | None = None  # a file (may be a template), or a music render
     quality: int = Field(default=20, ge=0, le=51)
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
@@ -381,7 +451,8 @@ class SequenceSpec(_Strict):
     text: list[TextSpec] = Field(default_factory=list, max_length=50)
     logo: LogoSpec | None = None
     subtitles: SubtitleEntry | None = None  # a file, or a file and how it looks
-    voice: str | None = Field(default=None, min_length=1)  # may be a template: vo-{{ lang }}.m4a
+    # a file (may be a template: vo-{{ lang }}.m4a), or a voice render: {voice: vo}
+    voice: Annotated[str, Field(min_length=1)] | VoiceRef | None = None
     voice_start: float = Field(default=0.0, ge=0)  # seconds into the film
 
 
@@ -400,6 +471,8 @@ class Storyboard(_Strict):
     matrix: dict[str, Any] | None = None
     shots: list[ShotSpec] = Field(min_length=1)
     stills: list[StillSpec] = Field(default_factory=list)
+    voices: list[VoiceSpec] = Field(default_factory=list)
+    music: list[MusicSpec] = Field(default_factory=list)
     sequences: list[SequenceSpec] = Field(default_factory=list)
 
     @field_validator("matrix")

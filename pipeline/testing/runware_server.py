@@ -45,9 +45,10 @@ from typing import Any
 
 from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, PROVIDERS, ServedModel
+from pipeline.testing.served_tools import TOOLS, Job, Refused, check, make
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-INFERENCE = ("videoInference", "imageInference")
+INFERENCE = ("videoInference", "imageInference", "audioInference", "upscale")
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Task:
     polls: int = 0
     downloads: int = 0
     hidden_until: float = 0.0  # getResponse does not know it before this (monotonic)
+    job: Job | None = None  # a speech, music, upscale or lip-sync task's work
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ class RunwareServer:
         self.tasks: dict[str, Task] = {}
         self.images: dict[str, tuple[int, int] | None] = {}  # imageUUID -> its size
         self.image_bytes: dict[str, bytes] = {}  # imageUUID -> the image uploaded
+        self.media: dict[str, Path] = {}  # mediaUUID -> the file stored (mediaStorage)
         self.videos: dict[str, Task] = {}
         self.lock = threading.Lock()
         self._reset_counters()
@@ -313,7 +316,7 @@ class RunwareServer:
         if method == "GET" and path == "/_stats":
             return _json_reply(200, self.stats())
         if method == "GET":
-            match = re.fullmatch(r"/(videos|images)/([0-9a-f-]{36})\.(mp4|png)", path)
+            match = re.fullmatch(r"/(videos|images|audios)/([0-9a-f-]{36})\.(mp4|png|mp3)", path)
             return self._download(match.group(2)) if match else Reply(404, b"not found")
         if path == "/_faults":
             try:
@@ -436,6 +439,8 @@ class RunwareServer:
             return [self._poll(task_uuid)]
         if kind == "imageUpload":
             return [self._upload(task)]
+        if kind == "mediaStorage":
+            return [self._store_media(task)]
         raise Rejection(400, "invalidTaskType", f"unknown taskType {kind!r}", parameter="taskType")
 
     def _submit(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -454,7 +459,13 @@ class RunwareServer:
         if self._uses_uploads(request) and self.faults.take("expire_images"):
             self._served("expire_images")
             self.images.clear()
-        price, size, frames, sound = self._validate(request)
+        job = None
+        tool = TOOLS.get(str(request.get("model")))
+        if tool is not None:
+            job, price = self._tool(request, tool)
+            size, frames, sound = job.size, max(round(job.seconds * FPS), 1), True
+        else:
+            price, size, frames, sound = self._validate(request)
         if self.faults.take("error_envelope"):
             self._served("error_envelope")
             raise Rejection(
@@ -481,6 +492,7 @@ class RunwareServer:
             first=self._first_image(request),
             sound=sound,
             tint=_tint(request.get("positivePrompt")),
+            job=job,
         )
         if self.faults.take("hidden"):
             self._served("hidden")
@@ -491,6 +503,41 @@ class RunwareServer:
         self.counters["max_concurrency"] = max(self.counters["max_concurrency"], running)
         self._paint(task)
         return {"taskType": request["taskType"], "taskUUID": task_uuid}
+
+    def _tool(self, request: dict[str, Any], tool: Any) -> tuple[Job, float]:
+        """A speech, music, upscale or lip-sync task checked as its model's page says."""
+        if request["taskType"] != tool.task:
+            raise Rejection(
+                400, "invalidParameter", f"this model takes {tool.task} tasks", parameter="taskType"
+            )
+        try:
+            price, job = check(request, tool, self.media)
+        except Refused as refused:
+            raise Rejection(
+                400, refused.code, refused.message, parameter=refused.parameter
+            ) from None
+        return job, price
+
+    def _store_media(self, task: dict[str, Any]) -> dict[str, Any]:
+        """mediaStorage's upload: a data URI or base64 of any media, kept by mediaUUID."""
+        if task.get("operation") != "upload":
+            raise Rejection(400, "invalidParameter", "operation: upload", parameter="operation")
+        given = task.get("media")
+        data = _image_data(given) if isinstance(given, str) else None
+        if not data:
+            raise Rejection(400, "invalidMedia", "media is not a data URI", parameter="media")
+        media_uuid = str(uuid.uuid4())
+        path = self.clip_dir / f"media-{media_uuid}"
+        path.write_bytes(data)
+        self.media[media_uuid] = path
+        self.counters["uploads"] += 1
+        base = self.url.rsplit("/", 1)[0]
+        return {
+            "taskType": "mediaStorage",
+            "taskUUID": task["taskUUID"],
+            "mediaUUID": media_uuid,
+            "mediaURL": f"{base}/media/{media_uuid}",
+        }
 
     def _fate(self) -> str:
         for fault, fate in (
@@ -761,7 +808,11 @@ class RunwareServer:
         if self.dialect.success_status:
             item["status"] = "success"
         noun, folder, suffix = (
-            ("video", "videos", "mp4") if kind == "videoInference" else ("image", "images", "png")
+            ("audio", "audios", "mp3")
+            if task.job is not None and task.job.audio_only
+            else ("video", "videos", "mp4")
+            if kind in ("videoInference", "upscale")
+            else ("image", "images", "png")
         )
         item[f"{noun}UUID"] = task.video_uuid
         if self.faults.take("no_video_url"):
@@ -899,6 +950,11 @@ class RunwareServer:
     def _paint(self, task: Task) -> Future[Path]:
         """Draw a task's clip (or image) in the background. Clips of one size and length
         with no first frame are one drawing, shared by every task."""
+        if task.job is not None:
+            if (task.uuid,) not in self._paintings:
+                made = self.clip_dir / f"{task.job.kind}-{task.uuid}"
+                self._paintings[(task.uuid,)] = self._painter.submit(make, task.job, made)
+            return self._paintings[(task.uuid,)]
         width, height = task.size
         first = hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
         key = (width, height, task.frames, first, task.sound, task.tint)
@@ -961,6 +1017,8 @@ class RunwareServer:
             return Reply(200, data, "video/mp4", trickle=interval)
         if fault == "bad_encoding":
             return Reply(200, data, "video/mp4", headers={"Content-Encoding": "gzip"})
+        if task.job is not None and task.job.audio_only:
+            return Reply(200, data, "audio/mpeg")
         return Reply(200, data, "video/mp4" if task.frames else "image/png")
 
 

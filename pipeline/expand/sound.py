@@ -1,0 +1,307 @@
+"""Voices and music: a variant's speech and music renders, their requests and prices; and
+the finishing renders of a clip (a lip-sync to a voice, an upscale to a delivery size)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import models
+from pipeline.expand.context import Context, Saying, first_set, said_as
+from pipeline.nodes import (
+    LIPSYNC,
+    MUSIC,
+    UPSCALE,
+    VOICE,
+    FrameOf,
+    Shot,
+    render_key,
+)
+from pipeline.spec import Spec
+from pipeline.spec.schema import LipsyncSpec, MusicSpec, ShotSpec, UpscaleSpec, VoiceSpec
+
+AUDIO_FORMAT = "MP3"  # the models' default: small, and every player reads it
+MUSIC_PREVIEW_SECONDS = 30.0  # a bed's length in preview when it gives none
+LIPSYNC_MODE = "cut_off"  # the voice is cut where the clip ends: the clip keeps its length
+
+
+def _tool(spec: Spec, loc: tuple[Any, ...], given: str | None, kind: str) -> models.ToolInfo:
+    """The model a voice, music, upscale or lip-sync names (else the catalogue's default),
+    refused unless the catalogue knows it as that kind of model."""
+    air = given or models.default_tool(kind)
+    info = models.tool(air)
+    if info is None or info.kind != kind:
+        known = [t.air for t in models.catalogue().tools.values() if t.kind == kind]
+        raise spec.source.error(
+            (*loc, "model") if given else loc,
+            f"'{air}' is not a {kind} model the catalogue knows",
+            f"{kind} models: {', '.join(known)}",
+        )
+    return info
+
+
+def _priced(given: float | None, board: Any, air: str, estimate: float | None) -> float | None:
+    """The storyboard's price (the item's `price:`, or `prices:` of the model), else the
+    catalogue's estimate."""
+    price = first_set(given, board.prices.get(air), None)
+    return float(price) if price is not None else estimate
+
+
+@dataclass(frozen=True)
+class Made:
+    """What a variant's films use besides clips: its voices and music by id, and the
+    finished render of a take (`finish(shot id, take)`: lip-synced, upscaled)."""
+
+    voices: dict[str, Shot]
+    music: dict[str, Shot]
+    finish: Callable[[str, Shot], Shot]
+    warn: Callable[[str], None]
+
+
+def expand_voice(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Shot:
+    """A voice of one variant: its text and voice id as the variant says them."""
+    return _voice(spec, index, spec.storyboard.voices[index], variant, saying, context)
+
+
+def _voice(
+    spec: Spec, index: int, voice: VoiceSpec, variant: str, saying: Saying, context: Context
+) -> Shot:
+    loc = ("voices", index)
+    info = _tool(spec, loc, voice.model, "speech")
+    text = said_as(spec, (*loc, "text"), voice.text, saying).strip()
+    speaker = said_as(spec, (*loc, "voice"), voice.voice, saying).strip()
+    low, high = info.text_range
+    if not low <= len(text) <= high:
+        raise spec.source.error(
+            (*loc, "text"),
+            f"voice '{voice.id}': the text is {len(text)} characters; {info.air} speaks "
+            f"{low} to {high}",
+        )
+    if not speaker:
+        raise spec.source.error((*loc, "voice"), f"voice '{voice.id}': the voice id is empty")
+    settings = {
+        name: value for name in info.settings if (value := getattr(voice, name, None)) is not None
+    }
+    request: dict[str, Any] = {
+        "taskType": info.task,
+        "model": info.air,
+        "speech": {"text": text, "voice": speaker},
+        "outputType": "URL",
+        "outputFormat": AUDIO_FORMAT,
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    if settings:
+        request["settings"] = settings
+    rate = (info.speech_rate or 15.0) * (voice.speed or 1.0)
+    estimate = round(len(text) / rate, 2)
+    price = _priced(voice.price, spec.storyboard, info.air, info.cost(characters=len(text)))
+    return _sound(voice.id, variant, index, info, request, text, estimate, price, VOICE, context)
+
+
+def expand_music(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Shot:
+    """A music bed of one variant: its prompt as the variant says it."""
+    return _music(spec, index, spec.storyboard.music[index], variant, saying, context)
+
+
+def _music(
+    spec: Spec, index: int, music: MusicSpec, variant: str, saying: Saying, context: Context
+) -> Shot:
+    loc = ("music", index)
+    info = _tool(spec, loc, music.model, "music")
+    prompt = said_as(spec, (*loc, "prompt"), music.prompt, saying).strip()
+    low, high = info.text_range
+    if not low <= len(prompt) <= high:
+        raise spec.source.error(
+            (*loc, "prompt"),
+            f"music '{music.id}': the prompt is {len(prompt)} characters; {info.air} takes "
+            f"{low} to {high}",
+        )
+    request: dict[str, Any] = {
+        "taskType": info.task,
+        "model": info.air,
+        "positivePrompt": prompt,
+        "outputType": "URL",
+        "outputFormat": AUDIO_FORMAT,
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    if "instrumental" in info.settings:
+        request["settings"] = {"instrumental": music.instrumental}
+    length = music.duration or MUSIC_PREVIEW_SECONDS  # what a preview draws
+    price = _priced(music.price, spec.storyboard, info.air, info.cost())
+    return _sound(music.id, variant, index, info, request, prompt, length, price, MUSIC, context)
+
+
+def _sound(
+    item_id: str,
+    variant: str,
+    index: int,
+    info: models.ToolInfo,
+    request: dict[str, Any],
+    words: str,
+    seconds: float,
+    price: float | None,
+    kind: str,
+    context: Context,
+) -> Shot:
+    return Shot(
+        key=render_key(request, [], context.renderer, 1),
+        shot_id=item_id,
+        label=item_id,
+        variant=variant,
+        shot_vars=(),
+        take=1,
+        takes=1,
+        picked=True,
+        model=info.air,
+        width=0,
+        height=0,
+        duration=seconds,
+        fps=0,
+        prompt=words,
+        request=request,
+        images=(),
+        image_hashes=(),
+        price=price,
+        index=index,
+        kind=kind,
+        audio=True,
+    )
+
+
+# -- finishing: lip-sync, then upscale, of the take a film uses --------------------------
+
+
+def finished(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    item: ShotSpec,
+    take: Shot,
+    having: tuple[dict[str, Shot], Context],
+    made: dict[str, Shot],
+    used: dict[str, Shot],
+) -> Shot:
+    """The render a film uses of `take`: the take itself, or it lip-synced to a voice and
+    then upscaled, as the shot asks (`having` the variant's voices). Each is made once per
+    input (`made`, by the key of the render it starts from and what it asks), however many
+    films use it; each one used is put in `used`, by key."""
+    voices, context = having
+    shot = take
+    lipsync, upscale = item.lipsync, item.upscale
+    if lipsync is not None:
+        voice, clip = voices[lipsync.voice], shot
+        name = f"{LIPSYNC}:{clip.key}:{voice.key}:{lipsync.model}"
+        shot = _once(made, used, name, lambda: _lipsync(spec, loc, lipsync, clip, voice, context))
+    if upscale is not None:
+        source = shot
+        name = f"{UPSCALE}:{source.key}:{upscale.model}:{upscale.resolution}"
+        shot = _once(made, used, name, lambda: _upscale(spec, loc, upscale, source, context))
+    return shot
+
+
+def _once(
+    made: dict[str, Shot], used: dict[str, Shot], name: str, make: Callable[[], Shot]
+) -> Shot:
+    if name not in made:
+        made[name] = make()
+    used.setdefault(made[name].key, made[name])
+    return made[name]
+
+
+def _lipsync(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    given: LipsyncSpec,
+    clip: Shot,
+    voice: Shot,
+    context: Context,
+) -> Shot:
+    info = _tool(spec, (*loc, "lipsync"), given.model, "lipsync")
+    request: dict[str, Any] = {
+        "taskType": info.task,
+        "model": info.air,
+        "inputs": {
+            "video": f"after:{clip.key}:",
+            "audios": [{"id": "voice", "source": f"after:{voice.key}:"}],
+        },
+        "providerSettings": {info.provider: {"syncMode": LIPSYNC_MODE}},
+        "outputType": "URL",
+        "outputFormat": "MP4",
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    places = (("inputs", "video"), ("inputs", "audios", 0, "source"))
+    price = _priced(given.price, spec.storyboard, info.air, info.cost(seconds=clip.duration))
+    inputs = (FrameOf(0, clip.key, clip.label, ""), FrameOf(1, voice.key, voice.label, ""))
+    return _edit(clip, info, request, places, inputs, price, LIPSYNC, context, speaks=voice.key)
+
+
+def _upscale(
+    spec: Spec, loc: tuple[Any, ...], given: UpscaleSpec, clip: Shot, context: Context
+) -> Shot:
+    info = _tool(spec, (*loc, "upscale"), given.model, "upscale")
+    short = (info.resolutions or {}).get(given.resolution)
+    if short is None:
+        raise spec.source.error(
+            (*loc, "upscale"),
+            f"shot '{clip.shot_id}': {info.air} does not upscale to {given.resolution}",
+            f"it upscales to {', '.join(info.resolutions or {})}",
+        )
+    width, height = _scaled(clip.width, clip.height, short)
+    request: dict[str, Any] = {
+        "taskType": info.task,
+        "model": info.air,
+        "inputs": {"video": f"after:{clip.key}:", "targetResolution": given.resolution},
+        "outputType": "URL",
+        "outputFormat": "MP4",
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    cost = info.cost(seconds=clip.duration, target=given.resolution)
+    price = _priced(given.price, spec.storyboard, info.air, cost)
+    inputs = (FrameOf(0, clip.key, clip.label, ""),)
+    upscaled = _edit(
+        clip, info, request, (("inputs", "video"),), inputs, price, UPSCALE, context, clip.speaks
+    )
+    return replace(upscaled, width=width, height=height)
+
+
+def _scaled(width: int, height: int, short: int) -> tuple[int, int]:
+    """A clip's size with its short side at `short`, its shape kept (sides even); a 16:9
+    clip of 1366x768 becomes 1920x1080."""
+    if width >= height:
+        return 2 * round(width * short / height / 2), short
+    return short, 2 * round(height * short / width / 2)
+
+
+def _edit(
+    clip: Shot,
+    info: models.ToolInfo,
+    request: dict[str, Any],
+    places: tuple[tuple[str | int, ...], ...],
+    inputs: tuple[FrameOf, ...],
+    price: float | None,
+    kind: str,
+    context: Context,
+    speaks: str = "",
+) -> Shot:
+    hashes = [""] * len(inputs)
+    return replace(
+        clip,
+        key=render_key(request, hashes, context.renderer, clip.take),
+        label=f"{clip.label}/{kind}",
+        model=info.air,
+        prompt=clip.prompt,
+        request=request,
+        images=tuple(Path() for _ in inputs),  # known once the inputs are: graph.resolve
+        image_hashes=tuple(hashes),
+        price=price,
+        kind=kind,
+        audio=bool(speaks) or clip.audio,
+        after=inputs,
+        places=places,
+        speaks=speaks,
+    )

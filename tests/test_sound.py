@@ -1,0 +1,207 @@
+"""Voices, music, upscales and lip-syncs: paid nodes of the graph, through the real client
+against the local server. Priced in `plan`, each request submitted once, sound in the film,
+a rebuild paying nothing, an edited script re-rendering exactly its own voice, lip-sync and
+films; and a build killed while they render collects every one, billed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from pipeline import media
+from pipeline.testing.runware_server import RunwareServer
+from tests.conftest import write
+from tests.runware_support import assert_money_safe, build, cache_of
+
+SPOT = """\
+version: 1
+name: spot
+defaults: {resolution: 768p, duration: 6}
+vars:
+  scripts: {en: "Every morning starts here.", de: "Jeder Morgen beginnt hier."}
+  hellos: {en: "Good morning.", de: "Guten Morgen, Welt."}
+matrix:
+  lang: [en, de]
+voices:
+  - {id: vo, text: "{{ scripts[lang] }}", voice: "narrator-{{ lang }}"}
+  - {id: hello, text: "{{ hellos[lang] }}", voice: "barista-{{ lang }}"}
+music:
+  - {id: bed, prompt: "warm acoustic guitar, hopeful", duration: 8}
+shots:
+  - {id: hero, prompt: steam rises from an espresso, upscale: 1080p}
+  - {id: barista, prompt: a barista says good morning, lipsync: {voice: hello}}
+sequences:
+  - id: spot
+    shots: [hero, {shot: barista, out: 4}]
+    preset: ultrafast
+    voice: {voice: vo}
+    voice_start: 0.5
+    audio: {music: bed}
+"""
+# Per variant: two voices; shared: the bed, hero and its upscale, barista; per variant: its
+# lip-sync. 2 + 2 + 1 + 1 + 1 + 1 + 2 = 10 renders.
+RENDERS = 10
+
+
+def _rms(film: Path, start: float, end: float) -> float:
+    """The loudness (RMS of the samples) of a film's sound over [start, end) seconds."""
+    with av.open(str(film)) as container:
+        total, count = 0.0, 0
+        for frame in container.decode(container.streams.audio[0]):
+            if frame.time is None or not start <= frame.time < end:
+                continue
+            samples = frame.to_ndarray()
+            total += float((samples.astype("float64") ** 2).sum())
+            count += samples.size
+    return (total / max(count, 1)) ** 0.5
+
+
+@pytest.fixture
+def spot(project: Path) -> Path:
+    return write(project / "specs" / "spot.yaml", SPOT)
+
+
+def test_generated_sound_upscale_and_lipsync_end_to_end(
+    project: Path, cli, server: RunwareServer, spot: Path
+) -> None:
+    plan = json.loads(cli("plan", spot, "--json").out)
+    kinds = sorted(row["kind"] for row in plan["shots"])
+    assert kinds.count("voice") == 4 and kinds.count("music") == 1  # one bed, shared
+    assert {"upscale", "lipsync"} <= set(kinds)
+    assert all(row["price"] is not None and row["price"] > 0 for row in plan["shots"])
+    # The bed ($0.15), hero ($0.28) and barista ($0.28), the upscale of a 6 s clip at 1080p,
+    # two lip-syncs of 6 s at $0.044 a second, four voices by their characters.
+    voices = sum(len(t) for t in ("Every morning starts here.", "Jeder Morgen beginnt hier."))
+    voices += sum(len(t) for t in ("Good morning.", "Guten Morgen, Welt."))
+    expected = 0.15 + 0.28 + 0.28 + 6 * 0.0072 + 2 * 6 * 0.044 + voices * 0.0001
+    assert plan["totals"]["cost_needed"] == pytest.approx(expected, abs=0.005)
+
+    result, summary = build(cli, spot, "-j", "4")
+    assert result.code == 0, result.err
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["accepted"] == stats["submits"] == RENDERS
+    assert max(stats["submits_per_uuid"].values()) == 1
+    assert summary["spent"] == pytest.approx(stats["billed_cost"])
+    assert [s["status"] for s in summary["sequences"]] == ["built", "built"]
+
+    lock = json.loads((project / "specs" / "spot.lock").read_text())
+    spoken = [
+        s["request"]["speech"]["text"] for s in lock["shots"].values() if "speech" in s["request"]
+    ]
+    assert "Jeder Morgen beginnt hier." in spoken  # a diff of the lock reads as a script
+    upscaled = next(s for s in lock["shots"].values() if s["shot"] == "hero/upscale")
+    source = next(s for s in lock["shots"].values() if s["shot"] == "hero")
+    cache = cache_of(project)
+    by_sha = {r.sha256: r for r in cache.clips.records()}
+    assert (by_sha[upscaled["sha256"]].width, by_sha[upscaled["sha256"]].height) == (1920, 1080)
+    assert (by_sha[source["sha256"]].width, by_sha[source["sha256"]].height) == (1366, 768)
+
+    for film_row in summary["sequences"]:
+        film = Path(film_row["path"])
+        info = media.validate(film)
+        assert (info.width, info.height) == (1920, 1080)  # the upscaled hero sets its size
+        with av.open(str(film)) as container:
+            assert len(container.streams.audio) == 1
+        assert info.duration == pytest.approx(10.0, abs=0.05)
+        # The voice speaks from 0.5 s for about 2 s: louder there than under the bed after.
+        assert _rms(film, 0.7, 1.5) > 1.5 * _rms(film, 7.5, 8.0)
+
+    again, summary = build(cli, spot)
+    assert again.code == 0 and summary["rendered"] == 0
+    assert server.stats()["submits"] == RENDERS  # a rebuild submits nothing
+
+    edited = SPOT.replace("Guten Morgen, Welt.", "Guten Morgen, ihr alle.")
+    spot.write_text(edited, encoding="utf-8")
+    result, summary = build(cli, spot)
+    assert result.code == 0, result.err
+    stats = server.stats()
+    assert stats["submits"] == RENDERS + 2  # the German greeting, its lip-sync
+    joined = [s["sequence"] for s in summary["sequences"] if s["status"] == "built"]
+    assert joined == ["spot--de"]
+    assert_money_safe(server, cache_of(project))
+
+
+def test_a_voice_longer_than_its_film_is_a_located_error(
+    project: Path, cli, server: RunwareServer
+) -> None:
+    long_text = "and then the morning goes on and on " * 6
+    spec = write(
+        project / "specs" / "long.yaml",
+        "version: 1\nname: long\ndefaults: {resolution: 768p, duration: 6}\n"
+        f"voices:\n  - {{id: vo, text: '{long_text}', voice: narrator}}\n"
+        "shots:\n  - {id: a, prompt: a quiet street}\n"
+        "sequences:\n  - id: s\n    shots: [a]\n    voice: {voice: vo}\n",
+    )
+    planned = cli("plan", spec)
+    assert "runs about" in planned.err and "long.yaml:" in planned.err  # the estimate warns
+    result = cli("build", spec)
+    assert result.code == 1
+    line = next(line for line in result.err.splitlines() if "voice 'vo' is" in line)
+    assert "long.yaml:" in line and "s more than the 6 s of film" in line
+
+
+def test_preview_renders_all_four_free(project: Path, cli, spot: Path) -> None:
+    result, summary = build(cli, spot, "--preview")
+    assert result.code == 0, result.err
+    assert summary["spent"] == 0 and summary["rendered"] == RENDERS
+    for film_row in summary["sequences"]:
+        film = Path(film_row["path"])
+        assert media.validate(film).width == 1920
+        assert _rms(film, 0.7, 1.5) > 0  # the murmur of the voice, over the bed
+
+
+def test_sigkill_while_sound_and_upscale_render_then_collect(
+    project: Path, cli, server: RunwareServer, spot: Path
+) -> None:
+    server.set_faults(latency=2.0)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "build", str(spot), "-j", "8"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    # Killed once the voices, the bed and the clips are in flight, and again once the
+    # upscale and lip-syncs are.
+    while server.stats()["accepted"] < RENDERS:
+        assert time.monotonic() < deadline, server.stats()
+        if process.poll() is not None:
+            break
+        if server.stats()["accepted"] >= 6 and server.stats()["downloads"] == 0:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            journal = cache_of(project).journal.entries()
+            assert len(journal) >= 6 and all(e.task_uuid for e in journal.values())
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "build", str(spot), "-j", "8"],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            while server.stats()["accepted"] < RENDERS - 1:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.communicate()
+    server.set_faults(latency=0.3)
+    result, summary = build(cli, spot, "-j", "8")
+    assert result.code == 0, result.err
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["accepted"] == RENDERS and max(stats["billed_per_request"].values()) == 1
+    assert [s["status"] for s in summary["sequences"]] == ["built", "built"]
+    assert cache_of(project).journal.entries() == {}
