@@ -175,19 +175,24 @@ def test_preview_renders_all_four_free(project: Path, cli, spot: Path) -> None:
         assert _rms(film, 0.7, 1.5) > 0  # the murmur of the voice, over the bed
 
 
-def test_sigkill_while_sound_and_upscale_render_then_collect(
-    project: Path, cli, server: RunwareServer, spot: Path
-) -> None:
-    server.set_faults(latency=2.0)
+def _spawn_build(project: Path, spec: Path) -> subprocess.Popen:
+    """`storyboard build` of `spec` in a child process, to be killed."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "build", str(spot), "-j", "8"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "build", str(spec), "-j", "8"],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_sigkill_while_sound_and_upscale_render_then_collect(
+    project: Path, cli, server: RunwareServer, spot: Path
+) -> None:
+    server.set_faults(latency=2.0)
+    process = _spawn_build(project, spot)
     deadline = time.monotonic() + 60
     # Killed once the voices, the bed and the clips are in flight, and again once the
     # upscale and lip-syncs are.
@@ -200,14 +205,7 @@ def test_sigkill_while_sound_and_upscale_render_then_collect(
             process.communicate()
             journal = cache_of(project).journal.entries()
             assert len(journal) >= 6 and all(e.task_uuid for e in journal.values())
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", "build", str(spot), "-j", "8"],
-                cwd=project,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            process = _spawn_build(project, spot)
             while server.stats()["accepted"] < RENDERS - 1:
                 assert time.monotonic() < deadline and process.poll() is None
                 time.sleep(0.05)

@@ -42,6 +42,39 @@ def _tool(spec: Spec, loc: tuple[Any, ...], given: str | None, kind: str) -> mod
     return info
 
 
+def _request(info: models.ToolInfo, output_format: str, **fields: Any) -> dict[str, Any]:
+    """The task exactly as it will be sent (minus taskUUID): the model's `fields`, its
+    output as a file to download, the result polled for, its cost reported."""
+    return {
+        "taskType": info.task,
+        "model": info.air,
+        **fields,
+        "outputType": "URL",
+        "outputFormat": output_format,
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+
+
+def _words(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    written: str,
+    saying: Saying,
+    whose: tuple[str, models.ToolInfo],
+) -> str:
+    """A voice's text or a bed's prompt as the variant says it, as long as the model takes."""
+    name, info = whose
+    said = said_as(spec, loc, written, saying).strip()
+    low, high = info.text_range
+    if not low <= len(said) <= high:
+        raise spec.source.error(
+            loc,
+            f"{name}: the {loc[-1]} is {len(said)} characters; {info.air} takes {low} to {high}",
+        )
+    return said
+
+
 def _priced(given: float | None, board: Any, air: str, estimate: float | None) -> float | None:
     """The storyboard's price (the item's `price:`, or `prices:` of the model), else the
     catalogue's estimate."""
@@ -70,29 +103,14 @@ def _voice(
 ) -> Shot:
     loc = ("voices", index)
     info = _tool(spec, loc, voice.model, "speech")
-    text = said_as(spec, (*loc, "text"), voice.text, saying).strip()
+    text = _words(spec, (*loc, "text"), voice.text, saying, (f"voice '{voice.id}'", info))
     speaker = said_as(spec, (*loc, "voice"), voice.voice, saying).strip()
-    low, high = info.text_range
-    if not low <= len(text) <= high:
-        raise spec.source.error(
-            (*loc, "text"),
-            f"voice '{voice.id}': the text is {len(text)} characters; {info.air} speaks "
-            f"{low} to {high}",
-        )
     if not speaker:
         raise spec.source.error((*loc, "voice"), f"voice '{voice.id}': the voice id is empty")
     settings = {
         name: value for name in info.settings if (value := getattr(voice, name, None)) is not None
     }
-    request: dict[str, Any] = {
-        "taskType": info.task,
-        "model": info.air,
-        "speech": {"text": text, "voice": speaker},
-        "outputType": "URL",
-        "outputFormat": AUDIO_FORMAT,
-        "deliveryMethod": "async",
-        "includeCost": True,
-    }
+    request = _request(info, AUDIO_FORMAT, speech={"text": text, "voice": speaker})
     if settings:
         request["settings"] = settings
     rate = (info.speech_rate or 15.0) * (voice.speed or 1.0)
@@ -111,23 +129,8 @@ def _music(
 ) -> Shot:
     loc = ("music", index)
     info = _tool(spec, loc, music.model, "music")
-    prompt = said_as(spec, (*loc, "prompt"), music.prompt, saying).strip()
-    low, high = info.text_range
-    if not low <= len(prompt) <= high:
-        raise spec.source.error(
-            (*loc, "prompt"),
-            f"music '{music.id}': the prompt is {len(prompt)} characters; {info.air} takes "
-            f"{low} to {high}",
-        )
-    request: dict[str, Any] = {
-        "taskType": info.task,
-        "model": info.air,
-        "positivePrompt": prompt,
-        "outputType": "URL",
-        "outputFormat": AUDIO_FORMAT,
-        "deliveryMethod": "async",
-        "includeCost": True,
-    }
+    prompt = _words(spec, (*loc, "prompt"), music.prompt, saying, (f"music '{music.id}'", info))
+    request = _request(info, AUDIO_FORMAT, positivePrompt=prompt)
     if "instrumental" in info.settings:
         request["settings"] = {"instrumental": music.instrumental}
     length = music.duration or MUSIC_PREVIEW_SECONDS  # what a preview draws
@@ -220,19 +223,15 @@ def _lipsync(
     context: Context,
 ) -> Shot:
     info = _tool(spec, (*loc, "lipsync"), given.model, "lipsync")
-    request: dict[str, Any] = {
-        "taskType": info.task,
-        "model": info.air,
-        "inputs": {
+    request = _request(
+        info,
+        "MP4",
+        inputs={
             "video": f"after:{clip.key}:",
             "audios": [{"id": "voice", "source": f"after:{voice.key}:"}],
         },
-        "providerSettings": {info.provider: {"syncMode": LIPSYNC_MODE}},
-        "outputType": "URL",
-        "outputFormat": "MP4",
-        "deliveryMethod": "async",
-        "includeCost": True,
-    }
+        providerSettings={info.provider: {"syncMode": LIPSYNC_MODE}},
+    )
     places = (("inputs", "video"), ("inputs", "audios", 0, "source"))
     price = _priced(given.price, spec.storyboard, info.air, info.cost(seconds=clip.duration))
     inputs = (FrameOf(0, clip.key, clip.label, ""), FrameOf(1, voice.key, voice.label, ""))
@@ -251,15 +250,8 @@ def _upscale(
             f"it upscales to {', '.join(info.resolutions or {})}",
         )
     width, height = _scaled(clip.width, clip.height, short)
-    request: dict[str, Any] = {
-        "taskType": info.task,
-        "model": info.air,
-        "inputs": {"video": f"after:{clip.key}:", "targetResolution": given.resolution},
-        "outputType": "URL",
-        "outputFormat": "MP4",
-        "deliveryMethod": "async",
-        "includeCost": True,
-    }
+    inputs = {"video": f"after:{clip.key}:", "targetResolution": given.resolution}
+    request = _request(info, "MP4", inputs=inputs)
     cost = info.cost(seconds=clip.duration, target=given.resolution)
     price = _priced(given.price, spec.storyboard, info.air, cost)
     inputs = (FrameOf(0, clip.key, clip.label, ""),)
@@ -294,7 +286,6 @@ def _edit(
         key=render_key(request, hashes, context.renderer, clip.take),
         label=f"{clip.label}/{kind}",
         model=info.air,
-        prompt=clip.prompt,
         request=request,
         images=tuple(Path() for _ in inputs),  # known once the inputs are: graph.resolve
         image_hashes=tuple(hashes),
