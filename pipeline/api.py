@@ -14,20 +14,23 @@ Steps a command does not need are imported when called: a plan loads no ffmpeg c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import plan as planning
-from pipeline.errors import UserError
+from pipeline.errors import SpecError, UserError
+from pipeline.nodes import CLIP, STILL
 
 if TYPE_CHECKING:
     from pipeline.build import BuildOutput, BuildSummary
     from pipeline.compare import Comparison
+    from pipeline.decisions import Act, Outcome
     from pipeline.gc import Collection
     from pipeline.render import RendererOptions
     from pipeline.run.shots import ScheduleOptions
     from pipeline.share import Transfer
+    from pipeline.spec import Spec
     from pipeline.status import StatusRow
 
 
@@ -111,9 +114,25 @@ class Session:
                 loaded.cache,
                 loaded.films,
                 loaded.renderer,
+                loaded.spec.decisions,
+                self.note,
             )
         finally:
             loaded.cache.close()
+
+    def decide(
+        self, shot: str, act: Act, variants: tuple[str, ...] = (), values: tuple[str, ...] = ()
+    ) -> Outcome:
+        """Pick, approve or reject a take of `shot` (by label or id), or note on it, in the
+        variants named and those whose matrix `values` (`flavour=caramel`) agree (else in
+        every variant); written in the decisions file. Nothing is rendered: the outcome
+        counts and prices the renders it adds, for the next build."""
+        from pipeline import decisions
+
+        loaded = self.load()
+        loaded.cache.close()
+        outcome = decide_in(loaded.spec, loaded.plan, shot, act, variants, values)
+        return decisions.with_renders(outcome, loaded.plan, self.plan())
 
     def diff(self, old: str, new: str | None) -> Comparison:
         """What changes from revision `old` to `new` (None: the work tree), and its cost."""
@@ -134,6 +153,8 @@ class Session:
         frozen: bool = False,
         remote: bool = True,
         cluster: str | None = None,
+        approved: bool = False,
+        join_only: bool = False,
     ) -> BuildSummary:
         """Plan, render what is missing, join the films, write the lock (build.py). The
         arguments are BuildRequest's."""
@@ -156,6 +177,8 @@ class Session:
             max_shots=self.max_shots,
             remote=remote,
             cluster=cluster,
+            approved=approved,
+            join_only=join_only,
         )
         return build.run(request, output)
 
@@ -169,6 +192,66 @@ class Session:
             return pull_storyboard(loaded, say)
         finally:
             loaded.cache.close()
+
+
+def decide_in(
+    spec: Spec,
+    plan: planning.Plan,
+    shot: str,
+    act: Act,
+    variants: tuple[str, ...] = (),
+    values: tuple[str, ...] = (),
+) -> Outcome:
+    """`Session.decide` on a storyboard planned already: the decisions file is read again
+    first, so that what was decided meanwhile is kept."""
+    from pipeline import decisions
+    from pipeline.expand.context import combinations
+
+    chosen = decided_variants(
+        combinations(spec.storyboard.matrix or {}, spec, ("matrix",)), variants, values
+    )
+    renders = [s for s in plan.graph.expansion.shots if s.kind in (CLIP, STILL)]
+    labels = dict.fromkeys(s.label for s in renders if shot in (s.label, s.shot_id))
+    if not labels:
+        known = ", ".join(dict.fromkeys(s.label for s in renders))
+        raise UserError(f"no shot '{shot}' in {spec.path}", f"shots: {known}")
+    current, problems = decisions.read(spec.path)
+    if problems:
+        raise SpecError.of(problems)
+    act = replace(act, by=act.by or decisions.who(spec.folder), at=act.at or decisions.now())
+    outcomes = [decisions.decide(current, renders, label, chosen, act) for label in labels]
+    changes = {k: v for outcome in outcomes for k, v in outcome.changes.items()}
+    decisions.write(spec.path, changes)
+    return decisions.Outcome(changes, tuple(line for o in outcomes for line in o.said))
+
+
+def decided_variants(
+    every: list[tuple[str, dict[str, Any]]], names: tuple[str, ...], values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The variants a decision is for: those named, and those whose matrix values agree
+    with each `key=value`; () when neither is given (every variant)."""
+    known = {name: variables for name, variables in every}
+    for name in names:
+        if name not in known:
+            raise UserError(f"no variant '{name}'", f"variants: {', '.join(known) or '(none)'}")
+    wanted: dict[str, str] = {}
+    for value in values:
+        key, equals, given = value.partition("=")
+        if not equals or not key:
+            raise UserError(f"--vars {value}: write key=value (flavour=caramel)")
+        wanted[key.strip()] = given.strip()
+    chosen = list(names)
+    if wanted:
+        matching = [
+            name
+            for name, variables in every
+            if all(str(variables.get(k)) == v for k, v in wanted.items())
+        ]
+        if not matching:
+            shown = ", ".join(values)
+            raise UserError(f"no variant has {shown}", f"variants: {', '.join(known)}")
+        chosen += [name for name in matching if name not in chosen]
+    return tuple(chosen)
 
 
 def storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:

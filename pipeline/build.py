@@ -45,6 +45,8 @@ class BuildRequest:
     max_shots: int | None = None  # None: expand.MAX_SHOTS
     remote: bool = True  # use the project's team cache, when it has one
     cluster: str | None = None  # a Dask scheduler's address: films are joined there
+    approved: bool = False  # only the films whose shots are all approved (decisions file)
+    join_only: bool = False  # render nothing: join the films whose renders are all here
 
 
 @dataclass(frozen=True)

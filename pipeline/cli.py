@@ -203,6 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
         "its workers read clips from the team cache. Only the person building names one: a "
         "repository's storyboard.toml cannot",
     )
+    build.add_argument(
+        "--approved",
+        action="store_true",
+        help="join only the films whose shots are all approved (the decisions file), and "
+        "render only what those films use; each film left out is said",
+    )
+    build.add_argument(
+        "--join-only",
+        action="store_true",
+        help="render nothing: join the films whose renders are all in the cache (free)",
+    )
     _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -235,11 +246,64 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true", help="print as JSON")
 
     review = _command(
-        commands, "review", cmd_review, "write an HTML contact sheet of every shot and sequence"
+        commands,
+        "review",
+        cmd_review,
+        "write an HTML contact sheet of every shot and sequence; with --serve, a local app "
+        "to pick, approve and reject takes",
     )
     _spec_options(review)
     _output_option(review)
     review.add_argument("--open", action="store_true", help="open the page in a browser")
+    review.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the review app: decisions go to the decisions file beside the storyboard",
+    )
+    review.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address the app listens on (127.0.0.1: this machine only)",
+    )
+    review.add_argument(
+        "--port", type=_port, default=8765, help="the app's port (8765; 0: any free one)"
+    )
+
+    for name, summary in (
+        ("pick", "pick a take of a shot (in the decisions file beside the storyboard; free)"),
+        ("approve", "approve the picked take of a shot (or TAKE); free"),
+        ("reject", "reject the picked take of a shot (or TAKE); --another asks for one more"),
+    ):
+        decide = _command(commands, name, cmd_decide, summary)
+        _spec_options(decide)
+        decide.add_argument("shot", help="the shot: its id, or its label (crew@airship)")
+        decide.add_argument(
+            "take",
+            type=_positive_int,
+            nargs=None if name == "pick" else "?",
+            help="the take" + ("" if name == "pick" else " (default: the picked one)"),
+        )
+        decide.add_argument(
+            "--variant",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only in this variant (as status names it); repeatable",
+        )
+        decide.add_argument(
+            "--vars",
+            nargs="+",
+            default=[],
+            metavar="KEY=VALUE",
+            help="only in the variants with these matrix values (flavour=caramel)",
+        )
+        decide.add_argument("--note", help="a note on the shot, kept with the decision")
+        if name == "reject":
+            decide.add_argument(
+                "--another",
+                action="store_true",
+                help="ask for one more take: the next `storyboard build` renders it (paid)",
+            )
 
     push = _command(
         commands,
@@ -292,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0 to 65535")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -338,7 +409,7 @@ def _command(
     commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str
 ) -> argparse.ArgumentParser:
     sub = commands.add_parser(name, help=summary, description=summary)
-    sub.set_defaults(handler=handler)
+    sub.set_defaults(handler=handler, handler_name=name)
     return sub
 
 
@@ -463,6 +534,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         frozen=args.frozen,
         remote=not args.no_remote,
         cluster=args.cluster,
+        approved=args.approved,
+        join_only=args.join_only,
     )
     if summary.lock_written is not None and talk:
         print(f"wrote {summary.lock_written}", file=sys.stderr)
@@ -586,7 +659,31 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """pick, approve, reject: a decision in the decisions file; nothing is rendered."""
+    from pipeline.decisions import Act
+
+    act = Act(args.handler_name, args.take, args.note, getattr(args, "another", False))
+    outcome = session(args).decide(args.shot, act, tuple(args.variant), tuple(args.vars))
+    for line in outcome.said:
+        print(printable(line))
+    if outcome.renders:
+        unknown = f" (+{outcome.unpriced} of unknown price)" if outcome.unpriced else ""
+        print(
+            f"{outcome.renders} more render(s), about ${outcome.cost:.2f}{unknown}: "
+            "the next `storyboard build` makes them",
+            file=sys.stderr,
+        )
+    else:
+        print("nothing to render: a decision is free", file=sys.stderr)
+    return 0
+
+
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.serve:
+        from pipeline.review_app import serve
+
+        return serve(session(args), args.host, args.port, args.open)
     page = session(args).review()
     print(page)
     if args.open:

@@ -569,7 +569,7 @@ def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
 def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
     """A JPEG frame of `clip` at `at` seconds, `width` pixels wide."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
+    temp = output.with_name(f".{output.stem}.{os.getpid()}.{threading.get_ident()}{output.suffix}")
     run_ffmpeg(
         [
             "-ss",

@@ -72,11 +72,17 @@ class Shot:
     # none given: the image slots of `inputs.frameImages`, in order.
     places: tuple[tuple[str | int, ...], ...] = ()
     speaks: str = ""  # a lip-synced clip's: the key of the voice render it speaks
+    decided: str = ""  # what its decisions file says of it, and where: for `status -v`
 
     @property
     def pending(self) -> bool:
         """Whether its key waits on an upstream render's output (an input not known yet)."""
         return not all(self.image_hashes)
+
+    @property
+    def base_label(self) -> str:
+        """The label of the shot a render is of: `hero` for `hero/upscale` too."""
+        return self.label.split("/", 1)[0]
 
     @property
     def still(self) -> bool:

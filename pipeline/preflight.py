@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cluster import cluster_address, ignored_cluster
+from pipeline.decisions import Decisions, unapproved
 from pipeline.errors import BudgetError, CacheError, UserError
+from pipeline.graph import Graph
 from pipeline.lock import Lock
 from pipeline.lock import lock_path as lock_file_of
 from pipeline.nodes import Sequence, Shot
@@ -50,8 +52,14 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
         raise loaded.remote_problem
     graph = current.graph
     films = graph.films_named(request.sequences, request.spec)
+    if request.approved:
+        films = _approved(_every(films, graph), spec.decisions, warn)
+    if request.join_only:
+        films = _ready(_every(films, graph), loaded, warn)
     only = graph.named(request.only, request.spec) if request.only else None
     forced_nodes = graph.named(request.force, request.spec) if request.force else set()
+    if request.join_only:
+        forced_nodes = set()  # it renders nothing, whatever else it is told
     wanted = graph.selected(only, films)
     rows = [row for row in current.rows if wanted is None or row.node in wanted]
     forced = frozenset(row.shot.key for row in current.rows if row.node in forced_nodes)
@@ -97,6 +105,39 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
         frozen=frozen,
     )
     return Work(tuple(to_render), tuple(cached), films, tuple(new), estimate, schedule, cluster)
+
+
+def _every(films: list[Sequence] | None, graph: Graph) -> list[Sequence]:
+    return list(graph.expansion.sequences) if films is None else films
+
+
+def _ready(films: list[Sequence], loaded: Loaded, warn: Callable[[str], None]) -> list[Sequence]:
+    """--join-only: the films whose renders are all here; each other one is said."""
+    graph = loaded.plan.graph
+    cached = {row.shot.key for row in loaded.plan.rows if row.status == ShotState.CACHED}
+    kept = []
+    for film in films:
+        missing = [r for r in graph.film(film).renders() if r.key not in cached]
+        if missing:
+            names = ", ".join(dict.fromkeys(r.label for r in missing))
+            warn(f"not joined (--join-only): {film.name}: {names} not rendered yet")
+        else:
+            kept.append(film)
+    return kept
+
+
+def _approved(
+    films: list[Sequence], decisions: Decisions, warn: Callable[[str], None]
+) -> list[Sequence]:
+    """--approved: the films whose shots are all approved; each other one is said."""
+    kept = []
+    for film in films:
+        waiting = unapproved(decisions, film)
+        if waiting:
+            warn(f"not joined (--approved): {film.name}: {', '.join(waiting)} not approved")
+        else:
+            kept.append(film)
+    return kept
 
 
 def announce(work: Work, loaded: Loaded, output: BuildOutput) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, VOICE
+from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, VOICE, Shot
 from pipeline.plan import Plan
 from pipeline.state import FilmState, ShotState, said
 
@@ -50,7 +50,7 @@ def statuses(plan: Plan) -> list[StatusRow]:
             row.variants,
             row.shot.take,
             row.status,
-            said(row.reasons),
+            (*said(row.reasons), *_decided(row.shot)),
         )
         for row in plan.rows
     ]
@@ -59,6 +59,11 @@ def statuses(plan: Plan) -> list[StatusRow]:
             StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.said)
         )
     return rows
+
+
+def _decided(shot: Shot) -> tuple[str, ...]:
+    """What the decisions file says of the picked take: it wins over `pick:`."""
+    return (shot.decided,) if shot.decided and shot.picked else ()
 
 
 def summary_line(name: str, rows: list[StatusRow]) -> str:

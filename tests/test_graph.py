@@ -144,9 +144,10 @@ def test_a_still_then_a_shot_costs_and_shows_both(project: Path, cli, server) ->
     assert still["request"]["taskType"] == "imageInference" and still["image_uuid"]
     assert still["cost"] == pytest.approx(0.04)
     page = Path(cli("review", spec).out.strip()).read_text()
-    art = page[page.index('alt="key_art"') : page.index("</article>", page.index('alt="key_art"'))]
-    assert 'class="still"' in page and "$0.04" in art
-    assert "spent so far <b>$0.32" in page
+    start = page.index('alt="key_art take 1"')
+    art = page[start : page.index("</article>", start)]
+    assert "<span>still</span>" in art and "$0.04" in art
+    assert "spent <b>$0.32" in page
     assert "from key_art" in page
 
 

@@ -99,17 +99,23 @@ def test_review_page_in_headless_chromium(project: Path, cli, reel: Path, tmp_pa
         )
         page.goto(page_path.as_uri())
         page.wait_for_load_state("load")
+        posters = page.eval_on_selector_all(".strip video", "els => els.map(e => e.poster)")
+        # Films load nothing until played (a campaign has hundreds): ask for each one's length.
+        page.eval_on_selector_all(
+            ".strip video", "els => els.forEach(v => { v.preload = 'metadata'; v.load(); })"
+        )
         page.wait_for_function(
             "[...document.querySelectorAll('.strip video')].every(v => v.readyState >= 1 || v.error)"
         )
         players = page.eval_on_selector_all(
             ".strip video", "els => els.map(e => ({error: !!e.error, duration: e.duration}))"
         )
-        images = page.eval_on_selector_all(
-            "img", "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0}))"
+        frames = page.eval_on_selector_all(
+            ".frames img",
+            "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0}))",
         )
-        statuses = page.eval_on_selector_all(".card .status", "els => els.map(e => e.textContent)")
-        picked = page.eval_on_selector_all(".card.picked", "els => els.length")
+        statuses = page.eval_on_selector_all(".take .status", "els => els.map(e => e.textContent)")
+        picked = page.eval_on_selector_all(".take.picked", "els => els.map(e => e.dataset.take)")
         # The variant filter hides the other variant's shots.
         page.select_option("#variant", "storm")
         hidden = page.eval_on_selector_all(
@@ -119,30 +125,40 @@ def test_review_page_in_headless_chromium(project: Path, cli, reel: Path, tmp_pa
         # The format filter shows one format's films.
         page.select_option("#format", "9:16")
         shown = page.eval_on_selector_all(
-            ".film:not(.hidden) video", "els => els.map(e => [e.videoWidth, e.videoHeight])"
+            "figure[data-format]:not(.hidden) video",
+            "els => els.map(e => [e.videoWidth, e.videoHeight])",
         )
         page.select_option("#format", "")
-        # Shots in a grid: several share a row.
-        tops = page.eval_on_selector_all(
-            ".group", "els => els.map(e => Math.round(e.getBoundingClientRect().top))"
+        # A shot's takes side by side, at a size one can judge.
+        sea = page.eval_on_selector_all(
+            ".group:first-of-type .take .media",
+            "els => els.map(e => [Math.round(e.getBoundingClientRect().top), e.clientWidth])",
         )
         texts = page.eval_on_selector_all(".texts li", "els => els.map(e => e.textContent)")
+        scrolled = page.eval_on_selector("body", "b => b.scrollWidth <= window.innerWidth")
         page.screenshot(path=str(screenshot))
         browser.close()
     assert problems == []
     assert [p["duration"] for p in players] == [pytest.approx(11.5, abs=0.05)] * 4
+    assert all(posters) and len(set(posters)) == 4  # each film shows a frame of its own
+    for poster in (page_path.parent / "posters").glob("*.jpg"):
+        assert brightness_spread(poster) > 5, poster
     assert shown == [[768, 1366]] * 2  # each mood's 9:16 film, and nothing else
-    assert len(tops) == 5 and len(set(tops)) < len(tops)  # 5 shot groups, rows shared
+    assert len(sea) == 2 and sea[0][0] == sea[1][0] and min(w for _, w in sea) >= 360
     assert sorted(" ".join(t.split()) for t in texts) == [
         "The calm sea 5.5–11.5 s, bottom",
+        "The calm sea 5.5–11.5 s, bottom",
+        "The storm sea 5.5–11.5 s, bottom",
         "The storm sea 5.5–11.5 s, bottom",
     ]
     assert not any(p["error"] for p in players)
-    assert len(images) == 2 * 2 and all(i["ok"] for i in images)  # two strips of two frames
+    # Two strips (the moods' sea clips differ) of two frames each, not one per film.
+    assert len(frames) == 2 * 2 and all(f["ok"] for f in frames)
     assert sorted(set(statuses)) == ["cached", "new"]
     assert statuses.count("new") == 2  # the two `rock` renders
-    assert picked == 2  # take 2 of `sea`, in each mood
+    assert picked == ["2", "2"]  # take 2 of `sea`, in each mood
     assert hidden and all("storm" not in v.split() for v in hidden)
+    assert scrolled  # nothing wider than the window
     assert brightness_spread(screenshot) > 20
     for thumb in (page_path.parent / "thumbs").glob("*.jpg"):
         assert brightness_spread(thumb) > 5, thumb

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pipeline.decisions import line_name
 from pipeline.errors import Problems
 from pipeline.expand.context import (
     MAX_COUNTED,
@@ -117,6 +118,8 @@ def expand(
                 sequences.extend(films)
             shots.extend(replace(shot, variant=variant_name) for shot in used.values())
     problems.raise_any()
+    for warning in _unused_decisions(spec, shots):
+        context.warnings.setdefault(warning)
     variant_names = tuple(n for n, _ in variants)
     warnings = tuple(context.warnings)
     return Expansion(renderer, tuple(shots), tuple(sequences), variant_names, warnings)
@@ -191,6 +194,24 @@ def _films(
             sequence = with_text(spec, index, sequence, saying)
         films.append(sequence)
     return films
+
+
+def _unused_decisions(spec: Spec, shots: list[Shot]) -> list[str]:
+    """A line of the decisions file that holds for no render: the shot was renamed or
+    removed, or the variant is gone. Said, not refused: the rest of the file still holds."""
+    decisions = spec.decisions
+    if not decisions.entries:
+        return []
+    made = {(name, shot.variant) for shot in shots for name in (shot.label, shot.shot_id)}
+    labels = {name for name, _ in made}
+    return [
+        f"{decisions.where(decided)}: '{line_name(label, variant)}' is decided, and the "
+        "storyboard has no such shot"
+        + ("" if label not in labels else " in that variant")
+        + ": the line is left as it is"
+        for (label, variant), decided in decisions.entries.items()
+        if (label, variant) not in made and (variant or label not in labels)
+    ]
 
 
 def _frame_sources(spec: Spec) -> dict[str, set[str]]:

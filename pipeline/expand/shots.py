@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import media, models
+from pipeline.errors import SpecError
 from pipeline.expand.context import (
     DEFAULT_DURATION,
     DEFAULT_FPS,
@@ -55,8 +56,7 @@ def expand_shot(
     variant_name, variant_vars = variant
     width, height = size_of(shot, defaults, STILL_SIZE if still else None)
     duration = 0 if still else shot.duration or defaults.duration or DEFAULT_DURATION
-    takes = shot.takes or defaults.takes or 1
-    pick = shot.pick or 1
+    takes_written = shot.takes or defaults.takes or 1
     optimizer = first_set(shot.prompt_optimizer, defaults.prompt_optimizer, None)
     seed = first_set(shot.seed, defaults.seed, None)
     negative = first_set(shot.negative_prompt, defaults.negative_prompt, None)
@@ -137,6 +137,7 @@ def expand_shot(
         request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
         price = _price(shot, board, info, model_id, (width, height, duration), audio)
+        takes, pick, decided = _decided(spec, shot, label, variant_name, takes_written)
         for take in range(1, takes + 1):
             take_request = request
             if seed is not None:
@@ -165,9 +166,46 @@ def expand_shot(
                     kind=STILL if still else CLIP,
                     audio=audio or (info is not None and info.audio == "always"),
                     after=tuple(after),
+                    decided=decided,
                 )
             )
     return made
+
+
+def _decided(
+    spec: Spec, shot: ShotSpec, label: str, variant: str, takes: int
+) -> tuple[int, int, str]:
+    """A shot's takes and picked take in a variant, as its decisions file says over the
+    storyboard (more takes asked for, a take picked), and the words that say so."""
+    pick = shot.pick or 1
+    found = spec.decisions.find(shot.id, label, variant)
+    if found is None:
+        return takes, pick, ""
+    name, decided = found
+    decision = decided.decision
+    takes += decision.more
+    where = spec.decisions.where(decided)
+    if decision.take is not None and decision.take > takes:
+        raise SpecError(
+            spec.decisions.path,
+            decided.line,
+            1,
+            f"decision '{name}': take {decision.take} is more than the shot's {takes} takes",
+            "pick one of its takes, or ask for more with `storyboard reject --another`",
+            code="decision",
+        )
+    said = []
+    pick = decision.take or pick
+    over = f", over `pick: {shot.pick}` in the storyboard" if shot.pick else ""
+    if decision.verdict:
+        said.append(f"take {pick} {decision.verdict}{over if decision.take else ''}")
+    elif decision.take is not None:
+        said.append(f"take {pick} picked{over}")
+    if decision.more:
+        said.append(f"{decision.more} more take(s) asked for")
+    who = f" by {decision.by.split(' <')[0]}" if decision.by else ""
+    when = f" on {decision.at[:10]}" if decision.at else ""
+    return takes, pick, f"{', '.join(said) or 'decided'} in {where}{who}{when}"
 
 
 def _slots(after: list[FrameOf], count: int) -> list[FrameOf | None]:

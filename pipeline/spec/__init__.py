@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import decisions as deciding
 from pipeline.errors import Diagnostic, Problems, SpecError
 from pipeline.project import project_root
 from pipeline.spec import reading
@@ -29,6 +30,8 @@ class Spec:
     files: dict[str, Path] = field(default_factory=dict)  # each file it names, checked
     problems: tuple[Diagnostic, ...] = ()  # what is wrong with it, in the order found
     failed: frozenset[str] = frozenset()  # ids of the items a problem is found in
+    # The picks, approvals and notes of its decisions file (`<name>.picks.yaml`).
+    decisions: deciding.Decisions = field(default_factory=lambda: deciding.Decisions(Path()))
 
     @property
     def folder(self) -> Path:
@@ -80,9 +83,10 @@ def _read(path: Path, given: str | None) -> Spec:
     source = replace(source, kept=kept)
     template_dirs = find_template_dirs(source, storyboard, root, problems)
     files = check_references(storyboard, source, template_dirs, root, dropped, problems)
-    found = tuple(problems.found)
+    decisions, wrong = deciding.read(path)
+    found = (*problems.found, *wrong)
     failed = frozenset(problems.failed | dropped)
-    return Spec(storyboard, path, source, template_dirs, root, files, found, failed)
+    return Spec(storyboard, path, source, template_dirs, root, files, found, failed, decisions)
 
 
 def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:

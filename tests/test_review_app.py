@@ -1,0 +1,224 @@
+"""The review app: its guard against other sites (in process, through Starlette's client),
+and a director's session in real Chromium against the app as `storyboard review --serve`
+runs it: pick with the mouse, pick and approve with keys alone, re-join, and what `plan`
+and `build` make of the decisions afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, build_once, copy_built
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SPEC = """\
+version: 1
+name: promo
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - id: hero
+    prompt: a lighthouse at dusk, the beam sweeps over the sea
+    takes: 3
+  - id: coast
+    prompt: waves on black rocks
+sequences:
+  - id: one
+    shots: [hero, coast, {card: "Visit the coast", duration: 1, background: "#203040"}]
+    preset: ultrafast
+  - id: two
+    shots: [coast]
+    preset: ultrafast
+"""
+
+
+@pytest.fixture(scope="module")
+def promo_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_once(tmp_path_factory.mktemp("promo"), "promo", SPEC)
+
+
+@pytest.fixture
+def promo(project: Path, promo_built: Path) -> Path:
+    spec = copy_built(promo_built, project, "promo")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    for key, value in (("user.name", "Dee Rector"), ("user.email", "dee@example.com")):
+        subprocess.run(["git", "-C", str(project), "config", key, value], check=True)
+    return spec
+
+
+def picks(spec: Path) -> str:
+    path = spec.with_name("promo.picks.yaml")
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def app_url(promo: Path) -> Iterator[str]:
+    """`storyboard review SPEC --preview --serve --port 0` in a child process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "review",
+            str(promo),
+            "--preview",
+            "--serve",
+            "--port",
+            "0",
+        ],
+        cwd=promo.parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = process.stdout.readline().strip() if process.stdout else ""
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_the_app_refuses_other_sites_and_changes_nothing(promo: Path, app_url: str) -> None:
+    import httpx
+
+    own = app_url.rstrip("/")
+    port = own.rsplit(":", 1)[1]
+    with httpx.Client(base_url=own, timeout=30) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert 'aria-label="Pick hero take 2"' in page.text
+        group = re.search(r'<section class="group" id="(g\w+)"', page.text)
+        assert group is not None
+        body = {"group": group.group(1), "action": "pick", "take": 2}
+        refused = [
+            client.post("/api/decide", json=body, headers={"Origin": "http://evil.example"}),
+            client.post("/api/decide", json=body),  # no Origin: not from the app's page
+            client.post(
+                "/api/decide",
+                json=body,
+                headers={"Origin": own, "Sec-Fetch-Site": "cross-site"},
+            ),
+            # DNS rebinding: another name for this address, and its own origin.
+            client.post(
+                "/api/decide",
+                json=body,
+                headers={"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},
+            ),
+            client.post("/api/join", json={}, headers={"Origin": "http://evil.example"}),
+        ]
+        assert [r.status_code for r in refused] == [403, 403, 403, 400, 403]
+        assert client.get("/", headers={"Host": f"evil.example:{port}"}).status_code == 400
+        assert picks(promo) == ""  # nothing was written
+        # A form post from the app's own origin is refused too: only JSON is read.
+        form = client.post("/api/decide", data=body, headers={"Origin": own})
+        assert form.status_code == 415 and picks(promo) == ""
+        done = client.post("/api/decide", json=body, headers={"Origin": own})
+        assert done.status_code == 200, done.text
+        assert "hero: {take: 2, by: Dee Rector <dee@example.com>" in picks(promo)
+        # Files are served by key only: no path from a request reaches the disk.
+        assert client.get("/media/clip/..%2F..%2Fpromo.yaml").status_code == 404
+
+
+def storyboard(*args: str, cwd: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_director_picks_and_approves_in_chromium(promo: Path, app_url: str) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium: .ci/run installs it")
+        pytest.skip("no chromium on this machine")
+    from playwright.sync_api import sync_playwright
+
+    root = promo.parent.parent
+    before = storyboard("plan", str(promo), "--preview", "--json", cwd=root)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.goto(app_url)
+        said = page.locator("#said")
+        # The film strip shows the end card among the clips.
+        strip = page.locator(".strip").filter(has_text="one").first
+        assert "Visit the coast" in strip.locator(".frames").inner_text()
+        old_film = strip.locator("video").get_attribute("src")
+
+        page.get_by_role("button", name="Pick hero take 2").click()
+        page.wait_for_function("document.getElementById('said').textContent.includes('picked')")
+        assert (
+            said.text_content()
+        ) == "hero: take 2 picked; free: nothing to render; 1 film(s) to re-join"
+        assert "hero: {take: 2, by: Dee Rector <dee@example.com>" in picks(promo)
+        assert page.get_by_role("button", name="Pick hero take 2").get_attribute(
+            "aria-pressed"
+        ) == ("true")
+        # What is picked shows at once in the film strip; the film waits for a re-join.
+        assert "hero · take 2" in strip.locator(".frames").inner_text()
+        assert strip.locator(".state-changed").count() == 1
+        plan = storyboard("plan", str(promo), "--preview", "--json", cwd=root)
+        assert plan["totals"]["renders_needed"] == 0
+        films = {s["name"]: s for s in plan["sequences"]}
+        assert films["one"]["status"] == "changed" and films["two"]["status"] == "current"
+        assert films["two"]["key"] == {s["name"]: s for s in before["sequences"]}["two"]["key"]
+
+        page.get_by_role("button", name="Re-join changed films (free)").click()
+        page.wait_for_function(
+            "document.getElementById('said').textContent.startsWith('joined')", timeout=60_000
+        )
+        assert said.text_content() == "joined 1 film(s): one"
+        new_film = page.locator(".strip").filter(has_text="one").first.locator("video")
+        assert new_film.get_attribute("src") != old_film
+        assert films["one"]["key"][:12] in (new_film.get_attribute("src") or "")
+        new_film.evaluate("v => { v.preload = 'metadata'; v.load(); }")
+        page.wait_for_function(
+            "document.querySelector('.strip video').readyState >= 1", timeout=30_000
+        )
+        assert new_film.evaluate("v => v.duration") == pytest.approx(13.0, abs=0.1)
+
+        # Keys alone: to the first take, two to the right, pick it, approve the shot.
+        page.locator("h1").click()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
+        assert focused == "Pick hero take 3"
+        page.keyboard.press("p")
+        page.wait_for_function(
+            "document.getElementById('said').textContent.includes('take 3 picked')"
+        )
+        page.keyboard.press("a")
+        page.wait_for_function("document.getElementById('said').textContent.includes('approved')")
+        assert page.locator(".group .verdict").first.text_content() == "take 3 approved"
+        browser.close()
+    assert problems == []
+    assert re.search(r"^hero: \{take: 3, verdict: approved, by: Dee Rector", picks(promo), re.M)
+    # A decision never renders: the build joins exactly the film that changed.
+    built = storyboard("build", str(promo), "--preview", "--json", cwd=root)
+    assert built["rendered"] == 0 and built["failed"] == 0
+    joined = {s["sequence"]: s["status"] for s in built["sequences"]}
+    assert joined == {"one": "built", "two": "current"}
