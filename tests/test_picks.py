@@ -274,3 +274,11 @@ def test_approved_means_the_take_the_film_uses(
 ) -> None:
     given = Decisions(NONE.path, {("sea", ""): Decided(decision, 1)})
     assert decisions.approved(given, take("sea", "calm", used), "calm") is approved
+
+
+def test_takes_asked_for_count_against_the_shot_limit(cli, reel: Path) -> None:
+    # 4 renders a variant (sea's 3 takes, gull), 2 variants; 20 more of gull in each: 8 + 40.
+    write(reel.parent / "reel.picks.yaml", "gull: {more: 20}\n")
+    result = cli("plan", reel, "--preview", "--max-shots", "45")
+    assert result.code == 2 and "expands to 48 shots" in result.err
+    assert cli("plan", reel, "--preview", "--max-shots", "48").code == 0

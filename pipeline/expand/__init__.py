@@ -287,7 +287,12 @@ def check_size(spec: Spec, max_shots: int) -> None:
         per_variant += count * (still.takes or 1)
         exact = exact and counted
     variants, counted = _combination_count(board.matrix or {}, max_shots)
-    total = variants * per_variant
+    # Takes a decisions file asks for count too (a line for the shot: in every variant).
+    more = sum(
+        decided.decision.more * (1 if variant else variants)
+        for (_, variant), decided in spec.decisions.entries.items()
+    )
+    total = variants * per_variant + more
     if total <= max_shots:
         return
     axes = [len(v) for k, v in (board.matrix or {}).items() if k not in ("include", "exclude")]
@@ -296,7 +301,8 @@ def check_size(spec: Spec, max_shots: int) -> None:
         ("matrix",) if board.matrix else ("shots",),
         f"the storyboard expands to {'' if exact and counted else 'up to '}{total:,} shots "
         f"({variants:,} variants of the matrix {product}, times {per_variant:,} shots and "
-        f"takes each): over the limit of {max_shots:,}",
+        f"takes each{f', and {more:,} more takes its decisions file asks for' if more else ''}): "
+        f"over the limit of {max_shots:,}",
         "make the matrix smaller (fewer values, exclude:), or raise the limit with --max-shots",
     )
 
