@@ -11,6 +11,7 @@ its own (a page on another site cannot change the picks through the browser).
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import sys
 import threading
@@ -66,9 +67,10 @@ class Served:
 def refresh(served: Served) -> Board:
     """Plan the storyboard again and remember what the page links to."""
     loaded = served.session.load()
+    clips: dict[str, tuple[Path, float]] = {}
+    films: dict[str, tuple[Path, Sequence]] = {}
     try:
-        served.clips, served.films = {}, {}
-        links = _links(served, loaded.cache, loaded.films)
+        links = _links(clips, films, loaded.cache, loaded.films)
         model = board(
             loaded.spec.storyboard.name,
             loaded.plan,
@@ -79,26 +81,35 @@ def refresh(served: Served) -> Board:
         )
     finally:
         loaded.cache.close()
+    # Swapped in whole: a file asked for meanwhile is looked up in the last page's links.
+    served.clips, served.films = clips, films
     served.review = loaded.films / "review"
     served.board, served.plan, served.spec = model, loaded.plan, loaded.spec
     served.groups = {group.id: group for group in model.groups}
     return model
 
 
-def _links(served: Served, cache: Cache, films: Path) -> Links:
+def _links(
+    clips: dict[str, tuple[Path, float]],
+    films: dict[str, tuple[Path, Sequence]],
+    cache: Cache,
+    folder: Path,
+) -> Links:
+    """The app's URLs, each file they name noted in `clips` and `films`."""
+
     def clip(key: str) -> str:
-        served.clips.setdefault(key, (cache.clips.path(key), 0.0))
+        clips.setdefault(key, (cache.clips.path(key), 0.0))
         return f"/media/clip/{key}"
 
     def thumb(shot: Shot) -> str | None:
-        served.clips[shot.key] = (cache.clips.path(shot.key), shot.duration)
+        clips[shot.key] = (cache.clips.path(shot.key), shot.duration)
         return f"/media/thumb/{shot.key}.jpg"
 
     def film(sequence: Sequence) -> str | None:
-        video = output_path(films, sequence)
+        video = output_path(folder, sequence)
         if not video.exists():
             return None
-        served.films[sequence.name] = (video, sequence)
+        films[sequence.name] = (video, sequence)
         return f"/media/film/{sequence.name}.mp4?v={sequence.key[:12]}"
 
     def poster(sequence: Sequence) -> str | None:
@@ -285,8 +296,6 @@ async def _json(request: Request) -> dict[str, Any] | Response:
     if len(data) > MAX_BODY:
         return _error("too large", 413)
     try:
-        import json
-
         body = json.loads(data or b"{}")
     except ValueError:
         return _error("not JSON", 400)
