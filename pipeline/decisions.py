@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SUFFIX = ".picks.yaml"
 MAX_BYTES = 4_000_000  # a campaign of 10,000 shots' decisions with notes fits
 MAX_NOTE = 1000
+MAX_BY = 200
 MAX_MORE = 20  # takes asked for beyond the storyboard's: a typo must not order a hundred
 APPROVED, REJECTED = "approved", "rejected"
 HEADER = (
@@ -56,7 +57,7 @@ class Decision(BaseModel):
     verdict: Literal["approved", "rejected"] | None = None
     more: int = Field(default=0, ge=0, le=MAX_MORE)
     note: str = Field(default="", max_length=MAX_NOTE)
-    by: str = Field(default="", max_length=200)
+    by: str = Field(default="", max_length=MAX_BY)
     at: str = Field(default="", max_length=40)
 
     @field_validator("note", "by")
@@ -228,9 +229,8 @@ def who(folder: Path) -> str:
     """Who decides, as git names them (`Ana <ana@example.com>`), else the login name."""
     name = _git_config(folder, "user.name")
     email = _git_config(folder, "user.email")
-    if name and email:
-        return f"{name} <{email}>"
-    return name or email or getpass.getuser()
+    said = f"{name} <{email}>" if name and email else name or email or getpass.getuser()
+    return said[:MAX_BY]
 
 
 def now() -> str:
@@ -285,6 +285,8 @@ def decide(
     """The lines `act` writes for the shot `label` in `variants` (each of `renders` is one
     take of it in one variant, as expanded): a line per variant, or one for the shot when
     it decides the same in every variant it has."""
+    if act.note is not None and len(act.note) > MAX_NOTE:
+        raise UserError(f"a note is at most {MAX_NOTE:,} characters, not {len(act.note):,}")
     by_variant: dict[str, list[Shot]] = {}
     for render in renders:
         if render.label == label:

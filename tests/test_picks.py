@@ -256,6 +256,8 @@ def test_decisions_refuse_unknown_shots_and_variants(cli, reel: Path) -> None:
     assert result.code == 2 and "no variant has mood=fog" in result.err
     result = cli("pick", reel, "sea", "4")
     assert result.code == 2 and "'sea [calm]' has 3 take(s), not 4" in result.err
+    result = cli("approve", reel, "sea", "--note", "x" * 1001)
+    assert result.code == 2 and "a note is at most 1,000 characters, not 1,001" in result.err
     assert not (reel.parent / "reel.picks.yaml").exists()  # nothing was written
 
 
