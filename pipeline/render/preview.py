@@ -160,22 +160,24 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
         boxcolor="black@0.4",
         boxborderw=small // 3,
     )
-    stream = ffmpeg.output(
-        video,
-        str(output),
-        vcodec="libx264",
-        preset="ultrafast",
-        crf=30,
-        pix_fmt="yuv420p",
-        r=fps,
-        g=fps * 2,
-        movflags="+faststart",
-        video_track_timescale=fps * 512,
-        frames=frames,
-        an=None,
-        f="mp4",
-    )
+    stream = ffmpeg.output(video, str(output), **_encoding(fps), frames=frames, an=None)
     return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+
+
+def _encoding(fps: int) -> dict[str, Any]:
+    """How every preview video is encoded: fast, small, a keyframe each 2 s, in MP4 with
+    the time scale real clips have (the join copies streams of clips alike)."""
+    return {
+        "vcodec": "libx264",
+        "preset": "ultrafast",
+        "crf": 30,
+        "pix_fmt": "yuv420p",
+        "r": fps,
+        "g": fps * 2,
+        "movflags": "+faststart",
+        "video_track_timescale": fps * 512,
+        "f": "mp4",
+    }
 
 
 def sound_command(shot: Shot, output: Path) -> list[str]:
@@ -227,15 +229,7 @@ def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
     stream = ffmpeg.output(
         *streams,
         str(output),
-        vcodec="libx264",
-        preset="ultrafast",
-        crf=30,
-        pix_fmt="yuv420p",
-        r=fps,
-        g=fps * 2,
-        movflags="+faststart",
-        video_track_timescale=fps * 512,
-        f="mp4",
+        **_encoding(fps),
         **{"frames:v": round(shot.duration * fps)},  # `frames` would count audio frames too
         **audio,
     )
