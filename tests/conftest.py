@@ -8,10 +8,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.cli import main
+from pipeline.nodes import Shot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,6 +91,33 @@ def run_process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeou
         text=True,
         timeout=timeout,
     )
+
+
+def a_shot(key: str, **fields: Any) -> Shot:
+    """A render built by hand for the tests of the decision core: a 6 s Hailuo clip of
+    `key` (its id and label too), with `fields` changed."""
+    made = {
+        "key": key,
+        "shot_id": key,
+        "label": key,
+        "variant": "",
+        "shot_vars": (),
+        "take": 1,
+        "takes": 1,
+        "picked": True,
+        "model": "minimax:4@1",
+        "width": 1366,
+        "height": 768,
+        "duration": 6,
+        "fps": 25,
+        "prompt": "p",
+        "request": {},
+        "images": (),
+        "image_hashes": (),
+        "price": 0.28,
+        "index": 0,
+    }
+    return Shot(**{**made, **fields})
 
 
 def write(path: Path, text: str) -> Path:

@@ -14,7 +14,7 @@ from pipeline import decisions
 from pipeline.decisions import Act, Decided, Decision, Decisions
 from pipeline.errors import UserError
 from pipeline.nodes import Shot
-from tests.conftest import write
+from tests.conftest import a_shot, write
 
 SPEC = """\
 version: 1
@@ -36,26 +36,15 @@ sequences:
 
 
 def take(label: str, variant: str, number: int, takes: int = 3, picked: int = 1) -> Shot:
-    return Shot(
-        key=f"{label}-{variant}-{number}",
+    return a_shot(
+        f"{label}-{variant}-{number}",
         shot_id=label,
         label=label,
         variant=variant,
-        shot_vars=(),
         take=number,
         takes=takes,
         picked=number == picked,
-        model="minimax:4@1",
-        width=1366,
-        height=768,
-        duration=6,
         fps=24,
-        prompt="p",
-        request={},
-        images=(),
-        image_hashes=(),
-        price=0.28,
-        index=0,
     )
 
 

@@ -18,6 +18,7 @@ from pipeline.errors import RemoteDamaged, RemoteError, RemoteReadOnly
 from pipeline.hashing import sha256_file
 from pipeline.nodes import Shot
 from pipeline.run.leases import Team
+from tests.conftest import a_shot
 
 SETTINGS = RemoteSettings(url="s3://team/t", lease_seconds=2)
 
@@ -46,27 +47,7 @@ def record(tmp_path: Path, key: str, content: bytes) -> tuple[ClipRecord, Path]:
 
 
 def shot(key: str) -> Shot:
-    return Shot(
-        key=key,
-        shot_id=key,
-        label=key,
-        variant="",
-        shot_vars=(),
-        take=1,
-        takes=1,
-        picked=True,
-        model="minimax:4@1",
-        width=1366,
-        height=768,
-        duration=6,
-        fps=25,
-        prompt="p",
-        request={},
-        images=(),
-        image_hashes=(),
-        price=0.28,
-        index=0,
-    )
+    return a_shot(key)
 
 
 def test_the_first_clip_shared_is_the_keys_and_a_forced_render_replaces_it(tmp_path) -> None:
