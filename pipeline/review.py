@@ -22,7 +22,7 @@ from pipeline import media
 from pipeline.cache import Cache, write_atomic
 from pipeline.decisions import Decisions, line_name
 from pipeline.errors import MediaError
-from pipeline.nodes import CARD, CLIP, SOUNDS, STILL, Sequence, Shot, TextLayer, depends_on
+from pipeline.nodes import CARD, CLIP, STILL, Sequence, Shot, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.state import ShotState, said
@@ -34,34 +34,19 @@ THUMB_WIDTH = 480  # pixels: a take is judged at about this size
 
 @dataclass(frozen=True)
 class Card:
-    """One render as the page shows it."""
+    """One render as the page shows it: the render, and what the plan and the cache say
+    of it."""
 
-    key: str
-    label: str
-    take: int
-    takes: int
-    model: str
-    size: str
-    duration: float
-    kind: str
+    shot: Shot
     status: str
     message: str
     renderer: str
     seed: int | None
     cost: float | None
     price: float | None
-    prompt: str
     clip: str | None
     thumb: str | None
     after: str = ""  # what it starts from: `street (last)`
-
-    @property
-    def still(self) -> bool:
-        return self.kind == STILL
-
-    @property
-    def sound(self) -> bool:
-        return self.kind in SOUNDS
 
 
 @dataclass(frozen=True)
@@ -203,21 +188,13 @@ def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> Card:
     shot = row.shot
     record = cache.clips.get(shot.key) if cache is not None else None
     return Card(
-        key=shot.key,
-        label=shot.label,
-        take=shot.take,
-        takes=shot.takes,
-        model=shot.model,
-        size=f"{shot.width}x{shot.height}",
-        duration=shot.duration,
-        kind=shot.kind,
+        shot=shot,
         status=row.status,
         message="; ".join(said(row.reasons)),
         renderer=record.renderer if record else renderer,
         seed=record.seed if record else None,
         cost=record.cost if record else None,
         price=row.price,
-        prompt=shot.prompt,
         clip=links.clip(shot.key) if record else None,
         thumb=links.thumb(shot) if record and not shot.sound else None,
         after=depends_on(shot),
@@ -249,7 +226,7 @@ def _groups(
         for (keys, picked, state), names in alike.items():
             takes = [cards[k] for k in dict.fromkeys(keys) if k in cards]
             first = variants[names[0]][0]
-            prompts = {c.prompt for c in takes if c.label == label}
+            prompts = {c.shot.prompt for c in takes if c.shot.label == label}
             verdict, note, by, at = state or ("", "", "", "")
             named = line_name(label, ", ".join(names)) if several else label
             another = rows[graph.shot(first.key).key].price if first.key in rows else first.price

@@ -55,7 +55,6 @@ class Served:
 
     session: Session
     review: Path  # where thumbnails and posters are kept (the static page's folder)
-    board: Board | None = None
     plan: Plan | None = None
     spec: Spec | None = None
     groups: dict[str, Group] = field(default_factory=dict)
@@ -84,7 +83,7 @@ def refresh(served: Served) -> Board:
     # Swapped in whole: a file asked for meanwhile is looked up in the last page's links.
     served.clips, served.films = clips, films
     served.review = loaded.films / "review"
-    served.board, served.plan, served.spec = model, loaded.plan, loaded.spec
+    served.plan, served.spec = loaded.plan, loaded.spec
     served.groups = {group.id: group for group in model.groups}
     return model
 
