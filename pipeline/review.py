@@ -229,7 +229,8 @@ def _groups(
             prompts = {c.shot.prompt for c in takes if c.shot.label == label}
             verdict, note, by, at = state or ("", "", "", "")
             named = line_name(label, ", ".join(names)) if several else label
-            another = rows[graph.shot(first.key).key].price if first.key in rows else first.price
+            row = rows.get(graph.shot(first.key).key)  # priced as the plan prices it
+            another = row.price if row is not None else first.price
             groups.append(
                 Group(
                     id=_group_id(label, names),
