@@ -22,17 +22,17 @@ from tests.conftest import REPO, write
 FILM = """\
 version: 1
 name: film
-defaults: {duration: 6}
+# Small clips of a model the catalogue does not know (any size): the joins are the same.
+defaults: {model: acme:1@1, duration: 6, width: 640, height: 360}
 shots:
   - id: wide
     prompt: a wide view of the bay
-    resolution: 1080p
   - id: close
     prompt: a close view of a face
-    resolution: 768p
+    width: 456
+    height: 256
   - id: end
     prompt: the end card
-    resolution: 1080p
 sequences:
   - id: copy
     shots: [wide, end]
@@ -126,19 +126,19 @@ def test_sequences_joined_right(film_session: tuple[Path, dict]) -> None:
     assert {s["status"] for s in sequences.values()} == {"built"}
     copy, mixed, scored = sequences["copy"], sequences["mixed"], sequences["scored"]
     assert copy["method"] == "copy" and mixed["method"] == "graph"
-    info = media.validate(Path(copy["path"]), 1920, 1080, 12.0)
+    info = media.validate(Path(copy["path"]), 640, 360, 12.0)
     assert info.duration == pytest.approx(12.0, abs=0.04)  # the sum of the clips
-    info = media.validate(Path(mixed["path"]), 1920, 1080, 17.0)
+    info = media.validate(Path(mixed["path"]), 640, 360, 17.0)
     assert info.duration == pytest.approx(6 + 6 + 6 - 2 * 0.5, abs=0.04)
     assert Path(mixed["path"]).parent == cache.parent / "build" / "film" / "preview"
-    # Largest shot wins the size; the 768p close-up is padded into 1080p.
-    info = media.validate(Path(scored["path"]), 1920, 1080, 8.5)
+    # Largest shot wins the size; the smaller close-up is padded into the wide size.
+    info = media.validate(Path(scored["path"]), 640, 360, 8.5)
     assert info.has_audio
     lengths = streams(Path(scored["path"]))
     assert lengths["audio"] == pytest.approx(lengths["video"], abs=0.05)
     assert lengths["video"] == pytest.approx(6 + 3 - 0.5, abs=0.04)
     # A 0.8 s flash between two 0.5 s wipes: both transitions overlap inside it.
-    info = media.validate(Path(sequences["flash"]["path"]), 1920, 1080, 11.8)
+    info = media.validate(Path(sequences["flash"]["path"]), 640, 360, 11.8)
     assert info.duration == pytest.approx(6 + 0.8 + 6 - 2 * 0.5, abs=0.04)
 
 
@@ -277,10 +277,10 @@ def test_odd_paths_work(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _clip_with_sound(path: Path, pattern: str, tone: int) -> Path:
-    """6 s at 1366x768 and 25 fps with B-frames and AAC sound, like a camera file."""
+    """6 s at 320x180 and 25 fps with B-frames and AAC sound, like a camera file."""
     media.run_ffmpeg(
         [
-            *("-f", "lavfi", "-i", f"{pattern}=s=1366x768:r=25:d=6"),
+            *("-f", "lavfi", "-i", f"{pattern}=s=320x180:r=25:d=6"),
             *("-f", "lavfi", "-i", f"sine=f={tone}:d=6"),
             *("-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-pix_fmt", "yuv420p"),
             *("-c:a", "aac", "-ar", "48000", "-shortest", str(path)),
@@ -295,7 +295,7 @@ def _sequence_of(folder: Path, count: int, settings: str = "", uses: str = "") -
     ids = uses or ", ".join(f"c{i}" for i in range(count))
     spec = write(
         folder / "join.yaml",
-        f"version: 1\nname: join\ndefaults: {{resolution: 768p, duration: 6}}\n"
+        f"version: 1\nname: join\ndefaults: {{model: acme:1@1, width: 320, height: 180, duration: 6}}\n"
         f"shots:\n{shots}\nsequences:\n  - {{id: s, shots: [{ids}]{settings}}}\n",
     )
     return expand(spec_module.load(spec), "preview").sequences[0]
@@ -305,7 +305,7 @@ def _colour_clip(path: Path, colour: str) -> Path:
     """6 s of one colour fading in from black: the shade tells which second is showing."""
     media.run_ffmpeg(
         [
-            *("-f", "lavfi", "-i", f"color=c={colour}:s=1366x768:r=25:d=6"),
+            *("-f", "lavfi", "-i", f"color=c={colour}:s=320x180:r=25:d=6"),
             *("-vf", "fade=t=in:st=0:d=6", "-c:v", "libx264", "-preset", "ultrafast"),
             *("-pix_fmt", "yuv420p", str(path)),
         ],
@@ -344,7 +344,7 @@ def test_crossfades_put_each_shot_in_its_place(
     ]
     film = tmp_path / "film.mp4"
     assemble(sequence, clips, film)
-    assert media.validate(film, 1366, 768, length).frames == round(length * 25)
+    assert media.validate(film, 320, 180, length).frames == round(length * 25)
     # Each clip's shade at a film time says which of its frames is there: 255/6 a second.
     assert _close(_colour_at(film, 2.0), (85, 0, 0))
     halfway = _colour_at(film, 6.0 - 0.5 + 0.24)  # red 5.74 s in, green 0.24 s in
@@ -367,7 +367,7 @@ def test_stream_copy_keeps_sound_in_step(tmp_path: Path) -> None:
     clips = [ClipInput(path, media.probe(path), 0.0, 6.0, path.stem) for path in files]
     made = assemble(sequence, clips, tmp_path / "out" / "film.mp4")
     assert made.method == "copy"
-    info = media.validate(tmp_path / "out" / "film.mp4", 1366, 768, 24.0)
+    info = media.validate(tmp_path / "out" / "film.mp4", 320, 180, 24.0)
     assert info.frames == 4 * 150 and info.audio == "aac/48000/mono"
     lengths = streams(tmp_path / "out" / "film.mp4")
     assert lengths["video"] == pytest.approx(24.0, abs=1 / 25)
@@ -384,7 +384,7 @@ def test_clips_that_differ_in_sound_are_not_copied(tmp_path: Path) -> None:
     clips = [ClipInput(p, media.probe(p), 0.0, 6.0, p.stem) for p in (sounding, silent)]
     made = assemble(sequence, clips, tmp_path / "film.mp4")
     assert made.method == "graph"
-    assert media.validate(tmp_path / "film.mp4", 1366, 768, 12.0).has_audio
+    assert media.validate(tmp_path / "film.mp4", 320, 180, 12.0).has_audio
 
 
 def test_a_transition_of_no_length_is_a_cut(tmp_path: Path) -> None:
@@ -394,7 +394,7 @@ def test_a_transition_of_no_length_is_a_cut(tmp_path: Path) -> None:
     clips = [ClipInput(path, media.probe(path), 0.0, 6.0, path.stem) for path in files]
     made = assemble(sequence, clips, tmp_path / "film.mp4")
     assert made.method == "copy"
-    assert media.validate(tmp_path / "film.mp4", 1366, 768, 12.0).frames == 300
+    assert media.validate(tmp_path / "film.mp4", 320, 180, 12.0).frames == 300
 
 
 def test_a_graph_larger_than_one_argument_may_be_is_given_as_a_file(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ matrix:
   lang: [en, fr]
 vars:
   taglines: {en: "Run", fr: "Courez plus loin, toujours"}
-defaults: {resolution: 768p, duration: 6}
+defaults: {model: acme:1@1, width: 640, height: 360, duration: 6}
 shots:
   - {id: a, prompt: "a runner at dawn"}
   - {id: b, prompt: "a shoe close up"}
@@ -139,7 +139,7 @@ def test_a_font_of_the_project_that_has_the_glyphs_is_used(project: Path, cli) -
     font = make_font(project / "fonts" / "Tiny.ttf", "もっと遠くへ")
     spec = write(
         project / "specs" / "ja.yaml",
-        "version: 1\nname: ja\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: ja\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n    text:\n"
         f"      - {{text: もっと遠くへ, font: ../fonts/{font.name}, box: '0xFF00FF', fade: 0}}\n",
@@ -169,7 +169,7 @@ def test_a_font_of_the_project_that_has_the_glyphs_is_used(project: Path, cli) -
 def test_bad_text_layers_are_one_located_line(project: Path, cli, layer: str, message: str):
     spec = write(
         project / "specs" / "bad.yaml",
-        "version: 1\nname: bad\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: bad\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         f"sequences:\n  - id: spot\n    shots: [a]\n    text:\n      - {layer}\n",
     )
@@ -283,7 +283,7 @@ def test_formats_are_films_of_their_own_with_the_asked_size_and_focus(project: P
 def test_a_format_size_must_be_even(project: Path, cli) -> None:
     spec = write(
         project / "specs" / "odd.yaml",
-        "version: 1\nname: odd\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: odd\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         "sequences:\n  - id: spot\n    shots: [a]\n    formats: [1081x1920]\n",
     )
@@ -305,7 +305,7 @@ def test_a_logo_sits_at_its_anchor_at_its_size_and_opacity(project: Path, cli) -
     )
     spec = write(
         project / "specs" / "logo.yaml",
-        "version: 1\nname: logo\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: logo\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n"
         + layers.replace("OPACITY", "1.0"),
@@ -365,7 +365,7 @@ def test_the_voice_over_is_heard_and_the_bed_ducks_under_it(project: Path, cli) 
     spec = write(
         project / "specs" / "vo.yaml",
         "version: 1\nname: vo\nmatrix: {lang: [en, fr]}\n"
-        "defaults: {resolution: 768p, duration: 6}\n"
+        "defaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n  - {id: b, prompt: a shoe}\n"
         "sequences:\n  - id: spot\n    shots: [a, b]\n    preset: ultrafast\n"
         "    audio: assets/bed.wav\n    voice: 'assets/vo-{{ lang }}.wav'\n    voice_start: 1\n",
@@ -542,7 +542,7 @@ def test_a_film_with_5000_subtitle_cues_joins(project: Path, cli) -> None:
     write(project / "specs" / "many.srt", "\n".join(lines))
     spec = write(
         project / "specs" / "many.yaml",
-        "version: 1\nname: many\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: many\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n"
         "    subtitles: {file: many.srt, box: '0xFF00FF'}\n",
@@ -567,7 +567,7 @@ def test_a_woff2_font_is_sanitized_into_a_plain_one_and_used(project: Path, cli)
     (project / "specs" / "fonts" / font.name).write_bytes(font.read_bytes())
     spec = write(
         project / "specs" / "woff.yaml",
-        "version: 1\nname: woff\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: woff\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         "sequences:\n  - id: spot\n    shots: [a]\n    preset: ultrafast\n    text:\n"
         f"      - {{text: もより, font: fonts/{font.name}, box: '0xFF00FF', fade: 0}}\n",
@@ -594,7 +594,7 @@ def test_a_card_that_cannot_be_drawn_fails_its_film_and_the_build(
     monkeypatch.setattr(cards, "draw", broken)
     spec = write(
         project / "specs" / "card.yaml",
-        "version: 1\nname: card\ndefaults: {resolution: 768p, duration: 6}\n"
+        "version: 1\nname: card\ndefaults: {model: acme:1@1, width: 640, height: 360, duration: 6}\n"
         "shots:\n  - {id: a, prompt: a runner}\n"
         "sequences:\n  - id: spot\n    preset: ultrafast\n    shots: [a, {card: The end}]\n",
     )
