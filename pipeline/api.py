@@ -63,6 +63,24 @@ class Session:
             self.note(f"warning: {loaded.remote_problem.message}: this is the plan without it")
         return loaded
 
+    def looking_at(self) -> tuple[str, str | None]:
+        """Which build the plan, status, review and diff of this session look at (its lock),
+        and, when only the other kind has been built, how to look at that one: a preview
+        build and a paid one are kept apart, each with its own lock and films."""
+        from pipeline.lock import lock_path
+        from pipeline.render import kind
+
+        mine, other = ("preview", "runware") if self.preview else ("runware", "preview")
+        lock, other_lock = lock_path(self.spec, mine), lock_path(self.spec, other)
+        which = f"{kind(mine).build} of {self.spec}" + (
+            f" ({lock})" if lock.exists() else f" (not built yet: no {lock})"
+        )
+        if lock.exists() or not other_lock.exists():
+            return which, None
+        how = "drop --preview" if self.preview else "add --preview"
+        there = kind(other).build.replace("the ", "a ", 1)
+        return which, f"there is {there}: {how} to look at it"
+
     def plan(self) -> planning.Plan:
         """Every render and film with its state and why, and what a build would cost."""
         loaded = self.load()

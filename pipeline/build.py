@@ -20,10 +20,10 @@ from pipeline.errors import CacheError
 from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
 from pipeline.nodes import Shot
-from pipeline.render import RendererOptions, ignore
+from pipeline.render import RendererOptions, ignore, is_paid
 from pipeline.run import films, shots
 from pipeline.run.films import SequenceOutcome, Sharing
-from pipeline.run.shots import Outcome, Reporter, ScheduleOptions, Spending
+from pipeline.run.shots import Outcome, Outlook, Reporter, ScheduleOptions, Spending
 from pipeline.state import Joined, Ran
 
 
@@ -55,7 +55,7 @@ class BuildOutput:
 
     info: Callable[[str], None]  # the plan of the build, the lock written
     warn: Callable[[str], None]  # warnings, and what the cache repaired
-    progress: Callable[[int, float], AbstractContextManager[Reporter]]  # (renders, estimate)
+    progress: Callable[[Outlook], AbstractContextManager[Reporter]]
     explain: Callable[[str], None] = ignore  # why each render is made (-v)
 
 
@@ -75,6 +75,10 @@ class BuildSummary:
         return sum(1 for o in self.outcomes if o.status == status)
 
     @property
+    def collected(self) -> int:
+        return sum(1 for o in self.outcomes if o.status == Ran.RENDERED and o.collected)
+
+    @property
     def failed(self) -> bool:
         return (
             self.fatal is not None
@@ -92,14 +96,18 @@ class BuildSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rendered": self.count(Ran.RENDERED),
-            "collected": sum(1 for o in self.outcomes if o.status == Ran.RENDERED and o.collected),
+            # Rendered: paid for by this build; collected: tasks an earlier build paid for.
+            "rendered": self.count(Ran.RENDERED) - self.collected,
+            "collected": self.collected,
             "from_cache": len(self.cached) + self.count(Ran.CACHED),
             "pulled": self.count(Ran.PULLED),
             "failed": self.count(Ran.FAILED),
             "skipped": self.count(Ran.SKIPPED),
             "spent": round(self.spending.total, 4),
             "collected_cost": round(self.spending.collected, 4),
+            "left_running": self.spending.left_running_count,
+            "left_running_cost": round(self.spending.left_running, 4),
+            "not_downloaded": self.spending.not_downloaded,
             "interrupted": self.interrupted,
             "error": self.fatal,
             "shots": [
@@ -146,7 +154,14 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
     plan.restore(loaded.plan, loaded.cache)
     graph = loaded.plan.graph
     summary = BuildSummary(cached=work.cached)
-    with output.progress(len(work.rows), work.estimate) as reporter:
+    outlook = Outlook(
+        len(work.rows),
+        work.estimate,
+        work.schedule.max_cost,
+        work.schedule.jobs,
+        is_paid(loaded.renderer),
+    )
+    with output.progress(outlook) as reporter:
         ran = shots.render(
             [row.node for row in work.rows],
             graph,

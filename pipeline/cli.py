@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_option(plan)
 
     prompts = _command(commands, "prompts", cmd_prompts, "print the rendered prompts")
-    _spec_options(prompts)
+    _spec_options(prompts, "the prompts of the preview build (the same words, its own keys)")
     prompts.add_argument("shot", nargs="?", help="only this shot id")
     prompts.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -138,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_build,
         "render every missing shot, then join the sequences (cached shots are never rendered)",
     )
-    _spec_options(build)
+    _spec_options(
+        build,
+        "render with the local preview renderer: animatics, no key, no cost (its own "
+        "lock, films under build/<storyboard>/preview/)",
+    )
     build.add_argument("sequence", nargs="*", help="build only these sequences and their shots")
     build.add_argument(
         "--only",
@@ -275,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("reject", "reject the picked take of a shot (or TAKE); --another asks for one more"),
     ):
         decide = _command(commands, name, cmd_decide, summary)
-        _spec_options(decide)
+        _spec_options(decide, "decide on the takes of the preview build")
         decide.add_argument("shot", help="the shot: its id, or its label (crew@airship)")
         decide.add_argument(
             "take",
@@ -413,13 +417,15 @@ def _command(
     return sub
 
 
-def _spec_options(parser: argparse.ArgumentParser) -> None:
+LOOK_AT_PREVIEW = (
+    "look at the preview build (local animatics: free) instead of the Runware one: each has "
+    "its own lock and films"
+)
+
+
+def _spec_options(parser: argparse.ArgumentParser, preview: str = LOOK_AT_PREVIEW) -> None:
     parser.add_argument("spec", type=Path, help="the storyboard YAML file")
-    parser.add_argument(
-        "--preview",
-        action="store_true",
-        help="use the local preview renderer (animatics: no key, no cost)",
-    )
+    parser.add_argument("--preview", action="store_true", help=preview)
     parser.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
     parser.add_argument(
         "--max-shots",
@@ -472,14 +478,25 @@ def session(args: argparse.Namespace) -> Session:
     )
 
 
+def _say_which_build(looked_at: Session, stream: Any = None) -> None:
+    """The build a command looks at, first (stderr under --json); the other kind's, if only
+    that one exists."""
+    which, other = looked_at.looking_at()
+    if other:
+        _note(other)
+    print(printable(which[0].upper() + which[1:]), file=stream or sys.stdout, flush=True)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = session(args).plan()
+    looked_at = session(args)
+    plan = looked_at.plan()
     if args.json:
         body = plan.to_json()
         write_json(body)
         return 0
     from pipeline.report import print_plan
 
+    _say_which_build(looked_at)
     print_plan(plan, why=args.why)
     return 0
 
@@ -508,7 +525,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         # with --json too: what a build trusts is said whoever reads it.
         info=lambda message: print(message, file=sys.stderr) if verbosity > QUIET else None,
         warn=_note,
-        progress=lambda total, estimate: make_reporter(total, estimate, verbosity),
+        progress=lambda outlook: make_reporter(outlook, verbosity),
         explain=_note_verbatim if talk and verbosity >= VERBOSE else _ignore,
     )
     summary = session(args).build(
@@ -551,44 +568,21 @@ def _print_summary(args: argparse.Namespace, summary: Any) -> None:
         return
     if args.quiet and not summary.failed:
         return
-    from pipeline.state import Joined
+    from pipeline.progress import summary_line
 
-    data = summary.to_json()
-    joined = sum(1 for s in summary.sequences if s.status == Joined.BUILT)
-    placed = sum(1 for s in summary.sequences if s.status == Joined.PLACED)
-    current = sum(1 for s in summary.sequences if s.status == Joined.CURRENT)
-    line = (
-        f"done: {data['rendered']} rendered, {data['from_cache']} from cache, "
-        + (f"{data['pulled']} from the team cache, " if data["pulled"] else "")
-        + f"{data['failed']} failed"
-        + (f", {data['skipped']} not started" if data["skipped"] else "")
-        + f"; {joined} sequences joined"
-        + (f", {placed} placed (made before)" if placed else "")
-        + f", {current} up to date"
-        + f"; spent ${data['spent']:.2f}"
-        + (
-            f" (and collected {data['collected']} render(s) an earlier build paid "
-            f"${data['collected_cost']:.2f} for)"
-            if data["collected"]
-            else ""
-        )
-    )
-    for outcome in summary.sequences:
-        if outcome.status in (Joined.BLOCKED, Joined.FAILED):
-            line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
-    if summary.interrupted:
-        line += " (interrupted)"
-    print(printable(line), file=sys.stderr)
+    print(printable(summary_line(summary)), file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """One storyboard in detail, or a one-line summary per storyboard under a folder."""
     if args.spec.is_dir():
         return _status_folder(args)
-    name, rows = session(args).status()
+    looked_at = session(args)
+    name, rows = looked_at.status()
     if args.json:
         write_json([r.to_json() for r in rows])
         return 0
+    _say_which_build(looked_at)
     from rich.text import Text
 
     from pipeline.report import make_console, print_reasons, state_text
@@ -649,10 +643,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if len(args.revisions) > 2:
         raise UserError("diff takes at most two revisions", "storyboard diff [REV [REV]] SPEC")
     old, new = [*args.revisions, None][:2] if args.revisions else ["HEAD", None]
-    comparison = session(args).diff(old, new)
+    looked_at = session(args)
+    comparison = looked_at.diff(old, new)
     if args.json:
         write_json(comparison.to_json())
         return 0
+    _say_which_build(looked_at)
     from pipeline.report import print_comparison
 
     print_comparison(comparison)
@@ -684,7 +680,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         from pipeline.review_app import serve
 
         return serve(session(args), args.host, args.port, args.open)
-    page = session(args).review()
+    looked_at = session(args)
+    page = looked_at.review()
+    _say_which_build(looked_at, sys.stderr)
     print(page)
     if args.open:
         import webbrowser

@@ -162,8 +162,21 @@ def announce(work: Work, loaded: Loaded, output: BuildOutput) -> None:
         output.warn(ignored)
     for row in rows:
         state = State(row.status, row.reasons)
-        state = forced_state(state) if row.shot.key in work.schedule.force else state
-        output.explain(f"{state.name:9} {row.shot.label}: {'; '.join(state.said)}")
+        if row.shot.key in work.schedule.force:
+            output.explain(
+                f"render   {row.shot.label}: {row.status}, {forced_state(state).said[0]}"
+            )
+        else:
+            output.explain(f"{_action(row.status):8} {row.shot.label}: {'; '.join(state.said)}")
+
+
+def _action(status: str) -> str:
+    """What the build does with a render, as -v says it before doing it."""
+    if status == ShotState.IN_FLIGHT:
+        return "collect"
+    if status == ShotState.REMOTE:
+        return "fetch"
+    return "render"
 
 
 def check_budget(shots: list[Shot], max_cost: float | None) -> float:

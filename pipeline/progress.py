@@ -1,24 +1,32 @@
-"""Progress for long builds: a rich bar on a terminal, plain log lines elsewhere."""
+"""Progress for long builds: a live display on a terminal, plain log lines elsewhere."""
 
 from __future__ import annotations
 
+import heapq
+import statistics
 import sys
+import threading
 import time
-from typing import Any, TextIO
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.errors import printable
 from pipeline.nodes import Shot
-from pipeline.run.shots import Outcome
-from pipeline.state import Ran
+from pipeline.render import CHECKING, DOWNLOADING, RUNNING
+from pipeline.run.shots import Outcome, Outlook
+from pipeline.state import Joined, Ran
+
+if TYPE_CHECKING:
+    from pipeline.build import BuildSummary
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
+PLAIN_EVERY = 30.0  # seconds between the plain reporter's lines on where the renders stand
+SHOWN_RUNNING = 8  # renders under way listed on the live display
 
 
 def _describe(outcome: Outcome) -> str:
-    shot = outcome.shot
-    what = shot.label + (f" [{shot.variant}]" if shot.variant else "")
-    if shot.takes > 1:
-        what += f" take {shot.take}"
+    what = _what(outcome.shot)
     if outcome.status == Ran.RENDERED and outcome.record is not None:
         cost = outcome.record.cost
         money = f"${cost:.2f}" if cost is not None else "cost not reported"
@@ -41,30 +49,173 @@ def _worth_saying(message: str, verbosity: int) -> bool:
     )
 
 
-class PlainReporter:
-    """One line per event on stderr: for logs, CI and pipes."""
+def _what(shot: Shot) -> str:
+    what = shot.label + (f" [{shot.variant}]" if shot.variant else "")
+    return what + (f" take {shot.take}" if shot.takes > 1 else "")
 
-    def __init__(self, total: int, verbosity: int = NORMAL, stream: TextIO | None = None) -> None:
-        self.total = total
+
+def clock(seconds: float) -> str:
+    """0:42, 12:05, 1:02:05."""
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{rest:02}" if hours else f"{minutes}:{rest:02}"
+
+
+def _about(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(round(seconds / 5) * 5, 5)} s left"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+@dataclass
+class Running:
+    what: str
+    phase: str
+    since: float
+
+
+class Tally:
+    """Where a build's renders stand: waiting, running (and in which phase), done; the money
+    against the budget; the time left, from how long this build's renders took. Both
+    reporters show it; a timer thread reads it, hence the lock."""
+
+    def __init__(self, outlook: Outlook, now: Callable[[], float] = time.monotonic) -> None:
+        self.outlook = outlook
+        self.now = now
+        self.running: dict[str, Running] = {}
         self.done = 0
+        self.failed = 0
+        self.skipped = 0
+        self.spent = 0.0
+        self.took: list[float] = []  # seconds of each render this build made
+        self.lock = threading.Lock()
+
+    def start(self, shot: Shot) -> None:
+        with self.lock:
+            self.running[shot.key] = Running(_what(shot), RUNNING, self.now())
+
+    def phase(self, shot: Shot, phase: str, spent: float) -> None:
+        with self.lock:
+            self.spent = spent
+            entry = self.running.get(shot.key)
+            if entry is not None:
+                entry.phase = phase
+
+    def finish(self, outcome: Outcome, spent: float) -> None:
+        with self.lock:
+            self.running.pop(outcome.shot.key, None)
+            self.spent = spent
+            if outcome.status == Ran.SKIPPED:
+                self.skipped += 1
+                return
+            self.done += 1
+            self.failed += outcome.status == Ran.FAILED
+            if outcome.status == Ran.RENDERED and not outcome.collected:
+                self.took.append(outcome.seconds)
+
+    @property
+    def waiting(self) -> int:
+        return max(self.outlook.renders - self.done - self.skipped - len(self.running), 0)
+
+    def time_left(self) -> float | None:
+        """None until a render of this build has finished: nothing else says how long one
+        takes (Runware publishes no render times)."""
+        if not self.took:
+            return None
+        typical = statistics.median(self.took)
+        now = self.now()
+        lanes = [max(typical - (now - r.since), 0.0) for r in self.running.values()]
+        lanes += [0.0] * max(self.outlook.jobs - len(lanes), 1)
+        heapq.heapify(lanes)
+        for _ in range(self.waiting):  # each waiting render starts on the first lane free
+            heapq.heappush(lanes, heapq.heappop(lanes) + typical)
+        return max(lanes)
+
+    def line(self) -> str:
+        """The state of the renders in one line."""
+        return "rendering: " + "; ".join(self.parts())
+
+    def parts(self) -> list[str]:
+        """What is done and under way; the money (of a paid build); the time left."""
+        with self.lock:
+            phases = [entry.phase for entry in self.running.values()]
+            counts = [f"{self.done} of {self.outlook.renders} done"]
+            if self.failed:
+                counts.append(f"{self.failed} failed")
+            counts.append(f"{self.waiting} waiting")
+            counts += [f"{phases.count(p)} {p}" for p in (RUNNING, DOWNLOADING, CHECKING)]
+            parts = [", ".join(counts)]
+            if self.outlook.paid:
+                budget = self.outlook.budget
+                parts.append(
+                    f"spent ${self.spent:.2f}"
+                    + (f" of the ${budget:.2f} budget" if budget is not None else "")
+                    + f" (this build's renders: about ${self.outlook.estimate:.2f})"
+                )
+            left = self.time_left()
+            parts.append(_about(left) if left is not None else "time left: once one is done")
+            return parts
+
+    def rows(self, limit: int = SHOWN_RUNNING) -> list[tuple[str, str, str]]:
+        """The renders under way, the longest running first: (what, phase, elapsed)."""
+        with self.lock:
+            now = self.now()
+            entries = sorted(self.running.values(), key=lambda r: r.since)
+            return [(r.what, r.phase, clock(now - r.since)) for r in entries[:limit]]
+
+    @property
+    def under_way(self) -> int:
+        return len(self.running)
+
+
+class PlainReporter:
+    """One line per event on stderr, and every `every` seconds a line on where the renders
+    stand: for logs, CI and pipes, where a live display cannot be drawn."""
+
+    def __init__(
+        self,
+        outlook: Outlook,
+        verbosity: int = NORMAL,
+        stream: TextIO | None = None,
+        every: float = PLAIN_EVERY,
+    ) -> None:
+        self.tally = Tally(outlook)
         self.verbosity = verbosity
         self.stream = stream or sys.stderr
+        self.every = every
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def __enter__(self) -> PlainReporter:
+        if self.verbosity > QUIET and self.tally.outlook.renders:
+            self._timer = threading.Thread(target=self._tell, name="progress", daemon=True)
+            self._timer.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        return None
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+
+    def _tell(self) -> None:
+        while not self._stop.wait(self.every):
+            self._print(self.tally.line())
 
     def shot_started(self, shot: Shot) -> None:
+        self.tally.start(shot)
         if self.verbosity >= VERBOSE:
             self._print(f"started  {shot.label} [{shot.key[:10]}]")
 
+    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None:
+        self.tally.phase(shot, phase, spent)
+
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
-        if outcome.status in (Ran.RENDERED, Ran.CACHED, Ran.PULLED, Ran.FAILED):
-            self.done += 1
+        self.tally.finish(outcome, spent)
         if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
-            self._print(f"[{self.done}/{self.total}] {_describe(outcome)}")
+            done = self.tally.done
+            self._print(f"[{done}/{self.tally.outlook.renders}] {_describe(outcome)}")
 
     def note(self, message: str) -> None:
         if _worth_saying(message, self.verbosity):
@@ -75,54 +226,64 @@ class PlainReporter:
 
 
 class RichReporter:
-    """An overall bar (done/total, in flight, spend, ETA) and a line per finished shot."""
+    """A live display on the terminal: the state line (waiting, running, downloading,
+    checking, done; spend against the budget; time left) and each render under way with its
+    phase and elapsed time; a line per finished render printed above it."""
 
-    def __init__(self, total: int, estimate: float, verbosity: int = NORMAL) -> None:
+    def __init__(self, outlook: Outlook, verbosity: int = NORMAL) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.live import Live
 
+        self.tally = Tally(outlook)
         self.verbosity = verbosity
         self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]rendering"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[flight]} in flight"),
-            TextColumn("spent ${task.fields[spent]:.2f} of ~${task.fields[estimate]:.2f}"),
-            TimeRemainingColumn(),
+        self.live = Live(
             console=self.console,
-            transient=False,
+            get_renderable=self._display,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
-        self.task = self.progress.add_task(
-            "render", total=total, flight=0, spent=0.0, estimate=estimate
-        )
-        self.flight = 0
-        self.started = time.monotonic()
+
+    def _display(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        rows = self.tally.rows()
+        table = Table.grid(padding=(0, 2))
+        for column in ("what", "phase", "elapsed"):
+            table.add_column(column, justify="right" if column == "elapsed" else "left")
+        for what, phase, elapsed in rows:
+            style = "cyan" if phase == RUNNING else "blue"
+            table.add_row(Text("  " + printable(what)), Text(phase, style=style), elapsed)
+        more = self.tally.under_way - len(rows)
+        counts, *rest = self.tally.parts()
+        lines: list[Any] = [Text(f"rendering: {counts}", style="bold"), Text(" · ".join(rest))]
+        if rows:
+            lines.append(table)
+        if more > 0:
+            lines.append(Text(f"  and {more} more", style="dim"))
+        return Group(*lines)
 
     def __enter__(self) -> RichReporter:
-        self.progress.start()
+        self.live.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        self.live.stop()
 
     def shot_started(self, shot: Shot) -> None:
-        self.flight += 1
-        self.progress.update(self.task, flight=self.flight)
+        self.tally.start(shot)
         if self.verbosity >= VERBOSE:
-            self.progress.console.print(f"started  {shot.label} [dim]{shot.key[:10]}[/dim]")
+            self._print(f"started  {shot.label} [{shot.key[:10]}]", "dim")
+
+    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None:
+        self.tally.phase(shot, phase, spent)
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
-        if outcome.status in (Ran.RENDERED, Ran.FAILED):
-            self.flight = max(self.flight - 1, 0)
-        advance = 0 if outcome.status == Ran.SKIPPED else 1
-        self.progress.update(self.task, advance=advance, flight=self.flight, spent=spent)
+        self.tally.finish(outcome, spent)
         style = {
             Ran.RENDERED: "green",
             Ran.CACHED: "green",
@@ -130,18 +291,66 @@ class RichReporter:
             Ran.FAILED: "red",
         }.get(outcome.status, "yellow")
         if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
-            from rich.text import Text  # a label may hold brackets: never read as markup
-
-            self.progress.console.print(
-                Text(printable(_describe(outcome)), style=style), highlight=False
-            )
+            self._print(_describe(outcome), style)
 
     def note(self, message: str) -> None:
         if _worth_saying(message, self.verbosity):
-            self.progress.console.print(printable(message), markup=False, highlight=False)
+            self._print(message, "")
+
+    def _print(self, text: str, style: str) -> None:
+        from rich.text import Text  # a label may hold brackets: never read as markup
+
+        self.console.print(Text(printable(text), style=style), highlight=False)
 
 
-def make_reporter(total: int, estimate: float, verbosity: int) -> PlainReporter | RichReporter:
+def make_reporter(outlook: Outlook, verbosity: int) -> PlainReporter | RichReporter:
     if sys.stderr.isatty() and verbosity > QUIET:
-        return RichReporter(total, estimate, verbosity)
-    return PlainReporter(total, verbosity)
+        return RichReporter(outlook, verbosity)
+    return PlainReporter(outlook, verbosity)
+
+
+def summary_line(summary: BuildSummary) -> str:
+    """How a build ended, in words: what it rendered and paid, what it only collected (paid
+    by an earlier build), and what an interrupt left running (paid, collected next time), so
+    that the lines of a build and of its resume add up to what the provider billed."""
+    data = summary.to_json()
+    spending = summary.spending
+    renders = [
+        f"{data['rendered']} rendered",
+        *(
+            [
+                f"{data['collected']} collected (paid ${data['collected_cost']:.2f} by an earlier build)"
+            ]
+            if data["collected"]
+            else []
+        ),
+        f"{data['from_cache']} from cache",
+        *([f"{data['pulled']} from the team cache"] if data["pulled"] else []),
+        f"{data['failed']} failed",
+        *([f"{data['skipped']} not started"] if data["skipped"] else []),
+    ]
+    joined = {status: 0 for status in Joined}
+    for outcome in summary.sequences:
+        joined[outcome.status] += 1
+    films = [f"{joined[Joined.BUILT]} films joined"]
+    if joined[Joined.PLACED]:
+        films.append(f"{joined[Joined.PLACED]} placed (made before)")
+    films.append(f"{joined[Joined.CURRENT]} up to date")
+    money = f"spent ${spending.total:.2f}"
+    if spending.left_running_count:
+        money += (
+            f"; {spending.left_running_count} render(s) left running at the provider, about "
+            f"${spending.left_running:.2f}, already paid: the next build collects them without "
+            f"paying again (${spending.total + spending.left_running:.2f} in all)"
+        )
+    if spending.not_downloaded:
+        money += (
+            f"; {spending.not_downloaded} paid render(s) not downloaded: the next build "
+            "collects them"
+        )
+    head = "interrupted" if summary.interrupted else "done"
+    line = f"{head}: {', '.join(renders)}; {', '.join(films)}; {money}"
+    for outcome in summary.sequences:
+        if outcome.status in (Joined.BLOCKED, Joined.FAILED):
+            line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
+    return line

@@ -25,6 +25,7 @@ from pipeline.errors import MediaError
 from pipeline.nodes import CARD, CLIP, STILL, Sequence, Shot, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
+from pipeline.render import kind
 from pipeline.state import ShotState, said
 
 TEMPLATE = Path(__file__).resolve().parent / "review.html.j2"
@@ -124,6 +125,11 @@ class Board:
     formats: tuple[str, ...]
     totals: dict[str, Any]
     decisions: str  # the decisions file, as the page names it
+
+    @property
+    def build(self) -> str:
+        """Which build the page shows: the preview one and the paid one are kept apart."""
+        return kind(self.renderer).build
 
 
 @dataclass(frozen=True)

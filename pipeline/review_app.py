@@ -258,7 +258,7 @@ def _joined(served: Served) -> dict[str, Any]:
     output = BuildOutput(
         info=lambda message: None,
         warn=notes.append,
-        progress=lambda total, estimate: make_reporter(total, estimate, QUIET),
+        progress=lambda outlook: make_reporter(outlook, QUIET),
     )
     summary = served.session.build(output, join_only=True, remote=True)
     joined = [
@@ -373,9 +373,10 @@ def serve(session: Session, host: str, port: int, open_browser: bool) -> int:
     url = f"http://{shown}:{port}/"
     print(url, flush=True)
     path = decisions.decisions_path(session.spec)
-    print(
-        f"review app for {session.spec}: decisions go to {path}; Ctrl-C stops it", file=sys.stderr
-    )
+    which, other = session.looking_at()
+    print(f"review app for {which}: decisions go to {path}; Ctrl-C stops it", file=sys.stderr)
+    if other:
+        print(f"note: {other}", file=sys.stderr)
     if not _loopback(host):
         print(
             f"warning: listening on {host}: whoever reaches this address can change the picks",

@@ -74,7 +74,10 @@ def cli(capsys: pytest.CaptureFixture[str]):
     """Run `storyboard ARGS...` in this process; returns exit code, stdout and stderr."""
 
     def run(*args: str) -> Result:
-        code = main([str(a) for a in args])
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help, a usage error
+            code = int(exc.code or 0)
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -149,3 +149,36 @@ def test_gc_does_not_guess_from_the_first_lines(project: Path, cli, two) -> None
     listed = json.loads(cli("gc", "--json").out)
     assert str((project / "specs" / "b.yaml").resolve()) in listed["storyboards"]
     assert listed["unused"] == []
+
+
+def test_a_journal_entry_of_a_task_already_delivered_goes_and_a_forced_ones_stays(
+    tmp_path: Path,
+) -> None:
+    """A build killed between storing a clip and clearing its journal entry: the next build
+    settles the entry of that very task, never that of a newer task of the same key."""
+    from pipeline.cache import JournalEntry
+
+    cache = Cache(tmp_path / "cache")
+    for key, delivered_task, journaled_task in (
+        ("a" * 64, "task-delivered", "task-delivered"),
+        ("b" * 64, "task-old", "task-forced-again"),
+    ):
+        clip = tmp_path / f"{key[0]}.mp4"
+        clip.write_bytes(b"a clip")
+        cache.clips.put(
+            key,
+            clip,
+            sha256="x",
+            duration=6.0,
+            width=1366,
+            height=768,
+            renderer="runware",
+            remote_ids={"taskUUID": delivered_task},
+            cost=0.28,
+        )
+        entry = JournalEntry(
+            key=key, renderer="runware", label=key[0], started=0.0, task_uuid=journaled_task
+        )
+        cache.journal.write(entry)
+    cache.clean()
+    assert list(cache.journal.entries()) == ["b" * 64]

@@ -103,7 +103,7 @@ def test_each_reason_is_said(project: Path, cli, why: Path) -> None:
     )
 
     forced = cli("build", why, "--preview", "-v", "--force", "boat")
-    assert "cached    boat: forced (--force)" in forced.err
+    assert "render   boat: cached, forced (--force)" in forced.err
 
     shutil.rmtree(project / ".storyboard")  # a fresh clone: the lock in git, no cache
     (project / ".storyboard").mkdir()

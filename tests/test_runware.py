@@ -108,9 +108,8 @@ def test_max_cost_below_estimate_submits_nothing(project: Path, cli, server, sim
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "lots"])
 def test_max_cost_must_be_a_positive_number(project: Path, cli, simple, value: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli("build", simple, "--max-cost", value)
-    assert exit_info.value.code == 2
+    result = cli("build", simple, "--max-cost", value)
+    assert result.code == 2 and "--max-cost" in result.err
 
 
 def test_max_cost_stops_new_submits_mid_build(project: Path, cli, server, simple) -> None:
@@ -194,9 +193,13 @@ def test_an_unreadable_journal_entry_is_an_error_naming_it(
 
 
 def _spawn(project: Path, spec: Path, server: RunwareServer, *extra: str) -> subprocess.Popen:
+    """A build in a child process: its JSON summary on stdout, unless `extra` asks for words
+    (`--words`, which is not passed on)."""
     env = {**os.environ, "RUNWARE_BASE_URL": server.url, "RUNWARE_API_KEY": KEY}
+    summary = [] if "--words" in extra else ["--json"]
+    extra = tuple(e for e in extra if e != "--words")
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "build", str(spec), "--json", *extra],
+        [sys.executable, "-m", "pipeline", "build", str(spec), *summary, *extra],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -221,9 +224,41 @@ def test_sigkill_with_tasks_in_flight_then_rebuild(project: Path, cli, server, s
     assert result.code == 0, result.err
     stats = assert_money_safe(server, cache_of(project))
     assert stats["submits"] == 3 and stats["accepted"] == 3  # collected, not sent again
-    assert summary["rendered"] == 3 and summary["collected"] == 3
+    assert summary["rendered"] == 0 and summary["collected"] == 3
     assert summary["spent"] == 0 and summary["collected_cost"] == pytest.approx(SIMPLE_COST)
     assert cache_of(project).journal.entries() == {}
+
+
+def test_an_interrupt_and_its_resume_add_up_to_what_was_billed(
+    project: Path, cli, server, simple
+) -> None:
+    """One render done, one cut short at the provider (paid), one never sent: the interrupted
+    build says what it spent and what it left running; the next one what it only collected."""
+    server.set_faults(latency=2.0)
+    process = _spawn(project, simple, server, "-j", "1", "--words")
+    deadline = time.monotonic() + 30
+    clips = project / ".storyboard" / "clips"
+    while server.stats()["accepted"] < 2 or not any(clips.rglob("*.mp4")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # no new renders...
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)  # ...and exit now: the running task stays journaled
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: 1 rendered, 0 from cache, 0 failed, 1 not started")
+    assert "spent $0.28; 1 render(s) left running at the provider, about $0.28" in last
+    assert "($0.56 in all)" in last
+    result = cli("build", simple)
+    assert result.code == 0, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(
+        "done: 1 rendered, 1 collected (paid $0.28 by an earlier build), 1 from cache, 0 failed"
+    )
+    assert last.endswith("spent $0.28")
+    stats = assert_money_safe(server, cache_of(project))
+    assert stats["billed_cost"] == pytest.approx(0.28 + 0.28 + 0.28)  # what the two lines say
 
 
 def test_builds_racing_on_one_cache_never_pay_twice(

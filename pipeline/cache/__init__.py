@@ -101,6 +101,16 @@ class Cache:
             self.fonts,
         ):
             remove_left_behind(folder, r"^\..+\.(?P<pid>\d+)\.tmp$")
+        self._settle_delivered()
+
+    def _settle_delivered(self) -> None:
+        """A build killed between storing a clip and clearing its journal entry leaves the
+        entry of a task already delivered: it goes once the clip in the cache is that task's
+        (a forced render of a cached key journals a new task: its entry stays)."""
+        for key, entry in self.journal.entries().items():
+            record = self.clips.get(key)
+            if entry.task_uuid and record and record.remote_ids.get("taskUUID") == entry.task_uuid:
+                self.journal.clear(key)
 
     def frame(self, upstream: Shot, at: str | float) -> tuple[Path, str] | None:
         """An upstream render's frame and its hash: a still's image, or a frame taken from

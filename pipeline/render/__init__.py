@@ -26,11 +26,24 @@ class RendererKind:
     paid: bool
     module: str
     cls: str
+    build: str  # its build, as commands that look at one name it
 
 
 KINDS = {
-    "preview": RendererKind("preview", False, "pipeline.render.preview", "PreviewRenderer"),
-    "runware": RendererKind("runware", True, "pipeline.render.runware", "RunwareRenderer"),
+    "preview": RendererKind(
+        "preview",
+        False,
+        "pipeline.render.preview",
+        "PreviewRenderer",
+        "the preview build (local animatics: free)",
+    ),
+    "runware": RendererKind(
+        "runware",
+        True,
+        "pipeline.render.runware",
+        "RunwareRenderer",
+        "the Runware build (paid renders)",
+    ),
 }
 RENDERERS = tuple(KINDS)
 
@@ -59,6 +72,11 @@ class RenderJob:
     # The frames other shots start from (first, last, seconds): taken while the clip is
     # checked, so that it is decoded once.
     frames: tuple[str | float, ...] = ()
+    # Told what the render is doing now (DOWNLOADING, CHECKING): for the progress display.
+    phase: Callable[[str], None] = ignore
+
+
+RUNNING, DOWNLOADING, CHECKING = "running", "downloading", "checking"  # a render's phases
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import ffmpeg
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
 from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, Shot
-from pipeline.render import KINDS, RenderJob, RenderResult
+from pipeline.render import CHECKING, KINDS, RenderJob, RenderResult
 from pipeline.typeface import BUNDLED, Fonts, covering
 
 PUSH_IN = 0.12  # how far the first frame zooms over the clip
@@ -286,6 +286,7 @@ class PreviewRenderer:
             except MediaError as exc:
                 raise RenderError(f"shot '{job.shot.label}': {exc.message}") from None
         asked = (card.width, card.height, card.duration)
+        job.phase(CHECKING)
         info, frames = await asyncio.to_thread(
             media.check_render, job.output, card.kind, job.frames, asked
         )
@@ -305,6 +306,7 @@ class PreviewRenderer:
         except MediaError as exc:
             raise RenderError(f"shot '{shot.label}': {exc.message}") from None
         asked = None if shot.sound else (shot.width, shot.height, shot.duration)
+        job.phase(CHECKING)
         info, frames = await asyncio.to_thread(
             media.check_render, job.output, shot.kind, job.frames, asked
         )

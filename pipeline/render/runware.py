@@ -46,7 +46,15 @@ from pipeline.errors import (
     UserError,
 )
 from pipeline.nodes import LIPSYNC, UPSCALE, Shot, placed
-from pipeline.render import KINDS, RendererOptions, RenderJob, RenderResult, ignore
+from pipeline.render import (
+    CHECKING,
+    DOWNLOADING,
+    KINDS,
+    RendererOptions,
+    RenderJob,
+    RenderResult,
+    ignore,
+)
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
@@ -898,8 +906,10 @@ class RunwareRenderer:
                 self.note(f"shot '{shot.label}': {problem}; downloading it again")
                 await asyncio.sleep(self.backoff.delay(attempt - 1))
             try:
+                job.phase(DOWNLOADING)
                 async with asyncio.timeout(self.download_timeout):
                     await self._fetch(url, job)
+                job.phase(CHECKING)
                 return await asyncio.get_running_loop().run_in_executor(
                     self._checks, media.check_render, job.output, shot.kind, job.frames
                 )

@@ -10,7 +10,7 @@ import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline import hashing, media
 from pipeline.cache import Cache, ClipRecord, JournalEntry
@@ -72,8 +72,21 @@ class Outcome:
     collected: bool = False
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """What a build's renders are before they start, for a progress display."""
+
+    renders: int
+    estimate: float  # USD, of the new renders
+    budget: float | None  # --max-cost or the storyboard's budget:
+    jobs: int
+    paid: bool
+
+
 class Reporter(Protocol):
     def shot_started(self, shot: Shot) -> None: ...
+
+    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None: ...
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None: ...
 
@@ -95,6 +108,11 @@ class Spending:
     estimated: float = 0.0
     in_flight: float = 0.0
     collected: float = 0.0
+    # Paid tasks sent to the provider and still running when the build was cut short: billed
+    # (at their estimate, until a build collects them and learns their cost).
+    left_running: float = 0.0
+    left_running_count: int = 0
+    not_downloaded: int = 0  # done and paid at the provider, the download cut short
 
     @property
     def total(self) -> float:
@@ -122,6 +140,8 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self.spending = Spending(limit=self.options.max_cost)
+        self.cut_short: list[Outcome] = []  # the outcomes so far, when the run was cancelled
+        self._left_running: set[str] = set()
         self.team = (
             Team(
                 self.remote,
@@ -154,8 +174,21 @@ class Scheduler:
         except asyncio.CancelledError:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            ended = await asyncio.gather(*tasks, return_exceptions=True)
+            self.cut_short = self._cut_short(nodes, ended)
             raise
+
+    def _cut_short(self, nodes: list[str], ended: list[Any]) -> list[Outcome]:
+        """The outcomes of a run cancelled at once: what finished, and what never started
+        (the renders left running at the provider are counted in the spending)."""
+        outcomes = []
+        for node, result in zip(nodes, ended, strict=True):
+            shot = self.graph.shot(node)
+            if isinstance(result, Outcome):
+                outcomes.append(result)
+            elif shot.key not in self._left_running:
+                outcomes.append(Outcome(shot, Ran.SKIPPED, error="not started: interrupted"))
+        return outcomes
 
     async def _settled(self, node: str) -> Outcome:
         """The node's outcome, told to the renders that wait on its frames."""
@@ -324,23 +357,38 @@ class Scheduler:
                 held = False
                 self._slots.release()
 
+        sent = False
+
+        def note_task(task: str) -> None:
+            nonlocal sent
+            self._note_task(shot, task)
+            sent = True
+
         job = RenderJob(
             shot=shot,
             output=output,
-            note_task=lambda task: self._note_task(shot, task),
+            note_task=note_task,
             resume_task=resume.task_uuid if resume else None,
             resumed_at=resume.since if resume else None,
             remote_done=remote_done,
             frames=self._taken.get(shot.key, ()),
+            phase=lambda phase: self.reporter.shot_phase(shot, phase, self.spending.total),
         )
         self.reporter.shot_started(shot)
         try:
             result = await self.renderer.render(job)
             record, warning = await asyncio.to_thread(self._store, shot, result)
-        except BaseException:
+        except BaseException as exc:
             _remove(output)
             for at in job.frames:
                 _remove(output.with_name(f"{output.name}.{at}.png"))
+            if isinstance(exc, asyncio.CancelledError) and sent:
+                self._left_running.add(shot.key)  # the journal keeps it: collected next time
+                if over:
+                    self.spending.not_downloaded += 1
+                elif not resume:
+                    self.spending.left_running += price
+                    self.spending.left_running_count += 1
             raise
         finally:
             if not over:
@@ -614,6 +662,7 @@ async def _render(
         summary.outcomes = await scheduler.run(nodes)
     except asyncio.CancelledError:
         summary.interrupted = True
+        summary.outcomes = scheduler.cut_short
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)

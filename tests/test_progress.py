@@ -1,0 +1,132 @@
+"""The progress of a build: a live display on a terminal, a line every 30 s elsewhere."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+from pipeline.progress import PlainReporter, Tally
+from pipeline.render import DOWNLOADING
+from pipeline.run.shots import Outcome, Outlook
+from pipeline.state import Ran
+from tests.conftest import a_shot
+from tests.runware_support import KEY
+
+OUTLOOK = Outlook(renders=3, estimate=0.84, budget=5.0, jobs=2, paid=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_state_line_counts_each_phase_and_estimates_the_time_left() -> None:
+    clock = Clock()
+    tally = Tally(OUTLOOK, clock)
+    first, second, third = (a_shot(f"{n}" * 64, label=f"s{n}") for n in (1, 2, 3))
+    tally.start(first)
+    tally.start(second)
+    tally.phase(second, DOWNLOADING, spent=0.28)  # its task is over: its cost is known
+    assert tally.line() == (
+        "rendering: 0 of 3 done, 1 waiting, 1 running, 1 downloading, 0 checking; "
+        "spent $0.28 of the $5.00 budget (this build's renders: about $0.84); "
+        "time left: once one is done"
+    )
+    clock.now = 160.0
+    assert tally.rows() == [("s1", "running", "1:00"), ("s2", "downloading", "1:00")]
+    tally.finish(Outcome(second, Ran.RENDERED, seconds=60.0), spent=0.28)
+    clock.now = 170.0
+    tally.start(third)
+    clock.now = 190.0
+    # At the 60 s a render took, s1 is due and s3 has 40 s to go.
+    assert tally.line() == (
+        "rendering: 1 of 3 done, 0 waiting, 2 running, 0 downloading, 0 checking; "
+        "spent $0.28 of the $5.00 budget (this build's renders: about $0.84); about 40 s left"
+    )
+    preview = Tally(Outlook(3, 0.0, None, 4, paid=False), clock)
+    assert "$" not in preview.line()  # a free build says nothing of money
+
+
+def test_without_a_terminal_the_state_is_a_line_every_interval() -> None:
+    stream = io.StringIO()
+    shot = a_shot("4" * 64, label="hero")
+    with PlainReporter(OUTLOOK, stream=stream, every=0.05) as reporter:
+        reporter.shot_started(shot)
+        time.sleep(0.3)
+        reporter.shot_finished(Outcome(shot, Ran.FAILED, error="it broke"), spent=0.0)
+    lines = stream.getvalue().splitlines()
+    states = [
+        line for line in lines if line.startswith("rendering: 0 of 3 done, 2 waiting, 1 running")
+    ]
+    assert len(states) >= 3  # one every 0.05 s while it ran
+    assert lines[-1] == "[1/3] failed   hero: it broke"
+    quiet = io.StringIO()
+    with PlainReporter(OUTLOOK, verbosity=0, stream=quiet, every=0.01):
+        time.sleep(0.05)
+    assert quiet.getvalue() == ""  # -q: no state lines
+
+
+def _read_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run `command` on a pseudo-terminal of 120 columns; everything it drew, no escapes."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child, close_fds=True
+    )
+    os.close(child)
+    drawn = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=10)
+    os.close(main)
+    assert process.returncode == 0, drawn.decode(errors="replace")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", drawn.decode(errors="replace"))
+
+
+def test_a_terminal_shows_each_render_under_way_with_its_time(
+    project: Path, server, simple: Path
+) -> None:
+    server.set_faults(latency=2.5)
+    env = {
+        **os.environ,
+        "RUNWARE_BASE_URL": server.url,
+        "RUNWARE_API_KEY": KEY,
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+    }
+    env.pop("NO_COLOR", None)
+    command = [sys.executable, "-m", "pipeline", "build", str(simple), "-j", "2"]
+    drawn = _read_terminal([*command, "--max-cost", "5"], project, env)
+    assert "rendering: 0 of 3 done, 1 waiting, 2 running, 0 downloading, 0 checking" in drawn
+    assert "spent $0.00 of the $5.00 budget (this build's renders: about $0.84)" in drawn
+    # Each render under way, with its phase and how long it has been running.
+    assert re.search(r"s0\s+running\s+0:02", drawn) and re.search(r"s1\s+running\s+0:0\d", drawn)
+    # Once two are done, the time left comes from how long they took.
+    assert re.search(
+        r"2 of 3 done, .*\nspent \$0\.56 of the \$5\.00 budget .* · about \d+ s left", drawn
+    )
+    assert "rendered s2" in drawn and "done: 3 rendered" in drawn
