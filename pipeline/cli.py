@@ -117,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    init = _command(
+        commands,
+        "init",
+        cmd_init,
+        "start a project: a storyboard, its templates, the editor schema, a .gitignore and "
+        "a git repository (when not in one)",
+    )
+    init.add_argument("folder", nargs="?", type=Path, default=Path(), help="where (default: here)")
+    init.add_argument(
+        "--name", default="first", help="the storyboard's name: specs/NAME.yaml (first)"
+    )
+
     plan = _command(commands, "plan", cmd_plan, "show every shot, what is cached, and the cost")
     _spec_options(plan)
     plan.add_argument(
@@ -357,6 +369,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--cache-dir", help="cache folder (default: .storyboard/ at project root)")
     gc.add_argument("--json", action="store_true", help="print as JSON")
+    schema = _command(
+        commands,
+        "schema",
+        cmd_schema,
+        "print the JSON Schema of the storyboard format (editors complete and check with it)",
+    )
+    schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
+
+    completion = _command(
+        commands,
+        "completion",
+        cmd_completion,
+        'print the shell completion script: eval "$(storyboard completion bash)"',
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    hidden = commands.add_parser("__complete")  # no help: not listed
+    hidden.add_argument("words", nargs=argparse.REMAINDER)
+    hidden.set_defaults(handler=cmd_complete, handler_name="__complete")
     return parser
 
 
@@ -485,6 +515,56 @@ def _say_which_build(looked_at: Session, stream: Any = None) -> None:
     if other:
         _note(other)
     print(printable(which[0].upper() + which[1:]), file=stream or sys.stdout, flush=True)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipeline.new_project import create
+
+    made = create(args.folder, args.name)
+    for path in made.files:
+        print(printable(f"wrote {made.folder / path}"))
+    if made.git == "created":
+        print(printable(f"made a git repository in {made.folder}"))
+    elif made.git == "missing":
+        _note("git was not found: make the folder a git repository to version the storyboard")
+    where = "" if made.folder == Path() else f"cd {made.folder} && "
+    print(
+        printable(
+            f"next: {where}storyboard build {made.storyboard} --preview   (free animatics; "
+            "then without --preview, with RUNWARE_API_KEY set, for the real renders)"
+        )
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pipeline.spec.json_schema import storyboard_schema
+
+    text = json.dumps(storyboard_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    from pipeline.cache import write_atomic
+
+    write_atomic(args.output, text)
+    print(printable(f"wrote {args.output}"), file=sys.stderr)
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from pipeline.completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    """The candidates for the words on the command line (the completion scripts ask)."""
+    from pipeline.completion import candidates
+
+    for candidate in candidates(build_parser(), list(args.words)):
+        print(candidate)
+    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -462,9 +462,9 @@ def test_a_japanese_prompt_is_drawn_in_a_font_that_has_it(tmp_path: Path, monkey
     )
     shot = SimpleNamespace(
         label="far", variant="", take=1, takes=1, width=1366, height=768, duration=6, fps=25,
-        prompt=prompt, key="ab" * 32, images=(), still=False,
+        prompt=prompt, key="ab" * 32, images=(), still=False, request={},
     )  # fmt: skip
-    job = SimpleNamespace(shot=shot)
+    job = SimpleNamespace(shot=shot, variants=(), frames=())
     monkeypatch.setenv("FONTCONFIG_FILE", str(tmp_path / "none.conf"))
     write(tmp_path / "none.conf", '<?xml version="1.0"?>\n<fontconfig></fontconfig>\n')
     plain = card_for(job, Fonts())

@@ -22,6 +22,7 @@ from pipeline.expand.context import (
     select,
     size_of,
 )
+from pipeline.expand.framing import WHOLE, kept_area
 from pipeline.nodes import (
     CLIP,
     STILL,
@@ -135,6 +136,11 @@ def expand_shot(
         ]
         asked = Asked(prompt, width, height, duration, fps, optimizer, negative, audio)
         request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
+        if context.renderer == "preview":
+            # An animatic's labels go where every format of its films keeps the picture.
+            area = kept_area(spec.storyboard, shot.id, width, height)
+            if area != WHOLE:
+                request = {**request, "previewLabelArea": list(area)}
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
         price = _price(shot, board, info, model_id, (width, height, duration), audio)
         takes, pick, decided = _decided(spec, shot, label, variant_name, takes_written)

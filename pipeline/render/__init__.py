@@ -72,6 +72,9 @@ class RenderJob:
     # The frames other shots start from (first, last, seconds): taken while the clip is
     # checked, so that it is decoded once.
     frames: tuple[str | float, ...] = ()
+    # The variants the render serves (one render is shared by every variant whose request
+    # it is): what a preview labels it with.
+    variants: tuple[str, ...] = ()
     # Told what the render is doing now (DOWNLOADING, CHECKING): for the progress display.
     phase: Callable[[str], None] = ignore
 

@@ -6,6 +6,7 @@ import asyncio
 import colorsys
 import tempfile
 import textwrap
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,22 +38,31 @@ class Card:
     font: Path = BUNDLED  # of the title (and the labels)
     prompt_font: Path = BUNDLED
     still: bool = False  # one PNG frame, the placeholder of a keyframe image
+    # Where the labels go (x0, y0, x1, y1 of the frame): what every format of its films keeps.
+    area: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    # Frames drawn without labels: the ones other shots start from, so that a shot that
+    # starts from this one starts from a clean picture.
+    clean: tuple[int, ...] = ()
 
     @property
     def kind(self) -> str:
         return STILL if self.still else CLIP
+
+    @property
+    def frames(self) -> int:
+        return 1 if self.still else round(self.duration * (self.fps or 25))
 
 
 def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
     """The card of a shot, its words in a font that draws them (a Japanese prompt needs a
     font with Japanese glyphs: fontconfig finds one on this machine when there is one)."""
     shot = job.shot
-    parts = [shot.label]
-    if shot.variant:
-        parts.append(shot.variant)
-    parts.append(f"take {shot.take}/{shot.takes}")
-    title = "  ·  ".join(parts)
+    title = "  ·  ".join(
+        [shot.label, *_serves(shot, job.variants), f"take {shot.take}/{shot.takes}"]
+    )
     fonts = fonts or Fonts()
+    area = shot.request.get("previewLabelArea") or (0.0, 0.0, 1.0, 1.0)
+    frames = 1 if shot.still else round(shot.duration * (shot.fps or 25))
     return Card(
         width=shot.width,
         height=shot.height,
@@ -65,7 +75,29 @@ def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
         font=covering(title, fonts)[0],
         prompt_font=covering(shot.prompt, fonts)[0],
         still=shot.still,
+        area=(float(area[0]), float(area[1]), float(area[2]), float(area[3])),
+        clean=clean_frames(job.frames, frames, shot.fps or 25),
     )
+
+
+def _serves(shot: Shot, variants: tuple[str, ...]) -> list[str]:
+    """The variant a render is of, or how many share it (not the first one's name)."""
+    named = [v for v in variants if v]
+    if len(named) > 1:
+        return [f"shared by {len(named)} variants"]
+    if named:
+        return named
+    return [shot.variant] if shot.variant else []
+
+
+def clean_frames(wanted: tuple[str | float, ...], frames: int, fps: int) -> tuple[int, ...]:
+    """The frames another shot may start from: the first, the last, and the one on screen
+    at each time asked for (as media.FrameTaker picks it)."""
+    chosen = {0, frames - 1}
+    for at in wanted:
+        if isinstance(at, int | float):
+            chosen.add(min(int(at * fps + 1e-6), frames - 1))
+    return tuple(sorted(chosen))
 
 
 def colour(seed: str) -> str:
@@ -78,11 +110,15 @@ def colour(seed: str) -> str:
 def command(card: Card, output: Path, workdir: Path) -> list[str]:
     """The ffmpeg arguments that draw `card` into `output`."""
     width, height, fps = card.width, card.height, card.fps or 25
-    frames = 1 if card.still else round(card.duration * fps)
+    frames = card.frames
     if card.still:
         source = f"color=c={colour(card.colour_seed)}:s={width}x{height}:r={fps}:d=1"
-        video = ffmpeg.input(source, f="lavfi")
-    elif card.image is not None:
+        # A keyframe is a picture shots start from: shaded, and never labelled.
+        video = ffmpeg.input(source, f="lavfi").filter("vignette", angle=0.9)
+        return ffmpeg.output(  # type: ignore[no-any-return]
+            video, str(output), vcodec="png", frames=1, f="image2", update=1
+        ).get_args(overwrite_output=True)
+    if card.image is not None:
         video = ffmpeg.input(str(card.image), loop=1, framerate=fps, t=card.duration)
         video = (
             video.filter("scale", width, height, force_original_aspect_ratio="increase")
@@ -103,65 +139,84 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
     else:
         source = f"color=c={colour(card.colour_seed)}:s={width}x{height}:r={fps}:d={card.duration}"
         video = ffmpeg.input(source, f="lavfi")
-    title_file = workdir / "title.txt"
-    prompt_file = workdir / "prompt.txt"
-    title_file.write_text(card.title, encoding="utf-8")
-    prompt_file.write_text(_excerpt(card.prompt, width), encoding="utf-8")
-    font = str(card.font)
-    big, small = max(height // 18, 10), max(height // 34, 8)
-    margin = width // 28
-    video = (
-        video.filter("drawbox", x=0, y="ih*0.64", w="iw", h="ih*0.36", color="black@0.5", t="fill")
-        .drawtext(
-            fontfile=font,
-            textfile=str(title_file),
-            expansion="none",
-            fontcolor="white",
-            fontsize=big,
-            x=margin,
-            y="h*0.67",
-        )
-        .drawtext(
-            fontfile=str(card.prompt_font),
-            textfile=str(prompt_file),
-            expansion="none",
-            fontcolor="white@0.9",
-            fontsize=small,
-            line_spacing=small // 3,
-            x=margin,
-            y=f"h*0.67+{big * 3 // 2}",
-        )
-        .drawtext(
-            fontfile=font,
-            text="PREVIEW",
-            expansion="none",
-            fontcolor="white@0.8",
-            fontsize=small,
-            x=margin,
-            y=margin // 2,
-            box=1,
-            boxcolor="black@0.4",
-            boxborderw=small // 3,
-        )
-    )
-    if card.still:
-        return ffmpeg.output(  # type: ignore[no-any-return]
-            video, str(output), vcodec="png", frames=1, f="image2", update=1
-        ).get_args(overwrite_output=True)
-    video = video.drawtext(
-        fontfile=font,
-        timecode="00:00:00:00",
-        rate=fps,
-        fontcolor="white",
-        fontsize=big,
-        x=f"w-tw-{margin}",
-        y=margin // 2,
-        box=1,
-        boxcolor="black@0.4",
-        boxborderw=small // 3,
-    )
+    video = _labels(video, card, workdir)
     stream = ffmpeg.output(video, str(output), **_encoding(fps), frames=frames, an=None)
     return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+
+
+def _labels(video: Any, card: Card, workdir: Path) -> Any:
+    """The title, the prompt, PREVIEW and the clip's timecode, inside the card's area and
+    sized to it; none of them on the clean frames."""
+    x0, y0, x1, y1 = card.area
+    left, top = round(x0 * card.width), round(y0 * card.height)
+    wide, high = round((x1 - x0) * card.width), round((y1 - y0) * card.height)
+    margin = max(wide // 28, 6)
+    room = wide - 2 * margin
+    big = max(min(high // 18, int(room / (_advance(card.title) * max(len(card.title), 1)))), 10)
+    small = max(min(high // 34, big), 8)
+    band = round(high * 0.36)
+    lines = max((band - big * 2) // (small + small // 3), 1)
+    title_file, prompt_file = workdir / "title.txt", workdir / "prompt.txt"
+    title_file.write_text(card.title, encoding="utf-8")
+    prompt_file.write_text(wrap(card.prompt, room, small, lines), encoding="utf-8")
+    shown = {"enable": "not(" + "+".join(f"eq(n,{n})" for n in card.clean) + ")"}
+    label = {"fontfile": str(card.font), "expansion": "none", "fontsize": small, **shown}
+    boxed = {"box": 1, "boxcolor": "black@0.4", "boxborderw": small // 3}
+    band_top = top + high - band
+    return (
+        video.filter(
+            "drawbox", x=left, y=band_top, w=wide, h=band, color="black@0.5", t="fill", **shown
+        )
+        .drawtext(
+            **{**label, "fontsize": big},
+            textfile=str(title_file),
+            fontcolor="white",
+            x=left + margin,
+            y=band_top + big // 2,
+        )
+        .drawtext(
+            **{**label, "fontfile": str(card.prompt_font)},
+            textfile=str(prompt_file),
+            fontcolor="white@0.9",
+            line_spacing=small // 3,
+            x=left + margin,
+            y=band_top + big * 2,
+        )
+        .drawtext(
+            **label,
+            **boxed,
+            text="PREVIEW",
+            fontcolor="white@0.8",
+            x=left + margin,
+            y=top + margin // 2,
+        )
+        .drawtext(
+            **label,
+            **boxed,
+            timecode="00:00:00:00",
+            rate=card.fps or 25,
+            fontcolor="white",
+            x=f"{left + wide - margin}-tw",
+            y=top + margin // 2,
+        )
+    )
+
+
+def _advance(text: str) -> float:
+    """About how wide a character of `text` is, in font sizes: CJK characters are square."""
+    wide = sum(1 for c in text if unicodedata.east_asian_width(c) in "WF")
+    return 0.58 + 0.42 * wide / max(len(text), 1)
+
+
+def wrap(prompt: str, room: int, size: int, lines: int) -> str:
+    """The prompt in lines that fit `room` pixels at `size`, at most `lines` of them (the
+    last cut with an ellipsis)."""
+    text = prompt or "(no prompt: image only)"
+    columns = max(int(room / (size * _advance(text))), 8)
+    wrapped = textwrap.wrap(text, columns) or [text]
+    if len(wrapped) > lines:
+        wrapped = [*wrapped[: lines - 1], wrapped[lines - 1][: columns - 1] + "…"]
+    return "\n".join(wrapped)
 
 
 def _encoding(fps: int) -> dict[str, Any]:
@@ -234,14 +289,6 @@ def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
         **audio,
     )
     return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
-
-
-def _excerpt(prompt: str, width: int) -> str:
-    columns = max(int(width / 13), 30)
-    lines = textwrap.wrap(prompt or "(no prompt: image only)", columns)
-    if len(lines) > 4:
-        lines = [*lines[:3], lines[3][: columns - 1] + "…"]
-    return "\n".join(lines)
 
 
 def time_limit(card: Card) -> float:

@@ -168,6 +168,7 @@ class Scheduler:
         # taken while the render is checked, and by the key it has then.
         self._wanted = self.graph.frames_taken(nodes)
         self._taken: dict[str, tuple[str | float, ...]] = {}
+        self._variants: dict[str, tuple[str, ...]] = {}  # by key: the variants it serves
         tasks = [asyncio.create_task(self._settled(node)) for node in nodes]
         try:
             return list(await asyncio.gather(*tasks))
@@ -215,6 +216,7 @@ class Scheduler:
                 )
                 return self._finish(Outcome(shot, Ran.FAILED, error=error))
         self._taken[shot.key] = self._wanted.get(node, ())
+        self._variants[shot.key] = self.graph.variants.get(node, ())
         fd = await self._lock(shot)
         if fd is None:
             return Outcome(shot, Ran.SKIPPED, error=self._why_not())
@@ -372,6 +374,7 @@ class Scheduler:
             resumed_at=resume.since if resume else None,
             remote_done=remote_done,
             frames=self._taken.get(shot.key, ()),
+            variants=self._variants.get(shot.key, ()),
             phase=lambda phase: self.reporter.shot_phase(shot, phase, self.spending.total),
         )
         self.reporter.shot_started(shot)

@@ -148,7 +148,13 @@ class ShotSpec(ShotSettings):
     vars: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, Any] | None = None
     pick: int | None = Field(default=None, ge=1)
-    upscale: Annotated[UpscaleSpec | None, BeforeValidator(_upscale_shorthand)] = None
+    upscale: Annotated[
+        UpscaleSpec | None,
+        BeforeValidator(
+            _upscale_shorthand,
+            json_schema_input_type=Literal["1080p", "2k", "4k"] | UpscaleSpec | None,
+        ),
+    ] = None
     lipsync: LipsyncSpec | None = None
 
     @field_validator("matrix")
