@@ -76,6 +76,15 @@ class Diagnostic:
         return asdict(self)
 
 
+def shown(path: Path | str) -> str:
+    """A path as the person at this prompt reads it: relative to the current folder when it
+    is under it (`specs/a.yaml`, not `/home/ana/project/specs/a.yaml`)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """`: did you mean 'takes'?` when one of `known` is close to `name`, else ""."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)

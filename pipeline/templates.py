@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import linecache
 import os
 import re
 import resource
@@ -29,7 +31,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from pipeline.errors import SpecError, did_you_mean
+from pipeline.errors import SpecError, did_you_mean, shown
 from pipeline.project import OutsideProject, TooLarge, find_in, read_bounded
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
@@ -72,6 +74,7 @@ class PromptSource:
 
     path: Path
     lines: tuple[tuple[int, int], ...]
+    who: str = ""  # whose prompt, for messages: "shot 'still' [caramel]"
 
     def at(self, lineno: int | None) -> tuple[int, int]:
         return self.lines[min(max(lineno or 1, 1), len(self.lines)) - 1]
@@ -131,10 +134,27 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
-            raise self._runtime_error(exc, where, _message(exc, context)) from None
+            raise self._runtime_error(exc, where, _message(exc, context), context) from None
         if lines:
             return "\n".join(normalise(line) for line in text.splitlines() if line.strip())
         return normalise(text)
+
+    def value(self, text: str, context: dict[str, Any], where: PromptSource) -> Any:
+        """A var's value: `{{ expression }}` alone is what the expression is (a mapping
+        stays a mapping); other text with template syntax renders to text; the rest is kept."""
+        whole = _ONE_EXPRESSION.fullmatch(text)
+        if whole is None:
+            if "{{" in text or "{%" in text:
+                return self.render(template=None, inline=text, context=context, where=where)
+            return text
+        source = "{{ (" + whole.group(1) + ") | tojson }}"
+        try:
+            made = self.env.bounded_render(self._compile(None, source), context)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._syntax_error(exc, where) from None
+        except Exception as exc:
+            raise self._runtime_error(exc, where, _message(exc, context), context) from None
+        return json.loads(made)
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
         if template is not None:
@@ -156,8 +176,12 @@ class PromptTemplates:
         line, col = where.at(exc.lineno)
         return SpecError(where.path, line, col, f"prompt syntax: {message}", code="template-syntax")
 
-    def _runtime_error(self, exc: Exception, where: PromptSource, message: str) -> SpecError:
-        """Locate the error in a template (Jinja rewrites tracebacks to template lines).
+    def _runtime_error(
+        self, exc: Exception, where: PromptSource, message: str, context: dict[str, Any]
+    ) -> SpecError:
+        """Locate the error in a template (Jinja rewrites tracebacks to template lines), say
+        whose prompt it is (the shot and variant, and where the storyboard names the
+        template) and, for an undefined name, which names are defined.
 
         An undefined name is reported where it is looked up: the outermost template line
         that spells it, not the macro that later used the undefined value.
@@ -173,14 +197,63 @@ class PromptTemplates:
         if name is not None:
             spelled = re.compile(rf"\b{re.escape(name.group(1))}\b")
             chosen = next((f for f in frames if f.line and spelled.search(f.line)), chosen)
-        code = "undefined" if isinstance(exc, jinja2.UndefinedError) else "template"
-        if chosen is None:
-            line, col = where.at(1)
-            return SpecError(where.path, line, col, message, code=code)
-        if chosen.filename == "<template>":
-            line, col = where.at(chosen.lineno)
-            return SpecError(where.path, line, col, message, code=code)
-        return SpecError(chosen.filename, chosen.lineno or 1, 1, message, code=code)
+        undefined = isinstance(exc, jinja2.UndefinedError)
+        code = "undefined" if undefined else "template"
+        hint = _defined_names(context) if undefined else None
+        who = f"{where.who}: " if where.who else ""
+        if chosen is None or chosen.filename == "<template>":
+            line, col = where.at(chosen.lineno if chosen is not None else 1)
+            return SpecError(where.path, line, col, who + message, hint, code=code)
+        named = where.at(1)
+        whose = f"{where.who} ({shown(where.path)}:{named[0]}): " if where.who else ""
+        line = chosen.lineno or 1
+        written = linecache.getline(chosen.filename, line) or chosen.line or ""
+        missing = _MISSING_ATTRIBUTE.search(str(exc)) if undefined else None
+        if missing is not None:
+            message += _attribute_guess(written, missing.group(1), context)
+        col = _column(written, name.group(1) if name else missing.group(1) if missing else None)
+        return SpecError(shown(Path(chosen.filename)), line, col, whose + message, hint, code=code)
+
+
+_ONE_EXPRESSION = re.compile(r"\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*", re.DOTALL)
+MAX_NAMES_SHOWN = 40
+
+
+def _defined_names(context: dict[str, Any]) -> str:
+    names = sorted(str(name) for name in context)
+    shown_names = ", ".join(names[:MAX_NAMES_SHOWN])
+    more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
+    return f"defined here: {shown_names}{more}" if names else "no variable is defined here"
+
+
+_MISSING_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+
+
+def _attribute_guess(line: str, attribute: str, context: dict[str, Any]) -> str:
+    """For `{{ flavour.nmae }}`: what `flavour` is, and the key it may have meant."""
+    found = re.search(rf"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.{re.escape(attribute)}\b", line)
+    if found is None:
+        return ""
+    value: Any = context
+    for part in found.group(1).split("."):
+        if not isinstance(value, dict) or part not in value:
+            return ""
+        value = value[part]
+    if isinstance(value, dict):
+        keys = ", ".join(sorted(map(str, value))[:MAX_NAMES_SHOWN])
+        guess = did_you_mean(attribute, map(str, value))
+        guess = f"; {guess.removeprefix(': ')}" if guess else ""
+        return f" ({found.group(1)} has: {keys or 'no keys'}{guess})"
+    kind = "text" if isinstance(value, str) else type(value).__name__
+    return f" ({found.group(1)} is {kind}, {str(value)[:40]!r}: it has no '{attribute}')"
+
+
+def _column(line: str, name: str | None) -> int:
+    """The column of `name` on a template line (of the first expression, without one)."""
+    at = re.search(rf"\b{re.escape(name)}\b", line) if name else None
+    if at is None:
+        at = re.search(r"\{\{|\{%", line)
+    return (at.start() if at else 0) + 1
 
 
 def _message(exc: Exception, context: dict[str, Any]) -> str:

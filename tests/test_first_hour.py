@@ -173,3 +173,84 @@ def test_bash_completes_commands_options_files_shots_and_sequences(project: Path
     for shell in ("zsh", "fish"):
         printed = cli("completion", shell).out
         assert "storyboard __complete" in printed
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+COFFEE = """\
+version: 1
+name: coffee
+defaults: {model: acme:1@1, width: 320, height: 180, duration: 6}
+vars:
+  flavours: {caramel: {name: Caramel}, mocha: {name: Mocha}}
+matrix:
+  flavour_id: [caramel, mocha]
+shots:
+  - id: still
+    template: coffee/still.j2
+    vars: {flavour: "{{ flavours[flavour_id] }}", also: ["{{ flavour_id }} cup"]}
+  - id: other
+    prompt: "a cup of {{ flavuor_id }} coffee"
+"""
+
+
+def test_shot_vars_keep_what_their_expression_is(project: Path, cli) -> None:
+    import json
+
+    write(
+        project / "templates" / "coffee" / "still.j2", "A cup of {{ flavour.name }} ({{ also[0] }})"
+    )
+    spec = write(project / "specs" / "coffee.yaml", COFFEE.replace("flavuor_id", "flavour_id"))
+    result = cli("prompts", spec, "still", "--json")
+    assert result.code == 0, result.err
+    prompts = sorted(row["prompt"] for row in json.loads(result.out))
+    assert prompts == ["A cup of Caramel (caramel cup)", "A cup of Mocha (mocha cup)"]
+
+
+def test_an_undefined_name_says_whose_prompt_where_and_what_is_defined(project: Path, cli) -> None:
+    write(project / "templates" / "coffee" / "still.j2", "A cup of\n  {{ flavour.nmae }}")
+    write(project / "specs" / "coffee.yaml", COFFEE)
+    result = cli("plan", "specs/coffee.yaml", "--preview")
+    assert result.code == 2
+    lines = result.err.splitlines()
+    # A template file: its path as typed from here, the line and column of the name; the
+    # shot, its variant, and where the storyboard names the template.
+    assert lines[0] == (
+        "specs/coffee.yaml:13:13: shot 'other' [caramel]: undefined variable 'flavuor_id': "
+        "did you mean 'flavour_id'?"
+    )
+    assert lines[1] == "  hint: defined here: flavour_id, flavours"
+    assert lines[2] == (
+        "templates/coffee/still.j2:2:14: shot 'still' [caramel] (specs/coffee.yaml:10): "
+        "undefined value: 'dict object' has no attribute 'nmae' (flavour has: name; "
+        "did you mean 'name'?)"
+    )
+    assert lines[3] == "  hint: defined here: also, flavour, flavour_id, flavours"
+
+
+def test_patterns_typos_and_missing_files_are_said_in_words(project: Path, cli) -> None:
+    write(
+        project / "specs" / "words.yaml",
+        "version: 1\nname: words\n"
+        "shots:\n"
+        "  - {id: a, prompt: a lamp, first_frame: assets/nowhere.jpg}\n"
+        "  - {id: b, tempalte: x.j2}\n"
+        "  - {id: 'c d', prompt: x}\n"
+        "sequences:\n  - {id: s, shots: [a], formats: [16x9]}\n",
+    )
+    result = cli("plan", "specs/words.yaml", "--preview")
+    assert result.code == 2
+    said = result.err
+    assert "specs/words.yaml:4:42: file 'assets/nowhere.jpg' not found" in said
+    assert (
+        "hint: paths are relative to the storyboard's folder: looked for specs/assets/nowhere.jpg"
+        in said
+    )
+    assert (
+        "specs/words.yaml:5:13: shots[1]: unknown field 'tempalte': did you mean 'template'?"
+        in said
+    )
+    assert "shots[2].id: 'c d' is not an id" in said
+    assert "sequences[0].formats[0]: '16x9' is not a format" in said
+    assert "hint: write a ratio with a colon (16:9, 9:16, 1:1, 4:5) or a size in pixels" in said
+    assert "String should match" not in said and str(project) not in said

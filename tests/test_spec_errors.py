@@ -145,8 +145,11 @@ def test_undefined_variable_in_template_names_template_file_and_line(project: Pa
     result = cli("plan", spec)
     assert result.code == 2
     first = result.err.splitlines()[0]
-    assert first.startswith(str(project / "templates" / "broken.j2") + ":3:"), first
-    assert "undefined variable 'missing_thing'" in first
+    # The template as typed from here, the name's line and column, whose prompt it is.
+    assert (
+        first
+        == "templates/broken.j2:3:4: shot 'a' (specs/t.yaml:5): undefined variable 'missing_thing'"
+    )
 
 
 def test_template_syntax_error_names_template_line(project: Path, cli) -> None:
@@ -219,7 +222,7 @@ def test_errors_in_multi_line_prompts_point_at_their_line(
     spec = write(project / "specs" / "t.yaml", GOOD_HEAD + "shots:\n  - id: a\n" + prompt)
     result = cli("plan", spec)
     assert result.code == 2
-    assert result.err.startswith(f"{spec}:{line}:7: undefined variable 'nope'"), result.err
+    assert result.err.startswith(f"{spec}:{line}:7: shot 'a': undefined variable 'nope'")
 
 
 def test_max_shots_raises_the_limit(project: Path, cli) -> None:

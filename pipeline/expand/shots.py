@@ -4,7 +4,7 @@ and the exact request it sends."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,15 @@ def expand_shot(
     made: list[Shot] = []
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
-        values = {**board.vars, **variant_vars, **shot.vars, **shot_values}
+        who = (
+            f"{kind_of(loc)} '{shot.id}@{shot_variant}'"
+            if shot_variant
+            else f"{kind_of(loc)} '{shot.id}'"
+        )
+        who += f" [{variant_name}]" if variant_name else ""
+        around = {**board.vars, **variant_vars, **shot_values}
+        own = _shot_vars(spec, loc, shot, around, replace(prompting[1], who=who), prompting[0])
+        values = {**board.vars, **variant_vars, **own, **shot_values}
         model_id = _model(spec, loc, shot, {**variant_vars, **shot_values}, values, prompting)
         info = models.lookup(model_id)
         fps = _fps(shot, defaults, info)
@@ -124,7 +132,7 @@ def expand_shot(
             after.append(FrameOf(slot, upstream.key, upstream.label, frame))
             images.append(Path())  # known once the upstream render is: graph.resolve
             hashes.append("")
-        prompt = _prompt(shot, *prompting, values)
+        prompt = _prompt(shot, prompting[0], replace(prompting[1], who=who), values)
         if not prompt and not frames:
             raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
         if not prompt and info is not None and info.needs_prompt:
@@ -441,6 +449,32 @@ def _check_model(
                 f"shot '{shot.id}': {model_id} ({info.name}) takes no {position} frame image",
                 f"it takes: {info.takes()}",
             )
+
+
+def _shot_vars(
+    spec: Spec,
+    loc: tuple[str, int],
+    shot: ShotSpec,
+    around: dict[str, Any],
+    whose: PromptSource,
+    templates: PromptTemplates,
+) -> dict[str, Any]:
+    """The shot's own vars, worked out in its variant: `{{ flavours[flavour_id] }}` is the
+    mapping it names, other template text renders to text, lists and mappings keep their
+    shape (their text worked out the same way)."""
+
+    def worked_out(value: Any, at: tuple[Any, ...]) -> Any:
+        if isinstance(value, str):
+            path, lines = spec.source.text_lines(at)
+            where = replace(whose, path=path, lines=lines)
+            return templates.value(value, around, where)
+        if isinstance(value, list):
+            return [worked_out(item, (*at, i)) for i, item in enumerate(value)]
+        if isinstance(value, dict):
+            return {key: worked_out(item, (*at, key)) for key, item in value.items()}
+        return value
+
+    return {name: worked_out(value, (*loc, "vars", name)) for name, value in shot.vars.items()}
 
 
 def _prompt(

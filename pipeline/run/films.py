@@ -18,7 +18,7 @@ from pipeline.cache import Cache, ClipRecord
 from pipeline.cache.remote import Remote
 from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, join_on_cluster
-from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly
+from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly, shown
 from pipeline.lock import Lock, MadeFilm
 from pipeline.nodes import Sequence
 from pipeline.outputs import OutputIndex, output_path
@@ -90,7 +90,7 @@ def join(
             continue
         placed = _placed(sequence, path, cache, outputs) if state.name == FilmState.STORED else None
         if placed is not None:
-            note(f"placed   {sequence.name} (made before, from the cache) -> {path}")
+            note(f"placed   {sequence.name} (made before, from the cache) -> {shown(path)}")
             results[index] = placed
             continue
         failed = [problems[u.shot.key] for u in sequence.uses if u.shot.key in problems]
@@ -200,7 +200,9 @@ def _joined_on_cluster(
             error = "the film joined on the cluster could not be placed"
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
             continue
-        note(f"joined   {sequence.name} ({film.duration:.2f} s, {film.method}, cluster) -> {path}")
+        note(
+            f"joined   {sequence.name} ({film.duration:.2f} s, {film.method}, cluster) -> {shown(path)}"
+        )
         results[index] = replace(placed, status=Joined.BUILT, method=film.method)
     return results
 
@@ -291,7 +293,7 @@ def _joined(
     cache.films.put(sequence.key, path, sha, made.info.duration, made.method)
     note(
         f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
-        f"{time.monotonic() - started:.1f} s) -> {path}"
+        f"{time.monotonic() - started:.1f} s) -> {shown(path)}"
     )
     return SequenceOutcome(
         sequence, Joined.BUILT, path, made.method, sha, path.stat().st_size, made.info.duration

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import Problems, SpecError, did_you_mean
+from pipeline.errors import Problems, SpecError, did_you_mean, shown
 from pipeline.project import (
     ROOT_HINT,
     FileMissing,
@@ -203,7 +203,9 @@ def _check_files(
         try:
             files[name] = project_file(name, folder, root)
         except FileMissing as exc:
-            hint = f"paths are relative to {folder}/"
+            hint = (
+                f"paths are relative to the storyboard's folder: looked for {shown(folder / name)}"
+            )
             problems.add(source.error(loc, str(exc), hint, code="file"), failing)
         except OutsideProject as exc:
             hint = ROOT_HINT.format(root=root)

@@ -20,9 +20,11 @@ from pydantic import (
     model_validator,
 )
 
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER, max_length=80)]
 # A storyboard's name, as people write it (`café`, `広告`): no control characters or slashes.
-Name = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f/\\]+$", max_length=80)]
+NAME = r"^[^\x00-\x1f\x7f-\x9f/\\]+$"
+Name = Annotated[str, Field(pattern=NAME, max_length=80)]
 Scalar = str | int | float | bool
 RESOLUTIONS: dict[str, tuple[int, int]] = {"768p": (1366, 768), "1080p": (1920, 1080)}
 
@@ -205,6 +207,17 @@ Focus = (
 FOCUS = {"left": 0.0, "center": 0.5, "right": 1.0}
 # 16:9, 9:16, 1:1, 4:5 (the short side is the film's) or an exact size: 1080x1350.
 FORMAT = r"^([1-9][0-9]?:[1-9][0-9]?|[1-9][0-9]{1,3}x[1-9][0-9]{1,3})$"
+
+
+# What each pattern of the format accepts, in words: (what a value is, what to write).
+PATTERN_WORDS = {
+    IDENTIFIER: ("an id", "letters, digits, '_', '.' and '-', starting with a letter or digit"),
+    NAME: ("a name", "text without slashes or control characters"),
+    FORMAT: (
+        "a format",
+        "a ratio with a colon (16:9, 9:16, 1:1, 4:5) or a size in pixels with an x (1080x1350)",
+    ),
+}
 
 
 def focus_x(focus: str | float) -> float:

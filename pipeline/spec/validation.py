@@ -12,7 +12,7 @@ from pydantic import (
 
 from pipeline.errors import Diagnostic, Problems, SpecError, did_you_mean
 from pipeline.spec.reading import LIST_FIELDS
-from pipeline.spec.schema import COLOUR_HINT, Storyboard
+from pipeline.spec.schema import COLOUR_HINT, PATTERN_WORDS, Storyboard
 from pipeline.spec.source import SourceMap, child_of
 
 
@@ -94,6 +94,10 @@ def _diagnostic(source: SourceMap, error: Any) -> Diagnostic:
         return source.diagnostic(loc, f"{field}: {said}", COLOUR_HINT, code="colour")
     message = message.removeprefix("Value error, ")
     prefix = f"{field}: " if field else ""
+    if error["type"] == "string_pattern_mismatch":
+        noun, accepted = PATTERN_WORDS.get(error["ctx"]["pattern"], ("valid", "see the docs"))
+        said = f"{prefix}{error['input']!r} is not {noun}"
+        return source.diagnostic(loc, said, f"write {accepted}", code=code)
     return source.diagnostic(loc, f"{prefix}{message}", code=code)
 
 
