@@ -185,6 +185,7 @@ class PlainReporter:
         self.verbosity = verbosity
         self.stream = stream or sys.stderr
         self.every = every
+        self._printing = threading.Lock()  # the timer's lines and the build's, whole
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
 
@@ -222,7 +223,8 @@ class PlainReporter:
             self._print(message)
 
     def _print(self, text: str) -> None:
-        print(printable(text), file=self.stream, flush=True)
+        with self._printing:
+            print(printable(text), file=self.stream, flush=True)
 
 
 class RichReporter:

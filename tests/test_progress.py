@@ -110,7 +110,7 @@ def _read_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> str:
 def test_a_terminal_shows_each_render_under_way_with_its_time(
     project: Path, server, simple: Path
 ) -> None:
-    server.set_faults(latency=2.5)
+    server.set_faults(latency=1.5)
     env = {
         **os.environ,
         "RUNWARE_BASE_URL": server.url,
@@ -124,7 +124,7 @@ def test_a_terminal_shows_each_render_under_way_with_its_time(
     assert "rendering: 0 of 3 done, 1 waiting, 2 running, 0 downloading, 0 checking" in drawn
     assert "spent $0.00 of the $5.00 budget (this build's renders: about $0.84)" in drawn
     # Each render under way, with its phase and how long it has been running.
-    assert re.search(r"s0\s+running\s+0:02", drawn) and re.search(r"s1\s+running\s+0:0\d", drawn)
+    assert re.search(r"s0\s+running\s+0:01", drawn) and re.search(r"s1\s+running\s+0:0\d", drawn)
     # Once two are done, the time left comes from how long they took.
     assert re.search(
         r"2 of 3 done, .*\nspent \$0\.56 of the \$5\.00 budget .* · about \d+ s left", drawn

@@ -20,6 +20,7 @@ from pipeline.expand.context import (
     combo_matches,
 )
 from pipeline.expand.films import expand_sequence, formatted, with_voice
+from pipeline.expand.framing import framing
 from pipeline.expand.shots import expand_shot, prompt_source
 from pipeline.expand.sound import Made, expand_music, expand_voice, finished
 from pipeline.expand.text import with_text
@@ -55,7 +56,7 @@ def expand(
     board = spec.storyboard
     check_size(spec, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
-    context = Context(renderer, Inputs(spec), {})
+    context = Context(renderer, Inputs(spec), {}, framing(board) if renderer == "preview" else {})
     fonts = fonts or Fonts()
     problems = Problems(list(spec.problems))
     # Items with a problem are not tried again; nor what starts from a frame of one, or

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline import hashing, media
 from pipeline.errors import MediaError
+from pipeline.expand.framing import Framing
 from pipeline.nodes import (
     Sequence,
     Shot,
@@ -61,6 +62,7 @@ class Context:
     renderer: str
     inputs: Inputs
     warnings: dict[str, None]
+    framing: Framing = field(default_factory=dict)  # the formats each shot is cut to
 
 
 @dataclass

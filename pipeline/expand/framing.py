@@ -10,31 +10,37 @@ Area = tuple[float, float, float, float]  # x0, y0, x1, y1, as fractions of the 
 WHOLE: Area = (0.0, 0.0, 1.0, 1.0)
 
 
-def kept_area(storyboard: Storyboard, shot_id: str, width: int, height: int) -> Area:
-    """The part of a `width`x`height` clip of the shot that every format of every sequence
-    using it keeps (the whole frame when none crops it)."""
-    x0, y0, x1, y1 = WHOLE
+Framing = dict[str, list[tuple[float, str, float]]]  # shot id -> (aspect, fit, focus) each
+
+
+def framing(storyboard: Storyboard) -> Framing:
+    """For each shot, every format a film cuts it to: (aspect, fit, focus), made in one
+    pass over the sequences (a plan of 10,000 shots asks it for each)."""
+    found: Framing = {}
     for sequence in storyboard.sequences:
-        for focus in _uses(sequence, shot_id):
-            for aspect, fit, where in _formats(sequence, focus):
-                if fit != "crop":
-                    continue
-                a0, b0, a1, b1 = _window(width / height, aspect, where)
-                x0, y0, x1, y1 = max(x0, a0), max(y0, b0), min(x1, a1), min(y1, b1)
+        for entry in sequence.shots:
+            if isinstance(entry, str):
+                shot_id, focus = entry, None
+            elif isinstance(entry, SequenceShot):
+                shot_id, focus = entry.shot, None if entry.focus is None else focus_x(entry.focus)
+            else:
+                continue  # a card: not a render
+            found.setdefault(shot_id, []).extend(_formats(sequence, focus))
+    return found
+
+
+def kept_area(cuts: list[tuple[float, str, float]], width: int, height: int) -> Area:
+    """The part of a `width`x`height` clip that every one of its `cuts` keeps (the whole
+    frame when none crops it)."""
+    x0, y0, x1, y1 = WHOLE
+    for aspect, fit, where in cuts:
+        if fit != "crop":
+            continue
+        a0, b0, a1, b1 = _window(width / height, aspect, where)
+        x0, y0, x1, y1 = max(x0, a0), max(y0, b0), min(x1, a1), min(y1, b1)
     if x1 <= x0 or y1 <= y0:  # focus settings that keep no common part: the whole frame
         return WHOLE
     return (round(x0, 4), round(y0, 4), round(x1, 4), round(y1, 4))
-
-
-def _uses(sequence: SequenceSpec, shot_id: str) -> list[float | None]:
-    """The focus of each use of the shot in the sequence (None: the sequence's)."""
-    found: list[float | None] = []
-    for entry in sequence.shots:
-        if entry == shot_id:
-            found.append(None)
-        elif isinstance(entry, SequenceShot) and entry.shot == shot_id:
-            found.append(None if entry.focus is None else focus_x(entry.focus))
-    return found
 
 
 def _formats(sequence: SequenceSpec, focus: float | None) -> list[tuple[float, str, float]]:

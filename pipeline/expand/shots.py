@@ -89,9 +89,12 @@ def expand_shot(
             else f"{kind_of(loc)} '{shot.id}'"
         )
         who += f" [{variant_name}]" if variant_name else ""
-        around = {**board.vars, **variant_vars, **shot_values}
-        own = _shot_vars(spec, loc, shot, around, replace(prompting[1], who=who), prompting[0])
-        values = {**board.vars, **variant_vars, **own, **shot_values}
+        whose = PromptSource(prompting[1].path, prompting[1].lines, who)
+        values = {**board.vars, **variant_vars, **shot.vars, **shot_values}
+        if shot.vars:
+            around = {**board.vars, **variant_vars, **shot_values}
+            own = _shot_vars(spec, loc, shot, around, whose, prompting[0])
+            values = {**board.vars, **variant_vars, **own, **shot_values}
         model_id = _model(spec, loc, shot, {**variant_vars, **shot_values}, values, prompting)
         info = models.lookup(model_id)
         fps = _fps(shot, defaults, info)
@@ -132,7 +135,7 @@ def expand_shot(
             after.append(FrameOf(slot, upstream.key, upstream.label, frame))
             images.append(Path())  # known once the upstream render is: graph.resolve
             hashes.append("")
-        prompt = _prompt(shot, prompting[0], replace(prompting[1], who=who), values)
+        prompt = _prompt(shot, prompting[0], whose, values)
         if not prompt and not frames:
             raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
         if not prompt and info is not None and info.needs_prompt:
@@ -146,7 +149,7 @@ def expand_shot(
         request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
         if context.renderer == "preview":
             # An animatic's labels go where every format of its films keeps the picture.
-            area = kept_area(spec.storyboard, shot.id, width, height)
+            area = kept_area(context.framing.get(shot.id, []), width, height)
             if area != WHOLE:
                 request = {**request, "previewLabelArea": list(area)}
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
@@ -464,7 +467,7 @@ def _shot_vars(
     shape (their text worked out the same way)."""
 
     def worked_out(value: Any, at: tuple[Any, ...]) -> Any:
-        if isinstance(value, str):
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
             path, lines = spec.source.text_lines(at)
             where = replace(whose, path=path, lines=lines)
             return templates.value(value, around, where)

@@ -159,7 +159,8 @@ def _labels(video: Any, card: Card, workdir: Path) -> Any:
     title_file, prompt_file = workdir / "title.txt", workdir / "prompt.txt"
     title_file.write_text(card.title, encoding="utf-8")
     prompt_file.write_text(wrap(card.prompt, room, small, lines), encoding="utf-8")
-    shown = {"enable": "not(" + "+".join(f"eq(n,{n})" for n in card.clean) + ")"}
+    hidden = "+".join(f"eq(n,{n})" for n in card.clean)
+    shown = {"enable": f"not({hidden})"} if hidden else {}
     label = {"fontfile": str(card.font), "expansion": "none", "fontsize": small, **shown}
     boxed = {"box": 1, "boxcolor": "black@0.4", "boxborderw": small // 3}
     band_top = top + high - band

@@ -199,7 +199,7 @@ def storyboard_schema() -> dict[str, Any]:
         if model.__doc__ and not body.get("description"):
             body["description"] = " ".join(model.__doc__.split())
         for field, prop in body.get("properties", {}).items():
-            text = _describe(model, _python_name(model, field))
+            text = _describe(model, field) or _describe(model, _python_name(model, field))
             if text:
                 prop["description"] = text
     # Read before the models see the storyboard: its parts in other files, merged in.
@@ -220,11 +220,8 @@ def storyboard_schema() -> dict[str, Any]:
 
 
 def _python_name(model: type[BaseModel], field: str) -> str:
-    """A field by the name the storyboard uses (`in`) as descriptions name it (`in` too)."""
-    for name, info in model.model_fields.items():
-        if info.alias == field:
-            return field if f"{model.__name__}.{field}" in DESCRIPTIONS else name
-    return field
+    """A field the storyboard spells by its alias (`in`) by its name in the model (`start`)."""
+    return next((n for n, i in model.model_fields.items() if i.alias == field), field)
 
 
 def undescribed() -> list[str]:

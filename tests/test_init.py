@@ -1,0 +1,130 @@
+"""A project in one command, the editor schema, and shell completion."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.conftest import write
+from tests.test_first_hour import git
+
+# -- init -------------------------------------------------------------------------------------
+
+
+def test_init_makes_a_project_whose_preview_build_makes_films(tmp_path: Path) -> None:
+    from tests.conftest import run_process
+
+    made = run_process("init", "spot", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    folder = tmp_path / "spot"
+    assert (folder / ".git").is_dir()
+    assert (folder / ".gitignore").read_text().splitlines()[1:] == ["build/", ".storyboard/"]
+    assert "next: cd spot && storyboard build specs/first.yaml --preview" in made.stdout
+    built = run_process("build", "specs/first.yaml", "--preview", cwd=folder)
+    assert built.returncode == 0, built.stderr
+    films = sorted(p.name for p in (folder / "build" / "first" / "preview").glob("*.mp4"))
+    assert films == [
+        f"spot--{look}--{shape}.mp4"
+        for look in ("neon-night", "soft-morning-light")
+        for shape in ("16x9", "9x16")
+    ]
+    again = run_process("init", "spot", cwd=tmp_path)  # nothing is written over
+    assert again.returncode == 2 and "already there" in again.stderr
+    assert again.stderr.count("\n") <= 2 and "Traceback" not in again.stderr
+
+
+def test_init_inside_a_repository_makes_no_nested_one(tmp_path: Path, cli) -> None:
+    git(tmp_path, "init", "-q")
+    write(tmp_path / ".gitignore", "*.log")
+    result = cli("init", tmp_path / "films" / "launch", "--name", "launch")
+    assert result.code == 0, result.err
+    assert not (tmp_path / "films" / "launch" / ".git").exists()
+    assert "made a git repository" not in result.out
+    assert (tmp_path / "films" / "launch" / "specs" / "launch.yaml").is_file()
+    bad = cli("init", tmp_path / "other", "--name", "Big Launch")
+    assert bad.code == 2 and "is not a storyboard name init can use" in bad.err
+
+
+# -- the schema -------------------------------------------------------------------------------
+
+
+def _as_editors_read(path: Path):  # type: ignore[no-untyped-def]
+    """The storyboard's YAML as data, as the tool reads it (`16:9` stays a ratio)."""
+    from pipeline.spec import reading
+
+    return reading.Builder(path).build(reading.parse(path, {}), "", 0)
+
+
+def test_every_example_and_init_storyboard_validates_against_the_schema(
+    tmp_path: Path, cli
+) -> None:
+    import json
+
+    import jsonschema
+
+    from tests.conftest import REPO
+
+    printed = cli("schema")
+    schema = json.loads(printed.out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    checker = jsonschema.Draft202012Validator(schema)
+    # The committed file the examples point editors at is what the command prints.
+    assert (REPO / "storyboard.schema.json").read_text() == printed.out
+    assert cli("init", tmp_path / "new").code == 0
+    storyboards = [*sorted((REPO / "specs").glob("*.yaml")), tmp_path / "new/specs/first.yaml"]
+    for path in storyboards:
+        assert path.read_text().startswith(
+            "# yaml-language-server: $schema=../storyboard.schema.json\n"
+        ), path
+        errors = [e.message for e in checker.iter_errors(_as_editors_read(path))]
+        assert errors == [], (path, errors)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(storyboards[-1].read_text().replace("template:", "tempalte:", 1))
+    errors = [e.message for e in checker.iter_errors(_as_editors_read(typo))]
+    assert any("'tempalte' was unexpected" in e for e in errors), errors
+    # Every field says what it is, for an editor's hover.
+    shot = schema["$defs"]["ShotSpec"]["properties"]
+    assert "Jinja template" in shot["prompt"]["description"]
+    assert "1366x768" in shot["resolution"]["description"]
+
+
+# -- completion -------------------------------------------------------------------------------
+
+
+def _bash_complete(project: Path, line: str) -> list[str]:
+    """What bash offers at the end of `line`, with the script `completion bash` prints."""
+    import shlex
+    import sys
+
+    words = shlex.split(line) + ([""] if line.endswith(" ") else [])
+    shim = project / "bin" / "storyboard"
+    write(shim, f'#!/bin/sh\nexec {sys.executable} -m pipeline "$@"\n').chmod(0o755)
+    script = subprocess.run(
+        [sys.executable, "-m", "pipeline", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    quoted = " ".join(shlex.quote(w) for w in words)
+    program = (
+        f"{script}\nCOMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}\n"
+        '_storyboard; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    env = {"PATH": f"{shim.parent}:/usr/bin:/bin", "HOME": str(project)}
+    done = subprocess.run(
+        ["bash", "-c", program], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if line]
+
+
+def test_bash_completes_commands_options_files_shots_and_sequences(project: Path, cli) -> None:
+    assert "init" in _bash_complete(project, "storyboard in")
+    assert _bash_complete(project, "storyboard build --ma") == ["--max-cost", "--max-shots"]
+    assert "specs/ballroom.yaml" in _bash_complete(project, "storyboard build specs/b")
+    assert _bash_complete(project, "storyboard build specs/ballroom.yaml --only g") == ["glove"]
+    assert _bash_complete(project, "storyboard build specs/ballroom.yaml t") == ["teaser"]
+    assert _bash_complete(project, "storyboard pick specs/ballroom.yaml ke") == ["keys"]
+    for shell in ("zsh", "fish"):
+        printed = cli("completion", shell).out
+        assert "storyboard __complete" in printed
