@@ -509,8 +509,8 @@ def session(args: argparse.Namespace) -> Session:
 
 
 def _say_which_build(looked_at: Session, stream: Any = None) -> None:
-    """The build a command looks at, first (stderr under --json); the other kind's, if only
-    that one exists."""
+    """The build a command looks at, said first; and the other kind, when only that one
+    has been built."""
     which, other = looked_at.looking_at()
     if other:
         _note(other)
@@ -538,9 +538,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from pipeline.spec.json_schema import storyboard_schema
+    from pipeline.spec.json_schema import schema_text
 
-    text = json.dumps(storyboard_schema(), indent=2, ensure_ascii=False) + "\n"
+    text = schema_text()
     if args.output is None:
         sys.stdout.write(text)
         return 0

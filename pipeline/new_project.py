@@ -4,7 +4,6 @@ an editor validates it with; a .gitignore; and a git repository when it is not i
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.spec.json_schema import SCHEMA_FILE, storyboard_schema
+from pipeline.spec.json_schema import SCHEMA_FILE, schema_text
 
 STORYBOARD = """\
 # yaml-language-server: $schema=../{schema}
@@ -119,7 +118,7 @@ def _files(name: str) -> dict[Path, str]:
         templates / "_style.j2": STYLE,
         templates / "reveal.j2": REVEAL.replace("NAME", name),
         templates / "detail.j2": DETAIL.replace("NAME", name),
-        Path(SCHEMA_FILE): json.dumps(storyboard_schema(), indent=2, ensure_ascii=False) + "\n",
+        Path(SCHEMA_FILE): schema_text(),
     }
     return files
 

@@ -4,6 +4,7 @@ editor completes the fields, flags a misspelt one and shows what each means on h
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel
@@ -217,6 +218,11 @@ def storyboard_schema() -> dict[str, Any]:
         "description": "A storyboard of the storyboard build tool: shots rendered by AI video "
         "models, joined into films.",
     }
+
+
+def schema_text() -> str:
+    """The schema as `storyboard schema` prints it and `init` writes it."""
+    return json.dumps(storyboard_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def _python_name(model: type[BaseModel], field: str) -> str:
