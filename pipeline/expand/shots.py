@@ -83,18 +83,12 @@ def expand_shot(
     made: list[Shot] = []
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
-        who = (
-            f"{kind_of(loc)} '{shot.id}@{shot_variant}'"
-            if shot_variant
-            else f"{kind_of(loc)} '{shot.id}'"
-        )
-        who += f" [{variant_name}]" if variant_name else ""
+        label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
+        who = f"{kind_of(loc)} '{label}'" + (f" [{variant_name}]" if variant_name else "")
         whose = PromptSource(prompting[1].path, prompting[1].lines, who)
-        values = {**board.vars, **variant_vars, **shot.vars, **shot_values}
-        if shot.vars:
-            around = {**board.vars, **variant_vars, **shot_values}
-            own = _shot_vars(spec, loc, shot, around, whose, prompting[0])
-            values = {**board.vars, **variant_vars, **own, **shot_values}
+        around = {**board.vars, **variant_vars, **shot_values}
+        own = _shot_vars(spec, loc, shot, around, whose, prompting[0]) if shot.vars else {}
+        values = {**board.vars, **variant_vars, **own, **shot_values}
         model_id = _model(spec, loc, shot, {**variant_vars, **shot_values}, values, prompting)
         info = models.lookup(model_id)
         fps = _fps(shot, defaults, info)
@@ -152,7 +146,6 @@ def expand_shot(
             area = kept_area(context.framing.get(shot.id, []), width, height)
             if area != WHOLE:
                 request = {**request, "previewLabelArea": list(area)}
-        label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
         price = _price(shot, board, info, model_id, (width, height, duration), audio)
         takes, pick, decided = _decided(spec, shot, label, variant_name, takes_written)
         for take in range(1, takes + 1):

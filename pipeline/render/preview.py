@@ -8,7 +8,7 @@ import tempfile
 import textwrap
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import ffmpeg
 
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
+from pipeline.expand.framing import WHOLE
 from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, Shot
 from pipeline.render import CHECKING, KINDS, RenderJob, RenderResult
 from pipeline.typeface import BUNDLED, Fonts, covering
@@ -39,7 +40,7 @@ class Card:
     prompt_font: Path = BUNDLED
     still: bool = False  # one PNG frame, the placeholder of a keyframe image
     # Where the labels go (x0, y0, x1, y1 of the frame): what every format of its films keeps.
-    area: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    area: tuple[float, float, float, float] = WHOLE
     # Frames drawn without labels: the ones other shots start from, so that a shot that
     # starts from this one starts from a clean picture.
     clean: tuple[int, ...] = ()
@@ -61,9 +62,8 @@ def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
         [shot.label, *_serves(shot, job.variants), f"take {shot.take}/{shot.takes}"]
     )
     fonts = fonts or Fonts()
-    area = shot.request.get("previewLabelArea") or (0.0, 0.0, 1.0, 1.0)
-    frames = 1 if shot.still else round(shot.duration * (shot.fps or 25))
-    return Card(
+    x0, y0, x1, y1 = shot.request.get("previewLabelArea") or WHOLE
+    card = Card(
         width=shot.width,
         height=shot.height,
         duration=shot.duration,
@@ -75,9 +75,9 @@ def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
         font=covering(title, fonts)[0],
         prompt_font=covering(shot.prompt, fonts)[0],
         still=shot.still,
-        area=(float(area[0]), float(area[1]), float(area[2]), float(area[3])),
-        clean=clean_frames(job.frames, frames, shot.fps or 25),
+        area=(float(x0), float(y0), float(x1), float(y1)),
     )
+    return replace(card, clean=clean_frames(job.frames, card.frames, card.fps or 25))
 
 
 def _serves(shot: Shot, variants: tuple[str, ...]) -> list[str]:
