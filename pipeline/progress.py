@@ -127,7 +127,8 @@ class Tally:
         typical = statistics.median(self.took)
         now = self.now()
         lanes = [max(typical - (now - r.since), 0.0) for r in self.running.values()]
-        lanes += [0.0] * max(self.outlook.jobs - len(lanes), 1)
+        lanes += [0.0] * max(self.outlook.jobs - len(lanes), 0)  # slots free now
+        lanes = lanes or [0.0]
         heapq.heapify(lanes)
         for _ in range(self.waiting):  # each waiting render starts on the first lane free
             heapq.heappush(lanes, heapq.heappop(lanes) + typical)

@@ -130,3 +130,16 @@ def test_a_terminal_shows_each_render_under_way_with_its_time(
         r"2 of 3 done, .*\nspent \$0\.56 of the \$5\.00 budget .* · about \d+ s left", drawn
     )
     assert "rendered s2" in drawn and "done: 3 rendered" in drawn
+
+
+def test_the_time_left_waits_for_a_free_slot() -> None:
+    clock = Clock()
+    tally = Tally(Outlook(renders=3, estimate=0.0, budget=None, jobs=1, paid=False), clock)
+    first, second = (a_shot(f"{n}" * 64, label=f"s{n}") for n in (1, 2))
+    tally.start(first)
+    clock.now = 160.0
+    tally.finish(Outcome(first, Ran.RENDERED, seconds=60.0), spent=0.0)
+    tally.start(second)
+    clock.now = 170.0
+    # One slot: the running render has 50 s to go, and the waiting one starts after it.
+    assert tally.time_left() == 110.0
