@@ -722,7 +722,8 @@ def _status_folder(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     if len(args.revisions) > 2:
         raise UserError("diff takes at most two revisions", "storyboard diff [REV [REV]] SPEC")
-    old, new = [*args.revisions, None][:2] if args.revisions else ["HEAD", None]
+    old: str = args.revisions[0] if args.revisions else "HEAD"
+    new: str | None = args.revisions[1] if len(args.revisions) > 1 else None
     looked_at = session(args)
     comparison = looked_at.diff(old, new)
     if args.json:

@@ -101,6 +101,7 @@ def _compare(old: plan.Loaded, new: plan.Loaded, old_name: str, new_name: str) -
     # shot does not use) is no change.
     old_renders = {(s.label, s.take, s.key) for s in before.values()}
     new_renders = {(s.label, s.take, s.key) for s in after.values()}
+    reasons: tuple[str, ...]
     changes: dict[tuple[str, str, int, tuple[str, ...]], list[str]] = {}
     for identity in before.keys() | after.keys():
         label, take, variant = identity

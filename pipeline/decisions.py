@@ -38,7 +38,9 @@ MAX_BYTES = 4_000_000  # a campaign of 10,000 shots' decisions with notes fits
 MAX_NOTE = 1000
 MAX_BY = 200
 MAX_MORE = 20  # takes asked for beyond the storyboard's: a typo must not order a hundred
-APPROVED, REJECTED = "approved", "rejected"
+Verdict = Literal["approved", "rejected"]
+APPROVED: Verdict = "approved"
+REJECTED: Verdict = "rejected"
 HEADER = (
     "# Decisions on the takes of {name}: `storyboard pick / approve / reject` and\n"
     "# `storyboard review --serve` write this file; it wins over `pick:` in the storyboard.\n"
@@ -54,7 +56,7 @@ class Decision(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     take: int | None = Field(default=None, ge=1)
-    verdict: Literal["approved", "rejected"] | None = None
+    verdict: Verdict | None = None
     more: int = Field(default=0, ge=0, le=MAX_MORE)
     note: str = Field(default="", max_length=MAX_NOTE)
     by: str = Field(default="", max_length=MAX_BY)
@@ -330,18 +332,17 @@ def _applied(old: Decision, act: Act, takes: list[Shot], name: str) -> Decision:
             "reject a take with --another to ask for one more",
         )
     note = old.note if act.note is None else act.note
-    stamp = {"by": act.by, "at": act.at, "note": note}
     if act.action == PICK:
         # A take picked anew is not approved yet: approving says which take it was.
-        return Decision(take=take, more=old.more, **stamp)
+        return Decision(take=take, more=old.more, note=note, by=act.by, at=act.at)
     if act.action == APPROVE:
-        return Decision(take=take, verdict=APPROVED, more=old.more, **stamp)
+        return Decision(take=take, verdict=APPROVED, more=old.more, note=note, by=act.by, at=act.at)
     if act.action == REJECT:
         more = old.more + (1 if act.another else 0)
         if more > MAX_MORE:
             raise UserError(f"'{name}': {MAX_MORE} more takes were asked for already")
-        return Decision(take=take, verdict=REJECTED, more=more, **stamp)
-    return old.model_copy(update=stamp)
+        return Decision(take=take, verdict=REJECTED, more=more, note=note, by=act.by, at=act.at)
+    return old.model_copy(update={"by": act.by, "at": act.at, "note": note})
 
 
 def _said(name: str, act: Act, new: Decision) -> str:

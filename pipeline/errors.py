@@ -108,7 +108,9 @@ class SpecError(UserError):
         hint: str | None = None,
         code: str = "invalid",
     ) -> None:
-        self.diagnostics = (Diagnostic(code, str(path), line, col, message, hint),)
+        self.diagnostics: tuple[Diagnostic, ...] = (
+            Diagnostic(code, str(path), line, col, message, hint),
+        )
         super().__init__(message, hint)
         self.path = str(path)
         self.line = line

@@ -469,7 +469,7 @@ def check_image(data: bytes) -> ImageInfo:
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             stream = container.streams.video[0]
             stream.codec_context.options = {"err_detect": "explode"}  # no concealment
             frame = next(container.decode(stream))
@@ -515,7 +515,8 @@ def check_render(
     if kind in ("voice", "music"):
         return sound_info(path), {}
     taker = FrameTaker(wanted) if wanted else None
-    info = validate(path, *(asked or (None, None, None)), taker=taker)
+    width, height, seconds = asked or (None, None, None)
+    info = validate(path, width, height, seconds, taker=taker)
     if taker is None:
         return info, {}
     try:
@@ -551,7 +552,7 @@ def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
     import av
 
     try:
-        with av.open(source if not isinstance(source, Path) else str(source)) as container:
+        with av.open(str(source) if isinstance(source, Path) else source, mode="r") as container:
             if not container.streams.audio:
                 raise MediaError("has no audio stream")
             stream = container.streams.audio[0]

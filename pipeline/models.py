@@ -254,7 +254,7 @@ def _video(air: str, entry: dict[str, Any]) -> ModelInfo:
         frame_positions=tuple(entry.get("frames", ())),
         size_or_frames=entry.get("size_or_frames", False),
         needs_prompt=entry.get("needs_prompt", False),
-        prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),  # type: ignore[arg-type]
+        prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),
         audio=audio,
         audio_setting=setting,
         audio_prices=audio_prices,
@@ -280,7 +280,7 @@ def _image(air: str, entry: dict[str, Any]) -> ModelInfo:
         fields=frozenset(entry["fields"]),
         prices=prices,
         needs_prompt=True,
-        prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),  # type: ignore[arg-type]
+        prompt_range=tuple(entry.get("prompt", (PROMPT_MINIMUM, PROMPT_LIMIT))),
         size_rule=rule,
         image_price=None if price is None else float(price),
     )
@@ -302,7 +302,7 @@ def _tool(air: str, entry: dict[str, Any]) -> ToolInfo:
         else float(price),
         per=entry["per"],
         inferred=" ".join(str(entry.get("inferred", "")).split()),
-        text_range=tuple(entry.get("text", (1, 10_000))),  # type: ignore[arg-type]
+        text_range=tuple(entry.get("text", (1, 10_000))),
         speech_rate=entry.get("speech_rate"),
         resolutions=entry.get("resolutions"),
     )

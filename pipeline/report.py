@@ -30,7 +30,7 @@ def make_console(stderr: bool = False) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, width=160)
 
 
-STYLES = {
+STYLES: dict[str, str] = {
     ShotState.CACHED: "green",
     FilmState.CURRENT: "green",
     ShotState.IN_FLIGHT: "cyan",

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pipeline.lock import Lock, LockedSequence, LockedShot
 from pipeline.nodes import Sequence, Shot
@@ -116,9 +116,14 @@ def said(reasons: Iterable[Reason]) -> tuple[str, ...]:
     return tuple(line for reason in reasons for line in reason.said())
 
 
+Name = TypeVar("Name", ShotState, FilmState)
+
+
 @dataclass(frozen=True)
-class State:
-    name: ShotState | FilmState
+class State(Generic[Name]):
+    """What a render (State[ShotState]) or a film (State[FilmState]) is, and why."""
+
+    name: Name
     reasons: tuple[Reason, ...] = ()
 
     @property
@@ -159,7 +164,7 @@ class LockedShots:
         by_variant: dict[tuple[str, int, str | None], tuple[int, str, LockedShot]] = {}
         for place, (key, entry) in enumerate(lock.shots.items()):
             found.setdefault((entry.shot, entry.take), []).append((key, entry))
-            for variant in entry.variants or [None]:
+            for variant in _or_none(entry.variants):
                 by_variant.setdefault((entry.shot, entry.take, variant), (place, key, entry))
         labels = frozenset(entry.shot for entry in lock.shots.values())
         return cls(found, labels, True, by_variant, frozenset(lock.shots))
@@ -173,7 +178,7 @@ class LockedShots:
                     return key, entry
         named = [
             self.by_variant[at]
-            for at in ((shot.label, shot.take, variant) for variant in (variants or [None]))
+            for at in ((shot.label, shot.take, v) for v in _or_none(variants))
             if at in self.by_variant
         ]
         if not named:
@@ -182,7 +187,7 @@ class LockedShots:
         return key, entry
 
 
-def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State:
+def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State[ShotState]:
     """What a shot is now, and why it renders if it does."""
     if shot.key in facts.cached:
         return State(ShotState.CACHED)
@@ -214,7 +219,7 @@ def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State
     return State(ShotState.CHANGED, (Reason(Why.REQUEST_CHANGED, (entry.request, shot.request)),))
 
 
-def forced(state: State) -> State:
+def forced(state: State[ShotState]) -> State[ShotState]:
     """A shot `--force` renders again, whatever it was."""
     return State(state.name, (Reason(Why.FORCED),))
 
@@ -304,7 +309,7 @@ def _middle_opcodes(old: list[str], new: list[str]) -> list[Opcode]:
         return [(tag, 0, len(old), 0, len(new))]
     import difflib  # here: most edits never need it
 
-    return difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+    return list(difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes())
 
 
 def _flat(value: Mapping[str, Any], among: set[str] | None, prefix: str = "") -> dict[str, Any]:
@@ -339,7 +344,7 @@ class FilmFacts:
     team_films: frozenset[str] = frozenset()  # films the team cache holds, by key
 
 
-def film_state(sequence: Sequence, facts: FilmFacts) -> State:
+def film_state(sequence: Sequence, facts: FilmFacts) -> State[FilmState]:
     """What a sequence's film is now, and why it is joined if it is."""
     # A card is drawn when the film is joined: nothing to wait for.
     waiting = [r.label for r in sequence.renders() if r.key not in facts.cached_clips]
@@ -460,3 +465,8 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
         f"waits for {len(labels)} render(s): {', '.join(dict.fromkeys(labels))}"
     ],
 }
+
+
+def _or_none(variants: Iterable[str]) -> list[str | None]:
+    """The variants, or the one entry None (a lock entry that names no variant)."""
+    return [*variants] or [None]

@@ -389,7 +389,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals = {name: value for name, value in self.globals.items() if name not in NOT_PURE}
         self.globals["range"] = self.bounded_range
         self.globals["namespace"] = BoundedNamespace
-        self.concat = _bounded_concat  # type: ignore[assignment]
+        self.concat = _bounded_concat  # type: ignore[method-assign]
         self.loaded: dict[str, jinja2.Template] = {}
 
     def get_template(

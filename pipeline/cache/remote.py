@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -43,6 +43,9 @@ from pipeline.cache.films import FilmRecord
 from pipeline.cache.remote_settings import INSTALL_HINT, NO_REMOTE_ENV, RemoteSettings
 from pipeline.cache.store import S3, Failure, ObjectStore, StoreFailure
 from pipeline.errors import CacheError, RemoteDamaged, RemoteError, RemoteReadOnly, UserError
+
+if TYPE_CHECKING:
+    from obstore._store import ClientConfig, S3Config
 
 CHUNK = 8 * 1024 * 1024
 
@@ -63,12 +66,12 @@ def open_remote(settings: RemoteSettings) -> Remote:
         or os.environ.get("AWS_ENDPOINT_URL_S3")
         or os.environ.get("AWS_ENDPOINT_URL")
     )
-    options: dict[str, Any] = {
+    options: ClientConfig = {
         "connect_timeout": timedelta(seconds=5),
         "timeout": timedelta(seconds=600),
         "allow_http": bool(endpoint and endpoint.startswith("http://")),
     }
-    config: dict[str, Any] = {}
+    config: S3Config = {}
     if endpoint:
         config["endpoint"] = endpoint
     if settings.region:

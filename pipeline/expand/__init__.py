@@ -139,19 +139,19 @@ def _sounds(
     voices: dict[str, Shot] = {}
     music: dict[str, Shot] = {}
     board = spec.storyboard
-    for found, items, make in (
-        (voices, board.voices, expand_voice),
-        (music, board.music, expand_music),
+    for found, ids, make in (
+        (voices, [voice.id for voice in board.voices], expand_voice),
+        (music, [bed.id for bed in board.music], expand_music),
     ):
-        for index, item in enumerate(items):
-            if item.id in failed or problems.full:
-                failed.add(item.id)
+        for index, item_id in enumerate(ids):
+            if item_id in failed or problems.full:
+                failed.add(item_id)
                 continue
             shot = problems.attempt(make, spec, index, variant, saying, context)
             if shot is None:
-                failed.add(item.id)
+                failed.add(item_id)
                 continue
-            found[item.id] = shot
+            found[item_id] = shot
     return voices, music
 
 

@@ -73,24 +73,27 @@ def expand_sequence(
         for number, entry in enumerate(sequence.shots)
         if isinstance(entry, CardSpec)
     )
-    uses = [use if use is not None else next(cards) for use in uses]
+    joined = [use if use is not None else next(cards) for use in uses]
     transition = sequence.transition
     # A transition of no length is a cut, and is joined as one.
     kind = "cut" if transition.duration == 0 else transition.type
     overlap = 0.0 if kind == "cut" else transition.duration
-    shortest = min(use.length for use in uses)
-    if len(uses) > 1 and overlap >= shortest:
+    shortest = min(use.length for use in joined)
+    if len(joined) > 1 and overlap >= shortest:
         raise spec.source.error(
             (*loc, "transition", "duration"),
             f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
             f"clip ({shortest:g} s)",
         )
     bed = made.music[sequence.audio.music] if isinstance(sequence.audio, MusicRef) else None
-    audio, audio_hash = (
-        saying.inputs.sound(sequence.audio, (*loc, "audio"))
-        if isinstance(sequence.audio, str)
-        else (None, _bed_settings(spec, sequence.audio, bed))
-    )
+    audio: Path | None = None
+    audio_hash: str | dict[str, Any] | None = None
+    bed_length: float | None = None
+    if isinstance(sequence.audio, str):
+        audio, audio_hash = saying.inputs.sound(sequence.audio, (*loc, "audio"))
+    elif isinstance(sequence.audio, MusicRef) and bed is not None:
+        bed_length = _bed_length(spec, sequence.audio)
+        audio_hash = {"music": bed.key, "duration": bed_length}
     logo, logo_settings = _logo(sequence, saying.inputs, loc)
     settings = {
         "transition": kind,
@@ -107,7 +110,7 @@ def expand_sequence(
         settings=settings,
         id=sequence.id,
         variant=variant,
-        uses=tuple(uses),
+        uses=tuple(joined),
         transition=kind,
         transition_duration=overlap,
         fit=sequence.fit or "pad",
@@ -117,21 +120,17 @@ def expand_sequence(
         audio=audio,
         quality=sequence.quality,
         preset=sequence.preset,
-        key=film_key(uses, settings),
+        key=film_key(joined, settings),
         index=index,
         logo=logo,
         bed_render=bed,
-        bed_length=(audio_hash or {}).get("duration") if bed is not None else None,
+        bed_length=bed_length,
     )
 
 
-def _bed_settings(spec: Spec, given: MusicRef | None, bed: Shot | None) -> Any:
-    """What a film's key counts of a generated bed: the render's key, and how much of it the
-    film keeps."""
-    if given is None or bed is None:
-        return None
-    music = next(m for m in spec.storyboard.music if m.id == given.music)
-    return {"music": bed.key, "duration": music.duration}
+def _bed_length(spec: Spec, given: MusicRef) -> float | None:
+    """How much of a generated bed the film keeps (None: all of it)."""
+    return next(m for m in spec.storyboard.music if m.id == given.music).duration
 
 
 def _logo(
@@ -216,7 +215,7 @@ def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:
         chosen = entry if isinstance(entry, FormatSpec) else FormatSpec(format=entry)
         width, height = _format_size(spec, (index, number), chosen.format, sequence)
         # Another shape is cropped unless the sequence or the format says how.
-        fit = chosen.fit or board_sequence.fit or "crop"
+        fit: str = chosen.fit or board_sequence.fit or "crop"
         if (width, height) == (sequence.width, sequence.height) and chosen.fit is None:
             fit = sequence.fit  # the film's own shape: nothing to reframe
         where = focus_x(chosen.focus) if chosen.focus is not None else focus
@@ -378,7 +377,7 @@ def _card(
         model=CARD,
         width=width,
         height=height,
-        duration=duration,  # type: ignore[arg-type]  # a card lasts any whole number of frames
+        duration=duration,
         fps=fps,
         prompt=said,
         request=request,

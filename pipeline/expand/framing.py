@@ -45,7 +45,7 @@ def kept_area(cuts: list[tuple[float, str, float]], width: int, height: int) -> 
 
 def _formats(sequence: SequenceSpec, focus: float | None) -> list[tuple[float, str, float]]:
     """(aspect, fit, focus) of each format the sequence's films are cut to."""
-    made = []
+    made: list[tuple[float, str, float]] = []
     for entry in sequence.formats or ():
         chosen = entry if isinstance(entry, FormatSpec) else FormatSpec(format=entry)
         fit = chosen.fit or sequence.fit or "crop"

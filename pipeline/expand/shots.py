@@ -136,7 +136,7 @@ def expand_shot(
             raise source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
         _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
         placeholders = [
-            f"sha256:{digest}" if digest else f"after:{ahead.upstream}:{ahead.frame}"
+            _placeholder(digest, ahead)
             for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
         ]
         asked = Asked(prompt, width, height, duration, fps, optimizer, negative, audio)
@@ -218,6 +218,13 @@ def _decided(
     return takes, pick, f"{', '.join(said) or 'decided'} in {where}{who}{when}"
 
 
+def _placeholder(digest: str, ahead: FrameOf | None) -> str:
+    """What stands in a request for an input: its digest, or the upstream render's frame."""
+    if digest or ahead is None:
+        return f"sha256:{digest}"
+    return f"after:{ahead.upstream}:{ahead.frame}"
+
+
 def _slots(after: list[FrameOf], count: int) -> list[FrameOf | None]:
     """Each image slot's upstream render, None for a file."""
     by_slot: dict[int, FrameOf] = {ahead.slot: ahead for ahead in after}
@@ -275,6 +282,7 @@ def _model(
     values), else a matrix variable `model`, else the defaults' (a template too). A still
     takes its own `model:` or the catalogue's default image model."""
     still = loc[0] == "stills"
+    where: tuple[str | int, ...]
     if shot.model is not None:
         written, where = shot.model, (*loc, "model")
     elif still:

@@ -250,13 +250,14 @@ def _upscale(
             f"it upscales to {', '.join(info.resolutions or {})}",
         )
     width, height = _scaled(clip.width, clip.height, short)
-    inputs = {"video": f"after:{clip.key}:", "targetResolution": given.resolution}
-    request = _request(info, "MP4", inputs=inputs)
+    request = _request(
+        info, "MP4", inputs={"video": f"after:{clip.key}:", "targetResolution": given.resolution}
+    )
     cost = info.cost(seconds=clip.duration, target=given.resolution)
     price = _priced(given.price, spec.storyboard, info.air, cost)
-    inputs = (FrameOf(0, clip.key, clip.label, ""),)
+    upstream = (FrameOf(0, clip.key, clip.label, ""),)
     upscaled = _edit(
-        clip, info, request, (("inputs", "video"),), inputs, price, UPSCALE, context, clip.speaks
+        clip, info, request, (("inputs", "video"),), upstream, price, UPSCALE, context, clip.speaks
     )
     return replace(upscaled, width=width, height=height)
 

@@ -144,4 +144,4 @@ def is_paid(name: str) -> bool:
 def make_renderer(
     name: str, cache: Cache, options: RendererOptions, note: Callable[[str], None]
 ) -> Renderer:
-    return renderer_class(name).from_options(cache, options, note)  # type: ignore[no-any-return]
+    return renderer_class(name).from_options(cache, options, note)

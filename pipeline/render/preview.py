@@ -115,7 +115,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
         source = f"color=c={colour(card.colour_seed)}:s={width}x{height}:r={fps}:d=1"
         # A keyframe is a picture shots start from: shaded, and never labelled.
         video = ffmpeg.input(source, f="lavfi").filter("vignette", angle=0.9)
-        return ffmpeg.output(  # type: ignore[no-any-return]
+        return ffmpeg.output(
             video, str(output), vcodec="png", frames=1, f="image2", update=1
         ).get_args(overwrite_output=True)
     if card.image is not None:
@@ -141,7 +141,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
         video = ffmpeg.input(source, f="lavfi")
     video = _labels(video, card, workdir)
     stream = ffmpeg.output(video, str(output), **_encoding(fps), frames=frames, an=None)
-    return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+    return stream.get_args(overwrite_output=True)
 
 
 def _labels(video: Any, card: Card, workdir: Path) -> Any:
@@ -253,7 +253,7 @@ def sound_command(shot: Shot, output: Path) -> list[str]:
     stream = ffmpeg.output(
         sound, str(output), acodec="aac", ar=48000, ac=2, movflags="+faststart", f="mp4"
     )
-    return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+    return stream.get_args(overwrite_output=True)
 
 
 def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
@@ -289,7 +289,7 @@ def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
         **{"frames:v": round(shot.duration * fps)},  # `frames` would count audio frames too
         **audio,
     )
-    return stream.get_args(overwrite_output=True)  # type: ignore[no-any-return]
+    return stream.get_args(overwrite_output=True)
 
 
 def time_limit(card: Card) -> float:

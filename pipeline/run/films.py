@@ -120,9 +120,9 @@ def join(
         results.update(_joined_on_cluster(to_join, films, cache, outputs, sharing, note))
     else:
         checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
-        for index, sequence, records in to_join:
+        for index, sequence, clip_records in to_join:
             path = output_path(films, sequence)
-            results[index] = _joined(sequence, path, records, checked, cache, outputs, note)
+            results[index] = _joined(sequence, path, clip_records, checked, cache, outputs, note)
         if sharing.remote is not None and sharing.push:
             joined = [results[index] for index, _, _ in to_join]
             _push_films(
@@ -249,7 +249,10 @@ def with_sound(sequence: Sequence, cache: Cache) -> Sequence | list[str]:
             missing.append(render.label)
         else:
             found[name] = cache.root / record.path
-    return missing or replace(sequence, **found)
+    if missing:
+        return missing
+    voice, audio = found.get("voice", sequence.voice), found.get("audio", sequence.audio)
+    return replace(sequence, voice=voice, audio=audio)
 
 
 def _voice_too_long(sequence: Sequence, cache: Cache) -> str:

@@ -78,7 +78,7 @@ def _read(path: Path, given: str | None) -> Spec:
     if not isinstance(data, dict):
         shape = "a storyboard must be a YAML mapping (version:, name:, shots: ...)"
         problems.add(source.error((), shape))
-        problems.raise_any()
+        raise SpecError.of(problems.found)
     storyboard, kept, dropped = validated(source, data, problems)
     source = replace(source, kept=kept)
     template_dirs = find_template_dirs(source, storyboard, root, problems)

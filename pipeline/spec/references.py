@@ -48,7 +48,11 @@ def find_template_dirs(
         return tuple(dict.fromkeys(found))
     names = [named] if isinstance(named, str) else named
     dirs = []
-    items = (*storyboard.shots, *storyboard.stills, *storyboard.sequences)
+    users = {
+        *(item.id for item in storyboard.shots),
+        *(item.id for item in storyboard.stills),
+        *(item.id for item in storyboard.sequences),
+    }
     for index, name in enumerate(names):
         loc = ("templates",) if isinstance(named, str) else ("templates", index)
         try:
@@ -56,7 +60,7 @@ def find_template_dirs(
         except OutsideProject as exc:
             hint = ROOT_HINT.format(root=root)
             error = source.error(loc, f"templates: {exc}", hint, code="file")
-            problems.add(error, {item.id for item in items})
+            problems.add(error, users)
     return tuple(dict.fromkeys(dirs))
 
 
@@ -217,17 +221,16 @@ def owners(storyboard: Storyboard, loc: tuple[Any, ...]) -> set[str]:
     """The ids of the items a value at `loc` belongs to: `defaults` belong to every shot."""
     if loc[0] == "defaults":
         return {shot.id for shot in storyboard.shots}
-    items = {
-        "shots": storyboard.shots,
-        "stills": storyboard.stills,
-        "voices": storyboard.voices,
-        "music": storyboard.music,
+    ids = {
+        "shots": [item.id for item in storyboard.shots],
+        "stills": [item.id for item in storyboard.stills],
+        "voices": [item.id for item in storyboard.voices],
+        "music": [item.id for item in storyboard.music],
+        "sequences": [item.id for item in storyboard.sequences],
     }.get(loc[0])
-    if items is None and loc[0] == "sequences":
-        items = storyboard.sequences
-    if items is None or len(loc) < 2 or not isinstance(loc[1], int):
+    if ids is None or len(loc) < 2 or not isinstance(loc[1], int):
         return set()
-    return {items[loc[1]].id}
+    return {ids[loc[1]]}
 
 
 def frame_refs(storyboard: Storyboard) -> Iterator[tuple[tuple[Any, ...], str, FrameRef]]:

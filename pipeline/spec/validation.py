@@ -30,9 +30,11 @@ def validated(
     bad: dict[str, set[int]] = {}
     for error in errors:
         loc = tuple(error["loc"])
-        if len(loc) < 2 or loc[0] not in LIST_FIELDS or not isinstance(loc[1], int):
+        section, index = (loc[0], loc[1]) if len(loc) >= 2 else (loc[0] if loc else "", None)
+        if section not in LIST_FIELDS or not isinstance(index, int):
             problems.raise_any()
-        bad.setdefault(loc[0], set()).add(loc[1])
+            continue
+        bad.setdefault(str(section), set()).add(index)
     kept: dict[str, tuple[int, ...]] = {}
     dropped: set[str] = set()
     trimmed = dict(data)

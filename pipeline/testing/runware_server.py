@@ -237,7 +237,7 @@ class RunwareServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     def start(self) -> RunwareServer:
         self._thread = threading.Thread(
@@ -1131,10 +1131,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self._send(self.app.respond("POST", self.path, self.headers, body))
+        self._send(self.app.respond("POST", self.path, dict(self.headers.items()), body))
 
     def do_GET(self) -> None:
-        self._send(self.app.respond("GET", self.path, self.headers, b""))
+        self._send(self.app.respond("GET", self.path, dict(self.headers.items()), b""))
 
     def _send(self, reply: Reply) -> None:
         if reply.drop and not reply.body:

@@ -29,7 +29,7 @@ PROVIDERS = frozenset(
 )  # fmt: skip
 
 HD, FHD = (1280, 720), (1920, 1080)
-HAILUO_SIZES = {(1366, 768): (6, 10), (1920, 1080): (6,)}
+HAILUO_SIZES: dict[tuple[int, int], tuple[float, ...]] = {(1366, 768): (6, 10), (1920, 1080): (6,)}
 MINIMAX_PROMPT = (2, 2000)  # the MiniMax family's prompt length (the protocol notes)
 MINIMAX_SETTINGS = frozenset({"promptOptimizer"})
 # Kling 3.0's pages: providerSettings only with reference images and videos; sound is the
