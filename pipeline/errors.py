@@ -218,6 +218,11 @@ class AuthError(AccountError):
     """The provider refused the credentials."""
 
 
+class Unreachable(AccountError):
+    """The provider's API could not be reached before anything was submitted: no render of
+    this build can be sent."""
+
+
 class NotCollected(RenderError):
     """A task that was (or may have been) paid for and was not collected: it stays in the
     journal, and the next build asks for it before paying again."""

@@ -19,7 +19,8 @@ from pipeline.errors import UserError
 from pipeline.nodes import Expansion, FrameOf, Sequence, Shot, film_key, placed, render_key
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
-FrameFinder = Callable[[Shot, str | float], tuple[Path, str] | None]
+# A whole output (a clip, a voice) comes with its length in seconds, a frame with None.
+FrameFinder = Callable[[Shot, str | float], tuple[Path, str, float | None] | None]
 
 
 @dataclass
@@ -126,20 +127,28 @@ class Graph:
 
     # -- keys that wait on frames ---------------------------------------------------------
 
-    def resolve(self, node: str, slot: int, image: Path, digest: str) -> Shot:
+    def resolve(
+        self, node: str, slot: int, image: Path, digest: str, seconds: float | None = None
+    ) -> Shot:
         """The node once the input in its `slot` is known (a frame, a clip, a voice): its key
-        follows the input's bytes (it stays pending while another slot waits)."""
+        follows the input's bytes (it stays pending while another slot waits); a render
+        priced by that input's length (`seconds`, when it is a whole clip or sound) is priced
+        by it now."""
         shot = self.shot(node)
         images = list(shot.images)
         hashes = list(shot.image_hashes)
         images[slot], hashes[slot] = image, digest
         request = placed(shot.request, shot.place(slot), f"sha256:{digest}")
+        price = shot.price
+        if shot.priced_by is not None and shot.priced_by[0] == slot and seconds is not None:
+            price = round(shot.priced_by[1] * seconds, 4)
         known = replace(
             shot,
-            key=render_key(request, hashes, self.renderer, shot.take),
+            key=render_key(request, hashes, self.renderer, shot.keyed_take),
             request=request,
             images=tuple(images),
             image_hashes=tuple(hashes),
+            price=price,
         )
         self.resolved[node] = known
         return known

@@ -182,22 +182,20 @@ class ToolInfo:
     output: str  # "audio" or "video"
     provider: str
     fields: frozenset[str]
-    settings: tuple[str, ...]
-    # USD per `per` ("character", "second", "task"); by target for an upscaler
-    price: float | dict[str, float]
+    speech: tuple[str, ...]  # what a voice sets inside `speech`
+    settings: tuple[str, ...]  # what a render sets inside `settings`
+    price: float  # USD per `per` ("character", "second", "task")
     per: str
+    upper_bound: bool = False  # no price is published: `price` is the most it costs
     inferred: str = ""
     text_range: tuple[int, int] = (1, 10_000)
     speech_rate: float | None = None  # characters a second at speed 1
-    resolutions: dict[str, int] | None = None  # an upscaler's targets: name -> short side
+    resolutions: dict[str, int] | None = None  # sizes a film takes it at: name -> short side
 
-    def cost(self, characters: int = 0, seconds: float = 0.0, target: str = "") -> float | None:
+    def cost(self, characters: int = 0, seconds: float = 0.0) -> float:
         """What one render costs: by the text's length, the input's length, or per task."""
-        rate = self.price.get(target) if isinstance(self.price, dict) else self.price
-        if rate is None:
-            return None
         amount = {"character": characters, "second": seconds, "task": 1}[self.per]
-        return round(rate * amount, 4)
+        return round(self.price * amount, 4)
 
 
 @dataclass(frozen=True)
@@ -287,7 +285,6 @@ def _image(air: str, entry: dict[str, Any]) -> ModelInfo:
 
 
 def _tool(air: str, entry: dict[str, Any]) -> ToolInfo:
-    price = entry["price"]
     return ToolInfo(
         air=air,
         name=entry["name"],
@@ -296,11 +293,11 @@ def _tool(air: str, entry: dict[str, Any]) -> ToolInfo:
         output=entry["output"],
         provider=entry["provider"],
         fields=frozenset(entry["fields"]),
+        speech=tuple(entry.get("speech", ())),
         settings=tuple(entry.get("settings", ())),
-        price={str(k): float(v) for k, v in price.items()}
-        if isinstance(price, dict)
-        else float(price),
+        price=float(entry["price"]),
         per=entry["per"],
+        upper_bound=bool(entry.get("upper_bound", False)),
         inferred=" ".join(str(entry.get("inferred", "")).split()),
         text_range=tuple(entry.get("text", (1, 10_000))),
         speech_rate=entry.get("speech_rate"),

@@ -73,11 +73,20 @@ class Shot:
     places: tuple[tuple[str | int, ...], ...] = ()
     speaks: str = ""  # a lip-synced clip's: the key of the voice render it speaks
     decided: str = ""  # what its decisions file says of it, and where: for `status -v`
+    # Priced by the length of one input, once it is known: (its slot, USD a second). A
+    # lip-sync is billed by the second of the voice it speaks, an upscale of the clip.
+    priced_by: tuple[int, float] | None = None
 
     @property
     def pending(self) -> bool:
         """Whether its key waits on an upstream render's output (an input not known yet)."""
         return not all(self.image_hashes)
+
+    @property
+    def keyed_take(self) -> int:
+        """The take its key counts. An upscale is keyed by the bytes it is made of, not by
+        which take they are: a take that came out the same as another is upscaled once."""
+        return 1 if self.kind == UPSCALE else self.take
 
     @property
     def base_label(self) -> str:

@@ -367,11 +367,21 @@ def test_finishing_renders_follow_their_inputs(tmp_path: Path) -> None:
     picked = next(s for s in by_label["hero"] if s.picked)
     assert [a.upstream for a in upscale.after] == [picked.key] and upscale.pending
     assert (upscale.width, upscale.height) == (1920, 1080)
-    assert upscale.price == pytest.approx(10 * 0.0072)
+    # No price is published: counted at its upper bound ($0.0576 a second), and no size is
+    # asked of the upscaler (the service picks it).
+    assert upscale.price == pytest.approx(10 * 0.0576)
+    assert upscale.request["inputs"] == {"video": f"after:{picked.key}:"}
     lipsyncs = by_label["barista/lipsync"]
     assert len(lipsyncs) == 2
     voices = {s.key for s in by_label["hello"]}
     assert {s.after[1].upstream for s in lipsyncs} == voices and all(s.speaks for s in lipsyncs)
+    # A lip-sync is billed by the second of the whole voice: its estimate with a margin
+    # until the voice is spoken, then the voice's measured length.
+    lipsync = lipsyncs[0]
+    voice = graph.nodes[lipsync.after[1].upstream]
+    assert lipsync.price == pytest.approx(0.044 * voice.duration * 1.5, abs=1e-4)
+    spoken = graph.resolve(lipsync.key, 1, tmp_path / "voice.mp3", "ef" * 32, 7.5)
+    assert spoken.price == pytest.approx(0.044 * 7.5)
     # A film waits on all it is made of: its clips as finished, its voice and its bed.
     film = graph.films()[0]
     made_of = {r.label for r in film.renders()}
@@ -382,3 +392,22 @@ def test_finishing_renders_follow_their_inputs(tmp_path: Path) -> None:
     again = graph.resolve(upscale.key, 0, tmp_path / "take.mp4", "cd" * 32)
     assert again.key != resolved.key
     assert graph.film(film).key != film.key  # the film follows its upscaled clip
+
+
+def test_the_upscale_of_a_take_the_same_as_another_is_one_render(tmp_path: Path) -> None:
+    graph = graph_of(
+        tmp_path,
+        """\
+version: 1
+name: twice
+shots:
+  - {id: hero, prompt: a cup, upscale: 1080p, takes: 2}
+sequences:
+  - {id: one, shots: [{shot: hero, take: 1}]}
+  - {id: two, shots: [{shot: hero, take: 2}]}
+""",
+    )
+    upscales = [node for node in graph.nodes.values() if node.label == "hero/upscale"]
+    assert sorted(u.take for u in upscales) == [1, 2] and upscales[0].key != upscales[1].key
+    same = [graph.resolve(u.key, 0, tmp_path / "take.mp4", "ab" * 32).key for u in upscales]
+    assert same[0] == same[1]  # the same bytes, upscaled once, whichever take they are

@@ -197,3 +197,39 @@ def test_the_key_is_in_nothing_the_tool_prints_or_writes(
         p.parent.name == "failures" for p in written
     )
     assert not [p for p in written if secret.encode() in p.read_bytes()]
+
+
+def test_an_api_that_cannot_be_reached_fails_the_build_before_any_submit(
+    project: Path, cli, simple: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that takes the connection and answers nothing: the ping before the first
+    submit is tried twice, then the whole build stops naming the host (not three renders,
+    each retried with backoff, each pinging six times)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("RUNWARE_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("RUNWARE_API_KEY", KEY)
+    try:
+        result, summary = build(cli, simple, "-j", "3")
+    finally:
+        listener.close()
+    assert result.code == 1
+    assert "Runware at 127.0.0.1 cannot be reached" in summary["error"]
+    assert "nothing was submitted" in summary["error"]
+    assert len(accepted) == 2  # the ping, twice; then no render tried at all
+    assert summary["rendered"] == 0 and summary["failed"] + summary["skipped"] == 3

@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -232,3 +233,173 @@ def test_veo_from_a_frame_renders_at_the_resolution_asked(runware: RunwareServer
     both = {**base, "taskUUID": str(uuid.uuid4()), "resolution": "1080p", "inputs": {}}
     both |= {"width": 1920, "height": 1080}
     assert post(runware, both)[1]["errors"][0]["parameter"] == "resolution"
+
+
+def _audio(runware: RunwareServer, model: str, **fields: object) -> tuple[int, dict]:
+    task = {
+        "taskType": "audioInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": model,
+        "outputType": "URL",
+        "outputFormat": "MP3",
+        "deliveryMethod": "async",
+        "includeCost": True,
+        **fields,
+    }
+    return post(runware, task)
+
+
+SPEECH = {"text": "Good morning.", "voice": "English_expressive_narrator"}
+
+# Each rule the protocol notes give for speech and music, as a request and what the server
+# answers: None for accepted, else the error code and the parameter it names.
+SOUND_RULES = [
+    ("minimax:speech@2.8", {"speech": SPEECH}, None),
+    (
+        "minimax:speech@2.8",
+        {"speech": {**SPEECH, "speed": 1.5, "volume": 2, "pitch": -3, "emotion": "whisper"}},
+        None,
+    ),
+    (
+        "minimax:speech@2.8",
+        {"speech": SPEECH, "settings": {"languageBoost": "auto", "turbo": True}},
+        None,
+    ),
+    ("minimax:speech@2.8", {"speech": SPEECH, "settings": {"speed": 1.5}}, "settings.speed"),
+    ("minimax:speech@2.8", {"speech": {**SPEECH, "emotion": "neutral"}}, "speech.emotion"),
+    ("minimax:speech@2.8", {"speech": {**SPEECH, "mood": "calm"}}, "speech.mood"),
+    ("minimax:speech@2.8", {"speech": {**SPEECH, "pitch": 1.5}}, "speech.pitch"),
+    ("minimax:speech@2.8", {"speech": SPEECH, "routing": {}}, "routing"),
+    (
+        "minimax:speech@2.8",
+        {"speech": SPEECH, "outputFormat": "WAV", "audioSettings": {"bitrate": 128}},
+        "audioSettings",
+    ),
+    ("minimax:music@2.6", {"positivePrompt": "guitar", "settings": {"instrumental": True}}, None),
+    (
+        "minimax:music@2.6",
+        {"positivePrompt": "a song", "settings": {"lyricsOptimizer": True}},
+        None,
+    ),
+    (
+        "minimax:music@2.6",
+        {"positivePrompt": "a song", "settings": {"instrumental": False, "lyrics": "[verse] la"}},
+        None,
+    ),
+    ("minimax:music@2.6", {"positivePrompt": "a song", "settings": {}}, "settings.lyrics"),
+    (
+        "minimax:music@2.6",
+        {"positivePrompt": "a song", "settings": {"instrumental": True, "lyrics": "la"}},
+        "settings.lyrics",
+    ),
+    ("minimax:music@2.6", {"positivePrompt": "guitar", "duration": 30}, "duration"),
+]
+
+
+@pytest.mark.parametrize(("model", "fields", "refused"), SOUND_RULES)
+def test_speech_and_music_are_checked_as_runware_publishes_them(
+    runware: RunwareServer, model: str, fields: dict, refused: str | None
+) -> None:
+    status, body = _audio(runware, model, **fields)
+    if refused is None:
+        assert status == 200, body
+        return
+    assert status == 400 and body["errors"][0]["parameter"] == refused, body
+    assert runware.stats()["accepted"] == 0  # refused at submit: nothing runs, nothing billed
+
+
+def _stored(runware: RunwareServer, path: Path) -> str:
+    media = base64.b64encode(path.read_bytes()).decode()
+    task = {"taskType": "mediaStorage", "taskUUID": str(uuid.uuid4()), "operation": "upload"}
+    status, body = post(runware, {**task, "media": f"data:video/mp4;base64,{media}"})
+    assert status == 200, body
+    return body["data"][0]["mediaUUID"]
+
+
+def _finish(runware: RunwareServer, task: dict) -> dict:
+    status, body = post(runware, task)
+    assert status == 200, body
+    return poll(runware, task["taskUUID"])["data"][0]
+
+
+def test_an_upscale_takes_no_size_and_a_lipsync_bills_the_whole_voice(
+    runware: RunwareServer, tmp_path: Path
+) -> None:
+    from pipeline.testing.media import paint
+
+    clip = paint(tmp_path / "clip.mp4", 640, 360, 50)  # 2 s
+    video = _stored(runware, clip)
+    upscale = {
+        "taskType": "upscale",
+        "taskUUID": str(uuid.uuid4()),
+        "model": "bytedance:50@1",
+        "inputs": {"video": video, "targetResolution": "1080p"},
+        "deliveryMethod": "async",
+    }
+    status, body = post(runware, upscale)
+    assert status == 400 and body["errors"][0]["parameter"] == "inputs.targetResolution"
+    del upscale["inputs"]["targetResolution"]
+    done = _finish(runware, {**upscale, "includeCost": True})
+    assert done["cost"] == pytest.approx(2 * 0.0072)  # the service picked 1080p for 360p
+
+    spoken = _finish(
+        runware,
+        {
+            "taskType": "audioInference",
+            "taskUUID": str(uuid.uuid4()),
+            "model": "minimax:speech@2.8",
+            "speech": {"text": "x" * 65, "voice": "English_expressive_narrator"},  # 5 s
+            "deliveryMethod": "async",
+        },
+    )
+    audio = tmp_path / "voice.mp3"
+    audio.write_bytes(runware.respond("GET", urlsplit(spoken["audioURL"]).path, {}, b"").body)
+    voice = _stored(runware, audio)
+    lipsync = {
+        "taskType": "videoInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": "sync:lipsync-2@1",
+        "inputs": {"video": video, "audios": [{"id": "voice", "source": voice}]},
+        "providerSettings": {"sync": {"syncMode": "cut_off"}},
+        "deliveryMethod": "async",
+        "includeCost": True,
+    }
+    done = _finish(runware, lipsync)
+    assert done["cost"] == pytest.approx(0.044 * 5.0, abs=0.044 * 0.1)  # 5 s of voice, not 2
+
+
+@pytest.mark.parametrize("dialect", ["sdk", "docs"])
+def test_every_task_type_answers_in_each_dialect(
+    runware: RunwareServer, tmp_path: Path, dialect: str
+) -> None:
+    """Clips, stills, voices, music, upscales and lip-syncs: with `status: success` as the SDKs
+    expect, or none at all as the docs pages show, the output at its URL either way."""
+    from pipeline.testing.media import paint
+
+    runware.set_faults(dialect=dialect)
+    video = _stored(runware, paint(tmp_path / "clip.mp4", 640, 360, 25))
+    voice = _stored(runware, REPO / "specs" / "assets" / "score.m4a")
+    tasks = {
+        "videoURL": [
+            {"taskType": "videoInference", "model": "minimax:4@1", "positivePrompt": "a harbour",
+             "width": 1366, "height": 768, "duration": 6, "fps": 25},
+            {"taskType": "upscale", "model": "bytedance:50@1", "inputs": {"video": video}},
+            {"taskType": "videoInference", "model": "sync:lipsync-2@1",
+             "inputs": {"video": video, "audios": [{"id": "v", "source": voice}]}},
+        ],
+        "imageURL": [
+            {"taskType": "imageInference", "model": "bfl:2@1", "positivePrompt": "a harbour",
+             "width": 1024, "height": 576},
+        ],
+        "audioURL": [
+            {"taskType": "audioInference", "model": "minimax:speech@2.8", "speech": SPEECH},
+            {"taskType": "audioInference", "model": "minimax:music@2.6",
+             "positivePrompt": "guitar", "settings": {"instrumental": True}},
+        ],
+    }  # fmt: skip
+    for url, kinds in tasks.items():
+        for task in kinds:
+            done = _finish(
+                runware, {**task, "taskUUID": str(uuid.uuid4()), "deliveryMethod": "async"}
+            )
+            assert done[url] and ("status" in done) == (dialect == "sdk"), done

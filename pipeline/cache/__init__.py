@@ -112,20 +112,22 @@ class Cache:
             if entry.task_uuid and record and record.remote_ids.get("taskUUID") == entry.task_uuid:
                 self.journal.clear(key)
 
-    def frame(self, upstream: Shot, at: str | float) -> tuple[Path, str] | None:
-        """An upstream render's frame and its hash: a still's image, or a frame taken from
-        its clip (once). None while the render is not here, or its frame cannot be taken
-        (the shot waits; the build says why)."""
+    def frame(self, upstream: Shot, at: str | float) -> tuple[Path, str, float | None] | None:
+        """An upstream render's frame and its hash: a still's image, a whole clip or sound
+        (with its length in seconds), or a frame taken from its clip (once). None while the
+        render is not here, or its frame cannot be taken (the shot waits; the build says
+        why)."""
         record = self.clips.get(upstream.key)
         if record is None:
             return None
         path = self.root / record.path
         if at == "" or upstream.still:  # the whole output: a still, a clip, a voice
-            return path, record.sha256
+            return path, record.sha256, record.duration
         try:
-            return self.frames.of(path, record.sha256, at)
+            taken, digest = self.frames.of(path, record.sha256, at)
         except (MediaError, OSError):
             return None
+        return taken, digest, None
 
     def close(self) -> None:
         self.clips.close()

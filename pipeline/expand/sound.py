@@ -3,6 +3,7 @@ the finishing renders of a clip (a lip-sync to a voice, an upscale to a delivery
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,11 @@ from pipeline.spec.schema import LipsyncSpec, MusicSpec, ShotSpec, UpscaleSpec, 
 AUDIO_FORMAT = "MP3"  # the models' default: small, and every player reads it
 MUSIC_PREVIEW_SECONDS = 30.0  # a bed's length in preview when it gives none
 LIPSYNC_MODE = "cut_off"  # the voice is cut where the clip ends: the clip keeps its length
+# A voice's length is estimated from its characters, and a lip-sync is billed by the voice's
+# real length: until the voice is spoken, its price counts this much more than the estimate,
+# so that a slow voice does not bill above what the budget counted.
+VOICE_LENGTH_MARGIN = 1.5
+MAX_VOICE_ID = 200
 
 
 def _tool(spec: Spec, loc: tuple[Any, ...], given: str | None, kind: str) -> models.ToolInfo:
@@ -72,14 +78,46 @@ def _words(
             loc,
             f"{name}: the {loc[-1]} is {len(said)} characters; {info.air} takes {low} to {high}",
         )
+    control = next((c for c in said if unicodedata.category(c) == "Cc" and c not in "\n\t"), None)
+    if control is not None:
+        raise spec.source.error(
+            loc,
+            f"{name}: the {loc[-1]} holds the control character U+{ord(control):04X}",
+            "a paid render says every character it is sent: remove it",
+        )
+    if not any(_visible(c) for c in said):
+        raise spec.source.error(
+            loc,
+            f"{name}: the {loc[-1]} says nothing: it has only spaces, control or zero-width "
+            "characters",
+        )
     return said
+
+
+def _visible(character: str) -> bool:
+    """Whether a character shows or sounds: not a space, a control or a format character
+    (zero-width joiners and marks)."""
+    return unicodedata.category(character)[0] not in "ZC"
+
+
+def spoken_seconds(text: str, rate: float, speed: float) -> float:
+    """How long `text` takes to say at `rate` characters a second (Latin script) and
+    `speed`: a wide (CJK) character is a syllable, and counts as three."""
+    weight = sum(3 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return round(weight / (rate * speed), 2)
 
 
 def _priced(given: float | None, board: Any, air: str, estimate: float | None) -> float | None:
     """The storyboard's price (the item's `price:`, or `prices:` of the model), else the
     catalogue's estimate."""
+    price = _set_price(given, board, air)
+    return price if price is not None else estimate
+
+
+def _set_price(given: float | None, board: Any, air: str) -> float | None:
+    """The price the storyboard sets (the item's `price:`, or `prices:` of the model)."""
     price = first_set(given, board.prices.get(air), None)
-    return float(price) if price is not None else estimate
+    return float(price) if price is not None else None
 
 
 @dataclass(frozen=True)
@@ -104,19 +142,34 @@ def _voice(
     loc = ("voices", index)
     info = _tool(spec, loc, voice.model, "speech")
     text = _words(spec, (*loc, "text"), voice.text, saying, (f"voice '{voice.id}'", info))
-    speaker = said_as(spec, (*loc, "voice"), voice.voice, saying).strip()
-    if not speaker:
-        raise spec.source.error((*loc, "voice"), f"voice '{voice.id}': the voice id is empty")
-    settings = {
-        name: value for name in info.settings if (value := getattr(voice, name, None)) is not None
+    speaker = _voice_id(spec, (*loc, "voice"), voice, saying)
+    speech = {"text": text, "voice": speaker} | {
+        name: value for name in info.speech if (value := getattr(voice, name, None)) is not None
     }
-    request = _request(info, AUDIO_FORMAT, speech={"text": text, "voice": speaker})
-    if settings:
-        request["settings"] = settings
-    rate = (info.speech_rate or 15.0) * (voice.speed or 1.0)
-    estimate = round(len(text) / rate, 2)
+    request = _request(info, AUDIO_FORMAT, speech=speech)
+    estimate = spoken_seconds(text, info.speech_rate or 15.0, voice.speed or 1.0)
     price = _priced(voice.price, spec.storyboard, info.air, info.cost(characters=len(text)))
     return _sound(voice.id, variant, index, info, request, text, estimate, price, VOICE, context)
+
+
+def _voice_id(spec: Spec, loc: tuple[Any, ...], voice: VoiceSpec, saying: Saying) -> str:
+    """The provider's voice id as the variant says it: one word of printable characters."""
+    speaker = said_as(spec, loc, voice.voice, saying).strip()
+    if not speaker:
+        raise spec.source.error(loc, f"voice '{voice.id}': the voice id is empty")
+    if (
+        len(speaker) > MAX_VOICE_ID
+        or not speaker.isprintable()
+        or any(c.isspace() for c in speaker)
+    ):
+        shown = speaker[:40].encode("unicode_escape").decode()
+        raise spec.source.error(
+            loc,
+            f"voice '{voice.id}': '{shown}' is not a voice id: one word of printable "
+            f"characters, at most {MAX_VOICE_ID}",
+            "a voice id names one of the provider's voices (English_expressive_narrator)",
+        )
+    return speaker
 
 
 def expand_music(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Shot:
@@ -129,10 +182,24 @@ def _music(
 ) -> Shot:
     loc = ("music", index)
     info = _tool(spec, loc, music.model, "music")
-    prompt = _words(spec, (*loc, "prompt"), music.prompt, saying, (f"music '{music.id}'", info))
+    whose = (f"music '{music.id}'", info)
+    prompt = _words(spec, (*loc, "prompt"), music.prompt, saying, whose)
     request = _request(info, AUDIO_FORMAT, positivePrompt=prompt)
-    if "instrumental" in info.settings:
-        request["settings"] = {"instrumental": music.instrumental}
+    if music.seed is not None:
+        request["seed"] = music.seed
+    if music.instrumental and music.lyrics is not None:
+        raise spec.source.error(
+            (*loc, "lyrics"),
+            f"music '{music.id}': lyrics are sung, and instrumental: true has no singing",
+            "remove instrumental: true (a bed with lyrics is vocal), or the lyrics",
+        )
+    instrumental = music.instrumental if music.instrumental is not None else music.lyrics is None
+    settings: dict[str, Any] = {"instrumental": instrumental}
+    if music.lyrics is not None:
+        settings["lyrics"] = said_as(spec, (*loc, "lyrics"), music.lyrics, saying).strip()
+    elif not instrumental:
+        settings["lyricsOptimizer"] = True  # a vocal track needs words: the provider writes them
+    request["settings"] = {name: value for name, value in settings.items() if name in info.settings}
     length = music.duration or MUSIC_PREVIEW_SECONDS  # what a preview draws
     price = _priced(music.price, spec.storyboard, info.air, info.cost())
     return _sound(music.id, variant, index, info, request, prompt, length, price, MUSIC, context)
@@ -233,9 +300,15 @@ def _lipsync(
         providerSettings={info.provider: {"syncMode": LIPSYNC_MODE}},
     )
     places = (("inputs", "video"), ("inputs", "audios", 0, "source"))
-    price = _priced(given.price, spec.storyboard, info.air, info.cost(seconds=clip.duration))
+    # Billed by the second of the whole voice: its estimate with a margin until it is spoken.
+    estimate = info.cost(seconds=voice.duration * VOICE_LENGTH_MARGIN)
+    price = _priced(given.price, spec.storyboard, info.air, estimate)
+    by_voice = (
+        (1, info.price) if _set_price(given.price, spec.storyboard, info.air) is None else None
+    )
     inputs = (FrameOf(0, clip.key, clip.label, ""), FrameOf(1, voice.key, voice.label, ""))
-    return _edit(clip, info, request, places, inputs, price, LIPSYNC, context, speaks=voice.key)
+    lipsync = _edit(clip, info, request, places, inputs, price, LIPSYNC, context, voice.key)
+    return replace(lipsync, priced_by=by_voice)
 
 
 def _upscale(
@@ -249,17 +322,19 @@ def _upscale(
             f"shot '{clip.shot_id}': {info.air} does not upscale to {given.resolution}",
             f"it upscales to {', '.join(info.resolutions or {})}",
         )
+    # The upscaler picks the size it delivers: the film takes the clip at `resolution`.
     width, height = _scaled(clip.width, clip.height, short)
-    request = _request(
-        info, "MP4", inputs={"video": f"after:{clip.key}:", "targetResolution": given.resolution}
-    )
-    cost = info.cost(seconds=clip.duration, target=given.resolution)
-    price = _priced(given.price, spec.storyboard, info.air, cost)
+    request = _request(info, "MP4", inputs={"video": f"after:{clip.key}:"})
+    estimate = info.cost(seconds=clip.duration)
+    price = _priced(given.price, spec.storyboard, info.air, estimate)
     upstream = (FrameOf(0, clip.key, clip.label, ""),)
     upscaled = _edit(
         clip, info, request, (("inputs", "video"),), upstream, price, UPSCALE, context, clip.speaks
     )
-    return replace(upscaled, width=width, height=height)
+    by_clip = (
+        (0, info.price) if _set_price(given.price, spec.storyboard, info.air) is None else None
+    )
+    return replace(upscaled, width=width, height=height, priced_by=by_clip)
 
 
 def _scaled(width: int, height: int, short: int) -> tuple[int, int]:
@@ -282,9 +357,8 @@ def _edit(
     speaks: str = "",
 ) -> Shot:
     hashes = [""] * len(inputs)
-    return replace(
+    edited = replace(
         clip,
-        key=render_key(request, hashes, context.renderer, clip.take),
         label=f"{clip.label}/{kind}",
         model=info.air,
         request=request,
@@ -297,3 +371,4 @@ def _edit(
         places=places,
         speaks=speaks,
     )
+    return replace(edited, key=render_key(request, hashes, context.renderer, edited.keyed_take))

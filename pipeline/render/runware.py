@@ -3,9 +3,10 @@
 Never pay twice: the taskUUID is journaled before the submit is sent; a submit whose answer
 was lost is sent again with the same taskUUID, and `conflictTaskUUID` then means "accepted";
 a journaled task is polled, and only a task the server does not know is submitted anew.
-Answers are read in every shape the protocol records: a `videoURL` means done whatever the
-`status` says; a failure may come in `errors`, or in `data` with its code and message at the
-top or nested in `error`, with or without the taskUUID it is about.
+Answers are read in every shape the protocol records: an output URL (`videoURL`, `audioURL`,
+`imageURL`) means done whatever the `status` says or omits, for every task type; a failure
+may come in `errors`, or in `data` with its code and message at the top or nested in
+`error`, with or without the taskUUID it is about.
 The API key goes only into the Authorization header of API requests: never to the download
 host, never into a message, log, cache entry, journal or lock.
 """
@@ -43,6 +44,7 @@ from pipeline.errors import (
     StoryboardError,
     TaskUnknown,
     TransientError,
+    Unreachable,
     UserError,
 )
 from pipeline.nodes import LIPSYNC, UPSCALE, Shot, placed
@@ -91,6 +93,10 @@ FINAL_FORMS = re.compile(
     r"blocked|notAllowed|tooLong|tooShort",
     re.IGNORECASE,
 )
+# An item carrying any of these is a finished task, whatever its `status` says or omits (the
+# published result examples have none; runware-python's `_is_terminal` reads the URL).
+OUTPUT_URLS = ("videoURL", "audioURL", "imageURL")
+DONE_STATUSES = ("success", "completed")
 POLL_BATCH = 100
 POLL_WINDOW = 0.05  # polls due this close together share one request
 DOWNLOAD_ATTEMPTS = 4
@@ -100,6 +106,20 @@ SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is stil
 MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
 MIN_NOT_FOUND_GRACE = 60.0  # against the real API: a shorter grace could pay twice
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How hard to try reaching the API before calling it unreachable."""
+
+    attempts: int
+    timeout: httpx.Timeout
+
+
+# The ping before the first submit: an API that cannot be reached fails the build in seconds
+# (two tries, each given a few seconds), not after every render's retries. A server that
+# answers, even with 429 or 5xx, is reached: those are waited out as usual.
+PING_REACH = Reach(attempts=2, timeout=httpx.Timeout(8.0, connect=4.0))
 
 
 @dataclass(frozen=True)
@@ -221,20 +241,37 @@ class RunwareApi:
         self._retry_after_cap = retry_after_cap
 
     async def post(
-        self, tasks: list[dict[str, Any]], what: str, attempts: int | None = None
+        self,
+        tasks: list[dict[str, Any]],
+        what: str,
+        attempts: int | None = None,
+        reach: Reach | None = None,
     ) -> Answer:
         """The answer to `tasks`; TransientError when none came (after `attempts` tries),
-        AccountError for a refused key or account, RefusedError for a non-Runware 4xx."""
+        AccountError for a refused key or account, RefusedError for a non-Runware 4xx;
+        Unreachable when `reach` is given and the API cannot be reached in its tries."""
         attempts = attempts or self._backoff.attempts
         last = "no answer"
+        sent: dict[str, Any] = {"timeout": reach.timeout} if reach is not None else {}
+        unreached = 0
         for attempt in range(attempts):
             try:
-                response = await self._client.post(self._url, json=tasks, headers=self._headers)
+                response = await self._client.post(
+                    self._url, json=tasks, headers=self._headers, **sent
+                )
             except httpx.TransportError as exc:
                 # httpx may quote the request's headers: what it says leaves the renderer
                 # only through `render` and `note`, which remove the key.
                 last = _http_problem(exc)
                 wait = self._backoff.delay(attempt)
+                unreached += 1
+                if reach is not None and unreached >= reach.attempts:
+                    raise Unreachable(
+                        f"Runware at {httpx.URL(self._url).host} cannot be reached ({last}): "
+                        "nothing was submitted",
+                        "check the network connection, or RUNWARE_BASE_URL; build again "
+                        "when it answers",
+                    ) from None
             else:
                 if response.status_code == 429:
                     last = "HTTP 429 (the provider's queue is full)"
@@ -364,7 +401,7 @@ class Poller:
     async def wait(
         self, task_uuid: str, label: str, fresh: bool, accepted: float | None = None
     ) -> dict[str, Any]:
-        """The item of a finished task (a videoURL, or a success status), or a RenderError
+        """The item of a finished task (an output URL, or a done status), or a RenderError
         saying why there is none. `accepted`: when the task was accepted (wall clock; now
         when not known), from which a task unknown to the server is given its grace."""
         now = time.monotonic()
@@ -487,7 +524,7 @@ class Poller:
                 self._reschedule(task_uuid, None)
 
     def _item(self, task_uuid: str, item: dict[str, Any]) -> None:
-        if item.get("videoURL") or item.get("imageURL") or item.get("status") == "success":
+        if any(item.get(name) for name in OUTPUT_URLS) or item.get("status") in DONE_STATUSES:
             self._settle(task_uuid, item)  # done; the renderer judges what it delivered
             return
         error = error_of(item)
@@ -775,8 +812,8 @@ class RunwareRenderer:
             if not self.account.key_checked:
                 ping = [{"taskType": "ping", "ping": True}]
                 try:
-                    await self.api.post(ping, "ping")
-                except AccountError as exc:
+                    await self.api.post(ping, "ping", reach=PING_REACH)
+                except AccountError as exc:  # refused, or unreachable: no render may go
                     self._account_refused(exc)
                     raise
                 self.account.key_checked = True

@@ -28,7 +28,7 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.graph import FrameFinder, Graph
-from pipeline.nodes import Shot
+from pipeline.nodes import UPSCALE, Shot
 from pipeline.render import Renderer, RendererOptions, RenderJob, RenderResult, make_renderer
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 from pipeline.run.leases import Team
@@ -539,10 +539,11 @@ class Scheduler:
         (it is recorded as delivered, and the user is told); a free one must be exact."""
         info = result.info or media.check_render(result.path, shot.kind)[0]
         warning = None
-        # A sound's length is what the words take (known once spoken): not checked.
+        # A sound's length is what the words take (known once spoken): not checked. An
+        # upscaler picks the size it delivers (the film scales it to its own).
+        sized = shot.kind != UPSCALE and (info.width, info.height) != (shot.width, shot.height)
         if not shot.sound and (
-            (info.width, info.height) != (shot.width, shot.height)
-            or (not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps)
+            sized or (not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps)
         ):
             what = (
                 f"{info.width}x{info.height} ({shot.width}x{shot.height} was asked for)"

@@ -87,7 +87,8 @@ DESCRIPTIONS: dict[str, str] = {
     "FrameRef.take": "Which take of that shot (default: its picked one).",
     "FrameRef.vars": "The matrix values of the variant to take it from (default: this variant's).",
     "UpscaleSpec.model": "The upscaler (default: the catalogue's).",
-    "UpscaleSpec.resolution": "The size to upscale to: 1080p, 2k or 4k.",
+    "UpscaleSpec.resolution": "The size films take the upscaled clip at: 1080p, 2k or 4k "
+    "(the upscaler picks the size it delivers; the film scales it to this).",
     "LipsyncSpec.voice": "The id of the voice render the lips follow.",
     "LipsyncSpec.model": "The lip-sync model (default: the catalogue's).",
     # -- sequences --------------------------------------------------------------------------
@@ -161,11 +162,16 @@ DESCRIPTIONS: dict[str, str] = {
     "VoiceSpec.speed": "0.5 to 2 times the voice's pace.",
     "VoiceSpec.volume": "The voice's loudness (above 0, up to 10; 1 is its own).",
     "VoiceSpec.pitch": "Semitones up or down (-12 to 12).",
-    "VoiceSpec.emotion": "happy, sad, angry, fearful, disgusted, surprised or neutral.",
+    "VoiceSpec.emotion": "happy, sad, angry, fearful, disgusted, surprised, calm, fluent or "
+    "whisper (Runware's list).",
     "MusicSpec.id": "The music render's id, as sequences name it.",
     "MusicSpec.prompt": "What the music is: a Jinja template over vars and the matrix.",
     "MusicSpec.model": "The music model (default: the catalogue's).",
-    "MusicSpec.instrumental": "No singing (true by default).",
+    "MusicSpec.instrumental": "No singing (true by default; false by default with lyrics). A "
+    "vocal bed without lyrics has the provider write them (lyricsOptimizer).",
+    "MusicSpec.lyrics": "The words sung (1 to 3,500 characters, with section tags such as "
+    "[verse]): a Jinja template over vars and the matrix. Not with instrumental: true.",
+    "MusicSpec.seed": "A seed: the same request and seed give the same piece.",
     "MusicSpec.duration": "Seconds of the piece a film keeps (default: all of it).",
     "VoiceRef.voice": "The id of a voice render.",
     "MusicRef.music": "The id of a music render.",

@@ -421,8 +421,20 @@ class VoiceSpec(_Strict):
     speed: float | None = Field(default=None, ge=0.5, le=2)
     volume: float | None = Field(default=None, gt=0, le=10)
     pitch: int | None = Field(default=None, ge=-12, le=12)
+    # Runware's list (its ComfyUI node); `neutral` is not on it.
     emotion: (
-        Literal["happy", "sad", "angry", "fearful", "disgusted", "surprised", "neutral"] | None
+        Literal[
+            "happy",
+            "sad",
+            "angry",
+            "fearful",
+            "disgusted",
+            "surprised",
+            "calm",
+            "fluent",
+            "whisper",
+        ]
+        | None
     ) = None
     price: Price | None = None
 
@@ -434,7 +446,9 @@ class MusicSpec(_Strict):
     id: Identifier
     prompt: str = Field(min_length=1, max_length=2000)
     model: str | None = None  # the catalogue's default music model
-    instrumental: bool = True
+    instrumental: bool | None = None  # None: true without lyrics, false with them
+    lyrics: str | None = Field(default=None, min_length=1, max_length=3500)
+    seed: int | None = Field(default=None, ge=0, lt=2**32)
     duration: float | None = Field(default=None, gt=0, le=600)
     price: Price | None = None
 

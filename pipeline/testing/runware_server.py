@@ -7,8 +7,10 @@ of storyboard outside pipeline/testing/, keeps its own table of what each model 
 costs, and answers in every shape the protocol records (chosen per run by a dialect), so a
 wrong assumption in the client fails a test instead of being mirrored here.
 
-It speaks `videoInference` (async delivery), `getResponse`, `imageUpload` and `ping`, bills
-each task that succeeds at its model's price, serves the clip at `videoURL`, injects faults
+It speaks `videoInference`, `imageInference`, `audioInference` and `upscale` (async
+delivery), `getResponse`, `imageUpload`, `mediaStorage` and `ping`; bills each task that
+succeeds at its model's price, serves its output at `videoURL`, `imageURL` or `audioURL`
+(with no `status` in the docs dialect, whatever the task type), injects faults
 (POST /_faults, or --fault NAME=N), and counts everything, per task and per request, at
 GET /_stats. `transport()` gives the same server as an httpx transport, for tests that need
 no socket. A person can use it to try a storyboard end to end offline:
@@ -676,9 +678,20 @@ class RunwareServer:
             )
 
     def _frame_images(self, request: dict[str, Any], model: ServedModel) -> list[str]:
-        frames = (request.get("inputs") or {}).get("frameImages") or []
+        inputs = request.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            raise Rejection(400, "invalidParameter", "inputs must be an object", parameter="inputs")
+        _closed(inputs, model.inputs, "inputs")
+        frames = inputs.get("frameImages") or []
+        if not isinstance(frames, list):
+            raise Rejection(
+                400, "invalidParameter", "inputs.frameImages must be a list",
+                parameter="inputs.frameImages",
+            )  # fmt: skip
         images = []
         for index, frame in enumerate(frames):
+            if isinstance(frame, dict):
+                _closed(frame, frozenset({"image", "frame"}), f"inputs.frameImages[{index}]")
             image = frame.get("image") if isinstance(frame, dict) else None
             where = f"inputs.frameImages[{index}].image"
             position = frame.get("frame", "first") if isinstance(frame, dict) else None
@@ -886,7 +899,8 @@ class RunwareServer:
             if task.status != "success":
                 continue
             task.video_uuid = str(uuid.uuid4())
-            task.seed = random.randrange(1, 2**31)
+            asked = task.job.seed if task.job is not None else None
+            task.seed = asked if asked is not None else random.randrange(1, 2**31)
             task.billed = True
             self.videos[task.video_uuid] = task
             self.counters["billed_cost"] = round(self.counters["billed_cost"] + task.price, 6)
@@ -1095,6 +1109,16 @@ def _provider_settings(request: dict[str, Any], model: ServedModel) -> dict[str,
         if not isinstance(value, bool):
             raise Rejection(400, "invalidParameter", f"{where} must be a boolean", parameter=where)
     return settings
+
+
+def _closed(given: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    """Refuse a key the published schema does not list, as Runware does: unknownParameter."""
+    for name in sorted(given):
+        if name not in allowed:
+            raise Rejection(
+                400, "unknownParameter", f"unknown parameter '{where}.{name}'",
+                parameter=f"{where}.{name}",
+            )  # fmt: skip
 
 
 def _image_data(image: str) -> bytes | None:

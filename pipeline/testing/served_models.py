@@ -48,6 +48,8 @@ class ServedModel:
     fps: tuple[int, ...] = ()
     prompt_range: tuple[int, int] = (1, 3000)
     frames: tuple[str, ...] = ()  # frame positions inputs.frameImages may hold
+    # The names `inputs` may hold (closed, as every published object is).
+    inputs: frozenset[str] = frozenset({"frameImages"})
     size_or_frames: bool = False  # "Provide exactly one of" frame images or width/height
     text_to_video: bool = True
     # "no"; "optional" (asked by `sound_setting` in providerSettings); "yes": every clip has
@@ -133,6 +135,7 @@ MODELS: dict[str, ServedModel] = {
         size_or_frames=True,
         sound="yes",
         settings_need=KLING_NEEDS,
+        inputs=frozenset({"frameImages", *KLING_NEEDS}),
         price_per_second=0.112,
         price_per_second_sound=0.168,
     ),
@@ -144,6 +147,7 @@ MODELS: dict[str, ServedModel] = {
         size_or_frames=True,
         sound="yes",
         settings_need=KLING_NEEDS,
+        inputs=frozenset({"frameImages", *KLING_NEEDS}),
         price_per_second=0.084,
         price_per_second_sound=0.126,
     ),
@@ -201,6 +205,7 @@ MODELS: dict[str, ServedModel] = {
         sound="optional",
         sound_setting="audio",
         settings=frozenset({"promptExtend", "audio"}),
+        inputs=frozenset({"frameImages", "audio"}),  # audio: not with the sound setting
         # $0.10 a second at 720p, $0.15 at 1080p
         price_table={
             size: {d: round((0.10 if min(size) < 1080 else 0.15) * d, 4) for d in (5, 10, 15)}
