@@ -184,7 +184,9 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
             where = _where(loaded)
             made = [graph.film(sequence) for sequence in chosen]
             summary.sequences = films.join(made, where, reporter.note, sharing)
-    if not request.frozen and not summary.interrupted:
+    # An interrupted build writes it too: what it paid for and collected is named in git at
+    # once, not only after a later build finishes.
+    if not request.frozen:
         _write_lock(loaded, summary)
     return summary
 

@@ -207,7 +207,14 @@ class TransientError(RenderError):
 
 
 class RefusedError(RenderError):
-    """A failure that will happen again (content policy, invalid request): no retry."""
+    """A failure that will happen again (content policy, invalid request): no retry.
+
+    `code` is the provider's, when the provider refused the request itself: then the same
+    request is refused every time, and later builds do not send it again unless forced."""
+
+    def __init__(self, message: str, hint: str | None = None, code: str = "") -> None:
+        super().__init__(message, hint)
+        self.code = code
 
 
 class AccountError(RenderError):

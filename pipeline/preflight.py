@@ -67,7 +67,12 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
     cached = [r.shot for r in rows if r.status == ShotState.CACHED and r.shot.key not in forced]
     paid = is_paid(loaded.renderer)
     waiting = (ShotState.IN_FLIGHT, ShotState.REMOTE)  # paid for before, or the team's
-    new = [row.shot for row in to_render if row.status not in waiting]
+    # A request the provider refused is not sent again (the build says so), unless forced.
+    new = [
+        row.shot
+        for row in to_render
+        if row.status not in waiting and (row.status != ShotState.REFUSED or row.shot.key in forced)
+    ]
     max_cost = request.max_cost if request.max_cost is not None else spec.storyboard.budget
     estimate = check_budget(new, max_cost) if paid else 0.0
     if to_render:

@@ -40,6 +40,7 @@ STYLES: dict[str, str] = {
     ShotState.CHANGED: "yellow",
     ShotState.MISSING: "red",
     ShotState.FAILED: "red",
+    ShotState.REFUSED: "red",
     ShotState.WAITING: "magenta",
 }
 

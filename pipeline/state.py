@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from pipeline.cache.journal import Failure
 from pipeline.lock import Lock, LockedSequence, LockedShot
 from pipeline.nodes import Sequence, Shot
 
@@ -30,7 +31,8 @@ class ShotState(StrEnum):
     NEW = "new"
     CHANGED = "changed"
     MISSING = "missing"  # in the lock, not in this cache
-    FAILED = "failed"  # its last render failed
+    FAILED = "failed"  # its last render failed: it is tried again
+    REFUSED = "refused"  # the provider refused its request: not sent again unless forced
     IN_FLIGHT = "in flight"  # a paid task is journaled: the build collects it
     REMOTE = "remote"  # in the team cache: the build fetches it
     WAITING = "waits"  # starts from a frame of a render not made yet: its key is known then
@@ -84,6 +86,7 @@ class Why(StrEnum):
     REQUEST_CHANGED = "request-changed"  # old request, new request
     NOT_IN_CACHE = "not-in-cache"
     FAILED_BEFORE = "failed-before"  # message
+    REFUSED_BEFORE = "refused-before"  # the provider's code, message
     IN_FLIGHT = "in-flight"
     IN_TEAM_CACHE = "in-team-cache"
     WAITS_FOR_FRAME = "waits-for-frame"  # labels
@@ -137,7 +140,7 @@ class ShotFacts:
 
     cached: frozenset[str]
     in_flight: frozenset[str]
-    failures: Mapping[str, str]
+    failures: Mapping[str, Failure]
     locked: LockedShots
     remote: frozenset[str] = frozenset()  # keys the team cache holds
 
@@ -201,8 +204,11 @@ def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State
     if shot.key in facts.remote:
         return State(ShotState.REMOTE, (Reason(Why.IN_TEAM_CACHE),))
     failure = facts.failures.get(shot.key)
+    if failure is not None and failure.final:
+        refused = Reason(Why.REFUSED_BEFORE, (failure.code, failure.message))
+        return State(ShotState.REFUSED, (refused,))
     if failure is not None:
-        return State(ShotState.FAILED, (Reason(Why.FAILED_BEFORE, (failure,)),))
+        return State(ShotState.FAILED, (Reason(Why.FAILED_BEFORE, (failure.message,)),))
     found = facts.locked.find(shot, variants)
     if found is None:
         if (shot.label, shot.take) in facts.locked.by_identity:
@@ -445,6 +451,9 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
         "again (a new clip: the model takes no seed)"
     ),
     Why.FAILED_BEFORE: lambda message: [f"failed before: {message}"],
+    Why.REFUSED_BEFORE: lambda code, message: [
+        f"refused ({code}); --force to try again: {message}"
+    ],
     Why.IN_FLIGHT: _one("a paid task is journaled: the build collects it"),
     Why.IN_TEAM_CACHE: _one("in the team cache: the build fetches it, nothing is paid"),
     Why.WAITS_FOR_FRAME: lambda labels: [

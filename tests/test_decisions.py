@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache import Cache
+from pipeline.cache import Cache, Failure
 from pipeline.errors import UserError
 from pipeline.expand import expand
 from pipeline.graph import Graph
@@ -73,6 +73,11 @@ def facts(lock: dict[str, LockedShot] | None = None, **given: object) -> ShotFac
 
 # -- shots ----------------------------------------------------------------------------------
 
+TRIED = Failure(message="timeoutProvider: the provider did not answer")
+REFUSED = Failure(
+    message="sensitiveContentDetected: refused", code="sensitiveContentDetected", final=True
+)
+
 SHOT_CASES = {
     # situation: (facts of render `a` (or c, the end of a chain), state, first reason)
     "in the cache": (lambda a: facts(cached={a.key}), ShotState.CACHED, None),
@@ -84,7 +89,21 @@ SHOT_CASES = {
         Why.IN_FLIGHT,
     ),
     "the team has it": (lambda a: facts(remote={a.key}), ShotState.REMOTE, Why.IN_TEAM_CACHE),
-    "failed before": (lambda a: facts(failures={a.key: "x"}), ShotState.FAILED, Why.FAILED_BEFORE),
+    "failed before": (
+        lambda a: facts(failures={a.key: TRIED}),
+        ShotState.FAILED,
+        Why.FAILED_BEFORE,
+    ),
+    "refused before": (
+        lambda a: facts(failures={a.key: REFUSED}),
+        ShotState.REFUSED,
+        Why.REFUSED_BEFORE,
+    ),
+    "journaled beats refused": (
+        lambda a: facts(in_flight={a.key}, failures={a.key: REFUSED}),
+        ShotState.IN_FLIGHT,
+        Why.IN_FLIGHT,
+    ),
     "locked, not here": (lambda a: facts(locked(a)), ShotState.MISSING, Why.NOT_IN_CACHE),
     "locked under an old key": (
         lambda a: facts(locked(a, "old", request={**a.request, "positivePrompt": "zero"})),
@@ -102,7 +121,7 @@ SHOT_CASES = {
         Why.TAKE_ADDED,
     ),
     "journaled beats failed": (
-        lambda a: facts(in_flight={a.key}, failures={a.key: "x"}),
+        lambda a: facts(in_flight={a.key}, failures={a.key: TRIED}),
         ShotState.IN_FLIGHT,
         Why.IN_FLIGHT,
     ),
@@ -326,7 +345,7 @@ def test_a_plan_reads_the_cache_and_writes_nothing(tmp_path: Path) -> None:
     cache.clips.put(
         a.key, clip, sha256="x", duration=6.0, width=1366, height=768, renderer="runware"
     )
-    cache.failures.write(b.key, "refused")
+    cache.failures.write(b.key, TRIED)
     before = sorted(p for p in (tmp_path / "cache").rglob("*"))
     where = Where(cache, None, OutputIndex(tmp_path / "outputs.json"), tmp_path / "films")
     plan = make_plan(graph, where)

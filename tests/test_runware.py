@@ -250,6 +250,10 @@ def test_an_interrupt_and_its_resume_add_up_to_what_was_billed(
     assert last.startswith("interrupted: 1 rendered, 0 from cache, 0 failed, 1 not started")
     assert "spent $0.28; 1 render(s) left running at the provider, about $0.28" in last
     assert "($0.56 in all)" in last
+    # What it paid for and collected is in the lock at once, for git to name.
+    lock = json.loads((project / "specs" / "simple.lock").read_text())
+    assert [(s["shot"], s["cost"]) for s in lock["shots"].values()] == [("s0", 0.28)]
+    assert lock["sequences"] == {}
     result = cli("build", simple)
     assert result.code == 0, result.err
     last = result.err.strip().splitlines()[-1]

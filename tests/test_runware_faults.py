@@ -81,7 +81,16 @@ def test_every_fault_in_every_shape_ends_money_safe(
     assert len(failed) == 1 and summary["rendered"] == 2
     assert failed[0]["error"].startswith(f"shot '{failed[0]['shot']}': ")
     assert failure in failed[0]["error"] and "\n" not in failed[0]["error"]
-    again, summary = build(cli, simple, "-j", "3")
+    planned = json.loads(cli("plan", simple, "--json").out)["shots"]
+    if "content policy" in failed[0]["error"]:  # the provider refused the request itself
+        assert [r["status"] for r in planned].count("refused") == 1
+        submits = server.stats()["submits"]
+        again, summary = build(cli, simple, "-j", "3")
+        assert again.code == 1 and server.stats()["submits"] == submits  # not sent again
+        again, summary = build(cli, simple, "-j", "3", "--force", failed[0]["shot"])
+    else:  # it may work another time: tried again (or collected, when it was paid)
+        assert "refused" not in [r["status"] for r in planned]
+        again, summary = build(cli, simple, "-j", "3")
     assert again.code == 0, again.err
     stats = assert_money_safe(server, cache_of(project))
     assert stats["billed_tasks"] == 3  # whatever happened, three clips were paid for
@@ -117,6 +126,19 @@ def test_a_safety_refusal_is_one_submit_and_one_located_line(
     assert "\n" not in error and "Traceback" not in result.err
     stats = assert_money_safe(server, cache_of(project))
     assert stats["submits"] == 1 and stats["billed_cost"] == 0
+
+    # The next build does not send it again: the refusal is a fact of the request.
+    planned = cli("plan", spec, "--why")
+    assert "refused (nsfwContentDetected); --force to try again" in planned.out
+    assert "$0.00" in planned.out  # nothing to pay for
+    again, summary = build(cli, spec)
+    assert again.code == 1 and server.stats()["submits"] == 1
+    error = summary["shots"][0]["error"]
+    assert "refused before (nsfwContentDetected), not sent again; --force s0 to try again" in error
+    # Forced, it is sent: a person decided the request may pass now.
+    forced, summary = build(cli, spec, "--force", "s0")
+    assert forced.code == 0 and server.stats()["submits"] == 2
+    assert cli("plan", spec, "--json").out.count('"cached"') >= 1
 
 
 def test_a_task_that_never_finishes_stays_journaled(project: Path, cli, server, simple) -> None:

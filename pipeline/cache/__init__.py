@@ -10,7 +10,7 @@ Layout under the cache root (default `.storyboard/` at the project root):
     fonts/<sha256>.font       project fonts as the OpenType Sanitizer rewrote them, by the
                               sha256 of the file given (typeface.py): what is drawn with
     journal/<key>.json        renders in flight, written before any submit (journal.py)
-    failures/<key>.txt        why a shot's last render failed (journal.py)
+    failures/<key>.json       why a render's last try failed, and whether finally (journal.py)
     uploads/                  image sha256 -> provider image id (uploads.py), shared with
                               the team cache (remote.py) when there is one
     storyboards/              the storyboards that build here, for gc (storyboards.py)
@@ -30,7 +30,7 @@ from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_
 from pipeline.cache.films import FilmRecord, FilmStore
 from pipeline.cache.frames import FrameStore
 from pipeline.cache.inputs import FetchedInputs
-from pipeline.cache.journal import Failures, Journal, JournalEntry
+from pipeline.cache.journal import Failure, Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
 from pipeline.errors import CacheError, MediaError
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Cache",
     "ClipRecord",
+    "Failure",
     "FilmRecord",
     "JournalEntry",
     "Registered",

@@ -2,7 +2,9 @@
 
     journal/<key>.json   a render started and not yet in the cache; written (and flushed to
                          disk) with the remote task id *before* the submit leaves the machine
-    failures/<key>.txt   the message of a shot's last failed render, for the review page
+    failures/<key>.json  how a render's last try failed: its message, and whether the
+                         provider refused the request itself (final: not sent again unless
+                         forced) or it may work another time
 
 An entry that cannot be read stops the build: it may name a task that was paid for, and
 skipping it would pay for the shot again.
@@ -91,23 +93,53 @@ class Journal:
         return entry
 
 
+class Failure(BaseModel):
+    """How a render's last try failed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    message: str
+    # The provider's code when it refused the request itself (a safety filter, an invalid
+    # parameter): the same request is refused every time.
+    code: str = ""
+    final: bool = False
+
+
 class Failures:
+    """The last failure of each render that failed. Written durably when final: a refusal
+    forgotten is a refusal paid for again (a provider may bill a refused task)."""
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def write(self, key: str, message: str) -> None:
-        with contextlib.suppress(OSError):  # a note for the review page, never worth a crash
-            write_atomic(self.folder / f"{key}.txt", message, durable=False)
+    def write(self, key: str, failure: Failure) -> None:
+        with contextlib.suppress(OSError):  # a note for the next build, never worth a crash
+            write_atomic(self.folder / f"{key}.json", failure.model_dump_json(), failure.final)
+            (self.folder / f"{key}.txt").unlink(missing_ok=True)  # an older build's note
 
     def clear(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.folder / f"{key}.txt").unlink()
+        for suffix in (".json", ".txt"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / f"{key}{suffix}").unlink()
 
-    def all(self) -> dict[str, str]:
+    def get(self, key: str) -> Failure | None:
+        try:
+            return read_model(self.folder / f"{key}.json", Failure)
+        except DamagedFile:
+            return None
+
+    def all(self) -> dict[str, Failure]:
+        """Every render's last failure, by key; a note of an older build (plain text) is a
+        failure that may work another time."""
         if not self.folder.is_dir():
             return {}
-        messages = {}
+        found: dict[str, Failure] = {}
         for path in self.folder.glob("*.txt"):
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                messages[path.stem] = path.read_text(encoding="utf-8")
-        return messages
+                found[path.stem] = Failure(message=path.read_text(encoding="utf-8"))
+        for path in self.folder.glob("*.json"):
+            with contextlib.suppress(DamagedFile):
+                failure = read_model(path, Failure)
+                if failure is not None:
+                    found[path.stem] = failure
+        return found

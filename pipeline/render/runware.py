@@ -159,9 +159,10 @@ def is_final(code: str) -> bool:
     return code in FINAL_CODES or bool(FINAL_FORMS.search(code))
 
 
-def failure_kind(code: str) -> type[RenderError]:
-    """Whether a failed render is worth a new try: a provider timeout is, a refusal is not."""
-    return RefusedError if is_final(code) else TransientError
+def failed(code: str, message: str) -> RenderError:
+    """A failed render as the provider's code says it: worth a new try (a provider timeout),
+    or a refusal of the request itself, which no later build sends again unprompted."""
+    return RefusedError(message, code=code) if is_final(code) else TransientError(message)
 
 
 def refused(error: dict[str, Any]) -> str:
@@ -550,8 +551,9 @@ class Poller:
         if code == UNKNOWN_TASK:
             self._not_found(task_uuid, waiting)
             return
-        kind = failure_kind(code)
-        self._settle(task_uuid, kind(f"shot '{label}': the render failed: {refused(error)}"))
+        self._settle(
+            task_uuid, failed(code, f"shot '{label}': the render failed: {refused(error)}")
+        )
 
     def _not_found(self, task_uuid: str, waiting: _Waiting) -> None:
         """A task the server does not know: not visible yet, while its grace lasts (it was
@@ -871,7 +873,8 @@ class RunwareRenderer:
                 raise ImageGone(
                     f"shot '{shot.label}': Runware refused the image: {describe(error)}"
                 )
-            raise RefusedError(f"shot '{shot.label}': Runware refused the task: {refused(error)}")
+            said = f"shot '{shot.label}': Runware refused the task: {refused(error)}"
+            raise RefusedError(said, code=code if is_final(code) else "")
         raise TransientError(f"shot '{shot.label}': the submit was not acknowledged")
 
     async def _request_for(self, shot: Shot) -> dict[str, Any]:

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline import hashing, media
-from pipeline.cache import Cache, ClipRecord, JournalEntry
+from pipeline.cache import Cache, ClipRecord, Failure, JournalEntry
 from pipeline.cache.remote import Remote
 from pipeline.errors import (
     AccountError,
     CacheError,
     MediaError,
     NotCollected,
+    RefusedError,
     RemoteDamaged,
     RemoteError,
     RenderError,
@@ -243,6 +244,15 @@ class Scheduler:
         if record is not None and not forced:
             # Another build rendered it while this one waited for the key.
             return self._finish(Outcome(shot, Ran.CACHED, record))
+        # Asked here, once its key is known (a render that starts from another's output has
+        # it only now): a request the provider refused is refused again, and never resent.
+        failure = self.cache.failures.get(shot.key)
+        if failure is not None and failure.final and not forced:
+            error = (
+                f"shot '{shot.label}': refused before ({failure.code}), not sent again; "
+                f"--force {shot.base_label} to try again"
+            )
+            return self._finish(Outcome(shot, Ran.FAILED, error=error))
         # Read again now that the key is this build's: a build that died holding it may have
         # sent a task meanwhile, which must be collected, not paid for again.
         entry = self.cache.journal.read(shot.key)
@@ -507,7 +517,8 @@ class Scheduler:
         # The journal entry goes only when no task of this shot can still deliver.
         if isinstance(error, MediaError) or (isinstance(error, RenderError) and error.task_over):
             self.cache.journal.clear(shot.key)
-        self.cache.failures.write(shot.key, message)
+        code = error.code if isinstance(error, RefusedError) else ""
+        self.cache.failures.write(shot.key, Failure(message=message, code=code, final=bool(code)))
         self.failure = message
         return self._finish(
             Outcome(shot, Ran.FAILED, error=message, seconds=time.monotonic() - started)
