@@ -372,9 +372,11 @@ def serve(session: Session, host: str, port: int, open_browser: bool) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
     print(url, flush=True)
-    path = decisions.decisions_path(session.spec)
+    spec = app.state.served.spec
+    where = spec.decisions.named if spec else "?"
     which, other = session.looking_at()
-    print(f"review app for {which}: decisions go to {path}; Ctrl-C stops it", file=sys.stderr)
+    said = f"review app for {which}: decisions go to the {where}; Ctrl-C stops it"
+    print(printable(said), file=sys.stderr)
     if other:
         print(f"note: {other}", file=sys.stderr)
     if not _loopback(host):

@@ -56,7 +56,7 @@ def promo(project: Path, promo_built: Path) -> Path:
 
 
 def picks(spec: Path) -> str:
-    path = spec.with_name("promo.picks.yaml")
+    path = spec.with_name("promo.preview.picks.yaml")
     return path.read_text() if path.exists() else ""
 
 
@@ -170,9 +170,10 @@ def test_a_director_picks_and_approves_in_chromium(promo: Path, app_url: str, cl
 
         page.get_by_role("button", name="Pick hero take 2").click()
         page.wait_for_function("document.getElementById('said').textContent.includes('picked')")
-        assert (
-            said.text_content()
-        ) == "hero: take 2 picked; free: nothing to render; 1 film(s) to re-join"
+        assert said.text_content() == (
+            "hero: take 2 picked (preview build: specs/promo.preview.picks.yaml); "
+            "free: nothing to render; 1 film(s) to re-join"
+        )
         assert "hero: {take: 2, by: Dee Rector <dee@example.com>" in picks(promo)
         assert page.get_by_role("button", name="Pick hero take 2").get_attribute(
             "aria-pressed"
