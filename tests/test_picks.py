@@ -319,3 +319,14 @@ def test_a_pick_decides_for_its_own_build_only(project: Path, cli, server) -> No
     assert [f["status"] for f in changed["sequences"]] == ["changed"]
     assert cli("build", spec).code == 0  # a decision renders nothing: the film is joined again
     assert server.stats()["submits"] == 3
+
+
+def test_both_decisions_files_are_for_git(cli, tmp_path: Path, monkeypatch) -> None:
+    """`storyboard init`'s .gitignore leaves them to be committed, as the locks are."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("init", "film").code == 0
+    names = ["specs/first.picks.yaml", "specs/first.preview.picks.yaml", "specs/first.lock"]
+    ignored = subprocess.run(
+        ["git", "-C", "film", "check-ignore", *names], capture_output=True, text=True, check=False
+    )
+    assert ignored.returncode == 1 and ignored.stdout == ""  # 1: none of them is ignored
