@@ -5,9 +5,11 @@ located error and exit 2 with nothing written: never a traceback or a file no co
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,11 @@ from pipeline.errors import UserError
 from tests.conftest import REPO, write
 from tests.forked import forked_pool, run_cli
 
-SHOTS = 8
+SHOTS = 16
 SPEC = "version: 1\nname: eight\ndefaults: {resolution: 768p, duration: 6}\nshots:\n" + "".join(
     f"  - {{id: s{n}, prompt: 'shot {n}: a lighthouse at dusk'}}\n" for n in range(SHOTS)
 )
+ENV = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
 
 
 @pytest.fixture
@@ -36,21 +39,54 @@ def lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
-def test_parallel_approves_in_separate_processes_keep_every_line(eight: Path) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
-    with forked_pool(SHOTS) as pool:
-        runs = [
-            pool.apply_async(
-                run_cli, (["approve", str(eight), f"s{n}"], eight.parent.parent, env, 2 << 30, 30)
-            )
-            for n in range(SHOTS)
-        ]
-        ran = [run.get(timeout=60) for run in runs]
-    assert [r.code for r in ran] == [0] * SHOTS, [r.err for r in ran]
-    assert all("approved (paid build: specs/eight.picks.yaml)" in r.out for r in ran)
+def approving(pool: Pool, eight: Path, shots: range) -> list[AsyncResult]:
+    """`storyboard approve SPEC sN` for each shot, each in a process of its own, at once."""
+    return [
+        pool.apply_async(
+            run_cli, (["approve", str(eight), f"s{n}"], eight.parent.parent, ENV, 2 << 30, 30)
+        )
+        for n in shots
+    ]
+
+
+def approved(eight: Path) -> list[str]:
     written = lines(eight.with_name("eight.picks.yaml"))
-    assert [line.split(":")[0] for line in written] == [f"s{n}" for n in range(SHOTS)]
-    assert all("verdict: approved" in line for line in written)
+    return [line.split(":")[0] for line in written if "verdict: approved" in line]
+
+
+def test_parallel_approves_in_separate_processes_keep_every_line(eight: Path) -> None:
+    with forked_pool(8) as pool:
+        ran = [run.get(timeout=60) for run in approving(pool, eight, range(8))]
+    assert [r.code for r in ran] == [0] * 8, [r.err for r in ran]
+    assert all("approved (paid build: specs/eight.picks.yaml)" in r.out for r in ran)
+    assert approved(eight) == sorted(f"s{n}" for n in range(8))
+
+
+def test_the_app_and_commands_at_once_keep_every_line(eight: Path) -> None:
+    import httpx
+
+    from pipeline.api import Session
+    from pipeline.review_app import make_app, refresh
+
+    app = make_app(Session(eight), "127.0.0.1", 8765)
+    refresh(app.state.served)
+    groups = {group.label: id for id, group in app.state.served.groups.items()}
+    own = "http://127.0.0.1:8765"
+
+    async def from_the_app() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=own, headers={"Origin": own}
+        ) as client:
+            asked = [{"group": groups[f"s{n}"], "action": "approve"} for n in range(8)]
+            answers = await asyncio.gather(*(client.post("/api/decide", json=a) for a in asked))
+        return [answer.status_code for answer in answers]
+
+    with forked_pool(8) as pool:
+        runs = approving(pool, eight, range(8, SHOTS))
+        assert asyncio.run(from_the_app()) == [200] * 8
+        assert [run.get(timeout=60).code for run in runs] == [0] * 8
+    assert approved(eight) == sorted(f"s{n}" for n in range(SHOTS))
 
 
 def test_a_note_of_bytes_that_are_not_utf8_is_one_line_and_exit_2(eight: Path) -> None:
