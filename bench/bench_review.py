@@ -175,7 +175,7 @@ def main() -> None:
         spec = folder / "specs" / "campaign.yaml"
         if spec.exists():  # a campaign kept by an earlier run: measured again as it is
             renders = args.products * args.languages * args.shots * 3
-            (spec.parent / "campaign.picks.yaml").unlink(missing_ok=True)
+            (spec.parent / "campaign.preview.picks.yaml").unlink(missing_ok=True)
         else:
             spec = make_campaign(folder, args.products, args.languages, args.shots)
             started = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import plan as planning
-from pipeline.errors import SpecError, UserError
+from pipeline.errors import UserError
 from pipeline.nodes import CLIP, STILL
 
 if TYPE_CHECKING:
@@ -220,8 +220,9 @@ def decide_in(
     variants: tuple[str, ...] = (),
     values: tuple[str, ...] = (),
 ) -> Outcome:
-    """`Session.decide` on a storyboard planned already: the decisions file is read again
-    first, so that what was decided meanwhile is kept."""
+    """`Session.decide` on a storyboard planned already, in the decisions file of the build
+    it was planned for: that file is read again under its lock, so that what was decided
+    meanwhile (by another command, or the app) is kept. Each line said names the build."""
     from pipeline import decisions
     from pipeline.expand.context import combinations
 
@@ -233,14 +234,16 @@ def decide_in(
     if not labels:
         known = ", ".join(dict.fromkeys(s.label for s in renders))
         raise UserError(f"no shot '{shot}' in {spec.path}", f"shots: {known}")
-    current, problems = decisions.read(spec.path)
-    if problems:
-        raise SpecError.of(problems)
     act = replace(act, by=act.by or decisions.who(spec.folder), at=act.at or decisions.now())
-    outcomes = [decisions.decide(current, renders, label, chosen, act) for label in labels]
-    changes = {k: v for outcome in outcomes for k, v in outcome.changes.items()}
-    decisions.write(spec.path, changes)
-    return decisions.Outcome(changes, tuple(line for o in outcomes for line in o.said))
+
+    def decided(current: decisions.Decisions) -> tuple[decisions.Changes, decisions.Outcome]:
+        outcomes = [decisions.decide(current, renders, label, chosen, act) for label in labels]
+        changes = {k: v for outcome in outcomes for k, v in outcome.changes.items()}
+        where = f" ({current.named})"
+        said = tuple(line + where for outcome in outcomes for line in outcome.said)
+        return changes, decisions.Outcome(changes, said)
+
+    return decisions.update(spec.decisions, spec.root, decided)
 
 
 def decided_variants(

@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--approved",
         action="store_true",
-        help="join only the films whose shots are all approved (the decisions file), and "
-        "render only what those films use; each film left out is said",
+        help="join only the films whose shots are all approved (in the build's decisions "
+        "file), and render only what those films use; each film left out is said",
     )
     build.add_argument(
         "--join-only",
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument(
         "--serve",
         action="store_true",
-        help="serve the review app: decisions go to the decisions file beside the storyboard",
+        help="serve the review app: decisions go to the decisions file of the build it shows",
     )
     review.add_argument(
         "--host",
@@ -286,12 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for name, summary in (
-        ("pick", "pick a take of a shot (in the decisions file beside the storyboard; free)"),
+        ("pick", "pick a take of a shot (in the decisions file of the build; free)"),
         ("approve", "approve the picked take of a shot (or TAKE); free"),
         ("reject", "reject the picked take of a shot (or TAKE); --another asks for one more"),
     ):
         decide = _command(commands, name, cmd_decide, summary)
-        _spec_options(decide, "decide on the takes of the preview build")
+        _spec_options(
+            decide,
+            "decide on the takes of the preview build, in its own decisions file "
+            "(NAME.preview.picks.yaml): the paid build never reads it",
+        )
         decide.add_argument("shot", help="the shot: its id, or its label (crew@airship)")
         decide.add_argument(
             "take",

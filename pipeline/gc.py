@@ -19,8 +19,8 @@ from pipeline.errors import StoryboardError, UserError
 from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.plan import fetch_inputs
-from pipeline.render import RENDERERS
-from pipeline.spec import find_storyboards
+from pipeline.render import RENDERERS, kind
+from pipeline.spec import find_storyboards, with_decisions
 from pipeline.spec import load as load_spec
 from pipeline.typeface import Fonts
 
@@ -104,7 +104,8 @@ def _uses(
         for renderer in RENDERERS:
             # With the frames the cache holds: a shot that starts from another's frame is
             # kept by the key that frame gives it.
-            graph = Graph.of(expand(loaded, renderer, None, Fonts(cache.fonts)))
+            decided = with_decisions(loaded, kind(renderer))
+            graph = Graph.of(expand(decided, renderer, None, Fonts(cache.fonts)))
             graph.resolve_from(cache.frame)
             used.update(shot.key for shot in graph.renders())
             used.update(sequence.key for sequence in graph.films())

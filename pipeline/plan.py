@@ -25,8 +25,8 @@ from pipeline.lock import Lock, record_of
 from pipeline.nodes import Sequence, Shot
 from pipeline.outputs import OutputIndex, film_dir, output_path
 from pipeline.project import ProjectSettings, project_settings
-from pipeline.render import is_paid
-from pipeline.spec import Spec
+from pipeline.render import is_paid, kind
+from pipeline.spec import Spec, with_decisions
 from pipeline.spec import read as read_spec
 from pipeline.spec.references import file_fields, is_url, owners
 from pipeline.state import (
@@ -192,6 +192,7 @@ def load(
     build/ at the project root)."""
     spec = read_spec(spec_path)  # its problems are raised with expansion's, all at once
     renderer = "preview" if preview else spec.storyboard.renderer
+    spec = with_decisions(spec, kind(renderer))
     project = project_settings(spec.root)
     settings = remote_settings(project) if use_remote else None
     remote = None

@@ -5,14 +5,19 @@ renders; "Re-join" joins the films whose clips are all here (free).
 
 Safe by default: it listens on 127.0.0.1, answers only requests whose Host is its own (a
 DNS-rebinding page cannot read it) and changes nothing for a request whose Origin is not
-its own (a page on another site cannot change the picks through the browser).
+its own (a page on another site cannot change the picks through the browser). It serves
+only the files the build made, by key, never through a link; it reads a request's body only
+up to MAX_BODY; a storyboard or decisions file with a problem is shown, located.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
+import os
 import socket
+import stat
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -21,8 +26,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -36,8 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline import decisions
 from pipeline.api import Session, decide_in
-from pipeline.cache import Cache
-from pipeline.errors import StoryboardError, UserError, printable
+from pipeline.cache import CACHE_DIRNAME, Cache
+from pipeline.errors import SpecError, StoryboardError, UserError, printable
 from pipeline.nodes import Sequence, Shot
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
@@ -55,6 +60,10 @@ class Served:
 
     session: Session
     review: Path  # where thumbnails and posters are kept (the static page's folder)
+    # What a file served must be under, reached through no link: the project, or the folder
+    # the person building chose outside it (--cache-dir, --output-dir). None: not planned.
+    films_base: Path | None = None
+    cache_base: Path | None = None
     plan: Plan | None = None
     spec: Spec | None = None
     groups: dict[str, Group] = field(default_factory=dict)
@@ -83,6 +92,9 @@ def refresh(served: Served) -> Board:
     # Swapped in whole: a file asked for meanwhile is looked up in the last page's links.
     served.clips, served.films = clips, films
     served.review = loaded.films / "review"
+    root = loaded.spec.root
+    served.films_base = root if served.session.output_dir is None else loaded.films
+    served.cache_base = root if loaded.cache.root == root / CACHE_DIRNAME else loaded.cache.root
     served.plan, served.spec = loaded.plan, loaded.spec
     served.groups = {group.id: group for group in model.groups}
     return model
@@ -124,16 +136,39 @@ def _links(
 
 async def page(request: Request) -> Response:
     served: Served = request.app.state.served
-    model = await run_in_threadpool(_locked, served, refresh)
+    try:
+        model = await run_in_threadpool(_locked, served, refresh)
+    except StoryboardError as exc:
+        return _problem_page(exc)
     return HTMLResponse(render_page(model, app=True), headers={"Cache-Control": "no-store"})
+
+
+def _problem_page(exc: StoryboardError) -> Response:
+    """The page when the storyboard or its decisions file cannot be read (a merge left
+    conflicted, a mistake): what is wrong, located, and what to do; reloading tries again."""
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>storyboard: a problem</title>"
+        '<body style="font: 16px/1.5 system-ui; margin: 2em">'
+        "<h1>The storyboard cannot be shown</h1>"
+        f'<pre id="problem" style="white-space: pre-wrap">{html.escape(_told(exc))}</pre>'
+        "<p>Fix it, then reload this page.</p></body></html>"
+    )
+    return HTMLResponse(body, 409, headers={"Cache-Control": "no-store"})
+
+
+def _told(exc: StoryboardError) -> str:
+    """An error as the command line says it: each problem located, with its hint."""
+    said = exc.render()
+    return said if isinstance(exc, SpecError) else said.removeprefix("error: ")
 
 
 async def clip_file(request: Request) -> Response:
     served: Served = request.app.state.served
     found = served.clips.get(request.path_params["key"])
-    if found is None or not found[0].is_file():
+    clip = _servable(found[0], served.cache_base) if found else None
+    if clip is None:
         return PlainTextResponse("no such clip", 404)
-    return FileResponse(found[0])
+    return FileResponse(clip)
 
 
 async def thumb_file(request: Request) -> Response:
@@ -141,9 +176,12 @@ async def thumb_file(request: Request) -> Response:
     found = served.clips.get(request.path_params["key"])
     if found is None:
         return PlainTextResponse("no such clip", 404)
-    clip, duration = found
+    clip, duration = _servable(found[0], served.cache_base), found[1]
+    if clip is None:
+        return PlainTextResponse("no such clip", 404)
     key = request.path_params["key"]
     made = await run_in_threadpool(thumbnail, clip, served.review / "thumbs", key, duration / 2)
+    made = _servable(made, served.films_base) if made else None
     if made is None:
         return PlainTextResponse("no thumbnail", 404)
     return FileResponse(made, headers={"Cache-Control": "max-age=86400"})
@@ -152,9 +190,10 @@ async def thumb_file(request: Request) -> Response:
 async def film_file(request: Request) -> Response:
     served: Served = request.app.state.served
     found = served.films.get(request.path_params["name"])
-    if found is None or not found[0].is_file():
+    video = _servable(found[0], served.films_base) if found else None
+    if video is None:
         return PlainTextResponse("no such film", 404)
-    return FileResponse(found[0], headers={"Cache-Control": "no-cache"})
+    return FileResponse(video, headers={"Cache-Control": "no-cache"})
 
 
 async def poster_file(request: Request) -> Response:
@@ -162,13 +201,31 @@ async def poster_file(request: Request) -> Response:
     found = served.films.get(request.path_params["name"])
     if found is None:
         return PlainTextResponse("no such film", 404)
-    video, film = found
+    video, film = _servable(found[0], served.films_base), found[1]
+    if video is None:
+        return PlainTextResponse("no such film", 404)
     posters = served.review / "posters"
     at = poster_time(film)
     made = await run_in_threadpool(thumbnail, video, posters, film.key, at, 640)
+    made = _servable(made, served.films_base) if made else None
     if made is None:
         return PlainTextResponse("no poster", 404)
     return FileResponse(made, headers={"Cache-Control": "max-age=86400"})  # its URL has the key
+
+
+def _servable(file: Path, base: Path | None) -> Path | None:
+    """`file` when it is a regular file under `base` reached through no link: a link a
+    repository planted in build/ or .storyboard/ never serves what it points at."""
+    if base is None:
+        return None
+    try:
+        below = Path(os.path.abspath(file)).relative_to(os.path.abspath(base))
+        real = Path(os.path.realpath(base)) / below
+        if Path(os.path.realpath(file)) != real or not stat.S_ISREG(os.lstat(real).st_mode):
+            return None
+    except (ValueError, OSError):
+        return None
+    return real
 
 
 async def decide(request: Request) -> Response:
@@ -197,7 +254,7 @@ async def decide(request: Request) -> Response:
     try:
         return JSONResponse(await run_in_threadpool(_locked, served, _decided, group, act))
     except StoryboardError as exc:
-        return _error(exc.message, 400)
+        return _error(_told(exc), 400)
 
 
 def _decided(served: Served, group: Group, act: decisions.Act) -> dict[str, Any]:
@@ -246,7 +303,7 @@ async def join(request: Request) -> Response:
     try:
         return JSONResponse(await run_in_threadpool(_locked, served, _joined))
     except StoryboardError as exc:
-        return _error(exc.message, 400)
+        return _error(_told(exc), 400)
 
 
 def _joined(served: Served) -> dict[str, Any]:
@@ -289,15 +346,22 @@ def _locked(served: Served, work: Any, *args: Any) -> Any:
 
 
 async def _json(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object, read up to MAX_BODY bytes: a larger body is refused by
+    its Content-Length before it is read, or as it streams in, at the byte past the limit."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         return _error("send JSON (Content-Type: application/json)", 415)
-    data = await request.body()
-    if len(data) > MAX_BODY:
-        return _error("too large", 413)
+    length = request.headers.get("content-length", "0")
+    if not length.isdigit() or int(length) > MAX_BODY:
+        return _error(f"too large: a request is at most {MAX_BODY:,} bytes", 413)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            return _error(f"too large: a request is at most {MAX_BODY:,} bytes", 413)
     try:
-        body = json.loads(data or b"{}")
-    except ValueError:
-        return _error("not JSON", 400)
+        body = json.loads(bytes(data) or b"{}")
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
+        return _error("not JSON, or nested too deep", 400)
     return body if isinstance(body, dict) else _error("send a JSON object", 400)
 
 
@@ -306,6 +370,32 @@ def _error(message: str, status: int) -> Response:
 
 
 # -- the app ------------------------------------------------------------------------------
+
+
+class HostGuard:
+    """Answer only requests whose Host is one of the app's own names (a DNS-rebinding page
+    has another): `127.0.0.1:8765`, `localhost:8765`, `[::1]:8765` on loopback."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = host_name(Headers(scope=scope).get("host", ""))
+            if host not in self.hosts:
+                response = PlainTextResponse("Invalid host header", 400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """A Host header's name, its port left out: `[::1]:8765` -> `[::1]`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.index("]") + 1] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class OriginGuard:
@@ -334,7 +424,7 @@ class OriginGuard:
 
 def make_app(session: Session, host: str, port: int) -> Starlette:
     """The app for a storyboard, answering as `host:port` (and localhost, on loopback)."""
-    names = {host}
+    names = {_in_url(host)}
     if _loopback(host):
         names |= {"127.0.0.1", "localhost", "[::1]"}
     origins = frozenset(f"http://{name}:{port}" for name in names)
@@ -348,7 +438,7 @@ def make_app(session: Session, host: str, port: int) -> Starlette:
         Route("/api/join", join, methods=["POST"]),
     ]
     middleware = [
-        Middleware(TrustedHostMiddleware, allowed_hosts=sorted(n.strip("[]") for n in names)),
+        Middleware(HostGuard, hosts=frozenset(name.lower() for name in names)),
         Middleware(OriginGuard, origins=origins),
     ]
     app = Starlette(routes=routes, middleware=middleware)
@@ -360,21 +450,29 @@ def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
+def _in_url(host: str) -> str:
+    """A host as a URL (and a Host header) spells it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def serve(session: Session, host: str, port: int, open_browser: bool) -> int:
     """Serve the app until Ctrl-C; the URL is printed first (with --port 0, the port
     chosen)."""
     import uvicorn
 
+    host = host.removeprefix("[").removesuffix("]")  # `--host [::1]`, as a URL spells it
+
     listening = _bind(host, port)
     port = listening.getsockname()[1]
     app = make_app(session, host, port)
     refresh(app.state.served)  # a storyboard with a problem is said before the app starts
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/"
+    url = f"http://{_in_url(host)}:{port}/"
     print(url, flush=True)
-    path = decisions.decisions_path(session.spec)
+    spec = app.state.served.spec
+    where = spec.decisions.named if spec else "?"
     which, other = session.looking_at()
-    print(f"review app for {which}: decisions go to {path}; Ctrl-C stops it", file=sys.stderr)
+    said = f"review app for {which}: decisions go to the {where}; Ctrl-C stops it"
+    print(printable(said), file=sys.stderr)
     if other:
         print(f"note: {other}", file=sys.stderr)
     if not _loopback(host):

@@ -14,6 +14,7 @@ from pipeline import decisions
 from pipeline.decisions import Act, Decided, Decision, Decisions
 from pipeline.errors import UserError
 from pipeline.nodes import Shot
+from pipeline.render import KINDS
 from tests.conftest import a_shot, write
 
 SPEC = """\
@@ -48,6 +49,7 @@ def take(label: str, variant: str, number: int, takes: int = 3, picked: int = 1)
     )
 
 
+PAID, PREVIEW = KINDS["runware"], KINDS["preview"]
 SEA = [take("sea", v, n) for v in ("calm", "storm") for n in (1, 2, 3)]
 NONE = Decisions(Path("specs/reel.picks.yaml"))
 WITH_CALM = Decisions(
@@ -123,7 +125,7 @@ def test_the_file_is_sorted_one_line_each_and_reads_back(tmp_path: Path) -> None
         ("gull", ""): Decision(take=1, verdict="approved", by="Ana <ana@example.com>"),
         ("sea", ""): Decision(take=2),
     }
-    decisions.write(spec, entries)
+    decisions.write(Decisions(tmp_path / "reel.picks.yaml"), tmp_path, entries)
     text = (tmp_path / "reel.picks.yaml").read_text()
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert lines == [
@@ -131,7 +133,7 @@ def test_the_file_is_sorted_one_line_each_and_reads_back(tmp_path: Path) -> None
         "sea: {take: 2}",
         "sea [storm]: {take: 3, verdict: rejected, more: 1, note: too dark}",
     ]
-    read, problems = decisions.read(spec)
+    read, problems = decisions.read(spec, PAID)
     assert problems == []
     assert {name: d.decision for name, d in read.entries.items()} == {
         **entries,
@@ -154,7 +156,7 @@ def test_every_mistake_of_the_file_is_located(tmp_path: Path) -> None:
         "hero: [1, 2]\n"
         "wave: {verdict: maybe}\n",
     )
-    _, problems = decisions.read(spec)
+    _, problems = decisions.read(spec, PAID)
     said = [(p.line, p.col, p.message) for p in problems]
     assert said == [
         (1, 13, "decision 'sea': take: input should be greater than or equal to 1"),
@@ -175,11 +177,12 @@ def reel(project: Path) -> Path:
 
 
 def test_pick_writes_the_decisions_file_and_wins_over_pick(cli, reel: Path) -> None:
-    result = cli("pick", reel, "sea", "2", "--vars", "mood=storm")
+    result = cli("pick", reel, "sea", "2", "--vars", "mood=storm", "--preview")
     assert result.code == 0, result.err
-    assert result.out == "sea [storm]: take 2 picked\n"
+    said = "sea [storm]: take 2 picked (preview build: specs/reel.preview.picks.yaml)\n"
+    assert result.out == said
     assert "nothing to render" in result.err
-    text = (reel.parent / "reel.picks.yaml").read_text()
+    text = (reel.parent / "reel.preview.picks.yaml").read_text()
     assert "sea [storm]: {take: 2, by: Ana Lima <ana@example.com>, at: '20" in text
     plan = json.loads(cli("plan", reel, "--preview", "--json").out)
     films = {s["name"]: s["shots"] for s in plan["sequences"]}
@@ -188,19 +191,19 @@ def test_pick_writes_the_decisions_file_and_wins_over_pick(cli, reel: Path) -> N
     assert films["reel--calm"][0] == keys[("sea", 1, ("calm",))]
     status = "".join(cli("status", reel, "--preview", "-v").out.split())  # rich folds lines
     assert "take2picked,over`pick:1`inthestoryboardin" in status
-    assert "reel.picks.yaml:4byAnaLimaon20" in status
+    assert "reel.preview.picks.yaml:4byAnaLimaon20" in status
 
 
 def test_a_decision_names_its_line_when_wrong(cli, reel: Path) -> None:
     write(reel.parent / "reel.picks.yaml", "# mine\nsea [calm]: {take: 5}\nold: {take: 1}\n")
-    result = cli("plan", reel, "--preview")
+    result = cli("plan", reel)
     assert result.code == 2
     assert (
         "specs/reel.picks.yaml:2:1: decision 'sea [calm]': take 5 is more than the shot's 3 takes"
         in result.err
     )
     write(reel.parent / "reel.picks.yaml", "old: {take: 1}\n")
-    result = cli("plan", reel, "--preview")
+    result = cli("plan", reel)
     assert result.code == 0
     assert "reel.picks.yaml:1: 'old' is decided, and the storyboard has no such shot" in result.err
 
@@ -209,7 +212,8 @@ def test_another_take_is_priced_and_rendered_only_by_a_build(cli, reel: Path) ->
     before = json.loads(cli("plan", reel, "--json").out)["totals"]
     result = cli("reject", reel, "gull", "--another", "--note", "wings blur")
     assert result.code == 0, result.err
-    assert result.out == "gull: take 1 rejected; one more take asked for\n"
+    said = "gull: take 1 rejected; one more take asked for (paid build: specs/reel.picks.yaml)\n"
+    assert result.out == said
     # One new render (shared by both moods), priced as plan prices it.
     assert "1 more render(s), about $0.28: the next `storyboard build` makes them" in result.err
     after = json.loads(cli("plan", reel, "--json").out)["totals"]
@@ -221,8 +225,8 @@ def test_another_take_is_priced_and_rendered_only_by_a_build(cli, reel: Path) ->
 
 
 def test_build_approved_joins_only_films_whose_shots_are_all_approved(cli, reel: Path) -> None:
-    assert cli("approve", reel, "gull").code == 0
-    assert cli("approve", reel, "sea", "--vars", "mood=calm").code == 0
+    assert cli("approve", reel, "gull", "--preview").code == 0
+    assert cli("approve", reel, "sea", "--vars", "mood=calm", "--preview").code == 0
     result = cli("build", reel, "--preview", "--approved", "--json")
     assert result.code == 0, result.err
     summary = json.loads(result.out)
@@ -233,7 +237,7 @@ def test_build_approved_joins_only_films_whose_shots_are_all_approved(cli, reel:
     rendered = {(s["shot"], s["variant"]) for s in summary["shots"]}
     assert ("sea", "storm") not in rendered and ("sea", "calm") in rendered
     # Picking another take drops the approval: its film is left out again.
-    assert cli("pick", reel, "sea", "2", "--vars", "mood=calm").code == 0
+    assert cli("pick", reel, "sea", "2", "--vars", "mood=calm", "--preview").code == 0
     result = cli("build", reel, "--preview", "--approved", "--json")
     assert "reel--calm: sea take 2 not approved" in result.err
 
@@ -269,7 +273,60 @@ def test_approved_means_the_take_the_film_uses(
 
 def test_takes_asked_for_count_against_the_shot_limit(cli, reel: Path) -> None:
     # 4 renders a variant (sea's 3 takes, gull), 2 variants; 20 more of gull in each: 8 + 40.
-    write(reel.parent / "reel.picks.yaml", "gull: {more: 20}\n")
+    write(reel.parent / "reel.preview.picks.yaml", "gull: {more: 20}\n")
     result = cli("plan", reel, "--preview", "--max-shots", "45")
     assert result.code == 2 and "expands to 48 shots" in result.err
     assert cli("plan", reel, "--preview", "--max-shots", "48").code == 0
+
+
+DUO = """\
+version: 1
+name: duo
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - {id: glove, prompt: a white glove drifts past the keys, takes: 2}
+  - {id: keys, prompt: piano keys at dusk}
+sequences:
+  - {id: film, shots: [glove, keys], preset: ultrafast}
+"""
+
+
+def test_a_pick_decides_for_its_own_build_only(project: Path, cli, server) -> None:
+    """Each build has its own decisions file, as it has its own lock: a pick on the
+    animatics never changes the paid film or its lock, and a paid pick leaves the preview
+    build as it was."""
+    spec = write(project / "specs" / "duo.yaml", DUO)
+    assert cli("build", spec).code == 0
+    paid_lock = (project / "specs" / "duo.lock").read_bytes()
+    paid = json.loads(cli("plan", spec, "--json").out)
+    assert [f["status"] for f in paid["sequences"]] == ["current"]
+    animatic = json.loads(cli("plan", spec, "--preview", "--json").out)["sequences"][0]["key"]
+
+    result = cli("pick", spec, "glove", "2", "--preview")
+    assert result.out == "glove: take 2 picked (preview build: specs/duo.preview.picks.yaml)\n"
+    assert json.loads(cli("plan", spec, "--json").out) == paid  # the paid film is current
+    assert (project / "specs" / "duo.lock").read_bytes() == paid_lock
+    assert not (project / "specs" / "duo.picks.yaml").exists()
+    preview = json.loads(cli("plan", spec, "--preview", "--json").out)
+    assert preview["sequences"][0]["key"] != animatic  # the preview film joins take 2
+
+    picked = (project / "specs" / "duo.preview.picks.yaml").read_text()
+    result = cli("pick", spec, "glove", "2")
+    assert result.out == "glove: take 2 picked (paid build: specs/duo.picks.yaml)\n"
+    assert json.loads(cli("plan", spec, "--preview", "--json").out) == preview
+    assert (project / "specs" / "duo.preview.picks.yaml").read_text() == picked
+    changed = json.loads(cli("plan", spec, "--json").out)
+    assert [f["status"] for f in changed["sequences"]] == ["changed"]
+    assert cli("build", spec).code == 0  # a decision renders nothing: the film is joined again
+    assert server.stats()["submits"] == 3
+
+
+def test_both_decisions_files_are_for_git(cli, tmp_path: Path, monkeypatch) -> None:
+    """`storyboard init`'s .gitignore leaves them to be committed, as the locks are."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("init", "film").code == 0
+    names = ["specs/first.picks.yaml", "specs/first.preview.picks.yaml", "specs/first.lock"]
+    ignored = subprocess.run(
+        ["git", "-C", "film", "check-ignore", *names], capture_output=True, text=True, check=False
+    )
+    assert ignored.returncode == 1 and ignored.stdout == ""  # 1: none of them is ignored

@@ -6,14 +6,16 @@ and `build` make of the decisions afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,7 +58,7 @@ def promo(project: Path, promo_built: Path) -> Path:
 
 
 def picks(spec: Path) -> str:
-    path = spec.with_name("promo.picks.yaml")
+    path = spec.with_name("promo.preview.picks.yaml")
     return path.read_text() if path.exists() else ""
 
 
@@ -170,9 +172,10 @@ def test_a_director_picks_and_approves_in_chromium(promo: Path, app_url: str, cl
 
         page.get_by_role("button", name="Pick hero take 2").click()
         page.wait_for_function("document.getElementById('said').textContent.includes('picked')")
-        assert (
-            said.text_content()
-        ) == "hero: take 2 picked; free: nothing to render; 1 film(s) to re-join"
+        assert said.text_content() == (
+            "hero: take 2 picked (preview build: specs/promo.preview.picks.yaml); "
+            "free: nothing to render; 1 film(s) to re-join"
+        )
         assert "hero: {take: 2, by: Dee Rector <dee@example.com>" in picks(promo)
         assert page.get_by_role("button", name="Pick hero take 2").get_attribute(
             "aria-pressed"
@@ -222,3 +225,157 @@ def test_a_director_picks_and_approves_in_chromium(promo: Path, app_url: str, cl
     assert built["rendered"] == 0 and built["failed"] == 0
     joined = {s["sequence"]: s["status"] for s in built["sequences"]}
     assert joined == {"one": "built", "two": "current"}
+
+
+@contextlib.asynccontextmanager
+async def app_client(promo: Path, host: str = "127.0.0.1") -> AsyncIterator[tuple[Any, str]]:
+    """The app of `promo`'s preview build in this process, through httpx's ASGI transport,
+    as its own page asks it (its Origin): a client, and the id of the first shot's group."""
+    import httpx
+
+    from pipeline.api import Session
+    from pipeline.review_app import make_app, refresh
+
+    app = make_app(Session(promo, preview=True), host, 8765)
+    refresh(app.state.served)
+    own = f"http://{f'[{host}]' if ':' in host else host}:8765"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url=own, headers={"Origin": own}
+    ) as client:
+        page = await client.get("/")
+        assert page.status_code == 200, page.text
+        group = re.search(r'<section class="group" id="(\w+)"', page.text)
+        assert group is not None
+        yield client, group.group(1)
+
+
+def test_the_app_writes_nothing_that_is_not_text(promo: Path, cli) -> None:
+    async def session() -> None:
+        async with app_client(promo) as (client, group):
+            # Half an emoji, as a browser's JSON.stringify sends it: `\ud800`.
+            half = json.dumps({"group": group, "action": "note", "note": "x\ud800y"})
+            json_type = {"Content-Type": "application/json"}
+            refused = await client.post("/api/decide", content=half, headers=json_type)
+            assert refused.status_code == 400
+            assert refused.json()["error"].startswith("a note must be text")
+            assert picks(promo) == ""
+            noted = {"group": group, "action": "note", "note": "x\U0001f600y"}
+            assert (await client.post("/api/decide", json=noted)).status_code == 200
+            assert (await client.get("/")).status_code == 200
+
+    asyncio.run(session())
+    assert "note: x\U0001f600y" in picks(promo)
+    assert cli("plan", str(promo), "--preview").code == 0
+
+
+def test_the_app_refuses_a_body_it_cannot_read_before_reading_it(promo: Path) -> None:
+    read: list[int] = []
+
+    async def chunks(count: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            read.append(1)
+            yield b" " * 65_536
+
+    async def session() -> None:
+        async with app_client(promo) as (client, group):
+            deep = await client.post(
+                "/api/decide",
+                content=b"[" * 8000 + b"]" * 8000,
+                headers={"Content-Type": "application/json"},
+            )
+            assert deep.status_code == 400 and "nested too deep" in deep.json()["error"]
+            # 300 MB said in its Content-Length: refused unread.
+            said = {"Content-Type": "application/json", "Content-Length": str(300 << 20)}
+            large = await client.post("/api/decide", content=chunks(4800), headers=said)
+            assert large.status_code == 413 and read == []
+            # No length said: refused at the chunk that passes the limit.
+            streamed = await client.post(
+                "/api/decide", content=chunks(4800), headers={"Content-Type": "application/json"}
+            )
+            assert streamed.status_code == 413 and len(read) <= 2
+            body = {"group": group, "action": "pick", "take": 2}
+            assert (await client.post("/api/decide", json=body)).status_code == 200
+
+    asyncio.run(session())
+
+
+def test_the_app_serves_no_file_through_a_link(promo: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.mp4"
+    secret.write_text("the-secret-value")
+    films = promo.parent.parent / "build" / "promo" / "preview"
+    (films / "one.mp4").unlink()
+    (films / "one.mp4").symlink_to(secret)
+    moved = tmp_path / "moved"
+    (films / "two.mp4").rename(moved)
+    (films / "two.mp4").symlink_to(moved)
+
+    async def session() -> None:
+        async with app_client(promo) as (client, _):
+            page = (await client.get("/")).text
+            clip = re.search(r"/media/clip/(\w+)", page)
+            assert clip is not None
+            cached = next((promo.parent.parent / ".storyboard").rglob(f"{clip.group(1)}.mp4"))
+            cached.unlink()
+            cached.symlink_to(secret)
+            for url in (
+                "/media/film/one.mp4",
+                "/media/poster/one.jpg",
+                "/media/film/two.mp4",
+                f"/media/clip/{clip.group(1)}",
+                f"/media/thumb/{clip.group(1)}.jpg",
+            ):
+                answer = await client.get(url)
+                assert answer.status_code == 404, url
+                assert "the-secret-value" not in answer.text
+
+    asyncio.run(session())
+
+
+def test_the_app_shows_a_merge_left_in_the_decisions_file(promo: Path) -> None:
+    conflicted = "<<<<<<< HEAD\nhero: {take: 2}\n=======\nhero: {take: 3}\n>>>>>>> theirs\n"
+
+    async def session() -> None:
+        async with app_client(promo) as (client, group):
+            promo.with_name("promo.preview.picks.yaml").write_text(conflicted)
+            page = await client.get("/")
+            assert page.status_code == 409
+            assert "promo.preview.picks.yaml:1:1: a git merge conflict" in page.text
+            assert "resolve the merge" in page.text
+            body = {"group": group, "action": "approve"}
+            refused = await client.post("/api/decide", json=body)
+            assert refused.status_code == 400
+            assert "promo.preview.picks.yaml:1:1: a git merge conflict" in refused.json()["error"]
+
+    asyncio.run(session())
+    assert picks(promo) == conflicted
+
+
+def test_the_app_answers_on_ipv6_loopback(promo: Path) -> None:
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = ["review", str(promo), "--preview", "--serve", "--host", "::1", "--port", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *command],
+        cwd=promo.parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = process.stdout.readline().strip() if process.stdout else ""
+        assert re.fullmatch(r"http://\[::1\]:\d+/", url), process.stderr and process.stderr.read()
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and "Pick hero take 2" in page.text
+        group = re.search(r'<section class="group" id="(\w+)"', page.text)
+        assert group is not None
+        body = {"group": group.group(1), "action": "pick", "take": 2}
+        origin = url.rstrip("/")
+        picked = httpx.post(f"{url}api/decide", json=body, headers={"Origin": origin}, timeout=30)
+        assert picked.status_code == 200, picked.text
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "hero: {take: 2, by: Dee Rector" in picks(promo)
