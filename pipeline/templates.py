@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
@@ -135,9 +136,20 @@ class PromptTemplates:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
             raise self._runtime_error(exc, where, _message(exc, context), context) from None
+        left = LEFT_SYNTAX.search(text)
+        if left is not None:
+            raise _left_over(text, left, where)
         if lines:
             return "\n".join(normalise(line) for line in text.splitlines() if line.strip())
         return normalise(text)
+
+    def names(self, text: str) -> set[str]:
+        """The names a template's text looks up (none, when it does not parse: rendering it
+        says why)."""
+        try:
+            return set(jinja2.meta.find_undeclared_variables(self.env.parse(text)))
+        except jinja2.TemplateSyntaxError:
+            return set()
 
     def value(self, text: str, context: dict[str, Any], where: PromptSource) -> Any:
         """A var's value: `{{ expression }}` alone is what the expression is (a mapping
@@ -213,6 +225,27 @@ class PromptTemplates:
             message += _attribute_guess(written, missing.group(1), context)
         col = _column(written, name.group(1) if name else missing.group(1) if missing else None)
         return SpecError(shown(Path(chosen.filename)), line, col, whose + message, hint, code=code)
+
+
+# Template syntax in what a template rendered: text a value brought in, never worked out.
+# It would reach a paid request, or a card, as it is written.
+LEFT_SYNTAX = re.compile(r"\{\{|\{%|\{#")
+
+
+def _left_over(text: str, left: re.Match[str], where: PromptSource) -> SpecError:
+    line, col = where.at(1)
+    around = text[left.start() : left.start() + 40].split("\n")[0]
+    who = f"{where.who}: " if where.who else ""
+    return SpecError(
+        where.path,
+        line,
+        col,
+        f"{who}template text is left in what it renders: '{around}'",
+        "text a value brings in is not worked out again (a matrix value is plain text): "
+        "write template text in the field itself or in a var, which is worked out in each "
+        "variant",
+        code="template",
+    )
 
 
 _ONE_EXPRESSION = re.compile(r"\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*", re.DOTALL)

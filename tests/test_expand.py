@@ -218,3 +218,95 @@ def test_a_model_whose_sound_cannot_be_turned_off_refuses_audio_false(project: P
         )
     assert "makes its clips with sound" in caught.value.message
     assert (caught.value.line, caught.value.col) == (5, 53)  # at `false`
+
+
+VAR_TEMPLATES = """\
+matrix: {flavour: [yuzu, cocoa]}
+vars:
+  names: {yuzu: Yuzu Spark, cocoa: Cocoa Night}
+  product: "{{ names[flavour] }}"
+  script: "Meet {{ product }}, made for mornings."
+  lines: ["{{ product }} is here", "only {{ product }}"]
+voices:
+  - {id: vo, text: "{{ script }}", voice: English_expressive_narrator}
+shots:
+  - {id: can, prompt: "A can of {{ product }}: {{ lines[1] }}", resolution: 768p}
+sequences:
+  - id: spot
+    shots: [can, {card: "{{ script }}", duration: 1}]
+    voice: {voice: vo}
+"""
+
+
+def test_a_var_that_holds_template_text_is_worked_out_in_each_variant(project: Path) -> None:
+    """A var may name the matrix and other vars: what a paid voice, a prompt and a card get is
+    the variant's text, never the template (which a voice would read out, and pay for)."""
+    expansion = expand(load(project, VAR_TEMPLATES), "runware")
+    said = {(s.label, s.variant): s.prompt for s in expansion.shots}
+    assert said[("vo", "yuzu")] == "Meet Yuzu Spark, made for mornings."
+    assert said[("vo", "cocoa")] == "Meet Cocoa Night, made for mornings."
+    assert said[("can", "cocoa")] == "A can of Cocoa Night: only Cocoa Night"
+    cards = [u.shot.prompt for f in expansion.sequences for u in f.uses if u.shot.model == "card"]
+    assert cards == ["Meet Yuzu Spark, made for mornings.", "Meet Cocoa Night, made for mornings."]
+    assert not any("{" in s.request.get("speech", {}).get("text", "") for s in expansion.shots)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [
+        # A matrix value is plain text: template text in it reaches the prompt as it is.
+        (
+            "matrix: {look: ['{{ mood }} light']}\nvars: {mood: soft}\n"
+            "shots:\n  - {id: a, prompt: 'a lamp in {{ look }}'}\n",
+            6,
+            "template text is left in what it renders: '{{ mood }} light'",
+        ),
+        (
+            "vars:\n  a: 'x {{ b }}'\n  b: 'y {{ a }}'\nshots:\n  - {id: s, prompt: '{{ a }}'}\n",
+            4,
+            "vars a, b name each other in a circle",
+        ),
+    ],
+)
+def test_template_text_never_reaches_a_request(
+    project: Path, text: str, line: int, said: str
+) -> None:
+    with pytest.raises(SpecError) as raised:
+        expand(load(project, text), "runware")
+    (problem,) = raised.value.diagnostics
+    assert problem.line == line and said in problem.message, problem
+
+
+@pytest.mark.parametrize(
+    ("voice", "said"),
+    [
+        ('{text: "\\u200b\\u200d\\t ", voice: narrator}', "the text says nothing"),
+        (
+            '{text: "hello \\x1b[2J", voice: narrator}',
+            "the text holds the control character U+001B",
+        ),
+        ("{text: hello, voice: '{{ \"n\" * 5000 }}'}", "is not a voice id: one word of printable"),
+        ('{text: hello, voice: "narrator\\n\\x1b[31m"}', "is not a voice id"),
+        ("{text: hello, voice: two words}", "is not a voice id"),
+    ],
+)
+def test_a_voice_that_would_pay_for_nothing_is_refused_at_plan(
+    project: Path, voice: str, said: str
+) -> None:
+    text = f"voices:\n  - {{id: vo, {voice[1:]}\nshots:\n  - {{id: a, prompt: a street}}\n"
+    with pytest.raises(SpecError) as raised:
+        expand(load(project, text), "runware")
+    (problem,) = raised.value.diagnostics
+    assert problem.line == 4 and said in problem.message, problem
+
+
+def test_lyrics_are_sung_so_not_with_instrumental(project: Path) -> None:
+    text = (
+        "music:\n  - {id: bed, prompt: a folk song, instrumental: true,\n"
+        "     lyrics: '[verse] la la'}\nshots:\n  - {id: a, prompt: a street}\n"
+        "sequences:\n  - {id: s, shots: [a], audio: {music: bed}}\n"
+    )
+    with pytest.raises(SpecError) as raised:
+        expand(load(project, text), "runware")
+    (problem,) = raised.value.diagnostics
+    assert problem.line == 5 and "lyrics are sung, and instrumental: true" in problem.message

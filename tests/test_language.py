@@ -254,7 +254,7 @@ def test_a_server_that_sends_a_byte_at_a_time_is_given_up_at_the_deadline(
     port, cert = hostile_server
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     monkeypatch.setenv("STORYBOARD_ALLOW_PRIVATE_URLS", "1")
-    monkeypatch.setattr(inputs, "DEADLINE", 1.0)  # 60 s for a person; each read is quick
+    monkeypatch.setattr(inputs, "DEADLINE", 1.0)  # 20 s for a person; each read is quick
     result = cli("plan", _url_spec(project, f"https://127.0.0.1:{port}/slow.jpg"))
     assert result.code == 2
     assert "could not be downloaded within 1 s (the server is too slow)" in result.err

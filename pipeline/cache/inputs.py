@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     import httpx
 
 MAX_BYTES = 20 * 1024 * 1024  # the largest first frame a model takes
-TIMEOUT = 30.0  # one read or connect
-DEADLINE = 60.0  # the whole fetch: a server sending a byte a second is given up on
+TIMEOUT = 10.0  # one read or connect
+# The whole fetch (every redirect, its headers and body): a server that trickles is given up
+# on in a time a person waits for a plan. 20 MB, the largest frame, needs 1 MB a second.
+DEADLINE = 20.0
 MAX_REDIRECTS = 5
 PRIVATE_ENV = "STORYBOARD_ALLOW_PRIVATE_URLS"
 

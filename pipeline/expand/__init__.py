@@ -18,6 +18,8 @@ from pipeline.expand.context import (
     Saying,
     combinations,
     combo_matches,
+    variant_of,
+    vars_order,
 )
 from pipeline.expand.films import expand_sequence, formatted, with_voice
 from pipeline.expand.framing import framing
@@ -75,9 +77,13 @@ def expand(
             failed.add(item.id)
     finishing: dict[str, Shot] = {}  # lip-syncs and upscales, made once per input
     with templates.limits():
-        for variant_name, variant_vars in variants:
-            values = {**board.vars, **variant_vars}
-            saying = Saying(context.inputs, templates, fonts, values)
+        worked = problems.attempt(vars_order, spec, templates)  # the vars that are templates
+        for combination in variants if worked is not None else ():
+            variant = problems.attempt(variant_of, spec, templates, worked, combination)
+            if variant is None:
+                continue
+            variant_name = variant.name
+            saying = Saying(context.inputs, templates, fonts, variant.values)
             voices, music = _sounds(spec, variant_name, saying, context, problems, failed)
             by_id: dict[str, list[Shot]] = {}
             for loc in order:
@@ -88,7 +94,6 @@ def expand(
                     failed.add(item.id)
                     continue
                 prompting = (templates, sources[loc])
-                variant = (variant_name, variant_vars)
                 made = problems.attempt(
                     expand_shot, spec, loc, item, variant, prompting, context, by_id
                 )

@@ -207,6 +207,103 @@ class Saying:
         )
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One combination of the storyboard's matrix: its name, its matrix values, and every
+    value its templates see (the storyboard's vars as this variant says them, then the
+    matrix's)."""
+
+    name: str
+    matrix: dict[str, Any]
+    values: dict[str, Any]
+
+
+def worked_out(
+    spec: Spec,
+    templates: PromptTemplates,
+    value: Any,
+    at: tuple[Any, ...],
+    seen: tuple[dict[str, Any], PromptSource],
+) -> Any:
+    """A var's value as a variant says it (`seen`: the values its templates see, and whose
+    it is): `{{ flavours[flavour_id] }}` is the mapping it names, other template text
+    renders to text, lists and mappings keep their shape, their text worked out the same."""
+    if isinstance(value, str) and is_templated(value):
+        around, whose = seen
+        path, lines = spec.source.text_lines(at)
+        return templates.value(value, around, replace(whose, path=path, lines=lines))
+    if isinstance(value, list):
+        return [worked_out(spec, templates, item, (*at, i), seen) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: worked_out(spec, templates, item, (*at, k), seen) for k, item in value.items()}
+    return value
+
+
+def _texts(value: Any) -> list[str]:
+    """Every text a var's value holds (in its lists and mappings too)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _texts(item)]
+    return []
+
+
+def vars_order(spec: Spec, templates: PromptTemplates) -> tuple[str, ...]:
+    """The storyboard's vars that hold template text, each after the vars it names: a var
+    may name the matrix's values and other vars (`script: "{{ greetings[lang] }},
+    {{ product }}"`). Vars that name each other in a circle are a located error."""
+    board = spec.storyboard.vars
+    names: dict[str, set[str]] = {}
+    for var, value in board.items():
+        texts = [text for text in _texts(value) if is_templated(text)]
+        if texts:
+            names[var] = {name for text in texts for name in templates.names(text)}
+    order: list[str] = []
+    placed: set[str] = set()
+    for start in names:
+        path = [start]
+        stack = [iter(sorted(names[start] & names.keys()))]
+        while stack:
+            ahead = next(stack[-1], None)
+            if ahead is None:
+                stack.pop()
+                done = path.pop()
+                if done not in placed:
+                    placed.add(done)
+                    order.append(done)
+            elif ahead in path:
+                circle = path[path.index(ahead) :]
+                raise spec.source.error(
+                    ("vars", ahead),
+                    f"vars {', '.join(circle)} name each other in a circle: their text is "
+                    "never worked out",
+                )
+            elif ahead not in placed:
+                path.append(ahead)
+                stack.append(iter(sorted(names[ahead] & names.keys())))
+    return tuple(order)
+
+
+def variant_of(
+    spec: Spec,
+    templates: PromptTemplates,
+    order: tuple[str, ...],
+    combination: tuple[str, dict[str, Any]],
+) -> Variant:
+    """A variant, its storyboard vars that hold template text worked out in it (in `order`,
+    each after the vars it names), so that what reaches a voice, a prompt or a card is the
+    variant's text, never the template."""
+    name, matrix = combination
+    values = dict(spec.storyboard.vars)
+    for var in order:
+        whose = PromptSource(spec.path, ((1, 1),), f"var '{var}'" + (f" [{name}]" if name else ""))
+        seen = ({**values, **matrix}, whose)
+        values[var] = worked_out(spec, templates, values[var], ("vars", var), seen)
+    return Variant(name, matrix, {**values, **matrix})
+
+
 def said_as(spec: Spec, loc: tuple[Any, ...], name: str, saying: Saying) -> str:
     """A name as this variant says it: a template is rendered, anything else is as is."""
     return saying.render(spec, loc, name) if is_templated(name) else name

@@ -4,7 +4,7 @@ and the exact request it sends."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,13 @@ from pipeline.expand.context import (
     FRAME_POSITIONS,
     STILL_SIZE,
     Context,
+    Variant,
     combinations,
     first_set,
     kind_of,
     select,
     size_of,
+    worked_out,
 )
 from pipeline.expand.framing import WHOLE, kept_area
 from pipeline.nodes import (
@@ -44,7 +46,7 @@ def expand_shot(
     spec: Spec,
     loc: tuple[str, int],
     shot: ShotSpec,
-    variant: tuple[str, dict[str, Any]],
+    variant: Variant,
     prompting: tuple[PromptTemplates, PromptSource],
     context: Context,
     by_id: dict[str, list[Shot]],
@@ -54,7 +56,7 @@ def expand_shot(
     still = loc[0] == "stills"
     defaults = ShotSettings() if still else board.defaults
     source = spec.source
-    variant_name, variant_vars = variant
+    variant_name = variant.name
     width, height = size_of(shot, defaults, STILL_SIZE if still else None)
     duration = 0 if still else shot.duration or defaults.duration or DEFAULT_DURATION
     takes_written = shot.takes or defaults.takes or 1
@@ -86,10 +88,10 @@ def expand_shot(
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
         who = f"{kind_of(loc)} '{label}'" + (f" [{variant_name}]" if variant_name else "")
         whose = PromptSource(prompting[1].path, prompting[1].lines, who)
-        around = {**board.vars, **variant_vars, **shot_values}
+        around = {**variant.values, **shot_values}
         own = _shot_vars(spec, loc, shot, around, whose, prompting[0]) if shot.vars else {}
-        values = {**board.vars, **variant_vars, **own, **shot_values}
-        model_id = _model(spec, loc, shot, {**variant_vars, **shot_values}, values, prompting)
+        values = {**variant.values, **own, **shot_values}
+        model_id = _model(spec, loc, shot, {**variant.matrix, **shot_values}, values, prompting)
         info = models.lookup(model_id)
         fps = _fps(shot, defaults, info)
         positions = tuple(position for position, _ in frames)
@@ -463,22 +465,11 @@ def _shot_vars(
     whose: PromptSource,
     templates: PromptTemplates,
 ) -> dict[str, Any]:
-    """The shot's own vars, worked out in its variant: `{{ flavours[flavour_id] }}` is the
-    mapping it names, other template text renders to text, lists and mappings keep their
-    shape (their text worked out the same way)."""
-
-    def worked_out(value: Any, at: tuple[Any, ...]) -> Any:
-        if isinstance(value, str) and ("{{" in value or "{%" in value):
-            path, lines = spec.source.text_lines(at)
-            where = replace(whose, path=path, lines=lines)
-            return templates.value(value, around, where)
-        if isinstance(value, list):
-            return [worked_out(item, (*at, i)) for i, item in enumerate(value)]
-        if isinstance(value, dict):
-            return {key: worked_out(item, (*at, key)) for key, item in value.items()}
-        return value
-
-    return {name: worked_out(value, (*loc, "vars", name)) for name, value in shot.vars.items()}
+    """The shot's own vars, worked out in its variant (see `worked_out`)."""
+    return {
+        name: worked_out(spec, templates, value, (*loc, "vars", name), (around, whose))
+        for name, value in shot.vars.items()
+    }
 
 
 def _prompt(
