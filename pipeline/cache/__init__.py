@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cache.clips import ClipRecord, ClipStore
-from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_atomic
+from pipeline.cache.files import (
+    KeyLocks,
+    TempFiles,
+    partials_of,
+    remove_left_behind,
+    write_atomic,
+)
 from pipeline.cache.films import FilmRecord, FilmStore
 from pipeline.cache.frames import FrameStore
 from pipeline.cache.inputs import FetchedInputs
@@ -100,7 +106,7 @@ class Cache:
             self.storyboards.folder,
             self.fonts,
         ):
-            remove_left_behind(folder, r"^\..+\.(?P<pid>\d+)\.tmp$")
+            remove_left_behind(folder, partials_of())
         self._settle_delivered()
 
     def _settle_delivered(self) -> None:
