@@ -97,3 +97,61 @@ def test_partial_files_of_dead_writers_are_removed_and_a_live_writers_kept(
     write_atomic(folder / "a.lock", "{}")
     Cache(tmp_path / ".storyboard").clean()
     assert [p for p in dead if p.exists()] == [] and live.exists()
+
+
+# -- films and the review page ----------------------------------------------------------------
+
+
+def test_a_build_folder_linked_outside_is_refused_before_anything_is_rendered(
+    project: Path, cli, tiny: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _plant(project / "build", elsewhere)
+    for command in ("plan", "build"):
+        refused = cli(command, tiny, "--preview")
+        assert refused.code == 2, refused.err
+        assert refused.err.startswith(f"error: build: a link to outside the project ({elsewhere})")
+        assert "Traceback" not in refused.err
+    assert list(elsewhere.iterdir()) == []
+    assert not (project / ".storyboard" / "clips").exists()
+    # A folder the person names outside the project is theirs to name.
+    built = cli("build", tiny, "--preview", "-q", "--output-dir", elsewhere)
+    assert built.code == 0, built.err
+    assert (elsewhere / "tiny" / "preview" / "s.mp4").is_file()
+
+
+@pytest.mark.parametrize("planted", ["review", "review/thumbs", "review/posters"])
+def test_the_review_page_is_never_written_through_a_link_out_of_the_project(
+    project: Path, cli, tiny: Path, tmp_path: Path, planted: str
+) -> None:
+    films = project / "build" / "tiny" / "preview"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert cli("build", tiny, "--preview", "-q").code == 0
+    _plant(films / planted, elsewhere)
+    refused = cli("review", tiny, "--preview")
+    assert refused.code == 2, refused.err
+    assert f"{planted}: a link to outside the project" in refused.err
+    assert "Traceback" not in refused.err
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_only_a_link_from_inside_the_project_to_outside_it_is_one_to_refuse(
+    tmp_path: Path,
+) -> None:
+    from pipeline.project import link_out_of
+
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (root / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    _plant(root / "inside", root / "real")
+    _plant(root / "out", elsewhere)
+    _plant(root / "loop", root / "loop")
+    _plant(root / "real" / "up", "../..")
+    _plant(elsewhere / "back", root)
+    assert link_out_of(root / "inside" / "build" / "film.mp4", root) is None
+    assert link_out_of(root / "out" / "film.mp4", root) == root / "out"
+    assert link_out_of(root / "inside" / "up" / "x", root) == root / "inside" / "up"
+    assert link_out_of(root / "loop" / "x", root) == root / "loop"
+    assert link_out_of(elsewhere / "back" / "x", root) is None  # named outside, by the person
