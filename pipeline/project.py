@@ -88,7 +88,7 @@ def read_bounded(path: Path, limit: int, name: str | None = None) -> bytes:
 
 def _regular(mode: int, shown: str) -> None:
     if not stat.S_ISREG(mode):
-        raise OutsideProject(f"'{shown}' is not a regular file ({_kind(mode)})")
+        raise OutsideProject(f"'{shown}' is not a regular file ({file_kind(mode)})")
 
 
 def project_root(path: Path) -> Path:
@@ -193,8 +193,10 @@ def find_in(folders: tuple[Path, ...], name: str, root: Path) -> Path | None:
     return None
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words: `a named pipe`..."""
     kinds = {
+        stat.S_ISLNK: "a link",
         stat.S_ISDIR: "a folder",
         stat.S_ISFIFO: "a named pipe",
         stat.S_ISCHR: "a device",

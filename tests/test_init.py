@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -208,6 +210,30 @@ def test_every_example_and_init_storyboard_validates_against_the_schema(
     shot = schema["$defs"]["ShotSpec"]["properties"]
     assert "Jinja template" in shot["prompt"]["description"]
     assert "1366x768" in shot["resolution"]["description"]
+
+
+def test_schema_output_is_a_regular_file_and_nothing_else(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder, a named pipe, a link (even to a file) or a folder that is not there is
+    refused, and left as it was. (A device is refused as the pipe is: a test that failed
+    would replace /dev/null.)"""
+    monkeypatch.chdir(tmp_path)
+    outside = write(tmp_path / "outside.json", "precious")
+    os.mkfifo("pipe")
+    os.symlink(outside, "link")
+    for given, said in (
+        (".", ".: is a folder; schema -o writes a regular file"),
+        ("pipe", "pipe: is a named pipe"),
+        ("link", "link: is a link"),
+        ("nope/schema.json", "nope/schema.json: the folder nope does not exist"),
+    ):
+        refused = cli("schema", "-o", given)
+        assert refused.code == 2 and refused.err.startswith(f"error: {said}"), refused.err
+    assert stat.S_ISFIFO(os.lstat("pipe").st_mode) and os.readlink("link") == str(outside)
+    assert outside.read_text() == "precious" and not os.path.lexists("nope")
+    assert cli("schema", "-o", "schema.json").code == 0
+    assert json.loads(Path("schema.json").read_text())["$id"].startswith("https://")
 
 
 # -- completion -------------------------------------------------------------------------------
