@@ -155,3 +155,18 @@ def test_only_a_link_from_inside_the_project_to_outside_it_is_one_to_refuse(
     assert link_out_of(root / "inside" / "up" / "x", root) == root / "inside" / "up"
     assert link_out_of(root / "loop" / "x", root) == root / "loop"
     assert link_out_of(elsewhere / "back" / "x", root) is None  # named outside, by the person
+
+
+@pytest.mark.parametrize("planted", [".storyboard", ".storyboard/journal", ".storyboard/clips"])
+def test_a_cache_the_repository_ships_linked_outside_is_refused(
+    project: Path, cli, tiny: Path, tmp_path: Path, planted: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if planted == ".storyboard":
+        (project / ".storyboard").rmdir()
+    _plant(project / planted, elsewhere)
+    refused = cli("build", tiny, "--preview")
+    assert refused.code == 2, refused.err
+    assert refused.err.startswith(f"error: {planted}: a link to outside the project")
+    assert list(elsewhere.iterdir()) == []
