@@ -78,8 +78,8 @@ def copy_new(source: Path, target: Path) -> None:
 def partials_of(name: str | None = None) -> str:
     """The pattern, for `remove_left_behind`, of the partial files of the file `name` (of
     any file when None); those of earlier versions have no random part."""
-    spelled = ".+?" if name is None else re.escape(name)  # the shortest: a random part of
-    # digits alone is not read as an earlier version's pid
+    # The shortest name first: a random part of digits alone is not read as an older pid.
+    spelled = ".+?" if name is None else re.escape(name)
     return rf"^\.{spelled}\.(?P<pid>\d+)(\.[0-9a-f]{{16}})?\.tmp$"
 
 
