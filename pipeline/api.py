@@ -133,6 +133,7 @@ class Session:
                 loaded.films,
                 loaded.renderer,
                 loaded.spec.decisions,
+                loaded.spec.root,
                 self.note,
             )
         finally:

@@ -542,15 +542,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from pipeline.spec.json_schema import schema_text
+    from pipeline.spec.json_schema import schema_text, write_schema
 
-    text = schema_text()
     if args.output is None:
-        sys.stdout.write(text)
+        sys.stdout.write(schema_text())
         return 0
-    from pipeline.cache import write_atomic
-
-    write_atomic(args.output, text)
+    write_schema(args.output)
     print(printable(f"wrote {args.output}"), file=sys.stderr)
     return 0
 

@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -570,7 +571,8 @@ def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
 def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
     """A JPEG frame of `clip` at `at` seconds, `width` pixels wide."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_name(f".{output.stem}.{os.getpid()}.{threading.get_ident()}{output.suffix}")
+    # A name no one could have planted a link at, which ffmpeg would write through.
+    temp = output.with_name(f".{output.stem}.{os.getpid()}.{secrets.token_hex(8)}{output.suffix}")
     run_ffmpeg(
         [
             "-ss",

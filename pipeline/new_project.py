@@ -4,14 +4,19 @@ an editor validates it with; a .gitignore; and a git repository when it is not i
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cache.files import NEW_FILE, write_atomic
 from pipeline.errors import UserError
+from pipeline.project import MARKERS, OutsideProject, read_bounded, refuse_link_out
 from pipeline.spec.json_schema import SCHEMA_FILE, schema_text
+
+CACHE_FOLDER = MARKERS[0]  # `.storyboard/`: it makes the folder a project of its own
 
 STORYBOARD = """\
 # yaml-language-server: $schema=../{schema}
@@ -69,6 +74,10 @@ build/
 """
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+IGNORED = (b"build/", b".storyboard/")
+MAX_GITIGNORE_BYTES = 1 << 20  # far above any real one; a link to /dev/zero never ends
+GIT_SECONDS = 60
+NO_REPOSITORY = "not a git repository (or any of the parent directories)"
 
 
 @dataclass(frozen=True)
@@ -83,30 +92,40 @@ class Created:
 
 
 def create(folder: Path, name: str = "first") -> Created:
-    """Write a new project into `folder` (made if missing). Nothing is overwritten: if a
-    file it would write exists, nothing is written and the error names them all."""
+    """Write a new project into `folder` (made if missing), its own project (`.storyboard/`
+    marks it, inside a repository too). Everything is checked first: when anything is in the
+    way (a file it would write, a folder that is a file, a link out of the folder, a
+    .gitignore that is not a file, a repository git cannot read), nothing is written and the
+    error names it. Nothing is overwritten, nor written through a link out of the folder."""
     if not NAME.match(name):
         raise UserError(
             f"'{name}' is not a storyboard name init can use",
             "lower-case letters, digits, '-' and '_', starting with a letter or digit",
         )
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: is a file, not a folder")
+    _check_folder(folder)
     files = _files(name)
-    taken = [path for path in files if (folder / path).exists()]
-    ignored = folder / ".gitignore"
+    _check_paths(folder, [*files, Path(".gitignore"), Path(CACHE_FOLDER)])
+    taken = [path for path in files if os.path.lexists(folder / path)]
     if taken:
         names = ", ".join(str(folder / path) for path in taken)
         raise UserError(
             f"{names}: already there; init writes nothing over an existing file",
             "run init in an empty folder (storyboard init NEW-FOLDER), or pick another --name",
         )
-    for path, text in files.items():
-        target = folder / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    _ignore_build_output(ignored)
-    git = _git_init(folder)
+    ignored = folder / ".gitignore"
+    ignore_text = _ignoring_build_output(ignored)
+    git = _git_state(folder)
+    try:
+        for path, text in files.items():
+            _write_new(folder / path, text)
+        if ignore_text is not None:
+            write_atomic(ignored.resolve(), ignore_text)  # a link inside the folder stays
+        (folder / CACHE_FOLDER).mkdir(exist_ok=True)
+    except OSError as exc:
+        where = exc.filename or folder
+        raise UserError(f"{where}: cannot be written ({exc.strerror or exc})") from None
+    if git == "none":
+        git = _git_init(folder)
     storyboard = Path("specs") / f"{name}.yaml"
     return Created(folder, (*files, Path(".gitignore")), storyboard, git)
 
@@ -123,32 +142,120 @@ def _files(name: str) -> dict[Path, str]:
     return files
 
 
-def _ignore_build_output(path: Path) -> None:
-    """A .gitignore that leaves out the build output: written, or added to."""
-    if not path.exists():
-        path.write_text(GITIGNORE, encoding="utf-8")
-        return
-    text = path.read_text(encoding="utf-8", errors="replace")
+def _check_folder(folder: Path) -> None:
+    """`folder` is one, or can be made: the nearest part of it there is a folder."""
+    there = next(p for p in (folder.absolute(), *folder.absolute().parents) if os.path.lexists(p))
+    if not there.is_dir():
+        said = (
+            "is not a folder"
+            if there == folder.absolute()
+            else f"cannot be made: {there} is not a folder"
+        )
+        raise UserError(f"{folder}: {said}", "run init in a folder, or name a new one")
+
+
+def _check_paths(folder: Path, paths: list[Path]) -> None:
+    """Each of `paths` (relative to `folder`) can be written: no link on its way leads out
+    of the folder, and what is there on its way is a folder."""
+    root = folder.resolve()
+    for path in paths:
+        refuse_link_out(folder / path, root, "remove the link, or run init in another folder")
+        for part in list(reversed(path.parents))[1:]:
+            there = folder / part
+            if os.path.lexists(there) and not there.is_dir():
+                raise UserError(
+                    f"{there}: is not a folder, and init writes {folder / path} in it",
+                    "move it away, or run init in another folder",
+                )
+    storyboard = folder / CACHE_FOLDER
+    if os.path.lexists(storyboard) and not storyboard.is_dir():
+        raise UserError(
+            f"{storyboard}: is not a folder, and it must be one: it holds the project's cache",
+            "move it away, or run init in another folder",
+        )
+
+
+def _ignoring_build_output(path: Path) -> bytes | None:
+    """The .gitignore that leaves out the build output: a new one, or the one there with
+    what it lacks added (its bytes kept as they are); None when it lacks nothing. It is read
+    bounded, and only as a regular file."""
+    if not os.path.lexists(path):
+        return GITIGNORE.encode("utf-8")
+    try:
+        text = read_bounded(path, MAX_GITIGNORE_BYTES)
+    except OutsideProject as exc:
+        raise UserError(
+            str(exc), "init adds build/ and .storyboard/ to .gitignore: make it a file"
+        ) from None
     lines = {line.strip() for line in text.splitlines()}
-    missing = [entry for entry in ("build/", ".storyboard/") if entry not in lines]
-    if missing:
-        ending = "" if text.endswith("\n") or not text else "\n"
-        path.write_text(text + ending + "\n".join(missing) + "\n", encoding="utf-8")
+    missing = [entry for entry in IGNORED if entry not in lines]
+    if not missing:
+        return None
+    ending = b"" if text.endswith(b"\n") or not text else b"\n"
+    return text + ending + b"\n".join(missing) + b"\n"
 
 
-def _git_init(folder: Path) -> str:
-    """A repository for the project, unless the folder is inside one already."""
+def _write_new(path: Path, text: str) -> None:
+    """Write a file that is not there: made by this call, or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, NEW_FILE, 0o644), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _git_state(folder: Path) -> str:
+    """ "inside" a repository, "none" (one is made after the files) or "missing" (no git
+    command). A repository git cannot read (a `.git` file pointing nowhere) is refused,
+    in git's words."""
     git = shutil.which("git")
     if git is None:
         return "missing"
-    inside = subprocess.run(
-        [git, "rev-parse", "--is-inside-work-tree"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if inside.returncode == 0 and inside.stdout.strip() == "true":
+    there = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.is_dir())
+    asked = _git(git, ["rev-parse", "--is-inside-work-tree"], there)
+    if asked.returncode == 0 and asked.stdout.strip() == "true":
         return "inside"
-    subprocess.run([git, "init", "-q"], cwd=folder, check=True, capture_output=True)
+    said = _last_line(asked.stderr) or asked.stdout.strip()
+    named = folder / ".git"
+    if NO_REPOSITORY not in said or os.path.lexists(named):
+        where = named if os.path.lexists(named) else there
+        raise UserError(
+            f"{where}: git cannot read the repository there ({said})",
+            "fix or remove what git names, or run init in another folder",
+        )
+    return "none"
+
+
+def _git_init(folder: Path) -> str:
+    git = shutil.which("git")
+    assert git is not None
+    made = _git(git, ["init", "-q"], folder)
+    if made.returncode != 0:
+        raise UserError(
+            f"{folder}: the project is written, but git could not make a repository there "
+            f"({_last_line(made.stderr) or f'exit code {made.returncode}'})",
+            "make it one yourself: git init",
+        )
     return "created"
+
+
+def _git(git: str, args: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run git in `folder`; its failure to run at all said in words. Its messages in
+    English: they are matched."""
+    try:
+        return subprocess.run(
+            [git, *args],
+            cwd=folder,
+            env={**os.environ, "LC_ALL": "C"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=GIT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"{folder}: git {args[0]} did not run ({exc})") from None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.cache import project_root, write_atomic
 from pipeline.hashing import sha256_file, sha256_text
 from pipeline.nodes import Sequence
+from pipeline.project import refuse_link_out
 
 if TYPE_CHECKING:
     pass
@@ -22,10 +23,16 @@ def film_dir(
     spec_path: Path, spec_name: str, renderer: str, paid: bool, output_dir: Path | None
 ) -> Path:
     """<output dir, else build/ at the project root>/<storyboard>/, and a folder of its own
-    for a free renderer's films (`.../preview/`), so animatics never replace films."""
-    build_dir = (output_dir or project_root(spec_path) / "build").resolve()
+    for a free renderer's films (`.../preview/`), so animatics never replace films. A link on
+    the way that leaves the project is refused: films are never written through it."""
+    root = project_root(spec_path)
+    build_dir = output_dir or root / "build"
     folder = build_dir / folder_name(spec_name)
-    return folder if paid else folder / renderer
+    folder = folder if paid else folder / renderer
+    refuse_link_out(
+        folder, root, "remove the link; to build elsewhere, name the folder: --output-dir DIR"
+    )
+    return folder.resolve()
 
 
 def folder_name(name: str) -> str:

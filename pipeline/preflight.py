@@ -9,6 +9,7 @@ Every refusal happens here, before a submit.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -227,11 +228,13 @@ def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Shot]) 
 
 def check_writable(folder: Path, what: str, hint: str) -> None:
     """Refuse, before anything is paid for, a build whose output could not be written."""
-    probe = folder / f".write-test-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A new file of a random name: a name a repository could have planted a link at
+        # would be a file outside written.
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise UserError(
             f"{folder}: {what} cannot be written there ({exc.strerror or exc})", hint

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipeline.errors import SpecError, UserError
+from pipeline.errors import SpecError, UserError, shown
 
 MARKERS = (".storyboard", ".git")
 ROOT_HINT = (
@@ -88,7 +88,7 @@ def read_bounded(path: Path, limit: int, name: str | None = None) -> bytes:
 
 def _regular(mode: int, shown: str) -> None:
     if not stat.S_ISREG(mode):
-        raise OutsideProject(f"'{shown}' is not a regular file ({_kind(mode)})")
+        raise OutsideProject(f"'{shown}' is not a regular file ({file_kind(mode)})")
 
 
 def project_root(path: Path) -> Path:
@@ -118,6 +118,40 @@ def confined(path: Path, root: Path, name: str | None = None) -> Path:
     if hidden:
         raise OutsideProject(f"'{shown}' is a hidden file or folder ('{hidden[0]}'): not read")
     return resolved
+
+
+def link_out_of(path: Path, root: Path) -> Path | None:
+    """The first link on the way to `path` (a file or folder to write) that leads from inside
+    the project `root` to outside it; None when none does. A repository can plant one
+    (`build -> /home/me/.config`) to make a write land anywhere; a path the person names
+    outside the project is theirs to name."""
+    spelled = Path.cwd() / path  # `..` kept: after a link, it is the parent of its target
+    walked = Path(spelled.anchor)
+    for part in spelled.parts[1:]:
+        walked = walked / part
+        planted = walked.is_symlink() and _resolves_inside(walked.parent, root)
+        if planted and not _resolves_inside(walked, root):
+            return walked
+    return None
+
+
+def refuse_link_out(path: Path, root: Path, hint: str) -> None:
+    """Refuse to write at `path` through a link that leaves the project (see `link_out_of`):
+    one line naming the link and where it points."""
+    link = link_out_of(path, root)
+    if link is not None:
+        raise UserError(
+            f"{Path(shown(link.parent)) / link.name}: a link to outside the project "
+            f"({os.readlink(link)}); storyboard writes nothing through it",
+            hint,
+        )
+
+
+def _resolves_inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop leads nowhere to write
+        return False
 
 
 def project_file(name: str, base: Path, root: Path) -> Path:
@@ -159,8 +193,10 @@ def find_in(folders: tuple[Path, ...], name: str, root: Path) -> Path | None:
     return None
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words: `a named pipe`..."""
     kinds = {
+        stat.S_ISLNK: "a link",
         stat.S_ISDIR: "a folder",
         stat.S_ISFIFO: "a named pipe",
         stat.S_ISCHR: "a device",

@@ -25,6 +25,7 @@ from pipeline.errors import MediaError
 from pipeline.nodes import CARD, CLIP, STILL, Sequence, Shot, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
+from pipeline.project import refuse_link_out
 from pipeline.render import kind
 from pipeline.state import ShotState, said
 
@@ -354,11 +355,15 @@ def write_review(
     films: Path,
     renderer: str,
     decisions: Decisions,
+    root: Path,
     note: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Write `<films>/review/index.html` (thumbnails and posters beside it) and return it;
-    `note` hears how many thumbnails are made first (once per render, on every core)."""
+    `note` hears how many thumbnails are made first (once per render, on every core). A link
+    on the way that leaves the project `root` is refused before anything is written."""
     folder = films / "review"
+    for written in (folder / "index.html", folder / "thumbs", folder / "posters"):
+        refuse_link_out(written, root, "remove the link: the review page is written in its place")
     make_thumbnails(plan, cache, folder / "thumbs", note)
     links = static_links(cache, films, folder)
     page = folder / "index.html"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import hashing
+from pipeline.cache.files import copy_new, partial_name
 from pipeline.media import StderrTail, dies_with_parent
 from pipeline.project import MAX_FONT_BYTES, OutsideProject, read_bounded
 
@@ -192,9 +193,9 @@ def sanitize(data: bytes, target: Path, name: str) -> None:
         _run_sanitizer([ots.OTS_SANITIZE, str(source), str(output), *index], name)
         # Renamed into place: a copy there is whole (a killed build's partial file carries
         # its pid, and the cache removes it).
-        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        partial = partial_name(target)
         try:
-            shutil.copyfile(output, partial)
+            copy_new(output, partial)
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import write
+import pytest
+
+from pipeline.project import project_root
+from tests.conftest import run_process, write
 from tests.test_first_hour import git
 
 # -- init -------------------------------------------------------------------------------------
@@ -38,11 +46,127 @@ def test_init_inside_a_repository_makes_no_nested_one(tmp_path: Path, cli) -> No
     write(tmp_path / ".gitignore", "*.log")
     result = cli("init", tmp_path / "films" / "launch", "--name", "launch")
     assert result.code == 0, result.err
-    assert not (tmp_path / "films" / "launch" / ".git").exists()
+    folder = tmp_path / "films" / "launch"
+    assert not (folder / ".git").exists()
     assert "made a git repository" not in result.out
-    assert (tmp_path / "films" / "launch" / "specs" / "launch.yaml").is_file()
+    assert (folder / "specs" / "launch.yaml").is_file()
+    # A project of its own: its cache and films are in it, not at the repository's top.
+    assert project_root(folder / "specs" / "launch.yaml") == folder.resolve()
     bad = cli("init", tmp_path / "other", "--name", "Big Launch")
     assert bad.code == 2 and "is not a storyboard name init can use" in bad.err
+
+
+def _pipe(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _link(target: str) -> Callable[[Path], None]:
+    return lambda path: os.symlink(target, path)
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+
+
+def _text(text: str) -> Callable[[Path], None]:
+    return lambda path: path.write_text(text)
+
+
+# What a cloned folder may hold where init writes: (name, how it is made), what init says.
+IN_THE_WAY = {
+    "a .gitignore that is a named pipe": (
+        (".gitignore", _pipe),
+        "'proj/.gitignore' is not a regular file (a named pipe)",
+    ),
+    "a .gitignore linked to /dev/zero": (
+        (".gitignore", _link("/dev/zero")),
+        "proj/.gitignore: a link to outside the project (/dev/zero)",
+    ),
+    "a .gitignore linked outside": (
+        (".gitignore", _link("../outside/precious.txt")),
+        "proj/.gitignore: a link to outside the project (../outside/precious.txt)",
+    ),
+    "a .gitignore that is a folder": (
+        (".gitignore", _folder),
+        "'proj/.gitignore' is not a regular file (a folder)",
+    ),
+    "a .git file pointing nowhere": (
+        (".git", _text("gitdir: /nowhere/at/all\n")),
+        "proj/.git: git cannot read the repository there "
+        "(fatal: not a git repository: /nowhere/at/all)",
+    ),
+    "a .git that is a named pipe": (
+        (".git", _pipe),
+        "proj/.git: git cannot read the repository there",
+    ),
+    "specs linked outside": (
+        ("specs", _link("../outside")),
+        "proj/specs: a link to outside the project (../outside)",
+    ),
+    "the storyboard linked to a new file outside": (
+        ("specs/first.yaml", _link("../../outside/new.yaml")),
+        "proj/specs/first.yaml: a link to outside the project",
+    ),
+    "templates that is a file": (
+        ("templates", _text("x")),
+        "proj/templates: is not a folder, and init writes proj/templates/first/_style.j2 in it",
+    ),
+    "a .storyboard linked outside": (
+        (".storyboard", _link("../outside")),
+        "proj/.storyboard: a link to outside the project (../outside)",
+    ),
+}
+
+
+def _entries(folder: Path) -> dict[str, str]:
+    """Each entry under `folder`, links and pipes too (never followed), and what it is."""
+    found = {}
+    for parent, folders, names in os.walk(folder):
+        for name in [*folders, *names]:
+            path = Path(parent) / name
+            found[str(path.relative_to(folder))] = os.readlink(path) if path.is_symlink() else ""
+    return found
+
+
+@pytest.mark.parametrize("case", IN_THE_WAY)
+def test_init_writes_nothing_when_anything_is_in_its_way(tmp_path: Path, case: str) -> None:
+    (name, make), said = IN_THE_WAY[case]
+    if ".git" in name and shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    outside = write(tmp_path / "outside" / "precious.txt", "precious\n")
+    folder = tmp_path / "proj"
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    make(folder / name)
+    before = _entries(tmp_path)
+    # A child process with a time limit: a reader of a pipe would wait for ever.
+    refused = run_process("init", "proj", cwd=tmp_path, timeout=30)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(f"error: {said}"), refused.stderr
+    assert refused.stderr.count("\n") <= 2 and "Traceback" not in refused.stderr
+    assert _entries(tmp_path) == before and refused.stdout == ""
+    assert outside.read_bytes() == b"precious\n"
+
+
+def test_init_in_a_folder_that_cannot_be_one_is_refused(tmp_path: Path) -> None:
+    refused = run_process("init", "/dev/null/x", cwd=tmp_path, timeout=30)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(
+        "error: /dev/null/x: cannot be made: /dev/null is not a folder"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_adds_to_a_gitignore_keeping_its_bytes_and_its_link_inside(
+    tmp_path: Path, cli
+) -> None:
+    folder = tmp_path / "proj"
+    kept = folder / "config" / "ignored"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"caf\xe9.log\nbuild/")  # Latin-1, no newline at its end
+    os.symlink("config/ignored", folder / ".gitignore")
+    assert cli("init", folder).code == 0
+    assert (folder / ".gitignore").is_symlink()
+    assert kept.read_bytes() == b"caf\xe9.log\nbuild/\n.storyboard/\n"
 
 
 # -- the schema -------------------------------------------------------------------------------
@@ -86,6 +210,30 @@ def test_every_example_and_init_storyboard_validates_against_the_schema(
     shot = schema["$defs"]["ShotSpec"]["properties"]
     assert "Jinja template" in shot["prompt"]["description"]
     assert "1366x768" in shot["resolution"]["description"]
+
+
+def test_schema_output_is_a_regular_file_and_nothing_else(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder, a named pipe, a link (even to a file) or a folder that is not there is
+    refused, and left as it was. (A device is refused as the pipe is: a test that failed
+    would replace /dev/null.)"""
+    monkeypatch.chdir(tmp_path)
+    outside = write(tmp_path / "outside.json", "precious")
+    os.mkfifo("pipe")
+    os.symlink(outside, "link")
+    for given, said in (
+        (".", ".: is a folder; schema -o writes a regular file"),
+        ("pipe", "pipe: is a named pipe"),
+        ("link", "link: is a link"),
+        ("nope/schema.json", "nope/schema.json: the folder nope does not exist"),
+    ):
+        refused = cli("schema", "-o", given)
+        assert refused.code == 2 and refused.err.startswith(f"error: {said}"), refused.err
+    assert stat.S_ISFIFO(os.lstat("pipe").st_mode) and os.readlink("link") == str(outside)
+    assert outside.read_text() == "precious" and not os.path.lexists("nope")
+    assert cli("schema", "-o", "schema.json").code == 0
+    assert json.loads(Path("schema.json").read_text())["$id"].startswith("https://")
 
 
 # -- completion -------------------------------------------------------------------------------

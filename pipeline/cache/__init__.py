@@ -20,13 +20,20 @@ Layout under the cache root (default `.storyboard/` at the project root):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cache.clips import ClipRecord, ClipStore
-from pipeline.cache.files import KeyLocks, TempFiles, remove_left_behind, write_atomic
+from pipeline.cache.files import (
+    KeyLocks,
+    TempFiles,
+    partials_of,
+    remove_left_behind,
+    write_atomic,
+)
 from pipeline.cache.films import FilmRecord, FilmStore
 from pipeline.cache.frames import FrameStore
 from pipeline.cache.inputs import FetchedInputs
@@ -35,7 +42,7 @@ from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
 from pipeline.errors import CacheError, MediaError
 from pipeline.nodes import Shot
-from pipeline.project import MARKERS, project_root
+from pipeline.project import MARKERS, project_root, refuse_link_out
 
 if TYPE_CHECKING:
     from pipeline.cache.remote import Remote
@@ -60,7 +67,21 @@ def resolve_root(spec_path: Path, override: str | None) -> Path:
     chosen = override or os.environ.get(CACHE_ENV)
     if chosen:
         return Path(chosen).expanduser().resolve()
-    return project_root(spec_path) / CACHE_DIRNAME
+    project = project_root(spec_path)
+    root = project / CACHE_DIRNAME
+    _refuse_links_out(root, project)
+    return root
+
+
+def _refuse_links_out(root: Path, project: Path) -> None:
+    """The project's own cache, which a repository may ship: neither it nor a folder of it
+    may be a link out of the project, where everything the cache writes would land."""
+    hint = "remove the link; to keep the cache elsewhere, name it: --cache-dir DIR"
+    refuse_link_out(root, project, hint)
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                refuse_link_out(Path(entry.path), project, hint)
 
 
 def _ignore(message: str) -> None:
@@ -101,7 +122,7 @@ class Cache:
             self.storyboards.folder,
             self.fonts,
         ):
-            remove_left_behind(folder, r"^\..+\.(?P<pid>\d+)\.tmp$")
+            remove_left_behind(folder, partials_of())
         self._settle_delivered()
 
     def _settle_delivered(self) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import time
@@ -27,20 +28,21 @@ def fsync(path: Path) -> None:
 def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
     """Write a file so that readers see the old or the new content, never a mix.
 
-    `durable` also waits until the new content and its name are on the disk. The partial
-    file is removed when writing fails, and one a killed process left is removed by the next
-    write of the same file.
+    The content goes into a new partial file beside `path` (see `create_partial`), then is
+    renamed over it: a link at `path` is replaced, never written through. `durable` also
+    waits until the new content and its name are on the disk. The partial file is removed
+    when writing fails, and one a killed process left is removed by the next write of the
+    same file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_left_behind(path.parent, rf"^\.{re.escape(path.name)}\.(?P<pid>\d+)\.tmp$")
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_left_behind(path.parent, partials_of(path.name))
+    temp, fd = create_partial(path)
     try:
-        if isinstance(data, str):
-            temp.write_text(data, encoding="utf-8")
-        else:
-            temp.write_bytes(data)
-        if durable:
-            fsync(temp)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -50,9 +52,41 @@ def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
         fsync(path.parent)
 
 
+def partial_name(path: Path) -> Path:
+    """A name for a partial file of `path`, beside it: `.<name>.<pid>.<random>.tmp`. The pid
+    tells a killed writer's leftovers; the random part is a name no repository can have
+    planted a link at."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+
+
+# Made by this open or not at all: never a file, or a link, that was there before.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def create_partial(path: Path) -> tuple[Path, int]:
+    """A new, empty partial file of `path` (see `partial_name`), open for writing."""
+    temp = partial_name(path)
+    return temp, os.open(temp, NEW_FILE, 0o644)
+
+
+def copy_new(source: Path, target: Path) -> None:
+    """Copy `source` to `target`, a file this call makes (it fails if `target` exists)."""
+    with open(source, "rb") as given, os.fdopen(os.open(target, NEW_FILE, 0o644), "wb") as copy:
+        shutil.copyfileobj(given, copy, 1 << 20)
+
+
+def partials_of(name: str | None = None) -> str:
+    """The pattern, for `remove_left_behind`, of the partial files of the file `name` (of
+    any file when None); those of earlier versions have no random part."""
+    # The shortest name first: a random part of digits alone is not read as an older pid.
+    spelled = ".+?" if name is None else re.escape(name)
+    return rf"^\.{spelled}\.(?P<pid>\d+)(\.[0-9a-f]{{16}})?\.tmp$"
+
+
 def remove_left_behind(folder: Path, pattern: str) -> None:
     """Remove the entries of `folder` whose name matches `pattern` and whose `pid` group
-    names a process that is gone: partial files and work folders of killed builds."""
+    names a process that is gone: partial files and work folders of killed builds. A link
+    there is removed itself: what it points at is never followed, nor removed."""
     matcher = re.compile(pattern)
     try:
         names = os.listdir(folder)
@@ -160,7 +194,8 @@ class KeyLocks:
 class TempFiles:
     """Partial files, on the cache's filesystem so that moving one in is an atomic rename.
 
-    Each name starts with the writing process's pid: files of dead builds are removed.
+    Each name starts with the writing process's pid (files of dead builds are removed) and
+    goes on at random: a renderer writing to it writes a file no one else named.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -168,7 +203,7 @@ class TempFiles:
 
     def path(self, suffix: str = ".mp4") -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder / f"{os.getpid()}-{time.monotonic_ns()}{suffix}"
+        return self.folder / f"{os.getpid()}-{secrets.token_hex(8)}{suffix}"
 
     def clean(self) -> None:
         remove_left_behind(self.folder, r"^(?P<pid>\d+)-")

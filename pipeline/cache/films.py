@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.cache.files import record_of, write_atomic
+from pipeline.cache.files import copy_new, partial_name, record_of, write_atomic
 from pipeline.hashing import sha256_file
 
 
@@ -96,14 +95,12 @@ def _link_or_copy(source: Path, target: Path) -> None:
     """`target` becomes `source`'s content at once (a hard link, else a copy), replacing any
     file there."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
+    temp = partial_name(target)
     try:
         try:
-            os.link(source, temp)
+            os.link(source, temp)  # makes a new name, or fails: never follows one
         except OSError:
-            shutil.copyfile(source, temp)
+            copy_new(source, temp)
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):

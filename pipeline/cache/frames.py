@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from pipeline import media
-from pipeline.cache.files import write_atomic
+from pipeline.cache.files import partial_name, write_atomic
 from pipeline.nodes import frame_name
 
 
@@ -33,7 +33,7 @@ class FrameStore:
         if image.is_file() and digest_file.is_file():
             return image, digest_file.read_text(encoding="ascii").strip()
         image.parent.mkdir(parents=True, exist_ok=True)
-        temp = image.with_name(f".{image.name}.{os.getpid()}.tmp")
+        temp = partial_name(image)
         try:
             digest = media.extract_frame(clip, at, temp)
             os.replace(temp, image)

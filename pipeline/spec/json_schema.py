@@ -5,10 +5,16 @@ editor completes the fields, flags a misspelt one and shows what each means on h
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from pipeline.cache.files import write_atomic
+from pipeline.errors import UserError
+from pipeline.project import file_kind
 from pipeline.spec import schema
 
 SCHEMA_ID = "https://storyboard.dev/schema/storyboard-1.json"
@@ -229,6 +235,31 @@ def storyboard_schema() -> dict[str, Any]:
 def schema_text() -> str:
     """The schema as `storyboard schema` prints it and `init` writes it."""
     return json.dumps(storyboard_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_schema(path: Path) -> None:
+    """Write the schema as the regular file `path`, new or replacing one. A folder, a
+    device, a named pipe or a link there is refused (never written through, nor replaced),
+    and so is a folder that does not exist: it is not made."""
+    try:
+        mode: int | None = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UserError(
+            f"{path}: is {file_kind(mode)}; schema -o writes a regular file",
+            "name a new file, or a file to replace",
+        )
+    if not path.parent.is_dir():
+        raise UserError(
+            f"{path}: the folder {path.parent} does not exist", "make it first, or name another"
+        )
+    try:
+        write_atomic(path, schema_text())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def _python_name(model: type[BaseModel], field: str) -> str:
