@@ -56,7 +56,7 @@ def test_a_partial_file_name_planted_as_a_link_is_never_written_through(
     specs, films = project / "specs", project / "build" / "tiny" / "preview"
     live = [
         _plant(specs / f".tiny.preview.lock.{os.getpid()}.tmp", outside),
-        _plant(specs / f".tiny.picks.yaml.{os.getpid()}.tmp", outside),
+        _plant(specs / f".tiny.preview.picks.yaml.{os.getpid()}.tmp", outside),
         _plant(specs / f".write-test-{os.getpid()}", outside),
         _plant(films / f".write-test-{os.getpid()}", outside),
     ]
@@ -66,7 +66,7 @@ def test_a_partial_file_name_planted_as_a_link_is_never_written_through(
     picked = cli("pick", tiny, "a", "2", "--preview")
     assert picked.code == 0, picked.err
     assert outside.read_bytes() == b"precious\n"
-    lock, decisions = specs / "tiny.preview.lock", specs / "tiny.picks.yaml"
+    lock, decisions = specs / "tiny.preview.lock", specs / "tiny.preview.picks.yaml"
     assert not lock.is_symlink() and '"shots"' in lock.read_text()
     assert not decisions.is_symlink() and "a" in decisions.read_text()
     assert all(link.is_symlink() for link in live) and not os.path.lexists(dead)
