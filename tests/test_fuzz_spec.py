@@ -66,7 +66,9 @@ def _check(path: Path, text: str) -> None:
         # Each problem located in the storyboard, or in one of its templates, and said once.
         templates = path.parent.parent / "templates"
         for problem in exc.diagnostics:
-            assert problem.path == str(path) or problem.path.startswith(str(templates)), (
+            # A template's path is said as typed from here (relative to the current folder).
+            where = Path(problem.path).resolve()
+            assert where == path.resolve() or where.is_relative_to(templates.resolve()), (
                 exc.render()
             )
             assert problem.line >= 1 and problem.col >= 1
