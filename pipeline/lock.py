@@ -22,7 +22,7 @@ from pipeline.cache import ClipRecord, write_atomic
 from pipeline.errors import SpecError
 from pipeline.media import ClipInfo
 from pipeline.nodes import Sequence, Shot
-from pipeline.project import MAX_LOCK_BYTES, OutsideProject, read_bounded
+from pipeline.project import MAX_LOCK_BYTES, OutsideProject, confined, project_root, read_bounded
 
 LOCK_VERSION = 2  # 2: the request of each shot, the clips and settings of each film
 
@@ -81,6 +81,7 @@ def read(path: Path) -> Lock | None:
         return None
     hint = "restore it from git, or delete it to record the next build afresh"
     try:
+        confined(path, project_root(path.parent), path.name)  # never read through a link out
         data = read_bounded(path, MAX_LOCK_BYTES, path.name)
         return Lock.model_validate_json(data)  # pydantic's own parser: a third of json's time
     except OutsideProject as exc:

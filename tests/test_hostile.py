@@ -646,8 +646,20 @@ CASES: dict[str, Case] = {
     ),
     "the lock is a link to /dev/zero": Case(
         HEAD + ONE_SHOT,
-        "'h.lock' is not a regular file (a device)",
+        "not a lock file: 'h.lock' goes through a link to outside the project",
         links={"specs/h.lock": "/dev/zero"},
+        where="specs/h.lock",
+    ),
+    "the lock is a link to a file outside the project": Case(
+        HEAD + ONE_SHOT,
+        "not a lock file: 'h.lock' goes through a link to outside the project",
+        links={"specs/h.lock": "/etc/passwd"},
+        where="specs/h.lock",
+    ),
+    "the lock is a link to a hidden file": Case(
+        HEAD + ONE_SHOT,
+        "not a lock file: 'h.lock' is a hidden file or folder ('.env')",
+        links={"specs/h.lock": "../.env"},
         where="specs/h.lock",
     ),
     "the lock is not JSON": Case(

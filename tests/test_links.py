@@ -174,3 +174,15 @@ def test_a_cache_the_repository_ships_linked_outside_is_refused(
     assert refused.code == 2, refused.err
     assert refused.err.startswith(f"error: {planted}: a link to outside the project")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_key_lock_planted_as_a_link_stops_the_build_in_words(
+    project: Path, cli, tiny: Path, outside: Path
+) -> None:
+    import json
+
+    key = json.loads(cli("plan", tiny, "--preview", "--json").out)["shots"][0]["key"]
+    _plant(project / ".storyboard" / "locks" / f"{key}.lock", outside)
+    built = cli("build", tiny, "--preview", "-q")
+    assert built.code == 1 and "the key's lock cannot be taken" in built.err
+    assert "Traceback" not in built.err and outside.read_bytes() == b"precious\n"

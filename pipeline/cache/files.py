@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from pipeline.errors import CacheError
+
 
 def fsync(path: Path) -> None:
     """Flush a file's bytes, or a folder's entries, to the disk."""
@@ -179,7 +181,16 @@ class KeyLocks:
     def try_lock(self, key: str) -> int | None:
         """Take the key's lock if no other process holds it: a file descriptor, or None."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a link: one planted there would have the lock file made elsewhere.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        path = self.folder / f"{key}.lock"
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise CacheError(
+                f"{path}: the key's lock cannot be taken ({exc.strerror or exc})",
+                "remove it (it may be a link planted in the cache), then build again",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
