@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline import plan, preflight
 from pipeline.errors import CacheError
-from pipeline.lock import make_lock
+from pipeline.lock import held_renders, make_lock
 from pipeline.lock import write as write_lock
 from pipeline.nodes import Shot
 from pipeline.render import RendererOptions, ignore, is_paid
@@ -199,13 +199,8 @@ def _write_lock(loaded: plan.Loaded, summary: BuildSummary) -> None:
     """The lock as the build left things: every render the cache holds, and every film that
     is current, whatever this command built."""
     graph = loaded.plan.graph
-    held = []
-    for node in graph.nodes:
-        shot = graph.shot(node)
-        record = loaded.cache.clips.get(shot.key)
-        if record is not None:
-            held.append((shot, graph.variants[node], record))
     current = films.made(graph.films(), summary.sequences, _where(loaded))
+    held = held_renders(graph, loaded.cache.clips.get)
     lock = make_lock(loaded.spec.storyboard.name, loaded.renderer, held, current)
     try:
         if write_lock(loaded.lock_path, lock):

@@ -281,8 +281,9 @@ def _music(request: dict[str, Any], media: Media) -> tuple[float, Job]:
             "settings.lyrics",
         )
     _audio_settings(request)
-    words = f"{prompt or ''}{lyrics or ''}"
-    return MUSIC_PRICE, Job("music", SONG_SECONDS, tone=len(words), seed=seed)
+    words = f"{prompt or ''}:{lyrics or ''}:{seed}"
+    tone = int(hashlib.sha256(words.encode()).hexdigest()[:6], 16)
+    return MUSIC_PRICE, Job("music", SONG_SECONDS, tone=tone, seed=seed)
 
 
 def _upscale(request: dict[str, Any], media: Media) -> tuple[float, Job]:
@@ -361,13 +362,18 @@ def make(job: Job, output: Path) -> Path:
     upscaled clip; a clip that speaks the voice (cut where the clip ends)."""
     args = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y"]
     seconds = f"{job.seconds:.3f}"
+    # What was asked is written into the sound's tag: other words never give the same bytes
+    # (two voices may share a tone and a length).
+    tagged = ["-metadata", f"comment={job.tone:x}"]
     if job.kind == "speech":
         tone = 150 + job.tone % 80
         source = f"sine=frequency={tone}:duration={seconds},tremolo=f=5:d=0.95"
-        args += ["-f", "lavfi", "-i", source, "-c:a", "libmp3lame", "-b:a", "96k", "-f", "mp3"]
+        args += ["-f", "lavfi", "-i", source, *tagged, "-c:a", "libmp3lame", "-b:a", "96k"]
+        args += ["-f", "mp3"]
     elif job.kind == "music":
         source = f"sine=frequency={100 + job.tone % 60}:duration={seconds},volume=0.4"
-        args += ["-f", "lavfi", "-i", source, "-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3"]
+        args += ["-f", "lavfi", "-i", source, *tagged, "-c:a", "libmp3lame", "-b:a", "128k"]
+        args += ["-f", "mp3"]
     elif job.kind == "upscale":
         width, height = job.size
         args += ["-i", str(job.video), "-vf", f"scale={width}:{height},setsar=1"]
