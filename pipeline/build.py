@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline import plan, preflight
 from pipeline.errors import CacheError
-from pipeline.lock import held_renders, make_lock
+from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
 from pipeline.nodes import Shot
 from pipeline.render import RendererOptions, ignore, is_paid
@@ -200,7 +200,11 @@ def _write_lock(loaded: plan.Loaded, summary: BuildSummary) -> None:
     is current, whatever this command built."""
     graph = loaded.plan.graph
     current = films.made(graph.films(), summary.sequences, _where(loaded))
-    held = held_renders(graph, loaded.cache.clips.get)
+    held = [
+        (shot, variants, record)
+        for shot, variants in graph.by_key()
+        if (record := loaded.cache.clips.get(shot.key)) is not None
+    ]
     lock = make_lock(loaded.spec.storyboard.name, loaded.renderer, held, current)
     try:
         if write_lock(loaded.lock_path, lock):

@@ -57,6 +57,18 @@ class Graph:
         """Every render, one per node, as it is now, in the order written."""
         return [self.shot(node) for node in self.nodes]
 
+    def by_key(self) -> list[tuple[Shot, tuple[str, ...]]]:
+        """Each render once, by the key it has now, with every variant that uses it. Nodes
+        whose keys came out the same once their inputs were known (the lip-syncs of one clip
+        to the same voice bytes in two languages) are one render, of each of their
+        variants."""
+        found: dict[str, tuple[Shot, tuple[str, ...]]] = {}
+        for node in self.nodes:
+            shot = self.shot(node)
+            first, variants = found.get(shot.key, (shot, ()))
+            found[shot.key] = (first, tuple(dict.fromkeys((*variants, *self.variants[node]))))
+        return list(found.values())
+
     def variant_shots(self) -> list[Shot]:
         """Every render of every variant (a render shared by variants once for each), as
         it is now."""

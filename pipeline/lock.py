@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.cache import ClipRecord, write_atomic
 from pipeline.errors import SpecError
-from pipeline.graph import Graph
 from pipeline.media import ClipInfo
 from pipeline.nodes import Sequence, Shot
 from pipeline.project import MAX_LOCK_BYTES, OutsideProject, confined, project_root, read_bounded
@@ -180,23 +178,6 @@ class MadeFilm:
     sha256: str
     bytes: int
     duration: float
-
-
-def held_renders(
-    graph: Graph, record_of_key: Callable[[str], ClipRecord | None]
-) -> list[tuple[Shot, tuple[str, ...], ClipRecord]]:
-    """Each render the cache holds, with every variant that uses it. Nodes whose keys came
-    out the same once their inputs were known (the lip-syncs of one clip to the same voice
-    bytes in two languages) are one render, of each of their variants."""
-    held: dict[str, tuple[Shot, tuple[str, ...], ClipRecord]] = {}
-    for node in graph.nodes:
-        shot = graph.shot(node)
-        record = record_of_key(shot.key)
-        if record is None:
-            continue
-        first, variants, _ = held.get(shot.key, (shot, (), record))
-        held[shot.key] = (first, tuple(dict.fromkeys((*variants, *graph.variants[node]))), record)
-    return list(held.values())
 
 
 def make_lock(
