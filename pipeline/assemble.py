@@ -1,10 +1,13 @@
-"""Clips -> a sequence file: stream copy when the clips allow it, else one ffmpeg filter graph."""
+"""A film's recipe -> its file: stream copy when the clips allow it, else one ffmpeg filter
+graph. Only the recipe (nodes.JoinRecipe) says what is joined, and the files it names, by key
+or digest, are given beside it: whatever reaches the join is in the film's key."""
 
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +20,7 @@ from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
 from pipeline.hashing import sha256_file
-from pipeline.nodes import CARD, SAFE_MARGIN, ClipUse, Logo, Sequence, TextLayer, box_padding
+from pipeline.nodes import SAFE_MARGIN, JoinRecipe, Logo, Piece, TextLayer, box_padding
 
 XFADE = {
     "crossfade": "fade",
@@ -56,32 +59,40 @@ class Assembled:
     method: str  # "copy" or "graph"
 
 
-def can_copy(sequence: Sequence, clips: list[ClipInput]) -> bool:
+def can_copy(recipe: JoinRecipe, clips: list[ClipInput]) -> bool:
     """Stream copy is lossless and fast, and right only when nothing has to change."""
     first = clips[0].info
     return (
-        sequence.transition == "cut"
-        and sequence.audio is None
-        and sequence.voice is None
-        and not sequence.texts
-        and sequence.logo is None
+        recipe.transition == "cut"
+        and recipe.bed is None
+        and recipe.voice is None
+        and not recipe.texts
+        and recipe.logo is None
         # a card is encoded here, not by the provider: its stream cannot share the film's
-        and all(use.shot.model != CARD for use in sequence.uses)
+        and not any(piece.drawn for piece in recipe.pieces)
         and all(c.whole for c in clips)
         and all(c.info.joinable_with(first) for c in clips)
-        and (first.width, first.height) == (sequence.width, sequence.height)
-        and abs(first.fps - sequence.fps) < 1e-6
+        and (first.width, first.height) == (recipe.width, recipe.height)
+        and abs(first.fps - recipe.fps) < 1e-6
     )
 
 
-def film_length(sequence: Sequence, clips: list[ClipInput]) -> float:
+def film_length(recipe: JoinRecipe, clips: list[ClipInput]) -> float:
     """Seconds of the film made of these clips: each as used, minus the transitions."""
-    return sum(c.length for c in clips) - sequence.overlap * (len(clips) - 1)
+    return sum(c.length for c in clips) - recipe.overlap * (len(clips) - 1)
 
 
-def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assembled:
-    """Write `output` atomically and check it: right size, decodes, duration within a frame."""
-    method = "copy" if can_copy(sequence, clips) else "graph"
+def assemble(
+    recipe: JoinRecipe,
+    clips: list[ClipInput],
+    files: Mapping[str, Path],
+    output: Path,
+    name: str,
+) -> Assembled:
+    """Write `output` atomically and check it: right size, decodes, duration within a frame.
+    `clips`: the recipe's pieces, checked (`clip_input`); `files`: the other files it names
+    (a bed, a voice, fonts, a logo), by key or digest; `name` says the film in messages."""
+    method = "copy" if can_copy(recipe, clips) else "graph"
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(
@@ -91,41 +102,44 @@ def assemble(sequence: Sequence, clips: list[ClipInput], output: Path) -> Assemb
             if method == "copy":
                 _concat_copy(clips, temp)
             else:
-                _filter_graph(sequence, clips, temp)
+                _filter_graph(recipe, clips, _FileOf(files, name), temp)
             try:
                 info = media.validate(
                     temp,
-                    sequence.width,
-                    sequence.height,
-                    film_length(sequence, clips),
+                    recipe.width,
+                    recipe.height,
+                    film_length(recipe, clips),
                     decode_all=False,
                 )
             except MediaError as exc:
-                raise MediaError(
-                    f"sequence '{sequence.name}': the joined file is wrong: {exc}"
-                ) from None
+                raise MediaError(f"sequence '{name}': the joined file is wrong: {exc}") from None
             os.replace(temp, output)
     except OSError as exc:
         raise MediaError(
-            f"sequence '{sequence.name}': cannot write {exc.filename or output.parent} "
+            f"sequence '{name}': cannot write {exc.filename or output.parent} "
             f"({exc.strerror or exc})"
         ) from None
     return Assembled(info, method)
 
 
 def clip_input(
-    path: Path, use: ClipUse, record: ClipRecord, checked: dict[str, media.ClipInfo]
+    path: Path,
+    piece: Piece,
+    record: ClipRecord,
+    checked: dict[str, media.ClipInfo],
+    named: tuple[str, str],
 ) -> ClipInput:
-    """A cached clip checked against its record (once per build) before it goes into a film."""
-    label = use.shot.label + (f" take {use.shot.take}" if use.shot.takes > 1 else "")
+    """A cached clip checked against its record (once per build) before it goes into a film;
+    `named`: how messages name it, and the shot to render again when it is damaged."""
+    label, shot_id = named
     info = checked.get(record.key)
     if info is None:
-        info = _checked(path, record, label, use.shot.shot_id)
+        info = _checked(path, record, label, shot_id)
         checked[record.key] = info
-    # A clip delivered a frame longer or shorter than asked is used as it is: a use that runs
-    # to the shot's end takes the whole clip, a trim never reaches past the clip's end.
-    end = info.duration if use.end >= use.shot.duration else min(use.end, info.duration)
-    return ClipInput(path, info, use.start, end, label, use.focus, bool(use.shot.speaks))
+    # A clip delivered a frame longer or shorter than asked is used as it is: a piece that
+    # runs to the clip's end takes the whole clip, a trim never reaches past the clip's end.
+    end = info.duration if piece.to_end else min(piece.end, info.duration)
+    return ClipInput(path, info, piece.start, end, label, piece.focus, piece.speaks)
 
 
 def _checked(path: Path, record: ClipRecord, label: str, shot_id: str) -> media.ClipInfo:
@@ -240,9 +254,26 @@ def _copy_packets(
     return video_end * video.time_base, audio_end
 
 
-def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> None:
+@dataclass(frozen=True)
+class _FileOf:
+    """The files a recipe names, by key or digest; one it names that is not given is a fault
+    of the caller, said as the film's."""
+
+    files: Mapping[str, Path]
+    name: str
+
+    def __call__(self, source: str) -> Path:
+        found = self.files.get(source)
+        if found is None:
+            raise MediaError(f"sequence '{self.name}': no file given for {source[:12]}")
+        return found
+
+
+def _filter_graph(
+    recipe: JoinRecipe, clips: list[ClipInput], file_of: _FileOf, output: Path
+) -> None:
     """One ffmpeg run: trim, fit, fps, transitions, audio; no frame passes through Python."""
-    width, height, fps = sequence.width, sequence.height, sequence.fps
+    width, height, fps = recipe.width, recipe.height, recipe.fps
     videos = []
     audios = []
     # ffmpeg-python merges inputs with equal arguments into one node; a shot used twice must
@@ -251,38 +282,38 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
     inputs = [ffmpeg.input(str(c.path), thread_queue_size=64 + i) for i, c in enumerate(clips)]
     for clip, source in zip(clips, inputs, strict=True):
         video = source.video.trim(start=clip.start, end=clip.end).setpts("PTS-STARTPTS")
-        focus = clip.focus if clip.focus is not None else sequence.focus
-        video = _fit(video, clip, (width, height), sequence.fit, focus)
+        focus = clip.focus if clip.focus is not None else recipe.focus
+        video = _fit(video, clip, (width, height), recipe.fit, focus)
         videos.append(video.filter("fps", fps).filter("format", "yuv420p").filter("settb", "AVTB"))
-        audios.append(_clip_audio(clip, source, keep=sequence.audio is None or clip.speaks))
-    total = film_length(sequence, clips)
+        audios.append(_clip_audio(clip, source, keep=recipe.bed is None or clip.speaks))
+    total = film_length(recipe, clips)
     # Some ffmpeg versions end an xfade chain a frame early or late: hold the last frame,
     # and the output option `t` cuts the film at exactly its length.
-    video = _join_video(videos, clips, sequence).filter(
+    video = _join_video(videos, clips, recipe).filter(
         "tpad", stop_mode="clone", stop_duration=round(2.0 / fps, 6)
     )
-    if sequence.logo is not None:
-        video = _logo_over(video, sequence.logo, height)
-    if sequence.texts:
-        video = _draw_texts(video, sequence.texts, output.parent / "text.cmd", height)
+    if recipe.logo is not None:
+        video = _logo_over(video, recipe.logo, file_of(recipe.logo.image), height)
+    if recipe.texts:
+        video = _draw_texts(video, recipe.texts, (output.parent / "text.cmd", file_of), height)
     streams: list[Any] = [video]
     sound = None
-    if sequence.audio is not None:
-        sound = _audio_bed(sequence.audio, total, sequence.bed_length)
+    if recipe.bed is not None:
+        sound = _audio_bed(file_of(recipe.bed.source), total, recipe.bed.length)
         if any(c.speaks and c.info.has_audio for c in clips):
-            sound = _spoken_over(sound, _join_audio(audios, sequence))
+            sound = _spoken_over(sound, _join_audio(audios, recipe))
     elif any(c.info.has_audio for c in clips):
-        sound = _join_audio(audios, sequence)
-    if sequence.voice is not None and not sequence.spoken_in_clips:
-        sound = _voice_over(sound, sequence.voice, sequence.voice_start, total)
+        sound = _join_audio(audios, recipe)
+    if recipe.voice is not None:
+        sound = _voice_over(sound, file_of(recipe.voice.source), recipe.voice.at, total)
     if sound is not None:
         streams.append(sound)
     out = ffmpeg.output(
         *streams,
         str(output),
         vcodec="libx264",
-        preset=sequence.preset,
-        crf=sequence.quality,
+        preset=recipe.preset,
+        crf=recipe.quality,
         pix_fmt="yuv420p",
         r=fps,
         movflags="+faststart",
@@ -293,7 +324,7 @@ def _filter_graph(sequence: Sequence, clips: list[ClipInput], output: Path) -> N
         ),
     )
     args = out.get_args(overwrite_output=True)
-    media.run_ffmpeg(args, f"join sequence '{sequence.name}'", time_limit(total))
+    media.run_ffmpeg(args, f"join sequence '{file_of.name}'", time_limit(total))
 
 
 def _fit(video: Any, clip: ClipInput, size: tuple[int, int], fit: str, focus: float) -> Any:
@@ -321,15 +352,15 @@ def _cropped(video: Any, width: int, height: int, focus: float) -> Any:
     return video.filter("crop", width, height, f"(iw-{width})*{focus}", "(ih-oh)/2")
 
 
-def _join_video(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -> Any:
+def _join_video(videos: list[Any], clips: list[ClipInput], recipe: JoinRecipe) -> Any:
     if len(videos) == 1:
         return videos[0]
-    if sequence.transition == "cut":
+    if recipe.transition == "cut":
         return ffmpeg.concat(*videos, v=1, a=0)
-    spans = _frame_spans(clips, sequence)
+    spans = _frame_spans(clips, recipe)
     if spans is None:
-        return _xfade_chain(videos, clips, sequence)
-    return _xfade_segments(videos, spans, sequence)
+        return _xfade_chain(videos, clips, recipe)
+    return _xfade_segments(videos, spans, recipe)
 
 
 def _anchor(position: str) -> tuple[str, str]:
@@ -340,10 +371,10 @@ def _anchor(position: str) -> tuple[str, str]:
     return vertical, horizontal
 
 
-def _logo_over(video: Any, logo: Logo, height: int) -> Any:
-    """The logo at its anchor inside the safe area, at its size and opacity, over the whole
-    film (an image input repeats its one frame to the end)."""
-    image = ffmpeg.input(str(logo.image)).video
+def _logo_over(video: Any, logo: Logo, file: Path, height: int) -> Any:
+    """The logo (its image `file`) at its anchor inside the safe area, at its size and
+    opacity, over the whole film (an image input repeats its one frame to the end)."""
+    image = ffmpeg.input(str(file)).video
     image = image.filter("scale", -2, max(2 * round(logo.size * height / 2), 2))
     image = image.filter("format", "rgba")
     if logo.opacity < 1:
@@ -356,7 +387,12 @@ def _logo_over(video: Any, logo: Logo, height: int) -> Any:
     return ffmpeg.overlay(video, image, x=x, y=y)
 
 
-def _draw_texts(video: Any, layers: tuple[TextLayer, ...], commands: Path, height: int) -> Any:
+def _draw_texts(
+    video: Any,
+    layers: tuple[TextLayer, ...],
+    where: tuple[Path, Callable[[str], Path]],
+    height: int,
+) -> Any:
     """Every text layer (and subtitle cue) drawn over the film, each from its `start` to its
     `end`, faded in and out, kept inside the safe area whatever its offset.
 
@@ -366,6 +402,7 @@ def _draw_texts(video: Any, layers: tuple[TextLayer, ...], commands: Path, heigh
     20 s for a 6 s film). Each command sets the layer's whole drawing (`reinit`), which every
     ffmpeg since 4 takes.
     """
+    commands, file_of = where
     tracks = _tracks(layers)
     lines = []
     for number, (_, track) in enumerate(tracks):
@@ -383,15 +420,19 @@ def _draw_texts(video: Any, layers: tuple[TextLayer, ...], commands: Path, heigh
     for number, (font, _) in enumerate(tracks):
         # Drawn by the commands only: "." until the first one comes, and hidden till then.
         video = video.filter(
-            f"drawtext@text{number}", fontfile=str(font), text=".", expansion="none", enable="0"
+            f"drawtext@text{number}",
+            fontfile=str(file_of(font)),
+            text=".",
+            expansion="none",
+            enable="0",
         )
     return video
 
 
-def _tracks(layers: tuple[TextLayer, ...]) -> list[tuple[Path, list[TextLayer]]]:
-    """Layers shared out among as few drawtext filters as may draw them: one font each, and
-    no two layers of one filter on screen at once (spans are [start, end))."""
-    tracks: list[tuple[Path, list[TextLayer]]] = []
+def _tracks(layers: tuple[TextLayer, ...]) -> list[tuple[str, list[TextLayer]]]:
+    """Layers shared out among as few drawtext filters as may draw them: one font each (by
+    its digest), and no two layers of one filter on screen at once (spans are [start, end))."""
+    tracks: list[tuple[str, list[TextLayer]]] = []
     for layer in sorted(layers, key=lambda one: one.start):
         free = next((t for t in tracks if t[0] == layer.font and t[1][-1].end <= layer.start), None)
         if free is None:
@@ -444,24 +485,24 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
-def _overlap_frames(sequence: Sequence) -> int:
-    return max(1, math.floor(sequence.overlap * sequence.fps + 0.5))
+def _overlap_frames(recipe: JoinRecipe) -> int:
+    return max(1, math.floor(recipe.overlap * recipe.fps + 0.5))
 
 
-def _frame_spans(clips: list[ClipInput], sequence: Sequence) -> list[int] | None:
+def _frame_spans(clips: list[ClipInput], recipe: JoinRecipe) -> list[int] | None:
     """How many film frames each clip fills, its transitions included; None when a clip is
     too short to keep its two transitions apart.
 
     Clip edges are rounded to frames on the film's timeline, once each, so that rounding
     never adds up along the film.
     """
-    overlap = _overlap_frames(sequence)
+    overlap = _overlap_frames(recipe)
     spans = []
     start = 0
     elapsed = 0.0
     for index, clip in enumerate(clips):
-        elapsed += clip.length - (sequence.overlap if index else 0.0)
-        end = math.floor(elapsed * sequence.fps + 0.5)
+        elapsed += clip.length - (recipe.overlap if index else 0.0)
+        end = math.floor(elapsed * recipe.fps + 0.5)
         spans.append(end - start)
         start = end - overlap
     inner = [frames - 2 * overlap for frames in spans[1:-1]]
@@ -469,13 +510,13 @@ def _frame_spans(clips: list[ClipInput], sequence: Sequence) -> list[int] | None
     return spans if min(inner + outer) >= 1 else None
 
 
-def _xfade_segments(videos: list[Any], spans: list[int], sequence: Sequence) -> Any:
+def _xfade_segments(videos: list[Any], spans: list[int], recipe: JoinRecipe) -> Any:
     """Each clip cut into head, body and tail; only the heads and tails go through xfade.
 
     In a chain of xfades every frame of the first clip passes through all of them, so the
     work grows with the square of the number of shots; here each frame meets one filter.
     """
-    overlap = _overlap_frames(sequence)
+    overlap = _overlap_frames(recipe)
     last = len(videos) - 1
     segments = []
     tail = None
@@ -489,8 +530,8 @@ def _xfade_segments(videos: list[Any], spans: list[int], sequence: Sequence) -> 
                 ffmpeg.filter(
                     [tail, head],
                     "xfade",
-                    transition=XFADE[sequence.transition],
-                    duration=round(overlap / sequence.fps, 6),
+                    transition=XFADE[recipe.transition],
+                    duration=round(overlap / recipe.fps, 6),
                     offset=0,
                 )
             )
@@ -507,9 +548,9 @@ def _frames(video: Any, first: int, stop: int) -> Any:
     return video.trim(start_frame=first, end_frame=stop).setpts("PTS-STARTPTS")
 
 
-def _xfade_chain(videos: list[Any], clips: list[ClipInput], sequence: Sequence) -> Any:
+def _xfade_chain(videos: list[Any], clips: list[ClipInput], recipe: JoinRecipe) -> Any:
     """One xfade after another: for films with a shot shorter than its two transitions."""
-    overlap = sequence.overlap
+    overlap = recipe.overlap
     joined = videos[0]
     elapsed = clips[0].length
     for video, clip in zip(videos[1:], clips[1:], strict=True):
@@ -517,7 +558,7 @@ def _xfade_chain(videos: list[Any], clips: list[ClipInput], sequence: Sequence) 
         joined = ffmpeg.filter(
             [joined, video],
             "xfade",
-            transition=XFADE[sequence.transition],
+            transition=XFADE[recipe.transition],
             duration=overlap,
             offset=round(offset, 6),
         )
@@ -538,14 +579,14 @@ def _clip_audio(clip: ClipInput, source: Any, keep: bool = True) -> Any:
     )
 
 
-def _join_audio(audios: list[Any], sequence: Sequence) -> Any:
+def _join_audio(audios: list[Any], recipe: JoinRecipe) -> Any:
     if len(audios) == 1:
         return audios[0]
-    if sequence.transition == "cut":
+    if recipe.transition == "cut":
         return ffmpeg.concat(*audios, v=0, a=1)
     joined = audios[0]
     for audio in audios[1:]:
-        joined = ffmpeg.filter([joined, audio], "acrossfade", d=sequence.overlap)
+        joined = ffmpeg.filter([joined, audio], "acrossfade", d=recipe.overlap)
     return joined
 
 

@@ -14,12 +14,12 @@ import ffmpeg
 from pipeline import hashing, media
 from pipeline.cache import Cache
 from pipeline.errors import MediaError
-from pipeline.nodes import CARD, SAFE_MARGIN, Sequence, Shot
+from pipeline.nodes import CARD, SAFE_MARGIN, Film, Shot
 from pipeline.typeface import BUNDLED, Fonts
 
 
 def draw_missing(
-    sequences: Iterable[Sequence], cache: Cache, note: Callable[[str], None]
+    sequences: Iterable[Film], cache: Cache, note: Callable[[str], None]
 ) -> tuple[int, dict[str, str]]:
     """Draw every card of these films the cache lacks: how many were drawn, and why each card
     that could not be was not, by its key (its films then fail)."""

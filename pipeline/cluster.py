@@ -14,8 +14,8 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.assemble import assemble, clip_input
@@ -24,7 +24,7 @@ from pipeline.cache.remote import Remote, open_remote
 from pipeline.cache.remote_settings import INSTALL_HINT, RemoteSettings
 from pipeline.errors import RemoteError, StoryboardError, UserError
 from pipeline.hashing import sha256_file
-from pipeline.nodes import Sequence
+from pipeline.nodes import Film, JoinRecipe
 from pipeline.project import ProjectSettings
 from pipeline.share import pull_film, push_clip
 
@@ -55,19 +55,22 @@ def ignored_cluster(project: ProjectSettings) -> str | None:
 
 @dataclass(frozen=True)
 class FilmJob:
-    """Everything a worker needs to join one film, the bytes of its audio bed and fonts
-    included (a worker may not see the build's files)."""
+    """Everything a worker needs to join one film: its recipe, its clips' records (fetched
+    there from the team cache), and the bytes of every other file the recipe names, by key
+    or digest (a bed, a voice, fonts, a logo: a worker may not see the build's files)."""
 
-    sequence: Sequence
-    clips: tuple[ClipRecord, ...]  # one per use of the sequence
-    audio: bytes | None
-    fonts: dict[Path, bytes] = field(default_factory=dict)  # each font of its text, once
+    name: str
+    key: str
+    recipe: JoinRecipe
+    clips: tuple[ClipRecord, ...]  # one per piece of the recipe
+    named: tuple[tuple[str, str], ...]  # how messages name each piece, and its shot
+    inputs: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, sequence: Sequence, clips: list[ClipRecord]) -> FilmJob:
-        audio = sequence.audio.read_bytes() if sequence.audio is not None else None
-        fonts = {font: font.read_bytes() for font in {layer.font for layer in sequence.texts}}
-        return cls(sequence, tuple(clips), audio, fonts)
+    def of(cls, film: Film, clips: list[ClipRecord], files: Mapping[str, Path]) -> FilmJob:
+        inputs = {source: path.read_bytes() for source, path in files.items()}
+        named = tuple(use.named for use in film.uses)
+        return cls(film.name, film.key, film.recipe, tuple(clips), named, inputs)
 
 
 def join_on_cluster(
@@ -109,7 +112,7 @@ def join_on_cluster(
             except Exception as exc:  # a worker that died, or a fault of this tool there
                 results[index] = f"the cluster failed to join it: {exc!r}"
     made = {i: r for i, r in results.items() if isinstance(r, FilmRecord)}
-    names = {i: jobs[i].sequence.name for i in made}
+    names = {i: jobs[i].name for i in made}
     results.update(Remote.run(_fetched(remote, cache, made, names)))
     return [results[index] for index in range(len(jobs))]
 
@@ -137,27 +140,19 @@ def _join(remote: Remote, job: FilmJob) -> FilmRecord:
             )
 
         Remote.run(fetch_all())
-        sequence = job.sequence
-        if job.audio is not None:
-            bed = work / f"bed{sequence.audio.suffix if sequence.audio else ''}"
-            bed.write_bytes(job.audio)
-            sequence = replace(sequence, audio=bed)
-        if sequence.texts:
-            here = {}
-            for number, (font, data) in enumerate(job.fonts.items()):
-                here[font] = work / f"font-{number}{font.suffix}"
-                here[font].write_bytes(data)
-            layers = tuple(replace(layer, font=here[layer.font]) for layer in sequence.texts)
-            sequence = replace(sequence, texts=layers)
+        files = {}
+        for number, (source, data) in enumerate(job.inputs.items()):
+            files[source] = work / f"input-{number}"
+            files[source].write_bytes(data)
         checked: dict = {}
         clips = [
-            clip_input(work / f"{record.key}.mp4", use, record, checked)
-            for use, record in zip(sequence.uses, job.clips, strict=True)
+            clip_input(work / f"{record.key}.mp4", piece, record, checked, named)
+            for piece, record, named in zip(job.recipe.pieces, job.clips, job.named, strict=True)
         ]
         film = work / "film.mp4"
-        made = assemble(sequence, clips, film)
+        made = assemble(job.recipe, clips, files, film, job.name)
         record = FilmRecord(
-            key=sequence.key,
+            key=job.key,
             sha256=sha256_file(film),
             bytes=film.stat().st_size,
             duration=made.info.duration,

@@ -19,7 +19,7 @@ from typing import Any
 from pipeline import plan
 from pipeline.cache import resolve_root
 from pipeline.errors import UserError
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot
 from pipeline.project import MARKERS, project_root
 from pipeline.state import film_changes, request_changes
 
@@ -143,7 +143,7 @@ def _by_identity(shots: list[Shot]) -> dict[tuple[str, int, str], Shot]:
     return {(shot.label, shot.take, shot.variant): shot for shot in shots}
 
 
-def _sequence_changes(old: tuple[Sequence, ...], new: tuple[Sequence, ...]) -> list[SequenceChange]:
+def _sequence_changes(old: tuple[Film, ...], new: tuple[Film, ...]) -> list[SequenceChange]:
     before = {s.name: s for s in old}
     after = {s.name: s for s in new}
     found = []
@@ -154,7 +154,7 @@ def _sequence_changes(old: tuple[Sequence, ...], new: tuple[Sequence, ...]) -> l
         elif now is None:
             found.append(SequenceChange("removed", name))
         elif was.key != now.key:
-            reasons = film_changes(was.clips(), was.settings, now)
+            reasons = film_changes(was.recipe.data(), now)
             found.append(SequenceChange("changed", name, tuple(reasons)))
     return found
 

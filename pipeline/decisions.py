@@ -38,7 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import Diagnostic, SpecError, UserError, shown
-from pipeline.nodes import CARD, Sequence, Shot
+from pipeline.nodes import CARD, Film, Shot
 from pipeline.project import ROOT_HINT, OutsideProject, confined, project_root, read_bounded
 from pipeline.spec.reading import check_shape, compose
 
@@ -583,7 +583,7 @@ def approved(decisions: Decisions, shot: Shot, variant: str) -> bool:
     return decision.verdict == APPROVED and decision.take in (None, shot.take)
 
 
-def unapproved(decisions: Decisions, film: Sequence) -> list[str]:
+def unapproved(decisions: Decisions, film: Film) -> list[str]:
     """The shots of a film whose take it uses is not approved: `hero take 2`."""
     return list(
         dict.fromkeys(

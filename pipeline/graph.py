@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.nodes import Expansion, FrameOf, Sequence, Shot, film_key, placed, render_key
+from pipeline.nodes import Expansion, Film, FrameOf, Shot, placed, render_key
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
 # A whole output (a clip, a voice) comes with its length in seconds, a frame with None.
@@ -102,7 +102,7 @@ class Graph:
 
     # -- selection ------------------------------------------------------------------------
 
-    def films_named(self, names: tuple[str, ...], spec: Path) -> list[Sequence] | None:
+    def films_named(self, names: tuple[str, ...], spec: Path) -> list[Film] | None:
         """The films of the sequences named (by id, or by full name: `teaser--dusk`), as
         expanded; None when none is named (all of them)."""
         if not names:
@@ -126,7 +126,7 @@ class Graph:
             node for node, shot in self.nodes.items() if {shot.shot_id, shot.label} & set(names)
         }
 
-    def selected(self, only: set[str] | None, films: list[Sequence] | None) -> set[str] | None:
+    def selected(self, only: set[str] | None, films: list[Film] | None) -> set[str] | None:
         """The nodes a build works on: the shots named (`only`), else the clips of the films
         chosen, with every render they start from; None for all."""
         if only:
@@ -179,17 +179,17 @@ class Graph:
 
     # -- films ----------------------------------------------------------------------------
 
-    def film(self, sequence: Sequence) -> Sequence:
-        """The film with its clips' keys as known now, and the key they give it."""
+    def film(self, sequence: Film) -> Film:
+        """The film with its clips' keys as known now (its recipe, and so its key, follow)."""
         uses = tuple(
             replace(use, shot=self.resolved[use.shot.key]) if use.shot.key in self.resolved else use
             for use in sequence.uses
         )
         if uses == sequence.uses:
             return sequence
-        return replace(sequence, uses=uses, key=film_key(uses, sequence.settings))
+        return replace(sequence, uses=uses)
 
-    def films(self) -> tuple[Sequence, ...]:
+    def films(self) -> tuple[Film, ...]:
         """Every film of every variant and format, as keyed now."""
         return tuple(self.film(sequence) for sequence in self.expansion.sequences)
 

@@ -1,4 +1,4 @@
-"""Content hashes: a shot's key and a sequence's key, from canonical JSON.
+"""Content hashes: a render's key and a film's key, from canonical JSON.
 
 Changing anything here changes every key, and so invalidates every user's cache:
 tests/test_hashing.py pins the keys of the bundled examples to catch that.
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 SCHEME = "storyboard-shot-v1"
-SEQUENCE_SCHEME = "storyboard-sequence-v1"
+FILM_SCHEME = "storyboard-film-v2"  # v2: the digest of the join recipe (nodes.JoinRecipe)
 _CHUNK = 1 << 20
 
 
@@ -58,6 +58,6 @@ def shot_key(request: dict[str, Any], image_hashes: list[str], renderer: str, ta
     return sha256_text(canonical_json(payload))
 
 
-def sequence_key(clips: list[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """The identity of a finished sequence: its ordered clip uses and how they are joined."""
-    return sha256_text(canonical_json({"scheme": SEQUENCE_SCHEME, "clips": clips, **settings}))
+def film_key(recipe: dict[str, Any]) -> str:
+    """The identity of a film: the digest of its join recipe, exactly as it is executed."""
+    return sha256_text(canonical_json({"scheme": FILM_SCHEME, "recipe": recipe}))

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.cache import ClipRecord, write_atomic
 from pipeline.errors import SpecError
 from pipeline.media import ClipInfo
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot
 from pipeline.project import MAX_LOCK_BYTES, OutsideProject, confined, project_root, read_bounded
 
-LOCK_VERSION = 2  # 2: the request of each shot, the clips and settings of each film
+LOCK_VERSION = 3  # 3: each film's join recipe (2: its clips and settings; 1: no requests)
 
 
 class LockedShot(BaseModel):
@@ -55,8 +55,9 @@ class LockedSequence(BaseModel):
     bytes: int
     duration: float
     shots: list[str] = []  # the shots it joins, in order, by label
-    clips: list[dict[str, Any]] = []  # each clip's key and trim, in order
-    settings: dict[str, Any] = {}  # how they are joined
+    # Its join recipe (nodes.JoinRecipe), of which its key is the digest: what changed in a
+    # film is said from it. None in a lock written before recipes (version 2).
+    recipe: dict[str, Any] | None = None
 
 
 class Lock(BaseModel):
@@ -173,7 +174,7 @@ def record_of(key: str, locked: LockedShot, path: str, size: int, info: ClipInfo
 class MadeFilm:
     """A film as the lock records it: the file made, whatever made it."""
 
-    film: Sequence
+    film: Film
     path: Path
     sha256: str
     bytes: int
@@ -200,8 +201,7 @@ def make_lock(
                 bytes=made.bytes,
                 duration=round(made.duration, 3),
                 shots=[use.shot.label for use in made.film.uses],
-                clips=made.film.clips(),
-                settings=made.film.settings,
+                recipe=made.film.recipe.data(),
             )
             for made in films
         },

@@ -8,8 +8,8 @@ from values that were validated already, and needs them cheap. Every step reads 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,13 @@ class ClipUse:
     def length(self) -> float:
         return self.end - self.start
 
+    @property
+    def named(self) -> tuple[str, str]:
+        """How messages name it (its take, when the shot has several), and the shot to
+        render again if its clip is damaged."""
+        shot = self.shot
+        return shot.label + (f" take {shot.take}" if shot.takes > 1 else ""), shot.shot_id
+
 
 SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
 
@@ -168,7 +175,8 @@ def box_padding(size: int, box: str | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TextLayer:
-    """Text drawn on a film, as one variant says it, over a span of the film."""
+    """Text drawn on a film, as one variant says it, over a span of the film. Its font is
+    named by the digest of its bytes (the file is the film's `files[font]`)."""
 
     text: str
     start: float  # seconds of the film
@@ -180,77 +188,138 @@ class TextLayer:
     box: str | None
     shadow: bool
     fade: float
-    font: Path
-
-    def settings(self, font_sha: str) -> dict[str, Any]:
-        """What the film's key counts of it: the font by its bytes, not its path."""
-        return {
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-            "position": self.position,
-            "offset": list(self.offset),
-            "size": self.size,
-            "color": self.color,
-            "box": self.box,
-            "shadow": self.shadow,
-            "fade": self.fade,
-            "font": font_sha,
-        }
+    font: str
 
 
 @dataclass(frozen=True, slots=True)
 class Logo:
-    """An image drawn over the whole film."""
+    """An image drawn over the whole film, named by the digest of its bytes."""
 
-    image: Path
+    image: str
     position: str
     size: float  # its height, of the frame's height
     opacity: float
 
 
 @dataclass(frozen=True, slots=True)
-class Sequence:
-    id: str
-    variant: str
-    uses: tuple[ClipUse, ...]
-    transition: str
-    transition_duration: float
-    fit: str
+class SoundUse:
+    """A bed or a voice-over as a film plays it: a render of the storyboard (known by its
+    key), or a file (by the digest of its bytes)."""
+
+    render: Shot | None
+    digest: str = ""  # a file's
+    at: float = 0.0  # a voice: where it starts in the film
+    length: float | None = None  # a bed: seconds of it kept (then silence); None: all of it
+
+    @property
+    def source(self) -> str:
+        return self.render.key if self.render is not None else self.digest
+
+
+# -- the recipe of a film: what `assemble` executes, and all its key counts --------------
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One clip or card of a film as it is joined (OpenTimelineIO's clip and its source
+    range): the render it shows, by key, and the span of it used."""
+
+    source: str
+    start: float
+    end: float
+    to_end: bool  # it runs to the clip's end: the clip's whole delivered length is used
+    focus: float | None  # where a crop keeps its window (else the film's)
+    speaks: bool  # a lip-synced clip: its sound is a voice, kept over any bed
+    drawn: bool  # a card, encoded when joined: its stream is never copied as it is
+
+
+@dataclass(frozen=True, slots=True)
+class Sound:
+    """A bed or a voice-over as it is mixed: its render's key or its file's digest."""
+
+    source: str
+    at: float = 0.0
+    length: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRecipe:
+    """The exact join instructions of a film, as plain data: the one thing `assemble` reads
+    (with the files they name, by key or digest). A film's key is its digest, so nothing
+    reaches the join without reaching the key."""
+
+    pieces: tuple[Piece, ...]
+    transition: str  # "cut", or an ffmpeg xfade
+    overlap: float  # seconds each transition takes (0 for a cut)
     width: int
     height: int
     fps: int
-    audio: Path | None
+    fit: str  # pad, crop or blur: how a clip of another shape fills the frame
+    focus: float  # where a crop keeps its window: 0 left, 1 right
+    bed: Sound | None
+    voice: Sound | None  # None too when the film's lip-synced clips speak it
+    texts: tuple[TextLayer, ...]
+    logo: Logo | None
+    quality: int  # x264's crf
+    preset: str
+
+    @property
+    def duration(self) -> float:
+        return sum(p.end - p.start for p in self.pieces) - self.overlap * (len(self.pieces) - 1)
+
+    def data(self) -> dict[str, Any]:
+        """The recipe as JSON data: what the lock keeps, so that a change is said in words."""
+        return asdict(self)
+
+    def digest(self) -> str:
+        return hashing.film_key(self.data())
+
+
+@dataclass(frozen=True, slots=True)
+class Film:
+    """One film: a sequence of the storyboard in one variant and format. Its recipe is
+    made here from what it is made of (`join_recipe`), its key is the recipe's digest, and
+    `assemble` is given the recipe alone: a field that reaches the join reaches the key."""
+
+    id: str
+    variant: str
+    index: int
+    uses: tuple[ClipUse, ...]  # its clips and cards, in order
+    transition: str
+    overlap: float
+    width: int
+    height: int
+    fps: int
+    fit: str
     quality: int
     preset: str
-    key: str
-    index: int
-    settings: dict[str, Any]  # how its clips are joined, as its key counts them
+    focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
+    bed: SoundUse | None = None
+    voice: SoundUse | None = None  # mixed over the bed, which ducks under it
     texts: tuple[TextLayer, ...] = ()
     logo: Logo | None = None
-    voice: Path | None = None  # a voice-over, mixed over the bed, which ducks under it
-    voice_start: float = 0.0
-    # A generated voice or bed: the render, whose file is known once it is made (then
-    # `voice`, `audio`); where the voice is named, for the error when it is too long.
-    voice_render: Shot | None = None
-    bed_render: Shot | None = None
-    voice_at: str = ""
-    bed_length: float | None = None  # seconds of the bed kept (then silence); None: all
-    focus: float = 0.5  # where a crop keeps its window: 0 left, 1 right
     format: str = ""  # of `formats:`, as written (16:9, 1080x1350); "" for the one film
+    # The files its recipe names by digest (sound files, fonts, the logo), where they are.
+    files: Mapping[str, Path] = field(default_factory=dict)
+    voice_at: str = ""  # where a generated voice is named: for the error when it is too long
+    recipe: JoinRecipe = field(init=False)
+    key: str = field(init=False)
 
-    def clips(self) -> list[dict[str, Any]]:
-        return clip_list(self.uses)
+    def __post_init__(self) -> None:
+        recipe = join_recipe(self)
+        object.__setattr__(self, "recipe", recipe)
+        object.__setattr__(self, "key", recipe.digest())
 
     def renders(self) -> list[Shot]:
         """The renders the film is made of: its clips (not its cards), voice and bed."""
         made = [use.shot for use in self.uses if use.shot.model != CARD]
-        return made + [s for s in (self.voice_render, self.bed_render) if s is not None]
+        sounds = (self.voice, self.bed)
+        return made + [s.render for s in sounds if s is not None and s.render is not None]
 
     @property
     def spoken_in_clips(self) -> bool:
         """Whether its voice is in its lip-synced clips already: it is not mixed again."""
-        voice = self.voice_render
+        voice = self.voice.render if self.voice is not None else None
         return voice is not None and any(use.shot.speaks == voice.key for use in self.uses)
 
     @property
@@ -259,12 +328,44 @@ class Sequence:
         return "--".join(part for part in parts if part)
 
     @property
-    def overlap(self) -> float:
-        return 0.0 if self.transition == "cut" else self.transition_duration
-
-    @property
     def duration(self) -> float:
-        return sum(use.length for use in self.uses) - self.overlap * (len(self.uses) - 1)
+        return self.recipe.duration
+
+
+def join_recipe(film: Film) -> JoinRecipe:
+    """What joining `film` takes, as plain data: each piece by its render's key, sounds by
+    key or digest, the rest as the join uses it."""
+    pieces = tuple(
+        Piece(
+            source=use.shot.key,
+            start=use.start,
+            end=use.end,
+            to_end=use.end >= use.shot.duration,
+            focus=use.focus,
+            speaks=bool(use.shot.speaks),
+            drawn=use.shot.model == CARD,
+        )
+        for use in film.uses
+    )
+    voice = film.voice
+    mixed = Sound(voice.source, at=voice.at) if voice and not film.spoken_in_clips else None
+    bed = Sound(film.bed.source, length=film.bed.length) if film.bed is not None else None
+    return JoinRecipe(
+        pieces=pieces,
+        transition=film.transition,
+        overlap=film.overlap,
+        width=film.width,
+        height=film.height,
+        fps=film.fps,
+        fit=film.fit,
+        focus=film.focus,
+        bed=bed,
+        voice=mixed,
+        texts=film.texts,
+        logo=film.logo,
+        quality=film.quality,
+        preset=film.preset,
+    )
 
 
 @dataclass(frozen=True)
@@ -274,24 +375,9 @@ class Expansion:
 
     renderer: str
     shots: tuple[Shot, ...]
-    sequences: tuple[Sequence, ...]
+    sequences: tuple[Film, ...]
     variants: tuple[str, ...]
     warnings: tuple[str, ...]
-
-
-def clip_list(uses: Iterable[ClipUse]) -> list[dict[str, Any]]:
-    """A film's clips in order, as its key counts them: each clip's key and trim (and its
-    focus, where it has its own)."""
-    return [
-        {"key": u.shot.key, "in": u.start, "out": u.end}
-        | ({"focus": u.focus} if u.focus is not None else {})
-        for u in uses
-    ]
-
-
-def film_key(uses: Iterable[ClipUse], settings: dict[str, Any]) -> str:
-    """A film's key: its clips (keys and trims) in order, and how they are joined."""
-    return hashing.sequence_key(clip_list(uses), settings)
 
 
 def render_key(request: dict[str, Any], hashes: list[str], renderer: str, take: int) -> str:

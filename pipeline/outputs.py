@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cache import project_root, write_atomic
 from pipeline.hashing import sha256_file, sha256_text
-from pipeline.nodes import Sequence
+from pipeline.nodes import Film
 from pipeline.project import refuse_link_out
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def folder_name(name: str) -> str:
     return text or f"storyboard-{sha256_text(name)[:8]}"
 
 
-def output_path(films: Path, sequence: Sequence) -> Path:
+def output_path(films: Path, sequence: Film) -> Path:
     return films / f"{sequence.name}.mp4"
 
 

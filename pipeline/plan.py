@@ -22,7 +22,7 @@ from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, record_of
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot
 from pipeline.outputs import OutputIndex, film_dir, output_path
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid, kind
@@ -77,7 +77,7 @@ class PlanRow:
 class FilmRow:
     """One film (a sequence in one variant and format), its state and why."""
 
-    film: Sequence
+    film: Film
     state: State
 
 
@@ -92,7 +92,7 @@ class Plan:
     vouched: dict[str, ClipRecord] = field(default_factory=dict)
 
     @property
-    def films(self) -> tuple[Sequence, ...]:
+    def films(self) -> tuple[Film, ...]:
         """Every film, keyed by its clips as known when it was planned."""
         return tuple(row.film for row in self.film_rows)
 
@@ -275,7 +275,7 @@ def make_plan(graph: Graph, where: Where, paid: bool = True) -> Plan:
 
 
 def film_facts(
-    films: tuple[Sequence, ...] | list[Sequence],
+    films: tuple[Film, ...] | list[Film],
     where: Where,
     vouched: frozenset[str] = frozenset(),
 ) -> FilmFacts:

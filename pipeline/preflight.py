@@ -21,7 +21,7 @@ from pipeline.errors import BudgetError, CacheError, UserError
 from pipeline.graph import Graph
 from pipeline.lock import Lock
 from pipeline.lock import lock_path as lock_file_of
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot
 from pipeline.plan import Loaded, PlanRow
 from pipeline.render import RENDERERS, is_paid, renderer_class
 from pipeline.run.shots import ScheduleOptions
@@ -38,7 +38,7 @@ class Work:
 
     rows: tuple[PlanRow, ...]  # what it works on: renders, tasks to collect, clips to fetch
     cached: tuple[Shot, ...]  # what it needs that is here already
-    films: list[Sequence] | None  # the films asked for, as expanded; None: all of them
+    films: list[Film] | None  # the films asked for, as expanded; None: all of them
     new: tuple[Shot, ...]  # the renders it pays for
     estimate: float
     schedule: ScheduleOptions  # with the budget, the shots forced, the lock's keys (--frozen)
@@ -113,11 +113,11 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
     return Work(tuple(to_render), tuple(cached), films, tuple(new), estimate, schedule, cluster)
 
 
-def _every(films: list[Sequence] | None, graph: Graph) -> list[Sequence]:
+def _every(films: list[Film] | None, graph: Graph) -> list[Film]:
     return list(graph.expansion.sequences) if films is None else films
 
 
-def _ready(films: list[Sequence], loaded: Loaded, warn: Callable[[str], None]) -> list[Sequence]:
+def _ready(films: list[Film], loaded: Loaded, warn: Callable[[str], None]) -> list[Film]:
     """--join-only: the films whose renders are all here; each other one is said."""
     graph = loaded.plan.graph
     cached = {row.shot.key for row in loaded.plan.rows if row.status == ShotState.CACHED}
@@ -132,9 +132,7 @@ def _ready(films: list[Sequence], loaded: Loaded, warn: Callable[[str], None]) -
     return kept
 
 
-def _approved(
-    films: list[Sequence], decisions: Decisions, warn: Callable[[str], None]
-) -> list[Sequence]:
+def _approved(films: list[Film], decisions: Decisions, warn: Callable[[str], None]) -> list[Film]:
     """--approved: the films whose shots are all approved; each other one is said."""
     kept = []
     for film in films:

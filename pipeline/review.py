@@ -22,7 +22,7 @@ from pipeline import media
 from pipeline.cache import Cache, write_atomic
 from pipeline.decisions import Decisions, line_name
 from pipeline.errors import MediaError
-from pipeline.nodes import CARD, CLIP, STILL, Sequence, Shot, TextLayer, depends_on
+from pipeline.nodes import CARD, CLIP, STILL, Film, Shot, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.project import refuse_link_out
@@ -35,7 +35,7 @@ THUMB_WIDTH = 480  # pixels: a take is judged at about this size
 
 
 @dataclass(frozen=True)
-class Card:
+class ShotCard:
     """One render as the page shows it: the render, and what the plan and the cache say
     of it."""
 
@@ -60,7 +60,7 @@ class Group:
     label: str
     variants: tuple[str, ...]
     named: str  # `sea`, or `sea [storm]` when the shot has several groups
-    cards: tuple[Card, ...]
+    cards: tuple[ShotCard, ...]
     prompt: str  # the takes' prompt, said once when every take has the same
     picked: int
     verdict: str  # approved, rejected, or ""
@@ -86,7 +86,7 @@ class StripItem:
 
 
 @dataclass(frozen=True)
-class Film:
+class FilmCard:
     """One film of a sequence in one variant and format."""
 
     name: str
@@ -113,7 +113,7 @@ class Strip:
     items: tuple[StripItem, ...]
     transition: str
     duration: float
-    films: tuple[Film, ...]
+    films: tuple[FilmCard, ...]
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,8 @@ class Links:
     # Asked only of renders the cache holds:
     clip: Callable[[str], str]  # by render key
     thumb: Callable[[Shot], str | None]
-    film: Callable[[Sequence], str | None]
-    poster: Callable[[Sequence], str | None]
+    film: Callable[[Film], str | None]
+    poster: Callable[[Film], str | None]
 
 
 def board(
@@ -190,11 +190,11 @@ def board(
     )
 
 
-def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> Card:
+def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> ShotCard:
     """A render's card; `cache` None for one the cache does not hold."""
     shot = row.shot
     record = cache.clips.get(shot.key) if cache is not None else None
-    return Card(
+    return ShotCard(
         shot=shot,
         status=row.status,
         message="; ".join(said(row.reasons)),
@@ -211,7 +211,7 @@ def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> Card:
 def _groups(
     shots: tuple[Shot, ...],
     graph: Any,
-    cards: dict[str, Card],
+    cards: dict[str, ShotCard],
     decisions: Decisions,
     rows: dict[str, Any],
 ) -> list[Group]:
@@ -267,14 +267,14 @@ def _digest(*parts: str) -> str:
 
 
 def _strips(
-    films: tuple[Sequence, ...],
+    films: tuple[Film, ...],
     states: dict[str, Any],
     links: Links,
     graph: Any,
     held: set[str],
 ) -> list[Strip]:
     """A strip per sequence and distinct list of clips, its films in the order planned."""
-    strips: dict[tuple[str, tuple[str, ...]], list[Sequence]] = {}
+    strips: dict[tuple[str, tuple[str, ...]], list[Film]] = {}
     for film in films:
         film = graph.film(film)
         clips = tuple(use.shot.key for use in film.uses if use.shot.model != CARD)
@@ -294,7 +294,7 @@ def _strips(
                 transition=(
                     "cuts"
                     if first.transition == "cut"
-                    else f"{first.transition} {first.transition_duration:g} s"
+                    else f"{first.transition} {first.overlap:g} s"
                 ),
                 duration=first.duration,
                 films=tuple(shown),
@@ -328,10 +328,10 @@ def _css_colour(value: Any, default: str) -> str:
     return text if re.fullmatch(r"#[0-9A-Fa-f]{6}|[A-Za-z]{3,30}", text) else default
 
 
-def _film(film: Sequence, state: Any, links: Links) -> Film:
+def _film(film: Film, state: Any, links: Links) -> FilmCard:
     name = str(state.name) if state is not None else "new"
     reason = state.said[0] if state is not None and state.said else ""
-    return Film(
+    return FilmCard(
         name=film.name,
         variant=film.variant,
         format=film.format,
@@ -404,11 +404,11 @@ def static_links(cache: Cache, films: Path, folder: Path) -> Links:
         made = thumbnail(cache.clips.path(shot.key), folder / "thumbs", shot.key, shot.duration / 2)
         return _relative(made, folder)
 
-    def film(sequence: Sequence) -> str | None:
+    def film(sequence: Film) -> str | None:
         video = output_path(films, sequence)
         return _relative(video, folder) if video.exists() else None
 
-    def poster(sequence: Sequence) -> str | None:
+    def poster(sequence: Film) -> str | None:
         video = output_path(films, sequence)
         if not video.exists():
             return None
@@ -418,7 +418,7 @@ def static_links(cache: Cache, films: Path, folder: Path) -> Links:
     return Links(clip, thumb, film, poster)
 
 
-def poster_time(film: Sequence) -> float:
+def poster_time(film: Film) -> float:
     """The moment a film's poster shows: the middle of its first clip (a pick changes it
     more often than any later one), past a title card."""
     start = 0.0

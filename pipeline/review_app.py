@@ -43,7 +43,7 @@ from pipeline import decisions
 from pipeline.api import Session, decide_in
 from pipeline.cache import CACHE_DIRNAME, Cache
 from pipeline.errors import SpecError, StoryboardError, UserError, printable
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.review import Board, Group, Links, board, poster_time, render_page, thumbnail
@@ -68,7 +68,7 @@ class Served:
     spec: Spec | None = None
     groups: dict[str, Group] = field(default_factory=dict)
     clips: dict[str, tuple[Path, float]] = field(default_factory=dict)  # key: file, length
-    films: dict[str, tuple[Path, Sequence]] = field(default_factory=dict)
+    films: dict[str, tuple[Path, Film]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -76,7 +76,7 @@ def refresh(served: Served) -> Board:
     """Plan the storyboard again and remember what the page links to."""
     loaded = served.session.load()
     clips: dict[str, tuple[Path, float]] = {}
-    films: dict[str, tuple[Path, Sequence]] = {}
+    films: dict[str, tuple[Path, Film]] = {}
     try:
         links = _links(clips, films, loaded.cache, loaded.films)
         model = board(
@@ -102,7 +102,7 @@ def refresh(served: Served) -> Board:
 
 def _links(
     clips: dict[str, tuple[Path, float]],
-    films: dict[str, tuple[Path, Sequence]],
+    films: dict[str, tuple[Path, Film]],
     cache: Cache,
     folder: Path,
 ) -> Links:
@@ -116,14 +116,14 @@ def _links(
         clips[shot.key] = (cache.clips.path(shot.key), shot.duration)
         return f"/media/thumb/{shot.key}.jpg"
 
-    def film(sequence: Sequence) -> str | None:
+    def film(sequence: Film) -> str | None:
         video = output_path(folder, sequence)
         if not video.exists():
             return None
         films[sequence.name] = (video, sequence)
         return f"/media/film/{sequence.name}.mp4?v={sequence.key[:12]}"
 
-    def poster(sequence: Sequence) -> str | None:
+    def poster(sequence: Film) -> str | None:
         if film(sequence) is None:
             return None
         return f"/media/poster/{sequence.name}.jpg?v={sequence.key[:12]}"

@@ -20,8 +20,9 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pipeline.cache.journal import Failure
+from pipeline.hashing import canonical_json
 from pipeline.lock import Lock, LockedSequence, LockedShot
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot, SoundUse
 
 
 class ShotState(StrEnum):
@@ -95,7 +96,7 @@ class Why(StrEnum):
     NOT_THE_LOCKS_FILE = "not-the-locks-file"  # whether the cache has a copy
     MADE_BEFORE = "made-before"
     TEAM_FILM = "team-film"
-    FILM_CHANGED = "film-changed"  # old clips, old settings, the sequence
+    FILM_CHANGED = "film-changed"  # the recipe the lock keeps, the film
     WAITS_FOR_RENDERS = "waits-for-renders"  # labels
 
 
@@ -345,12 +346,12 @@ class FilmFacts:
     locked: Mapping[str, LockedSequence]
     cached_clips: frozenset[str]  # clips in the cache now
     stored_films: Mapping[str, str]  # films the cache holds: key -> sha256
-    file_matches: Callable[[Sequence, str], bool]  # whether a film's file has this checksum
+    file_matches: Callable[[Film, str], bool]  # whether a film's file has this checksum
     lock_present: bool = False
     team_films: frozenset[str] = frozenset()  # films the team cache holds, by key
 
 
-def film_state(sequence: Sequence, facts: FilmFacts) -> State[FilmState]:
+def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
     """What a sequence's film is now, and why it is joined if it is."""
     # A card is drawn when the film is joined: nothing to wait for.
     waiting = [r.label for r in sequence.renders() if r.key not in facts.cached_clips]
@@ -374,42 +375,81 @@ def film_state(sequence: Sequence, facts: FilmFacts) -> State[FilmState]:
     if locked is None:
         first = Why.NEW_SEQUENCE if facts.lock_present else Why.NOT_LOCKED
         return State(FilmState.NEW, (Reason(first), *wait))
-    if not locked.clips:  # a lock of the first format
+    if locked.recipe is None:  # a lock written before recipes: it cannot say what changed
         return State(FilmState.CHANGED, (Reason(Why.CHANGED), *wait))
-    changed = Reason(Why.FILM_CHANGED, (locked.clips, locked.settings, sequence))
+    changed = Reason(Why.FILM_CHANGED, (locked.recipe, sequence))
     return State(FilmState.CHANGED, (changed, *wait))
 
 
-def film_changes(
-    old_clips: list[dict[str, Any]], old_settings: Mapping[str, Any], sequence: Sequence
-) -> list[str]:
-    """What differs between an earlier film and this one: its clips, and how they are
-    joined."""
+def film_changes(old: Mapping[str, Any], film: Film) -> list[str]:
+    """What differs between an earlier film's recipe (as the lock keeps it) and this one's,
+    in words: its clips, its sound, its text, and how it is joined."""
+    new = json.loads(canonical_json(film.recipe.data()))  # as the lock keeps it: JSON
+    reasons = _piece_changes(old.get("pieces") or [], new["pieces"], film)
+    for name, use in (("voice-over", film.voice), ("bed", film.bed)):
+        field_name = "voice" if name == "voice-over" else "bed"
+        reasons += _sound_changes(name, old.get(field_name), new[field_name], use)
+    reasons += text_changes(old.get("texts") or [], new["texts"])
+    if old.get("logo") != new["logo"]:
+        reasons.append(
+            "the logo changed" if old.get("logo") and new["logo"] else "logo: added or removed"
+        )
+    for name in (
+        "transition",
+        "overlap",
+        "width",
+        "height",
+        "fps",
+        "fit",
+        "focus",
+        "quality",
+        "preset",
+    ):
+        if old.get(name) != new[name]:
+            reasons.append(f"{name}: {_show(old.get(name))} -> {_show(new[name])}")
+    return reasons or ["changed since the lock"]
+
+
+def _piece_changes(old: list[dict[str, Any]], new: list[dict[str, Any]], film: Film) -> list[str]:
+    """Which shots of a film changed, or are used otherwise (trimmed, cropped elsewhere)."""
     reasons = []
-    clips = sequence.clips()
-    if old_clips and len(old_clips) != len(clips):
-        reasons.append(f"clips: {len(old_clips)} -> {len(clips)}")
-    changed, trimmed = [], []
-    for use, old, new in zip(sequence.uses, old_clips, clips, strict=False):
-        if old.get("key") != new["key"]:
+    if len(old) != len(new):
+        reasons.append(f"clips: {len(old)} -> {len(new)}")
+    changed, used = [], []
+    for use, was, now in zip(film.uses, old, new, strict=False):
+        if was.get("source") != now["source"]:
             changed.append(use.shot.label)
-        elif (old.get("in"), old.get("out")) != (new["in"], new["out"]):
-            trimmed.append(
-                f"trim of {use.shot.label}: {old.get('in')}-{old.get('out')} s -> "
-                f"{new['in']}-{new['out']} s"
+        elif (was.get("start"), was.get("end")) != (now["start"], now["end"]):
+            used.append(
+                f"trim of {use.shot.label}: {was.get('start')}-{was.get('end')} s -> "
+                f"{now['start']}-{now['end']} s"
+            )
+        elif was.get("focus") != now["focus"]:
+            used.append(
+                f"focus of {use.shot.label}: {_show(was.get('focus'))} -> {_show(now['focus'])}"
             )
     if changed:
         reasons.append(f"shots changed: {', '.join(dict.fromkeys(changed))}")
-    reasons += trimmed
-    for name in sorted(old_settings.keys() | sequence.settings.keys()):
-        before, after = old_settings.get(name), sequence.settings.get(name)
-        if before == after:
-            continue
-        if name == "text":
-            reasons += text_changes(before or [], after or [])
-        else:
-            reasons.append(f"{name}: {_show(before)} -> {_show(after)}")
-    return reasons or ["changed since the lock"]
+    return reasons + used
+
+
+def _sound_changes(
+    name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, use: SoundUse | None
+) -> list[str]:
+    """How a film's voice-over or bed changed, in words."""
+    if old == new:
+        return []
+    if old is None or new is None:
+        return [f"{name}: {'added' if old is None else 'removed'}"]
+    reasons = []
+    if old.get("source") != new["source"]:
+        what = f"{use.render.label}'s render" if use is not None and use.render else "its file"
+        reasons.append(f"the {name} changed ({what})")
+    if old.get("at") != new["at"]:
+        reasons.append(f"{name} starts at: {old.get('at')} s -> {new['at']} s")
+    if old.get("length") != new["length"]:
+        reasons.append(f"{name} kept: {_show(old.get('length'))} -> {_show(new['length'])} s")
+    return reasons
 
 
 def text_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
@@ -469,7 +509,7 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
     ],
     Why.MADE_BEFORE: _one("made before: the stored film is placed, nothing is joined"),
     Why.TEAM_FILM: _one("in the team cache: the build fetches it, nothing is joined"),
-    Why.FILM_CHANGED: lambda clips, settings, sequence: film_changes(clips, settings, sequence),
+    Why.FILM_CHANGED: lambda recipe, film: film_changes(recipe, film),
     Why.WAITS_FOR_RENDERS: lambda labels: [
         f"waits for {len(labels)} render(s): {', '.join(dict.fromkeys(labels))}"
     ],

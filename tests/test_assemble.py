@@ -16,7 +16,7 @@ from pipeline import spec as spec_module
 from pipeline.assemble import ClipInput, assemble
 from pipeline.cache import Cache
 from pipeline.expand import expand
-from pipeline.nodes import Sequence
+from pipeline.nodes import Film
 from tests.conftest import REPO, write
 
 FILM = """\
@@ -290,7 +290,7 @@ def _clip_with_sound(path: Path, pattern: str, tone: int) -> Path:
     return path
 
 
-def _sequence_of(folder: Path, count: int, settings: str = "", uses: str = "") -> Sequence:
+def _sequence_of(folder: Path, count: int, settings: str = "", uses: str = "") -> Film:
     shots = "\n".join(f"  - {{id: c{i}, prompt: clip {i}}}" for i in range(count))
     ids = uses or ", ".join(f"c{i}" for i in range(count))
     spec = write(
@@ -343,7 +343,7 @@ def test_crossfades_put_each_shot_in_its_place(
         for path, end in zip((red, green, blue), ends, strict=True)
     ]
     film = tmp_path / "film.mp4"
-    assemble(sequence, clips, film)
+    assemble(sequence.recipe, clips, {}, film, sequence.name)
     assert media.validate(film, 320, 180, length).frames == round(length * 25)
     # Each clip's shade at a film time says which of its frames is there: 255/6 a second.
     assert _close(_colour_at(film, 2.0), (85, 0, 0))
@@ -365,7 +365,7 @@ def test_stream_copy_keeps_sound_in_step(tmp_path: Path) -> None:
     ]
     sequence = _sequence_of(tmp_path, len(files))
     clips = [ClipInput(path, media.probe(path), 0.0, 6.0, path.stem) for path in files]
-    made = assemble(sequence, clips, tmp_path / "out" / "film.mp4")
+    made = assemble(sequence.recipe, clips, {}, tmp_path / "out" / "film.mp4", sequence.name)
     assert made.method == "copy"
     info = media.validate(tmp_path / "out" / "film.mp4", 320, 180, 24.0)
     assert info.frames == 4 * 150 and info.audio == "aac/48000/mono"
@@ -382,7 +382,7 @@ def test_clips_that_differ_in_sound_are_not_copied(tmp_path: Path) -> None:
     media.run_ffmpeg(["-i", str(sounding), "-an", "-c", "copy", str(silent)], "drop sound")
     sequence = _sequence_of(tmp_path, 2)
     clips = [ClipInput(p, media.probe(p), 0.0, 6.0, p.stem) for p in (sounding, silent)]
-    made = assemble(sequence, clips, tmp_path / "film.mp4")
+    made = assemble(sequence.recipe, clips, {}, tmp_path / "film.mp4", sequence.name)
     assert made.method == "graph"
     assert media.validate(tmp_path / "film.mp4", 320, 180, 12.0).has_audio
 
@@ -392,7 +392,7 @@ def test_a_transition_of_no_length_is_a_cut(tmp_path: Path) -> None:
     settings = ", transition: {type: crossfade, duration: 0}"
     sequence = _sequence_of(tmp_path, 2, settings)
     clips = [ClipInput(path, media.probe(path), 0.0, 6.0, path.stem) for path in files]
-    made = assemble(sequence, clips, tmp_path / "film.mp4")
+    made = assemble(sequence.recipe, clips, {}, tmp_path / "film.mp4", sequence.name)
     assert made.method == "copy"
     assert media.validate(tmp_path / "film.mp4", 320, 180, 12.0).frames == 300
 

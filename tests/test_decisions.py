@@ -14,7 +14,7 @@ from pipeline.errors import UserError
 from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.lock import Lock, LockedSequence, LockedShot
-from pipeline.nodes import Sequence, Shot
+from pipeline.nodes import Film, Shot
 from pipeline.outputs import OutputIndex
 from pipeline.plan import Where, make_plan
 from pipeline.spec import loads
@@ -199,7 +199,7 @@ def test_the_lock_entry_of_a_render_is_its_own_key_then_the_first_naming_its_var
 
 
 def film_facts(
-    film: Sequence,
+    film: Film,
     *,
     lock: str = "",
     files: str = "",

@@ -148,7 +148,7 @@ def test_a_lock_of_the_first_format_still_loads(project: Path, cli, why: Path) -
     for entry in lock["shots"].values():
         del entry["request"]
     for entry in lock["sequences"].values():
-        del entry["clips"], entry["settings"], entry["shots"]
+        del entry["recipe"], entry["shots"]
     lock_path.write_text(json.dumps(lock))
     write(project / "templates" / "why" / "harbour.j2", HARBOUR.replace("dawn", "dusk"))
     rows = plan_rows(cli, why)

@@ -28,7 +28,7 @@ from pipeline.expand.sound import Made, expand_music, expand_voice, finished
 from pipeline.expand.text import with_text
 from pipeline.nodes import (
     Expansion,
-    Sequence,
+    Film,
     Shot,
 )
 from pipeline.spec import Spec
@@ -65,7 +65,7 @@ def expand(
     # joins one, that was not made (it failed, or the storyboard does not have it).
     failed = set(spec.failed)
     shots: list[Shot] = []
-    sequences: list[Sequence] = []
+    sequences: list[Film] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
     order = render_order(spec)
     items = {loc: _item(board, loc) for loc in order}
@@ -189,7 +189,7 @@ def _films(
     by_id: dict[str, list[Shot]],
     saying: Saying,
     made: Made,
-) -> list[Sequence]:
+) -> list[Film]:
     """The films of one sequence in one variant: one per format, with voice and text."""
     base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying, made)
     if sequence_spec.voice is not None:

@@ -13,11 +13,7 @@ from typing import Any
 from pipeline import hashing, media
 from pipeline.errors import MediaError
 from pipeline.expand.framing import Framing
-from pipeline.nodes import (
-    Sequence,
-    Shot,
-    film_key,
-)
+from pipeline.nodes import Shot
 from pipeline.project import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -319,12 +315,6 @@ def sequence_file(spec: Spec, loc: tuple[Any, ...], name: str, saying: Saying) -
         return said, project_file(said, spec.path.parent, spec.root)
     except OutsideProject as exc:
         raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
-
-
-def keyed(sequence: Sequence, settings: dict[str, Any], **changes: Any) -> Sequence:
-    """The sequence changed, with the key its clips and `settings` now give it."""
-    changed = replace(sequence, settings=settings, **changes)
-    return replace(changed, key=film_key(changed.uses, settings))
 
 
 def select(shots: list[Shot], ref: SequenceShot) -> list[Shot]:

@@ -13,7 +13,6 @@ from pipeline.expand.context import (
     MAX_FILM_SIDE,
     Inputs,
     Saying,
-    keyed,
     select,
     sequence_file,
 )
@@ -22,10 +21,10 @@ from pipeline.expand.text import check_glyphs, find_font
 from pipeline.nodes import (
     CARD,
     ClipUse,
+    Film,
     Logo,
-    Sequence,
     Shot,
-    film_key,
+    SoundUse,
 )
 from pipeline.spec import Spec
 from pipeline.spec.schema import (
@@ -48,7 +47,7 @@ def expand_sequence(
     by_id: dict[str, list[Shot]],
     saying: Saying,
     made: Made,
-) -> Sequence:
+) -> Film:
     loc = ("sequences", index)
     uses: list[ClipUse | None] = []
     for e_index, entry in enumerate(sequence.shots):
@@ -85,80 +84,60 @@ def expand_sequence(
             f"sequence '{sequence.id}': a {overlap} s transition is as long as its shortest "
             f"clip ({shortest:g} s)",
         )
-    bed = made.music[sequence.audio.music] if isinstance(sequence.audio, MusicRef) else None
-    audio: Path | None = None
-    audio_hash: str | dict[str, Any] | None = None
-    bed_length: float | None = None
-    if isinstance(sequence.audio, str):
-        audio, audio_hash = saying.inputs.sound(sequence.audio, (*loc, "audio"))
-    elif isinstance(sequence.audio, MusicRef) and bed is not None:
-        bed_length = _bed_length(spec, sequence.audio)
-        audio_hash = {"music": bed.key, "duration": bed_length}
-    logo, logo_settings = _logo(sequence, saying.inputs, loc)
-    settings = {
-        "transition": kind,
-        "transition_duration": overlap,
-        "fit": sequence.fit or "pad",
-        "width": width,
-        "height": height,
-        "fps": fps,
-        "audio": audio_hash,
-        "quality": sequence.quality,
-        "preset": sequence.preset,
-    } | logo_settings
-    return Sequence(
-        settings=settings,
+    bed, files = _bed(spec, (*loc, "audio"), sequence, (saying, made))
+    logo, logo_file = _logo(sequence, saying.inputs, loc)
+    return Film(
         id=sequence.id,
         variant=variant,
+        index=index,
         uses=tuple(joined),
         transition=kind,
-        transition_duration=overlap,
-        fit=sequence.fit or "pad",
+        overlap=overlap,
         width=width,
         height=height,
         fps=fps,
-        audio=audio,
+        fit=sequence.fit or "pad",
         quality=sequence.quality,
         preset=sequence.preset,
-        key=film_key(joined, settings),
-        index=index,
+        bed=bed,
         logo=logo,
-        bed_render=bed,
-        bed_length=bed_length,
+        files=files | logo_file,
     )
 
 
-def _bed_length(spec: Spec, given: MusicRef) -> float | None:
-    """How much of a generated bed the film keeps (None: all of it)."""
-    return next(m for m in spec.storyboard.music if m.id == given.music).duration
+def _bed(
+    spec: Spec, loc: tuple[Any, ...], sequence: SequenceSpec, having: tuple[Saying, Made]
+) -> tuple[SoundUse | None, dict[str, Path]]:
+    """The film's music bed: a file of the storyboard (by the digest of its bytes) or a
+    generated one, and how much of it the film keeps; the file it names by digest."""
+    saying, made = having
+    if isinstance(sequence.audio, str):
+        path, digest = saying.inputs.sound(sequence.audio, loc)
+        return SoundUse(None, digest), {digest: path}
+    if isinstance(sequence.audio, MusicRef):
+        kept = next(m for m in spec.storyboard.music if m.id == sequence.audio.music).duration
+        return SoundUse(made.music[sequence.audio.music], length=kept), {}
+    return None, {}
 
 
 def _logo(
     sequence: SequenceSpec, inputs: Inputs, loc: tuple[Any, ...]
-) -> tuple[Logo | None, dict[str, Any]]:
-    """The sequence's logo, and what the film's key counts of it (the image by its bytes)."""
+) -> tuple[Logo | None, dict[str, Path]]:
+    """The sequence's logo (its image by the digest of its bytes), and that file."""
     if sequence.logo is None:
         return None, {}
     given = sequence.logo
     path, digest, _ = inputs.image(given.image, (*loc, "logo", "image"))
-    logo = Logo(path, given.position, given.size, given.opacity)
-    return logo, {
-        "logo": {
-            "image": digest,
-            "position": given.position,
-            "size": given.size,
-            "opacity": given.opacity,
-        }
-    }
+    return Logo(digest, given.position, given.size, given.opacity), {digest: path}
 
 
 def with_voice(
     spec: Spec,
     index: int,
-    sequence: Sequence,
+    sequence: Film,
     saying: Saying,
     made: Made,
-) -> Sequence:
+) -> Film:
     """The sequence with its voice-over as this variant names it, checked to be sound that
     starts inside the film."""
     given = spec.storyboard.sequences[index]
@@ -174,13 +153,11 @@ def with_voice(
         return _with_voice_render(spec, index, sequence, made.voices[given.voice.voice], made)
     name, found = sequence_file(spec, loc, given.voice, saying)
     path, digest = saying.inputs.sound(name, loc, found)
-    settings = {**sequence.settings, "voice": digest, "voice_start": given.voice_start}
-    return keyed(sequence, settings, voice=path, voice_start=given.voice_start)
+    voice = SoundUse(None, digest, at=given.voice_start)
+    return replace(sequence, voice=voice, files={**sequence.files, digest: path})
 
 
-def _with_voice_render(
-    spec: Spec, index: int, sequence: Sequence, voice: Shot, made: Made
-) -> Sequence:
+def _with_voice_render(spec: Spec, index: int, sequence: Film, voice: Shot, made: Made) -> Film:
     """The sequence with a generated voice-over. Its length is known once it is rendered
     (a voice longer than the film is an error then); until then it is estimated from the
     text at the model's speaking rate, and a voice that looks too long is a warning now."""
@@ -195,13 +172,10 @@ def _with_voice_render(
             + f": voice '{voice.label}' runs about {voice.duration:.1f} s at the model's "
             f"estimated speaking rate, longer than the {room:g} s of film from {start:g} s"
         )
-    settings = {**sequence.settings, "voice": {"voice": voice.key}, "voice_start": start}
-    return keyed(
-        sequence, settings, voice_render=voice, voice_start=start, voice_at=f"{file}:{line}"
-    )
+    return replace(sequence, voice=SoundUse(voice, at=start), voice_at=f"{file}:{line}")
 
 
-def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:
+def formatted(spec: Spec, index: int, sequence: Film) -> list[Film]:
     """The sequence's film in each of its `formats:`, each its own film and key; the one film
     when it has none."""
     board_sequence = spec.storyboard.sequences[index]
@@ -230,16 +204,13 @@ def formatted(spec: Spec, index: int, sequence: Sequence) -> list[Sequence]:
     return films
 
 
-def _reframed(sequence: Sequence, width: int, height: int, fit: str, focus: float) -> Sequence:
-    settings = {**sequence.settings, "width": width, "height": height, "fit": fit}
-    if focus != 0.5:
-        settings["focus"] = focus
-    uses = tuple(_card_sized(use, width, height) for use in sequence.uses)
-    return keyed(sequence, settings, uses=uses, width=width, height=height, fit=fit, focus=focus)
+def _reframed(film: Film, width: int, height: int, fit: str, focus: float) -> Film:
+    uses = tuple(_card_sized(use, width, height) for use in film.uses)
+    return replace(film, uses=uses, width=width, height=height, fit=fit, focus=focus)
 
 
 def _format_size(
-    spec: Spec, where: tuple[int, int], written: str, sequence: Sequence
+    spec: Spec, where: tuple[int, int], written: str, sequence: Film
 ) -> tuple[int, int]:
     """A format's size: `W:H` keeps the film's short side; `WxH` is exact (and even)."""
     loc = ("sequences", where[0], "formats", where[1])

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import hashing
-from pipeline.expand.context import Saying, keyed, said_as, sequence_file
+from pipeline.expand.context import Saying, said_as, sequence_file
 from pipeline.nodes import (
     SAFE_MARGIN,
-    Sequence,
+    Film,
     TextLayer,
     box_padding,
 )
@@ -32,9 +32,9 @@ from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
 def with_text(
     spec: Spec,
     index: int,
-    sequence: Sequence,
+    sequence: Film,
     saying: Saying,
-) -> Sequence:
+) -> Film:
     """The sequence with its text layers as this variant says them, each checked: its span
     inside the film, and every character in its font."""
     board_sequence = spec.storyboard.sequences[index]
@@ -42,24 +42,21 @@ def with_text(
         _text_layer(spec, (index, number), sequence, text, saying)
         for number, text in enumerate(board_sequence.text)
     )
-    layers = tuple(layer for layer in drawn if layer is not None)
-    settings = {
-        **sequence.settings,
-        "text": [layer.settings(saying.fonts.digest(layer.font)) for layer in layers],
-    }
+    laid = [layer for layer in drawn if layer is not None]
     if board_sequence.subtitles is not None:
-        cues, settings["subtitles"] = _subtitled(spec, index, sequence, saying)
-        layers += cues
-    return keyed(sequence, settings, texts=layers)
+        laid += _subtitled(spec, index, sequence, saying)
+    fonts = {layer.font: path for layer, path in laid}
+    layers = tuple(layer for layer, _ in laid)
+    return replace(sequence, texts=layers, files={**sequence.files, **fonts})
 
 
 def _text_layer(
     spec: Spec,
     where: tuple[int, int],
-    sequence: Sequence,
+    sequence: Film,
     text: TextSpec,
     saying: Saying,
-) -> TextLayer | None:
+) -> tuple[TextLayer, Path] | None:
     loc = ("sequences", where[0], "text", where[1])
     name = f"sequence '{sequence.id}' text {where[1] + 1}"
     variant = f" [{sequence.variant}]" if sequence.variant else ""
@@ -75,15 +72,16 @@ def _text_layer(
 def _layout(
     spec: Spec,
     where: tuple[tuple[Any, ...], str],
-    sequence: Sequence,
+    sequence: Film,
     said: str,
     span: tuple[float, float],
     style: TextSpec | SubtitleSpec,
     font: Path,
     fonts: Fonts,
-) -> TextLayer:
+) -> tuple[TextLayer, Path]:
     """Words laid out for this film: every character in the font (else a located error),
-    wrapped to the format's safe area, made smaller only when one word is too wide."""
+    wrapped to the format's safe area, made smaller only when one word is too wide; and the
+    font's file (the layer names it by the digest of its bytes)."""
     loc, name = where
     check_glyphs(spec, loc, name, font, said, fonts)
     try:
@@ -94,7 +92,7 @@ def _layout(
         raise spec.source.error(loc, f"{name}: {exc}") from None
     start, end = span
     fade = style.fade if isinstance(style, TextSpec) else 0.1
-    return TextLayer(
+    layer = TextLayer(
         text=said,
         start=start,
         end=end,
@@ -105,8 +103,9 @@ def _layout(
         box=style.box,
         shadow=style.shadow if isinstance(style, TextSpec) else True,
         fade=min(fade, (end - start) / 2),
-        font=font,
+        font=fonts.digest(font),
     )
+    return layer, font
 
 
 def check_glyphs(
@@ -129,11 +128,11 @@ def check_glyphs(
 def _subtitled(
     spec: Spec,
     index: int,
-    sequence: Sequence,
+    sequence: Film,
     saying: Saying,
-) -> tuple[tuple[TextLayer, ...], dict[str, Any]]:
-    """A layer per cue of the sequence's subtitle file (as this variant names it), and what
-    the film's key counts of them."""
+) -> list[tuple[TextLayer, Path]]:
+    """A layer per cue of the sequence's subtitle file (as this variant names it), with its
+    font's file."""
     given = spec.storyboard.sequences[index].subtitles
     assert given is not None
     loc: tuple[Any, ...] = ("sequences", index, "subtitles")
@@ -156,15 +155,11 @@ def _subtitled(
         what = f"sequence '{sequence.id}' subtitle at {cue.start:g} s of '{name}'"
         span = (cue.start, min(cue.end, sequence.duration))
         layers.append(_layout(spec, (file_loc, what), sequence, cue.text, span, style, font, fonts))
-    settings = style.model_dump(exclude={"file", "font"}) | {
-        "file": hashing.sha256_bytes(data),
-        "font": fonts.digest(font),
-    }
-    return tuple(layers), settings
+    return layers
 
 
 def _text_span(
-    spec: Spec, loc: tuple[Any, ...], name: str, sequence: Sequence, text: TextSpec
+    spec: Spec, loc: tuple[Any, ...], name: str, sequence: Film, text: TextSpec
 ) -> tuple[float, float]:
     """Where a layer is drawn, in seconds of the film: a shot's time on screen, or the
     span given (the whole film by default)."""
@@ -195,7 +190,7 @@ def _text_span(
     return start, end
 
 
-def film_spans(sequence: Sequence) -> list[tuple[float, float]]:
+def film_spans(sequence: Film) -> list[tuple[float, float]]:
     """Where each use of a shot is on screen, in seconds of the film (a transition counts
     for the shot it leads into)."""
     spans = []

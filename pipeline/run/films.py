@@ -20,7 +20,7 @@ from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, join_on_cluster
 from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly, shown
 from pipeline.lock import Lock, MadeFilm
-from pipeline.nodes import Sequence
+from pipeline.nodes import Film
 from pipeline.outputs import OutputIndex, output_path
 from pipeline.plan import Where, film_facts
 from pipeline.share import pull_film, push_film
@@ -29,7 +29,7 @@ from pipeline.state import FilmState, Joined, film_state
 
 @dataclass(frozen=True)
 class SequenceOutcome:
-    sequence: Sequence
+    sequence: Film
     status: Joined
     path: Path
     method: str = ""
@@ -50,6 +50,17 @@ class SequenceOutcome:
 
 
 @dataclass(frozen=True)
+class Joining:
+    """A film to join: where it is in the list, its clips' records (one per piece of its
+    recipe), and every other file its recipe names, by key or digest."""
+
+    index: int
+    film: Film
+    records: list[ClipRecord]
+    files: dict[str, Path]
+
+
+@dataclass(frozen=True)
 class Sharing:
     """The team cache and the cluster, as the film step uses them."""
 
@@ -59,7 +70,7 @@ class Sharing:
 
 
 def join(
-    sequences: list[Sequence],
+    sequences: list[Film],
     where: Where,
     note: Callable[[str], None],
     sharing: Sharing = Sharing(),
@@ -81,7 +92,7 @@ def join(
     if drawn:
         facts = film_facts(sequences, local)
     results: dict[int, SequenceOutcome] = {}
-    to_join: list[tuple[int, Sequence, list[ClipRecord]]] = []
+    to_join: list[Joining] = []
     for index, sequence in enumerate(sequences):
         path = output_path(films, sequence)
         state = film_state(sequence, facts)
@@ -98,33 +109,33 @@ def join(
             error = f"its card could not be drawn: {failed[0]}"
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
             continue
-        records = [cache.clips.get(use.shot.key) for use in sequence.uses]
+        records = [cache.clips.get(piece.source) for piece in sequence.recipe.pieces]
         missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
-        sounded = with_sound(sequence, cache)
-        if isinstance(sounded, list):
-            missing += sounded
+        sounds = sound_files(sequence, cache)
+        if isinstance(sounds, list):
+            missing += sounds
         if missing:
             names = ", ".join(dict.fromkeys(missing))
             error = f"clips missing: {names}"
             results[index] = SequenceOutcome(sequence, Joined.BLOCKED, path, error=error)
             continue
-        assert isinstance(sounded, Sequence)
-        too_long = _voice_too_long(sounded, cache)
+        assert isinstance(sounds, dict)
+        too_long = _voice_too_long(sequence, cache)
         if too_long:
             note(f"failed   sequence {sequence.name}: {too_long}")
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=too_long)
             continue
-        sequence = sounded
-        to_join.append((index, sequence, [r for r in records if r is not None]))
+        files = {**sequence.files, **sounds}
+        to_join.append(Joining(index, sequence, [r for r in records if r is not None], files))
     if sharing.cluster and sharing.remote is not None and to_join:
         results.update(_joined_on_cluster(to_join, films, cache, outputs, sharing, note))
     else:
         checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
-        for index, sequence, clip_records in to_join:
-            path = output_path(films, sequence)
-            results[index] = _joined(sequence, path, clip_records, checked, cache, outputs, note)
+        for job in to_join:
+            path = output_path(films, job.film)
+            results[job.index] = _joined(job, path, checked, cache, outputs, note)
         if sharing.remote is not None and sharing.push:
-            joined = [results[index] for index, _, _ in to_join]
+            joined = [results[job.index] for job in to_join]
             _push_films(
                 sharing.remote, cache, [o for o in joined if o.status == Joined.BUILT], note
             )
@@ -133,11 +144,11 @@ def join(
 
 
 def _pull_films(
-    remote: Remote, cache: Cache, sequences: list[Sequence], note: Callable[[str], None]
+    remote: Remote, cache: Cache, sequences: list[Film], note: Callable[[str], None]
 ) -> int:
     """The films of `sequences` the team made, into the local cache: how many came."""
 
-    async def one(sequence: Sequence) -> bool:
+    async def one(sequence: Film) -> bool:
         try:
             return await pull_film(remote, cache, sequence.key, sequence.name) is not None
         except RemoteDamaged as exc:
@@ -173,7 +184,7 @@ def _push_films(
 
 
 def _joined_on_cluster(
-    jobs: list[tuple[int, Sequence, list[ClipRecord]]],
+    jobs: list[Joining],
     films: Path,
     cache: Cache,
     outputs: OutputIndex,
@@ -185,11 +196,12 @@ def _joined_on_cluster(
         sharing.cluster,
         sharing.remote,
         cache,
-        [FilmJob.of(sequence, records) for _, sequence, records in jobs],
+        [FilmJob.of(job.film, job.records, job.files) for job in jobs],
         note,
     )
     results = {}
-    for (index, sequence, _), film in zip(jobs, made, strict=True):
+    for job, film in zip(jobs, made, strict=True):
+        index, sequence = job.index, job.film
         path = output_path(films, sequence)
         if isinstance(film, str):
             note(f"failed   sequence {sequence.name}: {film}")
@@ -207,9 +219,7 @@ def _joined_on_cluster(
     return results
 
 
-def _current(
-    sequence: Sequence, path: Path, previous: Lock | None, cache: Cache
-) -> SequenceOutcome:
+def _current(sequence: Film, path: Path, previous: Lock | None, cache: Cache) -> SequenceOutcome:
     if _unchanged(sequence, previous):
         assert previous is not None
         locked = previous.sequences[sequence.name]
@@ -222,7 +232,7 @@ def _current(
 
 
 def _placed(
-    sequence: Sequence, path: Path, cache: Cache, outputs: OutputIndex
+    sequence: Film, path: Path, cache: Cache, outputs: OutputIndex
 ) -> SequenceOutcome | None:
     try:
         record = cache.films.place(sequence.key, path)
@@ -236,59 +246,59 @@ def _placed(
     )
 
 
-def with_sound(sequence: Sequence, cache: Cache) -> Sequence | list[str]:
-    """The film with its generated voice and bed as the files the cache holds; or the
-    labels of those it does not hold yet."""
+def sound_files(film: Film, cache: Cache) -> dict[str, Path] | list[str]:
+    """The files of the film's generated voice and bed, by key (as its recipe names them);
+    or the labels of those the cache does not hold yet."""
     found: dict[str, Path] = {}
     missing = []
-    for name, render in (("voice", sequence.voice_render), ("audio", sequence.bed_render)):
-        if render is None:
+    for sound in (film.voice, film.bed):
+        if sound is None or sound.render is None:
             continue
-        record = cache.clips.get(render.key)
+        record = cache.clips.get(sound.render.key)
         if record is None:
-            missing.append(render.label)
+            missing.append(sound.render.label)
         else:
-            found[name] = cache.root / record.path
-    if missing:
-        return missing
-    voice, audio = found.get("voice", sequence.voice), found.get("audio", sequence.audio)
-    return replace(sequence, voice=voice, audio=audio)
+            found[sound.render.key] = cache.root / record.path
+    return missing or found
 
 
-def _voice_too_long(sequence: Sequence, cache: Cache) -> str:
+def _voice_too_long(sequence: Film, cache: Cache) -> str:
     """Why a generated voice does not fit in its film ("" when it does): it runs past the
     film's end from where it starts. Known once the voice is spoken."""
-    voice = sequence.voice_render
+    voice = sequence.voice.render if sequence.voice is not None else None
     record = cache.clips.get(voice.key) if voice is not None else None
-    if voice is None or record is None:
+    if voice is None or record is None or sequence.voice is None:
         return ""
-    room = sequence.duration - sequence.voice_start
+    start = sequence.voice.at
+    room = sequence.duration - start
     if record.duration <= room + 0.05:
         return ""
     return (
         f"{sequence.voice_at}: sequence '{sequence.name}': voice '{voice.label}' is "
         f"{record.duration:.2f} s long, {record.duration - room:.2f} s more than the "
-        f"{room:g} s of film from voice_start {sequence.voice_start:g} s: shorten its text, "
+        f"{room:g} s of film from voice_start {start:g} s: shorten its text, "
         "speed it up (speed:), or start it earlier"
     )
 
 
 def _joined(
-    sequence: Sequence,
+    joining: Joining,
     path: Path,
-    records: list[ClipRecord],
     checked: dict[str, media.ClipInfo],
     cache: Cache,
     outputs: OutputIndex,
     note: Callable[[str], None],
 ) -> SequenceOutcome:
+    sequence = joining.film
     try:
         clips = [
-            clip_input(cache.clips.path(record.key), use, record, checked)
-            for use, record in zip(sequence.uses, records, strict=True)
+            clip_input(cache.clips.path(record.key), piece, record, checked, use.named)
+            for piece, use, record in zip(
+                sequence.recipe.pieces, sequence.uses, joining.records, strict=True
+            )
         ]
         started = time.monotonic()
-        made = assemble(sequence, clips, path)
+        made = assemble(sequence.recipe, clips, joining.files, path, sequence.name)
     except MediaError as exc:
         note(f"failed   sequence {sequence.name}: {exc.message}")
         return SequenceOutcome(sequence, Joined.FAILED, path, error=exc.message)
@@ -303,9 +313,7 @@ def _joined(
     )
 
 
-def made(
-    films: tuple[Sequence, ...], outcomes: list[SequenceOutcome], where: Where
-) -> list[MadeFilm]:
+def made(films: tuple[Film, ...], outcomes: list[SequenceOutcome], where: Where) -> list[MadeFilm]:
     """The films the lock records: those this build made or left current; of the others,
     those the lock names unchanged (their files may be on another machine) and those that
     are current (`film_state` decides)."""
@@ -325,6 +333,6 @@ def made(
     return found
 
 
-def _unchanged(film: Sequence, lock: Lock | None) -> bool:
+def _unchanged(film: Film, lock: Lock | None) -> bool:
     locked = lock.sequences.get(film.name) if lock else None
     return locked is not None and locked.key == film.key
