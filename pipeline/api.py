@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import plan as planning
 from pipeline.errors import UserError
-from pipeline.nodes import CLIP, STILL
+from pipeline.nodes import Clip, Still
 
 if TYPE_CHECKING:
     from pipeline.build import BuildOutput, BuildSummary
@@ -230,7 +230,7 @@ def decide_in(
     chosen = decided_variants(
         combinations(spec.storyboard.matrix or {}, spec, ("matrix",)), variants, values
     )
-    renders = [s for s in plan.graph.expansion.shots if s.kind in (CLIP, STILL)]
+    renders = [s for s in plan.graph.expansion.shots if isinstance(s, (Clip, Still))]
     labels = dict.fromkeys(s.label for s in renders if shot in (s.label, s.shot_id))
     if not labels:
         known = ", ".join(dict.fromkeys(s.label for s in renders))

@@ -19,7 +19,7 @@ from pipeline import plan, preflight
 from pipeline.errors import CacheError
 from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.render import RendererOptions, ignore, is_paid
 from pipeline.run import films, shots
 from pipeline.run.films import SequenceOutcome, Sharing
@@ -64,7 +64,7 @@ class BuildSummary:
     """What a build did: each render's and film's outcome, the money, and how it ended."""
 
     outcomes: list[Outcome] = field(default_factory=list)
-    cached: tuple[Shot, ...] = ()
+    cached: tuple[Node, ...] = ()
     interrupted: bool = False
     fatal: str | None = None
     spending: Spending = field(default_factory=Spending)

@@ -14,7 +14,7 @@ import ffmpeg
 from pipeline import hashing, media
 from pipeline.cache import Cache
 from pipeline.errors import MediaError
-from pipeline.nodes import CARD, SAFE_MARGIN, Film, Shot
+from pipeline.nodes import CARD, SAFE_MARGIN, Card, Film
 from pipeline.typeface import BUNDLED, Fonts
 
 
@@ -23,7 +23,7 @@ def draw_missing(
 ) -> tuple[int, dict[str, str]]:
     """Draw every card of these films the cache lacks: how many were drawn, and why each card
     that could not be was not, by its key (its films then fail)."""
-    cards = {u.shot.key: u.shot for s in sequences for u in s.uses if u.shot.model == CARD}
+    cards = {u.shot.key: u.shot for s in sequences for u in s.uses if isinstance(u.shot, Card)}
     drawn_before = cache.clips.present(list(cards))
     wanted = [shot for key, shot in cards.items() if key not in drawn_before]
     fonts = Fonts()
@@ -53,7 +53,7 @@ def draw_missing(
     return drawn, problems
 
 
-def draw(shot: Shot, output: Path, fonts: Fonts) -> media.ClipInfo:
+def draw(shot: Card, output: Path, fonts: Fonts) -> media.ClipInfo:
     """One card: its background, its words centred and wrapped inside the safe area."""
     request = shot.request
     width, height, fps = shot.width, shot.height, shot.fps

@@ -19,7 +19,7 @@ from typing import Any
 from pipeline import plan
 from pipeline.cache import resolve_root
 from pipeline.errors import UserError
-from pipeline.nodes import Film, Shot
+from pipeline.nodes import Film, Node
 from pipeline.project import MARKERS, project_root
 from pipeline.state import film_changes, request_changes
 
@@ -139,7 +139,7 @@ def _compare(old: plan.Loaded, new: plan.Loaded, old_name: str, new_name: str) -
     )
 
 
-def _by_identity(shots: list[Shot]) -> dict[tuple[str, int, str], Shot]:
+def _by_identity(shots: list[Node]) -> dict[tuple[str, int, str], Node]:
     return {(shot.label, shot.take, shot.variant): shot for shot in shots}
 
 

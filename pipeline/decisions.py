@@ -28,7 +28,7 @@ import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import Diagnostic, SpecError, UserError, shown
-from pipeline.nodes import CARD, Film, Shot
+from pipeline.nodes import Card, Film, Node
 from pipeline.project import ROOT_HINT, OutsideProject, confined, project_root, read_bounded
 from pipeline.spec.reading import check_shape, compose
 
@@ -500,13 +500,17 @@ class Outcome:
 
 
 def decide(
-    decisions: Decisions, renders: list[Shot], label: str, variants: tuple[str, ...], act: Act
+    decisions: Decisions,
+    renders: Sequence[Node],
+    label: str,
+    variants: tuple[str, ...],
+    act: Act,
 ) -> Outcome:
     """The lines `act` writes for the shot `label` in `variants` (each of `renders` is one
     take of it in one variant, as expanded): a line per variant, or one for the shot when
     it decides the same in every variant it has."""
     checked_note(act.note)
-    by_variant: dict[str, list[Shot]] = {}
+    by_variant: dict[str, list[Node]] = {}
     for render in renders:
         if render.label == label:
             by_variant.setdefault(render.variant, []).append(render)
@@ -539,7 +543,7 @@ def decide(
     return Outcome(changes, tuple(said))
 
 
-def _applied(old: Decision, act: Act, takes: list[Shot], name: str) -> Decision:
+def _applied(old: Decision, act: Act, takes: list[Node], name: str) -> Decision:
     count = max(t.takes for t in takes)
     picked = next((t.take for t in takes if t.picked), 1)
     take = act.take if act.take is not None else picked
@@ -574,7 +578,7 @@ def _said(name: str, act: Act, new: Decision) -> str:
     return f"{name}: note {'kept' if not new.note else repr(new.note)}"
 
 
-def approved(decisions: Decisions, shot: Shot, variant: str) -> bool:
+def approved(decisions: Decisions, shot: Node, variant: str) -> bool:
     """Whether the take a film uses of a shot (or its upscale, lip-sync) is approved."""
     found = decisions.find(shot.shot_id, shot.base_label, variant)
     if found is None:
@@ -589,7 +593,7 @@ def unapproved(decisions: Decisions, film: Film) -> list[str]:
         dict.fromkeys(
             f"{use.shot.base_label} take {use.shot.take}"
             for use in film.uses
-            if use.shot.model != CARD and not approved(decisions, use.shot, film.variant)
+            if not isinstance(use.shot, Card) and not approved(decisions, use.shot, film.variant)
         )
     )
 

@@ -1,6 +1,6 @@
 """One exception hierarchy: every error storyboard raises on purpose is a StoryboardError.
 
-Render failures come in kinds, caught by type (as httpx's errors are):
+Node failures come in kinds, caught by type (as httpx's errors are):
 
     RenderError            a shot could not be rendered
     ├── TransientError     may succeed when tried again (network, 5xx, a provider timeout)

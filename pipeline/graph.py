@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.nodes import Expansion, Film, FrameOf, Shot, placed, render_key
+from pipeline.nodes import Expansion, Film, FrameOf, Node, placed, render_key
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
 # A whole output (a clip, a voice) comes with its length in seconds, a frame with None.
-FrameFinder = Callable[[Shot, str | float], tuple[Path, str, float | None] | None]
+FrameFinder = Callable[[Node, str | float], tuple[Path, str, float | None] | None]
 
 
 @dataclass
@@ -29,15 +29,15 @@ class Graph:
     films, and the keys resolved so far. One build's: it changes only through `resolve`."""
 
     renderer: str
-    nodes: dict[str, Shot]  # node -> the render as expanded
+    nodes: dict[str, Node]  # node -> the render as expanded
     variants: dict[str, tuple[str, ...]]  # node -> the variants that use it
     expansion: Expansion
     order: tuple[str, ...]  # the nodes, each after the renders it starts from
-    resolved: dict[str, Shot] = field(default_factory=dict)  # node -> with its frames known
+    resolved: dict[str, Node] = field(default_factory=dict)  # node -> with its frames known
 
     @classmethod
     def of(cls, expansion: Expansion) -> Graph:
-        nodes: dict[str, Shot] = {}
+        nodes: dict[str, Node] = {}
         variants: dict[str, list[str]] = {}
         for shot in expansion.shots:
             nodes.setdefault(shot.key, shot)
@@ -49,27 +49,27 @@ class Graph:
 
     # -- renders --------------------------------------------------------------------------
 
-    def shot(self, node: str) -> Shot:
+    def shot(self, node: str) -> Node:
         """The render as it is now: with the frames known so far."""
         return self.resolved.get(node) or self.nodes[node]
 
-    def renders(self) -> list[Shot]:
+    def renders(self) -> list[Node]:
         """Every render, one per node, as it is now, in the order written."""
         return [self.shot(node) for node in self.nodes]
 
-    def by_key(self) -> list[tuple[Shot, tuple[str, ...]]]:
+    def by_key(self) -> list[tuple[Node, tuple[str, ...]]]:
         """Each render once, by the key it has now, with every variant that uses it. Nodes
         whose keys came out the same once their inputs were known (the lip-syncs of one clip
         to the same voice bytes in two languages) are one render, of each of their
         variants."""
-        found: dict[str, tuple[Shot, tuple[str, ...]]] = {}
+        found: dict[str, tuple[Node, tuple[str, ...]]] = {}
         for node in self.nodes:
             shot = self.shot(node)
             first, variants = found.get(shot.key, (shot, ()))
             found[shot.key] = (first, tuple(dict.fromkeys((*variants, *self.variants[node]))))
         return list(found.values())
 
-    def variant_shots(self) -> list[Shot]:
+    def variant_shots(self) -> list[Node]:
         """Every render of every variant (a render shared by variants once for each), as
         it is now."""
         return [self.shot(shot.key) for shot in self.expansion.shots]
@@ -141,7 +141,7 @@ class Graph:
 
     def resolve(
         self, node: str, slot: int, image: Path, digest: str, seconds: float | None = None
-    ) -> Shot:
+    ) -> Node:
         """The node once the input in its `slot` is known (a frame, a clip, a voice): its key
         follows the input's bytes (it stays pending while another slot waits); a render
         priced by that input's length (`seconds`, when it is a whole clip or sound) is priced
@@ -194,7 +194,7 @@ class Graph:
         return tuple(self.film(sequence) for sequence in self.expansion.sequences)
 
 
-def _topological(nodes: dict[str, Shot]) -> tuple[str, ...]:
+def _topological(nodes: dict[str, Node]) -> tuple[str, ...]:
     """The nodes, each after the nodes it starts from (the storyboard has no cycles), else in
     the order written. Depth first, without recursion: a chain may be thousands long."""
     order: list[str] = []

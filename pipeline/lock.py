@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.cache import ClipRecord, write_atomic
 from pipeline.errors import SpecError
 from pipeline.media import ClipInfo
-from pipeline.nodes import Film, Shot
+from pipeline.nodes import Film, Node
 from pipeline.project import MAX_LOCK_BYTES, OutsideProject, confined, project_root, read_bounded
 
 LOCK_VERSION = 3  # 3: each film's join recipe (2: its clips and settings; 1: no requests)
@@ -128,7 +128,7 @@ def write(path: Path, lock: Lock) -> bool:
 # -- the one mapping between the cache's records and the lock ----------------------------
 
 
-def locked_shot(shot: Shot, variants: tuple[str, ...], record: ClipRecord) -> LockedShot:
+def locked_shot(shot: Node, variants: tuple[str, ...], record: ClipRecord) -> LockedShot:
     """What the lock says of a render the cache holds."""
     return LockedShot(
         shot=shot.label,
@@ -184,7 +184,7 @@ class MadeFilm:
 def make_lock(
     storyboard: str,
     renderer: str,
-    shots: list[tuple[Shot, tuple[str, ...], ClipRecord]],
+    shots: list[tuple[Node, tuple[str, ...], ClipRecord]],
     films: list[MadeFilm],
 ) -> Lock:
     """The lock of the renders the cache holds (with the variants that use each) and of the

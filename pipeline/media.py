@@ -20,9 +20,10 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, assert_never
 
 from pipeline.errors import MediaError
+from pipeline.nodes import Output
 
 FFMPEG_ENV = "STORYBOARD_FFMPEG"
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -503,18 +504,23 @@ Taken = dict[str | float, tuple[Path, str]]  # frame -> its PNG and pixel hash
 
 def check_render(
     path: Path,
-    kind: str,
+    output: Output,
     wanted: Collection[str | float] = (),
     asked: tuple[int, int, float] | None = None,
 ) -> tuple[ClipInfo, Taken]:
-    """A render's output checked by what it is (`kind`, nodes.KIND_NAMES): a still decodes
-    as an image, a voice or music as sound to its end; a clip decodes to its end (exactly
-    `asked`: width, height, seconds, when given), and the frames other shots start from are
-    taken in the same pass, written beside it as `<path>.<frame>.png`."""
-    if kind == "still":
-        return still_info(path), {}
-    if kind in ("voice", "music"):
-        return sound_info(path), {}
+    """A render's output checked by what it holds: an image decodes as one, sound to its
+    end; a video decodes to its end (exactly `asked`: width, height, seconds, when given),
+    and the frames other shots start from are taken in the same pass, written beside it as
+    `<path>.<frame>.png`."""
+    match output:
+        case Output.IMAGE:
+            return still_info(path), {}
+        case Output.AUDIO:
+            return sound_info(path), {}
+        case Output.VIDEO:
+            pass
+        case _:
+            assert_never(output)
     taker = FrameTaker(wanted) if wanted else None
     width, height, seconds = asked or (None, None, None)
     info = validate(path, width, height, seconds, taker=taker)

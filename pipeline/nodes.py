@@ -1,17 +1,19 @@
-"""The nodes of a build, as values: renders (shots, stills, voices, music, upscales and
-lip-syncs), films, and what they use.
+"""The nodes of a build, as values: renders (one type per kind: clips, stills, voices, music,
+upscales, lip-syncs, and the cards films draw), films, and what they use.
 
 Frozen dataclasses rather than pydantic models: a plan builds tens of thousands of these
 from values that were validated already, and needs them cheap. Every step reads them;
-`expand` makes them, `graph` keys what waits on another render.
+`expand` makes them, `graph` keys what waits on another render. Code that treats kinds
+differently matches over `Node` (each kind's class), which mypy proves complete.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from pipeline import hashing
 
@@ -20,30 +22,20 @@ from pipeline import hashing
 PENDING = "pending-"
 CARD = "card"  # the model of a title or end card: drawn when the film is joined, never paid
 
-# What a render makes. A clip and a still start from frames; an upscale and a lip-sync from
-# a clip (and a voice) rendered before them; a voice and music from words alone.
-CLIP, STILL, VOICE, MUSIC, UPSCALE, LIPSYNC = (
-    "clip",
-    "still",
-    "voice",
-    "music",
-    "upscale",
-    "lipsync",
-)
-SOUNDS = (VOICE, MUSIC)  # renders whose output is audio
-KIND_NAMES = {
-    CLIP: "shots",
-    STILL: "stills",
-    VOICE: "voices",
-    MUSIC: "music",
-    UPSCALE: "upscales",
-    LIPSYNC: "lip-syncs",
-}
+
+class Output(StrEnum):
+    """What a render's file holds, as results name it (`videoURL`, `imageURL`, `audioURL`)."""
+
+    VIDEO = "video"
+    IMAGE = "image"
+    AUDIO = "audio"
 
 
 @dataclass(frozen=True, slots=True)
-class Shot:
-    """One render: a shot of the storyboard, in one variant, one take."""
+class Render:
+    """What every render has: one render of an item of the storyboard, in one variant, one
+    take. Its key is the digest of its request (the canonical recipe: exactly what is sent)
+    and of its inputs' bytes. A render is always one of the kinds below."""
 
     key: str
     shot_id: str
@@ -64,18 +56,21 @@ class Shot:
     image_hashes: tuple[str, ...]
     price: float | None
     index: int
-    font: Path | None = None  # a card's font (cards are drawn, not rendered)
-    kind: str = CLIP
-    audio: bool = False  # its clip has sound
+    audio: bool = False  # its output has sound
     after: tuple[FrameOf, ...] = ()  # inputs that are other renders' outputs
     # Where each input (images, hashes) goes in the request: a path of keys and indexes;
     # none given: the image slots of `inputs.frameImages`, in order.
     places: tuple[tuple[str | int, ...], ...] = ()
-    speaks: str = ""  # a lip-synced clip's: the key of the voice render it speaks
+    speaks: str = ""  # a lip-synced clip's (and its upscale's): the key of the voice it speaks
     decided: str = ""  # what its decisions file says of it, and where: for `status -v`
     # Priced by the length of one input, once it is known: (its slot, USD a second). A
     # lip-sync is billed by the second of the voice it speaks, an upscale of the clip.
     priced_by: tuple[int, float] | None = None
+
+    kind: ClassVar[str]  # as commands say it (`plan --json`, the review page)
+    output: ClassVar[Output]
+    many: ClassVar[str]  # the kind, counted: `status` says "voices 4/4 cached"
+    one: ClassVar[str]  # one of them, as `status` says it ("shot" for a clip)
 
     @property
     def pending(self) -> bool:
@@ -83,28 +78,118 @@ class Shot:
         return not all(self.image_hashes)
 
     @property
-    def keyed_take(self) -> int:
-        """The take its key counts. An upscale is keyed by the bytes it is made of, not by
-        which take they are: a take that came out the same as another is upscaled once."""
-        return 1 if self.kind == UPSCALE else self.take
-
-    @property
     def base_label(self) -> str:
         """The label of the shot a render is of: `hero` for `hero/upscale` too."""
         return self.label.split("/", 1)[0]
 
     @property
-    def still(self) -> bool:
-        return self.kind == STILL
+    def keyed_take(self) -> int:
+        """The take its key counts."""
+        return self.take
 
     @property
     def sound(self) -> bool:
         """Whether it renders audio (a voice, music), not a picture."""
-        return self.kind in SOUNDS
+        return self.output == Output.AUDIO
 
     def place(self, slot: int) -> tuple[str | int, ...]:
         """Where the input in `slot` goes in the request."""
         return self.places[slot] if self.places else ("inputs", "frameImages", slot, "image")
+
+
+@dataclass(frozen=True, slots=True)
+class Clip(Render):
+    """A shot: a video render, from a prompt, maybe from a frame of another render."""
+
+    kind: ClassVar[str] = "clip"
+    output: ClassVar[Output] = Output.VIDEO
+    many: ClassVar[str] = "shots"
+    one: ClassVar[str] = "shot"
+
+
+@dataclass(frozen=True, slots=True)
+class Still(Render):
+    """A keyframe image that shots start from."""
+
+    kind: ClassVar[str] = "still"
+    output: ClassVar[Output] = Output.IMAGE
+    many: ClassVar[str] = "stills"
+    one: ClassVar[str] = "still"
+
+
+@dataclass(frozen=True, slots=True)
+class Voice(Render):
+    """Words spoken by a provider's voice."""
+
+    kind: ClassVar[str] = "voice"
+    output: ClassVar[Output] = Output.AUDIO
+    many: ClassVar[str] = "voices"
+    one: ClassVar[str] = "voice"
+
+
+@dataclass(frozen=True, slots=True)
+class Music(Render):
+    """A piece of music, a film's bed."""
+
+    kind: ClassVar[str] = "music"
+    output: ClassVar[Output] = Output.AUDIO
+    many: ClassVar[str] = "music"
+    one: ClassVar[str] = "music"
+
+
+@dataclass(frozen=True, slots=True)
+class Upscale(Render):
+    """A take made larger by an upscaler (input: the clip)."""
+
+    kind: ClassVar[str] = "upscale"
+    output: ClassVar[Output] = Output.VIDEO
+    many: ClassVar[str] = "upscales"
+    one: ClassVar[str] = "upscale"
+
+    @property
+    def keyed_take(self) -> int:
+        """An upscale is keyed by the bytes it is made of, not by which take they are: a
+        take that came out the same as another is upscaled once."""
+        return 1
+
+
+@dataclass(frozen=True, slots=True)
+class LipSync(Render):
+    """A take lip-synced to a voice (inputs: the clip, the voice)."""
+
+    kind: ClassVar[str] = "lipsync"
+    output: ClassVar[Output] = Output.VIDEO
+    many: ClassVar[str] = "lip-syncs"
+    one: ClassVar[str] = "lip-sync"
+
+
+@dataclass(frozen=True, slots=True)
+class Card(Render):
+    """A title or end card: drawn when its film is joined, free. Its request is what it
+    shows."""
+
+    font: Path | None = None
+
+    kind: ClassVar[str] = "card"
+    output: ClassVar[Output] = Output.VIDEO
+    many: ClassVar[str] = "cards"
+    one: ClassVar[str] = "card"
+
+
+# Every kind of node a film is made of; `match` over it is checked complete by mypy.
+Node = Clip | Still | Voice | Music | Upscale | LipSync | Card
+PAID = (Clip, Still, Voice, Music, Upscale, LipSync)  # the kinds a provider renders
+Kind = TypeVar("Kind", bound=Render)
+
+
+def made_as(kind: type[Kind], render: Render, **changes: Any) -> Kind:
+    """A render of another kind made from `render` (an upscale or lip-sync of a clip), its
+    fields kept but for `changes`."""
+    given = {f.name: getattr(render, f.name) for f in fields(render) if f.name in _FIELDS}
+    return kind(**(given | changes))
+
+
+_FIELDS = frozenset(f.name for f in fields(Render))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +222,7 @@ def placed(request: dict[str, Any], place: tuple[str | int, ...], value: Any) ->
     return top
 
 
-def depends_on(shot: Shot) -> str:
+def depends_on(shot: Node) -> str:
     """What a shot starts from: `street (last)`, `key_art` (a still)."""
     return ", ".join(
         f"{a.label} ({frame_name(a.frame)})" if a.frame != "" else a.label for a in shot.after
@@ -148,7 +233,7 @@ def depends_on(shot: Shot) -> str:
 class ClipUse:
     """A shot's clip as used in a sequence, trimmed to [start, end) seconds."""
 
-    shot: Shot
+    shot: Node
     start: float
     end: float
     focus: float | None = None  # where a crop of it keeps its window (else the sequence's)
@@ -206,7 +291,7 @@ class SoundUse:
     """A bed or a voice-over as a film plays it: a render of the storyboard (known by its
     key), or a file (by the digest of its bytes)."""
 
-    render: Shot | None
+    render: Node | None
     digest: str = ""  # a file's
     at: float = 0.0  # a voice: where it starts in the film
     length: float | None = None  # a bed: seconds of it kept (then silence); None: all of it
@@ -310,9 +395,9 @@ class Film:
         object.__setattr__(self, "recipe", recipe)
         object.__setattr__(self, "key", recipe.digest())
 
-    def renders(self) -> list[Shot]:
+    def renders(self) -> list[Node]:
         """The renders the film is made of: its clips (not its cards), voice and bed."""
-        made = [use.shot for use in self.uses if use.shot.model != CARD]
+        made = [use.shot for use in self.uses if not isinstance(use.shot, Card)]
         sounds = (self.voice, self.bed)
         return made + [s.render for s in sounds if s is not None and s.render is not None]
 
@@ -343,7 +428,7 @@ def join_recipe(film: Film) -> JoinRecipe:
             to_end=use.end >= use.shot.duration,
             focus=use.focus,
             speaks=bool(use.shot.speaks),
-            drawn=use.shot.model == CARD,
+            drawn=isinstance(use.shot, Card),
         )
         for use in film.uses
     )
@@ -374,7 +459,7 @@ class Expansion:
     shared by variants once for each), every film, and what was said on the way."""
 
     renderer: str
-    shots: tuple[Shot, ...]
+    shots: tuple[Node, ...]
     sequences: tuple[Film, ...]
     variants: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -386,9 +471,9 @@ def render_key(request: dict[str, Any], hashes: list[str], renderer: str, take: 
     return key if all(hashes) else f"{PENDING}{key}"
 
 
-def unique_shots(shots: tuple[Shot, ...] | list[Shot]) -> list[Shot]:
+def unique_shots(shots: tuple[Node, ...] | list[Node]) -> list[Node]:
     """One shot per key, in order of first appearance: what actually gets rendered."""
-    seen: dict[str, Shot] = {}
+    seen: dict[str, Node] = {}
     for shot in shots:
         seen.setdefault(shot.key, shot)
     return list(seen.values())

@@ -22,7 +22,7 @@ from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.hashing import sha256_file
 from pipeline.lock import Lock, record_of
-from pipeline.nodes import Film, Shot
+from pipeline.nodes import Film, Node, Still
 from pipeline.outputs import OutputIndex, film_dir, output_path
 from pipeline.project import ProjectSettings, project_settings
 from pipeline.render import is_paid, kind
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 class PlanRow:
     """One unique render (one key), with every variant that uses it, its state and why."""
 
-    shot: Shot
+    shot: Node
     variants: tuple[str, ...]
     status: ShotState
     reasons: tuple[Reason, ...] = ()
@@ -341,7 +341,7 @@ def _row_json(row: PlanRow) -> dict[str, Any]:
         "width": shot.width,
         "height": shot.height,
         "duration": shot.duration,
-        "still": shot.still,
+        "still": isinstance(shot, Still),
         "kind": shot.kind,
         "key_known": not shot.pending,
         "after": [

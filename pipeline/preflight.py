@@ -21,7 +21,7 @@ from pipeline.errors import BudgetError, CacheError, UserError
 from pipeline.graph import Graph
 from pipeline.lock import Lock
 from pipeline.lock import lock_path as lock_file_of
-from pipeline.nodes import Film, Shot
+from pipeline.nodes import Film, Node
 from pipeline.plan import Loaded, PlanRow
 from pipeline.render import RENDERERS, is_paid, renderer_class
 from pipeline.run.shots import ScheduleOptions
@@ -37,9 +37,9 @@ class Work:
     """What a build does, as preflight decided it."""
 
     rows: tuple[PlanRow, ...]  # what it works on: renders, tasks to collect, clips to fetch
-    cached: tuple[Shot, ...]  # what it needs that is here already
+    cached: tuple[Node, ...]  # what it needs that is here already
     films: list[Film] | None  # the films asked for, as expanded; None: all of them
-    new: tuple[Shot, ...]  # the renders it pays for
+    new: tuple[Node, ...]  # the renders it pays for
     estimate: float
     schedule: ScheduleOptions  # with the budget, the shots forced, the lock's keys (--frozen)
     cluster: str | None  # a Dask scheduler's address: films are joined there
@@ -183,7 +183,7 @@ def _action(status: str) -> str:
     return "render"
 
 
-def check_budget(shots: list[Shot], max_cost: float | None) -> float:
+def check_budget(shots: list[Node], max_cost: float | None) -> float:
     """The estimate of the new renders; refused, before any submit, over the budget, or when
     a budget is set and a render's price is unknown (it could pass any budget)."""
     estimate = round(sum(s.price or 0.0 for s in shots), 2)
@@ -207,7 +207,7 @@ def check_budget(shots: list[Shot], max_cost: float | None) -> float:
     return estimate
 
 
-def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Shot]) -> None:
+def check_frozen(lock_file: Path, previous: Lock | None, to_render: list[Node]) -> None:
     """--frozen: every shot to render must be one the lock names."""
     if previous is None:
         raise UserError(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.errors import printable
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.render import CHECKING, DOWNLOADING, RUNNING
 from pipeline.run.shots import Outcome, Outlook
 from pipeline.state import Joined, Ran
@@ -49,7 +49,7 @@ def _worth_saying(message: str, verbosity: int) -> bool:
     )
 
 
-def _what(shot: Shot) -> str:
+def _what(shot: Node) -> str:
     what = shot.label + (f" [{shot.variant}]" if shot.variant else "")
     return what + (f" take {shot.take}" if shot.takes > 1 else "")
 
@@ -92,11 +92,11 @@ class Tally:
         self.took: list[float] = []  # seconds of each render this build made
         self.lock = threading.Lock()
 
-    def start(self, shot: Shot) -> None:
+    def start(self, shot: Node) -> None:
         with self.lock:
             self.running[shot.key] = Running(_what(shot), RUNNING, self.now())
 
-    def phase(self, shot: Shot, phase: str, spent: float) -> None:
+    def phase(self, shot: Node, phase: str, spent: float) -> None:
         with self.lock:
             self.spent = spent
             entry = self.running.get(shot.key)
@@ -205,12 +205,12 @@ class PlainReporter:
         while not self._stop.wait(self.every):
             self._print(self.tally.line())
 
-    def shot_started(self, shot: Shot) -> None:
+    def shot_started(self, shot: Node) -> None:
         self.tally.start(shot)
         if self.verbosity >= VERBOSE:
             self._print(f"started  {shot.label} [{shot.key[:10]}]")
 
-    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None:
+    def shot_phase(self, shot: Node, phase: str, spent: float) -> None:
         self.tally.phase(shot, phase, spent)
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
@@ -277,12 +277,12 @@ class RichReporter:
     def __exit__(self, *exc: Any) -> None:
         self.live.stop()
 
-    def shot_started(self, shot: Shot) -> None:
+    def shot_started(self, shot: Node) -> None:
         self.tally.start(shot)
         if self.verbosity >= VERBOSE:
             self._print(f"started  {shot.label} [{shot.key[:10]}]", "dim")
 
-    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None:
+    def shot_phase(self, shot: Node, phase: str, spent: float) -> None:
         self.tally.phase(shot, phase, spent)
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.compare import Comparison
-from pipeline.nodes import depends_on
+from pipeline.nodes import Still, depends_on
 from pipeline.plan import Plan
 from pipeline.state import FilmState, ShotState, said
 
@@ -89,7 +89,7 @@ def print_plan(
             f"{shot.take}/{shot.takes}",
             shot.model,
             f"{shot.width}x{shot.height}" if not shot.sound else shot.kind,
-            "still" if shot.still else f"{shot.duration:g} s",
+            "still" if isinstance(shot, Still) else f"{shot.duration:g} s",
             depends_on(shot) or "-",
             state_text(row.status),
             money(row.estimate),

@@ -22,7 +22,7 @@ from pipeline import media
 from pipeline.cache import Cache, write_atomic
 from pipeline.decisions import Decisions, line_name
 from pipeline.errors import MediaError
-from pipeline.nodes import CARD, CLIP, STILL, Film, Shot, TextLayer, depends_on
+from pipeline.nodes import Card, Clip, Film, Node, Still, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.project import refuse_link_out
@@ -30,7 +30,7 @@ from pipeline.render import kind
 from pipeline.state import ShotState, said
 
 TEMPLATE = Path(__file__).resolve().parent / "review.html.j2"
-DECIDABLE = (CLIP, STILL)  # renders with takes to pick among
+DECIDABLE = (Clip, Still)  # renders with takes to pick among
 THUMB_WIDTH = 480  # pixels: a take is judged at about this size
 
 
@@ -39,7 +39,7 @@ class ShotCard:
     """One render as the page shows it: the render, and what the plan and the cache say
     of it."""
 
-    shot: Shot
+    shot: Node
     status: str
     message: str
     renderer: str
@@ -140,7 +140,7 @@ class Links:
 
     # Asked only of renders the cache holds:
     clip: Callable[[str], str]  # by render key
-    thumb: Callable[[Shot], str | None]
+    thumb: Callable[[Node], str | None]
     film: Callable[[Film], str | None]
     poster: Callable[[Film], str | None]
 
@@ -167,7 +167,7 @@ def board(
     missing = [c for c in cards.values() if c.status != ShotState.CACHED]
     totals = {
         "shots": len(
-            {(s.base_label, s.variant) for s in graph.expansion.shots if s.kind in DECIDABLE}
+            {(s.base_label, s.variant) for s in graph.expansion.shots if isinstance(s, DECIDABLE)}
         ),
         "renders": len(cards),
         "done": len(cards) - len(missing),
@@ -209,14 +209,14 @@ def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> ShotCar
 
 
 def _groups(
-    shots: tuple[Shot, ...],
+    shots: tuple[Node, ...],
     graph: Any,
     cards: dict[str, ShotCard],
     decisions: Decisions,
     rows: dict[str, Any],
 ) -> list[Group]:
     """A group per shot and set of variants with the same takes and the same decision."""
-    by_label: dict[str, dict[str, list[Shot]]] = {}
+    by_label: dict[str, dict[str, list[Node]]] = {}
     for shot in shots:
         by_label.setdefault(shot.base_label, {}).setdefault(shot.variant, []).append(shot)
     groups = []
@@ -250,7 +250,7 @@ def _groups(
                     verdict=verdict or "",
                     note=note,
                     decided=f"{by.split(' <')[0]} {at[:16].replace('T', ' ')}".strip(),
-                    decidable=first.kind in DECIDABLE,
+                    decidable=isinstance(first, DECIDABLE),
                     another=another,
                 )
             )
@@ -277,7 +277,7 @@ def _strips(
     strips: dict[tuple[str, tuple[str, ...]], list[Film]] = {}
     for film in films:
         film = graph.film(film)
-        clips = tuple(use.shot.key for use in film.uses if use.shot.model != CARD)
+        clips = tuple(use.shot.key for use in film.uses if not isinstance(use.shot, Card))
         strips.setdefault((film.id, clips), []).append(film)
     made = []
     for (sequence_id, clips), members in strips.items():
@@ -303,8 +303,8 @@ def _strips(
     return made
 
 
-def _item(shot: Shot, length: float, links: Links, held: set[str]) -> StripItem:
-    if shot.model == CARD:
+def _item(shot: Node, length: float, links: Links, held: set[str]) -> StripItem:
+    if isinstance(shot, Card):
         request = shot.request
         return StripItem(
             shot.label,
@@ -400,7 +400,7 @@ def static_links(cache: Cache, films: Path, folder: Path) -> Links:
     def clip(key: str) -> str:
         return _relative(cache.clips.path(key), folder) or ""
 
-    def thumb(shot: Shot) -> str | None:
+    def thumb(shot: Node) -> str | None:
         made = thumbnail(cache.clips.path(shot.key), folder / "thumbs", shot.key, shot.duration / 2)
         return _relative(made, folder)
 
@@ -423,7 +423,7 @@ def poster_time(film: Film) -> float:
     more often than any later one), past a title card."""
     start = 0.0
     for use in film.uses:
-        if use.shot.model != CARD:
+        if not isinstance(use.shot, Card):
             return start + use.length / 2
         start += use.length - film.overlap
     return film.duration / 2

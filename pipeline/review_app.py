@@ -43,7 +43,7 @@ from pipeline import decisions
 from pipeline.api import Session, decide_in
 from pipeline.cache import CACHE_DIRNAME, Cache
 from pipeline.errors import SpecError, StoryboardError, UserError, printable
-from pipeline.nodes import Film, Shot
+from pipeline.nodes import Film, Node
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.review import Board, Group, Links, board, poster_time, render_page, thumbnail
@@ -112,7 +112,7 @@ def _links(
         clips.setdefault(key, (cache.clips.path(key), 0.0))
         return f"/media/clip/{key}"
 
-    def thumb(shot: Shot) -> str | None:
+    def thumb(shot: Node) -> str | None:
         clips[shot.key] = (cache.clips.path(shot.key), shot.duration)
         return f"/media/thumb/{shot.key}.jpg"
 

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from pipeline.cache.journal import Failure
 from pipeline.hashing import canonical_json
 from pipeline.lock import Lock, LockedSequence, LockedShot
-from pipeline.nodes import Film, Shot, SoundUse
+from pipeline.nodes import Film, Node, SoundUse
 
 
 class ShotState(StrEnum):
@@ -173,7 +173,7 @@ class LockedShots:
         labels = frozenset(entry.shot for entry in lock.shots.values())
         return cls(found, labels, True, by_variant, frozenset(lock.shots))
 
-    def find(self, shot: Shot, variants: Iterable[str]) -> tuple[str, LockedShot] | None:
+    def find(self, shot: Node, variants: Iterable[str]) -> tuple[str, LockedShot] | None:
         """The lock's entry for this shot in these variants: its own key first, then the
         first entry in the lock that names one of the variants."""
         if shot.key in self.keys:
@@ -191,7 +191,7 @@ class LockedShots:
         return key, entry
 
 
-def shot_state(shot: Shot, variants: tuple[str, ...], facts: ShotFacts) -> State[ShotState]:
+def shot_state(shot: Node, variants: tuple[str, ...], facts: ShotFacts) -> State[ShotState]:
     """What a shot is now, and why it renders if it does."""
     if shot.key in facts.cached:
         return State(ShotState.CACHED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, VOICE, Shot
+from pipeline.nodes import Clip, LipSync, Music, Node, Still, Upscale, Voice
 from pipeline.plan import Plan
 from pipeline.state import FilmState, ShotState, said
 
@@ -30,22 +30,15 @@ class StatusRow:
         }
 
 
-# What status calls each kind of render, in the order it counts them.
-STATUS_KINDS = {
-    STILL: "still",
-    VOICE: "voice",
-    MUSIC: "music",
-    CLIP: "shot",
-    LIPSYNC: "lip-sync",
-    UPSCALE: "upscale",
-}
+# The kinds of render status counts, in the order it counts them.
+COUNTED = (Still, Voice, Music, Clip, LipSync, Upscale)
 PLURALS = {"music": "music"}
 
 
 def statuses(plan: Plan) -> list[StatusRow]:
     rows = [
         StatusRow(
-            STATUS_KINDS[row.shot.kind],
+            row.shot.one,
             row.shot.label,
             row.variants,
             row.shot.take,
@@ -61,7 +54,7 @@ def statuses(plan: Plan) -> list[StatusRow]:
     return rows
 
 
-def _decided(shot: Shot) -> tuple[str, ...]:
+def _decided(shot: Node) -> tuple[str, ...]:
     """What the decisions file says of the picked take: it wins over `pick:`."""
     return (shot.decided,) if shot.decided and shot.picked else ()
 
@@ -71,7 +64,7 @@ def summary_line(name: str, rows: list[StatusRow]) -> str:
     `stills 1/1 cached; ` first, when there are stills; voices, music, lip-syncs and
     upscales each counted apart too, where there are some)."""
     parts = []
-    kinds = [(kind, ShotState.CACHED) for kind in dict.fromkeys(STATUS_KINDS.values())]
+    kinds = [(kind.one, ShotState.CACHED) for kind in COUNTED]
     for kind, done in [*kinds, ("sequence", FilmState.CURRENT)]:
         mine = [r for r in rows if r.kind == kind]
         if not mine:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pipeline.cli import main
-from pipeline.nodes import Shot
+from pipeline.nodes import Clip, Node
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,7 @@ def run_process(*args: str, cwd: Path, env: dict[str, str] | None = None, timeou
     )
 
 
-def a_shot(key: str, **fields: Any) -> Shot:
+def a_shot(key: str, **fields: Any) -> Node:
     """A render built by hand for the tests of the decision core: a 6 s Hailuo clip of
     `key` (its id and label too), with `fields` changed."""
     made = {
@@ -120,7 +120,7 @@ def a_shot(key: str, **fields: Any) -> Shot:
         "price": 0.28,
         "index": 0,
     }
-    return Shot(**{**made, **fields})
+    return Clip(**{**made, **fields})
 
 
 def write(path: Path, text: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.render.preview import Card, draw
+from pipeline.render.preview import Animatic, draw
 from tests.conftest import write
 
 CHAIN = """\
@@ -87,7 +87,7 @@ def test_a_render_shared_by_variants_is_labelled_as_shared() -> None:
 
 def test_the_prompt_is_wrapped_inside_the_frame_at_1080p(tmp_path: Path) -> None:
     prompt = " ".join(["a very long prompt about a lighthouse keeper and the sea"] * 6)
-    card = Card(1920, 1080, 1.0, 25, "keeper  ·  take 1/1", prompt, "cd" * 32, clean=(0, 24))
+    card = Animatic(1920, 1080, 1.0, 25, "keeper  ·  take 1/1", prompt, "cd" * 32, clean=(0, 24))
     draw(card, tmp_path / "wide.mp4")
     middle = frames(tmp_path / "wide.mp4")[12]
     columns = np.nonzero(ink(middle).any(axis=0))[0]

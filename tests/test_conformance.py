@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import models
 from pipeline.expand import expand
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.spec import loads
 
 task_map = pytest.importorskip("runware.types.task_map")
@@ -161,14 +161,14 @@ sequences:
 """
 
 
-def every_request(tmp_path: Path) -> list[Shot]:
+def every_request(tmp_path: Path) -> list[Node]:
     """The renders of storyboards that make every kind of request the catalogue allows."""
     catalogue = models.catalogue()
     shots = [line for air, info in catalogue.models.items() if not info.is_image
              for line in _video_shots(air, info)]  # fmt: skip
     stills = [line for air, info in catalogue.models.items() if info.is_image
               for line in _image_stills(air, info)]  # fmt: skip
-    renders: list[Shot] = []
+    renders: list[Node] = []
     for index, shot in enumerate(shots):
         text = f"version: 1\nname: v{index}\nshots:\n  - {shot}\n"
         renders += expand(loads(text, ASSETS.parent / f"v{index}.yaml"), "runware").shots

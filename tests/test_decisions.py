@@ -14,7 +14,7 @@ from pipeline.errors import UserError
 from pipeline.expand import expand
 from pipeline.graph import Graph
 from pipeline.lock import Lock, LockedSequence, LockedShot
-from pipeline.nodes import Film, Shot
+from pipeline.nodes import Film, Node
 from pipeline.outputs import OutputIndex
 from pipeline.plan import Where, make_plan
 from pipeline.spec import loads
@@ -46,7 +46,7 @@ def graph_of(tmp_path: Path, text: str, renderer: str = "runware") -> Graph:
     return Graph.of(expand(loads(text, tmp_path / "t.yaml"), renderer))
 
 
-def locked(shot: Shot, key: str | None = None, **changes: object) -> dict[str, LockedShot]:
+def locked(shot: Node, key: str | None = None, **changes: object) -> dict[str, LockedShot]:
     entry = LockedShot(
         shot=shot.label,
         variants=[],
@@ -289,7 +289,7 @@ def test_resolving_from_the_cache_goes_down_a_chain(tmp_path: Path) -> None:
     frames = {a: "1" * 64, b: "2" * 64}
     found: dict[str, str] = {}
 
-    def find(upstream: Shot, at: str | float) -> tuple[Path, str] | None:
+    def find(upstream: Node, at: str | float) -> tuple[Path, str] | None:
         node = next(n for n in graph.nodes if graph.shot(n).key == upstream.key)
         found[node] = str(at)
         return (tmp_path / "f.png", frames[node]) if node in frames else None
@@ -375,7 +375,7 @@ sequences:
 
 def test_finishing_renders_follow_their_inputs(tmp_path: Path) -> None:
     graph = graph_of(tmp_path, SOUND)
-    by_label: dict[str, list[Shot]] = {}
+    by_label: dict[str, list[Node]] = {}
     for node in graph.nodes.values():
         by_label.setdefault(node.label, []).append(node)
     # A voice per way it is said: `hello` twice, `tag` once for both languages; one bed.

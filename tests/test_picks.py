@@ -13,7 +13,7 @@ import pytest
 from pipeline import decisions
 from pipeline.decisions import Act, Decided, Decision, Decisions
 from pipeline.errors import UserError
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.render import KINDS
 from tests.conftest import a_shot, write
 
@@ -36,7 +36,7 @@ sequences:
 """
 
 
-def take(label: str, variant: str, number: int, takes: int = 3, picked: int = 1) -> Shot:
+def take(label: str, variant: str, number: int, takes: int = 3, picked: int = 1) -> Node:
     return a_shot(
         f"{label}-{variant}-{number}",
         shot_id=label,

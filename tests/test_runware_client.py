@@ -22,7 +22,7 @@ from pipeline import spec as spec_module
 from pipeline.cache import Cache, JournalEntry
 from pipeline.expand import expand
 from pipeline.graph import Graph
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.render.runware import PollTiming, RunwareRenderer
 from pipeline.retry import Backoff
 from pipeline.run.shots import (
@@ -66,9 +66,9 @@ class Notes:
     def __init__(self, notes: list[str]) -> None:
         self.notes = notes
 
-    def shot_started(self, shot: Shot) -> None: ...
+    def shot_started(self, shot: Node) -> None: ...
 
-    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None: ...
+    def shot_phase(self, shot: Node, phase: str, spent: float) -> None: ...
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None: ...
 
@@ -81,7 +81,7 @@ def graph_of(project: Path, text: str) -> Graph:
     return Graph.of(expand(spec_module.load(spec), "runware"))
 
 
-def shots_of(project: Path, text: str) -> list[Shot]:
+def shots_of(project: Path, text: str) -> list[Node]:
     return graph_of(project, text).renders()
 
 
@@ -127,7 +127,7 @@ def render(
     return asyncio.run(go())
 
 
-def journal_task(project: Path, server: RunwareServer, shot: Shot) -> str:
+def journal_task(project: Path, server: RunwareServer, shot: Node) -> str:
     """A task sent by a build that then died: accepted by the server, named in the journal."""
     task_uuid = str(uuid.uuid4())
     task = {**shot.request, "taskUUID": task_uuid}

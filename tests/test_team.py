@@ -16,7 +16,7 @@ from pipeline.cache.remote_settings import RemoteSettings
 from pipeline.cache.store import Failure, MemoryStore, Stored
 from pipeline.errors import RemoteDamaged, RemoteError, RemoteReadOnly
 from pipeline.hashing import sha256_file
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.run.leases import Team
 from tests.conftest import a_shot
 
@@ -46,7 +46,7 @@ def record(tmp_path: Path, key: str, content: bytes) -> tuple[ClipRecord, Path]:
     return found, clip
 
 
-def shot(key: str) -> Shot:
+def shot(key: str) -> Node:
     return a_shot(key)
 
 

@@ -41,7 +41,7 @@ from pipeline.cache.journal import Failure, Failures, Journal, JournalEntry
 from pipeline.cache.storyboards import Registered, StoryboardRegistry
 from pipeline.cache.uploads import Uploads
 from pipeline.errors import CacheError, MediaError
-from pipeline.nodes import Shot
+from pipeline.nodes import Node, Still
 from pipeline.project import MARKERS, project_root, refuse_link_out
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class Cache:
             if entry.task_uuid and record and record.remote_ids.get("taskUUID") == entry.task_uuid:
                 self.journal.clear(key)
 
-    def frame(self, upstream: Shot, at: str | float) -> tuple[Path, str, float | None] | None:
+    def frame(self, upstream: Node, at: str | float) -> tuple[Path, str, float | None] | None:
         """An upstream render's frame and its hash: a still's image, a whole clip or sound
         (with its length in seconds), or a frame taken from its clip (once). None while the
         render is not here, or its frame cannot be taken (the shot waits; the build says
@@ -143,7 +143,7 @@ class Cache:
         if record is None:
             return None
         path = self.root / record.path
-        if at == "" or upstream.still:  # the whole output: a still, a clip, a voice
+        if at == "" or isinstance(upstream, Still):  # the whole output: a still, a clip, a voice
             return path, record.sha256, record.duration
         try:
             taken, digest = self.frames.of(path, record.sha256, at)

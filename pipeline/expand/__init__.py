@@ -29,7 +29,7 @@ from pipeline.expand.text import with_text
 from pipeline.nodes import (
     Expansion,
     Film,
-    Shot,
+    Node,
 )
 from pipeline.spec import Spec
 from pipeline.spec.references import frame_refs
@@ -64,7 +64,7 @@ def expand(
     # Items with a problem are not tried again; nor what starts from a frame of one, or
     # joins one, that was not made (it failed, or the storyboard does not have it).
     failed = set(spec.failed)
-    shots: list[Shot] = []
+    shots: list[Node] = []
     sequences: list[Film] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
     order = render_order(spec)
@@ -75,7 +75,7 @@ def expand(
         sources[loc] = problems.attempt(prompt_source, spec, loc, item)
         if sources[loc] is None:
             failed.add(item.id)
-    finishing: dict[str, Shot] = {}  # lip-syncs and upscales, made once per input
+    finishing: dict[str, Node] = {}  # lip-syncs and upscales, made once per input
     with templates.limits():
         worked = problems.attempt(vars_order, spec, templates)  # the vars that are templates
         for combination in variants if worked is not None else ():
@@ -85,7 +85,7 @@ def expand(
             variant_name = variant.name
             saying = Saying(context.inputs, templates, fonts, variant.values)
             voices, music = _sounds(spec, variant_name, saying, context, problems, failed)
-            by_id: dict[str, list[Shot]] = {}
+            by_id: dict[str, list[Node]] = {}
             for loc in order:
                 item = items[loc]
                 if problems.full:
@@ -105,7 +105,7 @@ def expand(
             shots.extend(music.values())
             for item in (*board.stills, *board.shots):
                 shots.extend(by_id.get(item.id, ()))
-            used: dict[str, Shot] = {}  # the finishing renders this variant's films use
+            used: dict[str, Node] = {}  # the finishing renders this variant's films use
             finish = _finisher(spec, context, voices, finishing, used)
             made = Made(voices, music, finish, lambda said: context.warnings.setdefault(said))
             for index, sequence_spec in enumerate(board.sequences):
@@ -138,11 +138,11 @@ def _sounds(
     context: Context,
     problems: Problems,
     failed: set[str],
-) -> tuple[dict[str, Shot], dict[str, Shot]]:
+) -> tuple[dict[str, Node], dict[str, Node]]:
     """The variant's voices and music by id; one that fails is said, and what uses it is not
     made (its id is among `failed`)."""
-    voices: dict[str, Shot] = {}
-    music: dict[str, Shot] = {}
+    voices: dict[str, Node] = {}
+    music: dict[str, Node] = {}
     board = spec.storyboard
     for found, ids, make in (
         (voices, [voice.id for voice in board.voices], expand_voice),
@@ -163,15 +163,15 @@ def _sounds(
 def _finisher(
     spec: Spec,
     context: Context,
-    voices: dict[str, Shot],
-    finishing: dict[str, Shot],
-    used: dict[str, Shot],
-) -> Callable[[str, Shot], Shot]:
+    voices: dict[str, Node],
+    finishing: dict[str, Node],
+    used: dict[str, Node],
+) -> Callable[[str, Node], Node]:
     """How a variant's films get the render they use of a take: lip-synced, upscaled (made
     once per input across variants, in `finishing`); each one made or used is in `used`."""
     where = {shot.id: ("shots", index) for index, shot in enumerate(spec.storyboard.shots)}
 
-    def finish(shot_id: str, take: Shot) -> Shot:
+    def finish(shot_id: str, take: Node) -> Node:
         loc = where.get(shot_id)
         if loc is None:  # a still
             return take
@@ -186,7 +186,7 @@ def _films(
     index: int,
     sequence_spec: SequenceSpec,
     variant_name: str,
-    by_id: dict[str, list[Shot]],
+    by_id: dict[str, list[Node]],
     saying: Saying,
     made: Made,
 ) -> list[Film]:
@@ -202,7 +202,7 @@ def _films(
     return films
 
 
-def _unused_decisions(spec: Spec, shots: list[Shot]) -> list[str]:
+def _unused_decisions(spec: Spec, shots: list[Node]) -> list[str]:
     """A line of the decisions file that holds for no render: the shot was renamed or
     removed, or the variant is gone. Said, not refused: the rest of the file still holds."""
     decisions = spec.decisions

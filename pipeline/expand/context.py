@@ -13,7 +13,7 @@ from typing import Any
 from pipeline import hashing, media
 from pipeline.errors import MediaError
 from pipeline.expand.framing import Framing
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.project import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -317,7 +317,7 @@ def sequence_file(spec: Spec, loc: tuple[Any, ...], name: str, saying: Saying) -
         raise spec.source.error(loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
 
 
-def select(shots: list[Shot], ref: SequenceShot) -> list[Shot]:
+def select(shots: list[Node], ref: SequenceShot) -> list[Node]:
     selected = []
     for shot in shots:
         if ref.take is not None and shot.take != ref.take:

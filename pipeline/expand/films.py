@@ -20,10 +20,11 @@ from pipeline.expand.sound import Made
 from pipeline.expand.text import check_glyphs, find_font
 from pipeline.nodes import (
     CARD,
+    Card,
     ClipUse,
     Film,
     Logo,
-    Shot,
+    Node,
     SoundUse,
 )
 from pipeline.spec import Spec
@@ -44,7 +45,7 @@ def expand_sequence(
     index: int,
     sequence: SequenceSpec,
     variant: str,
-    by_id: dict[str, list[Shot]],
+    by_id: dict[str, list[Node]],
     saying: Saying,
     made: Made,
 ) -> Film:
@@ -157,7 +158,7 @@ def with_voice(
     return replace(sequence, voice=voice, files={**sequence.files, digest: path})
 
 
-def _with_voice_render(spec: Spec, index: int, sequence: Film, voice: Shot, made: Made) -> Film:
+def _with_voice_render(spec: Spec, index: int, sequence: Film, voice: Node, made: Made) -> Film:
     """The sequence with a generated voice-over. Its length is known once it is rendered
     (a voice longer than the film is an error then); until then it is estimated from the
     text at the model's speaking rate, and a voice that looks too long is a warning now."""
@@ -252,7 +253,7 @@ def _even(value: float) -> int:
 
 
 def _trimmed(
-    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shot: Shot
+    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shot: Node
 ) -> ClipUse:
     """A shot's clip as the entry trims it: inside the clip, and some of it."""
     end = ref.end if ref.end is not None else float(shot.duration)
@@ -273,7 +274,7 @@ def _trimmed(
 
 
 def _no_match(
-    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shots: list[Shot]
+    spec: Spec, loc: tuple[Any, ...], sequence_id: str, ref: SequenceShot, shots: list[Node]
 ) -> Exception:
     """Why no clip of a shot fits a sequence entry: the take or the vars it asks for."""
     takes = shots[0].takes if shots else 1
@@ -336,7 +337,7 @@ def _card(
         "height": height,
         "fps": fps,
     }
-    shot = Shot(
+    shot = Card(
         key=hashing.shot_key(request, hashes, CARD, 1),
         shot_id=f"card-{where[1] + 1}",
         label=f"card {where[1] + 1}",
@@ -363,7 +364,7 @@ def _card(
 
 def _card_sized(use: ClipUse, width: int, height: int) -> ClipUse:
     """A card drawn at another format's size: its own clip, its own key."""
-    if use.shot.model != CARD:
+    if not isinstance(use.shot, Card):
         return use
     request = {**use.shot.request, "width": width, "height": height}
     key = hashing.shot_key(request, list(use.shot.image_hashes), CARD, 1)

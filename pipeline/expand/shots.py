@@ -26,10 +26,10 @@ from pipeline.expand.context import (
 )
 from pipeline.expand.framing import WHOLE, kept_area
 from pipeline.nodes import (
-    CLIP,
-    STILL,
+    Clip,
     FrameOf,
-    Shot,
+    Node,
+    Still,
     render_key,
 )
 from pipeline.spec import Spec
@@ -49,8 +49,8 @@ def expand_shot(
     variant: Variant,
     prompting: tuple[PromptTemplates, PromptSource],
     context: Context,
-    by_id: dict[str, list[Shot]],
-) -> list[Shot]:
+    by_id: dict[str, list[Node]],
+) -> list[Node]:
     """Every render of one shot (or still) in one variant: its matrix and takes."""
     board = spec.storyboard
     still = loc[0] == "stills"
@@ -82,7 +82,7 @@ def expand_shot(
             return (*loc, field) if source.has((*loc, field)) else loc
         return source.first((*loc, field), ("defaults", field))
 
-    made: list[Shot] = []
+    made: list[Node] = []
     shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
     for shot_variant, shot_values in shot_combos:
         label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
@@ -120,7 +120,7 @@ def expand_shot(
                 hashes.append(digest)
                 continue
             upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
-            frame: str | float = "" if upstream.still else given.frame
+            frame: str | float = "" if isinstance(upstream, Still) else given.frame
             if isinstance(frame, float) and frame >= upstream.duration:
                 raise source.error(
                     (*where(field), "frame"),
@@ -155,7 +155,7 @@ def expand_shot(
             if seed is not None:
                 take_request = {**request, "seed": seed + take - 1}
             made.append(
-                Shot(
+                (Still if still else Clip)(
                     key=render_key(take_request, hashes, context.renderer, take),
                     shot_id=shot.id,
                     label=label,
@@ -175,7 +175,6 @@ def expand_shot(
                     image_hashes=tuple(hashes),
                     price=price,
                     index=loc[1],
-                    kind=STILL if still else CLIP,
                     audio=audio or (info is not None and info.audio == "always"),
                     after=tuple(after),
                     decided=decided,
@@ -237,10 +236,10 @@ def _upstream(
     spec: Spec,
     shot_id: str,
     ref: FrameRef,
-    by_id: dict[str, list[Shot]],
+    by_id: dict[str, list[Node]],
     values: dict[str, Any],
     loc: tuple[Any, ...],
-) -> Shot:
+) -> Node:
     """The one render a frame reference names: the picked take (or `take:`), the variant its
     `vars:` name, else the one whose matrix values agree with the shot's own."""
     candidates = by_id[ref.name]

@@ -7,21 +7,24 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline import models
 from pipeline.expand.context import Context, Saying, first_set, said_as
 from pipeline.nodes import (
-    LIPSYNC,
-    MUSIC,
-    UPSCALE,
-    VOICE,
     FrameOf,
-    Shot,
+    LipSync,
+    Music,
+    Node,
+    Upscale,
+    Voice,
+    made_as,
     render_key,
 )
 from pipeline.spec import Spec
 from pipeline.spec.schema import LipsyncSpec, MusicSpec, ShotSpec, UpscaleSpec, VoiceSpec
+
+Edit = TypeVar("Edit", LipSync, Upscale)
 
 AUDIO_FORMAT = "MP3"  # the models' default: small, and every player reads it
 MUSIC_PREVIEW_SECONDS = 30.0  # a bed's length in preview when it gives none
@@ -125,20 +128,20 @@ class Made:
     """What a variant's films use besides clips: its voices and music by id, and the
     finished render of a take (`finish(shot id, take)`: lip-synced, upscaled)."""
 
-    voices: dict[str, Shot]
-    music: dict[str, Shot]
-    finish: Callable[[str, Shot], Shot]
+    voices: dict[str, Node]
+    music: dict[str, Node]
+    finish: Callable[[str, Node], Node]
     warn: Callable[[str], None]
 
 
-def expand_voice(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Shot:
+def expand_voice(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Node:
     """A voice of one variant: its text and voice id as the variant says them."""
     return _voice(spec, index, spec.storyboard.voices[index], variant, saying, context)
 
 
 def _voice(
     spec: Spec, index: int, voice: VoiceSpec, variant: str, saying: Saying, context: Context
-) -> Shot:
+) -> Node:
     loc = ("voices", index)
     info = _tool(spec, loc, voice.model, "speech")
     text = _words(spec, (*loc, "text"), voice.text, saying, (f"voice '{voice.id}'", info))
@@ -149,7 +152,9 @@ def _voice(
     request = _request(info, AUDIO_FORMAT, speech=speech)
     estimate = spoken_seconds(text, info.speech_rate or 15.0, voice.speed or 1.0)
     price = _priced(voice.price, spec.storyboard, info.air, info.cost(characters=len(text)))
-    return _sound(voice.id, variant, index, info, request, text, estimate, price, VOICE, context)
+    return _sound(
+        Voice, (voice.id, variant, index), info, request, (text, estimate), price, context
+    )
 
 
 def _voice_id(spec: Spec, loc: tuple[Any, ...], voice: VoiceSpec, saying: Saying) -> str:
@@ -172,14 +177,14 @@ def _voice_id(spec: Spec, loc: tuple[Any, ...], voice: VoiceSpec, saying: Saying
     return speaker
 
 
-def expand_music(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Shot:
+def expand_music(spec: Spec, index: int, variant: str, saying: Saying, context: Context) -> Node:
     """A music bed of one variant: its prompt as the variant says it."""
     return _music(spec, index, spec.storyboard.music[index], variant, saying, context)
 
 
 def _music(
     spec: Spec, index: int, music: MusicSpec, variant: str, saying: Saying, context: Context
-) -> Shot:
+) -> Node:
     loc = ("music", index)
     info = _tool(spec, loc, music.model, "music")
     whose = (f"music '{music.id}'", info)
@@ -202,22 +207,24 @@ def _music(
     request["settings"] = {name: value for name, value in settings.items() if name in info.settings}
     length = music.duration or MUSIC_PREVIEW_SECONDS  # what a preview draws
     price = _priced(music.price, spec.storyboard, info.air, info.cost())
-    return _sound(music.id, variant, index, info, request, prompt, length, price, MUSIC, context)
+    return _sound(
+        Music, (music.id, variant, index), info, request, (prompt, length), price, context
+    )
 
 
 def _sound(
-    item_id: str,
-    variant: str,
-    index: int,
+    kind: type[Voice] | type[Music],
+    item: tuple[str, str, int],
     info: models.ToolInfo,
     request: dict[str, Any],
-    words: str,
-    seconds: float,
+    said: tuple[str, float],
     price: float | None,
-    kind: str,
     context: Context,
-) -> Shot:
-    return Shot(
+) -> Voice | Music:
+    """A voice or a bed: `item` (its id, variant, index), `said` (its words, its seconds)."""
+    item_id, variant, index = item
+    words, seconds = said
+    return kind(
         key=render_key(request, [], context.renderer, 1),
         shot_id=item_id,
         label=item_id,
@@ -237,7 +244,6 @@ def _sound(
         image_hashes=(),
         price=price,
         index=index,
-        kind=kind,
         audio=True,
     )
 
@@ -249,11 +255,11 @@ def finished(
     spec: Spec,
     loc: tuple[Any, ...],
     item: ShotSpec,
-    take: Shot,
-    having: tuple[dict[str, Shot], Context],
-    made: dict[str, Shot],
-    used: dict[str, Shot],
-) -> Shot:
+    take: Node,
+    having: tuple[dict[str, Node], Context],
+    made: dict[str, Node],
+    used: dict[str, Node],
+) -> Node:
     """The render a film uses of `take`: the take itself, or it lip-synced to a voice and
     then upscaled, as the shot asks (`having` the variant's voices). Each is made once per
     input (`made`, by the key of the render it starts from and what it asks), however many
@@ -263,18 +269,18 @@ def finished(
     lipsync, upscale = item.lipsync, item.upscale
     if lipsync is not None:
         voice, clip = voices[lipsync.voice], shot
-        name = f"{LIPSYNC}:{clip.key}:{voice.key}:{lipsync.model}"
+        name = f"lipsync:{clip.key}:{voice.key}:{lipsync.model}"
         shot = _once(made, used, name, lambda: _lipsync(spec, loc, lipsync, clip, voice, context))
     if upscale is not None:
         source = shot
-        name = f"{UPSCALE}:{source.key}:{upscale.model}:{upscale.resolution}"
+        name = f"upscale:{source.key}:{upscale.model}:{upscale.resolution}"
         shot = _once(made, used, name, lambda: _upscale(spec, loc, upscale, source, context))
     return shot
 
 
 def _once(
-    made: dict[str, Shot], used: dict[str, Shot], name: str, make: Callable[[], Shot]
-) -> Shot:
+    made: dict[str, Node], used: dict[str, Node], name: str, make: Callable[[], Node]
+) -> Node:
     if name not in made:
         made[name] = make()
     used.setdefault(made[name].key, made[name])
@@ -285,10 +291,10 @@ def _lipsync(
     spec: Spec,
     loc: tuple[Any, ...],
     given: LipsyncSpec,
-    clip: Shot,
-    voice: Shot,
+    clip: Node,
+    voice: Node,
     context: Context,
-) -> Shot:
+) -> Node:
     info = _tool(spec, (*loc, "lipsync"), given.model, "lipsync")
     request = _request(
         info,
@@ -307,13 +313,13 @@ def _lipsync(
         (1, info.price) if _set_price(given.price, spec.storyboard, info.air) is None else None
     )
     inputs = (FrameOf(0, clip.key, clip.label, ""), FrameOf(1, voice.key, voice.label, ""))
-    lipsync = _edit(clip, info, request, places, inputs, price, LIPSYNC, context, voice.key)
+    lipsync = _edit(LipSync, clip, info, request, (places, inputs), price, context, voice.key)
     return replace(lipsync, priced_by=by_voice)
 
 
 def _upscale(
-    spec: Spec, loc: tuple[Any, ...], given: UpscaleSpec, clip: Shot, context: Context
-) -> Shot:
+    spec: Spec, loc: tuple[Any, ...], given: UpscaleSpec, clip: Node, context: Context
+) -> Node:
     info = _tool(spec, (*loc, "upscale"), given.model, "upscale")
     short = (info.resolutions or {}).get(given.resolution)
     if short is None:
@@ -328,9 +334,8 @@ def _upscale(
     estimate = info.cost(seconds=clip.duration)
     price = _priced(given.price, spec.storyboard, info.air, estimate)
     upstream = (FrameOf(0, clip.key, clip.label, ""),)
-    upscaled = _edit(
-        clip, info, request, (("inputs", "video"),), upstream, price, UPSCALE, context, clip.speaks
-    )
+    places = (("inputs", "video"),)
+    upscaled = _edit(Upscale, clip, info, request, (places, upstream), price, context, clip.speaks)
     by_clip = (
         (0, info.price) if _set_price(given.price, spec.storyboard, info.air) is None else None
     )
@@ -346,28 +351,30 @@ def _scaled(width: int, height: int, short: int) -> tuple[int, int]:
 
 
 def _edit(
-    clip: Shot,
+    kind: type[Edit],
+    clip: Node,
     info: models.ToolInfo,
     request: dict[str, Any],
-    places: tuple[tuple[str | int, ...], ...],
-    inputs: tuple[FrameOf, ...],
+    inputs: tuple[tuple[tuple[str | int, ...], ...], tuple[FrameOf, ...]],
     price: float | None,
-    kind: str,
     context: Context,
     speaks: str = "",
-) -> Shot:
-    hashes = [""] * len(inputs)
-    edited = replace(
+) -> Edit:
+    """A lip-sync or an upscale of `clip`: its `inputs` (where each goes in the request,
+    and the render it is), keyed once they are known."""
+    places, upstream = inputs
+    hashes = [""] * len(upstream)
+    edited = made_as(
+        kind,
         clip,
-        label=f"{clip.label}/{kind}",
+        label=f"{clip.label}/{kind.kind}",
         model=info.air,
         request=request,
-        images=tuple(Path() for _ in inputs),  # known once the inputs are: graph.resolve
+        images=tuple(Path() for _ in upstream),  # known once the inputs are: graph.resolve
         image_hashes=tuple(hashes),
         price=price,
-        kind=kind,
         audio=bool(speaks) or clip.audio,
-        after=inputs,
+        after=upstream,
         places=places,
         speaks=speaks,
     )

@@ -14,7 +14,7 @@ from pipeline.retry import Backoff
 if TYPE_CHECKING:
     from pipeline.cache import Cache
     from pipeline.media import ClipInfo, Taken
-    from pipeline.nodes import Shot
+    from pipeline.nodes import Node
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def ignore(*_: Any) -> None:
 class RenderJob:
     """One shot to render into `output` (a temporary path on the cache's filesystem)."""
 
-    shot: Shot
+    shot: Node
     output: Path
     # Write a remote task id durably *before* submitting it, so a crash can collect it.
     note_task: Callable[[str], None]

@@ -10,14 +10,14 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import ffmpeg
 
 from pipeline import media
 from pipeline.errors import MediaError, RenderError
 from pipeline.expand.framing import WHOLE
-from pipeline.nodes import CLIP, LIPSYNC, MUSIC, STILL, UPSCALE, Shot
+from pipeline.nodes import Card, Clip, LipSync, Music, Node, Output, Still, Upscale, Voice
 from pipeline.render import CHECKING, KINDS, RenderJob, RenderResult
 from pipeline.typeface import BUNDLED, Fonts, covering
 
@@ -25,7 +25,7 @@ PUSH_IN = 0.12  # how far the first frame zooms over the clip
 
 
 @dataclass(frozen=True)
-class Card:
+class Animatic:
     """What an animatic shows: the size and timing asked for, and words to read."""
 
     width: int
@@ -46,15 +46,15 @@ class Card:
     clean: tuple[int, ...] = ()
 
     @property
-    def kind(self) -> str:
-        return STILL if self.still else CLIP
+    def output(self) -> Output:
+        return Output.IMAGE if self.still else Output.VIDEO
 
     @property
     def frames(self) -> int:
         return 1 if self.still else round(self.duration * (self.fps or 25))
 
 
-def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
+def card_for(job: RenderJob, fonts: Fonts | None = None) -> Animatic:
     """The card of a shot, its words in a font that draws them (a Japanese prompt needs a
     font with Japanese glyphs: fontconfig finds one on this machine when there is one)."""
     shot = job.shot
@@ -63,7 +63,7 @@ def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
     )
     fonts = fonts or Fonts()
     x0, y0, x1, y1 = shot.request.get("previewLabelArea") or WHOLE
-    card = Card(
+    card = Animatic(
         width=shot.width,
         height=shot.height,
         duration=shot.duration,
@@ -74,13 +74,13 @@ def card_for(job: RenderJob, fonts: Fonts | None = None) -> Card:
         image=shot.images[0] if shot.images else None,
         font=covering(title, fonts)[0],
         prompt_font=covering(shot.prompt, fonts)[0],
-        still=shot.still,
+        still=isinstance(shot, Still),
         area=(float(x0), float(y0), float(x1), float(y1)),
     )
     return replace(card, clean=clean_frames(job.frames, card.frames, card.fps or 25))
 
 
-def _serves(shot: Shot, variants: tuple[str, ...]) -> list[str]:
+def _serves(shot: Node, variants: tuple[str, ...]) -> list[str]:
     """The variant a render is of, or how many share it (not the first one's name)."""
     named = [v for v in variants if v]
     if len(named) > 1:
@@ -107,7 +107,7 @@ def colour(seed: str) -> str:
     return f"0x{int(red * 255):02x}{int(green * 255):02x}{int(blue * 255):02x}"
 
 
-def command(card: Card, output: Path, workdir: Path) -> list[str]:
+def command(card: Animatic, output: Path, workdir: Path) -> list[str]:
     """The ffmpeg arguments that draw `card` into `output`."""
     width, height, fps = card.width, card.height, card.fps or 25
     frames = card.frames
@@ -144,7 +144,7 @@ def command(card: Card, output: Path, workdir: Path) -> list[str]:
     return stream.get_args(overwrite_output=True)
 
 
-def _labels(video: Any, card: Card, workdir: Path) -> Any:
+def _labels(video: Any, card: Animatic, workdir: Path) -> Any:
     """The title, the prompt, PREVIEW and the clip's timecode, inside the card's area and
     sized to it; none of them on the clean frames."""
     x0, y0, x1, y1 = card.area
@@ -236,11 +236,11 @@ def _encoding(fps: int) -> dict[str, Any]:
     }
 
 
-def sound_command(shot: Shot, output: Path) -> list[str]:
+def sound_command(shot: Node, output: Path) -> list[str]:
     """A voice as a murmur of its estimated length (a tone that rises and falls four times a
     second, as syllables do); music as a quiet two-note bed. AAC in MP4, as clips are."""
     seconds = round(max(shot.duration, 0.5), 3)
-    if shot.kind == MUSIC:
+    if isinstance(shot, Music):
         low = ffmpeg.input(f"sine=frequency=110:duration={seconds}", f="lavfi").audio
         high = ffmpeg.input(f"sine=frequency=165:duration={seconds}", f="lavfi").audio
         sound = ffmpeg.filter([low, high], "amix", inputs=2).filter("volume", 0.3)
@@ -256,14 +256,14 @@ def sound_command(shot: Shot, output: Path) -> list[str]:
     return stream.get_args(overwrite_output=True)
 
 
-def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
+def edit_command(shot: Node, output: Path, font: Path) -> list[str]:
     """An upscale as a scale of its clip; a lip-sync as its clip marked, with the voice as
     its sound (cut where the clip ends)."""
     clip = ffmpeg.input(str(shot.images[0]))
     fps = shot.fps or 25
     video = clip.video.filter("scale", shot.width, shot.height).filter("setsar", 1)
     streams = [video]
-    if shot.kind == LIPSYNC:
+    if isinstance(shot, LipSync):
         size = max(shot.height // 24, 10)
         video = video.drawtext(
             fontfile=str(font),
@@ -292,13 +292,13 @@ def edit_command(shot: Shot, output: Path, font: Path) -> list[str]:
     return stream.get_args(overwrite_output=True)
 
 
-def time_limit(card: Card) -> float:
+def time_limit(card: Animatic) -> float:
     """Seconds an animatic may take to draw: far more than the second it takes, so that only
     an ffmpeg that hangs is stopped."""
     return 60.0 + 10.0 * card.duration
 
 
-def draw(card: Card, output: Path) -> media.ClipInfo:
+def draw(card: Animatic, output: Path) -> media.ClipInfo:
     """Draw a card synchronously (benchmarks use this) and validate it."""
     with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
         media.run_ffmpeg(command(card, output, Path(workdir)), "draw a preview", time_limit(card))
@@ -324,8 +324,19 @@ class PreviewRenderer:
 
     async def render(self, job: RenderJob) -> RenderResult:
         shot = job.shot
-        if shot.sound or shot.kind in (UPSCALE, LIPSYNC):
-            return await self._made_of(job)
+        match shot:
+            case Clip() | Still() | Card():
+                return await self._drawn(job)
+            case Voice() | Music():
+                args = sound_command(shot, job.output)
+            case Upscale() | LipSync():
+                args = edit_command(shot, job.output, BUNDLED)
+            case _:
+                assert_never(shot)
+        return await self._made_of(job, args)
+
+    async def _drawn(self, job: RenderJob) -> RenderResult:
+        """A clip or still: an animatic card of its words."""
         card = await asyncio.to_thread(card_for, job, self.fonts)
         with tempfile.TemporaryDirectory(prefix="storyboard-card-") as workdir:
             args = command(card, job.output, Path(workdir))
@@ -336,18 +347,13 @@ class PreviewRenderer:
         asked = (card.width, card.height, card.duration)
         job.phase(CHECKING)
         info, frames = await asyncio.to_thread(
-            media.check_render, job.output, card.kind, job.frames, asked
+            media.check_render, job.output, card.output, job.frames, asked
         )
         return RenderResult(path=job.output, info=info, seed=None, cost=0.0, frames=frames)
 
-    async def _made_of(self, job: RenderJob) -> RenderResult:
-        """A voice, music, upscale or lip-sync: drawn from its inputs in one ffmpeg run."""
+    async def _made_of(self, job: RenderJob, args: list[str]) -> RenderResult:
+        """A voice, music, upscale or lip-sync: made from its inputs in one ffmpeg run."""
         shot = job.shot
-        args = (
-            sound_command(shot, job.output)
-            if shot.sound
-            else edit_command(shot, job.output, BUNDLED)
-        )
         limit = 60.0 + 10.0 * shot.duration
         try:
             await media.run_ffmpeg_async(args, f"make the preview {shot.kind}", limit)
@@ -356,7 +362,7 @@ class PreviewRenderer:
         asked = None if shot.sound else (shot.width, shot.height, shot.duration)
         job.phase(CHECKING)
         info, frames = await asyncio.to_thread(
-            media.check_render, job.output, shot.kind, job.frames, asked
+            media.check_render, job.output, shot.output, job.frames, asked
         )
         return RenderResult(path=job.output, info=info, seed=None, cost=0.0, frames=frames)
 

@@ -47,7 +47,7 @@ from pipeline.errors import (
     Unreachable,
     UserError,
 )
-from pipeline.nodes import LIPSYNC, UPSCALE, Shot, placed
+from pipeline.nodes import LipSync, Node, Upscale, placed
 from pipeline.render import (
     CHECKING,
     DOWNLOADING,
@@ -100,7 +100,7 @@ DONE_STATUSES = ("success", "completed")
 POLL_BATCH = 100
 POLL_WINDOW = 0.05  # polls due this close together share one request
 DOWNLOAD_ATTEMPTS = 4
-MEDIA_INPUTS = (UPSCALE, LIPSYNC)  # renders whose inputs are uploaded as media, not images
+MEDIA_INPUTS = (Upscale, LipSync)  # renders whose inputs are uploaded as media, not images
 RETRY_AFTER_CAP = 60.0  # the longest a 429's Retry-After is honoured
 SLOW_DOWNLOAD_NOTE = 10.0  # seconds between notes about a download that is still going
 MIN_POLL_SECONDS = 1.0  # against the real API: Runware advises 1 to 2 s, then backing off
@@ -757,7 +757,7 @@ class RunwareRenderer:
         self._checks.shutdown(wait=False, cancel_futures=True)
 
     async def render(self, job: RenderJob) -> RenderResult:
-        """Render one shot. Every failure leaves here without the API key: this, and `note`,
+        """Node one shot. Every failure leaves here without the API key: this, and `note`,
         are the edges where what the client and httpx say becomes the project's words."""
         try:
             return await self._render(job)
@@ -785,7 +785,7 @@ class RunwareRenderer:
             item = await self.poller.wait(task_uuid, shot.label, True, accepted)
         cost = self._cost(item, shot)
         job.remote_done(cost)
-        noun = _output_noun(shot)
+        noun = shot.output.value  # what the result names its file by: videoURL, imageURL, audioURL
         url = item.get(f"{noun}URL")
         if not url:
             raise NotCollected(
@@ -852,7 +852,7 @@ class RunwareRenderer:
             return task_uuid
         raise AssertionError("unreachable")
 
-    async def _submit(self, task: dict[str, Any], shot: Shot) -> None:
+    async def _submit(self, task: dict[str, Any], shot: Node) -> None:
         """Send once; a lost answer is retried with the same taskUUID by RunwareApi.post."""
         task_uuid = task["taskUUID"]
         answer = await self.api.post([task], f"shot '{shot.label}': submit")
@@ -877,18 +877,18 @@ class RunwareRenderer:
             raise RefusedError(said, code=code if is_final(code) else "")
         raise TransientError(f"shot '{shot.label}': the submit was not acknowledged")
 
-    async def _request_for(self, shot: Shot) -> dict[str, Any]:
+    async def _request_for(self, shot: Node) -> dict[str, Any]:
         """The shot's request with each `sha256:` input placeholder replaced by the UUID of
         its upload: frame images by imageUpload, clips and voices by mediaStorage."""
         request = dict(shot.request)
-        media_input = shot.kind in MEDIA_INPUTS
+        media_input = isinstance(shot, MEDIA_INPUTS)
         for slot, (path, digest) in enumerate(zip(shot.images, shot.image_hashes, strict=True)):
             uploaded = await self._uploaded(path, digest, shot, media_input)
             request = placed(request, shot.place(slot), uploaded)
         return request
 
     async def _uploaded(
-        self, path: os.PathLike[str], digest: str, shot: Shot, media_input: bool = False
+        self, path: os.PathLike[str], digest: str, shot: Node, media_input: bool = False
     ) -> str:
         """Upload an input once per content (per API endpoint) and remember its UUID: an
         image as an imageUpload, a clip or a sound as mediaStorage."""
@@ -918,7 +918,7 @@ class RunwareRenderer:
 
     # -- collecting ---------------------------------------------------------------------------
 
-    def _cost(self, item: dict[str, Any], shot: Shot) -> float | None:
+    def _cost(self, item: dict[str, Any], shot: Node) -> float | None:
         """The reported cost, if it is a finite number of dollars, not negative."""
         value = item.get("cost")
         if value is None:
@@ -951,7 +951,7 @@ class RunwareRenderer:
                     await self._fetch(url, job)
                 job.phase(CHECKING)
                 return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.check_render, job.output, shot.kind, job.frames
+                    self._checks, media.check_render, job.output, shot.output, job.frames
                 )
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"
@@ -1037,13 +1037,6 @@ def _about_image(error: dict[str, Any]) -> bool:
     parameter = error.get("parameter")
     names = " ".join(map(str, parameter)) if isinstance(parameter, list) else str(parameter or "")
     return "image" in f"{error.get('code') or ''} {names}".lower()
-
-
-def _output_noun(shot: Shot) -> str:
-    """What a result names its file by: `imageURL`, `audioURL`, `videoURL`."""
-    if shot.still:
-        return "image"
-    return "audio" if shot.sound else "video"
 
 
 def _data_uri(path: os.PathLike[str]) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.cache import Cache, ClipRecord
 from pipeline.cache.remote import Lease, Remote
 from pipeline.errors import RemoteError, RemoteReadOnly
-from pipeline.nodes import Shot
+from pipeline.nodes import Node
 from pipeline.share import pull_clip, push_clip
 
 
@@ -45,7 +45,7 @@ class Team:
     push: bool = True
     leases: dict[str, Lease] = field(default_factory=dict)
 
-    async def claim(self, shot: Shot, forced: bool) -> Claim:
+    async def claim(self, shot: Node, forced: bool) -> Claim:
         """The team's clip of the key, else the key's lease (waiting while another machine
         renders it, then taking its clip)."""
         while True:
@@ -82,7 +82,7 @@ class Team:
             # Another machine delivered it meanwhile: its clip is pulled on the next turn.
 
     @contextlib.asynccontextmanager
-    async def holding(self, shot: Shot, claim: Claim) -> AsyncIterator[None]:
+    async def holding(self, shot: Node, claim: Claim) -> AsyncIterator[None]:
         """The claim's lease kept alive while the key renders, and given back after, unless
         a paid task of it is still out."""
         lease = claim.lease
@@ -106,7 +106,7 @@ class Team:
             self.remote.note_task(lease, task)
 
     async def share(
-        self, shot: Shot, record: ClipRecord, forced: bool
+        self, shot: Node, record: ClipRecord, forced: bool
     ) -> tuple[ClipRecord, str | None]:
         """Share a clip just rendered: the clip the key now has (another machine's, when its
         clip got there first) and what to say about it."""
@@ -131,5 +131,5 @@ class Team:
             "holds that one, as every machine does"
         )
 
-    async def _delivered(self, shot: Shot, forced: bool) -> bool:
+    async def _delivered(self, shot: Node, forced: bool) -> bool:
         return not forced and bool(await self.remote.present("clips", [shot.key]))

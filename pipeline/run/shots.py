@@ -1,4 +1,4 @@
-"""Render the graph's nodes concurrently: slots, per-key locks, retries, budget, journal, stop
+"""Node the graph's nodes concurrently: slots, per-key locks, retries, budget, journal, stop
 on failure; a node that starts from another's frame once that render is made. With a team
 cache, each key is claimed from the team first (leases.py)."""
 
@@ -29,7 +29,7 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.graph import FrameFinder, Graph
-from pipeline.nodes import UPSCALE, Shot
+from pipeline.nodes import Node, Still, Upscale
 from pipeline.render import Renderer, RendererOptions, RenderJob, RenderResult, make_renderer
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 from pipeline.run.leases import Team
@@ -63,7 +63,7 @@ class Resume:
 
 @dataclass(frozen=True)
 class Outcome:
-    shot: Shot
+    shot: Node
     status: Ran
     record: ClipRecord | None = None
     error: str | None = None
@@ -85,9 +85,9 @@ class Outlook:
 
 
 class Reporter(Protocol):
-    def shot_started(self, shot: Shot) -> None: ...
+    def shot_started(self, shot: Node) -> None: ...
 
-    def shot_phase(self, shot: Shot, phase: str, spent: float) -> None: ...
+    def shot_phase(self, shot: Node, phase: str, spent: float) -> None: ...
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None: ...
 
@@ -158,7 +158,7 @@ class Scheduler:
         )
 
     async def run(self, nodes: list[str]) -> list[Outcome]:
-        """Render the graph's `nodes`; one that starts from another's frame waits for that
+        """Node the graph's `nodes`; one that starts from another's frame waits for that
         render (in no slot), then renders as soon as its frame exists."""
         self._slots = asyncio.Semaphore(max(self.options.jobs, 1))
         loop = asyncio.get_running_loop()
@@ -238,7 +238,7 @@ class Scheduler:
         finally:
             self.cache.locks.unlock(fd)
 
-    async def _locked(self, shot: Shot, started: float) -> Outcome:
+    async def _locked(self, shot: Node, started: float) -> Outcome:
         record = self.cache.clips.get(shot.key)
         forced = shot.key in self.options.force
         if record is not None and not forced:
@@ -266,7 +266,7 @@ class Scheduler:
         return await self._shared(shot, resume, forced, started)
 
     async def _shared(
-        self, shot: Shot, resume: Resume | None, forced: bool, started: float
+        self, shot: Node, resume: Resume | None, forced: bool, started: float
     ) -> Outcome:
         """With a team cache: its clip if it has one; else the key's lease (see leases.py),
         the render, and the clip shared before the lease goes."""
@@ -286,15 +286,15 @@ class Scheduler:
                 outcome = replace(outcome, record=kept, warning=warning or outcome.warning)
             return outcome
 
-    def _pulled(self, shot: Shot, record: ClipRecord, started: float) -> Outcome:
+    def _pulled(self, shot: Node, record: ClipRecord, started: float) -> Outcome:
         """The team's clip of the key is this cache's now. A task this cache journaled for it
         is not collected: the team's clip is the key's (whoever took over this build's lease
         collected that task, or another machine's clip reached the team first)."""
         self.cache.journal.clear(shot.key)
         return self._finish(Outcome(shot, Ran.PULLED, record, seconds=_since(started)))
 
-    async def _rendered(self, shot: Shot, resume: Resume | None, started: float) -> Outcome:
-        """Render (or collect) until it succeeds, fails for good, or may not be tried again."""
+    async def _rendered(self, shot: Node, resume: Resume | None, started: float) -> Outcome:
+        """Node (or collect) until it succeeds, fails for good, or may not be tried again."""
         retries = 0
         while True:
             try:
@@ -322,7 +322,7 @@ class Scheduler:
             except (RenderError, MediaError) as exc:
                 return self._failed(shot, exc, started)
 
-    async def _render_once(self, shot: Shot, resume: Resume | None, started: float) -> Outcome:
+    async def _render_once(self, shot: Node, resume: Resume | None, started: float) -> Outcome:
         """One render: a new task (in a concurrency slot, within the budget) or the collection
         of a journaled one (already running and paid for: no slot, no budget)."""
         price = 0.0 if resume else (shot.price or 0.0)
@@ -419,7 +419,7 @@ class Scheduler:
         )
         return self._finish(outcome)
 
-    async def _lock(self, shot: Shot) -> int | None:
+    async def _lock(self, shot: Node) -> int | None:
         """The key's lock; while another build renders the key, wait (and say so)."""
         started = time.monotonic()
         said = False
@@ -434,12 +434,12 @@ class Scheduler:
                 )
             await asyncio.sleep(LOCK_POLL)
 
-    def _frozen_out(self, shot: Shot) -> bool:
+    def _frozen_out(self, shot: Node) -> bool:
         """--frozen, and a shot whose key (known only now) the lock does not name."""
         frozen = self.options.frozen
         return frozen is not None and shot.key not in frozen and not self.cache.clips.get(shot.key)
 
-    async def _with_frames(self, node: str) -> Shot | Outcome:
+    async def _with_frames(self, node: str) -> Node | Outcome:
         """The node's render with the frames of its upstream renders, once they exist (the
         graph resolves its key); or why it is not rendered (an upstream render failed or did
         not start): nothing is paid for it."""
@@ -494,7 +494,7 @@ class Scheduler:
             return "not started: interrupted"
         return ""
 
-    def _refusal(self, shot: Shot) -> str:
+    def _refusal(self, shot: Node) -> str:
         """Why a new task may not be submitted now; "" when it may."""
         reason = self._why_not()
         if reason:
@@ -510,7 +510,7 @@ class Scheduler:
             return self._why_not()
         return ""
 
-    def _failed(self, shot: Shot, error: StoryboardError, started: float) -> Outcome:
+    def _failed(self, shot: Node, error: StoryboardError, started: float) -> Outcome:
         message = error.message
         if isinstance(error, MediaError):
             message = f"{shot.label}: {message}"
@@ -524,7 +524,7 @@ class Scheduler:
             Outcome(shot, Ran.FAILED, error=message, seconds=time.monotonic() - started)
         )
 
-    def _note_task(self, shot: Shot, task: str | None) -> None:
+    def _note_task(self, shot: Node, task: str | None) -> None:
         self.cache.journal.write(
             JournalEntry(
                 key=shot.key,
@@ -538,27 +538,31 @@ class Scheduler:
         if self.team is not None and task is not None:
             self.team.note_task(shot.key, task)
 
-    def _journal_cost(self, shot: Shot, cost: float | None) -> None:
+    def _journal_cost(self, shot: Node, cost: float | None) -> None:
         """Keep what a task cost beside its id, so that a clip never collected is still
         known as paid for. Not flushed: after a crash the provider tells the cost again."""
         entry = self.cache.journal.read(shot.key)
         if entry is not None and cost is not None:
             self.cache.journal.write(entry.model_copy(update={"cost": cost}), durable=False)
 
-    def _store(self, shot: Shot, result: RenderResult) -> tuple[ClipRecord, str | None]:
+    def _store(self, shot: Node, result: RenderResult) -> tuple[ClipRecord, str | None]:
         """Move the clip into the cache. A paid clip is kept even if it is not what was asked
         (it is recorded as delivered, and the user is told); a free one must be exact."""
-        info = result.info or media.check_render(result.path, shot.kind)[0]
+        info = result.info or media.check_render(result.path, shot.output)[0]
         warning = None
         # A sound's length is what the words take (known once spoken): not checked. An
         # upscaler picks the size it delivers (the film scales it to its own).
-        sized = shot.kind != UPSCALE and (info.width, info.height) != (shot.width, shot.height)
+        sized = not isinstance(shot, Upscale) and (info.width, info.height) != (
+            shot.width,
+            shot.height,
+        )
         if not shot.sound and (
-            sized or (not shot.still and abs(info.duration - shot.duration) > 0.5 / info.fps)
+            sized
+            or (not isinstance(shot, Still) and abs(info.duration - shot.duration) > 0.5 / info.fps)
         ):
             what = (
                 f"{info.width}x{info.height} ({shot.width}x{shot.height} was asked for)"
-                if shot.still
+                if isinstance(shot, Still)
                 else f"{info.width}x{info.height}, {info.duration:.2f} s "
                 f"({shot.width}x{shot.height}, {shot.duration} s was asked for)"
             )
@@ -627,7 +631,7 @@ def render(
     reporter: Reporter,
     remote: Remote | None = None,
 ) -> ShotsRun:
-    """Render the graph's `nodes`; the first Ctrl-C stops new work, a second one exits at
+    """Node the graph's `nodes`; the first Ctrl-C stops new work, a second one exits at
     once."""
     return asyncio.run(
         _render(nodes, graph, cache, renderer_name, renderer_options, options, reporter, remote)
