@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline import plan, preflight
 from pipeline.errors import CacheError
+from pipeline.graph import Graph
 from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
 from pipeline.nodes import Node
@@ -174,10 +175,10 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
         )
         summary.outcomes, summary.spending = ran.outcomes, ran.spending
         summary.interrupted, summary.fatal = ran.interrupted, ran.fatal
-        if any(row.shot.pending for row in work.rows):
-            # Keys that waited on upstream frames are known now, in the graph: gc keeps them.
-            with contextlib.suppress(CacheError):
-                preflight.register(loaded)
+        graph = graph.with_resolved(ran.resolved)  # keys that waited on upstream renders
+        if ran.resolved:
+            with contextlib.suppress(CacheError):  # gc keeps them
+                preflight.register(loaded, graph)
         if not summary.interrupted and summary.fatal is None:
             chosen = work.films if work.films is not None else graph.expansion.sequences
             sharing = Sharing(loaded.remote, work.schedule.push, work.cluster)
@@ -187,7 +188,7 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
     # An interrupted build writes it too: what it paid for and collected is named in git at
     # once, not only after a later build finishes.
     if not request.frozen:
-        _write_lock(loaded, summary)
+        _write_lock(loaded, graph, summary)
     return summary
 
 
@@ -195,10 +196,10 @@ def _where(loaded: plan.Loaded) -> plan.Where:
     return plan.Where(loaded.cache, loaded.lock, loaded.outputs, loaded.films, loaded.remote)
 
 
-def _write_lock(loaded: plan.Loaded, summary: BuildSummary) -> None:
-    """The lock as the build left things: every render the cache holds, and every film that
-    is current, whatever this command built."""
-    graph = loaded.plan.graph
+def _write_lock(loaded: plan.Loaded, graph: Graph, summary: BuildSummary) -> None:
+    """The lock as the build left things (`graph`: with the keys the build came to know):
+    every render the cache holds, and every film that is current, whatever this command
+    built."""
     current = films.made(graph.films(), summary.sequences, _where(loaded))
     held = [
         (shot, variants, record)

@@ -16,13 +16,10 @@ from pathlib import Path
 from pipeline import lock as lockfile
 from pipeline.cache import Cache, ClipRecord, FilmRecord, Registered
 from pipeline.errors import StoryboardError, UserError
-from pipeline.expand import expand
-from pipeline.graph import Graph
-from pipeline.plan import fetch_inputs
-from pipeline.render import RENDERERS, kind
-from pipeline.spec import find_storyboards, with_decisions
+from pipeline.plan import graph_for
+from pipeline.render import RENDERERS
+from pipeline.spec import find_storyboards
 from pipeline.spec import load as load_spec
-from pipeline.typeface import Fonts
 
 
 @dataclass(frozen=True)
@@ -100,13 +97,11 @@ def _uses(
             used.update(lock.shots)
             used.update(entry.key for entry in lock.sequences.values())
     try:
-        loaded = fetch_inputs(load_spec(spec_path), cache)
+        loaded = load_spec(spec_path)
         for renderer in RENDERERS:
             # With the frames the cache holds: a shot that starts from another's frame is
             # kept by the key that frame gives it.
-            decided = with_decisions(loaded, kind(renderer))
-            graph = Graph.of(expand(decided, renderer, None, Fonts(cache.fonts)))
-            graph.resolve_from(cache.frame)
+            _, graph = graph_for(loaded, renderer, cache)
             used.update(shot.key for shot in graph.renders())
             used.update(sequence.key for sequence in graph.films())
     except StoryboardError as exc:

@@ -1,39 +1,41 @@
 """Expansion -> Graph: the build's renders and films, by node, with their edges.
 
-Built once per command from the expansion, and asked by everything after it: the plan, the
-scheduler, the film step, the lock. A node is a render as expanded, named by the key it
-was expanded with. A render that starts from another's frame is expanded with a pending
-key (the frame's bytes are not known yet); `resolve` is the one place that key becomes
-the real one, when the frame exists (already in the cache when the build is planned, or
-once the upstream render is made). A film is keyed by its clips' keys, so it is asked of
-the graph (`film`) with the keys known so far.
+Built once per command from the expansion (`plan.graph_for` is the one loader), and asked by
+everything after it: the plan, the scheduler, the film step, the lock, gc. A node is a render
+as expanded, named by the key it was expanded with. A render that starts from another's
+frame is expanded with a pending key (the frame's bytes are not known yet); `resolve` is the
+one place that key becomes the real one, when the frame exists (already in the cache when the
+build is planned, or once the upstream render is made). The graph never changes: resolving
+gives a value, and a graph with more keys known is a new graph (`with_resolved`). A film is
+keyed by its clips' keys, so it is asked of the graph (`film`) with the keys known so far.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.errors import UserError
 from pipeline.nodes import Expansion, Film, FrameOf, Node, placed, render_key
+from pipeline.order import upstream_first
 
 # Where an upstream render's frame is on disk and its hash, or None while it is not there.
 # A whole output (a clip, a voice) comes with its length in seconds, a frame with None.
 FrameFinder = Callable[[Node, str | float], tuple[Path, str, float | None] | None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Graph:
     """Renders by node (in the order written), each with the variants that use it, the
-    films, and the keys resolved so far. One build's: it changes only through `resolve`."""
+    films, and the keys resolved so far."""
 
     renderer: str
-    nodes: dict[str, Node]  # node -> the render as expanded
-    variants: dict[str, tuple[str, ...]]  # node -> the variants that use it
+    nodes: Mapping[str, Node]  # node -> the render as expanded
+    variants: Mapping[str, tuple[str, ...]]  # node -> the variants that use it
     expansion: Expansion
     order: tuple[str, ...]  # the nodes, each after the renders it starts from
-    resolved: dict[str, Node] = field(default_factory=dict)  # node -> with its frames known
+    resolved: Mapping[str, Node] = field(default_factory=dict)  # node -> its frames known
 
     @classmethod
     def of(cls, expansion: Expansion) -> Graph:
@@ -45,7 +47,8 @@ class Graph:
             if shot.variant and shot.variant not in names:
                 names.append(shot.variant)
         frozen = {node: tuple(names) for node, names in variants.items()}
-        return cls(expansion.renderer, nodes, frozen, expansion, _topological(nodes))
+        order = upstream_first(list(nodes), lambda node: (a.upstream for a in nodes[node].after))
+        return cls(expansion.renderer, nodes, frozen, expansion, tuple(order))
 
     # -- renders --------------------------------------------------------------------------
 
@@ -76,8 +79,7 @@ class Graph:
 
     def waiting(self, node: str) -> list[FrameOf]:
         """The frames of upstream renders that the node still waits for."""
-        shot = self.shot(node)
-        return [ahead for ahead in shot.after if not shot.image_hashes[ahead.slot]]
+        return self.shot(node).waiting
 
     def frames_taken(self, among: Iterable[str]) -> dict[str, tuple[str | float, ...]]:
         """By node, the frames of its clip (times, `first`, `last`) that the nodes `among`
@@ -140,13 +142,12 @@ class Graph:
     # -- keys that wait on frames ---------------------------------------------------------
 
     def resolve(
-        self, node: str, slot: int, image: Path, digest: str, seconds: float | None = None
+        self, shot: Node, slot: int, image: Path, digest: str, seconds: float | None = None
     ) -> Node:
-        """The node once the input in its `slot` is known (a frame, a clip, a voice): its key
+        """`shot` once the input in its `slot` is known (a frame, a clip, a voice): its key
         follows the input's bytes (it stays pending while another slot waits); a render
         priced by that input's length (`seconds`, when it is a whole clip or sound) is priced
-        by it now."""
-        shot = self.shot(node)
+        by it now. A value: the graph does not change."""
         images = list(shot.images)
         hashes = list(shot.image_hashes)
         images[slot], hashes[slot] = image, digest
@@ -162,20 +163,27 @@ class Graph:
             image_hashes=tuple(hashes),
             price=price,
         )
-        self.resolved[node] = known
         return known
 
-    def resolve_from(self, find: FrameFinder) -> None:
-        """Resolve every key whose frames exist already (their renders are in the cache),
-        upstream first, so a chain of cached renders is known all the way down."""
+    def with_resolved(self, resolved: Mapping[str, Node]) -> Graph:
+        """This graph with more nodes' keys known (`resolved`, by node)."""
+        return replace(self, resolved={**self.resolved, **resolved}) if resolved else self
+
+    def resolved_from(self, find: FrameFinder) -> Graph:
+        """This graph with every key known whose frames exist already (their renders are in
+        the cache), upstream first, so a chain of cached renders is known all the way down."""
+        known: dict[str, Node] = dict(self.resolved)
         for node in self.order:
-            for ahead in self.waiting(node):
-                upstream = self.shot(ahead.upstream)
+            shot = known.get(node) or self.nodes[node]
+            for ahead in shot.waiting:
+                upstream = known.get(ahead.upstream) or self.nodes[ahead.upstream]
                 if upstream.pending:
                     continue
                 found = find(upstream, ahead.frame)
                 if found is not None:
-                    self.resolve(node, ahead.slot, *found)
+                    shot = self.resolve(shot, ahead.slot, *found)
+                    known[node] = shot
+        return replace(self, resolved=known)
 
     # -- films ----------------------------------------------------------------------------
 
@@ -192,24 +200,3 @@ class Graph:
     def films(self) -> tuple[Film, ...]:
         """Every film of every variant and format, as keyed now."""
         return tuple(self.film(sequence) for sequence in self.expansion.sequences)
-
-
-def _topological(nodes: dict[str, Node]) -> tuple[str, ...]:
-    """The nodes, each after the nodes it starts from (the storyboard has no cycles), else in
-    the order written. Depth first, without recursion: a chain may be thousands long."""
-    order: list[str] = []
-    placed: set[str] = set()
-    for start in nodes:
-        stack = [(start, False)]
-        while stack:
-            node, upstream_placed = stack.pop()
-            if upstream_placed:
-                order.append(node)
-                continue
-            if node in placed:
-                continue
-            placed.add(node)
-            stack.append((node, True))
-            ups = [a.upstream for a in reversed(nodes[node].after)]
-            stack.extend((up, False) for up in ups if up not in placed and up in nodes)
-    return tuple(order)

@@ -78,6 +78,11 @@ class Render:
         return not all(self.image_hashes)
 
     @property
+    def waiting(self) -> list[FrameOf]:
+        """The inputs it still waits for: upstream renders' outputs not known yet."""
+        return [ahead for ahead in self.after if not self.image_hashes[ahead.slot]]
+
+    @property
     def base_label(self) -> str:
         """The label of the shot a render is of: `hero` for `hero/upscale` too."""
         return self.label.split("/", 1)[0]

@@ -192,7 +192,6 @@ def load(
     build/ at the project root)."""
     spec = read_spec(spec_path)  # its problems are raised with expansion's, all at once
     renderer = "preview" if preview else spec.storyboard.renderer
-    spec = with_decisions(spec, kind(renderer))
     project = project_settings(spec.root)
     settings = remote_settings(project) if use_remote else None
     remote = None
@@ -201,9 +200,7 @@ def load(
 
         remote = open_remote(settings)
     cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
-    spec = fetch_inputs(spec, cache)
-    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts)))
-    graph.resolve_from(cache.frame)
+    spec, graph = graph_for(spec, renderer, cache, max_shots)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
     films = film_dir(spec.path, spec.storyboard.name, renderer, is_paid(renderer), output_dir)
     outputs = OutputIndex.load(cache.root / "outputs.json")
@@ -215,6 +212,17 @@ def load(
         problem = exc
         plan = make_plan(graph, replace(where, remote=None), is_paid(renderer))
     return Loaded(spec, plan, cache, renderer, lock, films, outputs, remote, problem, project)
+
+
+def graph_for(
+    spec: Spec, renderer: str, cache: Cache, max_shots: int | None = None
+) -> tuple[Spec, Graph]:
+    """The one loader of a build's graph, for every command that asks one: the storyboard
+    with its build's decisions and its inputs by URL fetched, expanded for `renderer`, every
+    key known whose frames the cache holds."""
+    spec = fetch_inputs(with_decisions(spec, kind(renderer)), cache)
+    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts)))
+    return spec, graph.resolved_from(cache.frame)
 
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:

@@ -239,15 +239,17 @@ def check_writable(folder: Path, what: str, hint: str) -> None:
         ) from None
 
 
-def register(loaded: Loaded) -> None:
-    """Tell the cache this storyboard builds here and what it uses, so gc keeps it."""
+def register(loaded: Loaded, graph: Graph | None = None) -> None:
+    """Tell the cache this storyboard builds here and what it uses (by `graph`, else the
+    plan's), so gc keeps it."""
+    graph = graph or loaded.plan.graph
     spec_path = loaded.spec.path
     try:
         loaded.cache.storyboards.record(
             spec_path,
             [lock_file_of(spec_path, renderer) for renderer in RENDERERS],
             loaded.renderer,
-            [shot.key for shot in loaded.plan.graph.renders()],
+            [shot.key for shot in graph.renders()],
         )
     except OSError as exc:
         raise CacheError(

@@ -273,14 +273,17 @@ def test_a_key_is_resolved_in_one_place_and_the_film_follows(tmp_path: Path) -> 
     _, b, c = graph.order
     film = graph.films()[0]
     frame = tmp_path / "frame.png"
-    known = graph.resolve(b, 0, frame, "f" * 64)
-    assert not known.pending and known.key != b and graph.shot(b) is known
+    known = graph.resolve(graph.shot(b), 0, frame, "f" * 64)
+    assert not known.pending and known.key != b
+    assert graph.shot(b).pending  # a value: the graph itself does not change
+    graph = graph.with_resolved({b: known})
+    assert graph.shot(b) is known
     assert graph.shot(c).pending  # it waits on b's own frame still
     assert [ahead.upstream for ahead in graph.waiting(c)] == [b]  # nodes keep their names
     assert graph.films()[0].key != film.key  # the film's clips changed keys
     assert [u.shot.key for u in graph.films()[0].uses][1] == known.key
     again = graph_of(tmp_path, CHAIN)
-    assert again.resolve(b, 0, frame, "f" * 64).key == known.key  # same frame, same key
+    assert again.resolve(again.shot(b), 0, frame, "f" * 64).key == known.key  # same frame
 
 
 def test_resolving_from_the_cache_goes_down_a_chain(tmp_path: Path) -> None:
@@ -289,12 +292,12 @@ def test_resolving_from_the_cache_goes_down_a_chain(tmp_path: Path) -> None:
     frames = {a: "1" * 64, b: "2" * 64}
     found: dict[str, str] = {}
 
-    def find(upstream: Node, at: str | float) -> tuple[Path, str] | None:
-        node = next(n for n in graph.nodes if graph.shot(n).key == upstream.key)
+    def find(upstream: Node, at: str | float) -> tuple[Path, str, float | None] | None:
+        node = next(n for n in graph.nodes if graph.nodes[n].label == upstream.label)
         found[node] = str(at)
-        return (tmp_path / "f.png", frames[node]) if node in frames else None
+        return (tmp_path / "f.png", frames[node], None) if node in frames else None
 
-    graph.resolve_from(find)
+    graph = graph.resolved_from(find)
     assert not graph.shot(b).pending and not graph.shot(c).pending
     assert found == {a: "last", b: "last"}
 
@@ -399,17 +402,18 @@ def test_finishing_renders_follow_their_inputs(tmp_path: Path) -> None:
     lipsync = lipsyncs[0]
     voice = graph.nodes[lipsync.after[1].upstream]
     assert lipsync.price == pytest.approx(0.044 * voice.duration * 1.5, abs=1e-4)
-    spoken = graph.resolve(lipsync.key, 1, tmp_path / "voice.mp3", "ef" * 32, 7.5)
+    spoken = graph.resolve(lipsync, 1, tmp_path / "voice.mp3", "ef" * 32, 7.5)
     assert spoken.price == pytest.approx(0.044 * 7.5)
     # A film waits on all it is made of: its clips as finished, its voice and its bed.
     film = graph.films()[0]
     made_of = {r.label for r in film.renders()}
     assert made_of == {"hero/upscale", "barista/lipsync", "tag", "bed"}
     # The upscale's key is known once the take is, and follows its bytes.
-    resolved = graph.resolve(upscale.key, 0, tmp_path / "take.mp4", "ab" * 32)
+    resolved = graph.resolve(upscale, 0, tmp_path / "take.mp4", "ab" * 32)
     assert not resolved.pending and resolved.request["inputs"]["video"] == "sha256:" + "ab" * 32
-    again = graph.resolve(upscale.key, 0, tmp_path / "take.mp4", "cd" * 32)
+    again = graph.resolve(upscale, 0, tmp_path / "take.mp4", "cd" * 32)
     assert again.key != resolved.key
+    graph = graph.with_resolved({upscale.key: again})
     assert graph.film(film).key != film.key  # the film follows its upscaled clip
 
 
@@ -428,7 +432,7 @@ sequences:
     )
     upscales = [node for node in graph.nodes.values() if node.label == "hero/upscale"]
     assert sorted(u.take for u in upscales) == [1, 2] and upscales[0].key != upscales[1].key
-    same = [graph.resolve(u.key, 0, tmp_path / "take.mp4", "ab" * 32).key for u in upscales]
+    same = [graph.resolve(u, 0, tmp_path / "take.mp4", "ab" * 32).key for u in upscales]
     assert same[0] == same[1]  # the same bytes, upscaled once, whichever take they are
 
 
@@ -452,8 +456,10 @@ sequences:
     )
     lipsyncs = [n for n in graph.nodes.values() if n.label == "barista/lipsync"]
     assert len(lipsyncs) == 2
+    known = {}
     for node in lipsyncs:
-        graph.resolve(node.key, 0, tmp_path / "clip.mp4", "aa" * 32)
-        graph.resolve(node.key, 1, tmp_path / "voice.mp3", "bb" * 32, 1.2)
+        shot = graph.resolve(node, 0, tmp_path / "clip.mp4", "aa" * 32)
+        known[node.key] = graph.resolve(shot, 1, tmp_path / "voice.mp3", "bb" * 32, 1.2)
+    graph = graph.with_resolved(known)
     once = [v for s, v in graph.by_key() if s.label == "barista/lipsync"]
     assert once == [("en", "de")]

@@ -31,6 +31,7 @@ from pipeline.nodes import (
     Film,
     Node,
 )
+from pipeline.order import upstream_first
 from pipeline.spec import Spec
 from pipeline.spec.references import frame_refs
 from pipeline.spec.schema import (
@@ -259,23 +260,7 @@ def render_order(spec: Spec) -> list[tuple[str, int]]:
     needs: dict[str, list[str]] = {}
     for _, shot_id, ref in frame_refs(board):
         needs.setdefault(shot_id, []).append(ref.name)
-    order: list[tuple[str, int]] = []
-    placed: set[str] = set()
-    for name in where:
-        # Depth first, without recursion: a chain may be thousands of shots long.
-        stack = [(name, False)]
-        while stack:
-            node, upstream_placed = stack.pop()
-            if upstream_placed:
-                order.append(where[node])
-                continue
-            if node in placed:
-                continue
-            placed.add(node)
-            stack.append((node, True))
-            ups = reversed(needs.get(node, []))
-            stack.extend((up, False) for up in ups if up not in placed and up in where)
-    return order
+    return [where[name] for name in upstream_first(list(where), lambda n: needs.get(n, ()))]
 
 
 def check_size(spec: Spec, max_shots: int) -> None:

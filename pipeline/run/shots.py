@@ -142,6 +142,9 @@ class Scheduler:
     def __post_init__(self) -> None:
         self.spending = Spending(limit=self.options.max_cost)
         self.cut_short: list[Outcome] = []  # the outcomes so far, when the run was cancelled
+        # The nodes whose keys became known in this run (their inputs were rendered): the
+        # graph with them is the build's next one (Graph.with_resolved).
+        self.resolved: dict[str, Node] = {}
         self._left_running: set[str] = set()
         self.team = (
             Team(
@@ -444,7 +447,7 @@ class Scheduler:
         graph resolves its key); or why it is not rendered (an upstream render failed or did
         not start): nothing is paid for it."""
         shot = self.graph.shot(node)
-        for ahead in self.graph.waiting(node):
+        for ahead in shot.waiting:
             waiting = self._done.get(ahead.upstream)
             if waiting is None:
                 # Cached, yet its frame could not be taken when the build was planned.
@@ -475,7 +478,8 @@ class Scheduler:
                     Ran.FAILED,
                     error=f"{shot.label}: the frame of {ahead.label} could not be taken: {error}",
                 )
-            shot = self.graph.resolve(node, ahead.slot, *found)
+            shot = self.graph.resolve(shot, ahead.slot, *found)
+            self.resolved[node] = shot
         return shot
 
     def _stop_all(self, error: StoryboardError) -> None:
@@ -619,6 +623,7 @@ class ShotsRun:
     spending: Spending = field(default_factory=Spending)
     interrupted: bool = False
     fatal: str | None = None  # why the build stopped, with its hint
+    resolved: dict[str, Node] = field(default_factory=dict)  # nodes whose keys became known
 
 
 def render(
@@ -687,6 +692,7 @@ async def _render(
         loop.remove_signal_handler(signal.SIGTERM)
         await renderer.aclose()
     summary.spending = scheduler.spending
+    summary.resolved = scheduler.resolved
     fatal = scheduler.fatal
     if fatal is not None:
         summary.fatal = fatal.message + (f"\n  hint: {fatal.hint}" if fatal.hint else "")
