@@ -14,23 +14,24 @@ Steps a command does not need are imported when called: a plan loads no ffmpeg c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import plan as planning
 from pipeline.errors import UserError
 from pipeline.nodes import Clip, Still
+from pipeline.settings import Environment, Selection, Target
 
 if TYPE_CHECKING:
-    from pipeline.build import BuildOutput, BuildSummary
+    from pipeline.build import BuildSummary
     from pipeline.compare import Comparison
-    from pipeline.decisions import Act, Outcome
+    from pipeline.deciding import Act, DecisionResult
     from pipeline.gc import Collection
     from pipeline.render import RendererOptions
+    from pipeline.request import BuildOutput
     from pipeline.run.shots import ScheduleOptions
     from pipeline.share import Transfer
-    from pipeline.spec import Spec
     from pipeline.status import StatusRow
 
 
@@ -48,17 +49,24 @@ class Session:
     output_dir: Path | None = None
     max_shots: int | None = None  # None: expand.MAX_SHOTS
     note: Callable[[str], None] = _ignore  # warnings, and what the cache repaired
+    # Read once, here or by the command line, and handed down: no step reads it again.
+    environment: Environment = field(default_factory=Environment.read)
 
-    def load(self) -> planning.Loaded:
-        """The storyboard read, expanded and planned; the caller closes `loaded.cache`."""
-        loaded = planning.load(
+    def target(self, remote: bool = True) -> Target:
+        """What this session looks at, as planning takes it."""
+        return Target(
             self.spec,
             self.preview,
             self.cache_dir,
-            self.note,
+            self.output_dir,
             self.max_shots,
-            output_dir=self.output_dir,
+            remote,
+            self.environment,
         )
+
+    def load(self) -> planning.Loaded:
+        """The storyboard read, expanded and planned; the caller closes `loaded.cache`."""
+        loaded = planning.load(self.target(), self.note)
         if loaded.remote_problem is not None:
             self.note(f"warning: {loaded.remote_problem.message}: this is the plan without it")
         return loaded
@@ -132,7 +140,7 @@ class Session:
                 loaded.cache,
                 loaded.films,
                 loaded.renderer,
-                loaded.spec.decisions,
+                loaded.decisions,
                 loaded.spec.root,
                 self.note,
             )
@@ -141,23 +149,23 @@ class Session:
 
     def decide(
         self, shot: str, act: Act, variants: tuple[str, ...] = (), values: tuple[str, ...] = ()
-    ) -> Outcome:
+    ) -> DecisionResult:
         """Pick, approve or reject a take of `shot` (by label or id), or note on it, in the
         variants named and those whose matrix `values` (`flavour=caramel`) agree (else in
         every variant); written in the decisions file. Nothing is rendered: the outcome
         counts and prices the renders it adds, for the next build."""
-        from pipeline import decisions
+        from pipeline import deciding
 
         loaded = self.load()
         loaded.cache.close()
-        outcome = decide_in(loaded.spec, loaded.plan, shot, act, variants, values)
-        return decisions.with_renders(outcome, loaded.plan, self.plan())
+        outcome = decide_in(loaded, shot, act, variants, values)
+        return deciding.with_renders(outcome, loaded.plan, self.plan())
 
     def diff(self, old: str, new: str | None) -> Comparison:
         """What changes from revision `old` to `new` (None: the work tree), and its cost."""
         from pipeline.compare import compare
 
-        return compare(self.spec, old, new, self.preview, self.cache_dir, self.note, self.max_shots)
+        return compare(self.target(), old, new, self.note)
 
     def build(
         self,
@@ -179,25 +187,19 @@ class Session:
         arguments are BuildRequest's."""
         from pipeline import build
         from pipeline.render import RendererOptions
+        from pipeline.request import BuildRequest
         from pipeline.run.shots import ScheduleOptions
 
-        request = build.BuildRequest(
-            spec=self.spec,
-            preview=self.preview,
-            sequences=sequences,
-            only=only,
-            force=force,
+        request = BuildRequest(
+            target=self.target(remote),
+            selection=Selection(sequences, only, force, approved, join_only),
             schedule=schedule or ScheduleOptions(),
             renderer=renderer or RendererOptions(),
             max_cost=max_cost,
             frozen=frozen,
-            output_dir=self.output_dir,
-            cache_dir=self.cache_dir,
-            max_shots=self.max_shots,
-            remote=remote,
-            cluster=cluster,
-            approved=approved,
-            join_only=join_only,
+            # Only the person building names a cluster (never a repository): its answers
+            # are unpickled here.
+            cluster=cluster or self.environment.cluster,
         )
         return build.run(request, output)
 
@@ -206,7 +208,7 @@ class Session:
         `say` hears each file fetched."""
         from pipeline.share import pull_storyboard
 
-        loaded = planning.load(self.spec, self.preview, self.cache_dir, self.note)
+        loaded = planning.load(self.target(), self.note)
         try:
             return pull_storyboard(loaded, say)
         finally:
@@ -214,19 +216,19 @@ class Session:
 
 
 def decide_in(
-    spec: Spec,
-    plan: planning.Plan,
+    loaded: planning.Loaded,
     shot: str,
     act: Act,
     variants: tuple[str, ...] = (),
     values: tuple[str, ...] = (),
-) -> Outcome:
+) -> DecisionResult:
     """`Session.decide` on a storyboard planned already, in the decisions file of the build
     it was planned for: that file is read again under its lock, so that what was decided
     meanwhile (by another command, or the app) is kept. Each line said names the build."""
-    from pipeline import decisions
+    from pipeline import deciding, decisions
     from pipeline.expand.context import combinations
 
+    spec, plan = loaded.spec, loaded.plan
     chosen = decided_variants(
         combinations(spec.storyboard.matrix or {}, spec, ("matrix",)), variants, values
     )
@@ -237,14 +239,16 @@ def decide_in(
         raise UserError(f"no shot '{shot}' in {spec.path}", f"shots: {known}")
     act = replace(act, by=act.by or decisions.who(spec.folder), at=act.at or decisions.now())
 
-    def decided(current: decisions.Decisions) -> tuple[decisions.Changes, decisions.Outcome]:
-        outcomes = [decisions.decide(current, renders, label, chosen, act) for label in labels]
+    def decided(
+        current: decisions.Decisions,
+    ) -> tuple[decisions.Changes, deciding.DecisionResult]:
+        outcomes = [deciding.decide(current, renders, label, chosen, act) for label in labels]
         changes = {k: v for outcome in outcomes for k, v in outcome.changes.items()}
         where = f" ({current.named})"
         said = tuple(line + where for outcome in outcomes for line in outcome.said)
-        return changes, decisions.Outcome(changes, said)
+        return changes, deciding.DecisionResult(changes, said)
 
-    return decisions.update(spec.decisions, spec.root, decided)
+    return decisions.update(loaded.decisions, spec.root, decided)
 
 
 def decided_variants(
@@ -284,17 +288,22 @@ def storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def push(
-    folder: Path, cache_dir: str | None, note: Callable[[str], None], say: Callable[[str], None]
+    folder: Path,
+    note: Callable[[str], None],
+    say: Callable[[str], None],
+    environment: Environment | None = None,
+    cache_dir: str | None = None,
 ) -> Transfer:
     """Share with the team cache every clip and film of the local cache it lacks; `say`
-    hears each file sent."""
+    hears each file sent. `environment`: as read (else now)."""
     from pipeline.cache import Cache, resolve_root
     from pipeline.project import project_root
     from pipeline.share import push_project
 
-    cache = Cache(resolve_root(folder, cache_dir), note)
+    environment = environment or Environment.read()
+    cache = Cache(resolve_root(folder, cache_dir or environment.cache_dir), note)
     try:
-        return push_project(cache, project_root(folder), say)
+        return push_project(cache, project_root(folder), say, environment.remote)
     finally:
         cache.close()
 

@@ -9,8 +9,6 @@ arrive), `run.films` (the films, made once per key) and `lock` (what the lock re
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,43 +19,12 @@ from pipeline.graph import Graph
 from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
 from pipeline.nodes import Node
-from pipeline.render import RendererOptions, ignore, is_paid
+from pipeline.render import is_paid
+from pipeline.request import BuildOutput, BuildRequest
 from pipeline.run import films, shots
 from pipeline.run.films import SequenceOutcome, Sharing
-from pipeline.run.shots import Outcome, Outlook, Reporter, ScheduleOptions, Spending
+from pipeline.run.shots import Outcome, Outlook, Spending
 from pipeline.state import Joined, Ran
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """Everything a build needs to know, as the command line (or a program) gives it."""
-
-    spec: Path
-    preview: bool = False
-    sequences: tuple[str, ...] = ()
-    only: tuple[str, ...] = ()
-    force: tuple[str, ...] = ()
-    schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
-    renderer: RendererOptions = field(default_factory=RendererOptions)
-    max_cost: float | None = None  # None: the storyboard's `budget:`, if any
-    frozen: bool = False
-    output_dir: Path | None = None
-    cache_dir: str | None = None
-    max_shots: int | None = None  # None: expand.MAX_SHOTS
-    remote: bool = True  # use the project's team cache, when it has one
-    cluster: str | None = None  # a Dask scheduler's address: films are joined there
-    approved: bool = False  # only the films whose shots are all approved (decisions file)
-    join_only: bool = False  # render nothing: join the films whose renders are all here
-
-
-@dataclass(frozen=True)
-class BuildOutput:
-    """Where a build's words go; the caller decides how loud each kind is."""
-
-    info: Callable[[str], None]  # the plan of the build, the lock written
-    warn: Callable[[str], None]  # warnings, and what the cache repaired
-    progress: Callable[[Outlook], AbstractContextManager[Reporter]]
-    explain: Callable[[str], None] = ignore  # why each render is made (-v)
 
 
 @dataclass
@@ -131,15 +98,7 @@ class BuildSummary:
 
 def run(request: BuildRequest, output: BuildOutput) -> BuildSummary:
     """Plan, render what is missing, join the films, write the lock."""
-    loaded = plan.load(
-        request.spec,
-        request.preview,
-        request.cache_dir,
-        output.warn,
-        request.max_shots,
-        request.remote,
-        request.output_dir,
-    )
+    loaded = plan.load(request.target, output.warn)
     try:
         return _build(request, loaded, output)
     finally:

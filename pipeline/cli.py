@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import SpecError, StoryboardError, UserError, printable
+from pipeline.settings import Environment
 
 if TYPE_CHECKING:
     from pipeline.api import Session
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import media
 
     media.keep_freed_memory()
+    args.environment = Environment.read()  # once, here: every step is handed what it says
     try:
         return int(args.handler(args))
     except StoryboardError as exc:
@@ -498,6 +500,11 @@ def _ignore(message: str) -> None:
     return None
 
 
+def _cache_dir(args: argparse.Namespace) -> str | None:
+    """The cache folder asked for: --cache-dir, else STORYBOARD_CACHE_DIR."""
+    return args.cache_dir or args.environment.cache_dir
+
+
 def session(args: argparse.Namespace) -> Session:
     """The storyboard and the choices every command shares, as the library takes them."""
     from pipeline.api import Session
@@ -509,6 +516,7 @@ def session(args: argparse.Namespace) -> Session:
         getattr(args, "output_dir", None),
         args.max_shots,
         _note,
+        args.environment,
     )
 
 
@@ -739,7 +747,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     """pick, approve, reject: a decision in the decisions file; nothing is rendered."""
-    from pipeline.decisions import Act
+    from pipeline.deciding import Act
 
     act = Act(args.handler_name, args.take, args.note, getattr(args, "another", False))
     outcome = session(args).decide(args.shot, act, tuple(args.variant), tuple(args.vars))
@@ -776,7 +784,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from pipeline.api import push
 
-    done = push(Path.cwd(), args.cache_dir, _note, _note_verbatim)
+    done = push(Path.cwd(), _note, _note_verbatim, args.environment, args.cache_dir)
     print(
         f"pushed {done.clips} clip(s) and {done.films} film(s), {done.bytes / 1e6:.1f} MB",
         file=sys.stderr,
@@ -795,7 +803,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
         raise UserError(f"no storyboard (*.yaml with version: and shots:) under {where}")
     code = 2 if unreadable else 0
     for path in found:
-        done = Session(path, args.preview, args.cache_dir, note=_note).pull(_note_verbatim)
+        looked_at = Session(
+            path, args.preview, args.cache_dir, note=_note, environment=args.environment
+        )
+        done = looked_at.pull(_note_verbatim)
         print(
             printable(
                 f"{path}: pulled {done.clips} clip(s) and {done.films} film(s), "
@@ -816,7 +827,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     paths = args.paths or [Path()]
     collection, forgotten = collect_garbage(
-        paths, args.cache_dir, _note, args.forget or [], args.yes
+        paths, _cache_dir(args), _note, args.forget or [], args.yes
     )
     for spec_path, known in forgotten:
         print(f"{'forgot' if known else 'was never recorded:'} {spec_path}", file=sys.stderr)

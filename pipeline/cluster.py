@@ -11,7 +11,6 @@ team cache's credentials in their environment (AWS_*): no secret travels with a 
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -26,18 +25,8 @@ from pipeline.errors import RemoteError, StoryboardError, UserError
 from pipeline.hashing import sha256_file
 from pipeline.nodes import Film, JoinRecipe
 from pipeline.project import ProjectSettings
+from pipeline.settings import CLUSTER_ENV
 from pipeline.share import pull_film, push_clip
-
-CLUSTER_ENV = "STORYBOARD_CLUSTER"
-
-
-def cluster_address(given: str | None) -> str | None:
-    """The cluster to join films on: `--cluster`, else STORYBOARD_CLUSTER; None for none.
-
-    Only the person building names a cluster: its answers are unpickled on this machine, so
-    a scheduler a repository named could run its code here, next to the API key. A
-    `cluster` in a repository's storyboard.toml is ignored (`ignored_cluster` says so)."""
-    return given or os.environ.get(CLUSTER_ENV) or None
 
 
 def ignored_cluster(project: ProjectSettings) -> str | None:

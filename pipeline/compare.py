@@ -12,7 +12,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pipeline.cache import resolve_root
 from pipeline.errors import UserError
 from pipeline.nodes import Film, Node
 from pipeline.project import MARKERS, project_root
+from pipeline.settings import Target
 from pipeline.state import film_changes, request_changes
 
 WORK_TREE = "work tree"
@@ -74,19 +75,14 @@ class Comparison:
 
 
 def compare(
-    spec: Path,
-    old_rev: str,
-    new_rev: str | None,
-    preview: bool,
-    cache_dir: str | None,
-    note: Callable[[str], None],
-    max_shots: int | None = None,
+    target: Target, old_rev: str, new_rev: str | None, note: Callable[[str], None]
 ) -> Comparison:
-    """`old_rev` against `new_rev` (None: the work tree) of the storyboard `spec`."""
-    cache = str(resolve_root(spec, cache_dir))
+    """`old_rev` against `new_rev` (None: the work tree) of the storyboard `target` names."""
+    spec = target.spec
+    cache = str(resolve_root(spec, target.cache_override))
     with _at(spec, old_rev) as old_spec, _at(spec, new_rev) as new_spec:
-        old = plan.load(old_spec, preview, cache, note, max_shots)
-        new = plan.load(new_spec, preview, cache, note, max_shots)
+        old = plan.load(replace(target, spec=old_spec, cache_dir=cache), note)
+        new = plan.load(replace(target, spec=new_spec, cache_dir=cache), note)
         try:
             return _compare(old, new, old_rev, new_rev or WORK_TREE)
         finally:

@@ -101,7 +101,7 @@ def _uses(
         for renderer in RENDERERS:
             # With the frames the cache holds: a shot that starts from another's frame is
             # kept by the key that frame gives it.
-            _, graph = graph_for(loaded, renderer, cache)
+            _, _, graph = graph_for(loaded, renderer, cache)
             used.update(shot.key for shot in graph.renders())
             used.update(sequence.key for sequence in graph.films())
     except StoryboardError as exc:

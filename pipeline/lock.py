@@ -23,6 +23,7 @@ from pipeline.errors import SpecError
 from pipeline.media import ClipInfo
 from pipeline.nodes import Film, Node
 from pipeline.project import MAX_LOCK_BYTES, OutsideProject, confined, project_root, read_bounded
+from pipeline.render import kind
 
 LOCK_VERSION = 3  # 3: each film's join recipe (2: its clips and settings; 1: no requests)
 
@@ -71,7 +72,7 @@ class Lock(BaseModel):
 
 
 def lock_path(spec_path: Path, renderer: str) -> Path:
-    suffix = ".preview.lock" if renderer == "preview" else ".lock"
+    suffix = ".lock" if kind(renderer).paid else ".preview.lock"
     return spec_path.with_name(spec_path.stem + suffix)
 
 

@@ -17,6 +17,8 @@ from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
 from pipeline.cache.remote_settings import remote_settings
+from pipeline.decisions import Decisions
+from pipeline.decisions import read as read_decisions
 from pipeline.errors import MediaError, Problems, RemoteError
 from pipeline.expand import expand
 from pipeline.graph import Graph
@@ -25,8 +27,9 @@ from pipeline.lock import Lock, record_of
 from pipeline.nodes import Film, Node, Still
 from pipeline.outputs import OutputIndex, film_dir, output_path
 from pipeline.project import ProjectSettings, project_settings
-from pipeline.render import is_paid, kind
-from pipeline.spec import Spec, with_decisions
+from pipeline.render import PREVIEW, is_paid, kind
+from pipeline.settings import Target
+from pipeline.spec import Spec
 from pipeline.spec import read as read_spec
 from pipeline.spec.references import file_fields, is_url, owners
 from pipeline.state import (
@@ -163,6 +166,7 @@ class Loaded:
     """A storyboard read, expanded for one renderer, and planned against its cache."""
 
     spec: Spec
+    decisions: Decisions  # of its build
     plan: Plan
     cache: Cache
     renderer: str
@@ -178,31 +182,25 @@ class Loaded:
         return lockfile.lock_path(self.spec.path, self.renderer)
 
 
-def load(
-    spec_path: Path,
-    preview: bool,
-    cache_dir: str | None,
-    note: Callable[[str], None],
-    max_shots: int | None = None,
-    use_remote: bool = True,
-    output_dir: Path | None = None,
-) -> Loaded:
-    """Read and expand a storyboard and plan it against its cache, and the team cache when
-    the project has one; `note` hears repairs. Its films are planned in `output_dir` (else
-    build/ at the project root)."""
-    spec = read_spec(spec_path)  # its problems are raised with expansion's, all at once
-    renderer = "preview" if preview else spec.storyboard.renderer
+def load(target: Target, note: Callable[[str], None]) -> Loaded:
+    """Read and expand the storyboard `target` names and plan it against its cache, and the
+    team cache when the project has one; `note` hears repairs."""
+    spec = read_spec(target.spec)  # its problems are raised with expansion's, all at once
+    renderer = PREVIEW if target.preview else spec.storyboard.renderer
+    environment = target.environment
     project = project_settings(spec.root)
-    settings = remote_settings(project) if use_remote else None
+    settings = remote_settings(project, environment.remote) if target.remote else None
     remote = None
     if settings is not None:
         from pipeline.cache.remote import open_remote  # the client: only for a team cache
 
         remote = open_remote(settings)
-    cache = Cache(resolve_root(spec.path, cache_dir), note, remote)
-    spec, graph = graph_for(spec, renderer, cache, max_shots)
+    root = resolve_root(spec.path, target.cache_override)
+    cache = Cache(root, note, remote, private_urls=environment.private_urls)
+    spec, decisions, graph = graph_for(spec, renderer, cache, target.max_shots)
     lock = lockfile.read(lockfile.lock_path(spec.path, renderer))
-    films = film_dir(spec.path, spec.storyboard.name, renderer, is_paid(renderer), output_dir)
+    paid = is_paid(renderer)
+    films = film_dir(spec.path, spec.storyboard.name, renderer, paid, target.output_dir)
     outputs = OutputIndex.load(cache.root / "outputs.json")
     where = Where(cache, lock, outputs, films, remote)
     problem = None
@@ -211,18 +209,22 @@ def load(
     except RemoteError as exc:
         problem = exc
         plan = make_plan(graph, replace(where, remote=None), is_paid(renderer))
-    return Loaded(spec, plan, cache, renderer, lock, films, outputs, remote, problem, project)
+    return Loaded(
+        spec, decisions, plan, cache, renderer, lock, films, outputs, remote, problem, project
+    )
 
 
 def graph_for(
     spec: Spec, renderer: str, cache: Cache, max_shots: int | None = None
-) -> tuple[Spec, Graph]:
+) -> tuple[Spec, Decisions, Graph]:
     """The one loader of a build's graph, for every command that asks one: the storyboard
-    with its build's decisions and its inputs by URL fetched, expanded for `renderer`, every
-    key known whose frames the cache holds."""
-    spec = fetch_inputs(with_decisions(spec, kind(renderer)), cache)
-    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts)))
-    return spec, graph.resolved_from(cache.frame)
+    with its inputs by URL fetched, the decisions of `renderer`'s build (its own file: a pick
+    on the preview build never changes a paid film), expanded, every key known whose frames
+    the cache holds."""
+    decisions = read_decisions(spec.path, kind(renderer), spec.root)
+    spec = fetch_inputs(spec, cache)
+    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts), decisions))
+    return spec, decisions, graph.resolved_from(cache.frame)
 
 
 def fetch_inputs(spec: Spec, cache: Cache) -> Spec:

@@ -13,10 +13,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pipeline.cluster import cluster_address, ignored_cluster
-from pipeline.decisions import Decisions, unapproved
+from pipeline.cluster import ignored_cluster
+from pipeline.deciding import unapproved
+from pipeline.decisions import Decisions
 from pipeline.errors import BudgetError, CacheError, UserError
 from pipeline.graph import Graph
 from pipeline.lock import Lock
@@ -24,12 +24,10 @@ from pipeline.lock import lock_path as lock_file_of
 from pipeline.nodes import Film, Node
 from pipeline.plan import Loaded, PlanRow
 from pipeline.render import RENDERERS, is_paid, renderer_class
+from pipeline.request import BuildOutput, BuildRequest
 from pipeline.run.shots import ScheduleOptions
 from pipeline.state import ShotState, State
 from pipeline.state import forced as forced_state
-
-if TYPE_CHECKING:
-    from pipeline.build import BuildOutput, BuildRequest
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,15 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
         # Without it there is no lease, and what it holds would look new: paid for again.
         raise loaded.remote_problem
     graph = current.graph
-    films = graph.films_named(request.sequences, request.spec)
-    if request.approved:
-        films = _approved(_every(films, graph), spec.decisions, warn)
-    if request.join_only:
+    chosen, spec_path = request.selection, request.target.spec
+    films = graph.films_named(chosen.sequences, spec_path)
+    if chosen.approved:
+        films = _approved(_every(films, graph), loaded.decisions, warn)
+    if chosen.join_only:
         films = _ready(_every(films, graph), loaded, warn)
-    only = graph.named(request.only, request.spec) if request.only else None
-    forced_nodes = graph.named(request.force, request.spec) if request.force else set()
-    if request.join_only:
+    only = graph.named(chosen.only, spec_path) if chosen.only else None
+    forced_nodes = graph.named(chosen.force, spec_path) if chosen.force else set()
+    if chosen.join_only:
         forced_nodes = set()  # it renders nothing, whatever else it is told
     wanted = graph.selected(only, films)
     rows = [row for row in current.rows if wanted is None or row.node in wanted]
@@ -82,7 +81,7 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
         # A shot whose key waits on an upstream frame is checked once its key is known.
         known = [row.shot for row in to_render if not row.shot.pending]
         check_frozen(loaded.lock_path, loaded.lock, known)
-    cluster = cluster_address(request.cluster)
+    cluster = request.cluster
     if cluster and loaded.remote is None:
         raise UserError(
             f"--cluster {cluster}: the cluster's workers read clips from the team cache, and "

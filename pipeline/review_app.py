@@ -39,15 +39,14 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pipeline import decisions
+from pipeline import deciding
 from pipeline.api import Session, decide_in
 from pipeline.cache import CACHE_DIRNAME, Cache
 from pipeline.errors import SpecError, StoryboardError, UserError, printable
 from pipeline.nodes import Film, Node
 from pipeline.outputs import output_path
-from pipeline.plan import Plan
+from pipeline.plan import Loaded
 from pipeline.review import Board, Group, Links, board, poster_time, render_page, thumbnail
-from pipeline.spec import Spec
 
 MAX_BODY = 16_384  # a decision is a few hundred bytes
 SAFE_METHODS = ("GET", "HEAD")
@@ -64,8 +63,7 @@ class Served:
     # the person building chose outside it (--cache-dir, --output-dir). None: not planned.
     films_base: Path | None = None
     cache_base: Path | None = None
-    plan: Plan | None = None
-    spec: Spec | None = None
+    loaded: Loaded | None = None  # the storyboard as last planned (its cache closed)
     groups: dict[str, Group] = field(default_factory=dict)
     clips: dict[str, tuple[Path, float]] = field(default_factory=dict)  # key: file, length
     films: dict[str, tuple[Path, Film]] = field(default_factory=dict)
@@ -83,7 +81,7 @@ def refresh(served: Served) -> Board:
             loaded.spec.storyboard.name,
             loaded.plan,
             loaded.cache,
-            loaded.spec.decisions,
+            loaded.decisions,
             links,
             loaded.renderer,
         )
@@ -95,7 +93,7 @@ def refresh(served: Served) -> Board:
     root = loaded.spec.root
     served.films_base = root if served.session.output_dir is None else loaded.films
     served.cache_base = root if loaded.cache.root == root / CACHE_DIRNAME else loaded.cache.root
-    served.plan, served.spec = loaded.plan, loaded.spec
+    served.loaded = loaded
     served.groups = {group.id: group for group in model.groups}
     return model
 
@@ -238,15 +236,15 @@ async def decide(request: Request) -> Response:
     action = body.get("action")
     if group is None:
         return _error("that shot is not on the page any more: reload it", 409)
-    if action not in (*decisions.ACTIONS, "another") or not group.decidable:
+    if action not in (*deciding.ACTIONS, "another") or not group.decidable:
         return _error(f"cannot {action} {group.named}", 400)
     take, note = body.get("take"), body.get("note")
     if take is not None and (not isinstance(take, int) or isinstance(take, bool) or take < 1):
         return _error("take: a whole number from 1", 400)
     if note is not None and not isinstance(note, str):
         return _error("note: text", 400)
-    act = decisions.Act(
-        decisions.REJECT if action == "another" else action,
+    act = deciding.Act(
+        deciding.REJECT if action == "another" else action,
         take,
         note,
         another=action == "another",
@@ -257,13 +255,14 @@ async def decide(request: Request) -> Response:
         return _error(_told(exc), 400)
 
 
-def _decided(served: Served, group: Group, act: decisions.Act) -> dict[str, Any]:
-    before, spec = served.plan, served.spec
-    if before is None or spec is None:
+def _decided(served: Served, group: Group, act: deciding.Act) -> dict[str, Any]:
+    planned = served.loaded
+    if planned is None:
         raise UserError("the page is not planned yet: reload it")
-    outcome = decide_in(spec, before, group.label, act, group.variants)
+    outcome = decide_in(planned, group.label, act, group.variants)
     model = refresh(served)
-    outcome = decisions.with_renders(outcome, before, served.plan or before)
+    after = served.loaded.plan if served.loaded is not None else planned.plan
+    outcome = deciding.with_renders(outcome, planned.plan, after)
     said = list(outcome.said)
     if outcome.renders:
         unknown = f" (+{outcome.unpriced} of unknown price)" if outcome.unpriced else ""
@@ -468,8 +467,8 @@ def serve(session: Session, host: str, port: int, open_browser: bool) -> int:
     refresh(app.state.served)  # a storyboard with a problem is said before the app starts
     url = f"http://{_in_url(host)}:{port}/"
     print(url, flush=True)
-    spec = app.state.served.spec
-    where = spec.decisions.named if spec else "?"
+    planned = app.state.served.loaded
+    where = planned.decisions.named if planned else "?"
     which, other = session.looking_at()
     said = f"review app for {which}: decisions go to the {where}; Ctrl-C stops it"
     print(printable(said), file=sys.stderr)

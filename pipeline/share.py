@@ -15,6 +15,7 @@ from pipeline.cache.remote import Remote, open_remote
 from pipeline.cache.remote_settings import remote_settings
 from pipeline.errors import RemoteDamaged, UserError
 from pipeline.project import project_settings
+from pipeline.settings import RemoteEnvironment
 from pipeline.state import RENDERS, ShotState
 
 if TYPE_CHECKING:
@@ -172,9 +173,11 @@ def pull_storyboard(loaded: Loaded, note: Callable[[str], None]) -> Transfer:
     return done
 
 
-def push_project(cache: Cache, root: Path, note: Callable[[str], None]) -> Transfer:
+def push_project(
+    cache: Cache, root: Path, note: Callable[[str], None], environment: RemoteEnvironment
+) -> Transfer:
     """Every clip and film of `cache` the project's team cache lacks."""
-    settings = remote_settings(project_settings(root))
+    settings = remote_settings(project_settings(root), environment)
     if settings is None:
         raise UserError(NO_REMOTE, REMOTE_HINT)
     return Remote.run(push_all(cache, open_remote(settings), note))

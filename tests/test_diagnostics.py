@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import plan
 from pipeline.errors import MAX_SHOWN, SpecError
+from pipeline.settings import Target
 from pipeline.spec import read
 from tests.conftest import write
 
@@ -104,7 +105,7 @@ CASES: dict[str, tuple[str, list[tuple[int, str, str]]]] = {
 def _problems(project: Path, text: str) -> tuple[Path, SpecError]:
     path = write(project / "specs" / "t.yaml", text)
     with pytest.raises(SpecError) as caught:
-        plan.load(path, preview=False, cache_dir=None, note=lambda _: None)
+        plan.load(Target(path), note=lambda _: None)
     return path, caught.value
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import decisions
-from pipeline.decisions import Act, Decided, Decision, Decisions
+from pipeline import deciding, decisions
+from pipeline.deciding import Act
+from pipeline.decisions import Decided, Decision, Decisions
 from pipeline.errors import UserError
 from pipeline.nodes import Node
 from pipeline.render import KINDS
@@ -93,7 +94,7 @@ def test_decide(
     act: Act,
     lines: dict[tuple[str, str], tuple[int | None, str | None, int, str]],
 ) -> None:
-    outcome = decisions.decide(given, SEA, "sea", variants, act)
+    outcome = deciding.decide(given, SEA, "sea", variants, act)
     written = {
         name: (d.take, d.verdict, d.more, d.note)
         for name, d in outcome.changes.items()
@@ -114,7 +115,7 @@ def test_decide(
 )
 def test_decide_refuses(variants: tuple[str, ...], act: Act, message: str) -> None:
     with pytest.raises(UserError) as raised:
-        decisions.decide(NONE, SEA, "sea", variants, act)
+        deciding.decide(NONE, SEA, "sea", variants, act)
     assert raised.value.message == message
 
 
@@ -133,8 +134,8 @@ def test_the_file_is_sorted_one_line_each_and_reads_back(tmp_path: Path) -> None
         "sea: {take: 2}",
         "sea [storm]: {take: 3, verdict: rejected, more: 1, note: too dark}",
     ]
-    read, problems = decisions.read(spec, PAID)
-    assert problems == []
+    read = decisions.read(spec, PAID)
+    assert read.problems == ()
     assert {name: d.decision for name, d in read.entries.items()} == {
         **entries,
         ("sea", "storm"): entries[("sea", "storm")].model_copy(update={"note": "too dark"}),
@@ -156,7 +157,7 @@ def test_every_mistake_of_the_file_is_located(tmp_path: Path) -> None:
         "hero: [1, 2]\n"
         "wave: {verdict: maybe}\n",
     )
-    _, problems = decisions.read(spec, PAID)
+    problems = decisions.read(spec, PAID).problems
     said = [(p.line, p.col, p.message) for p in problems]
     assert said == [
         (1, 13, "decision 'sea': take: input should be greater than or equal to 1"),
@@ -268,7 +269,7 @@ def test_approved_means_the_take_the_film_uses(
     decision: Decision, used: int, approved: bool
 ) -> None:
     given = Decisions(NONE.path, {("sea", ""): Decided(decision, 1)})
-    assert decisions.approved(given, take("sea", "calm", used), "calm") is approved
+    assert deciding.approved(given, take("sea", "calm", used), "calm") is approved
 
 
 def test_takes_asked_for_count_against_the_shot_limit(cli, reel: Path) -> None:

@@ -59,14 +59,14 @@ __all__ = [
     "write_atomic",
 ]
 
-CACHE_ENV = "STORYBOARD_CACHE_DIR"
 CACHE_DIRNAME = MARKERS[0]
 
 
 def resolve_root(spec_path: Path, override: str | None) -> Path:
-    chosen = override or os.environ.get(CACHE_ENV)
-    if chosen:
-        return Path(chosen).expanduser().resolve()
+    """The cache folder: the one asked for (`--cache-dir`, or STORYBOARD_CACHE_DIR as the
+    command read it), else the project's `.storyboard/`."""
+    if override:
+        return Path(override).expanduser().resolve()
     project = project_root(spec_path)
     root = project / CACHE_DIRNAME
     _refuse_links_out(root, project)
@@ -92,7 +92,11 @@ class Cache:
     """The parts of one cache folder. `note` hears what the cache repaired on its own."""
 
     def __init__(
-        self, root: Path, note: Callable[[str], None] = _ignore, team: Remote | None = None
+        self,
+        root: Path,
+        note: Callable[[str], None] = _ignore,
+        team: Remote | None = None,
+        private_urls: bool = False,
     ) -> None:
         if root.exists() and not root.is_dir():
             raise CacheError(
@@ -102,7 +106,7 @@ class Cache:
         self.root = root
         self.clips = ClipStore(root, note)
         self.films = FilmStore(root / "films")
-        self.inputs = FetchedInputs(root / "inputs")
+        self.inputs = FetchedInputs(root / "inputs", private_urls)
         self.frames = FrameStore(root / "frames")
         self.fonts = root / "fonts"
         self.journal = Journal(root / "journal")

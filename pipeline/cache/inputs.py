@@ -11,7 +11,6 @@ internet (a storyboard from elsewhere must not make a CI runner read its private
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +29,7 @@ TIMEOUT = 10.0  # one read or connect
 # on in a time a person waits for a plan. 20 MB, the largest frame, needs 1 MB a second.
 DEADLINE = 20.0
 MAX_REDIRECTS = 5
-PRIVATE_ENV = "STORYBOARD_ALLOW_PRIVATE_URLS"
+PRIVATE_ENV = "STORYBOARD_ALLOW_PRIVATE_URLS"  # read by the command (settings.Environment)
 
 
 class FetchError(Exception):
@@ -47,8 +46,9 @@ class Fetched(BaseModel):
 
 
 class FetchedInputs:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, private: bool = False) -> None:
         self.folder = folder
+        self.private = private  # hosts on private networks may be read (PRIVATE_ENV)
 
     def path(self, url: str) -> Path:
         """Where the bytes of `url` are kept, fetching them the first time."""
@@ -57,7 +57,7 @@ class FetchedInputs:
         record = record_of(target.with_suffix(".json"), target, Fetched)
         if record is not None and record.url == url:
             return target
-        data = download(url)
+        data = download(url, self.private)
         try:
             write_atomic(target, data)
             entry = Fetched(
@@ -69,7 +69,7 @@ class FetchedInputs:
         return target
 
 
-def download(url: str) -> bytes:
+def download(url: str, private: bool = False) -> bytes:
     """The bytes at an https URL, within the limits above: the whole fetch (every redirect,
     the headers and the body) within DEADLINE seconds, no content coding, and each host
     connected to at an address that was checked (the name is resolved once, here, and that
@@ -78,14 +78,14 @@ def download(url: str) -> bytes:
     import asyncio  # here: planning a storyboard without URLs never loads it
 
     try:
-        return asyncio.run(_download(url))
+        return asyncio.run(_download(url, private))
     except TimeoutError:
         raise FetchError(
             f"could not be downloaded within {DEADLINE:g} s (the server is too slow)"
         ) from None
 
 
-async def _download(url: str) -> bytes:
+async def _download(url: str, private: bool) -> bytes:
     import asyncio
 
     import httpx
@@ -97,7 +97,7 @@ async def _download(url: str) -> bytes:
         httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client,
     ):
         for _ in range(MAX_REDIRECTS + 1):
-            address = _checked_address(current, await _addresses(current))
+            address = _checked_address(current, await _addresses(current), private)
             request = client.build_request(
                 "GET",
                 current.copy_with(host=address),
@@ -176,14 +176,14 @@ async def _addresses(url: httpx.URL) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _checked_address(url: httpx.URL, addresses: list[str]) -> str:
+def _checked_address(url: httpx.URL, addresses: list[str], private: bool) -> str:
     """The address to connect to for `url`'s host: the first it resolves to, once every one
     is on the public internet (unless private hosts are allowed)."""
     import ipaddress
 
     if not addresses:
         raise FetchError("names a host that cannot be found")
-    if os.environ.get(PRIVATE_ENV) != "1":
+    if not private:
         for address in addresses:
             if not ipaddress.ip_address(address.split("%")[0]).is_global:
                 raise FetchError(

@@ -40,9 +40,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.cache.clips import ClipRecord
 from pipeline.cache.films import FilmRecord
-from pipeline.cache.remote_settings import INSTALL_HINT, NO_REMOTE_ENV, RemoteSettings
+from pipeline.cache.remote_settings import INSTALL_HINT, RemoteSettings
 from pipeline.cache.store import S3, Failure, ObjectStore, StoreFailure
 from pipeline.errors import CacheError, RemoteDamaged, RemoteError, RemoteReadOnly, UserError
+from pipeline.settings import NO_REMOTE_ENV
 
 if TYPE_CHECKING:
     from obstore._store import ClientConfig, S3Config
@@ -61,11 +62,7 @@ def open_remote(settings: RemoteSettings) -> Remote:
             f"a team cache is set ({settings.url}) but its library is not installed",
             INSTALL_HINT,
         ) from None
-    endpoint = (
-        settings.endpoint
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-    )
+    endpoint = settings.endpoint
     options: ClientConfig = {
         "connect_timeout": timedelta(seconds=5),
         "timeout": timedelta(seconds=600),

@@ -6,7 +6,6 @@ of a project without a team cache never pays for them.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,10 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import SpecError, StoryboardError, UserError
 from pipeline.project import MAX_SETTINGS_BYTES, OutsideProject, ProjectSettings, read_bounded
+from pipeline.settings import LEASE_ENV, REMOTE_ENV, RemoteEnvironment
 
-REMOTE_ENV = "STORYBOARD_REMOTE"
-NO_REMOTE_ENV = "STORYBOARD_NO_REMOTE"
-LEASE_ENV = "STORYBOARD_LEASE_SECONDS"
 INSTALL_HINT = "install the team extra: pip install 'storyboard[remote]'"
 
 # S3's rules for a bucket name (3 to 63 lowercase letters, digits, dots and hyphens, starting
@@ -76,12 +73,16 @@ class RemoteSettings(BaseModel):
         return urlsplit(self.url).path.strip("/")
 
 
-def remote_settings(project: ProjectSettings) -> RemoteSettings | None:
+def remote_settings(
+    project: ProjectSettings, environment: RemoteEnvironment | None = None
+) -> RemoteSettings | None:
     """The project's team cache (from its settings, as `project_settings` read them), or
-    None. `STORYBOARD_REMOTE` overrides the file's url, and `STORYBOARD_NO_REMOTE=1` turns
-    the remote off. A bad setting is a located error naming the file (or the variable), the
-    line and the field."""
-    if os.environ.get(NO_REMOTE_ENV, "") not in ("", "0"):
+    None. The environment (as the command read it) overrides: `STORYBOARD_REMOTE` the
+    file's url, `STORYBOARD_NO_REMOTE=1` turns the remote off, AWS_ENDPOINT_URL is the
+    endpoint when the file gives none. A bad setting is a located error naming the file (or
+    the variable), the line and the field."""
+    environment = environment or RemoteEnvironment()
+    if environment.off:
         return None
     settings, path = project
     table = settings.get("remote", {})
@@ -89,14 +90,16 @@ def remote_settings(project: ProjectSettings) -> RemoteSettings | None:
         raise _setting_error(path, "remote", "[remote] must be a table: url = 's3://...'")
     given = {name: path for name in table}
     table = {name: value for name, value in table.items() if name != "cluster"}  # ignored
-    for name, variable in (("url", REMOTE_ENV), ("lease_seconds", LEASE_ENV)):
-        if os.environ.get(variable):
-            table[name] = os.environ[variable]
+    for name, value in (("url", environment.url), ("lease_seconds", environment.lease_seconds)):
+        if value:
+            table[name] = value
             given[name] = None
     if not table.get("url"):
         if table:
             raise _setting_error(path, "remote", "[remote]: `url` is missing")
         return None
+    if environment.endpoint and not table.get("endpoint"):
+        table["endpoint"] = environment.endpoint
     try:
         return RemoteSettings.model_validate(table)
     except ValidationError as exc:

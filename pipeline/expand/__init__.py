@@ -6,9 +6,10 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from pipeline.decisions import line_name
+from pipeline.decisions import Decisions, line_name
 from pipeline.errors import Problems
 from pipeline.expand.context import (
     MAX_COUNTED,
@@ -32,6 +33,7 @@ from pipeline.nodes import (
     Node,
 )
 from pipeline.order import upstream_first
+from pipeline.render import kind
 from pipeline.spec import Spec
 from pipeline.spec.references import frame_refs
 from pipeline.spec.schema import (
@@ -50,18 +52,24 @@ def expand(
     renderer: str,
     max_shots: int | None = None,
     fonts: Fonts | None = None,
+    decisions: Decisions | None = None,
 ) -> Expansion:
     """Every still, shot and sequence of every variant; errors point at the YAML or template
     line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
     first. A shot that starts from another render's frame has a pending key: the graph
     resolves it once the frame exists. `fonts` keeps the sanitized copies of project fonts
-    (in the cache: `Fonts(cache.fonts)`)."""
+    (in the cache: `Fonts(cache.fonts)`); `decisions`: the picks, approvals and notes of
+    the build expanded for (its own file: a pick on the preview build never changes a paid
+    film), and the problems of that file."""
     board = spec.storyboard
-    check_size(spec, max_shots or MAX_SHOTS)
+    decisions = decisions or Decisions(Path())
+    check_size(spec, decisions, max_shots or MAX_SHOTS)
     templates = PromptTemplates(spec.template_dirs, spec.root)
-    context = Context(renderer, Inputs(spec), {}, framing(board) if renderer == "preview" else {})
+    # Labels of free animatics are kept inside what every format of their films keeps.
+    shapes = framing(board) if not kind(renderer).paid else {}
+    context = Context(renderer, Inputs(spec), {}, decisions, shapes)
     fonts = fonts or Fonts()
-    problems = Problems(list(spec.problems))
+    problems = Problems([*spec.problems, *decisions.problems])
     # Items with a problem are not tried again; nor what starts from a frame of one, or
     # joins one, that was not made (it failed, or the storyboard does not have it).
     failed = set(spec.failed)
@@ -125,7 +133,7 @@ def expand(
                 sequences.extend(films)
             shots.extend(replace(shot, variant=variant_name) for shot in used.values())
     problems.raise_any()
-    for warning in _unused_decisions(spec, shots):
+    for warning in _unused_decisions(decisions, shots):
         context.warnings.setdefault(warning)
     variant_names = tuple(n for n, _ in variants)
     warnings = tuple(context.warnings)
@@ -203,10 +211,9 @@ def _films(
     return films
 
 
-def _unused_decisions(spec: Spec, shots: list[Node]) -> list[str]:
+def _unused_decisions(decisions: Decisions, shots: list[Node]) -> list[str]:
     """A line of the decisions file that holds for no render: the shot was renamed or
     removed, or the variant is gone. Said, not refused: the rest of the file still holds."""
-    decisions = spec.decisions
     if not decisions.entries:
         return []
     made = {(name, shot.variant) for shot in shots for name in (shot.label, shot.shot_id)}
@@ -263,7 +270,7 @@ def render_order(spec: Spec) -> list[tuple[str, int]]:
     return [where[name] for name in upstream_first(list(where), lambda n: needs.get(n, ()))]
 
 
-def check_size(spec: Spec, max_shots: int) -> None:
+def check_size(spec: Spec, decisions: Decisions, max_shots: int) -> None:
     """Refuse, before anything is expanded, a storyboard of more than `max_shots` shots."""
     board = spec.storyboard
     default_takes = board.defaults.takes or 1
@@ -281,7 +288,7 @@ def check_size(spec: Spec, max_shots: int) -> None:
     # Takes a decisions file asks for count too (a line for the shot: in every variant).
     more = sum(
         decided.decision.more * (1 if variant else variants)
-        for (_, variant), decided in spec.decisions.entries.items()
+        for (_, variant), decided in decisions.entries.items()
     )
     total = variants * per_variant + more
     if total <= max_shots:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import hashing, media
+from pipeline.decisions import Decisions
 from pipeline.errors import MediaError
 from pipeline.expand.framing import Framing
 from pipeline.nodes import Node
@@ -53,11 +54,13 @@ MAX_FILM_PIXELS = 4096 * 2304
 
 @dataclass
 class Context:
-    """What expanding every shot shares: the renderer, the files read, the warnings said."""
+    """What expanding every shot shares: the renderer, the files read, the warnings said,
+    the decisions of the build expanded for."""
 
     renderer: str
     inputs: Inputs
     warnings: dict[str, None]
+    decisions: Decisions
     framing: Framing = field(default_factory=dict)  # the formats each shot is cut to
 
 

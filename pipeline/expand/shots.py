@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import media, models
+from pipeline.decisions import Decisions
 from pipeline.errors import SpecError
 from pipeline.expand.context import (
     DEFAULT_DURATION,
@@ -32,6 +33,7 @@ from pipeline.nodes import (
     Still,
     render_key,
 )
+from pipeline.render import kind
 from pipeline.spec import Spec
 from pipeline.spec.schema import (
     FrameRef,
@@ -143,13 +145,13 @@ def expand_shot(
         ]
         asked = Asked(prompt, width, height, duration, fps, optimizer, negative, audio)
         request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
-        if context.renderer == "preview":
+        if not kind(context.renderer).paid:
             # An animatic's labels go where every format of its films keeps the picture.
             area = kept_area(context.framing.get(shot.id, []), width, height)
             if area != WHOLE:
                 request = {**request, "previewLabelArea": list(area)}
         price = _price(shot, board, info, model_id, (width, height, duration), audio)
-        takes, pick, decided = _decided(spec, shot, label, variant_name, takes_written)
+        takes, pick, decided = _decided(context.decisions, shot, label, variant_name, takes_written)
         for take in range(1, takes + 1):
             take_request = request
             if seed is not None:
@@ -184,21 +186,21 @@ def expand_shot(
 
 
 def _decided(
-    spec: Spec, shot: ShotSpec, label: str, variant: str, takes: int
+    decisions: Decisions, shot: ShotSpec, label: str, variant: str, takes: int
 ) -> tuple[int, int, str]:
     """A shot's takes and picked take in a variant, as its decisions file says over the
     storyboard (more takes asked for, a take picked), and the words that say so."""
     pick = shot.pick or 1
-    found = spec.decisions.find(shot.id, label, variant)
+    found = decisions.find(shot.id, label, variant)
     if found is None:
         return takes, pick, ""
     name, decided = found
     decision = decided.decision
     takes += decision.more
-    where = spec.decisions.where(decided)
+    where = decisions.where(decided)
     if decision.take is not None and decision.take > takes:
         raise SpecError(
-            spec.decisions.path,
+            decisions.path,
             decided.line,
             1,
             f"decision '{name}': take {decision.take} is more than the shot's {takes} takes",

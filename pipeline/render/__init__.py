@@ -46,6 +46,7 @@ KINDS = {
     ),
 }
 RENDERERS = tuple(KINDS)
+PREVIEW = "preview"  # the renderer of `--preview`
 
 
 def ignore(*_: Any) -> None:

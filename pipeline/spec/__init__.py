@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
-from pipeline import decisions as deciding
 from pipeline.errors import Diagnostic, Problems, SpecError
 from pipeline.project import project_root
 from pipeline.spec import reading
@@ -17,9 +15,6 @@ from pipeline.spec.references import check_references, find_template_dirs
 from pipeline.spec.schema import Storyboard
 from pipeline.spec.source import SourceMap, mapping_pairs
 from pipeline.spec.validation import validated
-
-if TYPE_CHECKING:
-    from pipeline.render import RendererKind
 
 
 @dataclass(frozen=True)
@@ -34,9 +29,6 @@ class Spec:
     files: dict[str, Path] = field(default_factory=dict)  # each file it names, checked
     problems: tuple[Diagnostic, ...] = ()  # what is wrong with it, in the order found
     failed: frozenset[str] = frozenset()  # ids of the items a problem is found in
-    # The picks, approvals and notes of the decisions file of the build it is read for
-    # (`with_decisions`): `<name>.picks.yaml`, or `<name>.preview.picks.yaml`.
-    decisions: deciding.Decisions = field(default_factory=lambda: deciding.Decisions(Path()))
 
     @property
     def folder(self) -> Path:
@@ -90,13 +82,6 @@ def _read(path: Path, given: str | None) -> Spec:
     files = check_references(storyboard, source, template_dirs, root, dropped, problems)
     failed = frozenset(problems.failed | dropped)
     return Spec(storyboard, path, source, template_dirs, root, files, tuple(problems.found), failed)
-
-
-def with_decisions(spec: Spec, build: RendererKind) -> Spec:
-    """The storyboard with the decisions of one build, from that build's file alone (a pick
-    on the preview build never changes a paid film), and the problems of that file."""
-    decisions, wrong = deciding.read(spec.path, build, spec.root)
-    return replace(spec, decisions=decisions, problems=(*spec.problems, *wrong))
 
 
 def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
