@@ -45,27 +45,13 @@ class Work:
 
 def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) -> Work:
     """The build's work, or why it may not start."""
-    spec, current = loaded.spec, loaded.plan
     if loaded.remote_problem is not None:
         # Without it there is no lease, and what it holds would look new: paid for again.
         raise loaded.remote_problem
-    graph = current.graph
-    chosen, spec_path = request.selection, request.target.spec
-    films = graph.films_named(chosen.sequences, spec_path)
-    if chosen.approved:
-        films = _approved(_every(films, graph), loaded.decisions, warn)
-    if chosen.join_only:
-        films = _ready(_every(films, graph), loaded, warn)
-    only = graph.named(chosen.only, spec_path) if chosen.only else None
-    forced_nodes = graph.named(chosen.force, spec_path) if chosen.force else set()
-    if chosen.join_only:
-        forced_nodes = set()  # it renders nothing, whatever else it is told
-    wanted = graph.selected(only, films)
-    rows = [row for row in current.rows if wanted is None or row.node in wanted]
-    forced = frozenset(row.shot.key for row in current.rows if row.node in forced_nodes)
+    films, wanted, forced = _chosen(request, loaded, warn)
+    rows = [row for row in loaded.plan.rows if wanted is None or row.node in wanted]
     to_render = [r for r in rows if r.status != ShotState.CACHED or r.shot.key in forced]
     cached = [r.shot for r in rows if r.status == ShotState.CACHED and r.shot.key not in forced]
-    paid = is_paid(loaded.renderer)
     waiting = (ShotState.IN_FLIGHT, ShotState.REMOTE)  # paid for before, or the team's
     # A request the provider refused is not sent again (the build says so), unless forced.
     new = [
@@ -73,32 +59,12 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
         for row in to_render
         if row.status not in waiting and (row.status != ShotState.REFUSED or row.shot.key in forced)
     ]
-    max_cost = request.max_cost if request.max_cost is not None else spec.storyboard.budget
+    budget = request.max_cost
+    max_cost = budget if budget is not None else loaded.spec.storyboard.budget
+    paid = is_paid(loaded.renderer)
     estimate = check_budget(new, max_cost) if paid else 0.0
-    if to_render:
-        renderer_class(loaded.renderer).check_options(request.renderer)
-    if request.frozen:
-        # A shot whose key waits on an upstream frame is checked once its key is known.
-        known = [row.shot for row in to_render if not row.shot.pending]
-        check_frozen(loaded.lock_path, loaded.lock, known)
-    cluster = request.cluster
-    if cluster and loaded.remote is None:
-        raise UserError(
-            f"--cluster {cluster}: the cluster's workers read clips from the team cache, and "
-            "this project has none",
-            "set [remote] url = 's3://bucket/prefix' in storyboard.toml (or STORYBOARD_REMOTE)",
-        )
-    if graph.expansion.sequences:
-        check_writable(loaded.films, "films", "choose a writable --output-dir")
-    if not request.frozen:
-        check_writable(loaded.lock_path.parent, "the lock file", "build from a writable folder")
-    try:
-        register(loaded)
-    except CacheError as exc:
-        if to_render:
-            raise
-        # Nothing to store: a build from a read-only cache (a CI runner's) needs no writes.
-        warn(f"warning: {exc.message}; nothing to render, so building from it as it is")
+    _refuse(request, loaded, [row.shot for row in to_render])
+    _register(loaded, bool(to_render), warn)
     # `push = false` in the project's settings, or --no-push, keeps this build's work local.
     push = request.schedule.push and (loaded.remote is None or loaded.remote.settings.push)
     frozen = frozenset(loaded.lock.shots) if request.frozen and loaded.lock else None
@@ -109,7 +75,59 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
         push=push,
         frozen=frozen,
     )
+    cluster = request.cluster
     return Work(tuple(to_render), tuple(cached), films, tuple(new), estimate, schedule, cluster)
+
+
+def _chosen(
+    request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]
+) -> tuple[list[Film] | None, set[str] | None, frozenset[str]]:
+    """What the build works on: its films (None: all), its nodes (None: all), and the keys
+    of the renders forced."""
+    graph = loaded.plan.graph
+    chosen, spec_path = request.selection, request.target.spec
+    films = graph.films_named(chosen.sequences, spec_path)
+    if chosen.approved:
+        films = _approved(_every(films, graph), loaded.decisions, warn)
+    if chosen.join_only:
+        films = _ready(_every(films, graph), loaded, warn)
+    only = graph.named(chosen.only, spec_path) if chosen.only else None
+    # --join-only renders nothing, whatever else it is told.
+    forcing = chosen.force and not chosen.join_only
+    forced_nodes = graph.named(chosen.force, spec_path) if forcing else set()
+    forced = frozenset(row.shot.key for row in loaded.plan.rows if row.node in forced_nodes)
+    return films, graph.selected(only, films), forced
+
+
+def _refuse(request: BuildRequest, loaded: Loaded, to_render: list[Node]) -> None:
+    """Refuse, before anything is spent, a build that cannot be made as asked."""
+    if to_render:
+        renderer_class(loaded.renderer).check_options(request.renderer)
+    if request.frozen:
+        # A shot whose key waits on an upstream frame is checked once its key is known.
+        known = [shot for shot in to_render if not shot.pending]
+        check_frozen(loaded.lock_path, loaded.lock, known)
+    if request.cluster and loaded.remote is None:
+        raise UserError(
+            f"--cluster {request.cluster}: the cluster's workers read clips from the team "
+            "cache, and this project has none",
+            "set [remote] url = 's3://bucket/prefix' in storyboard.toml (or STORYBOARD_REMOTE)",
+        )
+    if loaded.plan.graph.expansion.sequences:
+        check_writable(loaded.films, "films", "choose a writable --output-dir")
+    if not request.frozen:
+        check_writable(loaded.lock_path.parent, "the lock file", "build from a writable folder")
+
+
+def _register(loaded: Loaded, renders: bool, warn: Callable[[str], None]) -> None:
+    """Tell the cache what this storyboard uses. A build from a read-only cache (a CI
+    runner's) that renders nothing needs no writes: it goes on, said."""
+    try:
+        register(loaded)
+    except CacheError as exc:
+        if renders:
+            raise
+        warn(f"warning: {exc.message}; nothing to render, so building from it as it is")
 
 
 def _every(films: list[Film] | None, graph: Graph) -> list[Film]:

@@ -61,24 +61,48 @@ def print_plan(
     console: Console | None = None,
 ) -> None:
     console = console or make_console()
-    all_variants = plan.variants
+    console.print(_render_table(plan))
+    if why:
+        _print_render_reasons(plan, console)
+    _print_totals(plan, console)
+    for sequence, state in ((row.film, row.state) for row in plan.film_rows):
+        console.print(
+            Text("  sequence ")
+            + Text(sequence.name, style="bold")
+            + Text(
+                f": {len(sequence.uses)} clips, {seconds(sequence.duration)}, "
+                f"{sequence.width}x{sequence.height}  "
+            )
+            + state_text(state.name),
+            highlight=False,
+        )
+        if why:
+            print_reasons(console, state.said, indent=6)
+
+
+PLAN_COLUMNS = (
+    ("key", "left"),
+    ("shot", "left"),
+    ("variant", "left"),
+    ("take", "right"),
+    ("model", "left"),
+    ("size", "left"),
+    ("dur", "right"),
+    ("after", "left"),
+    ("status", "left"),
+    ("cost", "right"),
+)
+
+
+def _render_table(plan: Plan) -> Table:
+    """A line per render: what it is, what it starts from, its state and cost."""
     table = Table(title=None, show_lines=False, header_style="bold")
-    for name, justify in (
-        ("key", "left"),
-        ("shot", "left"),
-        ("variant", "left"),
-        ("take", "right"),
-        ("model", "left"),
-        ("size", "left"),
-        ("dur", "right"),
-        ("after", "left"),
-        ("status", "left"),
-        ("cost", "right"),
-    ):
+    for name, justify in PLAN_COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    every = plan.variants
     for row in plan.rows:
         shot = row.shot
-        if len(all_variants) > 1 and len(row.variants) == len(all_variants):
+        if len(every) > 1 and len(row.variants) == len(every):
             variants = "(all)"
         else:
             variants = ", ".join(v for v in row.variants if v) or "-"
@@ -94,15 +118,23 @@ def print_plan(
             state_text(row.status),
             money(row.estimate),
         )
-    console.print(table)
-    if why:
-        for row in plan.rows:
-            if row.reasons:
-                variants = ", ".join(v for v in row.variants if v)
-                take = f" take {row.shot.take}" if row.shot.takes > 1 else ""
-                head = Text(f"{row.shot.label}{take}" + (f" [{variants}]" if variants else ""))
-                console.print(head + Text(": ") + state_text(row.status), highlight=False)
-                print_reasons(console, said(row.reasons))
+    return table
+
+
+def _print_render_reasons(plan: Plan, console: Console) -> None:
+    """Why each render that is not cached is what it is (`--why`)."""
+    for row in plan.rows:
+        if not row.reasons:
+            continue
+        variants = ", ".join(v for v in row.variants if v)
+        take = f" take {row.shot.take}" if row.shot.takes > 1 else ""
+        head = Text(f"{row.shot.label}{take}" + (f" [{variants}]" if variants else ""))
+        console.print(head + Text(": ") + state_text(row.status), highlight=False)
+        print_reasons(console, said(row.reasons))
+
+
+def _print_totals(plan: Plan, console: Console) -> None:
+    """How many renders, what they cost, and what cannot be priced yet."""
     renders = sum(1 for row in plan.rows if row.renders)
     later = sum(1 for row in plan.rows if row.shot.pending)
     collect = sum(1 for row in plan.rows if row.status == ShotState.IN_FLIGHT)
@@ -131,19 +163,6 @@ def print_plan(
             "under one",
             highlight=False,
         )
-    for sequence, state in ((row.film, row.state) for row in plan.film_rows):
-        console.print(
-            Text("  sequence ")
-            + Text(sequence.name, style="bold")
-            + Text(
-                f": {len(sequence.uses)} clips, {seconds(sequence.duration)}, "
-                f"{sequence.width}x{sequence.height}  "
-            )
-            + state_text(state.name),
-            highlight=False,
-        )
-        if why:
-            print_reasons(console, state.said, indent=6)
 
 
 def print_comparison(comparison: Comparison, console: Console | None = None) -> None:

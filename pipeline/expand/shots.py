@@ -4,7 +4,7 @@ and the exact request it sends."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,58 @@ from pipeline.spec.schema import (
 from pipeline.templates import PromptSource, PromptTemplates
 
 
+@dataclass(frozen=True)
+class Settings:
+    """A shot's settings in effect: its own, else the defaults' (a still takes none)."""
+
+    still: bool
+    width: int
+    height: int
+    duration: int
+    takes: int
+    optimizer: bool | None
+    seed: int | None
+    negative: str | None
+    audio: bool | None  # as given: None when neither the shot nor the defaults say
+    fps: int | None  # as asked
+    frames: tuple[tuple[str, str | FrameRef], ...]  # (position, a file or another's frame)
+
+    @classmethod
+    def of(cls, shot: ShotSpec, defaults: ShotSettings, still: bool) -> Settings:
+        width, height = size_of(shot, defaults, STILL_SIZE if still else None)
+        frames = []
+        for position in FRAME_POSITIONS:
+            name = f"{position}_frame"
+            given = first_set(getattr(shot, name), getattr(defaults, name), None)
+            if given is not None:
+                frames.append((position, given))
+        return cls(
+            still=still,
+            width=width,
+            height=height,
+            duration=0 if still else shot.duration or defaults.duration or DEFAULT_DURATION,
+            takes=shot.takes or defaults.takes or 1,
+            optimizer=first_set(shot.prompt_optimizer, defaults.prompt_optimizer, None),
+            seed=first_set(shot.seed, defaults.seed, None),
+            negative=first_set(shot.negative_prompt, defaults.negative_prompt, None),
+            audio=first_set(shot.audio, defaults.audio, None),
+            fps=shot.fps or defaults.fps,
+            frames=tuple(frames),
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """A shot (or still) of the storyboard being expanded: where it is, what it is, and its
+    settings in effect; `where(field)`: where a field of it is written (its own, else the
+    defaults')."""
+
+    loc: tuple[str, int]
+    shot: ShotSpec
+    given: Settings
+    where: Callable[[str], tuple[Any, ...]]
+
+
 def expand_shot(
     spec: Spec,
     loc: tuple[str, int],
@@ -54,135 +106,161 @@ def expand_shot(
     by_id: dict[str, list[Node]],
 ) -> list[Node]:
     """Every render of one shot (or still) in one variant: its matrix and takes."""
-    board = spec.storyboard
     still = loc[0] == "stills"
-    defaults = ShotSettings() if still else board.defaults
-    source = spec.source
-    variant_name = variant.name
-    width, height = size_of(shot, defaults, STILL_SIZE if still else None)
-    duration = 0 if still else shot.duration or defaults.duration or DEFAULT_DURATION
-    takes_written = shot.takes or defaults.takes or 1
-    optimizer = first_set(shot.prompt_optimizer, defaults.prompt_optimizer, None)
-    seed = first_set(shot.seed, defaults.seed, None)
-    negative = first_set(shot.negative_prompt, defaults.negative_prompt, None)
-    audio_given = first_set(shot.audio, defaults.audio, None)
-    audio = bool(audio_given)
-    frames: list[tuple[str, str | FrameRef]] = []  # (position, file or frame reference)
-    for position in FRAME_POSITIONS:
-        name = f"{position}_frame"
-        given = first_set(getattr(shot, name), getattr(defaults, name), None)
-        if given is not None:
-            frames.append((position, given))
-    if optimizer:
+    defaults = ShotSettings() if still else spec.storyboard.defaults
+    given = Settings.of(shot, defaults, still)
+    if given.optimizer:
         context.warnings[
             f"shot '{shot.id}': prompt_optimizer is on: the provider rewrites the prompt, "
             "so renders cannot be repeated"
         ] = None
+    item = Item(loc, shot, given, _where(spec, loc, still))
+    combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
+    made: list[Node] = []
+    for shot_variant, shot_values in combos:
+        label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
+        made += _combination(spec, item, (variant, label, shot_values), prompting, context, by_id)
+    return made
+
+
+def _where(spec: Spec, loc: tuple[str, int], still: bool) -> Callable[[str], tuple[Any, ...]]:
+    """Where a field of an item is written: its own, else the defaults' (a still has none)."""
+    source = spec.source
 
     def where(field: str) -> tuple[Any, ...]:
         if still:
             return (*loc, field) if source.has((*loc, field)) else loc
         return source.first((*loc, field), ("defaults", field))
 
-    made: list[Node] = []
-    shot_combos = combinations(shot.matrix, spec, (*loc, "matrix")) if shot.matrix else [("", {})]
-    for shot_variant, shot_values in shot_combos:
-        label = f"{shot.id}@{shot_variant}" if shot_variant else shot.id
-        who = f"{kind_of(loc)} '{label}'" + (f" [{variant_name}]" if variant_name else "")
-        whose = PromptSource(prompting[1].path, prompting[1].lines, who)
-        around = {**variant.values, **shot_values}
-        own = _shot_vars(spec, loc, shot, around, whose, prompting[0]) if shot.vars else {}
-        values = {**variant.values, **own, **shot_values}
-        model_id = _model(spec, loc, shot, {**variant.matrix, **shot_values}, values, prompting)
-        info = models.lookup(model_id)
-        fps = _fps(shot, defaults, info)
-        positions = tuple(position for position, _ in frames)
-        _check_model(
-            spec, loc, shot, (model_id, info), (width, height, duration, fps), positions, where
-        )
-        _check_fields(
-            spec,
-            shot,
-            (model_id, info),
-            (seed, negative, audio_given, optimizer),
-            where,
-            context.warnings,
-        )
-        images: list[Path] = []
-        hashes: list[str] = []
-        after: list[FrameOf] = []
-        for slot, (position, given) in enumerate(frames):
-            field = f"{position}_frame"
-            if isinstance(given, str):
-                image, digest, image_info = context.inputs.image(given, where(field))
-                problem = info.frames.problem(*_image_facts(image_info)) if info else None
-                if problem:
-                    raise source.error(where(field), f"shot '{shot.id}': '{given}' {problem}")
-                images.append(image)
-                hashes.append(digest)
-                continue
-            upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
-            frame: str | float = "" if isinstance(upstream, Still) else given.frame
-            if isinstance(frame, float) and frame >= upstream.duration:
-                raise source.error(
-                    (*where(field), "frame"),
-                    f"shot '{shot.id}': frame {frame:g} s is not inside '{upstream.label}' "
-                    f"({upstream.duration} s long): a time must be under its length",
-                    "for its last frame, write frame: last",
-                )
-            after.append(FrameOf(slot, upstream.key, upstream.label, frame))
-            images.append(Path())  # known once the upstream render is: graph.resolve
-            hashes.append("")
-        prompt = _prompt(shot, prompting[0], whose, values)
-        if not prompt and not frames:
-            raise source.error(loc, f"shot '{shot.id}': the prompt renders empty")
-        if not prompt and info is not None and info.needs_prompt:
-            raise source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
-        _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
-        placeholders = [
-            _placeholder(digest, ahead)
-            for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
-        ]
-        asked = Asked(prompt, width, height, duration, fps, optimizer, negative, audio)
-        request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
-        if not kind(context.renderer).paid:
-            # An animatic's labels go where every format of its films keeps the picture.
-            area = kept_area(context.framing.get(shot.id, []), width, height)
-            if area != WHOLE:
-                request = {**request, "previewLabelArea": list(area)}
-        price = _price(shot, board, info, model_id, (width, height, duration), audio)
-        takes, pick, decided = _decided(context.decisions, shot, label, variant_name, takes_written)
-        for take in range(1, takes + 1):
-            take_request = request
-            if seed is not None:
-                take_request = {**request, "seed": seed + take - 1}
-            made.append(
-                (Still if still else Clip)(
-                    key=render_key(take_request, hashes, context.renderer, take),
-                    shot_id=shot.id,
-                    label=label,
-                    variant=variant_name,
-                    shot_vars=tuple(shot_values.items()),
-                    take=take,
-                    takes=takes,
-                    picked=take == pick,
-                    model=model_id,
-                    width=width,
-                    height=height,
-                    duration=duration,
-                    fps=fps,
-                    prompt=prompt,
-                    request=take_request,
-                    images=tuple(images),
-                    image_hashes=tuple(hashes),
-                    price=price,
-                    index=loc[1],
-                    audio=audio or (info is not None and info.audio == "always"),
-                    after=tuple(after),
-                    decided=decided,
-                )
+    return where
+
+
+def _combination(
+    spec: Spec,
+    item: Item,
+    variant_of: tuple[Variant, str, dict[str, Any]],
+    prompting: tuple[PromptTemplates, PromptSource],
+    context: Context,
+    by_id: dict[str, list[Node]],
+) -> list[Node]:
+    """The takes of one combination of an item's own matrix in one variant (`variant_of`: the
+    variant, the combination's label, its values)."""
+    variant, label, shot_values = variant_of
+    loc, shot, given = item.loc, item.shot, item.given
+    who = f"{kind_of(loc)} '{label}'" + (f" [{variant.name}]" if variant.name else "")
+    whose = PromptSource(prompting[1].path, prompting[1].lines, who)
+    around = {**variant.values, **shot_values}
+    own = _shot_vars(spec, loc, shot, around, whose, prompting[0]) if shot.vars else {}
+    values = {**variant.values, **own, **shot_values}
+    model_id = _model(spec, loc, shot, {**variant.matrix, **shot_values}, values, prompting)
+    info = models.lookup(model_id)
+    fps = _fps(given.fps, info)
+    positions = tuple(position for position, _ in given.frames)
+    size = (given.width, given.height, given.duration, fps)
+    _check_model(spec, loc, shot, (model_id, info), size, positions, item.where)
+    fields = (given.seed, given.negative, given.audio, given.optimizer)
+    _check_fields(spec, shot, (model_id, info), fields, item.where, context.warnings)
+    images, hashes, after = _inputs(spec, item, info, (by_id, shot_values), context)
+    prompt = _prompt(shot, prompting[0], whose, values)
+    if not prompt and not given.frames:
+        raise spec.source.error(loc, f"shot '{shot.id}': the prompt renders empty")
+    if not prompt and info is not None and info.needs_prompt:
+        raise spec.source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
+    _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
+    placeholders = [
+        _placeholder(digest, ahead)
+        for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
+    ]
+    audio = bool(given.audio)
+    asked = Asked(
+        prompt, given.width, given.height, given.duration, fps, given.optimizer, given.negative,
+        audio,
+    )  # fmt: skip
+    request = _request(model_id, info, asked, list(zip(positions, placeholders, strict=True)))
+    if not kind(context.renderer).paid:
+        # An animatic's labels go where every format of its films keeps the picture.
+        area = kept_area(context.framing.get(shot.id, []), given.width, given.height)
+        if area != WHOLE:
+            request = {**request, "previewLabelArea": list(area)}
+    price = _price(shot, spec.storyboard, info, model_id, size[:3], audio)
+    takes, pick, decided = _decided(context.decisions, shot, label, variant.name, given.takes)
+    first = (Still if given.still else Clip)(
+        key="",
+        shot_id=shot.id,
+        label=label,
+        variant=variant.name,
+        shot_vars=tuple(shot_values.items()),
+        take=1,
+        takes=takes,
+        picked=False,
+        model=model_id,
+        width=given.width,
+        height=given.height,
+        duration=given.duration,
+        fps=fps,
+        prompt=prompt,
+        request=request,
+        images=tuple(images),
+        image_hashes=tuple(hashes),
+        price=price,
+        index=loc[1],
+        audio=audio or (info is not None and info.audio == "always"),
+        after=tuple(after),
+        decided=decided,
+    )
+    return [_take(first, take, pick, given.seed, context.renderer) for take in range(1, takes + 1)]
+
+
+def _take(first: Clip | Still, take: int, pick: int, seed: int | None, renderer: str) -> Node:
+    """Take `take` of a render: its own seed, where the model takes one, and its own key."""
+    request = first.request if seed is None else {**first.request, "seed": seed + take - 1}
+    return replace(
+        first,
+        key=render_key(request, list(first.image_hashes), renderer, take),
+        take=take,
+        picked=take == pick,
+        request=request,
+    )
+
+
+def _inputs(
+    spec: Spec,
+    item: Item,
+    info: models.ModelInfo | None,
+    upstream_of: tuple[dict[str, list[Node]], dict[str, Any]],
+    context: Context,
+) -> tuple[list[Path], list[str], list[FrameOf]]:
+    """The item's frame images: files (checked against what the model takes, hashed), and
+    frames of other renders (whose bytes, and so this render's key, are known once they are
+    made: graph.resolve)."""
+    by_id, shot_values = upstream_of
+    shot, where = item.shot, item.where
+    images: list[Path] = []
+    hashes: list[str] = []
+    after: list[FrameOf] = []
+    for slot, (position, given) in enumerate(item.given.frames):
+        field = f"{position}_frame"
+        if isinstance(given, str):
+            image, digest, image_info = context.inputs.image(given, where(field))
+            problem = info.frames.problem(*_image_facts(image_info)) if info else None
+            if problem:
+                raise spec.source.error(where(field), f"shot '{shot.id}': '{given}' {problem}")
+            images.append(image)
+            hashes.append(digest)
+            continue
+        upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
+        frame: str | float = "" if isinstance(upstream, Still) else given.frame
+        if isinstance(frame, float) and frame >= upstream.duration:
+            raise spec.source.error(
+                (*where(field), "frame"),
+                f"shot '{shot.id}': frame {frame:g} s is not inside '{upstream.label}' "
+                f"({upstream.duration} s long): a time must be under its length",
+                "for its last frame, write frame: last",
             )
-    return made
+        after.append(FrameOf(slot, upstream.key, upstream.label, frame))
+        images.append(Path())  # known once the upstream render is: graph.resolve
+        hashes.append("")
+    return images, hashes, after
 
 
 def _decided(
@@ -263,9 +341,8 @@ def _upstream(
     raise spec.source.error(loc, f"shot '{shot_id}': {problem}", hint)
 
 
-def _fps(shot: ShotSpec, defaults: ShotSettings, info: models.ModelInfo | None) -> int:
+def _fps(asked: int | None, info: models.ModelInfo | None) -> int:
     """The rate asked (a model with an `fps` field), else the rate the model delivers."""
-    asked = shot.fps or defaults.fps
     if info is not None and info.is_image:
         return 0
     if info is not None and not info.takes_fps and info.fps:

@@ -24,7 +24,7 @@ from pipeline.nodes import Film
 from pipeline.outputs import OutputIndex, output_path
 from pipeline.plan import Where, film_facts
 from pipeline.share import pull_film, push_film
-from pipeline.state import FilmState, Joined, film_state
+from pipeline.state import FilmFacts, FilmState, Joined, film_state
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,27 @@ def join(
 ) -> list[SequenceOutcome]:
     """Each film of `sequences`, made once per key (see the module's note). The facts are
     asked again as the step changes them: films pulled, cards drawn."""
-    cache, outputs, films, previous = where.cache, where.outputs, where.films, where.lock
-    clean_work_folders(films)
+    clean_work_folders(where.films)
+    facts, problems = _ready_to_join(sequences, where, note, sharing)
+    results: dict[int, SequenceOutcome] = {}
+    to_join: list[Joining] = []
+    for index, sequence in enumerate(sequences):
+        settled = _settled(sequence, film_state(sequence, facts).name, problems, where, note)
+        if isinstance(settled, SequenceOutcome):
+            results[index] = settled
+        else:
+            to_join.append(replace(settled, index=index))
+    results.update(_joined_all(to_join, where, sharing, note))
+    where.outputs.save()
+    return [results[index] for index in sorted(results)]
+
+
+def _ready_to_join(
+    sequences: list[Film], where: Where, note: Callable[[str], None], sharing: Sharing
+) -> tuple[FilmFacts, dict[str, str]]:
+    """What is known of the films once the team's films are pulled and the missing cards
+    drawn; and why each card that could not be drawn was not, by its key."""
+    cache = where.cache
     local = replace(where, remote=None)  # the team's films are asked of once
     facts = film_facts(sequences, replace(where, remote=sharing.remote))
     wanted = [s for s in sequences if film_state(s, facts).name == FilmState.REMOTE]
@@ -91,56 +110,60 @@ def join(
         note(f"failed   {problem}")
     if drawn:
         facts = film_facts(sequences, local)
-    results: dict[int, SequenceOutcome] = {}
-    to_join: list[Joining] = []
-    for index, sequence in enumerate(sequences):
-        path = output_path(films, sequence)
-        state = film_state(sequence, facts)
-        if state.name == FilmState.CURRENT:  # its clips are not needed, nor even in this cache
-            results[index] = _current(sequence, path, previous, cache)
-            continue
-        placed = _placed(sequence, path, cache, outputs) if state.name == FilmState.STORED else None
-        if placed is not None:
-            note(f"placed   {sequence.name} (made before, from the cache) -> {shown(path)}")
-            results[index] = placed
-            continue
-        failed = [problems[u.shot.key] for u in sequence.uses if u.shot.key in problems]
-        if failed:
-            error = f"its card could not be drawn: {failed[0]}"
-            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
-            continue
-        records = [cache.clips.get(piece.source) for piece in sequence.recipe.pieces]
-        missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
-        sounds = sound_files(sequence, cache)
-        if isinstance(sounds, list):
-            missing += sounds
-        if missing:
-            names = ", ".join(dict.fromkeys(missing))
-            error = f"clips missing: {names}"
-            results[index] = SequenceOutcome(sequence, Joined.BLOCKED, path, error=error)
-            continue
-        assert isinstance(sounds, dict)
-        too_long = _voice_too_long(sequence, cache)
-        if too_long:
-            note(f"failed   sequence {sequence.name}: {too_long}")
-            results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=too_long)
-            continue
-        files = {**sequence.files, **sounds}
-        to_join.append(Joining(index, sequence, [r for r in records if r is not None], files))
+    return facts, problems
+
+
+def _settled(
+    sequence: Film,
+    state: FilmState,
+    problems: dict[str, str],
+    where: Where,
+    note: Callable[[str], None],
+) -> SequenceOutcome | Joining:
+    """A film's outcome when it needs no join (current, placed from the cache, blocked,
+    failed), else what joining it takes."""
+    cache = where.cache
+    path = output_path(where.films, sequence)
+    if state == FilmState.CURRENT:  # its clips are not needed, nor even in this cache
+        return _current(sequence, path, where.lock, cache)
+    placed = _placed(sequence, path, cache, where.outputs) if state == FilmState.STORED else None
+    if placed is not None:
+        note(f"placed   {sequence.name} (made before, from the cache) -> {shown(path)}")
+        return placed
+    failed = [problems[u.shot.key] for u in sequence.uses if u.shot.key in problems]
+    if failed:
+        error = f"its card could not be drawn: {failed[0]}"
+        return SequenceOutcome(sequence, Joined.FAILED, path, error=error)
+    records = [cache.clips.get(piece.source) for piece in sequence.recipe.pieces]
+    missing = [u.shot.label for u, r in zip(sequence.uses, records, strict=True) if r is None]
+    sounds = sound_files(sequence, cache)
+    if isinstance(sounds, list) or missing:
+        names = ", ".join(dict.fromkeys([*missing, *(sounds if isinstance(sounds, list) else [])]))
+        return SequenceOutcome(sequence, Joined.BLOCKED, path, error=f"clips missing: {names}")
+    too_long = _voice_too_long(sequence, cache)
+    if too_long:
+        note(f"failed   sequence {sequence.name}: {too_long}")
+        return SequenceOutcome(sequence, Joined.FAILED, path, error=too_long)
+    held = [record for record in records if record is not None]
+    return Joining(-1, sequence, held, {**sequence.files, **sounds})
+
+
+def _joined_all(
+    to_join: list[Joining], where: Where, sharing: Sharing, note: Callable[[str], None]
+) -> dict[int, SequenceOutcome]:
+    """The films to join, joined here (and shared with the team) or on the cluster."""
+    cache, outputs, films = where.cache, where.outputs, where.films
     if sharing.cluster and sharing.remote is not None and to_join:
-        results.update(_joined_on_cluster(to_join, films, cache, outputs, sharing, note))
-    else:
-        checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
-        for job in to_join:
-            path = output_path(films, job.film)
-            results[job.index] = _joined(job, path, checked, cache, outputs, note)
-        if sharing.remote is not None and sharing.push:
-            joined = [results[job.index] for job in to_join]
-            _push_films(
-                sharing.remote, cache, [o for o in joined if o.status == Joined.BUILT], note
-            )
-    outputs.save()
-    return [results[index] for index in sorted(results)]
+        return _joined_on_cluster(to_join, films, cache, outputs, sharing, note)
+    results: dict[int, SequenceOutcome] = {}
+    checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
+    for job in to_join:
+        path = output_path(films, job.film)
+        results[job.index] = _joined(job, path, checked, cache, outputs, note)
+    if sharing.remote is not None and sharing.push:
+        built = [o for o in results.values() if o.status == Joined.BUILT]
+        _push_films(sharing.remote, cache, built, note)
+    return results
 
 
 def _pull_films(
