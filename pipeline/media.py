@@ -282,8 +282,17 @@ def dies_with_parent() -> Callable[[], None] | None:
     return arrange
 
 
-def _ffmpeg_command(args: list[str]) -> list[str]:
-    return [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+def _ffmpeg_command(args: list[str], level: str = "error") -> list[str]:
+    return [
+        ffmpeg_binary(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        level,
+        "-y",
+        *args,
+    ]
 
 
 @functools.cache
@@ -335,9 +344,16 @@ def run_ffmpeg(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> N
         _run_ffmpeg(given, what, timeout)
 
 
-def _run_ffmpeg(args: list[str], what: str, timeout: float) -> None:
+def ffmpeg_report(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> str:
+    """`run_ffmpeg`, and the last STDERR_TAIL bytes of what its filters report (at ffmpeg's
+    `info` level): the summary a measuring filter prints as it closes."""
+    with graph_in_file(args) as given:
+        return _run_ffmpeg(given, what, timeout, "info")
+
+
+def _run_ffmpeg(args: list[str], what: str, timeout: float, level: str = "error") -> str:
     process = subprocess.Popen(
-        _ffmpeg_command(args),
+        _ffmpeg_command(args, level),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -358,6 +374,61 @@ def _run_ffmpeg(args: list[str], what: str, timeout: float) -> None:
         process.stderr.close()  # type: ignore[union-attr]
     if code != 0:
         raise MediaError(_ffmpeg_failure(what, code, tail))
+    return tail.data.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """A sound's loudness as EBU R 128 measures it (ffmpeg's `ebur128`): integrated (LUFS),
+    true peak (dBTP), loudness range (LU), and the gate of the integrated measure (LUFS)."""
+
+    integrated: float
+    true_peak: float
+    range: float
+    threshold: float
+
+    def figures(self, target: float) -> dict[str, float]:
+        """As `build --json` and `status --json` say it: the target, and what it measures."""
+        return {
+            "target": target,
+            "integrated": self.integrated,
+            "true_peak": self.true_peak,
+            "range": self.range,
+        }
+
+    @property
+    def silent(self) -> bool:
+        """Nothing above the absolute gate (-70 LUFS): there is no loudness to bring to a
+        target."""
+        return self.integrated <= SILENCE
+
+
+SILENCE = -70.0  # LUFS: EBU R 128's absolute gate; what ebur128 says of silence
+FLOOR = -99.0  # what a measure of -inf is kept as (a record is JSON: it has no -inf)
+_SUMMARY = {
+    "integrated": r"Integrated loudness:\s+I:\s+(\S+) LUFS",
+    "threshold": r"Integrated loudness:\s+I:\s+\S+ LUFS\s+Threshold:\s+(\S+) LUFS",
+    "range": r"LRA:\s+(\S+) LU",
+    "true_peak": r"True peak:\s+Peak:\s+(\S+) dBFS",
+}
+
+
+def loudness_said(report: str) -> Loudness:
+    """The figures of the last summary an `ebur128=peak=true` filter printed in `report`."""
+    summary = report[report.rfind("Summary:") :]
+    figures = {}
+    for name, pattern in _SUMMARY.items():
+        found = re.search(pattern, summary)
+        if found is None:
+            raise MediaError(f"ffmpeg's loudness measure said no {name.replace('_', ' ')}")
+        figures[name] = max(float(found.group(1)), FLOOR)
+    return Loudness(**figures)
+
+
+def measure_loudness(path: Path, what: str, timeout: float = FFMPEG_SECONDS) -> Loudness:
+    """The loudness of the first sound of a file, measured to EBU R 128 (true peak too)."""
+    args = ["-i", str(path), "-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"]
+    return loudness_said(ffmpeg_report(args, what, timeout))
 
 
 async def run_ffmpeg_async(args: list[str], what: str, timeout: float = FFMPEG_SECONDS) -> None:
