@@ -267,6 +267,27 @@ class ClipUse:
 SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
 
 
+@dataclass(frozen=True, slots=True)
+class CaptionCue:
+    """A subtitle file's cue as the caption files carry it: seconds of the film, words."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Captions:
+    """What a film's caption files (`<film>.srt`, `<film>.vtt`) say: the voice-over's words,
+    a cue each, timed over the voice render's measured length from where it starts; and the
+    cues of its subtitle file."""
+
+    said: tuple[str, ...]  # the voice-over's words in cues, in order
+    voice: str  # the key of the voice render they are timed over ("" when none)
+    at: float  # where the voice starts in the film
+    cues: tuple[CaptionCue, ...]
+
+
 def box_padding(size: int, box: str | None) -> int:
     """How far a text's box reaches out around it, in pixels."""
     return max(size // 3, 2) if box is not None else 0
