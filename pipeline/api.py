@@ -103,7 +103,7 @@ class Session:
 
         loaded = self.load()
         try:
-            rows = statuses(loaded.plan)
+            rows = statuses(loaded.plan, loaded.cache.films.get)
             loaded.outputs.save()  # the films' checksums, for the next run
         finally:
             loaded.cache.close()

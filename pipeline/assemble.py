@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +21,7 @@ from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
 from pipeline.hashing import sha256_file
-from pipeline.nodes import SAFE_MARGIN, JoinRecipe, Logo, Piece, TextLayer, box_padding
+from pipeline.nodes import TRUE_PEAK, JoinRecipe, Logo, Piece, SafeArea, TextLayer, box_padding
 
 XFADE = {
     "crossfade": "fade",
@@ -29,7 +30,13 @@ XFADE = {
     "wiperight": "wiperight",
 }
 AUDIO_RATE = 48000
+AUDIO_KBPS = 192
 FADE_OUT = 2.0  # seconds of fade at the end of an audio bed
+SOURCE_LOUDNESS = -16.0  # LUFS each voice and bed is brought to before they are mixed
+AIM = TRUE_PEAK - 0.5  # dBTP the gain may bring the highest peak to: AAC adds a little
+LIMIT = 10 ** ((TRUE_PEAK - 1.0) / 20)  # the limiter's sample peak: true peaks stay under
+TOLERANCE = 1.0  # LU: a film whose sound measures further from its target fails
+LIMITER_PASSES = 4  # at most, to bring a limited sound back up to its target
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class ClipInput:
 class Assembled:
     info: media.ClipInfo
     method: str  # "copy" or "graph"
+    loudness: media.Loudness | None = None  # its sound as made (None: it has none)
 
 
 def can_copy(recipe: JoinRecipe, clips: list[ClipInput]) -> bool:
@@ -100,9 +108,9 @@ def assemble(
         ) as workdir:
             temp = Path(workdir) / "out.mp4"
             if method == "copy":
-                _concat_copy(clips, temp)
+                loudness = _copied(recipe, clips, temp, name)
             else:
-                _filter_graph(recipe, clips, _FileOf(files, name), temp)
+                loudness = _filter_graph(recipe, clips, _FileOf(files, name), temp)
             try:
                 info = media.validate(
                     temp,
@@ -119,7 +127,7 @@ def assemble(
             f"sequence '{name}': cannot write {exc.filename or output.parent} "
             f"({exc.strerror or exc})"
         ) from None
-    return Assembled(info, method)
+    return Assembled(info, method, loudness)
 
 
 def clip_input(
@@ -271,8 +279,10 @@ class _FileOf:
 
 def _filter_graph(
     recipe: JoinRecipe, clips: list[ClipInput], file_of: _FileOf, output: Path
-) -> None:
-    """One ffmpeg run: trim, fit, fps, transitions, audio; no frame passes through Python."""
+) -> media.Loudness | None:
+    """The film by ffmpeg filter graphs: trim, fit, fps, transitions, text and logo in one
+    run, the sound in others beside it; no frame passes through Python. The loudness of its
+    sound, as made (None: it has none)."""
     width, height, fps = recipe.width, recipe.height, recipe.fps
     videos = []
     audios = []
@@ -293,10 +303,63 @@ def _filter_graph(
         "tpad", stop_mode="clone", stop_duration=round(2.0 / fps, 6)
     )
     if recipe.logo is not None:
-        video = _logo_over(video, recipe.logo, file_of(recipe.logo.image), height)
+        video = _logo_over(video, recipe.logo, file_of(recipe.logo.image), recipe)
     if recipe.texts:
-        video = _draw_texts(video, recipe.texts, (output.parent / "text.cmd", file_of), height)
-    streams: list[Any] = [video]
+        video = _draw_texts(video, recipe.texts, (output.parent / "text.cmd", file_of), recipe)
+    sound = _sound(recipe, clips, audios, file_of, total)
+    name = file_of.name
+    if sound is None:
+        _encoded(video, output, recipe, total, name)
+        return None
+    # Both passes over the sound (mixed and measured; levelled, encoded and measured again)
+    # run while the picture is encoded; then the two are put together, each copied: no frame
+    # is encoded twice, and only that copy waits on the sound.
+    picture = output.with_name("picture.mp4")
+    with ThreadPoolExecutor(max_workers=1) as encoder:
+        encoding = encoder.submit(_encoded, video, picture, recipe, total, name)
+        encoded, loudness = _film_sound(sound, output.parent, recipe, (name, total))
+        encoding.result()
+    _put_together(picture, encoded, output, (name, total))
+    return loudness
+
+
+def _copied(
+    recipe: JoinRecipe, clips: list[ClipInput], output: Path, name: str
+) -> media.Loudness | None:
+    """The clips joined by stream copy into `output`; when they have sound, that sound
+    levelled (and encoded again: the only stream encoded) and put back with the picture."""
+    if not any(c.info.has_audio for c in clips):
+        _concat_copy(clips, output)
+        return None
+    joined = output.with_name("joined.mp4")
+    _concat_copy(clips, joined)
+    total = film_length(recipe, clips)
+    sound = ffmpeg.input(str(joined)).audio
+    encoded, loudness = _film_sound(sound, output.parent, recipe, (name, total))
+    _put_together(joined, encoded, output, (name, total))
+    return loudness
+
+
+def _encoded(video: Any, output: Path, recipe: JoinRecipe, total: float, name: str) -> None:
+    """The film's picture, encoded into `output`, `total` seconds exactly."""
+    out = ffmpeg.output(
+        video,
+        str(output),
+        **_video_encoding(recipe),
+        r=recipe.fps,
+        movflags="+faststart",
+        t=round(total, 6),
+        f="mp4",
+    )
+    args = out.get_args(overwrite_output=True)
+    media.run_ffmpeg(args, f"join sequence '{name}'", time_limit(total))
+
+
+def _sound(
+    recipe: JoinRecipe, clips: list[ClipInput], audios: list[Any], file_of: _FileOf, total: float
+) -> Any | None:
+    """The film's sound, mixed: the bed (with lip-synced clips' speech over it) or the
+    clips' own sound, and the voice-over over either; None when it has none."""
     sound = None
     if recipe.bed is not None:
         sound = _audio_bed(file_of(recipe.bed.source), total, recipe.bed.length)
@@ -306,25 +369,127 @@ def _filter_graph(
         sound = _join_audio(audios, recipe)
     if recipe.voice is not None:
         sound = _voice_over(sound, file_of(recipe.voice.source), recipe.voice.at, total)
-    if sound is not None:
-        streams.append(sound)
+    return sound
+
+
+def _video_encoding(recipe: JoinRecipe) -> dict[str, Any]:
+    """x264 at the sequence's quality (CRF), or at a platform's bitrate, profile, keyframe
+    interval and B-frames; always 4:2:0, which every player and platform takes."""
+    settings: dict[str, Any] = {"vcodec": "libx264", "preset": recipe.preset, "pix_fmt": "yuv420p"}
+    given = recipe.encoding
+    if given is None:
+        return settings | {"crf": recipe.quality}
+    settings |= {"b:v": f"{given.video_kbps}k", "profile:v": given.profile}
+    if given.gop:
+        settings |= {"g": given.gop, "keyint_min": given.gop}
+    if given.bframes >= 0:
+        settings["bf"] = given.bframes
+    return settings
+
+
+def _audio_encoding(recipe: JoinRecipe) -> dict[str, Any]:
+    """AAC-LC at 48 kHz (a mix is stereo; a copied film's sound keeps its channels): at a
+    platform's bitrate, else 192 kbps."""
+    kbps = recipe.encoding.audio_kbps if recipe.encoding is not None else AUDIO_KBPS
+    return {"acodec": "aac", "audio_bitrate": f"{kbps}k", "ar": AUDIO_RATE}
+
+
+def _mixed_down(sound: Any, mix: Path, name: str, total: float) -> media.Loudness:
+    """The first pass: the film's sound mixed into `mix` (32-bit float: nothing clips before
+    the gain) and measured on the way (`ebur128`: the measure alone, where loudnorm's own
+    first pass also normalises a copy at 192 kHz, several times the work)."""
+    split = sound.filter_multi_output("asplit")
+    kept = ffmpeg.output(split.stream(0), str(mix), acodec="pcm_f32le", f="wav")
+    heard = ffmpeg.output(split.stream(1).filter("ebur128", peak="true"), "-", f="null")
+    args = ffmpeg.merge_outputs(kept, heard).get_args(overwrite_output=True)
+    report = media.ffmpeg_report(args, f"mix the sound of sequence '{name}'", time_limit(total))
+    return media.loudness_said(report)
+
+
+def _levelled(mix: Path, measured: media.Loudness, recipe: JoinRecipe, name: str) -> Any:
+    """The second pass: the mixed sound brought linearly to the film's loudness by the gain
+    its measure asks for (what loudnorm's linear mode does, at the film's own 48 kHz), as the
+    join takes it. Where that gain would lift a peak over the ceiling, a limiter holds the peaks instead
+    (`_limited`: loudnorm would fall back to its dynamic mode there, which misses the target
+    on a film of a few seconds). Silence is left as it is."""
+    sound = ffmpeg.input(str(mix)).audio
+    if measured.silent:
+        return sound
+    gain = recipe.loudness - measured.integrated
+    if measured.true_peak + gain > AIM:
+        return ffmpeg.input(str(_limited(mix, gain, recipe, name))).audio
+    return sound.filter("volume", volume=f"{gain:.2f}dB", precision="float")
+
+
+def _limited(mix: Path, gain: float, recipe: JoinRecipe, name: str) -> Path:
+    """The sound at `gain` with its peaks held under the ceiling, in a file beside `mix`. A
+    limiter takes loudness with the peaks it holds, so the result is measured, and the gain
+    raised by what it lacks, until it is on target (a few passes over the sound alone)."""
+    limited = mix.with_name("limited.wav")
+    for _ in range(LIMITER_PASSES):
+        sound = (
+            ffmpeg.input(str(mix))
+            .audio.filter("volume", volume=f"{gain:.2f}dB", precision="float")
+            .filter("alimiter", limit=round(LIMIT, 4), level="false")
+        )
+        measured = _mixed_down(sound, limited, name, recipe.duration)
+        if abs(measured.integrated - recipe.loudness) <= TOLERANCE / 4:
+            break
+        gain += recipe.loudness - measured.integrated
+    return limited
+
+
+def _film_sound(
+    sound: Any, folder: Path, recipe: JoinRecipe, said: tuple[str, float]
+) -> tuple[Path, media.Loudness]:
+    """The film's sound in two passes over it alone: mixed into a file and measured; then
+    brought to the film's loudness and encoded (AAC), and measured again as the film will
+    carry it, a sound off its target refused (`_on_target`). The encoded file and its
+    loudness."""
+    name, total = said
+    mix = folder / "mix.wav"
+    levelled = _levelled(mix, _mixed_down(sound, mix, name, total), recipe, name)
+    encoded = folder / "sound.m4a"
+    out = ffmpeg.output(levelled, str(encoded), f="mp4", **_audio_encoding(recipe))
+    args = out.get_args(overwrite_output=True)
+    media.run_ffmpeg(args, f"level the sound of sequence '{name}'", time_limit(total))
+    return encoded, _on_target(encoded, recipe, name)
+
+
+def _put_together(picture: Path, sound: Path, output: Path, said: tuple[str, float]) -> None:
+    """The film: its encoded picture and sound, each copied as it is, `total` seconds."""
+    name, total = said
     out = ffmpeg.output(
-        *streams,
+        ffmpeg.input(str(picture)).video,
+        ffmpeg.input(str(sound)).audio,
         str(output),
-        vcodec="libx264",
-        preset=recipe.preset,
-        crf=recipe.quality,
-        pix_fmt="yuv420p",
-        r=fps,
+        c="copy",
         movflags="+faststart",
         t=round(total, 6),
         f="mp4",
-        **(
-            {"acodec": "aac", "audio_bitrate": "192k", "ar": AUDIO_RATE} if len(streams) > 1 else {}
-        ),
     )
     args = out.get_args(overwrite_output=True)
-    media.run_ffmpeg(args, f"join sequence '{file_of.name}'", time_limit(total))
+    media.run_ffmpeg(
+        args, f"put the sound of sequence '{name}' with its picture", time_limit(total)
+    )
+
+
+def _on_target(sound: Path, recipe: JoinRecipe, name: str) -> media.Loudness:
+    """A film's sound measured as encoded; one more than TOLERANCE from its target, or
+    peaking above the ceiling, is refused (a silent one has no loudness to miss)."""
+    measured = media.measure_loudness(sound, f"measure the sound of sequence '{name}'")
+    if measured.silent:
+        return measured
+    off = measured.integrated - recipe.loudness
+    if abs(off) > TOLERANCE or measured.true_peak > TRUE_PEAK:
+        raise MediaError(
+            f"sequence '{name}': its sound measures {measured.integrated:.1f} LUFS with true "
+            f"peaks at {measured.true_peak:.1f} dBTP; its target is {recipe.loudness:g} LUFS "
+            f"(within {TOLERANCE:g} LU) and at most {TRUE_PEAK:g} dBTP",
+            "a sound this far off is mostly silence or one loud moment: check its voice and "
+            "bed, or set another loudness:",
+        )
+    return measured
 
 
 def _fit(video: Any, clip: ClipInput, size: tuple[int, int], fit: str, focus: float) -> Any:
@@ -371,18 +536,22 @@ def _anchor(position: str) -> tuple[str, str]:
     return vertical, horizontal
 
 
-def _logo_over(video: Any, logo: Logo, file: Path, height: int) -> Any:
+def _logo_over(video: Any, logo: Logo, file: Path, recipe: JoinRecipe) -> Any:
     """The logo (its image `file`) at its anchor inside the safe area, at its size and
     opacity, over the whole film (an image input repeats its one frame to the end)."""
     image = ffmpeg.input(str(file)).video
-    image = image.filter("scale", -2, max(2 * round(logo.size * height / 2), 2))
+    image = image.filter("scale", -2, max(2 * round(logo.size * recipe.height / 2), 2))
     image = image.filter("format", "rgba")
     if logo.opacity < 1:
         image = image.filter("colorchannelmixer", aa=logo.opacity)
-    m = SAFE_MARGIN
+    safe = recipe.safe
     vertical, horizontal = _anchor(logo.position)
-    x = {"left": f"{m}*W", "right": f"W-w-{m}*W"}.get(horizontal, "(W-w)/2")
-    y = {"top": f"{m}*H", "bottom": f"H-h-{m}*H"}.get(vertical, "(H-h)/2")
+    x = {"left": f"{safe.left}*W", "right": f"W-w-{safe.right}*W"}.get(
+        horizontal, f"({safe.left}*W+(1-{safe.right})*W-w)/2"
+    )
+    y = {"top": f"{safe.top}*H", "bottom": f"H-h-{safe.bottom}*H"}.get(
+        vertical, f"({safe.top}*H+(1-{safe.bottom})*H-h)/2"
+    )
     # overlay's own yuv420 blend: "auto" may choose a wider format and convert every frame
     return ffmpeg.overlay(video, image, x=x, y=y)
 
@@ -391,7 +560,7 @@ def _draw_texts(
     video: Any,
     layers: tuple[TextLayer, ...],
     where: tuple[Path, Callable[[str], Path]],
-    height: int,
+    recipe: JoinRecipe,
 ) -> Any:
     """Every text layer (and subtitle cue) drawn over the film, each from its `start` to its
     `end`, faded in and out, kept inside the safe area whatever its offset.
@@ -409,7 +578,8 @@ def _draw_texts(
         target = f"drawtext@text{number}"
         for layer in track:
             options = ":".join(
-                f"{name}={_quoted(str(value))}" for name, value in _text_options(layer, height)
+                f"{name}={_quoted(str(value))}"
+                for name, value in _text_options(layer, recipe.height, recipe.safe)
             )
             lines.append(
                 f"{layer.start:.6f}-{layer.end:.6f} [enter] {target} reinit {_quoted(options)}, "
@@ -442,18 +612,18 @@ def _tracks(layers: tuple[TextLayer, ...]) -> list[tuple[str, list[TextLayer]]]:
     return tracks
 
 
-def _text_options(layer: TextLayer, height: int) -> list[tuple[str, str | int]]:
+def _text_options(layer: TextLayer, height: int, safe: SafeArea) -> list[tuple[str, str | int]]:
     """A layer's drawing, as drawtext's options: its words, size, colours, box, shadow,
-    place (inside the safe area whatever its offset) and fade."""
+    place (inside the safe area, its box and shadow too, whatever its offset) and fade."""
     size = max(round(layer.size * height), 8)
-    m = SAFE_MARGIN
     pad = box_padding(size, layer.box)
+    shadow = max(size // 16, 1) if layer.shadow else 0
     ox, oy = layer.offset
     vertical, horizontal = _anchor(layer.position)
-    left, right = f"{m}*w+{pad}", f"w-text_w-{m}*w-{pad}"
-    top, bottom = f"{m}*h+{pad}", f"h-text_h-{m}*h-{pad}"
-    x = {"left": left, "right": right}.get(horizontal, "(w-text_w)/2")
-    y = {"top": top, "bottom": bottom}.get(vertical, "(h-text_h)/2")
+    left, right = f"{safe.left}*w+{pad}", f"(1-{safe.right})*w-text_w-{pad + shadow}"
+    top, bottom = f"{safe.top}*h+{pad}", f"(1-{safe.bottom})*h-text_h-{pad + shadow}"
+    x = {"left": left, "right": right}.get(horizontal, f"({left}+{right})/2")
+    y = {"top": top, "bottom": bottom}.get(vertical, f"({top}+{bottom})/2")
     start, end, fade = layer.start, layer.end, layer.fade
     alpha = "1"
     if fade > 0:
@@ -461,7 +631,6 @@ def _text_options(layer: TextLayer, height: int) -> list[tuple[str, str | int]]:
         alpha = (
             f"max(0,min(1,if(lt(t,{start + fade}),{rising},if(gt(t,{end - fade}),{falling},1))))"
         )
-    shadow = max(size // 16, 1) if layer.shadow else 0
     return [
         ("text", layer.text),
         ("fontsize", size),
@@ -595,7 +764,7 @@ def _voice_over(under: Any | None, voice: Path, start: float, total: float) -> A
     the clips' sound), which ducks while the voice speaks (sidechain compression)."""
     spoken = (
         ffmpeg.input(str(voice))
-        .audio.filter("loudnorm", I=-16, TP=-1.5, LRA=11)
+        .audio.filter("loudnorm", I=SOURCE_LOUDNESS, TP=-1.5, LRA=11)
         .filter("aresample", AUDIO_RATE)
         .filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
         .filter("adelay", delays=round(start * 1000), all=1)
@@ -610,7 +779,7 @@ def _voice_over(under: Any | None, voice: Path, start: float, total: float) -> A
 def _spoken_over(bed: Any, clips: Any) -> Any:
     """The lip-synced clips' own sound (silence between them) over the bed, which ducks
     while they speak."""
-    return _ducked_under(bed, clips.filter("loudnorm", I=-16, TP=-1.5, LRA=11))
+    return _ducked_under(bed, clips.filter("loudnorm", I=SOURCE_LOUDNESS, TP=-1.5, LRA=11))
 
 
 def _ducked_under(under: Any, spoken: Any) -> Any:
@@ -633,7 +802,7 @@ def _audio_bed(path: Path, total: float, length: float | None = None) -> Any:
     return (
         audio.filter("atrim", duration=played)
         .filter("asetpts", "PTS-STARTPTS")
-        .filter("loudnorm", I=-16, TP=-1.5, LRA=11)
+        .filter("loudnorm", I=SOURCE_LOUDNESS, TP=-1.5, LRA=11)
         .filter("aresample", AUDIO_RATE)
         .filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
         .filter("afade", t="out", st=round(played - fade, 6), d=round(fade, 6))

@@ -14,8 +14,10 @@ import ffmpeg
 from pipeline import hashing, media
 from pipeline.cache import Cache
 from pipeline.errors import MediaError
-from pipeline.nodes import CARD, SAFE_MARGIN, Card, Film
+from pipeline.nodes import CARD, SAFE_MARGIN, Card, Film, SafeArea
 from pipeline.typeface import BUNDLED, Fonts
+
+TITLE_SAFE_EDGES = (SAFE_MARGIN,) * 4  # a card's margins when its request names none
 
 
 def draw_missing(
@@ -54,13 +56,22 @@ def draw_missing(
 
 
 def draw(shot: Card, output: Path, fonts: Fonts) -> media.ClipInfo:
-    """One card: its background, its words centred and wrapped inside the safe area."""
+    """One card: its background, its words centred and wrapped inside the safe area (a
+    platform's, when the film is delivered for one)."""
     request = shot.request
     width, height, fps = shot.width, shot.height, shot.fps
     duration = float(request["duration"])
     font = shot.font or BUNDLED
     size = max(round(float(request["size"]) * height), 8)
-    text, size = fonts.fit(font, str(request["card"]), size, width * (1 - 2 * SAFE_MARGIN))
+    left, top, right, bottom = SafeArea(*request.get("safe", TITLE_SAFE_EDGES)).inside(
+        width, height
+    )
+    text, size = fonts.fit(font, str(request["card"]), size, right - left)
+    lines = text.count("\n") + 1
+    tall = lines * size + (lines - 1) * (size // 4)  # its lines and the spacing between
+    if tall > bottom - top:  # a platform's safe area is short: the words are made smaller
+        size = max(int(size * (bottom - top) / tall), 8)
+        text, size = fonts.fit(font, str(request["card"]), size, right - left)
     with tempfile.TemporaryDirectory(prefix="storyboard-card-") as folder:
         words = Path(folder) / "card.txt"
         words.write_text(text, encoding="utf-8")
@@ -82,8 +93,8 @@ def draw(shot: Card, output: Path, fonts: Fonts) -> media.ClipInfo:
             fontsize=size,
             fontcolor=request["color"],
             line_spacing=size // 4,
-            x="(w-text_w)/2",
-            y="(h-text_h)/2",
+            x=f"{left}+({right - left}-text_w)/2",
+            y=f"{top}+({bottom - top}-text_h)/2",
         ).filter("format", "yuv420p")
         args = ffmpeg.output(
             video,

@@ -147,6 +147,7 @@ def _join(remote: Remote, job: FilmJob) -> FilmRecord:
             duration=made.info.duration,
             method=made.method,
             created=time.time(),
+            loudness=made.loudness,
         )
         Remote.run(remote.put_film(record, film))
         return record

@@ -59,6 +59,8 @@ class LockedSequence(BaseModel):
     # Its join recipe (nodes.JoinRecipe), of which its key is the digest: what changed in a
     # film is said from it. None in a lock written before recipes (version 2).
     recipe: dict[str, Any] | None = None
+    # Its caption files beside it, by name: their sha256 (none when it has no captions).
+    captions: dict[str, str] = {}
 
 
 class Lock(BaseModel):
@@ -113,6 +115,9 @@ def render(lock: Lock) -> str:
         for name in ("image_uuid", "audio_uuid"):
             if entry[name] is None:
                 del entry[name]  # a clip's: locks written before stills stay as they were
+    for entry in data["sequences"].values():
+        if not entry["captions"]:
+            del entry["captions"]  # a film without captions: its entry stays as it was
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -180,6 +185,7 @@ class MadeFilm:
     sha256: str
     bytes: int
     duration: float
+    captions: dict[str, str]  # its caption files' checksums, by name
 
 
 def make_lock(
@@ -203,6 +209,7 @@ def make_lock(
                 duration=round(made.duration, 3),
                 shots=[use.shot.label for use in made.film.uses],
                 recipe=made.film.recipe.data(),
+                captions=made.captions,
             )
             for made in films
         },

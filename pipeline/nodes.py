@@ -9,6 +9,7 @@ differently matches over `Node` (each kind's class), which mypy proves complete.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
@@ -265,6 +266,45 @@ class ClipUse:
 
 
 SAFE_MARGIN = 0.05  # text stays inside the title-safe area: 5% in from each edge
+LOUDNESS = -16.0  # integrated LUFS a film's sound is brought to unless it says otherwise
+TRUE_PEAK = -1.0  # dBTP: no film's sound peaks above it
+
+
+@dataclass(frozen=True, slots=True)
+class SafeArea:
+    """Where text, cards and the logo may be drawn: how far in from each edge, as fractions
+    of the frame's width (left, right) and height (top, bottom). A platform's interface
+    (buttons, captions, the progress bar) covers more than the 5% title-safe margin."""
+
+    left: float = SAFE_MARGIN
+    top: float = SAFE_MARGIN
+    right: float = SAFE_MARGIN
+    bottom: float = SAFE_MARGIN
+
+    def inside(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The safe area of a `width` x `height` frame in pixels: left, top, right, bottom."""
+        return (
+            math.ceil(self.left * width),
+            math.ceil(self.top * height),
+            math.floor((1 - self.right) * width),
+            math.floor((1 - self.bottom) * height),
+        )
+
+
+TITLE_SAFE = SafeArea()  # the 5% margin every film keeps, unless a platform asks for more
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """A platform's encoder settings, as it publishes them (pipeline/platforms.py): H.264 at
+    an average bitrate instead of a constant quality, its profile, keyframe interval and
+    B-frames, and AAC's bitrate."""
+
+    video_kbps: int
+    audio_kbps: int
+    profile: str  # x264's: high
+    gop: int  # frames from one keyframe to the next (closed GOPs); 0: x264's choice
+    bframes: int  # consecutive B-frames; -1: x264's choice
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +422,10 @@ class JoinRecipe:
     logo: Logo | None
     quality: int  # x264's crf
     preset: str
+    loudness: float  # integrated LUFS its sound is measured and brought to
+    safe: SafeArea  # where its text, cards and logo are kept
+    encoding: Encoding | None  # a platform's settings, else x264 at `quality`
+    captions: Captions | None  # written beside it: `<film>.srt`, `<film>.vtt`
 
     @property
     def duration(self) -> float:
@@ -422,6 +466,10 @@ class Film:
     # The files its recipe names by digest (sound files, fonts, the logo), where they are.
     files: Mapping[str, Path] = field(default_factory=dict)
     voice_at: str = ""  # where a generated voice is named: for the error when it is too long
+    loudness: float = LOUDNESS  # integrated LUFS: the sequence's, its platform's, or -16
+    safe: SafeArea = TITLE_SAFE
+    encoding: Encoding | None = None
+    captions: Captions | None = None
     recipe: JoinRecipe = field(init=False)
     key: str = field(init=False)
 
@@ -485,6 +533,10 @@ def join_recipe(film: Film) -> JoinRecipe:
         logo=film.logo,
         quality=film.quality,
         preset=film.preset,
+        loudness=film.loudness,
+        safe=film.safe,
+        encoding=film.encoding,
+        captions=film.captions,
     )
 
 

@@ -7,13 +7,13 @@ are gathered here (`ShotFacts`, `FilmFacts`); `state.py` decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import captions, media
 from pipeline import lock as lockfile
-from pipeline import media
 from pipeline.cache import Cache, ClipRecord, resolve_root
 from pipeline.cache.inputs import FetchError
 from pipeline.cache.remote_settings import remote_settings
@@ -299,9 +299,20 @@ def film_facts(
         cached_clips=frozenset(where.cache.clips.present(keys)) | (vouched & keys),
         stored_films=stored,
         file_matches=lambda film, sha: outputs.matches(output_path(folder, film), sha),
+        captions_match=lambda film, sums: _captions_match(film, sums, where),
         lock_present=where.lock is not None,
         team_films=_team_films(where.remote, [f.key for f in films if f.key not in stored]),
     )
+
+
+def _captions_match(film: Film, sums: Mapping[str, str], where: Where) -> bool:
+    """Whether a film's caption files are beside it with these checksums (by file name)."""
+    if film.recipe.captions is None:
+        return True
+    wanted = captions.paths(output_path(where.films, film))
+    if set(sums) != {path.name for path in wanted.values()}:
+        return False
+    return all(where.outputs.matches(path, sums[path.name]) for path in wanted.values())
 
 
 def _team_films(remote: Remote | None, keys: list[str]) -> frozenset[str]:

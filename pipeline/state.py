@@ -95,6 +95,7 @@ class Why(StrEnum):
     NEW_SEQUENCE = "new-sequence"
     NOT_THE_LOCKS_FILE = "not-the-locks-file"  # whether the cache has a copy
     MADE_BEFORE = "made-before"
+    CAPTIONS_MISSING = "captions-missing"  # whether the cache has the film to put back
     TEAM_FILM = "team-film"
     FILM_CHANGED = "film-changed"  # the recipe the lock keeps, the film
     WAITS_FOR_RENDERS = "waits-for-renders"  # labels
@@ -347,6 +348,8 @@ class FilmFacts:
     cached_clips: frozenset[str]  # clips in the cache now
     stored_films: Mapping[str, str]  # films the cache holds: key -> sha256
     file_matches: Callable[[Film, str], bool]  # whether a film's file has this checksum
+    # whether a film's caption files beside it have these checksums (by file name)
+    captions_match: Callable[[Film, Mapping[str, str]], bool] = lambda film, sums: True
     lock_present: bool = False
     team_films: frozenset[str] = frozenset()  # films the team cache holds, by key
 
@@ -360,14 +363,21 @@ def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
     stored = facts.stored_films.get(sequence.key)
     if locked is not None and locked.key == sequence.key:
         if facts.file_matches(sequence, locked.sha256):
-            return State(FilmState.CURRENT)
+            if facts.captions_match(sequence, locked.captions):
+                return State(FilmState.CURRENT)
+            # The film is there, its caption files are not: put back, and captioned again.
+            missing = Reason(Why.CAPTIONS_MISSING, (stored is not None,))
+            state = FilmState.STORED if stored is not None else FilmState.MISSING
+            return State(state, (missing, *wait))
         if stored is not None:
             return State(FilmState.STORED, (Reason(Why.NOT_THE_LOCKS_FILE, (True,)),))
         if sequence.key in facts.team_films:
             return State(FilmState.REMOTE, (Reason(Why.TEAM_FILM),))
         return State(FilmState.MISSING, (Reason(Why.NOT_THE_LOCKS_FILE, (False,)), *wait))
     if stored is not None:
-        if facts.file_matches(sequence, stored):
+        # Caption files are vouched for by the lock alone: a film it does not name yet is
+        # put back and captioned again.
+        if facts.file_matches(sequence, stored) and sequence.recipe.captions is None:
             return State(FilmState.CURRENT)
         return State(FilmState.STORED, (Reason(Why.MADE_BEFORE),))
     if sequence.key in facts.team_films:
@@ -404,10 +414,23 @@ def film_changes(old: Mapping[str, Any], film: Film) -> list[str]:
         "focus",
         "quality",
         "preset",
+        "loudness",
+        "safe",
+        "encoding",
     ):
         if old.get(name) != new[name]:
             reasons.append(f"{name}: {_show(old.get(name))} -> {_show(new[name])}")
+    if old.get("captions") != new["captions"]:
+        reasons.append(_captions_change(old.get("captions"), new["captions"]))
     return reasons or ["changed since the lock"]
+
+
+def _captions_change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
+    if old is None or new is None:
+        return "captions: " + ("added" if old is None else "removed")
+    if old.get("said") != new["said"]:
+        return "captions: the voice-over's words changed"
+    return "captions: their timing or the subtitle cues changed"
 
 
 def _piece_changes(old: list[dict[str, Any]], new: list[dict[str, Any]], film: Film) -> list[str]:
@@ -508,6 +531,10 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
         else "the file is not the lock's, and the cache has no copy"
     ],
     Why.MADE_BEFORE: _one("made before: the stored film is placed, nothing is joined"),
+    Why.CAPTIONS_MISSING: lambda stored: [
+        "its caption files are missing or changed: "
+        + ("the stored film is put back and captioned" if stored else "the cache has no copy")
+    ],
     Why.TEAM_FILM: _one("in the team cache: the build fetches it, nothing is joined"),
     Why.FILM_CHANGED: lambda recipe, film: film_changes(recipe, film),
     Why.WAITS_FOR_RENDERS: lambda labels: [

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.cache import FilmRecord
 from pipeline.nodes import Clip, LipSync, Music, Node, Still, Upscale, Voice
 from pipeline.plan import Plan
 from pipeline.state import FilmState, ShotState, said
@@ -18,9 +20,10 @@ class StatusRow:
     take: int
     status: str
     reasons: tuple[str, ...] = ()
+    loudness: dict[str, float] | None = None  # a film's: its target, its sound as measured
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        shown = {
             "kind": self.kind,
             "name": self.name,
             "variants": list(self.variants),
@@ -28,6 +31,7 @@ class StatusRow:
             "status": self.status,
             "reasons": list(self.reasons),
         }
+        return shown | ({"loudness": self.loudness} if self.kind == "sequence" else {})
 
 
 # The kinds of render status counts, in the order it counts them.
@@ -35,7 +39,10 @@ COUNTED = (Still, Voice, Music, Clip, LipSync, Upscale)
 PLURALS = {"music": "music"}
 
 
-def statuses(plan: Plan) -> list[StatusRow]:
+def statuses(
+    plan: Plan, stored: Callable[[str], FilmRecord | None] = lambda key: None
+) -> list[StatusRow]:
+    """A row per render and film; a film's loudness as its stored record measured it."""
     rows = [
         StatusRow(
             row.shot.one,
@@ -48,8 +55,18 @@ def statuses(plan: Plan) -> list[StatusRow]:
         for row in plan.rows
     ]
     for sequence, state in ((row.film, row.state) for row in plan.film_rows):
+        record = stored(sequence.key)
+        measured = record.loudness if record is not None else None
         rows.append(
-            StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.said)
+            StatusRow(
+                "sequence",
+                sequence.name,
+                (sequence.variant,),
+                0,
+                state.name,
+                state.said,
+                measured.figures(sequence.recipe.loudness) if measured is not None else None,
+            )
         )
     return rows
 

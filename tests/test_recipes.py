@@ -16,7 +16,17 @@ import pytest
 from pipeline import assemble
 from pipeline.expand import expand
 from pipeline.graph import Graph
-from pipeline.nodes import JoinRecipe, Logo, Piece, Sound, TextLayer
+from pipeline.nodes import (
+    CaptionCue,
+    Captions,
+    Encoding,
+    JoinRecipe,
+    Logo,
+    Piece,
+    SafeArea,
+    Sound,
+    TextLayer,
+)
 from pipeline.spec import loads
 from tests.conftest import REPO
 
@@ -63,6 +73,10 @@ EDITS = [
     ("where a voice-over starts",
      ("[b], voice: {voice: vo}}", "[b], voice: {voice: vo}, voice_start: 1}"), set(), {"three"}),
     ("a trim", ("shots: [a, b]", "shots: [a, {shot: b, out: 4}]"), set(), {"one"}),
+    ("a film's loudness",
+     ("[b], voice: {voice: vo}}", "[b], voice: {voice: vo}, loudness: ebu-r128}"), set(), {"three"}),
+    ("captions", ("[b], voice: {voice: vo}}", "[b], voice: {voice: vo}, captions: true}"),
+     set(), {"three"}),
 ]  # fmt: skip
 
 
@@ -104,6 +118,10 @@ def _a_recipe() -> JoinRecipe:
         logo=Logo("img", "top-right", 0.1, 1.0),
         quality=20,
         preset="veryfast",
+        loudness=-14.0,
+        safe=SafeArea(left=0.06, top=0.14, right=0.06, bottom=0.35),
+        encoding=Encoding(8000, 384, "high", 12, 2),
+        captions=Captions(("Hello there.",), "vo", 0.5, (CaptionCue(2.0, 3.0, "Hi"),)),
     )  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """Films by key: a joined sequence is kept like a clip, so no build joins it twice.
 
     films/ab/<key>.mp4   the film (a hard link to the file built, where the disk allows)
-    films/ab/<key>.json  its record: checksum, size, length, how it was joined
+    films/ab/<key>.json  its record: checksum, size, length, how it was joined, the
+                         loudness of its sound as measured
 
 A revert, a one-sequence build, or two branches that share a film place the stored film
 (checked against its record) instead of joining it again.
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.cache.files import copy_new, partial_name, record_of, write_atomic
 from pipeline.hashing import sha256_file
+from pipeline.media import Loudness
 
 
 class FilmRecord(BaseModel):
@@ -29,6 +31,7 @@ class FilmRecord(BaseModel):
     duration: float
     method: str
     created: float
+    loudness: Loudness | None = None  # its sound, measured as made (None: it has none)
 
 
 class FilmStore:
@@ -56,7 +59,15 @@ class FilmStore:
         found = (self.get(key) for key in sorted(self.keys()))
         return [record for record in found if record is not None]
 
-    def put(self, key: str, film: Path, sha256: str, duration: float, method: str) -> None:
+    def put(
+        self,
+        key: str,
+        film: Path,
+        sha256: str,
+        duration: float,
+        method: str,
+        loudness: Loudness | None = None,
+    ) -> None:
         """Keep a film just built. A memo: a film that cannot be kept is joined again later."""
         with contextlib.suppress(OSError):
             _link_or_copy(film, self.path(key))
@@ -67,6 +78,7 @@ class FilmStore:
                 duration=duration,
                 method=method,
                 created=time.time(),
+                loudness=loudness,
             )
             write_atomic(self._record(key), record.model_dump_json(), durable=False)
 

@@ -26,7 +26,7 @@ from pipeline.expand.films import expand_sequence, formatted, with_voice
 from pipeline.expand.framing import framing
 from pipeline.expand.shots import expand_shot, prompt_source
 from pipeline.expand.sound import Made, expand_music, expand_voice, finished
-from pipeline.expand.text import with_text
+from pipeline.expand.text import with_captions, with_text
 from pipeline.nodes import (
     Expansion,
     Film,
@@ -203,6 +203,8 @@ def _films(
     base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying, made)
     if sequence_spec.voice is not None:
         base = with_voice(spec, index, base, saying, made)
+    if sequence_spec.captions:
+        base = with_captions(spec, index, base, saying)
     films = []
     for sequence in formatted(spec, index, base):
         if sequence_spec.text or sequence_spec.subtitles is not None:

@@ -20,19 +20,26 @@ from pipeline.expand.sound import Made
 from pipeline.expand.text import check_glyphs, find_font
 from pipeline.nodes import (
     CARD,
+    LOUDNESS,
+    TITLE_SAFE,
     Card,
     ClipUse,
     Film,
     Logo,
     Node,
+    SafeArea,
     SoundUse,
 )
+from pipeline.platforms import PLATFORMS
 from pipeline.spec import Spec
 from pipeline.spec.schema import (
+    LOUDNESS_STANDARDS,
     RESOLUTIONS,
     CardSpec,
     FormatSpec,
     MusicRef,
+    PlatformName,
+    PlatformSpec,
     SequenceShot,
     SequenceSpec,
     VoiceRef,
@@ -103,7 +110,15 @@ def expand_sequence(
         bed=bed,
         logo=logo,
         files=files | logo_file,
+        loudness=loudness_target(sequence.loudness, LOUDNESS),
     )
+
+
+def loudness_target(given: float | str | None, otherwise: float) -> float:
+    """Integrated LUFS: as given, a standard's by its name, else `otherwise`."""
+    if given is None:
+        return otherwise
+    return LOUDNESS_STANDARDS[given] if isinstance(given, str) else float(given)
 
 
 def _bed(
@@ -177,16 +192,16 @@ def _with_voice_render(spec: Spec, index: int, sequence: Film, voice: Node, made
 
 
 def formatted(spec: Spec, index: int, sequence: Film) -> list[Film]:
-    """The sequence's film in each of its `formats:`, each its own film and key; the one film
-    when it has none."""
+    """The sequence's film in each of its `formats:` and `platforms:`, each its own film and
+    key; the one film when it has neither."""
     board_sequence = spec.storyboard.sequences[index]
     focus = focus_x(board_sequence.focus)
     if focus != 0.5:
-        sequence = _reframed(sequence, sequence.width, sequence.height, sequence.fit, focus)
-    if not board_sequence.formats:
+        sequence = _reframed(sequence, (sequence.width, sequence.height), sequence.fit, focus)
+    if not board_sequence.formats and not board_sequence.platforms:
         return [sequence]
     films = []
-    for number, entry in enumerate(board_sequence.formats):
+    for number, entry in enumerate(board_sequence.formats or []):
         chosen = entry if isinstance(entry, FormatSpec) else FormatSpec(format=entry)
         width, height = _format_size(spec, (index, number), chosen.format, sequence)
         # Another shape is cropped unless the sequence or the format says how.
@@ -194,20 +209,56 @@ def formatted(spec: Spec, index: int, sequence: Film) -> list[Film]:
         if (width, height) == (sequence.width, sequence.height) and chosen.fit is None:
             fit = sequence.fit  # the film's own shape: nothing to reframe
         where = focus_x(chosen.focus) if chosen.focus is not None else focus
-        films.append(replace(_reframed(sequence, width, height, fit, where), format=chosen.format))
+        reframed = _reframed(sequence, (width, height), fit, where)
+        films.append(replace(reframed, format=chosen.format))
+    for number, given in enumerate(board_sequence.platforms or []):
+        films.append(_for_platform(spec, (index, number), sequence, given))
     names = [film.name for film in films]
     for number, name in enumerate(names):
         if names.index(name) != number:
+            formats = len(board_sequence.formats or [])
+            loc = ("formats", number) if number < formats else ("platforms", number - formats)
             raise spec.source.error(
-                ("sequences", index, "formats", number),
-                f"sequence '{sequence.id}': format {films[number].format} is given twice",
+                ("sequences", index, *loc),
+                f"sequence '{sequence.id}': {loc[0][:-1]} {films[number].format} is given twice",
             )
     return films
 
 
-def _reframed(film: Film, width: int, height: int, fit: str, focus: float) -> Film:
-    uses = tuple(_card_sized(use, width, height) for use in film.uses)
-    return replace(film, uses=uses, width=width, height=height, fit=fit, focus=focus)
+def _for_platform(
+    spec: Spec, where: tuple[int, int], sequence: Film, given: PlatformName | PlatformSpec
+) -> Film:
+    """The film delivered for a platform: its size, its interface's safe area for text and
+    cards, its encoder settings and loudness (the sequence's own, when it gives one); a film
+    longer than the platform takes is refused, located."""
+    chosen = given if isinstance(given, PlatformSpec) else PlatformSpec(platform=given)
+    platform = PLATFORMS[chosen.platform]
+    board_sequence = spec.storyboard.sequences[where[0]]
+    if sequence.duration > platform.longest + 1e-6:
+        raise spec.source.error(
+            ("sequences", where[0], "platforms", where[1]),
+            f"sequence '{sequence.id}' is {sequence.duration:g} s long: {platform.title} takes "
+            f"films of at most {platform.longest:g} s",
+            "shorten the sequence (trim its shots with in/out), or deliver it for another platform",
+        )
+    size = (platform.width, platform.height)
+    fit = chosen.fit or board_sequence.fit or "crop"
+    focus = focus_x(chosen.focus if chosen.focus is not None else board_sequence.focus)
+    film = _reframed(sequence, size, fit, focus, platform.safe)
+    return replace(
+        film,
+        format=platform.name,
+        encoding=platform.encoding(film.fps),
+        loudness=loudness_target(board_sequence.loudness, platform.loudness),
+    )
+
+
+def _reframed(
+    film: Film, size: tuple[int, int], fit: str, focus: float, safe: SafeArea = TITLE_SAFE
+) -> Film:
+    width, height = size
+    uses = tuple(_card_sized(use, width, height, safe) for use in film.uses)
+    return replace(film, uses=uses, width=width, height=height, fit=fit, focus=focus, safe=safe)
 
 
 def _format_size(
@@ -362,11 +413,14 @@ def _card(
     return ClipUse(shot, 0.0, duration)
 
 
-def _card_sized(use: ClipUse, width: int, height: int) -> ClipUse:
-    """A card drawn at another format's size: its own clip, its own key."""
+def _card_sized(use: ClipUse, width: int, height: int, safe: SafeArea) -> ClipUse:
+    """A card drawn at another format's size (its words kept inside a platform's safe area):
+    its own clip, its own key."""
     if not isinstance(use.shot, Card):
         return use
     request = {**use.shot.request, "width": width, "height": height}
+    if safe != TITLE_SAFE:
+        request["safe"] = [safe.left, safe.top, safe.right, safe.bottom]
     key = hashing.shot_key(request, list(use.shot.image_hashes), CARD, 1)
     shot = replace(use.shot, width=width, height=height, request=request, key=key)
     return replace(use, shot=shot)

@@ -6,9 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.captions import sentences
 from pipeline.expand.context import Saying, said_as, sequence_file
 from pipeline.nodes import (
-    SAFE_MARGIN,
+    CaptionCue,
+    Captions,
     Film,
     TextLayer,
     box_padding,
@@ -25,7 +27,7 @@ from pipeline.spec.schema import (
     is_font_file,
 )
 from pipeline.subtitles import MAX_BYTES as SUBTITLE_BYTES
-from pipeline.subtitles import SubtitleProblem, read_cues
+from pipeline.subtitles import Cue, SubtitleProblem, read_cues
 from pipeline.typeface import BUNDLED, FontProblem, Fonts, describe
 
 
@@ -86,7 +88,8 @@ def _layout(
     check_glyphs(spec, loc, name, font, said, fonts)
     try:
         size = max(round(style.size * sequence.height), 8)
-        room = sequence.width * (1 - 2 * SAFE_MARGIN) - 2 * box_padding(size, style.box)
+        left, _, right, _ = sequence.safe.inside(sequence.width, sequence.height)
+        room = right - left - 2 * box_padding(size, style.box)
         said, size = fonts.fit(font, said, size, room)
     except FontProblem as exc:
         raise spec.source.error(loc, f"{name}: {exc}") from None
@@ -133,6 +136,24 @@ def _subtitled(
 ) -> list[tuple[TextLayer, Path]]:
     """A layer per cue of the sequence's subtitle file (as this variant names it), with its
     font's file."""
+    style, (file_loc, name), cues = _subtitle_cues(spec, index, saying)
+    font = find_font(spec, ("sequences", index, "subtitles", "font"), style.font, saying)
+    fonts = saying.fonts
+    layers = []
+    for cue in cues:
+        if cue.start >= sequence.duration:
+            break  # past the film's end: a longer cut's subtitles fit a shorter one
+        what = f"sequence '{sequence.id}' subtitle at {cue.start:g} s of '{name}'"
+        span = (cue.start, min(cue.end, sequence.duration))
+        layers.append(_layout(spec, (file_loc, what), sequence, cue.text, span, style, font, fonts))
+    return layers
+
+
+def _subtitle_cues(
+    spec: Spec, index: int, saying: Saying
+) -> tuple[SubtitleSpec, tuple[tuple[Any, ...], str], list[Cue]]:
+    """The sequence's subtitle file as this variant names it: how it is drawn, where it is
+    named and its name, and its cues."""
     given = spec.storyboard.sequences[index].subtitles
     assert given is not None
     loc: tuple[Any, ...] = ("sequences", index, "subtitles")
@@ -146,16 +167,39 @@ def _subtitled(
         raise spec.source.error(file_loc, str(exc), ROOT_HINT.format(root=spec.root)) from None
     except SubtitleProblem as exc:
         raise spec.source.error(file_loc, f"'{name}' {exc}") from None
-    font = find_font(spec, (*loc, "font"), style.font, saying)
-    fonts = saying.fonts
-    layers = []
-    for cue in cues:
-        if cue.start >= sequence.duration:
-            break  # past the film's end: a longer cut's subtitles fit a shorter one
-        what = f"sequence '{sequence.id}' subtitle at {cue.start:g} s of '{name}'"
-        span = (cue.start, min(cue.end, sequence.duration))
-        layers.append(_layout(spec, (file_loc, what), sequence, cue.text, span, style, font, fonts))
-    return layers
+    return style, (file_loc, name), cues
+
+
+def with_captions(spec: Spec, index: int, sequence: Film, saying: Saying) -> Film:
+    """The sequence with what its caption files say: its generated voice-over's words in
+    sentences (timed once the voice is spoken), and its subtitle file's cues inside the
+    film. A sequence with neither has nothing to caption: a located error."""
+    board_sequence = spec.storyboard.sequences[index]
+    voice = sequence.voice.render if sequence.voice is not None else None
+    cues: list[CaptionCue] = []
+    if board_sequence.subtitles is not None:
+        found = _subtitle_cues(spec, index, saying)[2]
+        length = sequence.duration
+        cues = [
+            CaptionCue(cue.start, min(cue.end, length), cue.text)
+            for cue in found
+            if cue.start < length
+        ]
+    if voice is None and not cues:
+        raise spec.source.error(
+            ("sequences", index, "captions"),
+            f"sequence '{sequence.id}': captions: true, and nothing to caption: no voice "
+            "render to take the words of (a voice-over file has none to read), no subtitles",
+            "caption a generated voice (voice: {voice: id}), or give the words as "
+            "subtitles: (an SRT or WebVTT file)",
+        )
+    captions = Captions(
+        said=sentences(voice.prompt) if voice is not None else (),
+        voice=voice.key if voice is not None else "",
+        at=sequence.voice.at if sequence.voice is not None else 0.0,
+        cues=tuple(cues),
+    )
+    return replace(sequence, captions=captions)
 
 
 def _text_span(

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import media
+from pipeline import captions, media
 from pipeline.assemble import assemble, clean_work_folders, clip_input
-from pipeline.cache import Cache, ClipRecord
+from pipeline.cache import Cache, ClipRecord, write_atomic
 from pipeline.cache.remote import Remote
 from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, join_on_cluster
@@ -37,6 +37,8 @@ class SequenceOutcome:
     bytes: int = 0
     duration: float = 0.0  # of the film as made (its clips may differ from what was asked)
     error: str | None = None
+    loudness: media.Loudness | None = None  # its sound, measured as made
+    captions: dict[str, str] = field(default_factory=dict)  # caption files: name -> sha256
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,10 @@ class SequenceOutcome:
             "method": self.method,
             "duration": round(self.duration or self.sequence.duration, 3),
             "error": self.error,
+            "loudness": (
+                self.loudness.figures(self.sequence.recipe.loudness) if self.loudness else None
+            ),
+            "captions": [str(self.path.with_name(name)) for name in sorted(self.captions)],
         }
 
 
@@ -88,8 +94,9 @@ def join(
         else:
             to_join.append(replace(settled, index=index))
     results.update(_joined_all(to_join, where, sharing, note))
+    made = [_captioned(results[index], where, note) for index in sorted(results)]
     where.outputs.save()
-    return [results[index] for index in sorted(results)]
+    return made
 
 
 def _ready_to_join(
@@ -243,15 +250,24 @@ def _joined_on_cluster(
 
 
 def _current(sequence: Film, path: Path, previous: Lock | None, cache: Cache) -> SequenceOutcome:
+    stored = cache.films.get(sequence.key)
+    loudness = stored.loudness if stored is not None else None
     if _unchanged(sequence, previous):
         assert previous is not None
         locked = previous.sequences[sequence.name]
         return SequenceOutcome(
-            sequence, Joined.CURRENT, path, "", locked.sha256, locked.bytes, locked.duration
+            sequence,
+            Joined.CURRENT,
+            path,
+            "",
+            locked.sha256,
+            locked.bytes,
+            locked.duration,
+            loudness=loudness,
+            captions=dict(locked.captions),
         )
-    stored = cache.films.get(sequence.key)
     sha, size, length = (stored.sha256, stored.bytes, stored.duration) if stored else ("", 0, 0.0)
-    return SequenceOutcome(sequence, Joined.CURRENT, path, "", sha, size, length)
+    return SequenceOutcome(sequence, Joined.CURRENT, path, "", sha, size, length, loudness=loudness)
 
 
 def _placed(
@@ -265,7 +281,14 @@ def _placed(
         return None
     outputs.record(path, record.sha256)
     return SequenceOutcome(
-        sequence, Joined.PLACED, path, "stored", record.sha256, record.bytes, record.duration
+        sequence,
+        Joined.PLACED,
+        path,
+        "stored",
+        record.sha256,
+        record.bytes,
+        record.duration,
+        loudness=record.loudness,
     )
 
 
@@ -326,14 +349,27 @@ def _joined(
         note(f"failed   sequence {sequence.name}: {exc.message}")
         return SequenceOutcome(sequence, Joined.FAILED, path, error=exc.message)
     sha = outputs.record(path)
-    cache.films.put(sequence.key, path, sha, made.info.duration, made.method)
+    cache.films.put(sequence.key, path, sha, made.info.duration, made.method, made.loudness)
     note(
         f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
-        f"{time.monotonic() - started:.1f} s) -> {shown(path)}"
+        f"{time.monotonic() - started:.1f} s{_said(made.loudness)}) -> {shown(path)}"
     )
     return SequenceOutcome(
-        sequence, Joined.BUILT, path, made.method, sha, path.stat().st_size, made.info.duration
+        sequence,
+        Joined.BUILT,
+        path,
+        made.method,
+        sha,
+        path.stat().st_size,
+        made.info.duration,
+        loudness=made.loudness,
     )
+
+
+def _said(loudness: media.Loudness | None) -> str:
+    if loudness is None or loudness.silent:
+        return ""
+    return f", {loudness.integrated:.1f} LUFS, peak {loudness.true_peak:.1f} dBTP"
 
 
 def made(films: tuple[Film, ...], outcomes: list[SequenceOutcome], where: Where) -> list[MadeFilm]:
@@ -349,13 +385,58 @@ def made(films: tuple[Film, ...], outcomes: list[SequenceOutcome], where: Where)
         outcome = kept.get(film.name)
         if outcome is not None:
             length = outcome.duration or film.duration
-            found.append(MadeFilm(film, path, outcome.sha256, outcome.bytes, length))
+            found.append(
+                MadeFilm(film, path, outcome.sha256, outcome.bytes, length, outcome.captions)
+            )
         elif _unchanged(film, where.lock) or film_state(film, facts).name == FilmState.CURRENT:
             current = _current(film, path, where.lock, where.cache)
-            found.append(MadeFilm(film, path, current.sha256, current.bytes, current.duration))
+            found.append(
+                MadeFilm(
+                    film, path, current.sha256, current.bytes, current.duration, current.captions
+                )
+            )
     return found
 
 
 def _unchanged(film: Film, lock: Lock | None) -> bool:
     locked = lock.sequences.get(film.name) if lock else None
     return locked is not None and locked.key == film.key
+
+
+def _captioned(
+    outcome: SequenceOutcome, where: Where, note: Callable[[str], None]
+) -> SequenceOutcome:
+    """A film made or put back, with its caption files written beside it (atomically): its
+    voice-over's sentences timed over the voice render's measured length, and its subtitle
+    cues. A film whose voice's length is not known here (neither this cache nor the lock
+    has the voice) fails: its captions could not be timed."""
+    film = outcome.sequence
+    given = film.recipe.captions
+    if given is None or outcome.status not in (Joined.BUILT, Joined.PLACED):
+        return outcome
+    length = _voice_length(given.voice, where)
+    error = "its captions cannot be timed: the voice is in neither this cache nor the lock"
+    if length is not None:
+        cues = captions.timed(given, length, outcome.duration or film.duration)
+        made = captions.texts(cues)
+        try:
+            for suffix, path in captions.paths(outcome.path).items():
+                write_atomic(path, made[suffix])
+                where.outputs.record(path)
+            return replace(outcome, captions=captions.checksums(made, outcome.path))
+        except OSError as exc:
+            error = f"cannot write its captions ({exc.strerror or exc})"
+    note(f"failed   sequence {film.name}: {error}")
+    return replace(outcome, status=Joined.FAILED, error=error)
+
+
+def _voice_length(voice: str, where: Where) -> float | None:
+    """Seconds of the voice render the captions are timed over, as measured when it was
+    cached (or as the lock records it); 0 when they time no voice."""
+    if not voice:
+        return 0.0
+    record = where.cache.clips.get(voice)
+    if record is not None:
+        return record.duration
+    locked = where.lock.shots.get(voice) if where.lock is not None else None
+    return locked.duration if locked is not None else None

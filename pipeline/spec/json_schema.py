@@ -110,6 +110,17 @@ DESCRIPTIONS: dict[str, str] = {
     "SequenceSpec.formats": "Social formats, each a film of its own: 16:9, 9:16, 1:1, 4:5 "
     "(width:height, the short side the film's) or an exact size such as 1080x1350; or "
     "{format, fit, focus}.",
+    "SequenceSpec.platforms": "Platforms to deliver for, each a film of its own: tiktok, "
+    "reels, shorts, youtube, meta-feed; or {platform, fit, focus}. Each sets the film's "
+    "size, keeps text, cards and the logo out of the platform's interface, refuses a film "
+    "longer than it takes, and encodes and levels the sound as it asks (docs: delivery).",
+    "SequenceSpec.loudness": "The film's integrated loudness in LUFS (-70 to -5), or a "
+    "standard: ebu-r128 (-23) or atsc-a85 (-24). Measured and normalised in two passes, true "
+    "peak at most -1 dBTP; -16 when not given (a platform's: -14).",
+    "SequenceSpec.captions": "Write caption files beside each film (<film>.srt and "
+    "<film>.vtt): the voice-over's words in sentences, timed over the voice, and the "
+    "subtitle file's cues.",
+    "PlatformSpec.platform": "tiktok, reels, shorts, youtube or meta-feed.",
     "SequenceSpec.resolution": "The film's size: 768p or 1080p (default: its largest clip's).",
     "SequenceSpec.width": "The film's width in pixels (with height, instead of resolution).",
     "SequenceSpec.height": "The film's height in pixels (with width, instead of resolution).",

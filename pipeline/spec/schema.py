@@ -239,6 +239,31 @@ FormatEntry = Annotated[
 ]
 
 
+# The platforms a sequence can be delivered for (pipeline/platforms.py holds their figures).
+PLATFORM_NAMES = ("tiktok", "reels", "shorts", "youtube", "meta-feed")
+PlatformName = Literal["tiktok", "reels", "shorts", "youtube", "meta-feed"]
+
+
+class PlatformSpec(_Strict):
+    """One platform a sequence's film is delivered for, with its own way to reframe the
+    clips."""
+
+    platform: PlatformName
+    fit: Literal["pad", "crop", "blur"] | None = None
+    focus: Focus | None = None
+
+
+PlatformEntry = Annotated[
+    Annotated[PlatformName, Tag("name")] | Annotated[PlatformSpec, Tag("entry")],
+    Discriminator(_mapping_kind),
+]
+# Loudness standards by name: integrated LUFS (EBU R 128; ATSC A/85).
+LOUDNESS_STANDARDS = {"ebu-r128": -23.0, "atsc-a85": -24.0}
+Loudness = (
+    Annotated[float, Field(ge=-70, le=-5, allow_inf_nan=False)] | Literal["ebu-r128", "atsc-a85"]
+)
+
+
 class SequenceShot(_Strict):
     """One use of a shot in a sequence, optionally trimmed to [in, out) seconds."""
 
@@ -472,6 +497,7 @@ class SequenceSpec(_Strict):
     fit: Literal["pad", "crop", "blur"] | None = None  # pad; crop for other formats
     focus: Focus = "center"
     formats: list[FormatEntry] | None = Field(default=None, min_length=1, max_length=8)
+    platforms: list[PlatformEntry] | None = Field(default=None, min_length=1, max_length=5)
     resolution: Literal["768p", "1080p"] | None = None
     width: int | None = Field(default=None, gt=0, le=8192)
     height: int | None = Field(default=None, gt=0, le=8192)
@@ -487,6 +513,8 @@ class SequenceSpec(_Strict):
     # a file (may be a template: vo-{{ lang }}.m4a), or a voice render: {voice: vo}
     voice: Annotated[str, Field(min_length=1)] | VoiceRef | None = None
     voice_start: float = Field(default=0.0, ge=0)  # seconds into the film
+    loudness: Loudness | None = None  # integrated LUFS, or a standard: -16 when not given
+    captions: bool = False  # `<film>.srt` and `<film>.vtt` beside each film
 
 
 class Storyboard(_Strict):
