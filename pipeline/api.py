@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import plan as planning
-from pipeline.errors import UserError
+from pipeline.errors import UserError, no_such
 from pipeline.nodes import Clip, Still
 from pipeline.settings import Environment, Selection, Target
 
@@ -116,8 +116,7 @@ class Session:
         every = loaded.plan.graph.variant_shots()
         chosen = [s for s in every if shot in (None, s.shot_id, s.label)]
         if shot and not chosen:
-            known = ", ".join(s.id for s in loaded.spec.storyboard.shots)
-            raise UserError(f"no shot '{shot}' in {self.spec}", f"shots: {known}")
+            raise no_such("shot", shot, self.spec, (s.id for s in loaded.spec.storyboard.shots))
         seen: set[tuple[str, str]] = set()
         rows = []
         for render in chosen:
@@ -235,8 +234,7 @@ def decide_in(
     renders = [s for s in plan.graph.expansion.shots if isinstance(s, (Clip, Still))]
     labels = dict.fromkeys(s.label for s in renders if shot in (s.label, s.shot_id))
     if not labels:
-        known = ", ".join(dict.fromkeys(s.label for s in renders))
-        raise UserError(f"no shot '{shot}' in {spec.path}", f"shots: {known}")
+        raise no_such("shot", shot, spec.path, (s.label for s in renders))
     act = replace(act, by=act.by or decisions.who(spec.folder), at=act.at or decisions.now())
 
     def decided(

@@ -135,7 +135,7 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
-            raise self._runtime_error(exc, where, _message(exc, context), context) from None
+            raise self._runtime_error(exc, where, context, inline or "") from None
         left = LEFT_SYNTAX.search(text)
         if left is not None:
             raise _left_over(text, left, where)
@@ -165,7 +165,7 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
-            raise self._runtime_error(exc, where, _message(exc, context), context) from None
+            raise self._runtime_error(exc, where, context, source) from None
         return json.loads(made)
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
@@ -189,7 +189,7 @@ class PromptTemplates:
         return SpecError(where.path, line, col, f"prompt syntax: {message}", code="template-syntax")
 
     def _runtime_error(
-        self, exc: Exception, where: PromptSource, message: str, context: dict[str, Any]
+        self, exc: Exception, where: PromptSource, context: dict[str, Any], inline: str
     ) -> SpecError:
         """Locate the error in a template (Jinja rewrites tracebacks to template lines), say
         whose prompt it is (the shot and variant, and where the storyboard names the
@@ -198,6 +198,7 @@ class PromptTemplates:
         An undefined name is reported where it is looked up: the outermost template line
         that spells it, not the macro that later used the undefined value.
         """
+        message = _message(exc, context)
         dirs = [str(d) for d in self.dirs]
         frames = [
             f
@@ -213,16 +214,20 @@ class PromptTemplates:
         code = "undefined" if undefined else "template"
         hint = _defined_names(context) if undefined else None
         who = f"{where.who}: " if where.who else ""
+        missing = _MISSING_ATTRIBUTE.search(str(exc)) if undefined else None
         if chosen is None or chosen.filename == "<template>":
-            line, col = where.at(chosen.lineno if chosen is not None else 1)
+            number = chosen.lineno if chosen is not None else 1
+            written = _line(inline, number)
+            if missing is not None:
+                message = _missing_key(written, missing.group(1), context) or message
+            line, col = where.at(number)
             return SpecError(where.path, line, col, who + message, hint, code=code)
         named = where.at(1)
         whose = f"{where.who} ({shown(where.path)}:{named[0]}): " if where.who else ""
         line = chosen.lineno or 1
         written = linecache.getline(chosen.filename, line) or chosen.line or ""
-        missing = _MISSING_ATTRIBUTE.search(str(exc)) if undefined else None
         if missing is not None:
-            message += _attribute_guess(written, missing.group(1), context)
+            message = _missing_key(written, missing.group(1), context) or message
         col = _column(written, name.group(1) if name else missing.group(1) if missing else None)
         return SpecError(shown(Path(chosen.filename)), line, col, whose + message, hint, code=code)
 
@@ -262,23 +267,50 @@ def _defined_names(context: dict[str, Any]) -> str:
 _MISSING_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
-def _attribute_guess(line: str, attribute: str, context: dict[str, Any]) -> str:
-    """For `{{ flavour.nmae }}`: what `flavour` is, and the key it may have meant."""
-    found = re.search(rf"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.{re.escape(attribute)}\b", line)
-    if found is None:
-        return ""
+def _line(text: str, number: int | None) -> str:
+    lines = text.splitlines()
+    return lines[(number or 1) - 1] if 0 < (number or 1) <= len(lines) else ""
+
+
+_LOOKUP = re.compile(
+    r"(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
+    r"(?:\s*\[\s*(?P<index>[A-Za-z_]\w*|'[^']*'|\"[^\"]*\")\s*\]|\.(?P<attribute>[A-Za-z_]\w*))"
+)
+
+
+def _missing_key(line: str, key: str, context: dict[str, Any]) -> str | None:
+    """For `{{ taglines[lang] }}` in a variant whose `lang` is `fr`: `taglines has no 'fr'
+    (variant lang=fr); it has: en, de`: the mapping looked into, the key it lacks, the
+    variable that chose that key, and its keys. None when the line does not say."""
+    for found in _LOOKUP.finditer(line):
+        value = _looked_up(found["name"], context)
+        index, attribute = found["index"], found["attribute"]
+        asked = attribute if attribute is not None else _index_value(index, context)
+        if not isinstance(value, dict) or asked != key or key in value:
+            continue
+        chose = f" (variant {index}={key})" if index is not None and index in context else ""
+        keys = ", ".join(map(str, list(value)[:MAX_NAMES_SHOWN])) or "no keys"
+        said = f"{found['name']} has no '{key}'{chose}"
+        guess = did_you_mean(key, map(str, value))
+        return f"{said}{guess} (it has: {keys})" if guess else f"{said}; it has: {keys}"
+    return None
+
+
+def _looked_up(dotted: str, context: dict[str, Any]) -> Any:
     value: Any = context
-    for part in found.group(1).split("."):
+    for part in dotted.split("."):
         if not isinstance(value, dict) or part not in value:
-            return ""
+            return None
         value = value[part]
-    if isinstance(value, dict):
-        keys = ", ".join(sorted(map(str, value))[:MAX_NAMES_SHOWN])
-        guess = did_you_mean(attribute, map(str, value))
-        guess = f"; {guess.removeprefix(': ')}" if guess else ""
-        return f" ({found.group(1)} has: {keys or 'no keys'}{guess})"
-    kind = "text" if isinstance(value, str) else type(value).__name__
-    return f" ({found.group(1)} is {kind}, {str(value)[:40]!r}: it has no '{attribute}')"
+    return value
+
+
+def _index_value(index: str | None, context: dict[str, Any]) -> Any:
+    if index is None:
+        return None
+    if index[0] in "'\"":
+        return index[1:-1]
+    return context.get(index)
 
 
 def _column(line: str, name: str | None) -> int:

@@ -553,17 +553,18 @@ CASES: dict[str, Case] = {
     ),
     "trim before the start": Case(
         with_sequence("{shot: a, in: -1}"),
-        "sequences[0].shots[0].in: Input should be greater than or equal to 0",
+        "sequence 's' shots[0].in: -1 is less than 0, the least it may be",
     ),
     "take zero": Case(
         with_sequence("{shot: a, take: 0}"),
-        "sequences[0].shots[0].take: Input should be greater than or equal to 1",
+        "sequence 's' shots[0].take: 0 is less than 1, the least it may be",
     ),
     "take the shot does not have": Case(
         with_sequence("{shot: a, take: 5}"), "'a' has 1 take(s), not 5"
     ),
     "misspelt entry field": Case(
-        with_sequence("{shot: a, inn: 1}"), "sequences[0].shots[0]: unknown field 'inn'"
+        with_sequence("{shot: a, inn: 1}"),
+        "sequence 's' shots[0]: unknown field 'inn': did you mean 'in'?",
     ),
     "prompt the model refuses": Case(
         with_prompt("word " * 450), "the prompt is 2,249 characters; minimax:4@1 takes 2 to 2,000"
@@ -682,7 +683,7 @@ CASES: dict[str, Case] = {
     ),
     "a lease of a hundredth of a second": Case(
         HEAD + ONE_SHOT,
-        "[remote] lease_seconds: Input should be greater than or equal to 2",
+        "[remote] lease_seconds: 0.01 is less than 2, the least it may be",
         files={"storyboard.toml": "[remote]\nurl = 's3://bucket/x'\nlease_seconds = 0.01\n"},
         where="storyboard.toml",
     ),

@@ -156,8 +156,11 @@ def test_a_font_of_the_project_that_has_the_glyphs_is_used(project: Path, cli) -
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ("{text: hi, color: 'red:x'}", "sequences[0].text[0].color: 'red:x' is not a colour"),
-        ("{text: hi, position: middle}", "sequences[0].text[0].position: Input should be"),
+        ("{text: hi, color: 'red:x'}", "sequence 'spot' text[0].color: 'red:x' is not a colour"),
+        (
+            "{text: hi, position: middle}",
+            "sequence 'spot' text[0].position: 'middle' is not one of its choices",
+        ),
         ("{text: hi, shot: zz}", "sequence 'spot' text 1: shot 'zz' is not in the sequence"),
         ("{text: hi, start: 3, end: 20}", "3 to 20 s is not inside the film (6 s)"),
         ("{text: hi, shot: a, start: 1}", "give either 'shot' or 'start'/'end', not both"),

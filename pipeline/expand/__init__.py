@@ -22,7 +22,7 @@ from pipeline.expand.context import (
     variant_of,
     vars_order,
 )
-from pipeline.expand.films import expand_sequence, formatted, with_voice
+from pipeline.expand.films import EmptyFilm, expand_sequence, formatted, with_voice
 from pipeline.expand.framing import framing
 from pipeline.expand.shots import expand_shot, prompt_source
 from pipeline.expand.sound import Made, expand_music, expand_voice, finished
@@ -36,13 +36,7 @@ from pipeline.order import upstream_first
 from pipeline.render import kind
 from pipeline.spec import Spec
 from pipeline.spec.references import frame_refs
-from pipeline.spec.schema import (
-    CardSpec,
-    MusicRef,
-    SequenceSpec,
-    ShotSpec,
-    VoiceRef,
-)
+from pipeline.spec.schema import SequenceSpec, ShotSpec
 from pipeline.templates import PromptTemplates
 from pipeline.typeface import Fonts
 
@@ -78,7 +72,6 @@ def expand(
     variants = combinations(board.matrix or {}, spec, ("matrix",))
     order = render_order(spec)
     items = {loc: _item(board, loc) for loc in order}
-    needs = _frame_sources(spec)
     sources = {}
     for loc, item in items.items():
         sources[loc] = problems.attempt(prompt_source, spec, loc, item)
@@ -92,15 +85,14 @@ def expand(
             if variant is None:
                 continue
             variant_name = variant.name
-            saying = Saying(context.inputs, templates, fonts, variant.values)
+            saying = Saying(context.inputs, templates, fonts, variant.values, variant.name)
             voices, music = _sounds(spec, variant_name, saying, context, problems, failed)
             by_id: dict[str, list[Node]] = {}
             for loc in order:
                 item = items[loc]
                 if problems.full:
                     break
-                if item.id in failed or not needs.get(item.id, set()) <= by_id.keys():
-                    failed.add(item.id)
+                if item.id in failed:
                     continue
                 prompting = (templates, sources[loc])
                 made = problems.attempt(
@@ -120,9 +112,9 @@ def expand(
             for index, sequence_spec in enumerate(board.sequences):
                 if problems.full:
                     break
-                if sequence_spec.id in failed or not _named(sequence_spec) <= by_id.keys():
-                    continue
-                if _sounds_named(sequence_spec, board) & failed:
+                # A sequence is checked on what it has: a shot, a voice or a bed that failed
+                # is left out of it (its own problem is said; nothing is built).
+                if sequence_spec.id in failed:
                     continue
                 films = problems.attempt(
                     _films, spec, index, sequence_spec, variant_name, by_id, saying, made
@@ -199,15 +191,24 @@ def _films(
     saying: Saying,
     made: Made,
 ) -> list[Film]:
-    """The films of one sequence in one variant: one per format, with voice and text."""
-    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying, made)
+    """The films of one sequence in one variant: one per format, with voice and text. Each
+    part is checked whatever another's problem: every problem is said at once."""
+    problems = Problems()
+    try:
+        base = expand_sequence(
+            spec, index, sequence_spec, variant_name, by_id, saying, made, problems
+        )
+    except EmptyFilm:  # every shot of it failed, and said why
+        problems.raise_any()
+        return []
     if sequence_spec.voice is not None:
-        base = with_voice(spec, index, base, saying, made)
+        base = problems.attempt(with_voice, spec, index, base, saying, made) or base
     films = []
-    for sequence in formatted(spec, index, base):
+    for film in problems.attempt(formatted, spec, index, base) or [base]:
         if sequence_spec.text or sequence_spec.subtitles is not None:
-            sequence = with_text(spec, index, sequence, saying)
-        films.append(sequence)
+            film = problems.attempt(with_text, spec, index, film, saying) or film
+        films.append(film)
+    problems.raise_any()
     return films
 
 
@@ -226,32 +227,6 @@ def _unused_decisions(decisions: Decisions, shots: list[Node]) -> list[str]:
         for (label, variant), decided in decisions.entries.items()
         if (label, variant) not in made and (variant or label not in labels)
     ]
-
-
-def _frame_sources(spec: Spec) -> dict[str, set[str]]:
-    """The shots and stills each shot starts from a frame of."""
-    needs: dict[str, set[str]] = {}
-    for _, shot_id, ref in frame_refs(spec.storyboard):
-        needs.setdefault(shot_id, set()).add(ref.name)
-    return needs
-
-
-def _sounds_named(sequence: SequenceSpec, board: Any) -> set[str]:
-    """The voices and music a sequence's films use: its own, and its shots' lip-syncs'."""
-    named = {ref.voice for ref in (sequence.voice,) if isinstance(ref, VoiceRef)}
-    named |= {ref.music for ref in (sequence.audio,) if isinstance(ref, MusicRef)}
-    shots = _named(sequence)
-    named |= {s.lipsync.voice for s in board.shots if s.id in shots and s.lipsync is not None}
-    return named
-
-
-def _named(sequence: SequenceSpec) -> set[str]:
-    """The shots a sequence names."""
-    return {
-        entry if isinstance(entry, str) else entry.shot
-        for entry in sequence.shots
-        if not isinstance(entry, CardSpec)
-    }
 
 
 def _item(board: Any, loc: tuple[str, int]) -> ShotSpec:

@@ -36,12 +36,18 @@ from pipeline.nodes import (
 from pipeline.render import kind
 from pipeline.spec import Spec
 from pipeline.spec.schema import (
+    RESOLUTIONS,
     FrameRef,
     SequenceShot,
     ShotSettings,
     ShotSpec,
 )
 from pipeline.templates import PromptSource, PromptTemplates
+
+# The fields a model's check reads: one left out for a problem skips the check.
+SHAPE_FIELDS = (
+    "model", "resolution", "width", "height", "duration", "fps", "first_frame", "last_frame"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,8 @@ def _combination(
     fps = _fps(given.fps, info)
     positions = tuple(position for position, _ in given.frames)
     size = (given.width, given.height, given.duration, fps)
-    _check_model(spec, loc, shot, (model_id, info), size, positions, item.where)
+    if not any(spec.stands_in(item.where(field)) for field in SHAPE_FIELDS):
+        _check_model(spec, loc, shot, (model_id, info), size, positions, item.where)
     fields = (given.seed, given.negative, given.audio, given.optimizer)
     _check_fields(spec, shot, (model_id, info), fields, item.where, context.warnings)
     images, hashes, after = _inputs(spec, item, info, (by_id, shot_values), context)
@@ -167,6 +174,8 @@ def _combination(
     if not prompt and info is not None and info.needs_prompt:
         raise spec.source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
     _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
+    if len(hashes) < len(positions):
+        return []  # a render it starts from failed, and said why: checked, it cannot be made
     placeholders = [
         _placeholder(digest, ahead)
         for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
@@ -247,6 +256,10 @@ def _inputs(
                 raise spec.source.error(where(field), f"shot '{shot.id}': '{given}' {problem}")
             images.append(image)
             hashes.append(digest)
+            continue
+        if given.name not in by_id:
+            # It failed, and said why: the rest of this shot is still checked without it
+            # (nothing is built while a problem stands).
             continue
         upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
         frame: str | float = "" if isinstance(upstream, Still) else given.frame
@@ -487,52 +500,78 @@ def _check_model(
     width, height, duration, fps = shape
     source = spec.source
     kind = kind_of(loc)
+    about = (f"{kind} '{shot.id}'",)
     if info.is_image != (kind == "still"):
         sort = "an image" if info.is_image else "a video"
         raise source.error(
             where("model"),
-            f"{kind} '{shot.id}': {model_id} is {sort} model",
+            f"{model_id} is {sort} model",
             "stills take image models, shots video models",
+            about=about,
         )
     if not info.takes_size(width, height):
         field = "resolution" if source.has(where("resolution")) else "width"
         raise source.error(
             where(field),
-            f"{kind} '{shot.id}': {width}x{height} is not a size {model_id} renders",
+            f"{width}x{height} is not a size {model_id} renders",
             f"allowed: {info.allowed_sizes()}",
+            about=about,
         )
     if info.is_image:
         return
     if not info.renders(width, height, duration):
         raise source.error(
             where("duration"),
-            f"shot '{shot.id}': {width}x{height} with duration {duration} s is not available "
-            f"for {model_id}",
-            f"allowed: {info.allowed_sizes()}",
+            f"{width}x{height} with duration {duration} s is not available for {model_id}",
+            _shape_hint(info, width, height, duration),
+            about=about,
         )
     asked_fps = shot.fps or spec.storyboard.defaults.fps
     if info.takes_fps and fps not in info.fps:
         allowed = ", ".join(str(f) for f in info.fps)
         raise source.error(
-            where("fps"), f"shot '{shot.id}': {model_id} renders at {allowed} fps only, not {fps}"
+            where("fps"), f"{model_id} renders at {allowed} fps only, not {fps}", about=about
         )
     if not info.takes_fps and asked_fps is not None and asked_fps not in info.fps:
         raise source.error(
             where("fps"),
-            f"shot '{shot.id}': {model_id} ({info.name}) takes no fps",
+            f"{model_id} ({info.name}) takes no fps",
             f"it takes: {info.takes()}",
+            about=about,
         )
     if "first" not in positions and not info.text_to_video:
         raise source.error(
-            loc, f"shot '{shot.id}': {model_id} is image-to-video only: it needs a 'first_frame'"
+            loc, f"{model_id} is image-to-video only: it needs a 'first_frame'", about=about
         )
     for position in positions:
         if position not in info.frame_positions:
             raise source.error(
                 where(f"{position}_frame"),
-                f"shot '{shot.id}': {model_id} ({info.name}) takes no {position} frame image",
+                f"{model_id} ({info.name}) takes no {position} frame image",
                 f"it takes: {info.takes()}",
+                about=about,
             )
+
+
+UPSCALED_TO = {1080: "1080p", 1440: "2k", 2160: "4k"}  # as `upscale:` names heights
+
+
+def _shape_hint(info: models.ModelInfo, width: int, height: int, duration: int) -> str:
+    """The sizes allowed; for a long shot at a size only short ones have, the way to get it
+    anyway: render at a smaller size that takes the length, and upscale the take."""
+    allowed = f"allowed: {info.allowed_sizes()}"
+    smaller = [
+        named
+        for named, (w, h) in RESOLUTIONS.items()
+        if h < height and duration in info.prices.get((w, h), {})
+    ]
+    upscaled = UPSCALED_TO.get(height)
+    if not smaller or upscaled is None:
+        return allowed
+    return (
+        f"{allowed}; for {upscaled} at {duration} s, render at {smaller[-1]} and add "
+        f"'upscale: {upscaled}' to the shot"
+    )
 
 
 def _shot_vars(
