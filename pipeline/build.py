@@ -18,13 +18,14 @@ from pipeline.errors import CacheError
 from pipeline.graph import Graph
 from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
-from pipeline.nodes import Node
+from pipeline.nodes import Film, Node
+from pipeline.plan import variants_said
 from pipeline.render import is_paid
 from pipeline.request import BuildOutput, BuildRequest
 from pipeline.run import films, shots
 from pipeline.run.films import SequenceOutcome, Sharing
 from pipeline.run.shots import Outcome, Outlook, Spending
-from pipeline.state import Joined, Ran
+from pipeline.state import FilmState, Joined, Ran
 
 
 @dataclass
@@ -120,6 +121,11 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
         work.schedule.max_cost,
         work.schedule.jobs,
         is_paid(loaded.renderer),
+        _films_to_join(loaded.plan, work.films),
+        {
+            (row.shot.label, row.shot.variant): variants_said(row.variants, loaded.plan.variants)
+            for row in work.rows
+        },
     )
     with output.progress(outlook) as reporter:
         ran = shots.render(
@@ -143,12 +149,23 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
             sharing = Sharing(loaded.remote, work.schedule.push, work.cluster)
             where = _where(loaded)
             made = [graph.film(sequence) for sequence in chosen]
-            summary.sequences = films.join(made, where, reporter.note, sharing)
+            summary.sequences = films.join(made, where, reporter, sharing)
     # An interrupted build writes it too: what it paid for and collected is named in git at
     # once, not only after a later build finishes.
     if not request.frozen:
         _write_lock(loaded, graph, summary)
     return summary
+
+
+def _films_to_join(planned: plan.Plan, chosen: list[Film] | None) -> int:
+    """The films the build will join, as planned (a film made before is placed, not joined)."""
+    names = None if chosen is None else {film.name for film in chosen}
+    joined = (FilmState.NEW, FilmState.CHANGED, FilmState.MISSING)
+    return sum(
+        1
+        for row in planned.film_rows
+        if row.state.name in joined and (names is None or row.film.name in names)
+    )
 
 
 def _where(loaded: plan.Loaded) -> plan.Where:

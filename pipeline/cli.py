@@ -679,9 +679,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     console = make_console()
     for row in rows:
-        variants = ", ".join(v for v in row.variants if v)
         take = f" take {row.take}" if row.take > 1 else ""
-        line = Text(f"{row.kind:8} {row.name}{take}" + (f" [{variants}]" if variants else ""))
+        variants = f" [{row.in_variants}]" if row.in_variants else ""
+        line = Text(f"{row.kind:8} {row.name}{take}{variants}")
         line += Text("  ") + state_text(row.status)
         if row.reasons and not args.verbose:
             first = row.reasons[0]

@@ -77,6 +77,7 @@ class Diagnostic:
     message: str
     hint: str | None = None
     about: tuple[str, ...] = ()
+    variant: str = ""  # the variant it was found in, when its message names one
 
     @property
     def said(self) -> str:
@@ -84,6 +85,12 @@ class Diagnostic:
         if not self.about:
             return self.message
         return f"{_items(self.about)}: {self.message}"
+
+    def in_any_variant(self) -> Diagnostic:
+        """This diagnostic as it is in every variant it is found in: one mistake, said once."""
+        if not self.variant:
+            return self
+        return replace(self, message=self.message.replace(f" [{self.variant}]", "", 1), variant="")
 
     def with_about(self, other: Diagnostic) -> Diagnostic | None:
         """This diagnostic also saying `other`'s items, when the two are one mistake."""
@@ -195,10 +202,20 @@ class Problems:
         for diagnostic in error.diagnostics:
             self._add(diagnostic)
 
+    def attempt_in(self, variant: str, check: Callable[..., Any], *args: Any) -> Any:
+        """`check(*args)` in one variant: a problem it raises that an earlier variant had is
+        not said again."""
+        try:
+            return check(*args)
+        except SpecError as exc:
+            for diagnostic in exc.diagnostics:
+                self._add(replace(diagnostic, variant=variant))
+            return None
+
     def _add(self, diagnostic: Diagnostic) -> None:
         for index, known in enumerate(self.found):
             merged = known.with_about(diagnostic)
-            if known == diagnostic or merged is not None:
+            if known.in_any_variant() == diagnostic.in_any_variant() or merged is not None:
                 self.found[index] = merged or known
                 return
         self.found.append(diagnostic)

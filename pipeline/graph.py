@@ -73,9 +73,9 @@ class Graph:
         return list(found.values())
 
     def variant_shots(self) -> list[Node]:
-        """Every render of every variant (a render shared by variants once for each), as
-        it is now."""
-        return [self.shot(shot.key) for shot in self.expansion.shots]
+        """Every render of every variant (a render shared by variants once for each, each
+        naming its own variant), as it is now."""
+        return [replace(self.shot(shot.key), variant=shot.variant) for shot in self.expansion.shots]
 
     def waiting(self, node: str) -> list[FrameOf]:
         """The frames of upstream renders that the node still waits for."""

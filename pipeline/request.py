@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pipeline.render import RendererOptions, ignore
+from pipeline.run.films import FilmReporter
 from pipeline.run.shots import Outlook, Reporter, ScheduleOptions
 from pipeline.settings import Selection, Target
 
@@ -26,11 +28,15 @@ class BuildRequest:
     cluster: str | None = None  # a Dask scheduler's address: films are joined there
 
 
+class BuildReporter(Reporter, FilmReporter, Protocol):
+    """Where a build says how its renders and its joins go."""
+
+
 @dataclass(frozen=True)
 class BuildOutput:
     """Where a build's words go; the caller decides how loud each kind is."""
 
     info: Callable[[str], None]  # the plan of the build, the lock written
     warn: Callable[[str], None]  # warnings, and what the cache repaired
-    progress: Callable[[Outlook], AbstractContextManager[Reporter]]
+    progress: Callable[[Outlook], AbstractContextManager[BuildReporter]]
     explain: Callable[[str], None] = ignore  # why each render is made (-v)

@@ -166,9 +166,7 @@ def board(
     strips = _strips(plan.films, film_states, links, graph, held)
     missing = [c for c in cards.values() if c.status != ShotState.CACHED]
     totals = {
-        "shots": len(
-            {(s.base_label, s.variant) for s in graph.expansion.shots if isinstance(s, DECIDABLE)}
-        ),
+        "shots": graph.expansion.shot_count,
         "renders": len(cards),
         "done": len(cards) - len(missing),
         "spent": round(sum(c.cost or 0.0 for c in cards.values()), 2),

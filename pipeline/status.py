@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.nodes import Clip, LipSync, Music, Node, Still, Upscale, Voice
-from pipeline.plan import Plan
+from pipeline.plan import Plan, variants_said
 from pipeline.state import FilmState, ShotState, said
 
 
@@ -18,6 +18,7 @@ class StatusRow:
     take: int
     status: str
     reasons: tuple[str, ...] = ()
+    in_variants: str = ""  # the variants, for a person: `all 4 variants`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,12 +45,21 @@ def statuses(plan: Plan) -> list[StatusRow]:
             row.shot.take,
             row.status,
             (*said(row.reasons), *_decided(row.shot)),
+            variants_said(row.variants, plan.variants),
         )
         for row in plan.rows
     ]
     for sequence, state in ((row.film, row.state) for row in plan.film_rows):
         rows.append(
-            StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.said)
+            StatusRow(
+                "sequence",
+                sequence.name,
+                (sequence.variant,),
+                0,
+                state.name,
+                state.said,
+                sequence.variant,
+            )
         )
     return rows
 

@@ -32,7 +32,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from pipeline.errors import SpecError, did_you_mean, shown
+from pipeline.errors import Diagnostic, SpecError, did_you_mean, shown
 from pipeline.project import OutsideProject, TooLarge, find_in, read_bounded
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
@@ -44,6 +44,7 @@ MAX_NUMBER = 100_000  # a width or count given to a filter or method that grows 
 MAX_LOOPS = 100_000  # turns of all the loops of one render
 MAX_SECONDS = 2.0  # wall clock of one render
 MAX_TEMPLATE_BYTES = 100_000
+MAX_UNDEFINED = 20  # names one render says it misses: past these, there is enough to fix
 # Whatever the checks above do not foresee: what the whole expansion may allocate beyond
 # what the process held when it began, before Python's MemoryError stops it.
 MAX_MEMORY = 1 << 30
@@ -129,13 +130,25 @@ class PromptTemplates:
         """The prompt with whitespace normalised (within each line, with `lines`: text drawn
         on a film keeps its line breaks); `where` locates an inline prompt in the YAML (and
         the `template:` field, for a template that cannot be loaded)."""
-        try:
-            compiled = self._compile(template, inline)
-            text = self.env.bounded_render(compiled, context)
-        except jinja2.TemplateSyntaxError as exc:
-            raise self._syntax_error(exc, where) from None
-        except Exception as exc:
-            raise self._runtime_error(exc, where, context, inline or "") from None
+        said: list[Diagnostic] = []
+        seen = context
+        while True:
+            try:
+                compiled = self._compile(template, inline)
+                text = self.env.bounded_render(compiled, seen)
+                break
+            except jinja2.TemplateSyntaxError as exc:
+                raise SpecError.of([*said, *self._syntax_error(exc, where).diagnostics]) from None
+            except Exception as exc:
+                error, written = self._runtime_error(exc, where, seen, inline or "")
+                said.extend(error.diagnostics)
+                # Each name it misses, said in one run: the next render has a stand-in.
+                again = _standing_in(exc, seen, written) if len(said) < MAX_UNDEFINED else None
+                if again is None:
+                    raise SpecError.of(said) from None
+                seen = again
+        if said:
+            raise SpecError.of(said)
         left = LEFT_SYNTAX.search(text)
         if left is not None:
             raise _left_over(text, left, where)
@@ -165,7 +178,7 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
-            raise self._runtime_error(exc, where, context, source) from None
+            raise self._runtime_error(exc, where, context, source)[0] from None
         return json.loads(made)
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
@@ -190,10 +203,11 @@ class PromptTemplates:
 
     def _runtime_error(
         self, exc: Exception, where: PromptSource, context: dict[str, Any], inline: str
-    ) -> SpecError:
+    ) -> tuple[SpecError, str]:
         """Locate the error in a template (Jinja rewrites tracebacks to template lines), say
         whose prompt it is (the shot and variant, and where the storyboard names the
-        template) and, for an undefined name, which names are defined.
+        template) and, for an undefined name, which names are defined; and the template
+        line it is on.
 
         An undefined name is reported where it is looked up: the outermost template line
         that spells it, not the macro that later used the undefined value.
@@ -221,7 +235,7 @@ class PromptTemplates:
             if missing is not None:
                 message = _missing_key(written, missing.group(1), context) or message
             line, col = where.at(number)
-            return SpecError(where.path, line, col, who + message, hint, code=code)
+            return SpecError(where.path, line, col, who + message, hint, code=code), written
         named = where.at(1)
         whose = f"{where.who} ({shown(where.path)}:{named[0]}): " if where.who else ""
         line = chosen.lineno or 1
@@ -229,7 +243,8 @@ class PromptTemplates:
         if missing is not None:
             message = _missing_key(written, missing.group(1), context) or message
         col = _column(written, name.group(1) if name else missing.group(1) if missing else None)
-        return SpecError(shown(Path(chosen.filename)), line, col, whose + message, hint, code=code)
+        path = shown(Path(chosen.filename))
+        return SpecError(path, line, col, whose + message, hint, code=code), written
 
 
 # Template syntax in what a template rendered: text a value brought in, never worked out.
@@ -258,7 +273,7 @@ MAX_NAMES_SHOWN = 40
 
 
 def _defined_names(context: dict[str, Any]) -> str:
-    names = sorted(str(name) for name in context)
+    names = sorted(str(name) for name, value in context.items() if not _stand_in(value))
     shown_names = ", ".join(names[:MAX_NAMES_SHOWN])
     more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
     return f"defined here: {shown_names}{more}" if names else "no variable is defined here"
@@ -282,18 +297,58 @@ def _missing_key(line: str, key: str, context: dict[str, Any]) -> str | None:
     """For `{{ taglines[lang] }}` in a variant whose `lang` is `fr`: `taglines has no 'fr'
     (variant lang=fr); it has: en, de`: the mapping looked into, the key it lacks, the
     variable that chose that key, and its keys. None when the line does not say."""
+    found = _missing_lookup(line, key, context)
+    if found is None:
+        return None
+    value, index = _looked_up(found["name"], context), found["index"]
+    chose = f" (variant {index}={key})" if index is not None and index in context else ""
+    keys = ", ".join(str(k) for k in list(value)[:MAX_NAMES_SHOWN] if not _stand_in(value[k]))
+    said = f"{found['name']} has no '{key}'{chose}"
+    guess = did_you_mean(key, map(str, value))
+    return (
+        f"{said}{guess} (it has: {keys or 'no keys'})"
+        if guess
+        else f"{said}; it has: {keys or 'no keys'}"
+    )
+
+
+def _missing_lookup(line: str, key: str, context: dict[str, Any]) -> re.Match[str] | None:
+    """The lookup on `line` (`taglines[lang]`, `flavour.name`) of a mapping that has no
+    `key`, as `_LOOKUP` matches it."""
     for found in _LOOKUP.finditer(line):
         value = _looked_up(found["name"], context)
         index, attribute = found["index"], found["attribute"]
         asked = attribute if attribute is not None else _index_value(index, context)
-        if not isinstance(value, dict) or asked != key or key in value:
-            continue
-        chose = f" (variant {index}={key})" if index is not None and index in context else ""
-        keys = ", ".join(map(str, list(value)[:MAX_NAMES_SHOWN])) or "no keys"
-        said = f"{found['name']} has no '{key}'{chose}"
-        guess = did_you_mean(key, map(str, value))
-        return f"{said}{guess} (it has: {keys})" if guess else f"{said}; it has: {keys}"
+        if isinstance(value, dict) and asked == key and key not in value:
+            return found
     return None
+
+
+def _standing_in(exc: Exception, context: dict[str, Any], line: str) -> dict[str, Any] | None:
+    """`context` with a stand-in for the name or key `exc` says is missing (`line`: where
+    it is looked up), so that a render finds the next one; None for any other problem."""
+    if not isinstance(exc, jinja2.UndefinedError) or _impure_message(str(exc)):
+        return None
+    name = _UNDEFINED_NAME.search(str(exc))
+    if name is not None and name.group(1) not in context:
+        return {**context, name.group(1): jinja2.ChainableUndefined(name=name.group(1))}
+    missing = _MISSING_ATTRIBUTE.search(str(exc))
+    found = _missing_lookup(line, missing.group(1), context) if missing else None
+    if missing is None or found is None:
+        return None
+    return _with_key(context, found["name"].split("."), missing.group(1))
+
+
+def _with_key(mapping: dict[str, Any], path: list[str], key: str) -> dict[str, Any]:
+    """`mapping` with a stand-in at `key` of the mapping at `path` in it (copies, never
+    changed: the values are the storyboard's)."""
+    if not path:
+        return {**mapping, key: jinja2.ChainableUndefined(name=key)}
+    return {**mapping, path[0]: _with_key(mapping[path[0]], path[1:], key)}
+
+
+def _stand_in(value: Any) -> bool:
+    return isinstance(value, jinja2.Undefined)
 
 
 def _looked_up(dotted: str, context: dict[str, Any]) -> Any:
@@ -352,7 +407,8 @@ def _undefined_message(exc: jinja2.UndefinedError, context: dict[str, Any]) -> s
     match = _UNDEFINED_NAME.search(str(exc))
     if match:
         name = match.group(1)
-        return f"undefined variable '{name}'" + did_you_mean(name, map(str, context))
+        known = (str(known) for known, value in context.items() if not _stand_in(value))
+        return f"undefined variable '{name}'" + did_you_mean(name, known)
     return f"undefined value: {_first_line(exc)}"
 
 

@@ -28,7 +28,10 @@ def test_plan_table_for_people(project: Path, cli) -> None:
     result = cli("plan", "specs/airship.yaml")
     assert result.code == 0
     assert "crew@copper-airship" in result.out
-    assert "12 shots, 10 unique renders, 10 to render" in result.out
+    assert (
+        "12 shots in 3 variants, 10 unique renders (a render variants share is one), 10 to render"
+        in result.out
+    )
     assert "$4.27" in result.out
     assert "arrival--amber-sunset-rust-red" in result.out
 

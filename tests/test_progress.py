@@ -60,6 +60,27 @@ def test_the_state_line_counts_each_phase_and_estimates_the_time_left() -> None:
     assert "$" not in preview.line()  # a free build says nothing of money
 
 
+def test_the_joins_are_counted_and_estimated_once_the_renders_are_done() -> None:
+    clock = Clock()
+    tally = Tally(Outlook(1, 0.0, None, 2, paid=False, films=3), clock)
+    shot = a_shot("1" * 64, label="pour")
+    tally.start(shot)
+    assert tally.line().endswith("time left: once one is done; then 3 film(s) to join")
+    tally.finish(Outcome(shot, Ran.RENDERED, seconds=10.0), spent=0.0)
+    tally.films_joining(3)
+    assert tally.line() == "joining films: 0 of 3 done, 0 joining; time left: once one is done"
+    tally.film_started("spot--en--16x9")
+    clock.now = 120.0
+    assert tally.rows() == [("spot--en--16x9", "joining", "0:20")]
+    tally.film_finished("spot--en--16x9", ok=True)
+    tally.film_started("spot--en--9x16")
+    clock.now = 130.0
+    # A join took 20 s: the one under way has 10 s to go, the last one 20.
+    assert tally.line() == "joining films: 1 of 3 done, 1 joining; about 30 s left"
+    tally.film_finished("spot--en--9x16", ok=False)
+    assert tally.line().startswith("joining films: 2 of 3 done, 1 failed, 0 joining")
+
+
 def test_without_a_terminal_the_state_is_a_line_every_interval() -> None:
     stream = io.StringIO()
     shot = a_shot("4" * 64, label="hero")

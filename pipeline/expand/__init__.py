@@ -64,8 +64,10 @@ def expand(
     context = Context(renderer, Inputs(spec), {}, decisions, shapes)
     fonts = fonts or Fonts()
     problems = Problems([*spec.problems, *decisions.problems])
-    # Items with a problem are not tried again; nor what starts from a frame of one, or
-    # joins one, that was not made (it failed, or the storyboard does not have it).
+    # Items that cannot be checked (left out of the storyboard, a prompt that cannot be
+    # read) are not tried. One with a problem in a variant is tried in each other variant:
+    # a missing key may be another (a problem it had before is not said again). What starts
+    # from one that was not made, or joins one, is checked without it.
     failed = set(spec.failed)
     shots: list[Node] = []
     sequences: list[Film] = []
@@ -95,13 +97,11 @@ def expand(
                 if item.id in failed:
                     continue
                 prompting = (templates, sources[loc])
-                made = problems.attempt(
-                    expand_shot, spec, loc, item, variant, prompting, context, by_id
+                made = problems.attempt_in(
+                    variant_name, expand_shot, spec, loc, item, variant, prompting, context, by_id
                 )
-                if made is None:
-                    failed.add(item.id)
-                    continue
-                by_id[item.id] = made
+                if made is not None:
+                    by_id[item.id] = made
             shots.extend(voices.values())
             shots.extend(music.values())
             for item in (*board.stills, *board.shots):
@@ -116,13 +116,18 @@ def expand(
                 # is left out of it (its own problem is said; nothing is built).
                 if sequence_spec.id in failed:
                     continue
-                films = problems.attempt(
-                    _films, spec, index, sequence_spec, variant_name, by_id, saying, made
+                films = problems.attempt_in(
+                    variant_name,
+                    _films,
+                    spec,
+                    index,
+                    sequence_spec,
+                    variant_name,
+                    by_id,
+                    saying,
+                    made,
                 )
-                if films is None:
-                    failed.add(sequence_spec.id)
-                    continue
-                sequences.extend(films)
+                sequences.extend(films or ())
             shots.extend(replace(shot, variant=variant_name) for shot in used.values())
     problems.raise_any()
     for warning in _unused_decisions(decisions, shots):
@@ -140,8 +145,8 @@ def _sounds(
     problems: Problems,
     failed: set[str],
 ) -> tuple[dict[str, Node], dict[str, Node]]:
-    """The variant's voices and music by id; one that fails is said, and what uses it is not
-    made (its id is among `failed`)."""
+    """The variant's voices and music by id; one that fails is said, and what uses it is
+    checked without it."""
     voices: dict[str, Node] = {}
     music: dict[str, Node] = {}
     board = spec.storyboard
@@ -151,13 +156,10 @@ def _sounds(
     ):
         for index, item_id in enumerate(ids):
             if item_id in failed or problems.full:
-                failed.add(item_id)
                 continue
-            shot = problems.attempt(make, spec, index, variant, saying, context)
-            if shot is None:
-                failed.add(item_id)
-                continue
-            found[item_id] = shot
+            shot = problems.attempt_in(variant, make, spec, index, variant, saying, context)
+            if shot is not None:
+                found[item_id] = shot
     return voices, music
 
 

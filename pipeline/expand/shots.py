@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline import media, models
 from pipeline.decisions import Decisions
-from pipeline.errors import SpecError
+from pipeline.errors import Problems, SpecError
 from pipeline.expand.context import (
     DEFAULT_DURATION,
     DEFAULT_FPS,
@@ -163,17 +163,17 @@ def _combination(
     fps = _fps(given.fps, info)
     positions = tuple(position for position, _ in given.frames)
     size = (given.width, given.height, given.duration, fps)
+    # Each check is made whatever another finds: every problem of the shot is said at once.
+    found = Problems()
     if not any(spec.stands_in(item.where(field)) for field in SHAPE_FIELDS):
-        _check_model(spec, loc, shot, (model_id, info), size, positions, item.where)
+        found.attempt(_check_model, spec, loc, shot, (model_id, info), size, positions, item.where)
     fields = (given.seed, given.negative, given.audio, given.optimizer)
-    _check_fields(spec, shot, (model_id, info), fields, item.where, context.warnings)
-    images, hashes, after = _inputs(spec, item, info, (by_id, shot_values), context)
-    prompt = _prompt(shot, prompting[0], whose, values)
-    if not prompt and not given.frames:
-        raise spec.source.error(loc, f"shot '{shot.id}': the prompt renders empty")
-    if not prompt and info is not None and info.needs_prompt:
-        raise spec.source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
-    _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
+    found.attempt(_check_fields, spec, shot, (model_id, info), fields, item.where, context.warnings)
+    made_of = found.attempt(_inputs, spec, item, info, (by_id, shot_values), context)
+    prompting_of = (prompting[0], whose, values)
+    prompt = found.attempt(_checked_prompt, spec, item, prompting_of, (model_id, info), context)
+    found.raise_any()
+    images, hashes, after = made_of
     if len(hashes) < len(positions):
         return []  # a render it starts from failed, and said why: checked, it cannot be made
     placeholders = [
@@ -587,6 +587,25 @@ def _shot_vars(
         name: worked_out(spec, templates, value, (*loc, "vars", name), (around, whose))
         for name, value in shot.vars.items()
     }
+
+
+def _checked_prompt(
+    spec: Spec,
+    item: Item,
+    prompting: tuple[PromptTemplates, PromptSource, dict[str, Any]],
+    model: tuple[str, models.ModelInfo | None],
+    context: Context,
+) -> str:
+    """The shot's prompt in its variant, refused when the model would refuse it."""
+    loc, shot = item.loc, item.shot
+    model_id, info = model
+    prompt = _prompt(shot, *prompting)
+    if not prompt and not item.given.frames:
+        raise spec.source.error(loc, f"shot '{shot.id}': the prompt renders empty")
+    if not prompt and info is not None and info.needs_prompt:
+        raise spec.source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
+    _check_prompt_length(spec, loc, shot, prompt, model, context.warnings)
+    return prompt
 
 
 def _prompt(

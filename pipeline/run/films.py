@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline import media
 from pipeline.assemble import assemble, clean_work_folders, clip_input
@@ -25,6 +25,19 @@ from pipeline.outputs import OutputIndex, output_path
 from pipeline.plan import Where, film_facts
 from pipeline.share import pull_film, push_film
 from pipeline.state import FilmFacts, FilmState, Joined, film_state
+
+
+class FilmReporter(Protocol):
+    """Where the film step says what it does: a line per event, and the joins as they go
+    (a progress display counts them, and the time they take)."""
+
+    def note(self, message: str) -> None: ...
+
+    def films_joining(self, count: int) -> None: ...
+
+    def film_started(self, name: str) -> None: ...
+
+    def film_finished(self, name: str, ok: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -72,11 +85,12 @@ class Sharing:
 def join(
     sequences: list[Film],
     where: Where,
-    note: Callable[[str], None],
+    reporter: FilmReporter,
     sharing: Sharing = Sharing(),
 ) -> list[SequenceOutcome]:
     """Each film of `sequences`, made once per key (see the module's note). The facts are
     asked again as the step changes them: films pulled, cards drawn."""
+    note = reporter.note
     clean_work_folders(where.films)
     facts, problems = _ready_to_join(sequences, where, note, sharing)
     results: dict[int, SequenceOutcome] = {}
@@ -87,7 +101,8 @@ def join(
             results[index] = settled
         else:
             to_join.append(replace(settled, index=index))
-    results.update(_joined_all(to_join, where, sharing, note))
+    reporter.films_joining(len(to_join))
+    results.update(_joined_all(to_join, where, sharing, reporter))
     where.outputs.save()
     return [results[index] for index in sorted(results)]
 
@@ -149,17 +164,20 @@ def _settled(
 
 
 def _joined_all(
-    to_join: list[Joining], where: Where, sharing: Sharing, note: Callable[[str], None]
+    to_join: list[Joining], where: Where, sharing: Sharing, reporter: FilmReporter
 ) -> dict[int, SequenceOutcome]:
     """The films to join, joined here (and shared with the team) or on the cluster."""
-    cache, outputs, films = where.cache, where.outputs, where.films
+    cache, outputs, films, note = where.cache, where.outputs, where.films, reporter.note
     if sharing.cluster and sharing.remote is not None and to_join:
-        return _joined_on_cluster(to_join, films, cache, outputs, sharing, note)
+        return _joined_on_cluster(to_join, films, cache, outputs, sharing, reporter)
     results: dict[int, SequenceOutcome] = {}
     checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
     for job in to_join:
         path = output_path(films, job.film)
-        results[job.index] = _joined(job, path, checked, cache, outputs, note)
+        reporter.film_started(job.film.name)
+        outcome = _joined(job, path, checked, cache, outputs, note)
+        reporter.film_finished(job.film.name, outcome.status == Joined.BUILT)
+        results[job.index] = outcome
     if sharing.remote is not None and sharing.push:
         built = [o for o in results.values() if o.status == Joined.BUILT]
         _push_films(sharing.remote, cache, built, note)
@@ -212,9 +230,12 @@ def _joined_on_cluster(
     cache: Cache,
     outputs: OutputIndex,
     sharing: Sharing,
-    note: Callable[[str], None],
+    reporter: FilmReporter,
 ) -> dict[int, SequenceOutcome]:
     assert sharing.remote is not None and sharing.cluster is not None
+    note = reporter.note
+    for job in jobs:
+        reporter.film_started(job.film.name)
     made = join_on_cluster(
         sharing.cluster,
         sharing.remote,
@@ -228,9 +249,11 @@ def _joined_on_cluster(
         path = output_path(films, sequence)
         if isinstance(film, str):
             note(f"failed   sequence {sequence.name}: {film}")
+            reporter.film_finished(sequence.name, False)
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=film)
             continue
         placed = _placed(sequence, path, cache, outputs)
+        reporter.film_finished(sequence.name, placed is not None)
         if placed is None:
             error = "the film joined on the cluster could not be placed"
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,6 +83,9 @@ class Outlook:
     budget: float | None  # --max-cost or the storyboard's budget:
     jobs: int
     paid: bool
+    films: int = 0  # films to join once the renders are done
+    # Each render's variants, for a person, by (label, variant of its node): `all 4 variants`.
+    variants: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Reporter(Protocol):

@@ -83,9 +83,10 @@ def _in_data(data: Any, error: Any) -> Any:
 
 def _path(node: Any, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """`loc` as a path in `node`, its steps that are no key there left out; None when it
-    leads nowhere. Its last step may be a key that is missing (a required field)."""
-    if not loc or not isinstance(node, dict | list):
-        return ()  # past a value written as a shorthand (`16:9`): the value is the place
+    leads nowhere. Its last step may be a key that is missing (a required field); it ends
+    at a value written as a shorthand (`16:9` for a format) when it leads nowhere else."""
+    if not loc:
+        return ()
     step, rest = loc[0], loc[1:]
     if _has(node, step):
         below = _path(node[step], rest)
@@ -93,7 +94,10 @@ def _path(node: Any, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
             return (step, *below)
     elif not rest and isinstance(node, dict):
         return (step,)
-    return _path(node, rest) if rest else None
+    skipped = _path(node, rest) if rest else None
+    if skipped is None and _has(node, step) and not isinstance(node[step], dict | list):
+        return (step,)
+    return skipped
 
 
 def _has(node: Any, step: Any) -> bool:
