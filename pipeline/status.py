@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
-from pipeline.nodes import Clip, LipSync, Music, Node, Still, Upscale, Voice
+from pipeline.nodes import Node
 from pipeline.plan import Plan, variants_said
 from pipeline.state import FilmState, ShotState, said
 
@@ -31,9 +31,9 @@ class StatusRow:
         }
 
 
-# The kinds of render status counts, in the order it counts them.
-COUNTED = (Still, Voice, Music, Clip, LipSync, Upscale)
-PLURALS = {"music": "music"}
+# The kinds of render status counts, in the order it counts them: every kind there is
+# (one without rows, a card, is not said).
+COUNTED = get_args(Node)
 
 
 def statuses(plan: Plan) -> list[StatusRow]:
@@ -74,8 +74,8 @@ def summary_line(name: str, rows: list[StatusRow]) -> str:
     `stills 1/1 cached; ` first, when there are stills; voices, music, lip-syncs and
     upscales each counted apart too, where there are some)."""
     parts = []
-    kinds = [(kind.one, ShotState.CACHED) for kind in COUNTED]
-    for kind, done in [*kinds, ("sequence", FilmState.CURRENT)]:
+    kinds = [(kind.one, kind.many, ShotState.CACHED) for kind in COUNTED]
+    for kind, many, done in [*kinds, ("sequence", "sequences", FilmState.CURRENT)]:
         mine = [r for r in rows if r.kind == kind]
         if not mine:
             continue
@@ -84,5 +84,5 @@ def summary_line(name: str, rows: list[StatusRow]) -> str:
             counts[row.status] = counts.get(row.status, 0) + 1
         ready = counts.pop(done, 0)
         extra = "".join(f", {n} {status}" for status, n in sorted(counts.items()))
-        parts.append(f"{PLURALS.get(kind, kind + 's')} {ready}/{len(mine)} {done}{extra}")
+        parts.append(f"{many} {ready}/{len(mine)} {done}{extra}")
     return f"{name}: " + "; ".join(parts)

@@ -21,6 +21,7 @@ from pipeline.project import (
     project_file,
     read_bounded,
 )
+from pipeline.spec.schema import ITEM_WORDS
 
 # Limits of a storyboard file: far above any real one, low enough that a hostile one is
 # refused in a moment (an alias tree of a few hundred bytes can stand for billions of values).
@@ -144,7 +145,7 @@ MAX_INCLUDES = 32
 MAX_TOTAL_YAML_CHARACTERS = 8_000_000
 # Fields an included file adds to: its shots and sequences come first; its vars, defaults,
 # prices and matrix are overridden key by key by the storyboard's.
-LIST_FIELDS = frozenset({"shots", "stills", "sequences", "voices", "music"})
+LIST_FIELDS = frozenset(ITEM_WORDS)  # the lists of items an include adds to
 MAP_FIELDS = frozenset({"vars", "defaults", "prices", "matrix"})
 
 
