@@ -261,7 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or two git revisions (default: HEAD, against the work tree)",
     )
     _spec_options(diff)
-    diff.add_argument("--json", action="store_true", help="print as JSON")
+    diff.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text for people (default); markdown (GitHub-flavoured: a table of the renders "
+        "changed with each prompt's word diff and price, the films, the cost) for a pull "
+        "request; json for programs",
+    )
+    diff.add_argument("--json", action="store_true", help="print as JSON (--format json)")
 
     review = _command(
         commands,
@@ -735,8 +743,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new: str | None = args.revisions[1] if len(args.revisions) > 1 else None
     looked_at = session(args)
     comparison = looked_at.diff(old, new)
-    if args.json:
+    if args.json or args.format == "json":
         write_json(comparison.to_json())
+        return 0
+    if args.format == "markdown":
+        from pipeline.markdown import comparison_markdown
+
+        sys.stdout.write(comparison_markdown(comparison, str(args.spec)))
         return 0
     _say_which_build(looked_at)
     from pipeline.report import print_comparison

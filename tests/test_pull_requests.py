@@ -4,6 +4,9 @@ two commits (its comment written to a file: nothing leaves the machine)."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 from pathlib import Path
 
 import av
@@ -64,3 +67,61 @@ def test_a_thumbnail_of_a_still_image(tmp_path: Path) -> None:
     made = thumbnail(image, tmp_path / "thumbs" / "still.jpg", at=0.0, width=320)
     assert _pixels(made).shape == (180, 320, 3)
     assert _colour_at_middle(made)[0] > 200
+
+
+# -- the diff as Markdown and JSON ------------------------------------------------------------
+
+
+def git(cwd: Path, *args: str) -> str:
+    command = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def _committed_edit(project: Path, old: str, new: str) -> Path:
+    """The bundled ballroom storyboard committed, then committed again with `old` -> `new`."""
+    spec = project / "specs" / "ballroom.yaml"
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first cut")
+    spec.write_text(spec.read_text().replace(old, new))
+    git(project, "commit", "-qam", "an edit")
+    return spec
+
+
+def _cells(row: str) -> list[str]:
+    """A Markdown table row's cells (a pipe escaped with a backslash is not a border)."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def test_the_markdown_diff_of_a_committed_edit_has_a_row_with_the_word_diff_and_price(
+    project: Path, cli
+) -> None:
+    spec = _committed_edit(project, "A single white glove", "A single red glove")
+    result = cli("diff", "HEAD~1", "HEAD", spec, "--format", "markdown")
+    assert result.code == 0, result.err
+    rows = [line for line in result.out.splitlines() if line.startswith("| changed |")]
+    assert rows, result.out
+    _, shot, _, prompt, price = _cells(rows[0])
+    assert shot == "**glove**"
+    assert "A single ~~white~~ **red** glove" in prompt
+    assert re.fullmatch(r"\\\$0\.28", price)  # a dollar sign GitHub shows, not maths
+    assert "| **still to pay** | | **\\$0.56** |" in result.out  # two takes, none cached
+    assert "**teaser--golden-dusk** changed" in result.out
+
+    data = json.loads(cli("diff", "HEAD~1", "HEAD", spec, "--format", "json").out)
+    glove = next(c for c in data["shots"] if c["label"] == "glove" and c["take"] == 1)
+    assert ["removed", "white"] in glove["prompt_diff"]
+    assert ["added", "red"] in glove["prompt_diff"]
+    assert glove["price"] == 0.28 and data["to_pay"] == 0.56
+    people = cli("diff", "HEAD~1", "HEAD", spec).out  # the terminal's, as before
+    assert "prompt changed: A single [-white-] {+red+} glove" in people
+
+
+def test_nothing_a_prompt_says_becomes_markup_a_mention_or_html(project: Path, cli) -> None:
+    hostile = "A single | <!-- storyboard --> @octocat *glove* [link](x) $1 $2"
+    spec = _committed_edit(project, "A single white glove", hostile)
+    out = cli("diff", "HEAD~1", "HEAD", spec, "--format", "markdown").out
+    row = next(line for line in out.splitlines() if line.startswith("| changed |"))
+    assert len(_cells(row)) == 5
+    assert "<!--" not in out and "@octocat" not in out and "@\u200boctocat" in row
+    assert "\\*glove\\*" in row and "\\[link\\](x)" in row and "\\$1 \\$2" in row
