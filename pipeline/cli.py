@@ -294,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument(
         "--port", type=_port, default=8765, help="the app's port (8765; 0: any free one)"
     )
+    review.add_argument(
+        "--contact-sheet",
+        type=Path,
+        metavar="FILE.png",
+        help="draw one PNG instead of the page: a grid of every take's poster with its label "
+        "and price (1,488 px wide)",
+    )
+    review.add_argument(
+        "--changed-from",
+        metavar="REV",
+        help="with --contact-sheet: the renders changed since this git revision first, framed",
+    )
 
     for name, summary in (
         ("pick", "pick a take of a shot (in the decisions file of the build; free)"),
@@ -779,6 +791,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.contact_sheet is not None:
+        if args.serve:
+            raise UserError("--contact-sheet draws a picture, --serve runs the app: one at a time")
+        looked_at = session(args)
+        drawn = looked_at.contact_sheet(args.contact_sheet, args.changed_from)
+        _say_which_build(looked_at, sys.stderr)
+        print(printable(str(drawn)))
+        return 0
+    if args.changed_from:
+        raise UserError("--changed-from orders a contact sheet", "add --contact-sheet FILE.png")
     if args.serve:
         from pipeline.review_app import serve
 

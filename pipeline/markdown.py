@@ -65,7 +65,7 @@ def word_diff(pieces: tuple[Piece, ...]) -> str:
 def _revision(side: Side) -> str:
     """A revision's name (a storyboard it does not have: said)."""
     name = f"`{side.name}`" if "`" not in side.name else text(side.name)
-    return name if side.present else f"{name} (no such storyboard)"
+    return name if side.present else f"{name}, where it is not"
 
 
 def _summary(comparison: Comparison) -> str:

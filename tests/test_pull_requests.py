@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline import contact_sheet as sheet
 from pipeline import media
 from pipeline.thumbnails import thumbnail
 
@@ -125,3 +126,50 @@ def test_nothing_a_prompt_says_becomes_markup_a_mention_or_html(project: Path, c
     assert len(_cells(row)) == 5
     assert "<!--" not in out and "@octocat" not in out and "@\u200boctocat" in row
     assert "\\*glove\\*" in row and "\\[link\\](x)" in row and "\\$1 \\$2" in row
+
+
+# -- the contact sheet ------------------------------------------------------------------------
+
+GLOVE_TAKES = 2  # the glove of ballroom.yaml: shared by both lights, two takes
+
+
+def _box(picture: np.ndarray, index: int) -> np.ndarray:
+    """The pixels of the poster box of the sheet's `index`th render."""
+    row, column = divmod(index, sheet.COLUMNS)
+    left = sheet.GUTTER + column * (sheet.BOX_WIDTH + sheet.GUTTER)
+    top = sheet.HEADER + row * (sheet.BOX_HEIGHT + sheet.CAPTION + sheet.GUTTER)
+    return picture[top : top + sheet.BOX_HEIGHT, left : left + sheet.BOX_WIDTH]
+
+
+def _framed(picture: np.ndarray, index: int) -> bool:
+    """Whether the render's box is framed as one the change touches (orange)."""
+    row, column = divmod(index, sheet.COLUMNS)
+    left = sheet.GUTTER + column * (sheet.BOX_WIDTH + sheet.GUTTER)
+    top = sheet.HEADER + row * (sheet.BOX_HEIGHT + sheet.CAPTION + sheet.GUTTER)
+    return bool(np.abs(picture[top + 20, left - 2] - np.array(sheet.TOUCHED)).max() < 8)
+
+
+def assert_sheet_shows_the_glove_first(png: Path) -> None:
+    """A PNG at least 1,200 px wide; the glove's takes first, framed, each a real poster
+    (many colours, not one); a render not built is an empty grey box."""
+    picture = _pixels(png)
+    assert picture.shape[1] >= 1200
+    for index in range(GLOVE_TAKES):
+        poster = _box(picture, index)
+        assert _framed(picture, index)
+        assert poster.std() > 10 and len(np.unique(poster.reshape(-1, 3), axis=0)) > 50
+    empty = _box(picture, GLOVE_TAKES)  # not in the build of the glove alone
+    assert not _framed(picture, GLOVE_TAKES)
+    assert (empty == np.array(sheet.EMPTY)).all(axis=2).mean() > 0.95
+
+
+def test_the_contact_sheet_puts_what_changed_first_with_real_posters(project: Path, cli) -> None:
+    spec = _committed_edit(project, "A single white glove", "A single red glove")
+    assert cli("build", spec, "--preview", "-q", "--only", "glove").code == 0
+    png = project / "out" / "sheet.png"
+    result = cli("review", spec, "--preview", "--contact-sheet", png, "--changed-from", "HEAD~1")
+    assert result.code == 0, result.err
+    assert result.out.strip() == str(png)
+    assert_sheet_shows_the_glove_first(png)
+    refused = cli("review", spec, "--changed-from", "HEAD~1")
+    assert refused.code == 2 and "--contact-sheet" in refused.err
