@@ -5,16 +5,24 @@ two commits (its comment written to a file: nothing leaves the machine)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
 import numpy as np
+import yaml
 
 from pipeline import contact_sheet as sheet
-from pipeline import media
+from pipeline import media, pull_request
+from pipeline.compare import Comparison, ShotChange, Side
 from pipeline.thumbnails import thumbnail
+from tests.conftest import REPO
 
 # -- thumbnails ---------------------------------------------------------------------------
 
@@ -173,3 +181,236 @@ def test_the_contact_sheet_puts_what_changed_first_with_real_posters(project: Pa
     assert_sheet_shows_the_glove_first(png)
     refused = cli("review", spec, "--changed-from", "HEAD~1")
     assert refused.code == 2 and "--contact-sheet" in refused.err
+
+
+# -- the GitHub Action ------------------------------------------------------------------------
+
+ACTION = REPO / "action.yml"
+EXPRESSION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
+
+
+def test_the_repository_ships_a_composite_action_whose_scripts_paste_no_input() -> None:
+    action = yaml.safe_load(ACTION.read_text())
+    assert action["runs"]["using"] == "composite"
+    steps = action["runs"]["steps"]
+    assert [s["uses"].split("@")[0] for s in steps if "uses" in s] == [
+        "actions/setup-python",
+        "actions/upload-artifact",
+    ]
+    for step in steps:
+        # An input pasted into a script could run as code (a branch named `$(...)`).
+        assert "run" not in step or not EXPRESSION.search(step["run"]), step["name"]
+
+
+class Runner:
+    """The action's own steps run as a runner would on a pull request: each `run:` step in
+    bash with the environment it is given, its expressions and outputs; `uses:` steps and
+    the installation are left out (storyboard is installed here). GitHub is not called:
+    the comment goes to a file, and its API address is one nothing answers on."""
+
+    def __init__(self, repo: Path, work: Path, base: str, inputs: dict[str, str]) -> None:
+        self.repo, self.work = repo, work
+        action = yaml.safe_load(ACTION.read_text())
+        self.defaults = {name: str(i.get("default", "")) for name, i in action["inputs"].items()}
+        self.steps = action["runs"]["steps"]
+        self.inputs = {**self.defaults, **inputs}
+        event = work / "event.json"
+        event.write_text(json.dumps({"pull_request": {"number": 7, "base": {"sha": base}}}))
+        self.environ = {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "HOME": os.environ.get("HOME", str(work)),
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_REPOSITORY": "team/films",
+            "GITHUB_BASE_REF": "main",
+            "GITHUB_RUN_ID": "42",
+            "GITHUB_API_URL": "http://127.0.0.1:9",  # the discard port: nothing is sent
+            "GITHUB_WORKSPACE": str(repo),
+            "GITHUB_STEP_SUMMARY": str(work / "summary.md"),
+            "RUNNER_TEMP": str(work / "runner-temp"),
+        }
+
+    def run(self) -> dict[str, tuple[int, str, dict[str, str]]]:
+        """Each step run: its exit code, what it printed, its outputs."""
+        done: dict[str, tuple[int, str, dict[str, str]]] = {}
+        shutil.rmtree(self.work / "runner-temp", ignore_errors=True)
+        (self.work / "runner-temp").mkdir()
+        for number, step in enumerate(self.steps):
+            if "run" not in step or step["name"] == "Install storyboard":
+                continue
+            outputs = self.work / f"output-{number}"
+            outputs.write_text("")
+            env = {name: self._evaluate(str(v), done) for name, v in step.get("env", {}).items()}
+            ran = subprocess.run(
+                ["bash", "-e", "-c", step["run"]],
+                cwd=self.repo,
+                env={**self.environ, **env, "GITHUB_OUTPUT": str(outputs)},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            said = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+            done[step["id"]] = (ran.returncode, ran.stdout + ran.stderr, said)
+        return done
+
+    def _evaluate(self, value: str, done: dict[str, tuple[int, str, dict[str, str]]]) -> str:
+        def one(found: re.Match[str]) -> str:
+            name = found.group(1)
+            if name.startswith("inputs."):
+                return self.inputs[name.removeprefix("inputs.")]
+            if name.startswith("steps."):
+                step, _, output = name.removeprefix("steps.").split(".", 2)
+                return done.get(step, (0, "", {}))[2].get(output, "")
+            return {"github.action_path": str(REPO), "github.token": ""}[name]
+
+        return EXPRESSION.sub(one, value)
+
+
+def test_the_action_comments_once_on_a_pull_request_of_two_commits(
+    project: Path, tmp_path: Path
+) -> None:
+    spec = _committed_edit(project, "A single white glove", "A single red glove")
+    base = git(project, "rev-parse", "HEAD~1").strip()
+    comment = tmp_path / "comment.md"
+    runner = Runner(project, tmp_path, base, {"comment-file": str(comment)})
+
+    done = runner.run()
+    code, said, outputs = done["report"]
+    assert code == 0, said
+    assert "1 storyboard(s) touched" in said  # the other storyboards' files did not change
+    body = comment.read_text()
+    row = next(line for line in body.splitlines() if line.startswith("| changed | **glove** |"))
+    assert "A single ~~white~~ **red** glove" in row and "\\$0.28" in row
+    assert body.startswith(pull_request.MARKER)
+    assert body.count(pull_request.MARKER) == 1
+    assert done["comment"][2] == {"comment": "created"}
+    assert "## Storyboards in this pull request" in (tmp_path / "summary.md").read_text()
+    sheets = sorted(Path(outputs["sheets"]).glob("*.png"))
+    assert [p.name for p in sheets] == ["specs-ballroom.yaml.png"]
+    assert_sheet_shows_the_glove_first(sheets[0])
+
+    # A push that changes nothing the comment says (a YAML comment) notifies nobody.
+    spec.write_text(spec.read_text() + "# a note for the team\n")
+    git(project, "commit", "-qam", "a note")
+    runner.inputs["previews"] = "none"
+    done = runner.run()
+    assert done["report"][0] == 0 and done["comment"][2] == {"comment": "unchanged"}
+    assert comment.read_text() == body
+
+    # A storyboard that does not plan: its problem on its line, the check fails, and the
+    # comment says so.
+    spec.write_text(spec.read_text().replace("  duration: 6\n", "  duration: 6\n  colour: red\n"))
+    git(project, "commit", "-qam", "a mistake")
+    done = runner.run()
+    code, said, _ = done["report"]
+    line = spec.read_text().splitlines().index("  colour: red") + 1
+    assert code == 2
+    assert f"::error file=specs/ballroom.yaml,line={line},col=3," in said
+    assert done["comment"][2] == {"comment": "updated"}
+    assert "does not plan: 1 problem(s)" in comment.read_text()
+
+
+class FakeGitHub(ThreadingHTTPServer):
+    """GitHub's issue comments API, as far as the comment step uses it, on loopback."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _GitHubHandler)
+        self.comments: list[dict[str, object]] = [{"id": 1, "body": "LGTM, but the glove?"}]
+        self.calls: list[tuple[str, str, str]] = []  # method, path, authorization
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _GitHubHandler(BaseHTTPRequestHandler):
+    server: FakeGitHub
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+    def _answer(self, status: int, value: object) -> None:
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _sent(self) -> dict[str, object]:
+        self.server.calls.append((self.command, self.path, self.headers.get("Authorization", "")))
+        if self.headers.get("Authorization") == "Bearer read-only":
+            return {}
+        length = int(self.headers.get("Content-Length", "0"))
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def do_GET(self) -> None:
+        self._sent()
+        assert self.path == "/repos/team/films/issues/7/comments?per_page=100&page=1"
+        self._answer(200, self.server.comments)
+
+    def do_POST(self) -> None:
+        sent = self._sent()
+        if not sent:
+            self._answer(403, {"message": "Resource not accessible by integration"})
+            return
+        made = {"id": len(self.server.comments) + 100, "body": sent["body"]}
+        self.server.comments.append(made)
+        self._answer(201, made)
+
+    def do_PATCH(self) -> None:
+        sent = self._sent()
+        number = int(self.path.rsplit("/", 1)[1])
+        found = next(c for c in self.server.comments if c["id"] == number)
+        found["body"] = sent["body"]
+        self._answer(200, found)
+
+
+def _report(added: float) -> pull_request.Found:
+    """What `report` finds of a storyboard whose change adds one render of `added` USD."""
+    shots = [ShotChange("added", "glove", 1, (), (), (("same", "a glove"),), (), 1, added, added)]
+    return pull_request.Found(
+        "specs/ballroom.yaml",
+        Comparison(Side("base", 1.0, 2), Side("this pull request", 1.0 + added, 3), shots,
+                   added_renders=1, added_cost=added, to_pay=added),
+    )  # fmt: skip
+
+
+def test_the_comment_step_makes_one_comment_through_github_and_edits_only_what_changed(
+    tmp_path: Path, capsys
+) -> None:
+    server = FakeGitHub()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7, "base": {"sha": "0" * 40}}}))
+    environ = {"GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "team/films",
+               "GITHUB_API_URL": server.url, "GITHUB_TOKEN": "t0ken"}  # fmt: skip
+
+    def post(*found: pull_request.Found, token: str = "t0ken") -> str:
+        body = tmp_path / "body.md"
+        body.write_text(pull_request.comment_body(list(found), "main", "abc1234"))
+        code = pull_request.main(
+            ["comment", "--body", str(body), "--artifact-url", "https://example.com/a/1"],
+            {**environ, "GITHUB_TOKEN": token},
+        )
+        assert code == 0
+        return capsys.readouterr().out
+
+    try:
+        assert "comment created" in post(_report(0.28))
+        assert "comment unchanged" in post(_report(0.28))
+        assert "comment updated" in post(_report(0.56))
+        ours = [c for c in server.comments if str(c["body"]).startswith(pull_request.MARKER)]
+        assert len(ours) == 1 and len(server.comments) == 2
+        assert "\\$0.56" in str(ours[0]["body"]) and "https://example.com/a/1" in str(
+            ours[0]["body"]
+        )
+        assert {method for method, _, _ in server.calls} == {"GET", "POST", "PATCH"}
+        assert {auth for _, _, auth in server.calls} == {"Bearer t0ken"}
+        server.comments[:] = server.comments[:1]
+        assert "comment skipped" in post(pull_request.Found("specs/ballroom.yaml"))
+        said = post(_report(0.28), token="read-only")  # a fork's pull request: warned, not failed
+        assert "::warning::no comment: GitHub answered 403" in said
+    finally:
+        server.shutdown()
+        server.server_close()
