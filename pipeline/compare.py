@@ -125,22 +125,41 @@ def _load(
     return None if spec is None else plan.load(replace(target, spec=spec, cache_dir=cache), note)
 
 
+Identity = tuple[str, int, str]  # a render's label, take and variant
 Pair = tuple[Node | None, Node | None]  # a render in one variant: before, after
+Grouped = dict[tuple[str, str, int, tuple[str, ...]], dict[str, Pair]]
 
 
 def _compare(
     old: plan.Loaded | None, new: plan.Loaded | None, old_name: str, new_name: str
 ) -> Comparison:
-    before = _by_identity(old.plan.graph.variant_shots() if old else [])
-    after = _by_identity(new.plan.graph.variant_shots() if new else [])
-    rows = {row.shot.key: row for row in new.plan.rows} if new else {}
-    prices = {row.shot.key: row.price for row in old.plan.rows} if old else {}
-    prices.update({key: row.price for key, row in rows.items()})
+    old_rows = old.plan.rows if old else ()
+    new_rows = new.plan.rows if new else ()
+    rows = {row.shot.key: row for row in new_rows}
+    prices = {row.shot.key: row.price for row in (*old_rows, *new_rows)}
+    grouped = _grouped(_by_identity(old), _by_identity(new))
+    old_keys = {row.shot.key for row in old_rows}
+    added = [row for row in new_rows if row.shot.key not in old_keys]
+    return Comparison(
+        old=_side(old, old_name),
+        new=_side(new, new_name),
+        shots=[_change(*found, pairs, prices, rows) for found, pairs in sorted(grouped.items())],
+        sequences=_sequence_changes(old.plan.films if old else (), new.plan.films if new else ()),
+        added_renders=len(added),
+        added_cost=round(sum(row.price or 0.0 for row in added), 2),
+        to_pay=round(sum(row.estimate or 0.0 for row in added), 2),
+        unpriced=sum(1 for row in added if row.price is None),
+        team_cache=new is not None and new.remote is not None and new.remote_problem is None,
+    )
+
+
+def _grouped(before: dict[Identity, Node], after: dict[Identity, Node]) -> Grouped:
+    """Each render added, removed or changed, grouped by what changed: its variants."""
     # A render both sides have under another variant name (a renamed matrix value that the
     # shot does not use) is no change.
     old_renders = {(s.label, s.take, s.key) for s in before.values()}
     new_renders = {(s.label, s.take, s.key) for s in after.values()}
-    changes: dict[tuple[str, str, int, tuple[str, ...]], dict[str, Pair]] = {}
+    changes: Grouped = {}
     reasons: tuple[str, ...]
     for identity in before.keys() | after.keys():
         label, take, variant = identity
@@ -154,23 +173,7 @@ def _compare(
         else:
             continue
         changes.setdefault((kind, label, take, reasons), {})[variant] = (was, now)
-    shots = [
-        _change(kind, label, take, reasons, pairs, prices, rows)
-        for (kind, label, take, reasons), pairs in sorted(changes.items())
-    ]
-    old_keys = {row.shot.key for row in old.plan.rows} if old else set()
-    added = [row for row in rows.values() if row.shot.key not in old_keys]
-    return Comparison(
-        old=_side(old, old_name),
-        new=_side(new, new_name),
-        shots=shots,
-        sequences=_sequence_changes(old.plan.films if old else (), new.plan.films if new else ()),
-        added_renders=len(added),
-        added_cost=round(sum(row.price or 0.0 for row in added), 2),
-        to_pay=round(sum(row.estimate or 0.0 for row in added), 2),
-        unpriced=sum(1 for row in added if row.price is None),
-        team_cache=new is not None and new.remote is not None and new.remote_problem is None,
-    )
+    return changes
 
 
 def _side(loaded: plan.Loaded | None, name: str) -> Side:
@@ -198,10 +201,7 @@ def _change(
         prompt, others = _words(first.prompt if first else "", "same"), ()
     shown = [before if kind == "removed" else after for before, after in pairs.values()]
     keys = {node.key for node in shown if node is not None}
-    known = [prices.get(key) for key in keys]
-    price = None if None in known else round(sum(p or 0.0 for p in known), 2)
     estimates = [] if kind == "removed" else [rows[key].estimate for key in keys if key in rows]
-    to_pay = None if None in estimates else round(sum(e or 0.0 for e in estimates), 2)
     return ShotChange(
         kind,
         label,
@@ -211,9 +211,14 @@ def _change(
         prompt,
         others,
         len(keys),
-        price,
-        to_pay,
+        _sum([prices.get(key) for key in keys]),
+        _sum(estimates),
     )
+
+
+def _sum(amounts: list[float | None]) -> float | None:
+    """Dollars added up; None when any is unknown."""
+    return None if None in amounts else round(sum(a or 0.0 for a in amounts), 2)
 
 
 def _other_changes(was: Node, now: Node) -> tuple[str, ...]:
@@ -268,7 +273,8 @@ def _words(text: str, kind: str) -> tuple[Piece, ...]:
     return ((kind, " ".join(words)),)
 
 
-def _by_identity(shots: list[Node]) -> dict[tuple[str, int, str], Node]:
+def _by_identity(loaded: plan.Loaded | None) -> dict[Identity, Node]:
+    shots = loaded.plan.graph.variant_shots() if loaded else []
     return {(shot.label, shot.take, shot.variant): shot for shot in shots}
 
 
