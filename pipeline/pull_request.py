@@ -110,13 +110,14 @@ class Found:
 
     spec: str  # as the repository names it
     comparison: Comparison | None = None
-    problems: tuple[str, ...] = ()  # why it could not be checked or compared
+    problems: tuple[str, ...] = ()  # why it does not plan: the check fails
     sheet: Path | None = None
+    warnings: tuple[str, ...] = ()  # why it could not be compared with the base
 
     @property
     def says(self) -> bool:
         """Whether the comment has anything to say of it: costs, films, or problems."""
-        if self.problems:
+        if self.problems or self.warnings:
             return True
         c = self.comparison
         return c is not None and (c.changed or c.old.cost != c.new.cost)
@@ -211,7 +212,7 @@ def _look_at(
     except StoryboardError as exc:
         said = f"could not be compared with the base: {exc.render()}"
         print(f"::warning file={_property(named)}::{_data(said)}")
-        return Found(named, problems=(said,))
+        return Found(named, warnings=(said,))
     # Named so that the comment says the same while the base branch moves on.
     comparison = replace(
         comparison,
@@ -318,9 +319,8 @@ def comment_body(found: list[Found], base: str, since: str) -> str:
         for f in saying:
             c = f.comparison
             if c is None:
-                lines.append(
-                    f"| {text(f.spec)} | does not plan: {len(f.problems)} problem(s) | | | |"
-                )
+                why = f"does not plan: {len(f.problems)} problem(s)" if f.problems else "see below"
+                lines.append(f"| {text(f.spec)} | {why} | | | |")
                 continue
             lines.append(
                 f"| {text(f.spec)} | {c.added_renders} | {dollars(c.to_pay)} | "
@@ -329,7 +329,8 @@ def comment_body(found: list[Found], base: str, since: str) -> str:
     for f in saying:
         lines.append("")
         if f.comparison is None:
-            lines += [f"### {text(f.spec)}", "", *(f"- {text(p)}" for p in f.problems)]
+            said = (*f.problems, *f.warnings)
+            lines += [f"### {text(f.spec)}", "", *(f"- {text(p)}" for p in said)]
         else:
             lines.append(comparison_markdown(f.comparison, f.spec).rstrip())
     content = "\n".join(lines)
@@ -339,7 +340,7 @@ def comment_body(found: list[Found], base: str, since: str) -> str:
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     say = "yes" if saying else "no"
     footer = (
-        f"\n\n<sub>Against `{base}` (`{since}`, where this branch leaves it). No API key was "
+        f"\n\n<sub>Against {text(base)} (`{since}`, where this branch leaves it). No API key was "
         "used: nothing was rendered for money; previews are local animatics.</sub>\n"
     )
     return f"{MARKER} digest={digest} say={say} -->\n{content}{footer}"
