@@ -414,3 +414,17 @@ def test_the_comment_step_makes_one_comment_through_github_and_edits_only_what_c
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_storyboard_new_in_a_revision_is_compared_with_nothing(project: Path, cli) -> None:
+    spec = _committed_edit(project, "A single white glove", "A single red glove")
+    copy = project / "specs" / "second.yaml"
+    copy.write_text(spec.read_text().replace("name: ballroom", "name: second"))
+    git(project, "add", "specs/second.yaml")
+    git(project, "commit", "-qm", "a second storyboard")
+    data = json.loads(cli("diff", "HEAD~1", "HEAD", copy, "--format", "json").out)
+    assert data["old"] == {"name": "HEAD~1", "cost": 0.0, "renders": 0, "present": False}
+    assert {c["kind"] for c in data["shots"]} == {"added"}
+    assert data["added_cost"] == data["new"]["cost"] > 0
+    gone = cli("diff", "HEAD~2", "HEAD~1", copy)
+    assert gone.code == 2 and "is in neither revision" in gone.err
