@@ -100,8 +100,8 @@ def sheet_of(
               touched.get(row.shot.key, ""))
         for row in rows[:MAX_CELLS]
     )  # fmt: skip
-    left_out = f"; {len(rows) - MAX_CELLS} more not shown" if len(rows) > MAX_CELLS else ""
-    said = f"{len(rows)} renders{left_out}"
+    left_out = f"; {len(rows) - MAX_CELLS:,} more not shown" if len(rows) > MAX_CELLS else ""
+    said = f"{len(rows):,} renders{left_out}"
     if changes is not None:
         said += f"; changed since {changes.old.name}: {len(touched)} (first, framed)"
     priced = [row.shot.price for row in rows]
