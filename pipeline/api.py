@@ -146,6 +146,21 @@ class Session:
         finally:
             loaded.cache.close()
 
+    def contact_sheet(self, output: Path, changed_from: str | None = None) -> Path:
+        """Draw the contact sheet of every picture render (a PNG at `output`); with
+        `changed_from` (a git revision), the renders changed since then first, framed."""
+        from pipeline.contact_sheet import draw, sheet_of
+        from pipeline.render import kind
+
+        changes = self.diff(changed_from, None) if changed_from else None
+        loaded = self.load()
+        try:
+            build = kind(loaded.renderer).build
+            sheet = sheet_of(loaded.spec.storyboard.name, build, loaded.plan, loaded.cache, changes)
+            return draw(sheet, output)
+        finally:
+            loaded.cache.close()
+
     def decide(
         self, shot: str, act: Act, variants: tuple[str, ...] = (), values: tuple[str, ...] = ()
     ) -> DecisionResult:

@@ -261,7 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or two git revisions (default: HEAD, against the work tree)",
     )
     _spec_options(diff)
-    diff.add_argument("--json", action="store_true", help="print as JSON")
+    diff.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text for people (default); markdown (GitHub-flavoured: a table of the renders "
+        "changed with each prompt's word diff and price, the films, the cost) for a pull "
+        "request; json for programs",
+    )
+    diff.add_argument("--json", action="store_true", help="print as JSON (--format json)")
 
     review = _command(
         commands,
@@ -285,6 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument(
         "--port", type=_port, default=8765, help="the app's port (8765; 0: any free one)"
+    )
+    review.add_argument(
+        "--contact-sheet",
+        type=Path,
+        metavar="FILE.png",
+        help="draw one PNG instead of the page: a grid of every take's poster with its label "
+        "and price (1,488 px wide)",
+    )
+    review.add_argument(
+        "--changed-from",
+        metavar="REV",
+        help="with --contact-sheet: the renders changed since this git revision first, framed",
     )
 
     for name, summary in (
@@ -735,8 +755,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new: str | None = args.revisions[1] if len(args.revisions) > 1 else None
     looked_at = session(args)
     comparison = looked_at.diff(old, new)
-    if args.json:
+    if args.json or args.format == "json":
         write_json(comparison.to_json())
+        return 0
+    if args.format == "markdown":
+        from pipeline.markdown import comparison_markdown
+
+        sys.stdout.write(comparison_markdown(comparison, str(args.spec)))
         return 0
     _say_which_build(looked_at)
     from pipeline.report import print_comparison
@@ -766,6 +791,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.contact_sheet is not None:
+        if args.serve:
+            raise UserError("--contact-sheet draws a picture, --serve runs the app: one at a time")
+        looked_at = session(args)
+        drawn = looked_at.contact_sheet(args.contact_sheet, args.changed_from)
+        _say_which_build(looked_at, sys.stderr)
+        print(printable(str(drawn)))
+        return 0
+    if args.changed_from:
+        raise UserError("--changed-from orders a contact sheet", "add --contact-sheet FILE.png")
     if args.serve:
         from pipeline.review_app import serve
 

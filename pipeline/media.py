@@ -1,4 +1,4 @@
-"""ffmpeg discovery, probing and validation of clips (PyAV), thumbnails."""
+"""ffmpeg discovery, probing and validation of clips (PyAV), frames taken from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -572,31 +571,6 @@ def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
         raise MediaError(f"is not audio that decodes ({_reason(exc)})") from None
     if not decoded:
         raise MediaError("has an audio stream with no sound in it")
-
-
-def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
-    """A JPEG frame of `clip` at `at` seconds, `width` pixels wide."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # A name no one could have planted a link at, which ffmpeg would write through.
-    temp = output.with_name(f".{output.stem}.{os.getpid()}.{secrets.token_hex(8)}{output.suffix}")
-    run_ffmpeg(
-        [
-            "-ss",
-            f"{at:.3f}",
-            "-i",
-            str(clip),
-            "-frames:v",
-            "1",
-            "-vf",
-            f"scale={width}:-2",
-            "-q:v",
-            "4",
-            str(temp),
-        ],
-        f"grab a thumbnail of {clip.name}",
-    )
-    os.replace(temp, output)
-    return output
 
 
 class FrameTaker:

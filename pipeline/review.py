@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from pipeline import media
+from pipeline import thumbnails
 from pipeline.cache import Cache, write_atomic
 from pipeline.decisions import Decisions, line_name
 from pipeline.errors import MediaError
@@ -371,7 +371,7 @@ def write_review(
 
 def make_thumbnails(plan: Plan, cache: Cache, folder: Path, note: Callable[[str], None]) -> None:
     """The thumbnail of every picture render the cache holds that has none yet, made on
-    every core (an ffmpeg each)."""
+    every core (PyAV releases the interpreter while it decodes)."""
     shots = [row.shot for row in plan.rows if not row.shot.sound]
     held = cache.clips.present([shot.key for shot in shots])
     missing = [
@@ -410,8 +410,7 @@ def static_links(cache: Cache, films: Path, folder: Path) -> Links:
         video = output_path(films, sequence)
         if not video.exists():
             return None
-        made = thumbnail(video, folder / "posters", sequence.key, poster_time(sequence), 480)
-        return _relative(made, folder)
+        return _relative(make_poster(video, folder / "posters", sequence, 480), folder)
 
     return Links(clip, thumb, film, poster)
 
@@ -428,16 +427,22 @@ def poster_time(film: Film) -> float:
 
 
 def thumbnail(
-    video: Path, folder: Path, key: str, at: float, width: int = THUMB_WIDTH
+    video: Path, folder: Path, key: str, at: float, width: int = THUMB_WIDTH, exact: bool = False
 ) -> Path | None:
-    """The frame of a clip or film at `at` seconds, made once per key (and width)."""
+    """The keyframe of a clip at or before `at` seconds (`exact`: the frame at `at`), made
+    once per key (and width); None when the file has no frame to show."""
     target = folder / f"{key}-{width}.jpg"
     if target.exists():
         return target
     try:
-        return media.thumbnail(video, target, at=at, width=width)
+        return thumbnails.thumbnail(video, target, at, width, exact)
     except MediaError:
         return None
+
+
+def make_poster(video: Path, folder: Path, film: Film, width: int) -> Path | None:
+    """A film's poster: its frame at `poster_time`, made once per film key (and width)."""
+    return thumbnail(video, folder, film.key, poster_time(film), width, exact=True)
 
 
 def _relative(path: Path | None, start: Path) -> str | None:
