@@ -222,14 +222,21 @@ def _sum(amounts: list[float | None]) -> float | None:
 
 
 def _other_changes(was: Node, now: Node) -> tuple[str, ...]:
-    """What changed in a render's request besides its prompt, in words."""
-    prompt = "positivePrompt"
-    if {k: v for k, v in was.request.items() if k != prompt} == {
-        k: v for k, v in now.request.items() if k != prompt
-    } and was.image_hashes == now.image_hashes:
+    """What changed in a render's request besides its prompt (wherever its kind sends the
+    prompt: a clip's positivePrompt, a voice's speech text), in words."""
+    as_if_same = _prompt_replaced(now.request, now.prompt, was.prompt)
+    if as_if_same == was.request and was.image_hashes == now.image_hashes:
         return ()
-    same = {prompt: ""}
-    return tuple(request_changes({**was.request, **same}, {**now.request, **same}))
+    return tuple(request_changes(was.request, as_if_same))
+
+
+def _prompt_replaced(value: Any, prompt: str, instead: str) -> Any:
+    """A request with `instead` wherever it carries `prompt`."""
+    if isinstance(value, dict):
+        return {k: _prompt_replaced(v, prompt, instead) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_prompt_replaced(v, prompt, instead) for v in value]
+    return instead if value == prompt and isinstance(value, str) else value
 
 
 def diff_words(old: str, new: str) -> tuple[Piece, ...]:

@@ -13,8 +13,8 @@ def test_plan_json_totals_and_costs(project: Path, cli) -> None:
     assert result.code == 0, result.err
     data = json.loads(result.out)
     totals = data["totals"]
-    # 4 shots, glove has 2 takes, two lights; glove is shared by both lights.
-    assert totals["shots"] == 10
+    # 4 shots in two lights; glove has 2 takes and is one render both lights share.
+    assert totals["shots"] == 8
     assert totals["unique_renders"] == 8
     assert totals["renders_needed"] == 8
     assert totals["cost_needed"] == round(4 * 0.49 + 2 * 0.56 + 2 * 0.28, 2)

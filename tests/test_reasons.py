@@ -248,6 +248,11 @@ def test_a_diff_names_every_variant_of_a_shared_render_and_only_what_changed(
             "take": 1,
             "variants": ["cocoa-en", "yuzu-en"],
             "reasons": ['setting speech.text: "Meet the can." -> "Meet the new can."'],
+            "prompt_diff": [["same", "Meet the"], ["added", "new"], ["same", "can."]],
+            "others": [],
+            "renders": 1,
+            "price": 0.0,
+            "to_pay": 0.0,
         }
     ]
     # Each English film changed by its voice alone: nothing else is said of it.
