@@ -29,8 +29,7 @@ def paid_keys() -> dict[str, dict[str, str]]:
             f"{r.label}|{r.variant}|{r.take}|{r.kind}": r.key for r in renders if r.price != 0.0
         }
     found["every request"] = {
-        f"{r.model}|{r.label}|{r.variant}|{r.take}|{r.kind}": r.key
-        for r in every_request(Path())
+        f"{r.model}|{r.label}|{r.variant}|{r.take}|{r.kind}": r.key for r in every_request(Path())
     }
     return found
 
