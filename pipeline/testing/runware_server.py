@@ -164,6 +164,7 @@ class Task:
     polls: int = 0
     downloads: int = 0
     hidden_until: float = 0.0  # getResponse does not know it before this (monotonic)
+    held: bool = False  # stays `processing` until the test releases it (`release`)
     job: Job | None = None  # a speech, music, upscale or lip-sync task's work
 
 
@@ -222,6 +223,7 @@ class RunwareServer:
         self.dialect = DIALECTS[dialect] if isinstance(dialect, str) else dialect.check()
         self.clip_noise = clip_noise
         self.faults = Faults()
+        self.holding = False  # tasks accepted now are held until `release`
         self.tasks: dict[str, Task] = {}
         self.images: dict[str, tuple[int, int] | None] = {}  # imageUUID -> its size
         self.image_bytes: dict[str, bytes] = {}  # imageUUID -> the image uploaded
@@ -279,6 +281,21 @@ class RunwareServer:
                     setattr(self.faults, name, value)
                 else:
                     raise ValueError(f"unknown fault '{name}'; faults: {', '.join(FAULTS)}")
+
+    def hold(self, on: bool = True) -> None:
+        """Hold the tasks accepted from now on (or no more): each stays `processing` until
+        `release`. A test then says when a render ends by what it has seen, not by a latency
+        that a busy machine may overrun."""
+        with self.lock:
+            self.holding = on
+
+    def release(self) -> int:
+        """Let every held task finish (at its time, or now if that has passed): how many."""
+        with self.lock:
+            held = [task for task in self.tasks.values() if task.held]
+            for task in held:
+                task.held = False
+            return len(held)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -495,6 +512,7 @@ class RunwareServer:
             sound=sound,
             tint=_tint(request.get("positivePrompt")),
             job=job,
+            held=self.holding,
         )
         if self.faults.take("hidden"):
             self._served("hidden")
@@ -888,7 +906,8 @@ class RunwareServer:
         """Finish the tasks whose time has come; bill the ones that succeed."""
         now = time.monotonic()
         for task in self.tasks.values():
-            if task.status != "processing" or task.ready_at > now or task.fate == "never":
+            waiting = task.ready_at > now or task.fate == "never" or task.held
+            if task.status != "processing" or waiting:
                 continue
             task.status = {
                 "error": "error",
@@ -946,6 +965,7 @@ class RunwareServer:
             "downloaded_cost": round(sum(t.price for t in tasks if t.downloads), 6),
             "polls_per_task": {t.uuid: t.polls for t in tasks},
             "in_progress": sum(1 for t in tasks if t.status == "processing"),
+            "held": sum(1 for t in tasks if t.held),
             "remote_span": self._remote_span(),
             "faults_left": asdict(self.faults),
             "dialect": asdict(self.dialect),
