@@ -19,23 +19,42 @@ from tests.test_first_hour import git
 # -- init -------------------------------------------------------------------------------------
 
 
-def test_init_makes_a_project_whose_preview_build_makes_films(tmp_path: Path) -> None:
-    from tests.conftest import run_process
+# Init's storyboard made smaller to build: the same templates, matrix, formats, text and
+# transition, at a model's smallest size, 5 s, and the fastest encoder (a preview renders
+# the size asked): a fifth of the work.
+SMALLER = {
+    "  model: minimax:4@1 ": '  model: "bytedance:2@1"  #',
+    "  resolution: 768p ": "  width: 864\n  height: 480  #",
+    "  duration: 6\n": "  duration: 5\n",
+    '    formats: ["16:9", "9:16"]': '    preset: ultrafast\n    formats: ["16:9", "9:16"]',
+}
+FILMS = [
+    f"spot--{look}--{shape}"
+    for look in ("neon-night", "soft-morning-light")
+    for shape in ("16x9", "9x16")
+]
 
+
+def test_init_makes_a_project_whose_preview_build_makes_films(tmp_path: Path) -> None:
     made = run_process("init", "spot", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     folder = tmp_path / "spot"
     assert (folder / ".git").is_dir()
     assert (folder / ".gitignore").read_text().splitlines()[1:] == ["build/", ".storyboard/"]
     assert "next: cd spot && storyboard build specs/first.yaml --preview" in made.stdout
+    planned = run_process("plan", "specs/first.yaml", "--preview", "--json", cwd=folder)
+    assert planned.returncode == 0, planned.stderr
+    assert sorted(s["name"] for s in json.loads(planned.stdout)["sequences"]) == FILMS
+    storyboard = folder / "specs" / "first.yaml"
+    text = storyboard.read_text()
+    for written, smaller in SMALLER.items():
+        assert written in text, written
+        text = text.replace(written, smaller)
+    storyboard.write_text(text)
     built = run_process("build", "specs/first.yaml", "--preview", cwd=folder)
     assert built.returncode == 0, built.stderr
     films = sorted(p.name for p in (folder / "build" / "first" / "preview").glob("*.mp4"))
-    assert films == [
-        f"spot--{look}--{shape}.mp4"
-        for look in ("neon-night", "soft-morning-light")
-        for shape in ("16x9", "9x16")
-    ]
+    assert films == [f"{name}.mp4" for name in FILMS]
     again = run_process("init", "spot", cwd=tmp_path)  # nothing is written over
     assert again.returncode == 2 and "already there" in again.stderr
     assert again.stderr.count("\n") <= 2 and "Traceback" not in again.stderr
