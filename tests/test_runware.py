@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 
 from pipeline.cache import JournalEntry
+from pipeline.testing.media import read_seed
 from pipeline.testing.runware_server import RunwareServer
 from tests.conftest import HANG, write
 from tests.runware_support import (
@@ -275,6 +278,37 @@ def test_builds_racing_on_one_cache_never_pay_twice(
     outcome = race(server, tmp_path / "race", KEY, shots=6, latency=4.0, kill_after=2.5)
     assert outcome.billed_per_request == [1] * 6, outcome
     assert outcome.survivor_code == 0 and outcome.clips == 6, outcome
+
+
+def test_each_take_of_one_request_is_another_picture(project: Path, cli, server) -> None:
+    """The server draws each take of one request its own seed, as a provider does, and draws
+    the seed on the picture: picking take 2 shows another clip."""
+    spec = write(
+        project / "specs" / "takes.yaml",
+        "version: 1\nname: takes\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a lighthouse at dusk, takes: 2}\n",
+    )
+    result = cli("build", spec)
+    assert result.code == 0, result.err
+    assert list(server.stats()["billed_per_request"].values()) == [2]  # one request, twice
+    lock = json.loads((project / "specs" / "takes.lock").read_text())
+    takes = sorted(lock["shots"].values(), key=lambda s: s["take"])
+    assert [s["take"] for s in takes] == [1, 2] and takes[0]["seed"] != takes[1]["seed"]
+    assert takes[0]["sha256"] != takes[1]["sha256"]
+    cache = cache_of(project)
+    clips = {r.sha256: cache.clips.path(r.key) for r in cache.clips.records()}
+    frames = [_frame_at(clips[take["sha256"]], 1.0) for take in takes]
+    band = [frame[-frame.shape[0] // 8 :].astype(int) for frame in frames]
+    assert np.abs(band[0] - band[1]).mean() > 20  # another picture, not another encoding
+    assert [read_seed(frame) for frame in frames] == [take["seed"] for take in takes]
+
+
+def _frame_at(path: Path, seconds: float) -> np.ndarray:
+    with av.open(str(path)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            if frame.time is not None and frame.time >= seconds:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {seconds} s in {path}")
 
 
 def test_server_validates_like_the_api(server: RunwareServer) -> None:

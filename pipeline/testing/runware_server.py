@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
+from pipeline.testing.media import FPS, SEEDS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, PROVIDERS, ServedModel
 from pipeline.testing.served_tools import TOOLS, Job, Refused, check, make
 
@@ -158,7 +158,7 @@ class Task:
     sound: bool = False
     tint: int = 0  # the prompt's: another prompt most often gives another picture
     video_uuid: str = ""
-    seed: int = 0
+    seed: int = 0  # a clip's or image's is drawn on it: another take, another picture
     price: float = 0.0
     billed: bool = False
     polls: int = 0
@@ -224,6 +224,7 @@ class RunwareServer:
         self.clip_noise = clip_noise
         self.faults = Faults()
         self.holding = False  # tasks accepted now are held until `release`
+        self.takes: dict[tuple[Any, ...], int] = {}  # renders so far of a picture and prompt
         self.tasks: dict[str, Task] = {}
         self.images: dict[str, tuple[int, int] | None] = {}  # imageUUID -> its size
         self.image_bytes: dict[str, bytes] = {}  # imageUUID -> the image uploaded
@@ -514,6 +515,8 @@ class RunwareServer:
             job=job,
             held=self.holding,
         )
+        if job is None:
+            task.seed = self._seed(task, request)
         if self.faults.take("hidden"):
             self._served("hidden")
             task.hidden_until = now + self.faults.hidden_seconds
@@ -918,8 +921,9 @@ class RunwareServer:
             if task.status != "success":
                 continue
             task.video_uuid = str(uuid.uuid4())
-            asked = task.job.seed if task.job is not None else None
-            task.seed = asked if asked is not None else random.randrange(1, 2**31)
+            if task.job is not None:
+                asked = task.job.seed
+                task.seed = asked if asked is not None else random.randrange(1, 2**31)
             task.billed = True
             self.videos[task.video_uuid] = task
             self.counters["billed_cost"] = round(self.counters["billed_cost"] + task.price, 6)
@@ -981,6 +985,19 @@ class RunwareServer:
 
     # -- clips ------------------------------------------------------------------------------
 
+    def _seed(self, task: Task, request: dict[str, Any]) -> int:
+        """The seed a clip or image is rendered with, and drawn on it: the one asked, else
+        a new one for each render of one picture and prompt, as a provider draws one (so the
+        takes of one request differ). Drawn from how many came before, not at random: the
+        n-th take of a picture is the same in every test, and drawn once per session."""
+        asked = request.get("seed")
+        if isinstance(asked, int) and not isinstance(asked, bool):
+            return asked
+        seen = (_look(task), str(request.get("positivePrompt")))
+        self.takes[seen] = self.takes.get(seen, 0) + 1
+        made = hashlib.sha256(repr((_look(task), self.takes[seen])).encode()).digest()
+        return int.from_bytes(made[:4], "big") % (SEEDS - 1) + 1
+
     def _paint(self, task: Task) -> Future[Path]:
         """Draw a task's clip (or image) in the background. Clips of one size and length
         with no first frame are one drawing, shared by every task."""
@@ -990,12 +1007,13 @@ class RunwareServer:
                 self._paintings[(task.uuid,)] = self._painter.submit(make, task.job, made)
             return self._paintings[(task.uuid,)]
         width, height = task.size
-        first = hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
-        key = (width, height, task.frames, first, task.sound, task.tint)
+        first = _first_digest(task)
+        key = (*_look(task), task.seed)
         if key in self._paintings:
             return self._paintings[key]
         suffix = "png" if not task.frames else "mp4"
         extra = (f"-{first}" if first else f"-t{task.tint}") + ("-sound" if task.sound else "")
+        extra += f"-s{task.seed}"
         name = f"clip-{width}x{height}-{task.frames}f-n{self.clip_noise}{extra}.{suffix}"
         path = self.clip_dir / name
         if path.exists():
@@ -1003,7 +1021,7 @@ class RunwareServer:
             done.set_result(path)
             self._paintings[key] = done
         elif not task.frames:
-            self._paintings[key] = self._painter.submit(paint_image, path, width, height)
+            self._paintings[key] = self._painter.submit(paint_image, path, width, height, task.seed)
         else:
             image = None
             if task.first:
@@ -1019,6 +1037,7 @@ class RunwareServer:
                 image,
                 task.sound,
                 task.tint,
+                task.seed,
             )
         return self._paintings[key]
 
@@ -1067,6 +1086,16 @@ def _pong(task: dict[str, Any]) -> dict[str, Any]:
     if task.get("ping") is not True:
         raise Rejection(400, "invalidParameter", "ping must be true", parameter="ping")
     return {"taskType": "ping", "pong": True}
+
+
+def _first_digest(task: Task) -> str:
+    return hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
+
+
+def _look(task: Task) -> tuple[Any, ...]:
+    """What a clip's or image's picture is drawn from, its seed aside."""
+    width, height = task.size
+    return (width, height, task.frames, _first_digest(task), task.sound, task.tint)
 
 
 def _tint(prompt: Any) -> int:
