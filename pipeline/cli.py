@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "init",
         cmd_init,
-        "start a project: a storyboard, its templates, the editor schema, a .gitignore and "
-        "a git repository (when not in one)",
+        "start a project: a storyboard, its templates, the editor schema, its settings, a "
+        ".gitignore, and a git repository with a first commit (when not in one)",
     )
     init.add_argument("folder", nargs="?", type=Path, default=Path(), help="where (default: here)")
     init.add_argument(
@@ -529,6 +529,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(printable(f"wrote {made.folder / path}"))
     if made.git == "created":
         print(printable(f"made a git repository in {made.folder}"))
+        if made.commit:
+            _note(made.commit)
+        else:
+            print("committed what init wrote: the project's first commit")
     elif made.git == "missing":
         _note("git was not found: make the folder a git repository to version the storyboard")
     where = "" if made.folder == Path() else f"cd {made.folder} && "
