@@ -1025,8 +1025,7 @@ class RunwareServer:
         else:
             image = None
             if task.first:
-                image = self.clip_dir / f"first-{first}.img"
-                image.write_bytes(task.first)
+                image = self._first_file(first, task.first)
             self._paintings[key] = self._painter.submit(
                 paint,
                 path,
@@ -1040,6 +1039,16 @@ class RunwareServer:
                 task.seed,
             )
         return self._paintings[key]
+
+    def _first_file(self, digest: str, data: bytes) -> Path:
+        """A first frame image as a file ffmpeg reads, written once: the takes of one
+        request are painted from it, and a painting may be reading it."""
+        image = self.clip_dir / f"first-{digest}.img"
+        if not image.exists():
+            temp = image.with_name(f".{image.name}.{uuid.uuid4().hex}")
+            temp.write_bytes(data)
+            temp.replace(image)
+        return image
 
     def _download(self, video_uuid: str) -> Reply:
         with self.lock:
