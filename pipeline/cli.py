@@ -7,8 +7,9 @@ import gc
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,14 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=CommandParser
+    )
 
     init = _command(
         commands,
         "init",
         cmd_init,
-        "start a project: a storyboard, its templates, the editor schema, a .gitignore and "
-        "a git repository (when not in one)",
+        "start a project: a storyboard, its templates, the editor schema, its settings, a "
+        ".gitignore, and a git repository with a first commit (when not in one)",
     )
     init.add_argument("folder", nargs="?", type=Path, default=Path(), help="where (default: here)")
     init.add_argument(
@@ -416,6 +419,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STORYBOARD_FILES = (".yaml", ".yml")  # what a storyboard is named: never a shot or KEY=VALUE
+_NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser, whose options may come before, between or after its positionals:
+    `build --only pour specs/x.yaml` is read as `build specs/x.yaml --only pour`. argparse
+    reads positionals in runs between options, and an option taking a list (--only,
+    --force, --vars) takes every word after it; so the words are put in that order first,
+    positionals before options, and a list ends at a storyboard file (which is never a shot
+    nor a KEY=VALUE). A command whose last positional takes the rest as it is (the
+    completion's) is read as given."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        takes_the_rest = any(a.nargs == argparse.REMAINDER for a in self._actions)
+        if args is not None and not takes_the_rest:
+            args = self._positionals_first(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _positionals_first(self, words: list[str]) -> list[str]:
+        positionals: list[str] = []
+        options: list[str] = []
+        index = 0
+        while index < len(words):
+            word = words[index]
+            index += 1
+            if word == "--":  # the rest is positionals, as given
+                return [*positionals, *options, *words[index - 1 :]]
+            if not _looks_like_option(word):
+                positionals.append(word)
+                continue
+            options.append(word)
+            wanted, taken = self._values_wanted(word), 0
+            while index < len(words) and taken < wanted and not _looks_like_option(words[index]):
+                if wanted == LIST and words[index].lower().endswith(STORYBOARD_FILES):
+                    break
+                options.append(words[index])
+                index += 1
+                taken += 1
+        return [*positionals, *options]
+
+    def _values_wanted(self, word: str) -> int:
+        """How many of the words after `word` (an option) are its values: LIST for as many
+        as there are; 0 for an option not known here (argparse says so)."""
+        name, attached = (word.split("=", 1)[0], "=" in word)
+        action = self._option_string_actions.get(name)
+        if action is None and name.startswith("--"):
+            found = {a for n, a in self._option_string_actions.items() if n.startswith(name)}
+            action = found.pop() if len(found) == 1 else None  # argparse's abbreviations
+        if action is None and not name.startswith("--") and len(name) > 2:
+            return self._cluster_wants(name)  # -kq, -j2
+        if action is None or attached:
+            return 0
+        return _values_of(action)
+
+    def _cluster_wants(self, word: str) -> int:
+        """Short options run together (-kq) or with a value attached (-j2)."""
+        for at in range(1, len(word)):
+            action = self._option_string_actions.get("-" + word[at])
+            if action is None:
+                return 0
+            if action.nargs != 0:
+                return 0 if at + 1 < len(word) else _values_of(action)
+        return 0
+
+
+LIST = sys.maxsize  # an option's values: as many words as follow it
+
+
+def _values_of(action: argparse.Action) -> int:
+    if action.nargs in ("+", "*"):
+        return LIST
+    if action.nargs is None or action.nargs == "?":
+        return 1
+    return action.nargs if isinstance(action.nargs, int) else 0
+
+
+def _looks_like_option(word: str) -> bool:
+    return word.startswith("-") and word != "-" and not _NEGATIVE_NUMBER.fullmatch(word)
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -557,6 +643,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(printable(f"wrote {made.folder / path}"))
     if made.git == "created":
         print(printable(f"made a git repository in {made.folder}"))
+        if made.commit:
+            _note(made.commit)
+        else:
+            print("committed what init wrote: the project's first commit")
     elif made.git == "missing":
         _note("git was not found: make the folder a git repository to version the storyboard")
     where = "" if made.folder == Path() else f"cd {made.folder} && "
