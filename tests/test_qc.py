@@ -1,0 +1,118 @@
+"""The quality check of paid takes and films (qc.py): on small real clips and sounds made
+by ffmpeg (black, frozen, flashing, silent), and through a paid build against the local
+Runware server, whose faults deliver a black, a frozen and a flashing take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import media, qc
+from pipeline.nodes import LipSync, Output, Voice, made_as
+from tests.conftest import a_shot
+
+SIZE = "160x90"
+
+
+def clip(folder: Path, name: str, source: str, frames: int = 75) -> Path:
+    """A small H.264 clip at 25 fps from an ffmpeg lavfi source."""
+    path = folder / f"{name}.mp4"
+    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)]
+    media.run_ffmpeg(["-f", "lavfi", "-i", source, "-frames:v", str(frames), *encode], name)
+    return path
+
+
+def flashing(every: int, area: float = 1.0) -> str:
+    """Black and white by turns, `every` frames each, over the left `area` of the frame."""
+    on = f"lt(mod(n,{2 * every}),{every})"
+    return (
+        f"color=c=black:s={SIZE}:r=25,drawbox=x=0:y=0:w=iw*{area}:h=ih:c=white:t=fill:enable='{on}'"
+    )
+
+
+CLIPS = {
+    "good": f"testsrc2=s={SIZE}:r=25",
+    "black": f"color=c=black:s={SIZE}:r=25",
+    "frozen": f"testsrc2=s={SIZE}:r=25,trim=end_frame=1,loop=loop=80:size=1:start=0,setpts=N/25/TB",
+    "flashing": flashing(2),  # 6 flashes a second
+    "slow": flashing(8),  # 1.5 flashes a second: under the three of WCAG 2.3.1
+    "corner": flashing(2, area=0.2),  # fast, but over a fifth of the screen only
+    "fades": f"testsrc2=s={SIZE}:r=25,fade=in:0:12,fade=out:60:12",  # a gentle way in and out
+}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("qc-clips")
+    return {name: clip(folder, name, source) for name, source in CLIPS.items()}
+
+
+def found(path: Path, render=None) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
+    render = render or a_shot("k", width=160, height=90, duration=3)
+    info, _ = media.check_render(path, Output.VIDEO, watch=qc.watch_for(render))
+    return [(f.code.value, f.start, f.end) for f in qc.of_render(render, info)]
+
+
+def test_each_broken_picture_is_found_and_a_good_one_is_not(clips: dict[str, Path]) -> None:
+    assert found(clips["good"]) == []
+    assert found(clips["black"]) == [("black", 0.0, 3.0)]
+    assert found(clips["frozen"]) == [("frozen", 0.0, 3.0)]
+    [(code, start, end)] = found(clips["flashing"])
+    assert code == "flashes" and start < 0.2 and end == 3.0
+
+
+def test_flashes_follow_the_three_flashes_rule(clips: dict[str, Path]) -> None:
+    assert found(clips["slow"]) == []  # flashes, but not more than three in a second
+    assert found(clips["corner"]) == []  # more than three, over less than a quarter
+    assert found(clips["fades"]) == []  # one way in, one way out: no flash
+
+
+def sound(folder: Path, name: str, source: str) -> Path:
+    """A small AAC sound from an ffmpeg lavfi source graph."""
+    path = folder / f"{name}.m4a"
+    media.run_ffmpeg(["-f", "lavfi", "-i", source, "-c:a", "aac", str(path)], f"make {name}")
+    return path
+
+
+TONE = "sine=frequency=300:sample_rate=24000:duration={}"
+HUSH = "anullsrc=r=24000:cl=mono,atrim=duration={}"
+
+
+def test_silence_where_a_voice_should_be(tmp_path: Path) -> None:
+    voice = made_as(Voice, a_shot("v"))
+    spoken = sound(tmp_path, "spoken", TONE.format(4))
+    mute = sound(tmp_path, "mute", HUSH.format(4))
+    pause = sound(
+        tmp_path, "pause", f"{TONE.format(1)}[a];{HUSH.format(2.5)}[b];[a][b]concat=v=0:a=1"
+    )
+
+    def silences(path: Path) -> list[tuple[float, float]]:
+        info, _ = media.check_render(path, Output.AUDIO, watch=qc.watch_for(voice))
+        return [(f.start, round(f.end, 1)) for f in qc.of_render(voice, info)]
+
+    assert silences(spoken) == []
+    assert silences(mute) == [(0.0, 4.0)]  # nothing audible: silent all along
+    [(start, end)] = silences(pause)
+    assert start == pytest.approx(1.0, abs=0.05) and end == 3.5
+
+
+def test_a_lip_synced_clip_must_speak(clips: dict[str, Path], tmp_path: Path) -> None:
+    lipsync = made_as(LipSync, a_shot("l", width=160, height=90, duration=3), speaks="v")
+    video = clips["good"]
+
+    def with_sound(source: str, name: str) -> Path:
+        path = tmp_path / f"{name}.mp4"
+        inputs = ["-i", str(video), "-f", "lavfi", "-i", source, "-map", "0:v", "-map", "1:a"]
+        media.run_ffmpeg([*inputs, "-c:v", "copy", "-c:a", "aac", "-shortest", str(path)], name)
+        return path
+
+    half = f"{TONE.format(1.5)}[a];{HUSH.format(1.5)}[b];[a][b]concat=v=0:a=1"
+    assert found(with_sound(half, "half"), lipsync) == []  # speaks in part of it: fine
+    assert found(with_sound(HUSH.format(3), "mute"), lipsync) == [("silence", 0.0, 3.0)]
+    assert found(video, lipsync) == [("silence", 0.0, 3.0)]  # no sound at all
+
+
+def test_a_take_that_does_not_last_what_was_asked(clips: dict[str, Path]) -> None:
+    asked_six = a_shot("k", width=160, height=90, duration=6)
+    assert found(clips["good"], asked_six) == [("length", 0.0, 3.0)]
