@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pipeline.compare import Comparison
     from pipeline.deciding import Act, DecisionResult
     from pipeline.gc import Collection
+    from pipeline.qc import Findings
     from pipeline.render import RendererOptions
     from pipeline.request import BuildOutput
     from pipeline.run.shots import ScheduleOptions
@@ -102,8 +103,14 @@ class Session:
         from pipeline.status import statuses
 
         loaded = self.load()
+        cache = loaded.cache
+
+        def checked(key: str) -> Findings | None:
+            found = cache.clips.get(key) or cache.films.get(key)
+            return found.qc if found is not None else None
+
         try:
-            rows = statuses(loaded.plan)
+            rows = statuses(loaded.plan, checked)
             loaded.outputs.save()  # the films' checksums, for the next run
         finally:
             loaded.cache.close()
@@ -182,12 +189,13 @@ class Session:
         cluster: str | None = None,
         approved: bool = False,
         join_only: bool = False,
+        qc: str = "warn",
     ) -> BuildSummary:
         """Plan, render what is missing, join the films, write the lock (build.py). The
         arguments are BuildRequest's."""
         from pipeline import build
         from pipeline.render import RendererOptions
-        from pipeline.request import BuildRequest
+        from pipeline.request import BuildRequest, QcMode
         from pipeline.run.shots import ScheduleOptions
 
         request = BuildRequest(
@@ -200,6 +208,7 @@ class Session:
             # Only the person building names a cluster (never a repository): its answers
             # are unpickled here.
             cluster=cluster or self.environment.cluster,
+            qc=QcMode(qc),
         )
         return build.run(request, output)
 

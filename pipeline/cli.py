@@ -232,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="render nothing: join the films whose renders are all in the cache (free)",
     )
+    build.add_argument(
+        "--qc",
+        choices=("warn", "strict"),
+        default="warn",
+        help="what the quality check of paid takes and films (black, frozen, flashes, "
+        "silence, length) does with a finding: warn (the default), or strict: a finding in "
+        "what the build delivers fails it (exit 1)",
+    )
     _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -642,6 +650,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         approved=args.approved,
         join_only=args.join_only,
+        qc=args.qc,
     )
     if summary.lock_written is not None and talk:
         print(f"wrote {summary.lock_written}", file=sys.stderr)
@@ -674,6 +683,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     _say_which_build(looked_at)
     from rich.text import Text
 
+    from pipeline.qc import said
     from pipeline.report import make_console, print_reasons, state_text
     from pipeline.status import summary_line
 
@@ -683,6 +693,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         take = f" take {row.take}" if row.take > 1 else ""
         line = Text(f"{row.kind:8} {row.name}{take}" + (f" [{variants}]" if variants else ""))
         line += Text("  ") + state_text(row.status)
+        if row.qc:
+            line += Text(f"  qc: {said(row.qc)}", style="yellow")
         if row.reasons and not args.verbose:
             first = row.reasons[0]
             line += Text("  " + (first if len(first) <= 90 else first[:89] + "…"), style="dim")

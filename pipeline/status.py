@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.nodes import Clip, LipSync, Music, Node, Still, Upscale, Voice
 from pipeline.plan import Plan
+from pipeline.qc import Findings, qc_json
 from pipeline.state import FilmState, ShotState, said
 
 
@@ -18,6 +20,7 @@ class StatusRow:
     take: int
     status: str
     reasons: tuple[str, ...] = ()
+    qc: Findings | None = None  # what the quality check found (None: never checked)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -27,6 +30,7 @@ class StatusRow:
             "take": self.take,
             "status": self.status,
             "reasons": list(self.reasons),
+            "qc": qc_json(self.qc),
         }
 
 
@@ -35,7 +39,11 @@ COUNTED = (Still, Voice, Music, Clip, LipSync, Upscale)
 PLURALS = {"music": "music"}
 
 
-def statuses(plan: Plan) -> list[StatusRow]:
+def statuses(
+    plan: Plan, checked: Callable[[str], Findings | None] = lambda key: None
+) -> list[StatusRow]:
+    """A row per render and film; `checked`: what the quality check found in a render's
+    clip or a film, by key (as the cache keeps it)."""
     rows = [
         StatusRow(
             row.shot.one,
@@ -44,12 +52,21 @@ def statuses(plan: Plan) -> list[StatusRow]:
             row.shot.take,
             row.status,
             (*said(row.reasons), *_decided(row.shot)),
+            checked(row.shot.key),
         )
         for row in plan.rows
     ]
     for sequence, state in ((row.film, row.state) for row in plan.film_rows):
         rows.append(
-            StatusRow("sequence", sequence.name, (sequence.variant,), 0, state.name, state.said)
+            StatusRow(
+                "sequence",
+                sequence.name,
+                (sequence.variant,),
+                0,
+                state.name,
+                state.said,
+                checked(sequence.key),
+            )
         )
     return rows
 

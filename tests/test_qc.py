@@ -4,13 +4,20 @@ Runware server, whose faults deliver a black, a frozen and a flashing take."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from pipeline import media, qc
+from pipeline import spec as spec_module
+from pipeline.expand import expand
 from pipeline.nodes import LipSync, Output, Voice, made_as
-from tests.conftest import a_shot
+from pipeline.testing.runware_server import RunwareServer
+from tests.conftest import a_shot, write
+from tests.runware_support import assert_money_safe, build, cache_of
 
 SIZE = "160x90"
 
@@ -68,6 +75,79 @@ def test_flashes_follow_the_three_flashes_rule(clips: dict[str, Path]) -> None:
     assert found(clips["fades"]) == []  # one way in, one way out: no flash
 
 
+CHECKED = """\
+version: 1
+name: checked
+defaults: {resolution: 768p, duration: 6}
+shots:
+  - {id: dark, prompt: a ballroom at night}
+  - {id: still, prompt: a clock on the mantel}
+  - {id: pair, prompt: a glove on the keys, takes: 2}
+  - {id: fine, prompt: the sea at dawn}
+sequences:
+  - {id: film, shots: [still, pair, fine], preset: ultrafast}
+"""
+
+
+def test_a_paid_build_flags_broken_takes_by_shot(project: Path, cli, server: RunwareServer) -> None:
+    spec = write(project / "specs" / "checked.yaml", CHECKED)
+    # One render at a time: the server's faults go to the first tasks, in the order written.
+    server.set_faults(black_clip=1, frozen_clip=1, flashing_clip=1)
+    result, summary = build(cli, spec, "-j", "1")
+    assert result.code == 0, result.err
+    said = [line for line in result.err.splitlines() if "qc:" in line]
+    assert any("qc: dark: black from 0.00 to 6.00 s" in line for line in said), said
+    assert any("qc: still: frozen picture from 0.00 to 6.00 s" in line for line in said), said
+    assert any("qc: pair take 1: flashes" in line for line in said), said
+    assert not any("fine" in line or "pair take 2" in line for line in said), said
+    by_shot = {(s["shot"], s["take"]): s["qc"] for s in summary["shots"]}
+    assert [f["code"] for f in by_shot["dark", 1]] == ["black"]
+    assert by_shot["fine", 1] == [] and by_shot["pair", 2] == []
+
+    status = json.loads(cli("status", spec, "--json").out)
+    codes = {(r["name"], r["take"]): [f["code"] for f in r["qc"] or []] for r in status}
+    assert codes["dark", 1] == ["black"] and codes["still", 1] == ["frozen"]
+    assert codes["pair", 1] == ["flashes"] and codes["pair", 2] == [] and codes["fine", 1] == []
+    # The film uses the take with no finding: take 2 of `pair` (no one picked one).
+    plan = json.loads(cli("plan", spec, "--json").out)
+    pair = {row["take"]: row["key"] for row in plan["shots"] if row["shot"] == "pair"}
+    [film] = plan["sequences"]
+    assert pair[2] in film["shots"] and pair[1] not in film["shots"]
+    [joined] = [r for r in status if r["kind"] == "sequence"]
+    assert [f["code"] for f in joined["qc"]] == ["frozen"]  # the film holds `still`
+
+    page = asyncio.run(review_page(spec))
+    badges = re.findall(r'data-take="(\d)".*?<span class="badge qc"[^>]*>(\w+)', page, re.S)
+    assert ("1", "black") in badges and ("1", "frozen") in badges, badges
+    [pair] = [group for group in page.split('<section class="group"') if "Pick pair take" in group]
+    # The take with a finding is shown after the clean one; the clean one is picked.
+    assert pair.index('data-take="2"') < pair.index('data-take="1"')
+    assert 'aria-label="Pick pair take 2">Picked' in pair
+
+    strict = cli("build", spec, "--qc", "strict")
+    assert strict.code == 1
+    assert "--qc strict: still: frozen picture" in strict.err
+    assert "--qc strict: film film: frozen picture" in strict.err
+    assert "dark" in strict.err and "pair take 1" not in strict.err
+    assert assert_money_safe(server, cache_of(project), takes=2)["accepted"] == 5
+
+
+async def review_page(spec: Path) -> str:
+    """The review app's page, through httpx's ASGI transport."""
+    import httpx
+
+    from pipeline.api import Session
+    from pipeline.review_app import make_app, refresh
+
+    app = make_app(Session(spec), "127.0.0.1", 8765)
+    refresh(app.state.served)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as client:
+        page = await client.get("/")
+    assert page.status_code == 200
+    return page.text
+
+
 def sound(folder: Path, name: str, source: str) -> Path:
     """A small AAC sound from an ffmpeg lavfi source graph."""
     path = folder / f"{name}.m4a"
@@ -116,3 +196,18 @@ def test_a_lip_synced_clip_must_speak(clips: dict[str, Path], tmp_path: Path) ->
 def test_a_take_that_does_not_last_what_was_asked(clips: dict[str, Path]) -> None:
     asked_six = a_shot("k", width=160, height=90, duration=6)
     assert found(clips["good"], asked_six) == [("length", 0.0, 3.0)]
+
+
+def test_a_take_with_a_finding_is_never_picked_by_default(project: Path) -> None:
+    def picked(text: str, flagged: set[int]) -> int:
+        board = spec_module.load(write(project / "specs" / "t.yaml", text))
+        keys = {s.key: s.take for s in expand(board, "runware").shots}
+        shots = expand(board, "runware", flagged=lambda key: keys.get(key) in flagged).shots
+        return next(s.take for s in shots if s.picked)
+
+    takes = "version: 1\nname: t\nshots:\n  - {id: a, prompt: the sea, takes: 3%s}\n"
+    assert picked(takes % "", set()) == 1
+    assert picked(takes % "", {1}) == 2
+    assert picked(takes % "", {1, 2}) == 3
+    assert picked(takes % "", {1, 2, 3}) == 1  # all of them: the first, as without a check
+    assert picked(takes % ", pick: 1", {1}) == 1  # a pick wins

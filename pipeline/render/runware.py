@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import functools
 import math
 import mimetypes
 import os
@@ -48,6 +49,7 @@ from pipeline.errors import (
     UserError,
 )
 from pipeline.nodes import LipSync, Node, Upscale, placed
+from pipeline.qc import watch_for
 from pipeline.render import (
     CHECKING,
     DOWNLOADING,
@@ -950,9 +952,11 @@ class RunwareRenderer:
                 async with asyncio.timeout(self.download_timeout):
                     await self._fetch(url, job)
                 job.phase(CHECKING)
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.check_render, job.output, shot.output, job.frames
+                # Measured in the same pass for the quality check: it costs the take little.
+                check = functools.partial(
+                    media.check_render, job.output, shot.output, job.frames, watch=watch_for(shot)
                 )
+                return await asyncio.get_running_loop().run_in_executor(self._checks, check)
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"
             except MediaError as exc:

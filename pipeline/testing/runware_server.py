@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
+from pipeline.testing.media import FPS, LOOKS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, PROVIDERS, ServedModel
 from pipeline.testing.served_tools import TOOLS, Job, Refused, check, make
 
@@ -126,6 +126,11 @@ class Faults:
     corrupt: int = 0  # downloads with garbage in the middle
     trickle: int = 0  # downloads sent a byte at a time, `trickle_interval` seconds apart
     bad_encoding: int = 0  # downloads that say `Content-Encoding: gzip` and are not gzip
+    # Video tasks that succeed, are billed, and deliver a broken picture, as generated video
+    # sometimes does: all black, frozen on its first frame, or flashing black and white.
+    black_clip: int = 0
+    frozen_clip: int = 0
+    flashing_clip: int = 0
     trickle_interval: float = 5.0
     safety_code: str = "sensitiveContentDetected"
     hidden_seconds: float = 8.0
@@ -165,6 +170,7 @@ class Task:
     downloads: int = 0
     hidden_until: float = 0.0  # getResponse does not know it before this (monotonic)
     job: Job | None = None  # a speech, music, upscale or lip-sync task's work
+    look: str = ""  # a broken picture it delivers: "black", "frozen", "flashing"
 
 
 @dataclass(frozen=True)
@@ -495,6 +501,7 @@ class RunwareServer:
             sound=sound,
             tint=_tint(request.get("positivePrompt")),
             job=job,
+            look=self._look() if frames and job is None else "",
         )
         if self.faults.take("hidden"):
             self._served("hidden")
@@ -540,6 +547,14 @@ class RunwareServer:
             "mediaUUID": media_uuid,
             "mediaURL": f"{base}/media/{media_uuid}",
         }
+
+    def _look(self) -> str:
+        """The broken picture a video task delivers, if a fault asks for one."""
+        for look in LOOKS:
+            if self.faults.take(f"{look}_clip"):
+                self._served(f"{look}_clip")
+                return look
+        return ""
 
     def _fate(self) -> str:
         for fault, fate in (
@@ -971,11 +986,12 @@ class RunwareServer:
             return self._paintings[(task.uuid,)]
         width, height = task.size
         first = hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
-        key = (width, height, task.frames, first, task.sound, task.tint)
+        key = (width, height, task.frames, first, task.sound, task.tint, task.look)
         if key in self._paintings:
             return self._paintings[key]
         suffix = "png" if not task.frames else "mp4"
         extra = (f"-{first}" if first else f"-t{task.tint}") + ("-sound" if task.sound else "")
+        extra += f"-{task.look}" if task.look else ""
         name = f"clip-{width}x{height}-{task.frames}f-n{self.clip_noise}{extra}.{suffix}"
         path = self.clip_dir / name
         if path.exists():
@@ -999,6 +1015,7 @@ class RunwareServer:
                 image,
                 task.sound,
                 task.tint,
+                task.look,
             )
         return self._paintings[key]
 
