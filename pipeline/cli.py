@@ -271,6 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_options(diff)
     diff.add_argument("--json", action="store_true", help="print as JSON")
 
+    export = _command(
+        commands,
+        "export",
+        cmd_export,
+        "write each film's timeline for an editor, beside the film: OpenTimelineIO (otio), "
+        "Final Cut Pro XML (fcpxml) or a CMX 3600 EDL (edl), pointing at the clips in the cache",
+    )
+    _spec_options(export)
+    export.add_argument("sequence", nargs="*", help="only the films of these sequences")
+    export.add_argument(
+        "--format",
+        choices=("otio", "fcpxml", "edl"),
+        default="otio",
+        help="the timeline's format (otio; fcpxml and edl through OpenTimelineIO's adapters)",
+    )
+    _output_option(export)
+
     review = _command(
         commands,
         "review",
@@ -738,6 +755,16 @@ def _status_folder(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results)
     return code
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    exported = session(args).export(args.format, tuple(args.sequence))
+    for done in exported:
+        if done.path is not None:
+            print(printable(f"wrote {done.path}"))
+        else:
+            _note(f"warning: {done.film.name}: not exported: {done.error}")
+    return 0 if all(done.path is not None for done in exported) else 1
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
