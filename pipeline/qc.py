@@ -142,21 +142,58 @@ def _length(render: Node, info: ClipInfo) -> list[Finding]:
     return [Finding(code=Code.LENGTH, start=0.0, end=round(info.duration, 3), detail=detail)]
 
 
-def of_film(film: Film, info: ClipInfo, sound: Sound | None, voice_length: float) -> Findings:
-    """What the check finds in a joined film: its picture outside its cards (a card is a
-    still picture on purpose), its sound where a voice speaks (`voice_length`: the voice
-    render's seconds), its length against its recipe's."""
+def of_film(
+    film: Film,
+    length: float,
+    takes: Sequence[Findings | None],
+    sound: Sound | None,
+    voice_length: float,
+) -> Findings:
+    """What the check finds in a joined film, at no new decode of its picture: what its
+    takes show (`takes`: the findings of each piece's take, as checked when it was
+    delivered), where the film shows it; its sound (measured on the film) where a voice
+    speaks (`voice_length`: the voice-over's seconds); its `length` against its recipe's.
+    A card is drawn, not paid for: it is not checked."""
     recipe = film.recipe
     spans = piece_spans(film)
-    cards = [span for span, piece in zip(spans, recipe.pieces, strict=True) if piece.drawn]
-    found = list(picture_findings(info.signals.picture if info.signals else None, cards))
+    found = in_film(film, spans, takes)
     if sound is not None:
         clips, voice = spoken_spans(film, spans, voice_length)
         found += silence(sound, clips, runs=False) + silence(sound, voice)
-    if abs(info.duration - recipe.duration) > 1.0 / recipe.fps + 1e-3:
-        detail = f"{info.duration:.2f} s long, {recipe.duration:.2f} s was asked"
-        found.append(Finding(code=Code.LENGTH, start=0.0, end=info.duration, detail=detail))
+    if abs(length - recipe.duration) > 1.0 / recipe.fps + 1e-3:
+        detail = f"{length:.2f} s long, {recipe.duration:.2f} s was asked"
+        found.append(Finding(code=Code.LENGTH, start=0.0, end=round(length, 3), detail=detail))
     return tuple(found)
+
+
+PICTURE = (Code.BLACK, Code.FROZEN, Code.FLASHES)
+SHORTEST = {Code.BLACK: BLACK_SECONDS, Code.FROZEN: FROZEN_SECONDS, Code.FLASHES: 0.0}
+
+
+def in_film(
+    film: Film, spans: list[tuple[float, float]], takes: Sequence[Findings | None]
+) -> list[Finding]:
+    """Each take's picture findings within the part of it the film uses, in film seconds
+    (what a cut leaves of a black or frozen span under its shortest is not said)."""
+    found = []
+    for (at, _), piece, use, findings in zip(
+        spans, film.recipe.pieces, film.uses, takes, strict=True
+    ):
+        for finding in findings or ():
+            end = finding.end if piece.to_end else min(finding.end, piece.end)
+            start = max(finding.start, piece.start)
+            if finding.code not in PICTURE or end - start < max(SHORTEST[finding.code], 1e-3):
+                continue
+            shift = at - piece.start
+            found.append(
+                Finding(
+                    code=finding.code,
+                    start=round(start + shift, 3),
+                    end=round(end + shift, 3),
+                    detail=f"{named(use.shot)}" + (f": {finding.detail}" if finding.detail else ""),
+                )
+            )
+    return found
 
 
 def piece_spans(film: Film) -> list[tuple[float, float]]:
@@ -191,18 +228,15 @@ def needs_listening(film: Film) -> bool:
 # -- the rules -----------------------------------------------------------------------------
 
 
-def picture_findings(
-    picture: Picture | None, skip: Sequence[tuple[float, float]] = ()
-) -> list[Finding]:
-    """Black and frozen spans (outside `skip`), and flashes, of a measured picture."""
+def picture_findings(picture: Picture | None) -> list[Finding]:
+    """Black and frozen spans, and flashes, of a measured picture."""
     if picture is None or not picture.times:
         return []
     frame = 1.0 / (picture.fps or 25.0)
-    shown = [not any(a <= t < b for a, b in skip) for t in picture.times]
-    black = [s and share >= BLACK_SHARE for s, share in zip(shown, picture.black, strict=True)]
+    black = [share >= BLACK_SHARE for share in picture.black]
     still = [
-        s and not dark and change < FROZEN_CHANGE
-        for s, dark, change in zip(shown, black, picture.change, strict=True)
+        not dark and change < FROZEN_CHANGE
+        for dark, change in zip(black, picture.change, strict=True)
     ]
     # A frame that does not change from the one before: that one was frozen too.
     held = [b or a for a, b in zip(still, [*still[1:], False], strict=True)]

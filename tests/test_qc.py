@@ -211,3 +211,25 @@ def test_a_take_with_a_finding_is_never_picked_by_default(project: Path) -> None
     assert picked(takes % "", {1, 2}) == 3
     assert picked(takes % "", {1, 2, 3}) == 1  # all of them: the first, as without a check
     assert picked(takes % ", pick: 1", {1}) == 1  # a pick wins
+
+
+def test_a_film_shows_its_takes_findings_where_it_uses_them(project: Path) -> None:
+    text = (
+        "version: 1\nname: t\ndefaults: {resolution: 768p, duration: 6}\nshots:\n"
+        "  - {id: a, prompt: the sea}\n  - {id: b, prompt: the shore}\n"
+        "sequences:\n  - id: f\n    shots: [{card: Hello, duration: 2}, a, {shot: b, in: 2, out: 5}]\n"
+        "    transition: {type: crossfade, duration: 0.5}\n"
+    )
+    [film] = expand(
+        spec_module.load(write(project / "specs" / "t.yaml", text)), "runware"
+    ).sequences
+    black = qc.Finding(code=qc.Code.BLACK, start=0.0, end=6.0)
+    frozen = qc.Finding(code=qc.Code.FROZEN, start=4.5, end=6.0)  # after b's out point
+    found = qc.of_film(film, film.duration, [None, (black,), (black, frozen)], None, 0.0)
+    # The card plays 0-2 s; a 1.5-7.5 s; b (its 2-5 s) 7-10 s: the frozen end is not used.
+    assert [(f.code.value, f.start, f.end, f.detail) for f in found] == [
+        ("black", 1.5, 7.5, "a"),
+        ("black", 7.0, 10.0, "b"),
+    ]
+    longer = qc.of_film(film, film.duration + 0.4, [None, None, None], None, 0.0)
+    assert [f.said() for f in longer] == ["10.40 s long, 10.00 s was asked"]

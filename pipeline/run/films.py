@@ -20,8 +20,8 @@ from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, join_on_cluster
 from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly, shown
 from pipeline.lock import Lock, MadeFilm
-from pipeline.measure import Watch
-from pipeline.nodes import Film, Output
+from pipeline.measure import listen
+from pipeline.nodes import Card, Film, Node
 from pipeline.outputs import OutputIndex, output_path
 from pipeline.plan import Where, film_facts
 from pipeline.qc import Findings, qc_json
@@ -104,24 +104,41 @@ def _quality(
     outcome: SequenceOutcome, cache: Cache, note: Callable[[str], None]
 ) -> SequenceOutcome:
     """A film with what the quality check finds in it: checked now when this build joined
-    it, else as its stored record says (None: never checked)."""
+    it, else as its stored record says (None: never checked). Its picture is what its takes
+    show, as each was checked when delivered (a take kept before the check existed is checked
+    now, once); its sound and length are the film's own."""
     film = outcome.sequence
     if outcome.status != Joined.BUILT:
         stored = cache.films.get(film.key)
         return replace(outcome, findings=stored.qc if stored is not None else None)
-    watch = Watch(picture=True, sound=qc.needs_listening(film))
     try:
-        info, _ = media.check_render(outcome.path, Output.VIDEO, watch=watch)
+        takes = [_take_findings(use.shot, cache) for use in film.uses]
+        sound = listen(outcome.path) if qc.needs_listening(film) else None
         voice = _voice_length(film, cache)
-    except MediaError as exc:
-        note(f"warning: the quality check of {film.name} could not be made: {exc.message}")
+    except (MediaError, OSError, ValueError) as exc:
+        problem = exc.message if isinstance(exc, MediaError) else str(exc)
+        note(f"warning: the quality check of {film.name} could not be made: {problem}")
         return outcome
-    sound = info.signals.sound if info.signals is not None else None
-    findings = qc.of_film(film, info, sound, voice)
+    findings = qc.of_film(film, outcome.duration, takes, sound, voice)
     cache.films.checked(film.key, findings)
     if findings:
         note(f"warning: qc: film {film.name}: {qc.said(findings)}")
     return replace(outcome, findings=findings)
+
+
+def _take_findings(shot: Node, cache: Cache) -> qc.Findings | None:
+    """What the check found in a take a film uses: as its record keeps it, or checked now
+    (and kept) when it was never checked (a paid take kept before the check existed)."""
+    record = cache.clips.get(shot.key)
+    if record is None or isinstance(shot, Card):  # a card is drawn here, not paid for
+        return None
+    if record.qc is not None:
+        return record.qc
+    path = cache.clips.path(shot.key)
+    info, _ = media.check_render(path, shot.output, watch=qc.watch_for(shot))
+    findings = qc.of_render(shot, info)
+    cache.clips.put_record(record.model_copy(update={"qc": findings}))
+    return findings
 
 
 def _voice_length(film: Film, cache: Cache) -> float:
