@@ -42,7 +42,7 @@ class Picture:
 
 
 @dataclass(frozen=True)
-class Sound:
+class Heard:
     """A sound's decoded blocks, measured: where each starts, how long it is, its level."""
 
     times: tuple[float, ...]
@@ -56,7 +56,7 @@ class Signals:
     """Everything a check measured of one file (None: not measured)."""
 
     picture: Picture | None = None
-    sound: Sound | None = None
+    sound: Heard | None = None
 
 
 class PictureWatcher:
@@ -141,6 +141,12 @@ def _light_table(full_range: bool) -> Any:
     return table
 
 
+def ready() -> None:
+    """Load what measuring takes (numpy, the luminance tables) ahead of the first frame."""
+    _light_table(full_range=False)
+    _light_table(full_range=True)
+
+
 class SoundListener:
     """Measures each block of sound it is shown (`hear`)."""
 
@@ -163,15 +169,15 @@ class SoundListener:
         self.lengths.append(frame.samples / rate)
         self.levels.append(10 * math.log10(power) if power > 0 else QUIET_DB)
 
-    def sound(self) -> Sound:
-        return Sound(tuple(self.times), tuple(self.lengths), tuple(self.levels))
+    def sound(self) -> Heard:
+        return Heard(tuple(self.times), tuple(self.lengths), tuple(self.levels))
 
 
 # What full scale is for each sample type (kind + bytes): floats are -1..1 already.
 FULL_SCALE = {"i2": 32768.0, "i4": 2147483648.0, "u1": 128.0, "f4": 1.0, "f8": 1.0}
 
 
-def listen(path: Path) -> Sound:
+def listen(path: Path) -> Heard:
     """The sound of a file, measured (decoded for this alone: sound decodes fast). A file
     without sound is measured as none found."""
     import av
@@ -179,7 +185,7 @@ def listen(path: Path) -> Sound:
     listener = SoundListener()
     with av.open(str(path)) as container:
         if not container.streams.audio:
-            return Sound((), (), (), found=False)
+            return Heard((), (), (), found=False)
         for frame in container.decode(container.streams.audio[0]):
             listener.hear(frame)
     return listener.sound()

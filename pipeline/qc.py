@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, assert_never
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.measure import Picture, Signals, Sound, Watch
+from pipeline.measure import Heard, Picture, Signals, Watch
 from pipeline.nodes import Card, Clip, LipSync, Music, Node, Still, Upscale, Voice
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def of_film(
     film: Film,
     length: float,
     takes: Sequence[Findings | None],
-    sound: Sound | None,
+    sound: Heard | None,
     voice_length: float,
 ) -> Findings:
     """What the check finds in a joined film, at no new decode of its picture: what its
@@ -321,7 +321,7 @@ def flashes(picture: Picture) -> list[Finding]:
     ]
 
 
-def silence(sound: Sound, spans: Iterable[tuple[float, float]], runs: bool = True) -> list[Finding]:
+def silence(sound: Heard, spans: Iterable[tuple[float, float]], runs: bool = True) -> list[Finding]:
     """Where a voice should be heard (`spans`): a span with nothing audible in it at all
     (or no sound); with `runs`, also each silence of SILENT_SECONDS or more inside one (a
     voice is all words; a lip-synced clip may speak in part of it only)."""
@@ -348,7 +348,7 @@ def silence(sound: Sound, spans: Iterable[tuple[float, float]], runs: bool = Tru
     return found
 
 
-def _audible(sound: Sound, start: float, end: float) -> float:
+def _audible(sound: Heard, start: float, end: float) -> float:
     return sum(
         length
         for time, length, level in zip(sound.times, sound.lengths, sound.levels, strict=True)
@@ -356,7 +356,7 @@ def _audible(sound: Sound, start: float, end: float) -> float:
     )
 
 
-def _quiet_runs(sound: Sound) -> list[tuple[float, float]]:
+def _quiet_runs(sound: Heard) -> list[tuple[float, float]]:
     """The spans of consecutive blocks under SILENT_DB."""
     runs: list[tuple[float, float]] = []
     for time, length, level in zip(sound.times, sound.lengths, sound.levels, strict=True):

@@ -48,6 +48,7 @@ from pipeline.errors import (
     Unreachable,
     UserError,
 )
+from pipeline.measure import ready
 from pipeline.nodes import LipSync, Node, Upscale, placed
 from pipeline.qc import watch_for
 from pipeline.render import (
@@ -707,6 +708,9 @@ class RunwareRenderer:
         # Decoding clips to check them is CPU work: one thread per core, so that the event
         # loop (submits, polls) is never starved by a wave of finished downloads.
         self._checks = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+        # What the quality check measures with is loaded while the first task renders, not
+        # when its clip arrives.
+        self._checks.submit(ready)
 
     @classmethod
     def check_options(cls, options: RendererOptions) -> None:
