@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from pipeline.build import BuildSummary
     from pipeline.compare import Comparison
     from pipeline.deciding import Act, DecisionResult
+    from pipeline.export import Exported
     from pipeline.gc import Collection
+    from pipeline.qc import Findings
     from pipeline.render import RendererOptions
     from pipeline.request import BuildOutput
     from pipeline.run.shots import ScheduleOptions
@@ -102,8 +104,14 @@ class Session:
         from pipeline.status import statuses
 
         loaded = self.load()
+        cache = loaded.cache
+
+        def checked(key: str) -> Findings | None:
+            found = cache.clips.get(key) or cache.films.get(key)
+            return found.qc if found is not None else None
+
         try:
-            rows = statuses(loaded.plan)
+            rows = statuses(loaded.plan, checked)
             loaded.outputs.save()  # the films' checksums, for the next run
         finally:
             loaded.cache.close()
@@ -196,12 +204,13 @@ class Session:
         cluster: str | None = None,
         approved: bool = False,
         join_only: bool = False,
+        qc: str = "warn",
     ) -> BuildSummary:
         """Plan, render what is missing, join the films, write the lock (build.py). The
         arguments are BuildRequest's."""
         from pipeline import build
         from pipeline.render import RendererOptions
-        from pipeline.request import BuildRequest
+        from pipeline.request import BuildRequest, QcMode
         from pipeline.run.shots import ScheduleOptions
 
         request = BuildRequest(
@@ -214,8 +223,46 @@ class Session:
             # Only the person building names a cluster (never a repository): its answers
             # are unpickled here.
             cluster=cluster or self.environment.cluster,
+            qc=QcMode(qc),
         )
         return build.run(request, output)
+
+    def export(self, format: str = "otio", sequences: tuple[str, ...] = ()) -> list[Exported]:
+        """Write the timeline of each film (of the sequences named, else every one) beside
+        it, in `format` (export.FORMATS): made from its recipe, pointing at the clips in the
+        cache. A film whose renders the cache does not hold yet is said, not written."""
+        from pipeline import export, media
+        from pipeline.cache import write_atomic
+        from pipeline.outputs import output_path
+
+        export.adapter(format)  # an adapter that is not installed is refused first
+        loaded = self.load()
+        cache = loaded.cache
+
+        def clip(key: str) -> export.Media | None:
+            record = cache.clips.get(key)
+            return export.Media(cache.clips.path(key), record.duration) if record else None
+
+        def sound_file(path: Path) -> float:
+            return media.sound_info(path).duration
+
+        try:
+            graph = loaded.plan.graph
+            named = graph.films_named(sequences, self.spec)
+            films = [graph.film(f) for f in named] if named is not None else graph.films()
+            done = []
+            for film in films:
+                files = export.media_of(film, clip, sound_file)
+                if isinstance(files, list):
+                    error = f"not rendered yet: {', '.join(files)} (build it first)"
+                    done.append(export.Exported(film, None, error))
+                    continue
+                path = output_path(loaded.films, film).with_suffix(export.FORMATS[format][1])
+                write_atomic(path, export.written(export.timeline(film, files), format))
+                done.append(export.Exported(film, path))
+            return done
+        finally:
+            cache.close()
 
     def pull(self, say: Callable[[str], None]) -> Transfer:
         """Fetch from the team cache what this storyboard uses and the local cache lacks;

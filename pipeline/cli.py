@@ -235,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="render nothing: join the films whose renders are all in the cache (free)",
     )
+    build.add_argument(
+        "--qc",
+        choices=("warn", "strict"),
+        default="warn",
+        help="what the quality check of paid takes and films (black, frozen, flashes, "
+        "silence, length) does with a finding: warn (the default), or strict: a finding in "
+        "what the build delivers fails it (exit 1)",
+    )
     _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -273,6 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
         "request; json for programs",
     )
     diff.add_argument("--json", action="store_true", help="print as JSON (--format json)")
+
+    export = _command(
+        commands,
+        "export",
+        cmd_export,
+        "write each film's timeline for an editor, beside the film: OpenTimelineIO (otio), "
+        "Final Cut Pro XML (fcpxml) or a CMX 3600 EDL (edl), pointing at the clips in the cache",
+    )
+    _spec_options(export)
+    export.add_argument("sequence", nargs="*", help="only the films of these sequences")
+    export.add_argument(
+        "--format",
+        choices=("otio", "fcpxml", "edl"),
+        default="otio",
+        help="the timeline's format (otio; fcpxml and edl through OpenTimelineIO's adapters)",
+    )
+    _output_option(export)
 
     review = _command(
         commands,
@@ -752,6 +777,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         approved=args.approved,
         join_only=args.join_only,
+        qc=args.qc,
     )
     if summary.lock_written is not None and talk:
         print(f"wrote {summary.lock_written}", file=sys.stderr)
@@ -784,6 +810,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     _say_which_build(looked_at)
     from rich.text import Text
 
+    from pipeline.qc import said
     from pipeline.report import make_console, print_reasons, state_text
     from pipeline.status import summary_line
 
@@ -793,6 +820,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         variants = f" [{row.in_variants}]" if row.in_variants else ""
         line = Text(f"{row.kind:8} {row.name}{take}{variants}")
         line += Text("  ") + state_text(row.status)
+        if row.qc:
+            line += Text(f"  qc: {said(row.qc)}", style="yellow")
         if row.reasons and not args.verbose:
             first = row.reasons[0]
             line += Text("  " + (first if len(first) <= 90 else first[:89] + "…"), style="dim")
@@ -836,6 +865,16 @@ def _status_folder(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results)
     return code
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    exported = session(args).export(args.format, tuple(args.sequence))
+    for done in exported:
+        if done.path is not None:
+            print(printable(f"wrote {done.path}"))
+        else:
+            _note(f"warning: {done.film.name}: not exported: {done.error}")
+    return 0 if all(done.path is not None for done in exported) else 1
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -16,12 +16,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, assert_never
 
 from pipeline.errors import MediaError
+from pipeline.measure import PictureWatcher, Signals, SoundListener, Watch, listen
 from pipeline.nodes import Output
 
 FFMPEG_ENV = "STORYBOARD_FFMPEG"
@@ -88,6 +89,7 @@ class ClipInfo:
     frames: int = 0
     # Packets of the video and first audio stream as the container declares them; 0: unknown.
     packets: int = 0
+    signals: Signals | None = None  # what the quality check measured while decoding it
 
     @property
     def has_audio(self) -> bool:
@@ -132,13 +134,15 @@ def validate(
     duration: float | None = None,
     decode_all: bool = True,
     taker: FrameTaker | None = None,
+    watcher: PictureWatcher | None = None,
 ) -> ClipInfo:
     """Check a clip: size exactly, duration within one frame, and that it decodes.
 
     `decode_all=False` decodes the first frame and takes the length from the container: for
     files this tool just wrote itself from clips that were each fully decoded when they
     entered the cache (a stream-copied or re-encoded sequence). `taker` keeps, in the same
-    pass, the frames other shots start from: the clip is then decoded exactly.
+    pass, the frames other shots start from: the clip is then decoded exactly. `watcher`
+    measures every frame in the same pass, for the quality check.
     """
     import av
 
@@ -157,12 +161,15 @@ def validate(
             if taker is not None:
                 del options["skip_loop_filter"]  # frames taken must be exact
             stream.codec_context.options = options
+            seers = [seer for seer in (taker, watcher) if seer is not None]
             frames, end = (
-                _decode(container, stream, taker)
-                if decode_all or taker
+                _decode(container, stream, seers)
+                if decode_all or seers
                 else _first_frame(container, stream)
             )
             info = _info(container, frames=frames, decoded_duration=end)
+            if watcher is not None:
+                info = replace(info, signals=Signals(picture=watcher.picture(info.fps)))
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"{path.name}: does not decode ({_reason(exc)})") from None
     if frames == 0:
@@ -176,15 +183,16 @@ def validate(
     return info
 
 
-def _decode(container: Any, stream: Any, taker: FrameTaker | None = None) -> tuple[int, float]:
-    """Decode every frame: the number of frames and where the last one ends (seconds)."""
+def _decode(container: Any, stream: Any, seers: list[Any]) -> tuple[int, float]:
+    """Decode every frame, each shown to `seers` (a FrameTaker, a PictureWatcher): the
+    number of frames and where the last one ends (seconds)."""
     frames = 0
     end = 0.0
     frame_time = 1.0 / float(stream.average_rate or 25)
     for frame in container.decode(stream):
         frames += 1
-        if taker is not None:
-            taker.see(frame)
+        for seer in seers:
+            seer.see(frame)
         if frame.time is not None:
             end = max(end, frame.time + frame_time)
     return frames, end
@@ -506,23 +514,31 @@ def check_render(
     output: Output,
     wanted: Collection[str | float] = (),
     asked: tuple[int, int, float] | None = None,
+    watch: Watch | None = None,
 ) -> tuple[ClipInfo, Taken]:
     """A render's output checked by what it holds: an image decodes as one, sound to its
     end; a video decodes to its end (exactly `asked`: width, height, seconds, when given),
     and the frames other shots start from are taken in the same pass, written beside it as
-    `<path>.<frame>.png`."""
+    `<path>.<frame>.png`. With `watch`, what the quality check reads is measured in the same
+    pass (`info.signals`: a picture's frames; a sound, or a clip's sound, decoded for it)."""
     match output:
         case Output.IMAGE:
-            return still_info(path), {}
+            info = still_info(path)
+            return (info if watch is None else replace(info, signals=Signals())), {}
         case Output.AUDIO:
-            return sound_info(path), {}
+            info = sound_info(path, watch is not None and watch.sound)
+            checked = watch is not None and info.signals is None
+            return (replace(info, signals=Signals()) if checked else info), {}
         case Output.VIDEO:
             pass
         case _:
             assert_never(output)
     taker = FrameTaker(wanted) if wanted else None
     width, height, seconds = asked or (None, None, None)
-    info = validate(path, width, height, seconds, taker=taker)
+    watcher = PictureWatcher() if watch is not None and watch.picture else None
+    info = validate(path, width, height, seconds, taker=taker, watcher=watcher)
+    if watch is not None:
+        info = replace(info, signals=_watched(path, info, watch))
     if taker is None:
         return info, {}
     try:
@@ -531,10 +547,26 @@ def check_render(
         raise MediaError(f"{path.name}: its frames could not be taken ({exc})") from None
 
 
-def sound_info(path: Path) -> ClipInfo:
-    """A sound file decoded to its end: its length, in a clip's terms (no picture)."""
+def _watched(path: Path, info: ClipInfo, watch: Watch) -> Signals:
+    """What the check measured of a video: its picture (in the decoding pass), and its
+    sound when asked (decoded apart: sound decodes in a fraction of the picture's time)."""
+    picture = info.signals.picture if info.signals is not None else None
+    if not watch.sound:
+        return Signals(picture=picture)
     import av
 
+    try:
+        return Signals(picture=picture, sound=listen(path))
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise MediaError(f"{path.name}: its sound does not decode ({_reason(exc)})") from None
+
+
+def sound_info(path: Path, measure: bool = False) -> ClipInfo:
+    """A sound file decoded to its end: its length, in a clip's terms (no picture); with
+    `measure`, the level of each block it decodes too (for the quality check)."""
+    import av
+
+    listener = SoundListener() if measure else None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -542,6 +574,8 @@ def sound_info(path: Path) -> ClipInfo:
             stream = container.streams.audio[0]
             end = 0.0
             for frame in container.decode(stream):
+                if listener is not None:
+                    listener.hear(frame)
                 if frame.time is not None:
                     end = max(end, frame.time + frame.samples / (frame.sample_rate or 1))
             signature = _audio_signature(stream)
@@ -549,7 +583,9 @@ def sound_info(path: Path) -> ClipInfo:
         raise MediaError(f"{path.name}: is not sound that decodes ({_reason(exc)})") from None
     if end <= 0:
         raise MediaError(f"{path.name}: holds no sound")
-    return ClipInfo(round(end, 3), 0, 0, 0.0, stream.codec_context.name, "", "", signature)
+    signals = Signals(sound=listener.sound()) if listener is not None else None
+    name = stream.codec_context.name
+    return ClipInfo(round(end, 3), 0, 0, 0.0, name, "", "", signature, signals=signals)
 
 
 def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:

@@ -232,7 +232,8 @@ def graph_for(
     the cache holds."""
     decisions = read_decisions(spec.path, kind(renderer), spec.root)
     spec = fetch_inputs(spec, cache)
-    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts), decisions))
+    fonts = Fonts(cache.fonts)
+    graph = Graph.of(expand(spec, renderer, max_shots, fonts, decisions, cache.clips.flagged))
     return spec, decisions, graph.resolved_from(cache.frame)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pipeline import qc
 from pipeline.errors import printable
 from pipeline.nodes import Node
 from pipeline.render import CHECKING, DOWNLOADING, RUNNING
@@ -33,13 +34,26 @@ def _describe(outcome: Outcome, outlook: Outlook) -> str:
         verb = "collected" if outcome.collected else "rendered"
         paid = ", paid by an earlier build" if outcome.collected else ""
         text = f"{verb} {what} ({outcome.seconds:.1f} s, {money}{paid})"
-        return text + (f"\n  warning: {outcome.warning}" if outcome.warning else "")
+        text += f"\n  warning: {outcome.warning}" if outcome.warning else ""
+        return text + _findings(outcome)
     if outcome.status == Ran.CACHED:
         return f"cached   {what} (rendered meanwhile by another build)"
     if outcome.status == Ran.PULLED and outcome.record is not None:
         size = outcome.record.bytes / 1e6
-        return f"fetched  {what} (from the team cache, {size:.1f} MB, {outcome.seconds:.1f} s)"
+        text = f"fetched  {what} (from the team cache, {size:.1f} MB, {outcome.seconds:.1f} s)"
+        return text + _findings(outcome)
     return f"{outcome.status:8} {what}: {outcome.error}"
+
+
+def _findings(outcome: Outcome) -> str:
+    """The quality check's warning on a take delivered, on a line of its own."""
+    found = outcome.findings
+    return f"\n  warning: {qc.warning(outcome.shot, found)}" if found else ""
+
+
+def _said_anyway(outcome: Outcome) -> bool:
+    """Failures, warnings and findings are said even with -q."""
+    return outcome.status == Ran.FAILED or bool(outcome.warning or outcome.findings)
 
 
 def _worth_saying(message: str, verbosity: int) -> bool:
@@ -287,7 +301,7 @@ class PlainReporter:
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
         self.tally.finish(outcome, spent)
-        if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
+        if _said_anyway(outcome) or self.verbosity >= NORMAL:
             done = self.tally.done
             self._print(
                 f"[{done}/{self.tally.outlook.renders}] {_describe(outcome, self.tally.outlook)}"
@@ -382,7 +396,7 @@ class RichReporter:
             Ran.PULLED: "green",
             Ran.FAILED: "red",
         }.get(outcome.status, "yellow")
-        if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
+        if _said_anyway(outcome) or self.verbosity >= NORMAL:
             self._print(_describe(outcome, self.tally.outlook), style)
 
     def note(self, message: str) -> None:
@@ -454,4 +468,6 @@ def summary_line(summary: BuildSummary) -> str:
     for outcome in summary.sequences:
         if outcome.status in (Joined.BLOCKED, Joined.FAILED):
             line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
+    for refused in summary.refused:
+        line += f"\n  --qc strict: {refused}"
     return line

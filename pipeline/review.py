@@ -26,6 +26,7 @@ from pipeline.nodes import Card, Clip, Film, Node, Still, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.project import refuse_link_out
+from pipeline.qc import Findings
 from pipeline.render import kind
 from pipeline.state import ShotState, said
 
@@ -49,6 +50,7 @@ class ShotCard:
     clip: str | None
     thumb: str | None
     after: str = ""  # what it starts from: `street (last)`
+    findings: Findings = ()  # what the quality check found in its clip (qc.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class FilmCard:
     video: str | None
     poster: str | None
     texts: tuple[TextLayer, ...] = ()  # its text layers, as this variant says them
+    findings: Findings = ()  # what the quality check found in it
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def board(
     }
     groups = _groups(graph.expansion.shots, graph, cards, decisions, rows)
     film_states = {row.film.name: row.state for row in plan.film_rows}
-    strips = _strips(plan.films, film_states, links, graph, held)
+    strips = _strips(plan.films, film_states, links, graph, held, cache)
     missing = [c for c in cards.values() if c.status != ShotState.CACHED]
     totals = {
         "shots": graph.expansion.shot_count,
@@ -203,6 +206,7 @@ def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> ShotCar
         clip=links.clip(shot.key) if record else None,
         thumb=links.thumb(shot) if record and not shot.sound else None,
         after=depends_on(shot),
+        findings=(record.qc or ()) if record else (),
     )
 
 
@@ -229,7 +233,11 @@ def _groups(
             alike.setdefault((keys, picked, state), []).append(variant)
         several = len(alike) > 1
         for (keys, picked, state), names in alike.items():
-            takes = [cards[k] for k in dict.fromkeys(keys) if k in cards]
+            # A take the quality check found something in comes after the clean ones.
+            takes = sorted(
+                (cards[k] for k in dict.fromkeys(keys) if k in cards),
+                key=lambda card: bool(card.findings),
+            )
             first = variants[names[0]][0]
             prompts = {c.shot.prompt for c in takes if c.shot.label == label}
             verdict, note, by, at = state or ("", "", "", "")
@@ -270,6 +278,7 @@ def _strips(
     links: Links,
     graph: Any,
     held: set[str],
+    cache: Cache,
 ) -> list[Strip]:
     """A strip per sequence and distinct list of clips, its films in the order planned."""
     strips: dict[tuple[str, tuple[str, ...]], list[Film]] = {}
@@ -281,7 +290,7 @@ def _strips(
     for (sequence_id, clips), members in strips.items():
         first = members[0]
         variants = tuple(dict.fromkeys(f.variant for f in members if f.variant))
-        shown = [_film(f, states.get(f.name), links) for f in members]
+        shown = [_film(f, states.get(f.name), links, cache) for f in members]
         made.append(
             Strip(
                 id=_digest(sequence_id, *clips),
@@ -326,9 +335,10 @@ def _css_colour(value: Any, default: str) -> str:
     return text if re.fullmatch(r"#[0-9A-Fa-f]{6}|[A-Za-z]{3,30}", text) else default
 
 
-def _film(film: Film, state: Any, links: Links) -> FilmCard:
+def _film(film: Film, state: Any, links: Links, cache: Cache) -> FilmCard:
     name = str(state.name) if state is not None else "new"
     reason = state.said[0] if state is not None and state.said else ""
+    stored = cache.films.get(film.key)
     return FilmCard(
         name=film.name,
         variant=film.variant,
@@ -340,6 +350,7 @@ def _film(film: Film, state: Any, links: Links) -> FilmCard:
         video=links.film(film),
         poster=links.poster(film),
         texts=film.texts,
+        findings=(stored.qc or ()) if stored is not None else (),
     )
 
 

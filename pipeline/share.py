@@ -72,7 +72,13 @@ async def pull_film(remote: Remote, cache: Cache, key: str, name: str) -> FilmRe
     await remote.fetch(record.sha256, record.bytes, target, f"the film {name}")
     try:
         await asyncio.to_thread(
-            cache.films.put, key, target, record.sha256, record.duration, record.method
+            cache.films.put,
+            key,
+            target,
+            record.sha256,
+            record.duration,
+            record.method,
+            record.qc,
         )
     finally:
         target.unlink(missing_ok=True)

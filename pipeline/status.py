@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
 from pipeline.nodes import Node
 from pipeline.plan import Plan, variants_said
+from pipeline.qc import Findings, qc_json
 from pipeline.state import FilmState, ShotState, said
 
 
@@ -19,6 +21,7 @@ class StatusRow:
     status: str
     reasons: tuple[str, ...] = ()
     in_variants: str = ""  # the variants, for a person: `all 4 variants`
+    qc: Findings | None = None  # what the quality check found (None: never checked)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -28,6 +31,7 @@ class StatusRow:
             "take": self.take,
             "status": self.status,
             "reasons": list(self.reasons),
+            "qc": qc_json(self.qc),
         }
 
 
@@ -36,7 +40,11 @@ class StatusRow:
 COUNTED = get_args(Node)
 
 
-def statuses(plan: Plan) -> list[StatusRow]:
+def statuses(
+    plan: Plan, checked: Callable[[str], Findings | None] = lambda key: None
+) -> list[StatusRow]:
+    """A row per render and film; `checked`: what the quality check found in a render's
+    clip or a film, by key (as the cache keeps it)."""
     rows = [
         StatusRow(
             row.shot.one,
@@ -46,6 +54,7 @@ def statuses(plan: Plan) -> list[StatusRow]:
             row.status,
             (*said(row.reasons), *_decided(row.shot)),
             variants_said(row.variants, plan.variants),
+            checked(row.shot.key),
         )
         for row in plan.rows
     ]
@@ -59,6 +68,7 @@ def statuses(plan: Plan) -> list[StatusRow]:
                 state.name,
                 state.said,
                 sequence.variant,
+                checked(sequence.key),
             )
         )
     return rows

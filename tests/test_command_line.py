@@ -42,6 +42,11 @@ ORDERS: dict[str, list[str]] = {
         "diff --json --preview HEAD~2 HEAD specs/x.yaml",
         "diff HEAD~2 --json HEAD --preview specs/x.yaml",
     ],
+    "export": [
+        "export specs/x.yaml teaser --format edl --preview -o out",
+        "export --format edl --preview -o out specs/x.yaml teaser",
+        "export specs/x.yaml --format=edl teaser --preview --output-dir out",
+    ],
     "review": [
         "review specs/x.yaml --serve --port 0 --host 0.0.0.0 --open",
         "review --serve --port 0 --host 0.0.0.0 --open specs/x.yaml",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.cache.files import copy_new, partial_name, record_of, write_atomic
 from pipeline.hashing import sha256_file
+from pipeline.qc import Findings
 
 
 class FilmRecord(BaseModel):
@@ -29,6 +30,7 @@ class FilmRecord(BaseModel):
     duration: float
     method: str
     created: float
+    qc: Findings | None = None  # what the quality check found in it; None: not checked
 
 
 class FilmStore:
@@ -56,7 +58,15 @@ class FilmStore:
         found = (self.get(key) for key in sorted(self.keys()))
         return [record for record in found if record is not None]
 
-    def put(self, key: str, film: Path, sha256: str, duration: float, method: str) -> None:
+    def put(
+        self,
+        key: str,
+        film: Path,
+        sha256: str,
+        duration: float,
+        method: str,
+        qc: Findings | None = None,
+    ) -> None:
         """Keep a film just built. A memo: a film that cannot be kept is joined again later."""
         with contextlib.suppress(OSError):
             _link_or_copy(film, self.path(key))
@@ -67,8 +77,17 @@ class FilmStore:
                 duration=duration,
                 method=method,
                 created=time.time(),
+                qc=qc,
             )
             write_atomic(self._record(key), record.model_dump_json(), durable=False)
+
+    def checked(self, key: str, findings: Findings) -> None:
+        """Keep what the quality check found in a stored film with its record (a memo too)."""
+        record = self.get(key)
+        if record is not None:
+            with contextlib.suppress(OSError):
+                updated = record.model_copy(update={"qc": findings})
+                write_atomic(self._record(key), updated.model_dump_json(), durable=False)
 
     def place(self, key: str, output: Path) -> FilmRecord | None:
         """Put the stored film of `key` at `output`, if it is whole (its checksum is its

@@ -47,6 +47,7 @@ def expand(
     max_shots: int | None = None,
     fonts: Fonts | None = None,
     decisions: Decisions | None = None,
+    flagged: Callable[[str], bool] | None = None,
 ) -> Expansion:
     """Every still, shot and sequence of every variant; errors point at the YAML or template
     line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
@@ -54,7 +55,8 @@ def expand(
     resolves it once the frame exists. `fonts` keeps the sanitized copies of project fonts
     (in the cache: `Fonts(cache.fonts)`); `decisions`: the picks, approvals and notes of
     the build expanded for (its own file: a pick on the preview build never changes a paid
-    film), and the problems of that file."""
+    film), and the problems of that file; `flagged`: whether the quality check found
+    something in a render's clip, by key (such a take is never picked by default)."""
     board = spec.storyboard
     decisions = decisions or Decisions(Path())
     check_size(spec, decisions, max_shots or MAX_SHOTS)
@@ -62,6 +64,7 @@ def expand(
     # Labels of free animatics are kept inside what every format of their films keeps.
     shapes = framing(board) if not kind(renderer).paid else {}
     context = Context(renderer, Inputs(spec), {}, decisions, shapes)
+    context.flagged = flagged or context.flagged
     fonts = fonts or Fonts()
     problems = Problems([*spec.problems, *decisions.problems])
     # Items that cannot be checked (left out of the storyboard, a prompt that cannot be

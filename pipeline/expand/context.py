@@ -63,6 +63,9 @@ class Context:
     warnings: dict[str, None]
     decisions: Decisions
     framing: Framing = field(default_factory=dict)  # the formats each shot is cut to
+    # Whether the quality check found something in a render's delivered clip (by key): a
+    # take with a finding is never the one picked by default.
+    flagged: Callable[[str], bool] = field(default=lambda key: False)
 
 
 @dataclass

@@ -217,7 +217,25 @@ def _combination(
         after=tuple(after),
         decided=decided,
     )
-    return [_take(first, take, pick, given.seed, context.renderer) for take in range(1, takes + 1)]
+    made = [
+        _take(first, take, pick or 1, given.seed, context.renderer) for take in range(1, takes + 1)
+    ]
+    return made if pick or takes == 1 else _picked_by_default(made, context.flagged)
+
+
+def _picked_by_default(takes: list[Node], flagged: Callable[[str], bool]) -> list[Node]:
+    """The takes of a shot no one picked, the first one the quality check found nothing in
+    picked (the first take when every one has a finding, or none is rendered yet)."""
+    clean = next((t.take for t in takes if not flagged(t.key)), 1)
+    if clean == 1:
+        return takes
+    said = f"take {clean} picked by default: the quality check found something in " + (
+        "take 1" if clean == 2 else f"takes 1 to {clean - 1}"
+    )
+    return [
+        replace(t, picked=t.take == clean, decided=said if t.take == clean else t.decided)
+        for t in takes
+    ]
 
 
 def _take(first: Clip | Still, take: int, pick: int, seed: int | None, renderer: str) -> Node:
@@ -278,10 +296,11 @@ def _inputs(
 
 def _decided(
     decisions: Decisions, shot: ShotSpec, label: str, variant: str, takes: int
-) -> tuple[int, int, str]:
+) -> tuple[int, int | None, str]:
     """A shot's takes and picked take in a variant, as its decisions file says over the
-    storyboard (more takes asked for, a take picked), and the words that say so."""
-    pick = shot.pick or 1
+    storyboard (more takes asked for, a take picked; None: no one picked one), and the words
+    that say so."""
+    pick = shot.pick
     found = decisions.find(shot.id, label, variant)
     if found is None:
         return takes, pick, ""
@@ -302,7 +321,7 @@ def _decided(
     pick = decision.take or pick
     over = f", over `pick: {shot.pick}` in the storyboard" if shot.pick else ""
     if decision.verdict:
-        said.append(f"take {pick} {decision.verdict}{over if decision.take else ''}")
+        said.append(f"take {pick or 1} {decision.verdict}{over if decision.take else ''}")
     elif decision.take is not None:
         said.append(f"take {pick} picked{over}")
     if decision.more:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline import media
+from pipeline import media, qc
 from pipeline.assemble import assemble, clean_work_folders, clip_input
 from pipeline.cache import Cache, ClipRecord
 from pipeline.cache.remote import Remote
@@ -20,9 +20,11 @@ from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, join_on_cluster
 from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly, shown
 from pipeline.lock import Lock, MadeFilm
-from pipeline.nodes import Film
+from pipeline.measure import listen
+from pipeline.nodes import Card, Film, Node
 from pipeline.outputs import OutputIndex, output_path
 from pipeline.plan import Where, film_facts
+from pipeline.qc import Findings, qc_json
 from pipeline.share import pull_film, push_film
 from pipeline.state import FilmFacts, FilmState, Joined, film_state
 
@@ -50,6 +52,7 @@ class SequenceOutcome:
     bytes: int = 0
     duration: float = 0.0  # of the film as made (its clips may differ from what was asked)
     error: str | None = None
+    findings: Findings | None = None  # what the quality check found in it (None: unchecked)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class SequenceOutcome:
             "method": self.method,
             "duration": round(self.duration or self.sequence.duration, 3),
             "error": self.error,
+            "qc": qc_json(self.findings),
         }
 
 
@@ -87,9 +91,12 @@ def join(
     where: Where,
     reporter: FilmReporter,
     sharing: Sharing = Sharing(),
+    check: bool = False,
 ) -> list[SequenceOutcome]:
     """Each film of `sequences`, made once per key (see the module's note). The facts are
-    asked again as the step changes them: films pulled, cards drawn."""
+    asked again as the step changes them: films pulled, cards drawn. With `check` (a paid
+    build), each film joined is checked for what it shows (qc.py); a film made before says
+    what its check found then."""
     note = reporter.note
     clean_work_folders(where.films)
     facts, problems = _ready_to_join(sequences, where, note, sharing)
@@ -104,7 +111,61 @@ def join(
     reporter.films_joining(len(to_join))
     results.update(_joined_all(to_join, where, sharing, reporter))
     where.outputs.save()
-    return [results[index] for index in sorted(results)]
+    made = [results[index] for index in sorted(results)]
+    return [_quality(outcome, where.cache, note) for outcome in made] if check else made
+
+
+def _quality(
+    outcome: SequenceOutcome, cache: Cache, note: Callable[[str], None]
+) -> SequenceOutcome:
+    """A film with what the quality check finds in it: checked now when this build joined
+    it, else as its stored record says (None: never checked). Its picture is what its takes
+    show, as each was checked when delivered (a take kept before the check existed is checked
+    now, once); its sound and length are the film's own."""
+    film = outcome.sequence
+    if outcome.status != Joined.BUILT:
+        stored = cache.films.get(film.key)
+        return replace(outcome, findings=stored.qc if stored is not None else None)
+    try:
+        takes = [_take_findings(use.shot, cache) for use in film.uses]
+        sound = listen(outcome.path) if qc.needs_listening(film) else None
+        voice = _voice_length(film, cache)
+    except (MediaError, OSError, ValueError) as exc:
+        problem = exc.message if isinstance(exc, MediaError) else str(exc)
+        note(f"warning: the quality check of {film.name} could not be made: {problem}")
+        return outcome
+    findings = qc.of_film(film, outcome.duration, takes, sound, voice)
+    cache.films.checked(film.key, findings)
+    if findings:
+        note(f"warning: qc: film {film.name}: {qc.said(findings)}")
+    return replace(outcome, findings=findings)
+
+
+def _take_findings(shot: Node, cache: Cache) -> qc.Findings | None:
+    """What the check found in a take a film uses: as its record keeps it, or checked now
+    (and kept) when it was never checked (a paid take kept before the check existed)."""
+    record = cache.clips.get(shot.key)
+    if record is None or isinstance(shot, Card):  # a card is drawn here, not paid for
+        return None
+    if record.qc is not None:
+        return record.qc
+    path = cache.clips.path(shot.key)
+    info, _ = media.check_render(path, shot.output, watch=qc.watch_for(shot))
+    findings = qc.of_render(shot, info)
+    cache.clips.put_record(record.model_copy(update={"qc": findings}))
+    return findings
+
+
+def _voice_length(film: Film, cache: Cache) -> float:
+    """Seconds of the voice-over a film mixes (0 without one): a render's, as recorded, or a
+    file's, as decoded."""
+    voice = film.voice
+    if voice is None or film.recipe.voice is None:
+        return 0.0
+    if voice.render is not None:
+        record = cache.clips.get(voice.render.key)
+        return record.duration if record is not None else 0.0
+    return media.sound_info(film.files[voice.digest]).duration
 
 
 def _ready_to_join(

@@ -65,6 +65,17 @@ def ffmpeg_binary() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+LOOKS = ("black", "frozen", "flashing")  # broken pictures a clip can be painted with
+# Each look's picture, drawn over the clip's: black; the square held still on the slate; the
+# whole frame black and white by turns, two frames each (six flashes a second at 25 fps).
+BLACKED = "drawbox=x=0:y=0:w=iw:h=ih:c=black:t=fill"
+LOOK_FILTERS = {
+    "black": BLACKED,
+    "frozen": "",
+    "flashing": BLACKED + ",drawbox=x=0:y=0:w=iw:h=ih:c=white:t=fill:enable='lt(mod(n,4),2)'",
+}
+
+
 def paint(
     path: Path,
     width: int,
@@ -75,13 +86,17 @@ def paint(
     sound: bool = False,
     tint: int = 0,
     seed: int = 0,
+    look: str = "",
 ) -> Path:
     """An H.264 MP4 of exactly `frames` frames at 25 fps: a slate colour with a moving square
     (every frame differs). `noise` adds film grain, encoded as a real render would be, so that
     a clip weighs (and costs to decode) what a real one does. `first`: an image the clip
     starts from (its first frame is that image; the square moves over it after). `sound`: a
     440 Hz tone all along, as a model that makes sound delivers it. `tint`: one of TINTS
-    background colours. `seed`: drawn along its bottom (see `seed_boxes`)."""
+    background colours. `seed`: drawn along its bottom (see `seed_boxes`). `look`: one of
+    LOOKS, a broken picture (grain left out: a frozen picture repeats its frame exactly)."""
+    if look:
+        first, noise = None, 0
     if first is None:
         colour = TINTS[tint % len(TINTS)]
         inputs = ["-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={FPS}"]
@@ -95,8 +110,11 @@ def paint(
         )
         shown = ":enable='gte(n,1)'"  # the first frame is the image itself
     inputs += ["-f", "lavfi", "-i", f"color=c=0xe0c070:s=96x96:r={FPS}"]
-    graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x='mod(t*400,W-w)':y=(H-h)/2:eval=frame{shown}"
+    moving = "(W-w)/2" if look == "frozen" else "'mod(t*400,W-w)'"
+    graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x={moving}:y=(H-h)/2:eval=frame{shown}"
     graph += "," + seed_boxes(seed, shown)
+    if LOOK_FILTERS.get(look):
+        graph += "," + LOOK_FILTERS[look]
     outputs = ["-map", "[v]"]
     if sound:
         seconds = f"{frames / FPS:.3f}"

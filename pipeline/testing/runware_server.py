@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.testing.media import FPS, SEEDS, TINTS, image_size, paint, paint_image
+from pipeline.testing.media import FPS, LOOKS, SEEDS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, PROVIDERS, ServedModel
 from pipeline.testing.served_tools import TOOLS, Job, Refused, check, make
 
@@ -126,6 +126,11 @@ class Faults:
     corrupt: int = 0  # downloads with garbage in the middle
     trickle: int = 0  # downloads sent a byte at a time, `trickle_interval` seconds apart
     bad_encoding: int = 0  # downloads that say `Content-Encoding: gzip` and are not gzip
+    # Video tasks that succeed, are billed, and deliver a broken picture, as generated video
+    # sometimes does: all black, frozen on its first frame, or flashing black and white.
+    black_clip: int = 0
+    frozen_clip: int = 0
+    flashing_clip: int = 0
     trickle_interval: float = 5.0
     safety_code: str = "sensitiveContentDetected"
     hidden_seconds: float = 8.0
@@ -166,6 +171,7 @@ class Task:
     hidden_until: float = 0.0  # getResponse does not know it before this (monotonic)
     held: bool = False  # stays `processing` until the test releases it (`release`)
     job: Job | None = None  # a speech, music, upscale or lip-sync task's work
+    look: str = ""  # a broken picture it delivers: "black", "frozen", "flashing"
 
 
 @dataclass(frozen=True)
@@ -514,6 +520,7 @@ class RunwareServer:
             tint=_tint(request.get("positivePrompt")),
             job=job,
             held=self.holding,
+            look=self._look() if frames and job is None else "",
         )
         if job is None:
             task.seed = self._seed(task, request)
@@ -561,6 +568,14 @@ class RunwareServer:
             "mediaUUID": media_uuid,
             "mediaURL": f"{base}/media/{media_uuid}",
         }
+
+    def _look(self) -> str:
+        """The broken picture a video task delivers, if a fault asks for one."""
+        for look in LOOKS:
+            if self.faults.take(f"{look}_clip"):
+                self._served(f"{look}_clip")
+                return look
+        return ""
 
     def _fate(self) -> str:
         for fault, fate in (
@@ -993,9 +1008,9 @@ class RunwareServer:
         asked = request.get("seed")
         if isinstance(asked, int) and not isinstance(asked, bool):
             return asked
-        seen = (_look(task), str(request.get("positivePrompt")))
+        seen = (_drawn_from(task), str(request.get("positivePrompt")))
         self.takes[seen] = self.takes.get(seen, 0) + 1
-        made = hashlib.sha256(repr((_look(task), self.takes[seen])).encode()).digest()
+        made = hashlib.sha256(repr((_drawn_from(task), self.takes[seen])).encode()).digest()
         return int.from_bytes(made[:4], "big") % (SEEDS - 1) + 1
 
     def _paint(self, task: Task) -> Future[Path]:
@@ -1008,12 +1023,13 @@ class RunwareServer:
             return self._paintings[(task.uuid,)]
         width, height = task.size
         first = _first_digest(task)
-        key = (*_look(task), task.seed)
+        key = (*_drawn_from(task), task.seed)
         if key in self._paintings:
             return self._paintings[key]
         suffix = "png" if not task.frames else "mp4"
         extra = (f"-{first}" if first else f"-t{task.tint}") + ("-sound" if task.sound else "")
         extra += f"-s{task.seed}"
+        extra += f"-{task.look}" if task.look else ""
         name = f"clip-{width}x{height}-{task.frames}f-n{self.clip_noise}{extra}.{suffix}"
         path = self.clip_dir / name
         if path.exists():
@@ -1037,6 +1053,7 @@ class RunwareServer:
                 task.sound,
                 task.tint,
                 task.seed,
+                task.look,
             )
         return self._paintings[key]
 
@@ -1101,10 +1118,10 @@ def _first_digest(task: Task) -> str:
     return hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
 
 
-def _look(task: Task) -> tuple[Any, ...]:
+def _drawn_from(task: Task) -> tuple[Any, ...]:
     """What a clip's or image's picture is drawn from, its seed aside."""
     width, height = task.size
-    return (width, height, task.frames, _first_digest(task), task.sound, task.tint)
+    return (width, height, task.frames, _first_digest(task), task.sound, task.tint, task.look)
 
 
 def _tint(prompt: Any) -> int:
