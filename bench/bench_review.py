@@ -10,15 +10,20 @@ thumbnail is a real frame), and the films are joined. Then:
    decision written, the page updated), and the images the first screen loads (lazily:
    never all 3,000);
 2. the static page (`storyboard review`): its HTML's size against the 20 MB allowed, and
-   the thumbnails and posters beside it.
+   the thumbnails and posters beside it;
+3. the thumbnails alone (first, into a folder of their own): every render's, made in
+   process as the review page makes them (PyAV, on every core) against 60 s, and the way
+   before (an ffmpeg process each, on every core), in the same run: the ratio.
 
     python bench/bench_review.py [--products 10] [--languages 10] [--shots 10]
+                                 [--thumbnails-only] [--old-sample N]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +38,7 @@ from bench._util import find_tool  # noqa: E402
 
 FIRST_PAINT_LIMIT = 2.0  # seconds, as the issue asks
 STATIC_LIMIT = 20e6  # bytes
+THUMBNAILS_LIMIT = 60.0  # seconds for 3,000 thumbnails on 2 cores (issue 35)
 
 
 def make_campaign(folder: Path, products: int, languages: int, shots: int) -> Path:
@@ -110,6 +116,60 @@ def fill_cache(spec: Path) -> int:
     return len(loaded.plan.rows)
 
 
+def ffmpeg_thumbnail(clip: Path, output: Path, at: float, width: int) -> None:
+    """The way before issue 35: an ffmpeg process per thumbnail, the frame at `at` exactly."""
+    from pipeline import media
+
+    media.run_ffmpeg(
+        ["-ss", f"{at:.3f}", "-i", str(clip), "-frames:v", "1", "-vf", f"scale={width}:-2",
+         "-q:v", "4", str(output)],
+        f"grab a thumbnail of {clip.name}",
+    )  # fmt: skip
+
+
+def race_thumbnails(spec: Path, old_sample: int | None) -> None:
+    """Every render's thumbnail made as the review page makes them, then an ffmpeg process
+    each (on `old_sample` of them, when given: its time scaled up), both on every core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.api import Session
+    from pipeline.review import THUMB_WIDTH, make_thumbnails
+
+    loaded = Session(spec, preview=True).load()
+    try:
+        clips = [
+            (loaded.cache.clips.path(row.shot.key), row.shot.duration / 2)
+            for row in loaded.plan.rows
+        ]
+        with tempfile.TemporaryDirectory(prefix="bench-thumbs-") as temp:
+            started = time.perf_counter()
+            make_thumbnails(loaded.plan, loaded.cache, Path(temp) / "ours", lambda m: None)
+            ours = time.perf_counter() - started
+            made = len(list((Path(temp) / "ours").glob("*.jpg")))
+            sample = clips[: old_sample or len(clips)]
+            folder = Path(temp) / "ffmpeg"
+            folder.mkdir()
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                jobs = [
+                    pool.submit(ffmpeg_thumbnail, clip, folder / f"{n}.jpg", at, THUMB_WIDTH)
+                    for n, (clip, at) in enumerate(sample)
+                ]
+                for job in jobs:
+                    job.result()
+            theirs = (time.perf_counter() - started) * len(clips) / len(sample)
+    finally:
+        loaded.cache.close()
+    scaled = (
+        f" ({len(sample):,} made, scaled to {len(clips):,})" if len(sample) < len(clips) else ""
+    )
+    print(
+        f"thumbnails: {made:,} in process in {ours:.1f} s ({ours / THUMBNAILS_LIMIT:.2f}x the "
+        f"60 s allowed, {ours / made * 1000:.1f} ms each on {os.cpu_count()} cores); an ffmpeg "
+        f"process each: {theirs:.1f} s{scaled}: {theirs / ours:.1f}x the time"
+    )
+
+
 def storyboard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [find_tool("storyboard", "pip install -e ."), *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True)
@@ -169,6 +229,14 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="make the campaign in this new folder, and keep it"
     )
+    parser.add_argument(
+        "--thumbnails-only", action="store_true", help="measure the thumbnails alone (3.)"
+    )
+    parser.add_argument(
+        "--old-sample",
+        type=int,
+        help="time the ffmpeg process way on this many thumbnails, scaled (default: all)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-review-") as temp:
         folder = args.keep or Path(temp)
@@ -183,6 +251,10 @@ def main() -> None:
             print(
                 f"campaign: {renders:,} renders in the cache ({time.perf_counter() - started:.0f} s)"
             )
+        race_thumbnails(spec, args.old_sample)
+        if args.thumbnails_only:
+            return
+        if not (folder / "build" / "campaign" / "preview").is_dir():
             started = time.perf_counter()
             storyboard("build", str(spec), "--preview", "-q", cwd=folder)
             films = len(list((folder / "build" / "campaign" / "preview").glob("*.mp4")))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import plan as planning
-from pipeline.errors import UserError
+from pipeline.errors import UserError, no_such
 from pipeline.nodes import Clip, Still
 from pipeline.settings import Environment, Selection, Target
 
@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from pipeline.build import BuildSummary
     from pipeline.compare import Comparison
     from pipeline.deciding import Act, DecisionResult
+    from pipeline.export import Exported
     from pipeline.gc import Collection
+    from pipeline.measure import Loudness
+    from pipeline.qc import Findings
     from pipeline.render import RendererOptions
     from pipeline.request import BuildOutput
     from pipeline.run.shots import ScheduleOptions
@@ -102,8 +105,18 @@ class Session:
         from pipeline.status import statuses
 
         loaded = self.load()
+        cache = loaded.cache
+
+        def checked(key: str) -> Findings | None:
+            found = cache.clips.get(key) or cache.films.get(key)
+            return found.qc if found is not None else None
+
+        def heard(key: str) -> Loudness | None:
+            found = cache.films.get(key)
+            return found.loudness if found is not None else None
+
         try:
-            rows = statuses(loaded.plan, loaded.cache.films.get)
+            rows = statuses(loaded.plan, checked, heard)
             loaded.outputs.save()  # the films' checksums, for the next run
         finally:
             loaded.cache.close()
@@ -116,8 +129,7 @@ class Session:
         every = loaded.plan.graph.variant_shots()
         chosen = [s for s in every if shot in (None, s.shot_id, s.label)]
         if shot and not chosen:
-            known = ", ".join(s.id for s in loaded.spec.storyboard.shots)
-            raise UserError(f"no shot '{shot}' in {self.spec}", f"shots: {known}")
+            raise no_such("shot", shot, self.spec, (s.id for s in loaded.spec.storyboard.shots))
         seen: set[tuple[str, str]] = set()
         rows = []
         for render in chosen:
@@ -144,6 +156,21 @@ class Session:
                 loaded.spec.root,
                 self.note,
             )
+        finally:
+            loaded.cache.close()
+
+    def contact_sheet(self, output: Path, changed_from: str | None = None) -> Path:
+        """Draw the contact sheet of every picture render (a PNG at `output`); with
+        `changed_from` (a git revision), the renders changed since then first, framed."""
+        from pipeline.contact_sheet import draw, sheet_of
+        from pipeline.render import kind
+
+        changes = self.diff(changed_from, None) if changed_from else None
+        loaded = self.load()
+        try:
+            build = kind(loaded.renderer).build
+            sheet = sheet_of(loaded.spec.storyboard.name, build, loaded.plan, loaded.cache, changes)
+            return draw(sheet, output)
         finally:
             loaded.cache.close()
 
@@ -182,12 +209,13 @@ class Session:
         cluster: str | None = None,
         approved: bool = False,
         join_only: bool = False,
+        qc: str = "warn",
     ) -> BuildSummary:
         """Plan, render what is missing, join the films, write the lock (build.py). The
         arguments are BuildRequest's."""
         from pipeline import build
         from pipeline.render import RendererOptions
-        from pipeline.request import BuildRequest
+        from pipeline.request import BuildRequest, QcMode
         from pipeline.run.shots import ScheduleOptions
 
         request = BuildRequest(
@@ -200,8 +228,46 @@ class Session:
             # Only the person building names a cluster (never a repository): its answers
             # are unpickled here.
             cluster=cluster or self.environment.cluster,
+            qc=QcMode(qc),
         )
         return build.run(request, output)
+
+    def export(self, format: str = "otio", sequences: tuple[str, ...] = ()) -> list[Exported]:
+        """Write the timeline of each film (of the sequences named, else every one) beside
+        it, in `format` (export.FORMATS): made from its recipe, pointing at the clips in the
+        cache. A film whose renders the cache does not hold yet is said, not written."""
+        from pipeline import export, media
+        from pipeline.cache import write_atomic
+        from pipeline.outputs import output_path
+
+        export.adapter(format)  # an adapter that is not installed is refused first
+        loaded = self.load()
+        cache = loaded.cache
+
+        def clip(key: str) -> export.Media | None:
+            record = cache.clips.get(key)
+            return export.Media(cache.clips.path(key), record.duration) if record else None
+
+        def sound_file(path: Path) -> float:
+            return media.sound_info(path).duration
+
+        try:
+            graph = loaded.plan.graph
+            named = graph.films_named(sequences, self.spec)
+            films = [graph.film(f) for f in named] if named is not None else graph.films()
+            done = []
+            for film in films:
+                files = export.media_of(film, clip, sound_file)
+                if isinstance(files, list):
+                    error = f"not rendered yet: {', '.join(files)} (build it first)"
+                    done.append(export.Exported(film, None, error))
+                    continue
+                path = output_path(loaded.films, film).with_suffix(export.FORMATS[format][1])
+                write_atomic(path, export.written(export.timeline(film, files), format))
+                done.append(export.Exported(film, path))
+            return done
+        finally:
+            cache.close()
 
     def pull(self, say: Callable[[str], None]) -> Transfer:
         """Fetch from the team cache what this storyboard uses and the local cache lacks;
@@ -235,8 +301,7 @@ def decide_in(
     renders = [s for s in plan.graph.expansion.shots if isinstance(s, (Clip, Still))]
     labels = dict.fromkeys(s.label for s in renders if shot in (s.label, s.shot_id))
     if not labels:
-        known = ", ".join(dict.fromkeys(s.label for s in renders))
-        raise UserError(f"no shot '{shot}' in {spec.path}", f"shots: {known}")
+        raise no_such("shot", shot, spec.path, (s.label for s in renders))
     act = replace(act, by=act.by or decisions.who(spec.folder), at=act.at or decisions.now())
 
     def decided(

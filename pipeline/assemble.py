@@ -21,6 +21,7 @@ from pipeline.cache.clips import ClipRecord
 from pipeline.cache.files import remove_left_behind
 from pipeline.errors import MediaError
 from pipeline.hashing import sha256_file
+from pipeline.measure import Loudness
 from pipeline.nodes import TRUE_PEAK, JoinRecipe, Logo, Piece, SafeArea, TextLayer, box_padding
 
 XFADE = {
@@ -64,7 +65,7 @@ class ClipInput:
 class Assembled:
     info: media.ClipInfo
     method: str  # "copy" or "graph"
-    loudness: media.Loudness | None = None  # its sound as made (None: it has none)
+    loudness: Loudness | None = None  # its sound as made (None: it has none)
 
 
 def can_copy(recipe: JoinRecipe, clips: list[ClipInput]) -> bool:
@@ -279,7 +280,7 @@ class _FileOf:
 
 def _filter_graph(
     recipe: JoinRecipe, clips: list[ClipInput], file_of: _FileOf, output: Path
-) -> media.Loudness | None:
+) -> Loudness | None:
     """The film by ffmpeg filter graphs: trim, fit, fps, transitions, text and logo in one
     run, the sound in others beside it; no frame passes through Python. The loudness of its
     sound, as made (None: it has none)."""
@@ -323,9 +324,7 @@ def _filter_graph(
     return loudness
 
 
-def _copied(
-    recipe: JoinRecipe, clips: list[ClipInput], output: Path, name: str
-) -> media.Loudness | None:
+def _copied(recipe: JoinRecipe, clips: list[ClipInput], output: Path, name: str) -> Loudness | None:
     """The clips joined by stream copy into `output`; when they have sound, that sound
     levelled (and encoded again: the only stream encoded) and put back with the picture."""
     if not any(c.info.has_audio for c in clips):
@@ -394,7 +393,7 @@ def _audio_encoding(recipe: JoinRecipe) -> dict[str, Any]:
     return {"acodec": "aac", "audio_bitrate": f"{kbps}k", "ar": AUDIO_RATE}
 
 
-def _mixed_down(sound: Any, mix: Path, name: str, total: float) -> media.Loudness:
+def _mixed_down(sound: Any, mix: Path, name: str, total: float) -> Loudness:
     """The first pass: the film's sound mixed into `mix` (32-bit float: nothing clips before
     the gain) and measured on the way (`ebur128`: the measure alone, where loudnorm's own
     first pass also normalises a copy at 192 kHz, several times the work)."""
@@ -406,7 +405,7 @@ def _mixed_down(sound: Any, mix: Path, name: str, total: float) -> media.Loudnes
     return media.loudness_said(report)
 
 
-def _levelled(mix: Path, measured: media.Loudness, recipe: JoinRecipe, name: str) -> Any:
+def _levelled(mix: Path, measured: Loudness, recipe: JoinRecipe, name: str) -> Any:
     """The second pass: the mixed sound brought linearly to the film's loudness by the gain
     its measure asks for (what loudnorm's linear mode does, at the film's own 48 kHz), as the
     join takes it. Where that gain would lift a peak over the ceiling, a limiter holds the peaks instead
@@ -441,7 +440,7 @@ def _limited(mix: Path, gain: float, recipe: JoinRecipe, name: str) -> Path:
 
 def _film_sound(
     sound: Any, folder: Path, recipe: JoinRecipe, said: tuple[str, float]
-) -> tuple[Path, media.Loudness]:
+) -> tuple[Path, Loudness]:
     """The film's sound in two passes over it alone: mixed into a file and measured; then
     brought to the film's loudness and encoded (AAC), and measured again as the film will
     carry it, a sound off its target refused (`_on_target`). The encoded file and its
@@ -474,7 +473,7 @@ def _put_together(picture: Path, sound: Path, output: Path, said: tuple[str, flo
     )
 
 
-def _on_target(sound: Path, recipe: JoinRecipe, name: str) -> media.Loudness:
+def _on_target(sound: Path, recipe: JoinRecipe, name: str) -> Loudness:
     """A film's sound measured as encoded; one more than TOLERANCE from its target, or
     peaking above the ceiling, is refused (a silent one has no loudness to miss)."""
     measured = media.measure_loudness(sound, f"measure the sound of sequence '{name}'")

@@ -13,18 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import plan, preflight
+from pipeline import plan, preflight, qc
 from pipeline.errors import CacheError
 from pipeline.graph import Graph
 from pipeline.lock import make_lock
 from pipeline.lock import write as write_lock
-from pipeline.nodes import Node
+from pipeline.nodes import Film, Node
+from pipeline.plan import variants_said
 from pipeline.render import is_paid
-from pipeline.request import BuildOutput, BuildRequest
+from pipeline.request import BuildOutput, BuildRequest, QcMode
 from pipeline.run import films, shots
 from pipeline.run.films import SequenceOutcome, Sharing
 from pipeline.run.shots import Outcome, Outlook, Spending
-from pipeline.state import Joined, Ran
+from pipeline.state import FilmState, Joined, Ran
 
 
 @dataclass
@@ -38,6 +39,9 @@ class BuildSummary:
     spending: Spending = field(default_factory=Spending)
     sequences: list[SequenceOutcome] = field(default_factory=list)
     lock_written: Path | None = None
+    # --qc strict: what the quality check found in what this build delivers, in words
+    # (each fails the build).
+    refused: list[str] = field(default_factory=list)
 
     def count(self, status: Ran) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -52,6 +56,7 @@ class BuildSummary:
             self.fatal is not None
             or any(o.status == Ran.FAILED for o in self.outcomes)
             or any(s.status == Joined.FAILED for s in self.sequences)
+            or bool(self.refused)
         )
 
     @property
@@ -89,10 +94,12 @@ class BuildSummary:
                     "collected": o.collected,
                     "warning": o.warning,
                     "error": o.error,
+                    "qc": qc.qc_json(o.record.qc if o.record else None),
                 }
                 for o in self.outcomes
             ],
             "sequences": [s.to_json() for s in self.sequences],
+            "qc_refused": self.refused,
         }
 
 
@@ -120,6 +127,11 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
         work.schedule.max_cost,
         work.schedule.jobs,
         is_paid(loaded.renderer),
+        _films_to_join(loaded.plan, work.films),
+        {
+            (row.shot.label, row.shot.variant): variants_said(row.variants, loaded.plan.variants)
+            for row in work.rows
+        },
     )
     with output.progress(outlook) as reporter:
         ran = shots.render(
@@ -135,20 +147,74 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
         summary.outcomes, summary.spending = ran.outcomes, ran.spending
         summary.interrupted, summary.fatal = ran.interrupted, ran.fatal
         graph = graph.with_resolved(ran.resolved)  # keys that waited on upstream renders
-        if ran.resolved:
+        repicked = _picked_anew(loaded, ran.outcomes, request)
+        if ran.resolved or repicked is not None:
+            graph = repicked or graph
             with contextlib.suppress(CacheError):  # gc keeps them
                 preflight.register(loaded, graph)
         if not summary.interrupted and summary.fatal is None:
-            chosen = work.films if work.films is not None else graph.expansion.sequences
             sharing = Sharing(loaded.remote, work.schedule.push, work.cluster)
             where = _where(loaded)
-            made = [graph.film(sequence) for sequence in chosen]
-            summary.sequences = films.join(made, where, reporter.note, sharing)
+            made = [graph.film(sequence) for sequence in _chosen(work.films, graph)]
+            paid = is_paid(loaded.renderer)
+            summary.sequences = films.join(made, where, reporter, sharing, check=paid)
+        if request.qc == QcMode.STRICT:
+            selected = [row.node for row in work.rows] + [shot.key for shot in work.cached]
+            summary.refused = _refused(summary, [graph.shot(n) for n in selected], loaded)
     # An interrupted build writes it too: what it paid for and collected is named in git at
     # once, not only after a later build finishes.
     if not request.frozen:
         _write_lock(loaded, graph, summary)
     return summary
+
+
+def _films_to_join(planned: plan.Plan, chosen: list[Film] | None) -> int:
+    """The films the build will join, as planned (a film made before is placed, not joined)."""
+    names = None if chosen is None else {film.name for film in chosen}
+    joined = (FilmState.NEW, FilmState.CHANGED, FilmState.MISSING)
+    return sum(
+        1
+        for row in planned.film_rows
+        if row.state.name in joined and (names is None or row.film.name in names)
+    )
+
+
+def _picked_anew(
+    loaded: plan.Loaded, outcomes: list[Outcome], request: BuildRequest
+) -> Graph | None:
+    """The graph expanded again when the quality check found something in a take this
+    build delivered of a shot with several: a take with a finding is never the one picked
+    by default, so the films may use another (and what is made of the picked take follows).
+    None when nothing changes."""
+    if not any(o.findings and o.shot.takes > 1 for o in outcomes):
+        return None
+    target = request.target
+    return plan.graph_for(loaded.spec, loaded.renderer, loaded.cache, target.max_shots)[2]
+
+
+def _chosen(films: list[Film] | None, graph: Graph) -> list[Film]:
+    """The films a build joins (those chosen, by name; else every one), as `graph` has them."""
+    if films is None:
+        return list(graph.expansion.sequences)
+    names = {film.name for film in films}
+    return [film for film in graph.expansion.sequences if film.name in names]
+
+
+def _refused(summary: BuildSummary, selected: list[Node], loaded: plan.Loaded) -> list[str]:
+    """--qc strict: what the quality check found in what this build delivers: its films, the
+    renders they use, and the picked take of every shot it works on (a film or not)."""
+    refused = [
+        f"film {outcome.sequence.name}: {qc.said(outcome.findings)}"
+        for outcome in summary.sequences
+        if outcome.findings
+    ]
+    used = {render.key: render for o in summary.sequences for render in o.sequence.renders()}
+    picked = {render.key: render for render in selected if render.picked}
+    for key, render in {**picked, **used}.items():
+        record = loaded.cache.clips.get(key)
+        if record is not None and record.qc:
+            refused.append(f"{qc.named(render)}: {qc.said(record.qc)}")
+    return refused
 
 
 def _where(loaded: plan.Loaded) -> plan.Where:

@@ -25,7 +25,13 @@ def draw_missing(
 ) -> tuple[int, dict[str, str]]:
     """Draw every card of these films the cache lacks: how many were drawn, and why each card
     that could not be was not, by its key (its films then fail)."""
-    cards = {u.shot.key: u.shot for s in sequences for u in s.uses if isinstance(u.shot, Card)}
+    cards: dict[str, Card] = {}
+    films: dict[str, list[str]] = {}  # the films each card is in, by its key
+    for sequence in sequences:
+        for use in sequence.uses:
+            if isinstance(use.shot, Card):
+                cards.setdefault(use.shot.key, use.shot)
+                films.setdefault(use.shot.key, []).append(sequence.name)
     drawn_before = cache.clips.present(list(cards))
     wanted = [shot for key, shot in cards.items() if key not in drawn_before]
     fonts = Fonts()
@@ -51,8 +57,19 @@ def draw_missing(
             problems[shot.key] = f"{shot.label}: {getattr(exc, 'message', exc)}"
             continue
         drawn += 1
-        note(f"drew     {shot.label} ({shot.prompt[:40]!r}, {info.duration:.2f} s)")
+        in_films = _names(list(dict.fromkeys(films[shot.key])))
+        size = f"{info.width}x{info.height}"
+        note(
+            f"drew     {shot.label} of {in_films} ({shot.prompt[:40]!r}, {size}, {info.duration:.2f} s)"
+        )
     return drawn, problems
+
+
+def _names(films: list[str], shown: int = 2) -> str:
+    """`spot--en--16x9`, `a and b`, `a, b and 3 more`."""
+    if len(films) <= shown:
+        return " and ".join(films)
+    return f"{', '.join(films[:shown])} and {len(films) - shown} more"
 
 
 def draw(shot: Card, output: Path, fonts: Fonts) -> media.ClipInfo:

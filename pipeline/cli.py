@@ -7,8 +7,9 @@ import gc
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,14 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=CommandParser
+    )
 
     init = _command(
         commands,
         "init",
         cmd_init,
-        "start a project: a storyboard, its templates, the editor schema, a .gitignore and "
-        "a git repository (when not in one)",
+        "start a project: a storyboard, its templates, the editor schema, its settings, a "
+        ".gitignore, and a git repository with a first commit (when not in one)",
     )
     init.add_argument("folder", nargs="?", type=Path, default=Path(), help="where (default: here)")
     init.add_argument(
@@ -232,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="render nothing: join the films whose renders are all in the cache (free)",
     )
+    build.add_argument(
+        "--qc",
+        choices=("warn", "strict"),
+        default="warn",
+        help="what the quality check of paid takes and films (black, frozen, flashes, "
+        "silence, length) does with a finding: warn (the default), or strict: a finding in "
+        "what the build delivers fails it (exit 1)",
+    )
     _output_option(build)
     build.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -261,7 +272,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or two git revisions (default: HEAD, against the work tree)",
     )
     _spec_options(diff)
-    diff.add_argument("--json", action="store_true", help="print as JSON")
+    diff.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text for people (default); markdown (GitHub-flavoured: a table of the renders "
+        "changed with each prompt's word diff and price, the films, the cost) for a pull "
+        "request; json for programs",
+    )
+    diff.add_argument("--json", action="store_true", help="print as JSON (--format json)")
+
+    export = _command(
+        commands,
+        "export",
+        cmd_export,
+        "write each film's timeline for an editor, beside the film: OpenTimelineIO (otio), "
+        "Final Cut Pro XML (fcpxml) or a CMX 3600 EDL (edl), pointing at the clips in the cache",
+    )
+    _spec_options(export)
+    export.add_argument("sequence", nargs="*", help="only the films of these sequences")
+    export.add_argument(
+        "--format",
+        choices=("otio", "fcpxml", "edl"),
+        default="otio",
+        help="the timeline's format (otio; fcpxml and edl through OpenTimelineIO's adapters)",
+    )
+    _output_option(export)
 
     review = _command(
         commands,
@@ -285,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument(
         "--port", type=_port, default=8765, help="the app's port (8765; 0: any free one)"
+    )
+    review.add_argument(
+        "--contact-sheet",
+        type=Path,
+        metavar="FILE.png",
+        help="draw one PNG instead of the page: a grid of every take's poster with its label "
+        "and price (1,488 px wide)",
+    )
+    review.add_argument(
+        "--changed-from",
+        metavar="REV",
+        help="with --contact-sheet: the renders changed since this git revision first, framed",
     )
 
     for name, summary in (
@@ -394,6 +442,89 @@ def build_parser() -> argparse.ArgumentParser:
     hidden.add_argument("words", nargs=argparse.REMAINDER)
     hidden.set_defaults(handler=cmd_complete, handler_name="__complete")
     return parser
+
+
+STORYBOARD_FILES = (".yaml", ".yml")  # what a storyboard is named: never a shot or KEY=VALUE
+_NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser, whose options may come before, between or after its positionals:
+    `build --only pour specs/x.yaml` is read as `build specs/x.yaml --only pour`. argparse
+    reads positionals in runs between options, and an option taking a list (--only,
+    --force, --vars) takes every word after it; so the words are put in that order first,
+    positionals before options, and a list ends at a storyboard file (which is never a shot
+    nor a KEY=VALUE). A command whose last positional takes the rest as it is (the
+    completion's) is read as given."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        takes_the_rest = any(a.nargs == argparse.REMAINDER for a in self._actions)
+        if args is not None and not takes_the_rest:
+            args = self._positionals_first(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _positionals_first(self, words: list[str]) -> list[str]:
+        positionals: list[str] = []
+        options: list[str] = []
+        index = 0
+        while index < len(words):
+            word = words[index]
+            index += 1
+            if word == "--":  # the rest is positionals, as given
+                return [*positionals, *options, *words[index - 1 :]]
+            if not _looks_like_option(word):
+                positionals.append(word)
+                continue
+            options.append(word)
+            wanted, taken = self._values_wanted(word), 0
+            while index < len(words) and taken < wanted and not _looks_like_option(words[index]):
+                if wanted == LIST and words[index].lower().endswith(STORYBOARD_FILES):
+                    break
+                options.append(words[index])
+                index += 1
+                taken += 1
+        return [*positionals, *options]
+
+    def _values_wanted(self, word: str) -> int:
+        """How many of the words after `word` (an option) are its values: LIST for as many
+        as there are; 0 for an option not known here (argparse says so)."""
+        name, attached = (word.split("=", 1)[0], "=" in word)
+        action = self._option_string_actions.get(name)
+        if action is None and name.startswith("--"):
+            found = {a for n, a in self._option_string_actions.items() if n.startswith(name)}
+            action = found.pop() if len(found) == 1 else None  # argparse's abbreviations
+        if action is None and not name.startswith("--") and len(name) > 2:
+            return self._cluster_wants(name)  # -kq, -j2
+        if action is None or attached:
+            return 0
+        return _values_of(action)
+
+    def _cluster_wants(self, word: str) -> int:
+        """Short options run together (-kq) or with a value attached (-j2)."""
+        for at in range(1, len(word)):
+            action = self._option_string_actions.get("-" + word[at])
+            if action is None:
+                return 0
+            if action.nargs != 0:
+                return 0 if at + 1 < len(word) else _values_of(action)
+        return 0
+
+
+LIST = sys.maxsize  # an option's values: as many words as follow it
+
+
+def _values_of(action: argparse.Action) -> int:
+    if action.nargs in ("+", "*"):
+        return LIST
+    if action.nargs is None or action.nargs == "?":
+        return 1
+    return action.nargs if isinstance(action.nargs, int) else 0
+
+
+def _looks_like_option(word: str) -> bool:
+    return word.startswith("-") and word != "-" and not _NEGATIVE_NUMBER.fullmatch(word)
 
 
 def _port(text: str) -> int:
@@ -537,6 +668,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(printable(f"wrote {made.folder / path}"))
     if made.git == "created":
         print(printable(f"made a git repository in {made.folder}"))
+        if made.commit:
+            _note(made.commit)
+        else:
+            print("committed what init wrote: the project's first commit")
     elif made.git == "missing":
         _note("git was not found: make the folder a git repository to version the storyboard")
     where = "" if made.folder == Path() else f"cd {made.folder} && "
@@ -642,6 +777,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         approved=args.approved,
         join_only=args.join_only,
+        qc=args.qc,
     )
     if summary.lock_written is not None and talk:
         print(f"wrote {summary.lock_written}", file=sys.stderr)
@@ -674,15 +810,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     _say_which_build(looked_at)
     from rich.text import Text
 
+    from pipeline.qc import said
     from pipeline.report import make_console, print_reasons, state_text
     from pipeline.status import summary_line
 
     console = make_console()
     for row in rows:
-        variants = ", ".join(v for v in row.variants if v)
         take = f" take {row.take}" if row.take > 1 else ""
-        line = Text(f"{row.kind:8} {row.name}{take}" + (f" [{variants}]" if variants else ""))
+        variants = f" [{row.in_variants}]" if row.in_variants else ""
+        line = Text(f"{row.kind:8} {row.name}{take}{variants}")
         line += Text("  ") + state_text(row.status)
+        if row.qc:
+            line += Text(f"  qc: {said(row.qc)}", style="yellow")
         if row.reasons and not args.verbose:
             first = row.reasons[0]
             line += Text("  " + (first if len(first) <= 90 else first[:89] + "…"), style="dim")
@@ -728,6 +867,16 @@ def _status_folder(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    exported = session(args).export(args.format, tuple(args.sequence))
+    for done in exported:
+        if done.path is not None:
+            print(printable(f"wrote {done.path}"))
+        else:
+            _note(f"warning: {done.film.name}: not exported: {done.error}")
+    return 0 if all(done.path is not None for done in exported) else 1
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     if len(args.revisions) > 2:
         raise UserError("diff takes at most two revisions", "storyboard diff [REV [REV]] SPEC")
@@ -735,8 +884,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new: str | None = args.revisions[1] if len(args.revisions) > 1 else None
     looked_at = session(args)
     comparison = looked_at.diff(old, new)
-    if args.json:
+    if args.json or args.format == "json":
         write_json(comparison.to_json())
+        return 0
+    if args.format == "markdown":
+        from pipeline.markdown import comparison_markdown
+
+        sys.stdout.write(comparison_markdown(comparison, str(args.spec)))
         return 0
     _say_which_build(looked_at)
     from pipeline.report import print_comparison
@@ -766,6 +920,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.contact_sheet is not None:
+        if args.serve:
+            raise UserError("--contact-sheet draws a picture, --serve runs the app: one at a time")
+        looked_at = session(args)
+        drawn = looked_at.contact_sheet(args.contact_sheet, args.changed_from)
+        _say_which_build(looked_at, sys.stderr)
+        print(printable(str(drawn)))
+        return 0
+    if args.changed_from:
+        raise UserError("--changed-from orders a contact sheet", "add --contact-sheet FILE.png")
     if args.serve:
         from pipeline.review_app import serve
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.errors import UserError
+from pipeline.errors import no_such
 from pipeline.nodes import Expansion, Film, FrameOf, Node, placed, render_key
 from pipeline.order import upstream_first
 
@@ -73,9 +73,9 @@ class Graph:
         return list(found.values())
 
     def variant_shots(self) -> list[Node]:
-        """Every render of every variant (a render shared by variants once for each), as
-        it is now."""
-        return [self.shot(shot.key) for shot in self.expansion.shots]
+        """Every render of every variant (a render shared by variants once for each, each
+        naming its own variant), as it is now."""
+        return [replace(self.shot(shot.key), variant=shot.variant) for shot in self.expansion.shots]
 
     def waiting(self, node: str) -> list[FrameOf]:
         """The frames of upstream renders that the node still waits for."""
@@ -113,8 +113,7 @@ class Graph:
         chosen = [s for s in every if s.id in names or s.name in names]
         missing = [n for n in names if not any(n in (s.id, s.name) for s in chosen)]
         if missing:
-            known = ", ".join(dict.fromkeys(s.id for s in every)) or "(none)"
-            raise UserError(f"no sequence '{missing[0]}' in {spec}", f"sequences: {known}")
+            raise no_such("sequence", missing[0], spec, (s.id for s in every))
         return chosen
 
     def named(self, names: tuple[str, ...], spec: Path) -> set[str]:
@@ -123,7 +122,7 @@ class Graph:
         known = dict.fromkeys(n for shot in self.nodes.values() for n in (shot.shot_id, shot.label))
         for name in names:
             if name not in known:
-                raise UserError(f"no shot '{name}' in {spec}", f"shots: {', '.join(known)}")
+                raise no_such("shot", name, spec, known)
         return {
             node for node, shot in self.nodes.items() if {shot.shot_id, shot.label} & set(names)
         }

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.cache import ClipRecord, write_atomic
-from pipeline.errors import SpecError
+from pipeline.errors import SpecError, message_of
 from pipeline.media import ClipInfo
 from pipeline.nodes import Film, Node
 from pipeline.project import MAX_LOCK_BYTES, OutsideProject, confined, project_root, read_bounded
@@ -105,7 +105,7 @@ def _lock_error(path: Path, data: bytes, exc: ValidationError, hint: str) -> Spe
         return SpecError(path, bad.lineno, bad.colno, f"not a lock file: {bad.msg}", hint)
     problem = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in problem["loc"]) or "lock"
-    return SpecError(path, 1, 1, f"not a valid lock file: {field}: {problem['msg']}", hint)
+    return SpecError(path, 1, 1, f"not a valid lock file: {field}: {message_of(problem)}", hint)
 
 
 def render(lock: Lock) -> str:

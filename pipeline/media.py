@@ -1,4 +1,4 @@
-"""ffmpeg discovery, probing and validation of clips (PyAV), thumbnails."""
+"""ffmpeg discovery, probing and validation of clips (PyAV), frames taken from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -17,12 +16,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, assert_never
 
 from pipeline.errors import MediaError
+from pipeline.measure import FLOOR, Loudness, PictureWatcher, Signals, SoundListener, Watch, listen
 from pipeline.nodes import Output
 
 FFMPEG_ENV = "STORYBOARD_FFMPEG"
@@ -89,6 +89,7 @@ class ClipInfo:
     frames: int = 0
     # Packets of the video and first audio stream as the container declares them; 0: unknown.
     packets: int = 0
+    signals: Signals | None = None  # what the quality check measured while decoding it
 
     @property
     def has_audio(self) -> bool:
@@ -133,13 +134,15 @@ def validate(
     duration: float | None = None,
     decode_all: bool = True,
     taker: FrameTaker | None = None,
+    watcher: PictureWatcher | None = None,
 ) -> ClipInfo:
     """Check a clip: size exactly, duration within one frame, and that it decodes.
 
     `decode_all=False` decodes the first frame and takes the length from the container: for
     files this tool just wrote itself from clips that were each fully decoded when they
     entered the cache (a stream-copied or re-encoded sequence). `taker` keeps, in the same
-    pass, the frames other shots start from: the clip is then decoded exactly.
+    pass, the frames other shots start from: the clip is then decoded exactly. `watcher`
+    measures every frame in the same pass, for the quality check.
     """
     import av
 
@@ -158,12 +161,15 @@ def validate(
             if taker is not None:
                 del options["skip_loop_filter"]  # frames taken must be exact
             stream.codec_context.options = options
+            seers = [seer for seer in (taker, watcher) if seer is not None]
             frames, end = (
-                _decode(container, stream, taker)
-                if decode_all or taker
+                _decode(container, stream, seers)
+                if decode_all or seers
                 else _first_frame(container, stream)
             )
             info = _info(container, frames=frames, decoded_duration=end)
+            if watcher is not None:
+                info = replace(info, signals=Signals(picture=watcher.picture(info.fps)))
     except (av.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise MediaError(f"{path.name}: does not decode ({_reason(exc)})") from None
     if frames == 0:
@@ -177,15 +183,16 @@ def validate(
     return info
 
 
-def _decode(container: Any, stream: Any, taker: FrameTaker | None = None) -> tuple[int, float]:
-    """Decode every frame: the number of frames and where the last one ends (seconds)."""
+def _decode(container: Any, stream: Any, seers: list[Any]) -> tuple[int, float]:
+    """Decode every frame, each shown to `seers` (a FrameTaker, a PictureWatcher): the
+    number of frames and where the last one ends (seconds)."""
     frames = 0
     end = 0.0
     frame_time = 1.0 / float(stream.average_rate or 25)
     for frame in container.decode(stream):
         frames += 1
-        if taker is not None:
-            taker.see(frame)
+        for seer in seers:
+            seer.see(frame)
         if frame.time is not None:
             end = max(end, frame.time + frame_time)
     return frames, end
@@ -377,34 +384,6 @@ def _run_ffmpeg(args: list[str], what: str, timeout: float, level: str = "error"
     return tail.data.decode(errors="replace")
 
 
-@dataclass(frozen=True)
-class Loudness:
-    """A sound's loudness as EBU R 128 measures it (ffmpeg's `ebur128`): integrated (LUFS),
-    true peak (dBTP), loudness range (LU), and the gate of the integrated measure (LUFS)."""
-
-    integrated: float
-    true_peak: float
-    range: float
-    threshold: float
-
-    def figures(self, target: float) -> dict[str, float]:
-        """As `build --json` and `status --json` say it: the target, and what it measures."""
-        return {
-            "target": target,
-            "integrated": self.integrated,
-            "true_peak": self.true_peak,
-            "range": self.range,
-        }
-
-    @property
-    def silent(self) -> bool:
-        """Nothing above the absolute gate (-70 LUFS): there is no loudness to bring to a
-        target."""
-        return self.integrated <= SILENCE
-
-
-SILENCE = -70.0  # LUFS: EBU R 128's absolute gate; what ebur128 says of silence
-FLOOR = -99.0  # what a measure of -inf is kept as (a record is JSON: it has no -inf)
 _SUMMARY = {
     "integrated": r"Integrated loudness:\s+I:\s+(\S+) LUFS",
     "threshold": r"Integrated loudness:\s+I:\s+\S+ LUFS\s+Threshold:\s+(\S+) LUFS",
@@ -578,23 +557,31 @@ def check_render(
     output: Output,
     wanted: Collection[str | float] = (),
     asked: tuple[int, int, float] | None = None,
+    watch: Watch | None = None,
 ) -> tuple[ClipInfo, Taken]:
     """A render's output checked by what it holds: an image decodes as one, sound to its
     end; a video decodes to its end (exactly `asked`: width, height, seconds, when given),
     and the frames other shots start from are taken in the same pass, written beside it as
-    `<path>.<frame>.png`."""
+    `<path>.<frame>.png`. With `watch`, what the quality check reads is measured in the same
+    pass (`info.signals`: a picture's frames; a sound, or a clip's sound, decoded for it)."""
     match output:
         case Output.IMAGE:
-            return still_info(path), {}
+            info = still_info(path)
+            return (info if watch is None else replace(info, signals=Signals())), {}
         case Output.AUDIO:
-            return sound_info(path), {}
+            info = sound_info(path, watch is not None and watch.sound)
+            checked = watch is not None and info.signals is None
+            return (replace(info, signals=Signals()) if checked else info), {}
         case Output.VIDEO:
             pass
         case _:
             assert_never(output)
     taker = FrameTaker(wanted) if wanted else None
     width, height, seconds = asked or (None, None, None)
-    info = validate(path, width, height, seconds, taker=taker)
+    watcher = PictureWatcher() if watch is not None and watch.picture else None
+    info = validate(path, width, height, seconds, taker=taker, watcher=watcher)
+    if watch is not None:
+        info = replace(info, signals=_watched(path, info, watch))
     if taker is None:
         return info, {}
     try:
@@ -603,10 +590,26 @@ def check_render(
         raise MediaError(f"{path.name}: its frames could not be taken ({exc})") from None
 
 
-def sound_info(path: Path) -> ClipInfo:
-    """A sound file decoded to its end: its length, in a clip's terms (no picture)."""
+def _watched(path: Path, info: ClipInfo, watch: Watch) -> Signals:
+    """What the check measured of a video: its picture (in the decoding pass), and its
+    sound when asked (decoded apart: sound decodes in a fraction of the picture's time)."""
+    picture = info.signals.picture if info.signals is not None else None
+    if not watch.sound:
+        return Signals(picture=picture)
     import av
 
+    try:
+        return Signals(picture=picture, sound=listen(path))
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise MediaError(f"{path.name}: its sound does not decode ({_reason(exc)})") from None
+
+
+def sound_info(path: Path, measure: bool = False) -> ClipInfo:
+    """A sound file decoded to its end: its length, in a clip's terms (no picture); with
+    `measure`, the level of each block it decodes too (for the quality check)."""
+    import av
+
+    listener = SoundListener() if measure else None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -614,6 +617,8 @@ def sound_info(path: Path) -> ClipInfo:
             stream = container.streams.audio[0]
             end = 0.0
             for frame in container.decode(stream):
+                if listener is not None:
+                    listener.hear(frame)
                 if frame.time is not None:
                     end = max(end, frame.time + frame.samples / (frame.sample_rate or 1))
             signature = _audio_signature(stream)
@@ -621,7 +626,9 @@ def sound_info(path: Path) -> ClipInfo:
         raise MediaError(f"{path.name}: is not sound that decodes ({_reason(exc)})") from None
     if end <= 0:
         raise MediaError(f"{path.name}: holds no sound")
-    return ClipInfo(round(end, 3), 0, 0, 0.0, stream.codec_context.name, "", "", signature)
+    signals = Signals(sound=listener.sound()) if listener is not None else None
+    name = stream.codec_context.name
+    return ClipInfo(round(end, 3), 0, 0, 0.0, name, "", "", signature, signals=signals)
 
 
 def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
@@ -643,31 +650,6 @@ def check_audio(source: Path | BinaryIO, seconds: float = 2.0) -> None:
         raise MediaError(f"is not audio that decodes ({_reason(exc)})") from None
     if not decoded:
         raise MediaError("has an audio stream with no sound in it")
-
-
-def thumbnail(clip: Path, output: Path, at: float, width: int = 320) -> Path:
-    """A JPEG frame of `clip` at `at` seconds, `width` pixels wide."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # A name no one could have planted a link at, which ffmpeg would write through.
-    temp = output.with_name(f".{output.stem}.{os.getpid()}.{secrets.token_hex(8)}{output.suffix}")
-    run_ffmpeg(
-        [
-            "-ss",
-            f"{at:.3f}",
-            "-i",
-            str(clip),
-            "-frames:v",
-            "1",
-            "-vf",
-            f"scale={width}:-2",
-            "-q:v",
-            "4",
-            str(temp),
-        ],
-        f"grab a thumbnail of {clip.name}",
-    )
-    os.replace(temp, output)
-    return output
 
 
 class FrameTaker:

@@ -1,6 +1,8 @@
 """`storyboard init`: a working project in one command. A storyboard with a matrix, a
 template with a shared macro, a text layer and two formats; its templates; the JSON Schema
-an editor validates it with; a .gitignore; and a git repository when it is not in one."""
+an editor validates it with; its settings file (which makes the folder a project of its
+own, even inside another repository); a .gitignore; and a git repository with a first
+commit when it is not in one."""
 
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from pathlib import Path
 
 from pipeline.cache.files import NEW_FILE, write_atomic
 from pipeline.errors import UserError
-from pipeline.project import MARKERS, OutsideProject, read_bounded, refuse_link_out
+from pipeline.project import (
+    MARKERS,
+    SETTINGS_FILE,
+    OutsideProject,
+    read_bounded,
+    refuse_link_out,
+)
 from pipeline.spec.json_schema import SCHEMA_FILE, schema_text
 
 CACHE_FOLDER = MARKERS[0]  # `.storyboard/`: it makes the folder a project of its own
@@ -67,8 +75,24 @@ Macro shot: a drop of coffee runs down the glazed rim of {{ product }} and catch
 light. {{ s.style(look) }}.
 """
 
+SETTINGS = """\
+# storyboard's settings for this project (committed). This file makes the folder a project of
+# its own, even inside another repository: its films (build/), its cache (.storyboard/) and
+# its locks stay in it.
+#
+# The team cache, shared on S3-compatible storage (see docs/team.md):
+# [remote]
+# url = "s3://bucket/prefix"
+"""
+
 GITIGNORE = """\
-# storyboard's build output and cache: rebuilt from the storyboard, the lock and the cache
+# Committed: the storyboards (specs/*.yaml) and their templates (templates/), the settings
+# (storyboard.toml), the locks (specs/*.lock and specs/*.preview.lock: the exact clip of each
+# render, paid or preview), and the decisions files (specs/*.picks.yaml and
+# specs/*.preview.picks.yaml: the takes picked and approved).
+# Not committed:
+#   build/        the films, which a build makes again from the above and the cache
+#   .storyboard/  the cache of what was rendered (storyboard push shares it with the team)
 build/
 .storyboard/
 """
@@ -89,6 +113,8 @@ class Created:
     files: tuple[Path, ...]
     storyboard: Path
     git: str  # "created", "inside" (an existing repository) or "missing" (no git command)
+    # When init made the repository: "" (its first commit is made), else why there is none.
+    commit: str = ""
 
 
 def create(folder: Path, name: str = "first") -> Created:
@@ -104,7 +130,7 @@ def create(folder: Path, name: str = "first") -> Created:
         )
     _check_folder(folder)
     files = _files(name)
-    _check_paths(folder, [*files, Path(".gitignore"), Path(CACHE_FOLDER)])
+    _check_paths(folder, [*files, Path(SETTINGS_FILE), Path(".gitignore"), Path(CACHE_FOLDER)])
     taken = [path for path in files if os.path.lexists(folder / path)]
     if taken:
         names = ", ".join(str(folder / path) for path in taken)
@@ -115,6 +141,8 @@ def create(folder: Path, name: str = "first") -> Created:
     ignored = folder / ".gitignore"
     ignore_text = _ignoring_build_output(ignored)
     git = _git_state(folder)
+    if not os.path.lexists(folder / SETTINGS_FILE):  # a project's own settings are kept
+        files[Path(SETTINGS_FILE)] = SETTINGS
     try:
         for path, text in files.items():
             _write_new(folder / path, text)
@@ -124,10 +152,13 @@ def create(folder: Path, name: str = "first") -> Created:
     except OSError as exc:
         where = exc.filename or folder
         raise UserError(f"{where}: cannot be written ({exc.strerror or exc})") from None
+    written = (*files, Path(".gitignore"))
+    commit = ""
     if git == "none":
         git = _git_init(folder)
+        commit = _first_commit(folder, written)
     storyboard = Path("specs") / f"{name}.yaml"
-    return Created(folder, (*files, Path(".gitignore")), storyboard, git)
+    return Created(folder, written, storyboard, git, commit)
 
 
 def _files(name: str) -> dict[Path, str]:
@@ -235,6 +266,31 @@ def _git_init(folder: Path) -> str:
             "make it one yourself: git init",
         )
     return "created"
+
+
+def _first_commit(folder: Path, files: tuple[Path, ...]) -> str:
+    """Commit what init wrote (and nothing else the folder holds) in the repository it made:
+    "" when done, else why not, in words (init never fails for it)."""
+    git = shutil.which("git")
+    assert git is not None
+    # Only a name and email the person gave (config or environment): git would otherwise
+    # make one up from the machine's user and host names.
+    explicit = ["-c", "user.useConfigOnly=true"]
+    for who in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        if _git(git, [*explicit, "var", who], folder).returncode != 0:
+            return (
+                "git has no user.name and user.email to commit with: no first commit made "
+                "(git config --global user.name 'Your Name'; git config --global user.email "
+                "you@example.com; then git add -A && git commit)"
+            )
+    added = _git(git, ["add", "--", *map(str, files)], folder)
+    if added.returncode == 0:
+        message = "A storyboard project, as storyboard init writes it"
+        added = _git(git, [*explicit, "commit", "-q", "-m", message], folder)
+    if added.returncode != 0:
+        said = _last_line(added.stderr) or f"exit code {added.returncode}"
+        return f"git could not make the first commit ({said}): commit yourself"
+    return ""
 
 
 def _git(git: str, args: list[str], folder: Path) -> subprocess.CompletedProcess[str]:

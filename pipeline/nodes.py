@@ -551,6 +551,12 @@ class Expansion:
     variants: tuple[str, ...]
     warnings: tuple[str, ...]
 
+    @property
+    def shot_count(self) -> int:
+        """The shots and stills once per variant: what a person counts as shots (their
+        takes, the voices, the music and the renders that finish a take are not)."""
+        return len({(s.base_label, s.variant) for s in self.shots if isinstance(s, Clip | Still)})
+
 
 def render_key(request: dict[str, Any], hashes: list[str], renderer: str, take: int) -> str:
     """A render's key; marked pending while one of its images is not known yet."""

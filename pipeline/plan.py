@@ -50,6 +50,15 @@ if TYPE_CHECKING:
     from pipeline.cache.remote import Remote
 
 
+def variants_said(variants: tuple[str, ...], every: tuple[str, ...]) -> str:
+    """The variants a render is used in, for a person: `all 4 variants` when every variant
+    shares it, else their names; "" without a matrix."""
+    named = [v for v in variants if v]
+    if len(every) > 1 and set(named) >= {v for v in every if v}:
+        return f"all {len(every)} variants"
+    return ", ".join(named)
+
+
 @dataclass(frozen=True)
 class PlanRow:
     """One unique render (one key), with every variant that uses it, its state and why."""
@@ -223,7 +232,8 @@ def graph_for(
     the cache holds."""
     decisions = read_decisions(spec.path, kind(renderer), spec.root)
     spec = fetch_inputs(spec, cache)
-    graph = Graph.of(expand(spec, renderer, max_shots, Fonts(cache.fonts), decisions))
+    fonts = Fonts(cache.fonts)
+    graph = Graph.of(expand(spec, renderer, max_shots, fonts, decisions, cache.clips.flagged))
     return spec, decisions, graph.resolved_from(cache.frame)
 
 
@@ -281,7 +291,7 @@ def make_plan(graph: Graph, where: Where, paid: bool = True) -> Plan:
     films = graph.films()
     known = film_facts(films, where, frozenset(vouched))
     film_rows = tuple(FilmRow(film, film_state(film, known)) for film in films)
-    return Plan(tuple(rows), film_rows, len(graph.expansion.shots), graph, vouched)
+    return Plan(tuple(rows), film_rows, graph.expansion.shot_count, graph, vouched)
 
 
 def film_facts(

@@ -8,9 +8,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pipeline import qc
 from pipeline.errors import printable
 from pipeline.nodes import Node
 from pipeline.render import CHECKING, DOWNLOADING, RUNNING
@@ -25,21 +26,34 @@ PLAIN_EVERY = 30.0  # seconds between the plain reporter's lines on where the re
 SHOWN_RUNNING = 8  # renders under way listed on the live display
 
 
-def _describe(outcome: Outcome) -> str:
-    what = _what(outcome.shot)
+def _describe(outcome: Outcome, outlook: Outlook) -> str:
+    what = _what(outcome.shot, outlook)
     if outcome.status == Ran.RENDERED and outcome.record is not None:
         cost = outcome.record.cost
         money = f"${cost:.2f}" if cost is not None else "cost not reported"
         verb = "collected" if outcome.collected else "rendered"
         paid = ", paid by an earlier build" if outcome.collected else ""
         text = f"{verb} {what} ({outcome.seconds:.1f} s, {money}{paid})"
-        return text + (f"\n  warning: {outcome.warning}" if outcome.warning else "")
+        text += f"\n  warning: {outcome.warning}" if outcome.warning else ""
+        return text + _findings(outcome)
     if outcome.status == Ran.CACHED:
         return f"cached   {what} (rendered meanwhile by another build)"
     if outcome.status == Ran.PULLED and outcome.record is not None:
         size = outcome.record.bytes / 1e6
-        return f"fetched  {what} (from the team cache, {size:.1f} MB, {outcome.seconds:.1f} s)"
+        text = f"fetched  {what} (from the team cache, {size:.1f} MB, {outcome.seconds:.1f} s)"
+        return text + _findings(outcome)
     return f"{outcome.status:8} {what}: {outcome.error}"
+
+
+def _findings(outcome: Outcome) -> str:
+    """The quality check's warning on a take delivered, on a line of its own."""
+    found = outcome.findings
+    return f"\n  warning: {qc.warning(outcome.shot, found)}" if found else ""
+
+
+def _said_anyway(outcome: Outcome) -> bool:
+    """Failures, warnings and findings are said even with -q."""
+    return outcome.status == Ran.FAILED or bool(outcome.warning or outcome.findings)
 
 
 def _worth_saying(message: str, verbosity: int) -> bool:
@@ -49,8 +63,10 @@ def _worth_saying(message: str, verbosity: int) -> bool:
     )
 
 
-def _what(shot: Node) -> str:
-    what = shot.label + (f" [{shot.variant}]" if shot.variant else "")
+def _what(shot: Node, outlook: Outlook) -> str:
+    """`bed [all 4 variants]`, `vo [yuzu-en, cocoa-en]`, `pour [yuzu-en] take 2`."""
+    variants = outlook.variants.get((shot.label, shot.variant), shot.variant)
+    what = shot.label + (f" [{variants}]" if variants else "")
     return what + (f" take {shot.take}" if shot.takes > 1 else "")
 
 
@@ -90,11 +106,12 @@ class Tally:
         self.skipped = 0
         self.spent = 0.0
         self.took: list[float] = []  # seconds of each render this build made
+        self.joins = Joins(outlook.films)
         self.lock = threading.Lock()
 
     def start(self, shot: Node) -> None:
         with self.lock:
-            self.running[shot.key] = Running(_what(shot), RUNNING, self.now())
+            self.running[shot.key] = Running(_what(shot, self.outlook), RUNNING, self.now())
 
     def phase(self, shot: Node, phase: str, spent: float) -> None:
         with self.lock:
@@ -134,13 +151,32 @@ class Tally:
             heapq.heappush(lanes, heapq.heappop(lanes) + typical)
         return max(lanes)
 
+    def film_started(self, name: str) -> None:
+        with self.lock:
+            self.joins.started(name, self.now())
+
+    def film_finished(self, name: str, ok: bool) -> None:
+        with self.lock:
+            self.joins.finished(name, ok, self.now())
+
+    def films_joining(self, count: int) -> None:
+        with self.lock:
+            self.joins = Joins(count, joining=True)
+
     def line(self) -> str:
-        """The state of the renders in one line."""
-        return "rendering: " + "; ".join(self.parts())
+        """Where the build stands in one line: its renders, then its joins."""
+        head, *rest = self.parts()
+        return f"{self.step}: {head}" + "".join(f"; {part}" for part in rest)
+
+    @property
+    def step(self) -> str:
+        return "joining films" if self.joins.joining else "rendering"
 
     def parts(self) -> list[str]:
         """What is done and under way; the money (of a paid build); the time left."""
         with self.lock:
+            if self.joins.joining:
+                return self.joins.parts(self.now())
             phases = [entry.phase for entry in self.running.values()]
             counts = [f"{self.done} of {self.outlook.renders} done"]
             if self.failed:
@@ -157,18 +193,68 @@ class Tally:
                 )
             left = self.time_left()
             parts.append(_about(left) if left is not None else "time left: once one is done")
+            if self.joins.total:
+                parts.append(f"then {self.joins.total} film(s) to join")
             return parts
 
     def rows(self, limit: int = SHOWN_RUNNING) -> list[tuple[str, str, str]]:
-        """The renders under way, the longest running first: (what, phase, elapsed)."""
+        """The renders under way, the longest running first: (what, phase, elapsed); the
+        films being joined, once the renders are done."""
         with self.lock:
             now = self.now()
+            if self.joins.joining:
+                return [
+                    (name, "joining", clock(now - since))
+                    for name, since in self.joins.running.items()
+                ]
             entries = sorted(self.running.values(), key=lambda r: r.since)
             return [(r.what, r.phase, clock(now - r.since)) for r in entries[:limit]]
 
     @property
     def under_way(self) -> int:
-        return len(self.running)
+        return len(self.joins.running) if self.joins.joining else len(self.running)
+
+
+@dataclass
+class Joins:
+    """Where a build's film joins stand: how many, done, failed, under way; the time left,
+    from how long this build's joins took (films are joined one at a time here)."""
+
+    total: int
+    joining: bool = False  # the renders are done: the films are being joined
+    done: int = 0
+    failed: int = 0
+    running: dict[str, float] = field(default_factory=dict)  # film name: when it started
+    took: list[float] = field(default_factory=list)
+
+    def started(self, name: str, now: float) -> None:
+        self.running[name] = now
+
+    def finished(self, name: str, ok: bool, now: float) -> None:
+        since = self.running.pop(name, now)
+        self.done += 1
+        self.failed += not ok
+        if ok:
+            self.took.append(now - since)
+
+    def parts(self, now: float) -> list[str]:
+        counts = [f"{self.done} of {self.total} done"]
+        if self.failed:
+            counts.append(f"{self.failed} failed")
+        counts.append(f"{len(self.running)} joining")
+        left = self.time_left(now)
+        return [
+            ", ".join(counts),
+            _about(left) if left is not None else "time left: once one is done",
+        ]
+
+    def time_left(self, now: float) -> float | None:
+        if not self.took:
+            return None
+        typical = statistics.median(self.took)
+        under_way = sum(max(typical - (now - since), 0.0) for since in self.running.values())
+        waiting = max(self.total - self.done - len(self.running), 0)
+        return under_way + waiting * typical
 
 
 class PlainReporter:
@@ -215,13 +301,27 @@ class PlainReporter:
 
     def shot_finished(self, outcome: Outcome, spent: float) -> None:
         self.tally.finish(outcome, spent)
-        if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
+        if _said_anyway(outcome) or self.verbosity >= NORMAL:
             done = self.tally.done
-            self._print(f"[{done}/{self.tally.outlook.renders}] {_describe(outcome)}")
+            self._print(
+                f"[{done}/{self.tally.outlook.renders}] {_describe(outcome, self.tally.outlook)}"
+            )
 
     def note(self, message: str) -> None:
         if _worth_saying(message, self.verbosity):
             self._print(message)
+
+    def films_joining(self, count: int) -> None:
+        self.tally.films_joining(count)
+        if count and self.verbosity > QUIET and self._timer is None:
+            self._timer = threading.Thread(target=self._tell, name="progress", daemon=True)
+            self._timer.start()
+
+    def film_started(self, name: str) -> None:
+        self.tally.film_started(name)
+
+    def film_finished(self, name: str, ok: bool) -> None:
+        self.tally.film_finished(name, ok)
 
     def _print(self, text: str) -> None:
         with self._printing:
@@ -259,11 +359,14 @@ class RichReporter:
         for column in ("what", "phase", "elapsed"):
             table.add_column(column, justify="right" if column == "elapsed" else "left")
         for what, phase, elapsed in rows:
-            style = "cyan" if phase == RUNNING else "blue"
+            style = "cyan" if phase in (RUNNING, "joining") else "blue"
             table.add_row(Text("  " + printable(what)), Text(phase, style=style), elapsed)
         more = self.tally.under_way - len(rows)
         counts, *rest = self.tally.parts()
-        lines: list[Any] = [Text(f"rendering: {counts}", style="bold"), Text(" · ".join(rest))]
+        lines: list[Any] = [
+            Text(f"{self.tally.step}: {counts}", style="bold"),
+            Text(" · ".join(rest)),
+        ]
         if rows:
             lines.append(table)
         if more > 0:
@@ -293,12 +396,21 @@ class RichReporter:
             Ran.PULLED: "green",
             Ran.FAILED: "red",
         }.get(outcome.status, "yellow")
-        if outcome.status == Ran.FAILED or outcome.warning or self.verbosity >= NORMAL:
-            self._print(_describe(outcome), style)
+        if _said_anyway(outcome) or self.verbosity >= NORMAL:
+            self._print(_describe(outcome, self.tally.outlook), style)
 
     def note(self, message: str) -> None:
         if _worth_saying(message, self.verbosity):
             self._print(message, "")
+
+    def films_joining(self, count: int) -> None:
+        self.tally.films_joining(count)
+
+    def film_started(self, name: str) -> None:
+        self.tally.film_started(name)
+
+    def film_finished(self, name: str, ok: bool) -> None:
+        self.tally.film_finished(name, ok)
 
     def _print(self, text: str, style: str) -> None:
         from rich.text import Text  # a label may hold brackets: never read as markup
@@ -356,4 +468,6 @@ def summary_line(summary: BuildSummary) -> str:
     for outcome in summary.sequences:
         if outcome.status in (Joined.BLOCKED, Joined.FAILED):
             line += f"\n  sequence {outcome.sequence.name} {outcome.status}: {outcome.error}"
+    for refused in summary.refused:
+        line += f"\n  --qc strict: {refused}"
     return line

@@ -19,10 +19,15 @@ from typing import Any, BinaryIO
 
 from pipeline.errors import SpecError, UserError, shown
 
-MARKERS = (".storyboard", ".git")
+SETTINGS_FILE = "storyboard.toml"
+# What makes a folder a project: its cache folder, a git repository, or its settings. The
+# settings file is the one of them a clone has of a project inside another repository (the
+# cache is not committed): without it, that project's films and cache would go to the
+# repository's top.
+MARKERS = (".storyboard", ".git", SETTINGS_FILE)
 ROOT_HINT = (
     "a storyboard reads only regular, not hidden, files inside its project: {root} (the "
-    "nearest folder above it holding .storyboard/ or .git)"
+    "nearest folder above it holding .storyboard/, .git or storyboard.toml)"
 )
 
 
@@ -92,12 +97,12 @@ def _regular(mode: int, shown: str) -> None:
 
 
 def project_root(path: Path) -> Path:
-    """The nearest folder at or above a storyboard (or a folder) holding `.storyboard/` or
-    `.git`; else the storyboard's own folder."""
+    """The nearest folder at or above a storyboard (or a folder) holding `.storyboard/`,
+    `.git` or `storyboard.toml`; else the storyboard's own folder."""
     path = path.resolve()
     folder = path if path.is_dir() else path.parent
     for candidate in (folder, *folder.parents):
-        if (candidate / MARKERS[0]).is_dir() or (candidate / MARKERS[1]).exists():
+        if (candidate / MARKERS[0]).is_dir() or any((candidate / m).exists() for m in MARKERS[1:]):
             return candidate
     return folder
 
@@ -204,9 +209,6 @@ def file_kind(mode: int) -> str:
         stat.S_ISSOCK: "a socket",
     }
     return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
-
-
-SETTINGS_FILE = "storyboard.toml"
 
 
 # The team's settings of a project, and the file they came from (None: there are none).

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from pipeline.compare import Comparison
 from pipeline.nodes import Still, depends_on
-from pipeline.plan import Plan
+from pipeline.plan import Plan, variants_said
 from pipeline.state import FilmState, ShotState, said
 
 
@@ -99,13 +99,9 @@ def _render_table(plan: Plan) -> Table:
     table = Table(title=None, show_lines=False, header_style="bold")
     for name, justify in PLAN_COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    every = plan.variants
     for row in plan.rows:
         shot = row.shot
-        if len(every) > 1 and len(row.variants) == len(every):
-            variants = "(all)"
-        else:
-            variants = ", ".join(v for v in row.variants if v) or "-"
+        variants = variants_said(row.variants, plan.variants) or "-"
         table.add_row(
             "(later)" if shot.pending else shot.key[:10],
             shot.label,
@@ -126,11 +122,16 @@ def _print_render_reasons(plan: Plan, console: Console) -> None:
     for row in plan.rows:
         if not row.reasons:
             continue
-        variants = ", ".join(v for v in row.variants if v)
+        variants = variants_said(row.variants, plan.variants)
         take = f" take {row.shot.take}" if row.shot.takes > 1 else ""
         head = Text(f"{row.shot.label}{take}" + (f" [{variants}]" if variants else ""))
         console.print(head + Text(": ") + state_text(row.status), highlight=False)
         print_reasons(console, said(row.reasons))
+
+
+def _in_variants(plan: Plan) -> str:
+    variants = [v for v in plan.variants if v]
+    return f" in {len(variants)} variants" if len(variants) > 1 else ""
 
 
 def _print_totals(plan: Plan, console: Console) -> None:
@@ -140,7 +141,8 @@ def _print_totals(plan: Plan, console: Console) -> None:
     collect = sum(1 for row in plan.rows if row.status == ShotState.IN_FLIGHT)
     fetch = sum(1 for row in plan.rows if row.status == ShotState.REMOTE)
     console.print(
-        f"[bold]{plan.shot_count}[/bold] shots, [bold]{len(plan.rows)}[/bold] unique renders, "
+        f"[bold]{plan.shot_count}[/bold] shots{_in_variants(plan)}, "
+        f"[bold]{len(plan.rows)}[/bold] unique renders (a render variants share is one), "
         f"[bold]{renders}[/bold] to render"
         + (f", {collect} in flight to collect" if collect else "")
         + (f", {fetch} to fetch from the team cache" if fetch else "")

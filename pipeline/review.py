@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from pipeline import media
+from pipeline import thumbnails
 from pipeline.cache import Cache, write_atomic
 from pipeline.decisions import Decisions, line_name
 from pipeline.errors import MediaError
@@ -26,6 +26,7 @@ from pipeline.nodes import Card, Clip, Film, Node, Still, TextLayer, depends_on
 from pipeline.outputs import output_path
 from pipeline.plan import Plan
 from pipeline.project import refuse_link_out
+from pipeline.qc import Findings
 from pipeline.render import kind
 from pipeline.state import ShotState, said
 
@@ -49,6 +50,7 @@ class ShotCard:
     clip: str | None
     thumb: str | None
     after: str = ""  # what it starts from: `street (last)`
+    findings: Findings = ()  # what the quality check found in its clip (qc.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class FilmCard:
     video: str | None
     poster: str | None
     texts: tuple[TextLayer, ...] = ()  # its text layers, as this variant says them
+    findings: Findings = ()  # what the quality check found in it
 
 
 @dataclass(frozen=True)
@@ -163,12 +166,10 @@ def board(
     }
     groups = _groups(graph.expansion.shots, graph, cards, decisions, rows)
     film_states = {row.film.name: row.state for row in plan.film_rows}
-    strips = _strips(plan.films, film_states, links, graph, held)
+    strips = _strips(plan.films, film_states, links, graph, held, cache)
     missing = [c for c in cards.values() if c.status != ShotState.CACHED]
     totals = {
-        "shots": len(
-            {(s.base_label, s.variant) for s in graph.expansion.shots if isinstance(s, DECIDABLE)}
-        ),
+        "shots": graph.expansion.shot_count,
         "renders": len(cards),
         "done": len(cards) - len(missing),
         "spent": round(sum(c.cost or 0.0 for c in cards.values()), 2),
@@ -205,6 +206,7 @@ def _card(row: Any, cache: Cache | None, renderer: str, links: Links) -> ShotCar
         clip=links.clip(shot.key) if record else None,
         thumb=links.thumb(shot) if record and not shot.sound else None,
         after=depends_on(shot),
+        findings=(record.qc or ()) if record else (),
     )
 
 
@@ -231,7 +233,11 @@ def _groups(
             alike.setdefault((keys, picked, state), []).append(variant)
         several = len(alike) > 1
         for (keys, picked, state), names in alike.items():
-            takes = [cards[k] for k in dict.fromkeys(keys) if k in cards]
+            # A take the quality check found something in comes after the clean ones.
+            takes = sorted(
+                (cards[k] for k in dict.fromkeys(keys) if k in cards),
+                key=lambda card: bool(card.findings),
+            )
             first = variants[names[0]][0]
             prompts = {c.shot.prompt for c in takes if c.shot.label == label}
             verdict, note, by, at = state or ("", "", "", "")
@@ -272,6 +278,7 @@ def _strips(
     links: Links,
     graph: Any,
     held: set[str],
+    cache: Cache,
 ) -> list[Strip]:
     """A strip per sequence and distinct list of clips, its films in the order planned."""
     strips: dict[tuple[str, tuple[str, ...]], list[Film]] = {}
@@ -283,7 +290,7 @@ def _strips(
     for (sequence_id, clips), members in strips.items():
         first = members[0]
         variants = tuple(dict.fromkeys(f.variant for f in members if f.variant))
-        shown = [_film(f, states.get(f.name), links) for f in members]
+        shown = [_film(f, states.get(f.name), links, cache) for f in members]
         made.append(
             Strip(
                 id=_digest(sequence_id, *clips),
@@ -328,9 +335,10 @@ def _css_colour(value: Any, default: str) -> str:
     return text if re.fullmatch(r"#[0-9A-Fa-f]{6}|[A-Za-z]{3,30}", text) else default
 
 
-def _film(film: Film, state: Any, links: Links) -> FilmCard:
+def _film(film: Film, state: Any, links: Links, cache: Cache) -> FilmCard:
     name = str(state.name) if state is not None else "new"
     reason = state.said[0] if state is not None and state.said else ""
+    stored = cache.films.get(film.key)
     return FilmCard(
         name=film.name,
         variant=film.variant,
@@ -342,6 +350,7 @@ def _film(film: Film, state: Any, links: Links) -> FilmCard:
         video=links.film(film),
         poster=links.poster(film),
         texts=film.texts,
+        findings=(stored.qc or ()) if stored is not None else (),
     )
 
 
@@ -373,7 +382,7 @@ def write_review(
 
 def make_thumbnails(plan: Plan, cache: Cache, folder: Path, note: Callable[[str], None]) -> None:
     """The thumbnail of every picture render the cache holds that has none yet, made on
-    every core (an ffmpeg each)."""
+    every core (PyAV releases the interpreter while it decodes)."""
     shots = [row.shot for row in plan.rows if not row.shot.sound]
     held = cache.clips.present([shot.key for shot in shots])
     missing = [
@@ -412,8 +421,7 @@ def static_links(cache: Cache, films: Path, folder: Path) -> Links:
         video = output_path(films, sequence)
         if not video.exists():
             return None
-        made = thumbnail(video, folder / "posters", sequence.key, poster_time(sequence), 480)
-        return _relative(made, folder)
+        return _relative(make_poster(video, folder / "posters", sequence, 480), folder)
 
     return Links(clip, thumb, film, poster)
 
@@ -430,16 +438,22 @@ def poster_time(film: Film) -> float:
 
 
 def thumbnail(
-    video: Path, folder: Path, key: str, at: float, width: int = THUMB_WIDTH
+    video: Path, folder: Path, key: str, at: float, width: int = THUMB_WIDTH, exact: bool = False
 ) -> Path | None:
-    """The frame of a clip or film at `at` seconds, made once per key (and width)."""
+    """The keyframe of a clip at or before `at` seconds (`exact`: the frame at `at`), made
+    once per key (and width); None when the file has no frame to show."""
     target = folder / f"{key}-{width}.jpg"
     if target.exists():
         return target
     try:
-        return media.thumbnail(video, target, at=at, width=width)
+        return thumbnails.thumbnail(video, target, at, width, exact)
     except MediaError:
         return None
+
+
+def make_poster(video: Path, folder: Path, film: Film, width: int) -> Path | None:
+    """A film's poster: its frame at `poster_time`, made once per film key (and width)."""
+    return thumbnail(video, folder, film.key, poster_time(film), width, exact=True)
 
 
 def _relative(path: Path | None, start: Path) -> str | None:

@@ -46,7 +46,7 @@ from pipeline.errors import SpecError, StoryboardError, UserError, printable
 from pipeline.nodes import Film, Node
 from pipeline.outputs import output_path
 from pipeline.plan import Loaded
-from pipeline.review import Board, Group, Links, board, poster_time, render_page, thumbnail
+from pipeline.review import Board, Group, Links, board, make_poster, render_page, thumbnail
 
 MAX_BODY = 16_384  # a decision is a few hundred bytes
 SAFE_METHODS = ("GET", "HEAD")
@@ -202,9 +202,7 @@ async def poster_file(request: Request) -> Response:
     video, film = _servable(found[0], served.films_base), found[1]
     if video is None:
         return PlainTextResponse("no such film", 404)
-    posters = served.review / "posters"
-    at = poster_time(film)
-    made = await run_in_threadpool(thumbnail, video, posters, film.key, at, 640)
+    made = await run_in_threadpool(make_poster, video, served.review / "posters", film, 640)
     made = _servable(made, served.films_base) if made else None
     if made is None:
         return PlainTextResponse("no poster", 404)

@@ -78,6 +78,7 @@ async def pull_film(remote: Remote, cache: Cache, key: str, name: str) -> FilmRe
             record.sha256,
             record.duration,
             record.method,
+            record.qc,
             record.loudness,
         )
     finally:

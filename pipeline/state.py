@@ -394,7 +394,9 @@ def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
 def film_changes(old: Mapping[str, Any], film: Film) -> list[str]:
     """What differs between an earlier film's recipe (as the lock keeps it) and this one's,
     in words: its clips, its sound, its text, and how it is joined."""
-    new = json.loads(canonical_json(film.recipe.data()))  # as the lock keeps it: JSON
+    # Both as the lock keeps them, JSON: a tuple of the recipe is a list there.
+    old = json.loads(canonical_json(dict(old)))
+    new = json.loads(canonical_json(film.recipe.data()))
     reasons = _piece_changes(old.get("pieces") or [], new["pieces"], film)
     for name, use in (("voice-over", film.voice), ("bed", film.bed)):
         field_name = "voice" if name == "voice-over" else "bed"

@@ -32,7 +32,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from pipeline.errors import SpecError, did_you_mean, shown
+from pipeline.errors import Diagnostic, SpecError, did_you_mean, shown
 from pipeline.project import OutsideProject, TooLarge, find_in, read_bounded
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
@@ -42,8 +42,12 @@ _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 MAX_TEXT = 100_000  # characters of any text, items of any list, a template makes
 MAX_NUMBER = 100_000  # a width or count given to a filter or method that grows text
 MAX_LOOPS = 100_000  # turns of all the loops of one render
-MAX_SECONDS = 2.0  # wall clock of one render
+MAX_SECONDS = 2.0  # CPU time of one render (time the machine gives others is not counted)
+# Off the main thread, where no timer signal arrives, the thread's CPU clock is read once
+# every this many checks: reading it is a system call, and checks run on every operation.
+CLOCK_EVERY = 64
 MAX_TEMPLATE_BYTES = 100_000
+MAX_UNDEFINED = 20  # names one render says it misses: past these, there is enough to fix
 # Whatever the checks above do not foresee: what the whole expansion may allocate beyond
 # what the process held when it began, before Python's MemoryError stops it.
 MAX_MEMORY = 1 << 30
@@ -101,21 +105,29 @@ class PromptTemplates:
 
     @contextlib.contextmanager
     def limits(self) -> Iterator[None]:
-        """Within this, a render is stopped past MAX_SECONDS even in a loop that calls
-        nothing (a timer signal, which only the main thread receives), and memory beyond
-        MAX_MEMORY fails with MemoryError instead of taking the machine."""
+        """Within this, a render is stopped past MAX_SECONDS of CPU time even in a loop
+        that calls nothing (a timer signal, which only the main thread receives), and memory
+        beyond MAX_MEMORY fails with MemoryError instead of taking the machine.
+
+        The limit is CPU time, not wall time: on a loaded machine (a CI runner at load 20)
+        a legitimate template waits for a core as long as it runs, and a wall-clock limit
+        stopped it at random. ITIMER_PROF counts the process's CPU time (user and system:
+        a template that makes the kernel allocate pays for it) and never the time the
+        process waits; SIGPROF leaves SIGALRM, and whatever else times the process by the
+        wall clock, alone. The process's CPU time includes its other threads': when the
+        timer fires, the render's own thread's CPU clock decides (see `on_timer`)."""
         with _memory_cap(MAX_MEMORY):
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
-            previous = signal.signal(signal.SIGALRM, self.env.on_alarm)
+            previous = signal.signal(signal.SIGPROF, self.env.on_timer)
             self.env.timer = True
             try:
                 yield
             finally:
                 self.env.timer = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.signal(signal.SIGPROF, previous)
 
     def render(
         self,
@@ -129,13 +141,25 @@ class PromptTemplates:
         """The prompt with whitespace normalised (within each line, with `lines`: text drawn
         on a film keeps its line breaks); `where` locates an inline prompt in the YAML (and
         the `template:` field, for a template that cannot be loaded)."""
-        try:
-            compiled = self._compile(template, inline)
-            text = self.env.bounded_render(compiled, context)
-        except jinja2.TemplateSyntaxError as exc:
-            raise self._syntax_error(exc, where) from None
-        except Exception as exc:
-            raise self._runtime_error(exc, where, _message(exc, context), context) from None
+        said: list[Diagnostic] = []
+        seen = context
+        while True:
+            try:
+                compiled = self._compile(template, inline)
+                text = self.env.bounded_render(compiled, seen)
+                break
+            except jinja2.TemplateSyntaxError as exc:
+                raise SpecError.of([*said, *self._syntax_error(exc, where).diagnostics]) from None
+            except Exception as exc:
+                error, written = self._runtime_error(exc, where, seen, inline or "")
+                said.extend(error.diagnostics)
+                # Each name it misses, said in one run: the next render has a stand-in.
+                again = _standing_in(exc, seen, written) if len(said) < MAX_UNDEFINED else None
+                if again is None:
+                    raise SpecError.of(said) from None
+                seen = again
+        if said:
+            raise SpecError.of(said)
         left = LEFT_SYNTAX.search(text)
         if left is not None:
             raise _left_over(text, left, where)
@@ -165,7 +189,7 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, where) from None
         except Exception as exc:
-            raise self._runtime_error(exc, where, _message(exc, context), context) from None
+            raise self._runtime_error(exc, where, context, source)[0] from None
         return json.loads(made)
 
     def _compile(self, template: str | None, inline: str | None) -> jinja2.Template:
@@ -189,15 +213,17 @@ class PromptTemplates:
         return SpecError(where.path, line, col, f"prompt syntax: {message}", code="template-syntax")
 
     def _runtime_error(
-        self, exc: Exception, where: PromptSource, message: str, context: dict[str, Any]
-    ) -> SpecError:
+        self, exc: Exception, where: PromptSource, context: dict[str, Any], inline: str
+    ) -> tuple[SpecError, str]:
         """Locate the error in a template (Jinja rewrites tracebacks to template lines), say
         whose prompt it is (the shot and variant, and where the storyboard names the
-        template) and, for an undefined name, which names are defined.
+        template) and, for an undefined name, which names are defined; and the template
+        line it is on.
 
         An undefined name is reported where it is looked up: the outermost template line
         that spells it, not the macro that later used the undefined value.
         """
+        message = _message(exc, context)
         dirs = [str(d) for d in self.dirs]
         frames = [
             f
@@ -213,18 +239,23 @@ class PromptTemplates:
         code = "undefined" if undefined else "template"
         hint = _defined_names(context) if undefined else None
         who = f"{where.who}: " if where.who else ""
+        missing = _MISSING_ATTRIBUTE.search(str(exc)) if undefined else None
         if chosen is None or chosen.filename == "<template>":
-            line, col = where.at(chosen.lineno if chosen is not None else 1)
-            return SpecError(where.path, line, col, who + message, hint, code=code)
+            number = chosen.lineno if chosen is not None else 1
+            written = _line(inline, number)
+            if missing is not None:
+                message = _missing_key(written, missing.group(1), context) or message
+            line, col = where.at(number)
+            return SpecError(where.path, line, col, who + message, hint, code=code), written
         named = where.at(1)
         whose = f"{where.who} ({shown(where.path)}:{named[0]}): " if where.who else ""
         line = chosen.lineno or 1
         written = linecache.getline(chosen.filename, line) or chosen.line or ""
-        missing = _MISSING_ATTRIBUTE.search(str(exc)) if undefined else None
         if missing is not None:
-            message += _attribute_guess(written, missing.group(1), context)
+            message = _missing_key(written, missing.group(1), context) or message
         col = _column(written, name.group(1) if name else missing.group(1) if missing else None)
-        return SpecError(shown(Path(chosen.filename)), line, col, whose + message, hint, code=code)
+        path = shown(Path(chosen.filename))
+        return SpecError(path, line, col, whose + message, hint, code=code), written
 
 
 # Template syntax in what a template rendered: text a value brought in, never worked out.
@@ -253,7 +284,7 @@ MAX_NAMES_SHOWN = 40
 
 
 def _defined_names(context: dict[str, Any]) -> str:
-    names = sorted(str(name) for name in context)
+    names = sorted(str(name) for name, value in context.items() if not _stand_in(value))
     shown_names = ", ".join(names[:MAX_NAMES_SHOWN])
     more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
     return f"defined here: {shown_names}{more}" if names else "no variable is defined here"
@@ -262,23 +293,90 @@ def _defined_names(context: dict[str, Any]) -> str:
 _MISSING_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
-def _attribute_guess(line: str, attribute: str, context: dict[str, Any]) -> str:
-    """For `{{ flavour.nmae }}`: what `flavour` is, and the key it may have meant."""
-    found = re.search(rf"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.{re.escape(attribute)}\b", line)
+def _line(text: str, number: int | None) -> str:
+    lines = text.splitlines()
+    return lines[(number or 1) - 1] if 0 < (number or 1) <= len(lines) else ""
+
+
+_LOOKUP = re.compile(
+    r"(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
+    r"(?:\s*\[\s*(?P<index>[A-Za-z_]\w*|'[^']*'|\"[^\"]*\")\s*\]|\.(?P<attribute>[A-Za-z_]\w*))"
+)
+
+
+def _missing_key(line: str, key: str, context: dict[str, Any]) -> str | None:
+    """For `{{ taglines[lang] }}` in a variant whose `lang` is `fr`: `taglines has no 'fr'
+    (variant lang=fr); it has: en, de`: the mapping looked into, the key it lacks, the
+    variable that chose that key, and its keys. None when the line does not say."""
+    found = _missing_lookup(line, key, context)
     if found is None:
-        return ""
+        return None
+    value, index = _looked_up(found["name"], context), found["index"]
+    chose = f" (variant {index}={key})" if index is not None and index in context else ""
+    keys = ", ".join(str(k) for k in list(value)[:MAX_NAMES_SHOWN] if not _stand_in(value[k]))
+    said = f"{found['name']} has no '{key}'{chose}"
+    guess = did_you_mean(key, map(str, value))
+    return (
+        f"{said}{guess} (it has: {keys or 'no keys'})"
+        if guess
+        else f"{said}; it has: {keys or 'no keys'}"
+    )
+
+
+def _missing_lookup(line: str, key: str, context: dict[str, Any]) -> re.Match[str] | None:
+    """The lookup on `line` (`taglines[lang]`, `flavour.name`) of a mapping that has no
+    `key`, as `_LOOKUP` matches it."""
+    for found in _LOOKUP.finditer(line):
+        value = _looked_up(found["name"], context)
+        index, attribute = found["index"], found["attribute"]
+        asked = attribute if attribute is not None else _index_value(index, context)
+        if isinstance(value, dict) and asked == key and key not in value:
+            return found
+    return None
+
+
+def _standing_in(exc: Exception, context: dict[str, Any], line: str) -> dict[str, Any] | None:
+    """`context` with a stand-in for the name or key `exc` says is missing (`line`: where
+    it is looked up), so that a render finds the next one; None for any other problem."""
+    if not isinstance(exc, jinja2.UndefinedError) or _impure_message(str(exc)):
+        return None
+    name = _UNDEFINED_NAME.search(str(exc))
+    if name is not None and name.group(1) not in context:
+        return {**context, name.group(1): jinja2.ChainableUndefined(name=name.group(1))}
+    missing = _MISSING_ATTRIBUTE.search(str(exc))
+    found = _missing_lookup(line, missing.group(1), context) if missing else None
+    if missing is None or found is None:
+        return None
+    return _with_key(context, found["name"].split("."), missing.group(1))
+
+
+def _with_key(mapping: dict[str, Any], path: list[str], key: str) -> dict[str, Any]:
+    """`mapping` with a stand-in at `key` of the mapping at `path` in it (copies, never
+    changed: the values are the storyboard's)."""
+    if not path:
+        return {**mapping, key: jinja2.ChainableUndefined(name=key)}
+    return {**mapping, path[0]: _with_key(mapping[path[0]], path[1:], key)}
+
+
+def _stand_in(value: Any) -> bool:
+    return isinstance(value, jinja2.Undefined)
+
+
+def _looked_up(dotted: str, context: dict[str, Any]) -> Any:
     value: Any = context
-    for part in found.group(1).split("."):
+    for part in dotted.split("."):
         if not isinstance(value, dict) or part not in value:
-            return ""
+            return None
         value = value[part]
-    if isinstance(value, dict):
-        keys = ", ".join(sorted(map(str, value))[:MAX_NAMES_SHOWN])
-        guess = did_you_mean(attribute, map(str, value))
-        guess = f"; {guess.removeprefix(': ')}" if guess else ""
-        return f" ({found.group(1)} has: {keys or 'no keys'}{guess})"
-    kind = "text" if isinstance(value, str) else type(value).__name__
-    return f" ({found.group(1)} is {kind}, {str(value)[:40]!r}: it has no '{attribute}')"
+    return value
+
+
+def _index_value(index: str | None, context: dict[str, Any]) -> Any:
+    if index is None:
+        return None
+    if index[0] in "'\"":
+        return index[1:-1]
+    return context.get(index)
 
 
 def _column(line: str, name: str | None) -> int:
@@ -320,7 +418,8 @@ def _undefined_message(exc: jinja2.UndefinedError, context: dict[str, Any]) -> s
     match = _UNDEFINED_NAME.search(str(exc))
     if match:
         name = match.group(1)
-        return f"undefined variable '{name}'" + did_you_mean(name, map(str, context))
+        known = (str(known) for known, value in context.items() if not _stand_in(value))
+        return f"undefined variable '{name}'" + did_you_mean(name, known)
     return f"undefined value: {_first_line(exc)}"
 
 
@@ -410,8 +509,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.deadline = float("inf")
+        self.deadline = float("inf")  # on the rendering thread's CPU clock
         self.loops = 0
+        self.checks = 0
         self.timer = False
         self.filters = {
             name: _bounded_filter(self, name, function)
@@ -458,10 +558,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return tree
 
     def bounded_render(self, template: jinja2.Template, context: dict[str, Any]) -> str:
-        self.deadline = time.monotonic() + MAX_SECONDS
+        self.deadline = time.thread_time() + MAX_SECONDS
         self.loops = 0
         if self.timer:
-            signal.setitimer(signal.ITIMER_REAL, MAX_SECONDS)
+            signal.setitimer(signal.ITIMER_PROF, MAX_SECONDS)
         try:
             pieces: list[str] = []
             length = 0
@@ -473,15 +573,26 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return "".join(pieces)
         finally:
             if self.timer:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.setitimer(signal.ITIMER_PROF, 0)
             self.deadline = float("inf")
 
-    def on_alarm(self, signum: int, frame: Any) -> None:
-        if self.deadline != float("inf"):
+    def on_timer(self, signum: int, frame: Any) -> None:
+        """The process has spent the render's CPU time: the render is over its limit if
+        this thread spent it; else other threads did, and the timer waits for the rest."""
+        if self.deadline == float("inf"):
+            return
+        left = self.deadline - time.thread_time()
+        if left <= 0:
             raise TemplateLimit(f"the template ran longer than {MAX_SECONDS:g} s")
+        signal.setitimer(signal.ITIMER_PROF, left)
 
     def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
+        """Off the main thread, the limit is checked here; on it, the timer signal stops a
+        render (reading a CPU clock on every operation would slow every render)."""
+        if self.timer:
+            return
+        self.checks += 1
+        if self.checks % CLOCK_EVERY == 0 and time.thread_time() > self.deadline:
             raise TemplateLimit(f"the template ran longer than {MAX_SECONDS:g} s")
 
     def counted(self, items: Iterable[Any]) -> Iterator[Any]:

@@ -16,6 +16,9 @@ from pipeline.cli import main
 from pipeline.nodes import Clip, Node
 
 REPO = Path(__file__).resolve().parent.parent
+# How long a test waits for what a process should soon do: only a hang takes this long, on
+# a machine however busy. No test asserts how fast anything is.
+HANG = 60.0
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from pipeline.cache import Cache
 from pipeline.retry import Backoff
 from pipeline.testing.runware_server import RunwareServer
+from tests.conftest import HANG
 
 KEY = "sk-test-9f3c1d0e-SECRET-b7a2"
 
@@ -89,3 +93,34 @@ def build(cli, spec: Path, *args: str):  # type: ignore[no-untyped-def]
 
 def cache_of(project: Path) -> Cache:
     return Cache(project / ".storyboard")
+
+
+def until(process: subprocess.Popen, condition: Callable[[], bool]) -> None:
+    """Wait for `condition` while `process` runs: what it waits for is something seen (a
+    task accepted, a line said), never a length of time; a minute only stops a hang."""
+    deadline = time.monotonic() + HANG
+    while not condition():
+        assert process.poll() is None, f"the build ended (exit code {process.returncode})"
+        assert time.monotonic() < deadline, "waited a minute: it hangs"
+        time.sleep(0.02)
+
+
+class Said:
+    """What a child process prints on a stream, as it prints it (a thread reads it)."""
+
+    def __init__(self, stream: Iterator[str]) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: Iterator[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def all(self) -> str:
+        """Everything, once the stream has ended."""
+        self._reader.join(HANG)
+        return self.text()

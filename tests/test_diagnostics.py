@@ -26,7 +26,7 @@ CASES: dict[str, tuple[str, list[tuple[int, str, str]]]] = {
         + "  - id: c\n    prompt: three\n"  # 9-10
         + "sequences:\n  - id: s\n    shots: [a, b, cc]\n",  # 11-13
         [
-            (6, "unknown-field", "shots[0]: unknown field 'taeks': did you mean 'takes'?"),
+            (6, "unknown-field", "shot 'a': unknown field 'taeks': did you mean 'takes'?"),
             (8, "template", "template 'ballroom/kyes.j2' not found: did you mean"),
             (13, "unknown-shot", "names unknown shot 'cc': did you mean 'c'?"),
         ],
@@ -35,7 +35,7 @@ CASES: dict[str, tuple[str, list[tuple[int, str, str]]]] = {
         HEAD + "vars:\n  answer: no\n" + "shots:\n  - id: a\n    prompt: one\n    duration: six\n",
         [
             (4, "yaml-1.1", "'no' is read by YAML 1.1 as the boolean false"),
-            (8, "invalid-value", "shots[0].duration: Input should be a valid integer"),
+            (8, "invalid-value", "shot 'a' duration: 'six' is not a number"),
         ],
     ),
     "a duplicate key and an unknown still": (
@@ -53,7 +53,7 @@ CASES: dict[str, tuple[str, list[tuple[int, str, str]]]] = {
         + "shots:\n  - id: a\n    prompt: one\n    fps: fast\n"
         + "  - id: b\n    prompt: two\n    first_frame: {shot: a}\n"
         + "sequences:\n  - id: s\n    shots: [a, b]\n",
-        [(6, "invalid-value", "shots[0].fps")],
+        [(6, "invalid-value", "shot 'a' fps: 'fast' is not a number")],
     ),
     "a missing file in defaults is one problem, not one per shot": (
         HEAD
@@ -64,7 +64,7 @@ CASES: dict[str, tuple[str, list[tuple[int, str, str]]]] = {
     "a top-level mistake and shot mistakes": (
         "version: 2\nname: t\n" + "shots:\n  - id: a\n    prompt: one\n    durration: 6\n",
         [
-            (1, "invalid-value", "version: Input should be 1"),
+            (1, "invalid-value", "version: 2 is not a version this tool reads"),
             (6, "unknown-field", "did you mean 'duration'?"),
         ],
     ),
@@ -123,14 +123,25 @@ def test_each_independent_problem_is_reported_once(project: Path, case: str) -> 
 def test_reading_keeps_what_validates_and_knows_what_failed(project: Path) -> None:
     text, _ = CASES["an invalid shot named elsewhere is one problem"]
     spec = read(write(project / "specs" / "t.yaml", text))
+    # Shot a is kept without its bad fps (the default stands in), so that the rest of it,
+    # and b that starts from it, are checked too.
+    assert [shot.id for shot in spec.storyboard.shots] == ["a", "b"]
+    assert spec.storyboard.shots[0].fps is None
+    assert spec.left_out == {("shots", 0, "fps")} and spec.stands_in(("shots", 0, "fps"))
+    assert spec.source.where(("shots", 1, "first_frame"))[1] == 9
+
+
+def test_an_entry_that_cannot_stand_is_left_out_and_the_rest_point_at_their_lines(
+    project: Path,
+) -> None:
+    text = HEAD + "shots:\n  - prompt: no id\n  - id: b\n    prompt: two\n    seed: 3\n"
+    spec = read(write(project / "specs" / "t.yaml", text))
     assert [shot.id for shot in spec.storyboard.shots] == ["b"]
-    assert spec.failed == {"a", "b"}  # b starts from a frame of a
-    # Locations of the shots kept still point at the file's own lines.
-    assert spec.source.where(("shots", 0, "first_frame"))[1] == 9
+    assert spec.source.where(("shots", 0, "seed"))[1] == 7
 
 
 def test_past_fifty_problems_the_rest_are_counted(project: Path) -> None:
-    shots = "".join(f"  - id: s{n}\n    prompt: p\n    durration: 6\n" for n in range(60))
+    shots = "".join(f"  - id: s{n}\n    prompt: a pour\n    durration: 6\n" for n in range(60))
     _, error = _problems(project, HEAD + "shots:\n" + shots)
     assert len(error.diagnostics) == 60
     lines = error.render().splitlines()

@@ -100,8 +100,7 @@ def test_an_undefined_name_says_whose_prompt_where_and_what_is_defined(project: 
     assert lines[1] == "  hint: defined here: flavour_id, flavours"
     assert lines[2] == (
         "templates/coffee/still.j2:2:14: shot 'still' [caramel] (specs/coffee.yaml:10): "
-        "undefined value: 'dict object' has no attribute 'nmae' (flavour has: name; "
-        "did you mean 'name'?)"
+        "flavour has no 'nmae': did you mean 'name'? (it has: name)"
     )
     assert lines[3] == "  hint: defined here: also, flavour, flavour_id, flavours"
 
@@ -125,10 +124,10 @@ def test_patterns_typos_and_missing_files_are_said_in_words(project: Path, cli) 
         in said
     )
     assert (
-        "specs/words.yaml:5:13: shots[1]: unknown field 'tempalte': did you mean 'template'?"
+        "specs/words.yaml:5:13: shot 'b': unknown field 'tempalte': did you mean 'template'?"
         in said
     )
-    assert "shots[2].id: 'c d' is not an id" in said
-    assert "sequences[0].formats[0]: '16x9' is not a format" in said
+    assert "specs/words.yaml:6:10: shot 'c d' id: 'c d' is not an id" in said
+    assert "specs/words.yaml:8:35: sequence 's' formats[0]: '16x9' is not a format" in said
     assert "hint: write a ratio with a colon (16:9, 9:16, 1:1, 4:5) or a size in pixels" in said
     assert "String should match" not in said and str(project) not in said

@@ -19,26 +19,167 @@ from tests.test_first_hour import git
 # -- init -------------------------------------------------------------------------------------
 
 
-def test_init_makes_a_project_whose_preview_build_makes_films(tmp_path: Path) -> None:
-    from tests.conftest import run_process
+# Init's storyboard made smaller to build: the same templates, matrix, formats, text and
+# transition, at a model's smallest size, 5 s, and the fastest encoder (a preview renders
+# the size asked): a fifth of the work.
+SMALLER = {
+    "  model: minimax:4@1 ": '  model: "bytedance:2@1"  #',
+    "  resolution: 768p ": "  width: 864\n  height: 480  #",
+    "  duration: 6\n": "  duration: 5\n",
+    '    formats: ["16:9", "9:16"]': '    preset: ultrafast\n    formats: ["16:9", "9:16"]',
+}
+FILMS = [
+    f"spot--{look}--{shape}"
+    for look in ("neon-night", "soft-morning-light")
+    for shape in ("16x9", "9x16")
+]
 
-    made = run_process("init", "spot", cwd=tmp_path)
+
+WRITTEN = [
+    ".gitignore",
+    "specs/first.yaml",
+    "storyboard.schema.json",
+    "storyboard.toml",
+    "templates/first/_style.j2",
+    "templates/first/detail.j2",
+    "templates/first/reveal.j2",
+]
+
+
+def _git_out(folder: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=False)
+    return done.stdout
+
+
+def _with_identity(name: str) -> dict[str, str]:
+    """The environment with (or, for None, without) a git identity, whatever this machine's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "EMAIL"))}
+    env |= {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    if name:
+        for role in ("AUTHOR", "COMMITTER"):
+            env |= {f"GIT_{role}_NAME": name, f"GIT_{role}_EMAIL": "ana@example.com"}
+    return env
+
+
+def test_init_makes_a_project_whose_preview_build_makes_films(tmp_path: Path) -> None:
+    made = run_process("init", "spot", cwd=tmp_path, env=_with_identity("Ana Lima"))
     assert made.returncode == 0, made.stderr
     folder = tmp_path / "spot"
     assert (folder / ".git").is_dir()
-    assert (folder / ".gitignore").read_text().splitlines()[1:] == ["build/", ".storyboard/"]
     assert "next: cd spot && storyboard build specs/first.yaml --preview" in made.stdout
+    # Its first commit: what init wrote, and only that.
+    assert "committed what init wrote: the project's first commit" in made.stdout
+    assert _git_out(folder, "log", "--format=%an: %s").splitlines() == [
+        "Ana Lima: A storyboard project, as storyboard init writes it"
+    ]
+    assert sorted(_git_out(folder, "ls-files").splitlines()) == WRITTEN
+    assert _git_out(folder, "status", "--porcelain") == ""
+    planned = run_process("plan", "specs/first.yaml", "--preview", "--json", cwd=folder)
+    assert planned.returncode == 0, planned.stderr
+    assert sorted(s["name"] for s in json.loads(planned.stdout)["sequences"]) == FILMS
+    storyboard = folder / "specs" / "first.yaml"
+    text = storyboard.read_text()
+    for written, smaller in SMALLER.items():
+        assert written in text, written
+        text = text.replace(written, smaller)
+    storyboard.write_text(text)
     built = run_process("build", "specs/first.yaml", "--preview", cwd=folder)
     assert built.returncode == 0, built.stderr
     films = sorted(p.name for p in (folder / "build" / "first" / "preview").glob("*.mp4"))
-    assert films == [
-        f"spot--{look}--{shape}.mp4"
-        for look in ("neon-night", "soft-morning-light")
-        for shape in ("16x9", "9x16")
+    assert films == [f"{name}.mp4" for name in FILMS]
+    # What the build made is either committed (its lock) or ignored (films, cache).
+    assert _git_out(folder, "status", "--porcelain").splitlines() == [
+        " M specs/first.yaml",  # made smaller above
+        "?? specs/first.preview.lock",
     ]
     again = run_process("init", "spot", cwd=tmp_path)  # nothing is written over
     assert again.returncode == 2 and "already there" in again.stderr
     assert again.stderr.count("\n") <= 2 and "Traceback" not in again.stderr
+
+
+def test_init_says_what_is_committed_and_what_is_not(tmp_path: Path, cli) -> None:
+    assert cli("init", tmp_path / "film").code == 0
+    ignore = (tmp_path / "film" / ".gitignore").read_text()
+    assert [line for line in ignore.splitlines() if not line.startswith("#")] == [
+        "build/",
+        ".storyboard/",
+    ]
+    said = " ".join(line for line in ignore.splitlines() if line.startswith("#"))
+    for committed in ("specs/*.yaml", "templates/", "storyboard.toml", "specs/*.lock"):
+        assert committed in said.split("Not committed")[0], committed
+    for committed in ("specs/*.preview.lock", "specs/*.picks.yaml", "specs/*.preview.picks.yaml"):
+        assert committed in said.split("Not committed")[0], committed
+    for ignored in ("build/", ".storyboard/"):
+        assert ignored in said.split("Not committed")[1], ignored
+    kept = ["specs/first.lock", "specs/first.preview.lock", "specs/first.preview.picks.yaml"]
+    left = ["build/first/spot.mp4", ".storyboard/clips/ab/ab.mp4"]
+    checked = _git_out(tmp_path / "film", "check-ignore", *kept, *left).splitlines()
+    assert checked == left
+
+
+def test_init_without_a_git_identity_makes_the_repository_and_says_why_no_commit(
+    tmp_path: Path,
+) -> None:
+    made = run_process("init", "spot", cwd=tmp_path, env=_with_identity(""))
+    assert made.returncode == 0, made.stderr
+    assert "made a git repository in spot" in made.stdout
+    assert made.stderr.startswith(
+        "note: git has no user.name and user.email to commit with: no first commit made"
+    )
+    assert _git_out(tmp_path / "spot", "rev-parse", "--verify", "-q", "HEAD") == ""
+    assert sorted(_git_out(tmp_path / "spot", "ls-files").splitlines()) == []
+
+
+TINY = (
+    "version: 1\nname: tiny\ndefaults: {model: acme:1@1, width: 320, height: 180, duration: 1}\n"
+    "shots:\n  - {id: a, prompt: a lighthouse at dusk}\n"
+    "sequences:\n  - {id: film, shots: [a], preset: ultrafast}\n"
+)
+
+
+def _made_in(project: Path) -> list[str]:
+    """Where a build of specs/tiny.yaml put its lock, its cache and its film."""
+    return sorted(
+        str(p.relative_to(project))
+        for p in (
+            project / "specs" / "tiny.preview.lock",
+            project / "build" / "tiny" / "preview" / "film.mp4",
+            *(project / ".storyboard" / "clips").rglob("*.mp4"),
+        )
+        if p.is_file()
+    )
+
+
+def test_a_project_inside_a_repository_keeps_its_films_cache_and_locks(tmp_path: Path) -> None:
+    """Built from its folder or from the repository's, and in a fresh clone (which has no
+    .storyboard/: it is not committed), everything stays in the new project's folder."""
+    outer = tmp_path / "studio"
+    outer.mkdir()
+    git(outer, "init", "-q")
+    env = _with_identity("Ana Lima")
+    assert run_process("init", "films/launch", cwd=outer, env=env).returncode == 0
+    project = outer / "films" / "launch"
+    write(project / "specs" / "tiny.yaml", TINY)
+    for where, spec in ((outer, "films/launch/specs/tiny.yaml"), (project, "specs/tiny.yaml")):
+        built = run_process("build", spec, "--preview", cwd=where)
+        assert built.returncode == 0, built.stderr
+        made = _made_in(project)
+        assert len(made) == 3 and made[1:] == [
+            "build/tiny/preview/film.mp4",
+            "specs/tiny.preview.lock",
+        ], made
+        assert sorted(p.name for p in outer.iterdir()) == [".git", "films"]
+    git(outer, "add", "-A")
+    subprocess.run(["git", "commit", "-qm", "a project"], cwd=outer, env=env, check=True)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(outer), str(clone))
+    copy = clone / "films" / "launch"
+    assert not (copy / ".storyboard").exists()  # the cache stayed behind
+    assert project_root(copy / "specs" / "tiny.yaml") == copy.resolve()
+    built = run_process("build", "films/launch/specs/tiny.yaml", "--preview", cwd=clone)
+    assert built.returncode == 0, built.stderr
+    assert len(_made_in(copy)) == 3
+    assert sorted(p.name for p in clone.iterdir()) == [".git", "films"]
 
 
 def test_init_inside_a_repository_makes_no_nested_one(tmp_path: Path, cli) -> None:
@@ -114,6 +255,10 @@ IN_THE_WAY = {
     "a .storyboard linked outside": (
         (".storyboard", _link("../outside")),
         "proj/.storyboard: a link to outside the project (../outside)",
+    ),
+    "a storyboard.toml linked outside": (
+        ("storyboard.toml", _link("../outside/precious.txt")),
+        "proj/storyboard.toml: a link to outside the project (../outside/precious.txt)",
     ),
 }
 

@@ -83,7 +83,7 @@ def test_includes_merge_and_errors_point_into_the_included_file(project: Path, c
     result = cli("plan", spec)
     assert result.code == 2
     assert result.err.startswith(
-        f"{base}:1:49: shot 'library': minimax:4@1 renders at 25 fps only, not 30"
+        f"{base}:1:49: shots 'library' and 'own': minimax:4@1 renders at 25 fps only, not 30"
     ), result.err
     write(base, "include: ../main.yaml\n" + base.read_text())
     result = cli("plan", spec)

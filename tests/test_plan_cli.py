@@ -13,8 +13,8 @@ def test_plan_json_totals_and_costs(project: Path, cli) -> None:
     assert result.code == 0, result.err
     data = json.loads(result.out)
     totals = data["totals"]
-    # 4 shots, glove has 2 takes, two lights; glove is shared by both lights.
-    assert totals["shots"] == 10
+    # 4 shots in two lights; glove has 2 takes and is one render both lights share.
+    assert totals["shots"] == 8
     assert totals["unique_renders"] == 8
     assert totals["renders_needed"] == 8
     assert totals["cost_needed"] == round(4 * 0.49 + 2 * 0.56 + 2 * 0.28, 2)
@@ -28,7 +28,10 @@ def test_plan_table_for_people(project: Path, cli) -> None:
     result = cli("plan", "specs/airship.yaml")
     assert result.code == 0
     assert "crew@copper-airship" in result.out
-    assert "12 shots, 10 unique renders, 10 to render" in result.out
+    assert (
+        "12 shots in 3 variants, 10 unique renders (a render variants share is one), 10 to render"
+        in result.out
+    )
     assert "$4.27" in result.out
     assert "arrival--amber-sunset-rust-red" in result.out
 

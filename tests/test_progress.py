@@ -13,13 +13,14 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.progress import PlainReporter, Tally
 from pipeline.render import DOWNLOADING
 from pipeline.run.shots import Outcome, Outlook
 from pipeline.state import Ran
-from tests.conftest import a_shot
+from tests.conftest import HANG, a_shot
 from tests.runware_support import KEY
 
 OUTLOOK = Outlook(renders=3, estimate=0.84, budget=5.0, jobs=2, paid=True)
@@ -60,27 +61,68 @@ def test_the_state_line_counts_each_phase_and_estimates_the_time_left() -> None:
     assert "$" not in preview.line()  # a free build says nothing of money
 
 
-def test_without_a_terminal_the_state_is_a_line_every_interval() -> None:
-    stream = io.StringIO()
-    shot = a_shot("4" * 64, label="hero")
-    with PlainReporter(OUTLOOK, stream=stream, every=0.05) as reporter:
-        reporter.shot_started(shot)
-        time.sleep(0.3)
-        reporter.shot_finished(Outcome(shot, Ran.FAILED, error="it broke"), spent=0.0)
+def test_the_joins_are_counted_and_estimated_once_the_renders_are_done() -> None:
+    clock = Clock()
+    tally = Tally(Outlook(1, 0.0, None, 2, paid=False, films=3), clock)
+    shot = a_shot("1" * 64, label="pour")
+    tally.start(shot)
+    assert tally.line().endswith("time left: once one is done; then 3 film(s) to join")
+    tally.finish(Outcome(shot, Ran.RENDERED, seconds=10.0), spent=0.0)
+    tally.films_joining(3)
+    assert tally.line() == "joining films: 0 of 3 done, 0 joining; time left: once one is done"
+    tally.film_started("spot--en--16x9")
+    clock.now = 120.0
+    assert tally.rows() == [("spot--en--16x9", "joining", "0:20")]
+    tally.film_finished("spot--en--16x9", ok=True)
+    tally.film_started("spot--en--9x16")
+    clock.now = 130.0
+    # A join took 20 s: the one under way has 10 s to go, the last one 20.
+    assert tally.line() == "joining films: 1 of 3 done, 1 joining; about 30 s left"
+    tally.film_finished("spot--en--9x16", ok=False)
+    assert tally.line().startswith("joining films: 2 of 3 done, 1 failed, 0 joining")
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + HANG
+    while not condition():
+        assert time.monotonic() < deadline, "waited a minute: it hangs"
+        time.sleep(0.01)
+
+
+def _states(stream: io.StringIO) -> list[str]:
     lines = stream.getvalue().splitlines()
-    states = [
+    return [
         line for line in lines if line.startswith("rendering: 0 of 3 done, 2 waiting, 1 running")
     ]
-    assert len(states) >= 3  # one every 0.05 s while it ran
-    assert lines[-1] == "[1/3] failed   hero: it broke"
-    quiet = io.StringIO()
-    with PlainReporter(OUTLOOK, verbosity=0, stream=quiet, every=0.01):
-        time.sleep(0.05)
-    assert quiet.getvalue() == ""  # -q: no state lines
 
 
-def _read_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    """Run `command` on a pseudo-terminal of 120 columns; everything it drew, no escapes."""
+def test_without_a_terminal_the_state_is_a_line_every_interval() -> None:
+    stream, quiet = io.StringIO(), io.StringIO()
+    shot = a_shot("4" * 64, label="hero")
+    with (
+        PlainReporter(OUTLOOK, stream=stream, every=0.05) as reporter,
+        PlainReporter(OUTLOOK, verbosity=0, stream=quiet, every=0.01),
+    ):
+        reporter.shot_started(shot)
+        _wait_for(lambda: len(_states(stream)) >= 3)  # a line every interval while it runs
+        reporter.shot_finished(Outcome(shot, Ran.FAILED, error="it broke"), spent=0.0)
+    assert stream.getvalue().splitlines()[-1] == "[1/3] failed   hero: it broke"
+    # -q: no state lines, over a time in which it would have said several.
+    assert quiet.getvalue() == ""
+
+
+Step = tuple[Callable[[str], bool], Callable[[], object]]
+
+
+def _plain(drawn: bytes) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", drawn.decode(errors="replace"))
+
+
+def _read_terminal(
+    command: list[str], cwd: Path, env: dict[str, str], steps: list[Step] | None = None
+) -> str:
+    """Run `command` on a pseudo-terminal of 120 columns; everything it drew, no escapes.
+    Each of `steps` in turn: once what it drew so far passes the check, the action."""
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     process = subprocess.Popen(
@@ -88,8 +130,11 @@ def _read_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> str:
     )
     os.close(child)
     drawn = b""
-    deadline = time.monotonic() + 60
+    pending = list(steps or [])
+    deadline = time.monotonic() + HANG
     while time.monotonic() < deadline:
+        while pending and pending[0][0](_plain(drawn)):
+            pending.pop(0)[1]()
         ready, _, _ = select.select([main], [], [], 0.2)
         if ready:
             try:
@@ -101,16 +146,24 @@ def _read_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> str:
             drawn += chunk
         elif process.poll() is not None:
             break
-    process.wait(timeout=10)
+    if process.poll() is None:  # it hangs: what it drew says where
+        process.kill()
+    process.wait()
     os.close(main)
-    assert process.returncode == 0, drawn.decode(errors="replace")
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", drawn.decode(errors="replace"))
+    assert not pending, f"never drawn: {len(pending)} step(s) left\n{_plain(drawn)}"
+    assert process.returncode == 0, _plain(drawn)
+    return _plain(drawn)
+
+
+TWO_RUNNING = "rendering: 0 of 3 done, 1 waiting, 2 running, 0 downloading, 0 checking"
+TWO_DONE = r"2 of 3 done, .*\nspent \$0\.56 of the \$5\.00 budget .* · about \d+ s left"
 
 
 def test_a_terminal_shows_each_render_under_way_with_its_time(
     project: Path, server, simple: Path
 ) -> None:
-    server.set_faults(latency=1.5)
+    """The server holds each render until the display has shown what is asserted of it:
+    what is drawn depends on what happened, never on how fast a busy machine drew it."""
     env = {
         **os.environ,
         "RUNWARE_BASE_URL": server.url,
@@ -120,15 +173,27 @@ def test_a_terminal_shows_each_render_under_way_with_its_time(
     }
     env.pop("NO_COLOR", None)
     command = [sys.executable, "-m", "pipeline", "build", str(simple), "-j", "2"]
-    drawn = _read_terminal([*command, "--max-cost", "5"], project, env)
-    assert "rendering: 0 of 3 done, 1 waiting, 2 running, 0 downloading, 0 checking" in drawn
+
+    def two_running_a_second(drawn: str) -> bool:
+        return TWO_RUNNING in drawn and bool(re.search(r"s0\s+running\s+0:0[1-9]", drawn))
+
+    def two_done(drawn: str) -> bool:
+        return bool(re.search(TWO_DONE, drawn))
+
+    def last_one_goes() -> None:
+        server.hold(False)
+        server.release()
+
+    server.hold()
+    steps: list[Step] = [(two_running_a_second, server.release), (two_done, last_one_goes)]
+    drawn = _read_terminal([*command, "--max-cost", "5"], project, env, steps)
+    assert TWO_RUNNING in drawn
     assert "spent $0.00 of the $5.00 budget (this build's renders: about $0.84)" in drawn
     # Each render under way, with its phase and how long it has been running.
-    assert re.search(r"s0\s+running\s+0:01", drawn) and re.search(r"s1\s+running\s+0:0\d", drawn)
+    assert re.search(r"s0\s+running\s+0:0[1-9]", drawn)
+    assert re.search(r"s1\s+running\s+0:0\d", drawn)
     # Once two are done, the time left comes from how long they took.
-    assert re.search(
-        r"2 of 3 done, .*\nspent \$0\.56 of the \$5\.00 budget .* · about \d+ s left", drawn
-    )
+    assert re.search(TWO_DONE, drawn)
     assert "rendered s2" in drawn and "done: 3 rendered" in drawn
 
 

@@ -220,3 +220,43 @@ def test_diff_compares_two_commits_without_touching_the_work_tree(
     people = cli("diff", "HEAD~1", "HEAD", why).out
     assert "the change adds 2 render(s), $0.77" in people
     assert "[-soft mist-] {+low fog+}" in people
+
+
+def test_a_diff_names_every_variant_of_a_shared_render_and_only_what_changed(
+    project: Path, cli
+) -> None:
+    spec = write(
+        project / "specs" / "shared.yaml",
+        "version: 1\nname: shared\n"
+        "vars: {lines: {en: Meet the can., de: Das ist die Dose.}}\n"
+        "matrix: {flavour: [yuzu, cocoa], lang: [en, de]}\n"
+        "voices:\n  - {id: vo, text: '{{ lines[lang] }}', voice: narrator}\n"
+        "shots:\n  - {id: pour, prompt: '{{ flavour }} pours into a glass'}\n"
+        "sequences:\n  - id: spot\n    shots: [pour]\n    voice: {voice: vo}\n"
+        "    text: [{text: '{{ lang }}', position: bottom}]\n",
+    )
+    _git(project, "init", "-q")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "first cut")
+    write(spec, spec.read_text().replace("Meet the can.", "Meet the new can."))
+    diff = json.loads(cli("diff", spec, "--preview", "--json").out)
+    # The English voice is one render both flavours share: the change names both.
+    assert diff["shots"] == [
+        {
+            "kind": "changed",
+            "label": "vo",
+            "take": 1,
+            "variants": ["cocoa-en", "yuzu-en"],
+            "reasons": ['setting speech.text: "Meet the can." -> "Meet the new can."'],
+            "prompt_diff": [["same", "Meet the"], ["added", "new"], ["same", "can."]],
+            "others": [],
+            "renders": 1,
+            "price": 0.0,
+            "to_pay": 0.0,
+        }
+    ]
+    # Each English film changed by its voice alone: nothing else is said of it.
+    assert {s["name"]: s["reasons"] for s in diff["sequences"]} == {
+        name: ["the voice-over changed (vo's render)"]
+        for name in ("spot--yuzu-en", "spot--cocoa-en")
+    }

@@ -10,22 +10,26 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 
 from pipeline.cache import JournalEntry
+from pipeline.testing.media import read_seed
 from pipeline.testing.runware_server import RunwareServer
-from tests.conftest import write
+from tests.conftest import HANG, write
 from tests.runware_support import (
     KEY,
     SIMPLE_COST,
+    Said,
     assert_money_safe,
     build,
     cache_of,
     make_image,
+    until,
 )
 
 
@@ -209,15 +213,14 @@ def _spawn(project: Path, spec: Path, server: RunwareServer, *extra: str) -> sub
 
 
 def test_sigkill_with_tasks_in_flight_then_rebuild(project: Path, cli, server, simple) -> None:
-    server.set_faults(latency=3.0)
+    server.hold()  # no task ends before the kill, however slow the machine
     process = _spawn(project, simple, server, "-j", "3")
-    deadline = time.monotonic() + 30
-    while server.stats()["accepted"] < 3:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.05)
+    until(process, lambda: server.stats()["accepted"] == 3)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert server.stats()["downloads"] == 0  # all three were in flight
+    server.hold(False)
+    server.release()
     journal = cache_of(project).journal.entries()
     assert len(journal) == 3 and all(e.task_uuid for e in journal.values())
     result, summary = build(cli, simple, "-j", "3")
@@ -234,18 +237,20 @@ def test_an_interrupt_and_its_resume_add_up_to_what_was_billed(
 ) -> None:
     """One render done, one cut short at the provider (paid), one never sent: the interrupted
     build says what it spent and what it left running; the next one what it only collected."""
-    server.set_faults(latency=2.0)
+    server.hold()  # each task ends when the test lets it
     process = _spawn(project, simple, server, "-j", "1", "--words")
-    deadline = time.monotonic() + 30
-    clips = project / ".storyboard" / "clips"
-    while server.stats()["accepted"] < 2 or not any(clips.rglob("*.mp4")):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.05)
+    said = Said(process.stderr)
+    until(process, lambda: server.stats()["accepted"] == 1)
+    server.release()  # s0 is rendered; s1, sent next, is held
+    until(process, lambda: "rendered s0" in said.text() and server.stats()["accepted"] == 2)
     process.send_signal(signal.SIGINT)  # no new renders...
-    time.sleep(0.3)
+    until(process, lambda: "stopping: no new renders" in said.text())
     process.send_signal(signal.SIGINT)  # ...and exit now: the running task stays journaled
-    _, err = process.communicate(timeout=60)
+    process.wait(HANG)
+    err = said.all()
     assert process.returncode == 130, err
+    server.hold(False)
+    server.release()  # s1 ends at the provider: the next build collects it
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted: 1 rendered, 0 from cache, 0 failed, 1 not started")
     assert "spent $0.28; 1 render(s) left running at the provider, about $0.28" in last
@@ -273,6 +278,37 @@ def test_builds_racing_on_one_cache_never_pay_twice(
     outcome = race(server, tmp_path / "race", KEY, shots=6, latency=4.0, kill_after=2.5)
     assert outcome.billed_per_request == [1] * 6, outcome
     assert outcome.survivor_code == 0 and outcome.clips == 6, outcome
+
+
+def test_each_take_of_one_request_is_another_picture(project: Path, cli, server) -> None:
+    """The server draws each take of one request its own seed, as a provider does, and draws
+    the seed on the picture: picking take 2 shows another clip."""
+    spec = write(
+        project / "specs" / "takes.yaml",
+        "version: 1\nname: takes\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: a, prompt: a lighthouse at dusk, takes: 2}\n",
+    )
+    result = cli("build", spec)
+    assert result.code == 0, result.err
+    assert list(server.stats()["billed_per_request"].values()) == [2]  # one request, twice
+    lock = json.loads((project / "specs" / "takes.lock").read_text())
+    takes = sorted(lock["shots"].values(), key=lambda s: s["take"])
+    assert [s["take"] for s in takes] == [1, 2] and takes[0]["seed"] != takes[1]["seed"]
+    assert takes[0]["sha256"] != takes[1]["sha256"]
+    cache = cache_of(project)
+    clips = {r.sha256: cache.clips.path(r.key) for r in cache.clips.records()}
+    frames = [_frame_at(clips[take["sha256"]], 1.0) for take in takes]
+    band = [frame[-frame.shape[0] // 8 :].astype(int) for frame in frames]
+    assert np.abs(band[0] - band[1]).mean() > 20  # another picture, not another encoding
+    assert [read_seed(frame) for frame in frames] == [take["seed"] for take in takes]
+
+
+def _frame_at(path: Path, seconds: float) -> np.ndarray:
+    with av.open(str(path)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            if frame.time is not None and frame.time >= seconds:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {seconds} s in {path}")
 
 
 def test_server_validates_like_the_api(server: RunwareServer) -> None:

@@ -138,6 +138,20 @@ def test_billing_is_counted_per_request(runware: RunwareServer) -> None:
     assert stats["billed_cost"] == pytest.approx(0.84)
 
 
+def test_a_held_task_runs_until_it_is_released(runware: RunwareServer) -> None:
+    runware.hold()
+    held = submit(runware)
+    assert poll(runware, held)["data"][0]["status"] == "processing"  # past its latency of 0
+    assert runware.stats()["held"] == 1 and runware.stats()["billed_cost"] == 0
+    runware.hold(False)
+    free = submit(runware)
+    assert poll(runware, free)["data"][0]["status"] == "success"
+    assert poll(runware, held)["data"][0]["status"] == "processing"
+    assert runware.release() == 1
+    assert poll(runware, held)["data"][0]["status"] == "success"
+    assert runware.stats()["held"] == 0
+
+
 def test_ping_is_the_published_one(runware: RunwareServer) -> None:
     status, body = post(runware, {"taskType": "ping", "ping": True})
     assert status == 200 and body["data"] == [{"taskType": "ping", "pong": True}]

@@ -25,7 +25,7 @@ CASES = {
     "unknown field": (
         GOOD_HEAD + "shots:\n  - id: a\n    prompt: hello there\n    durration: 6\n",
         6,
-        "shots[0]: unknown field 'durration'",
+        "shot 'a': unknown field 'durration': did you mean 'duration'?",
     ),
     "duplicate shot id": (
         GOOD_HEAD + "shots:\n  - id: a\n    prompt: one two\n  - id: a\n    prompt: three\n",
@@ -51,12 +51,12 @@ CASES = {
     "bad resolution": (
         GOOD_HEAD + "shots:\n  - id: a\n    prompt: hi there\n    resolution: 720p\n",
         6,
-        "shots[0].resolution: Input should be '768p' or '1080p'",
+        "shot 'a' resolution: '720p' is not one of its choices",
     ),
     "wrong type": (
         GOOD_HEAD + "defaults:\n  duration: six\nshots:\n  - id: a\n    prompt: hi there\n",
         4,
-        "defaults.duration: Input should be a valid integer",
+        "defaults.duration: 'six' is not a number",
     ),
     "missing field": (
         "version: 1\nshots:\n  - id: a\n    prompt: hi there\n",
@@ -176,7 +176,7 @@ def test_console_command_exits_2_without_traceback(project: Path) -> None:
     result = run_process("plan", str(spec), cwd=project)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"{spec}:6:5: shots[0]: unknown field 'bogus'" in result.stderr
+    assert f"{spec}:6:5: shot 'a': unknown field 'bogus'" in result.stderr
 
 
 def test_a_merge_key_is_read_as_yaml_reads_it(project: Path, cli) -> None:
@@ -203,7 +203,10 @@ def test_an_error_in_a_merged_value_points_where_it_is_written(project: Path, cl
     )
     result = cli("plan", spec)
     assert result.code == 2
-    assert result.err.startswith(f"{spec}:4:28: shots[0].resolution: Input should be '768p'")
+    assert result.err.startswith(
+        f"{spec}:4:28: shot 'a' resolution: '720p' is not one of its choices\n"
+        "  hint: choose 768p, 1080p"
+    )
 
 
 @pytest.mark.parametrize(

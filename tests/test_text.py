@@ -156,8 +156,11 @@ def test_a_font_of_the_project_that_has_the_glyphs_is_used(project: Path, cli) -
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ("{text: hi, color: 'red:x'}", "sequences[0].text[0].color: 'red:x' is not a colour"),
-        ("{text: hi, position: middle}", "sequences[0].text[0].position: Input should be"),
+        ("{text: hi, color: 'red:x'}", "sequence 'spot' text[0].color: 'red:x' is not a colour"),
+        (
+            "{text: hi, position: middle}",
+            "sequence 'spot' text[0].position: 'middle' is not one of its choices",
+        ),
         ("{text: hi, shot: zz}", "sequence 'spot' text 1: shot 'zz' is not in the sequence"),
         ("{text: hi, start: 3, end: 20}", "3 to 20 s is not inside the film (6 s)"),
         ("{text: hi, shot: a, start: 1}", "give either 'shot' or 'start'/'end', not both"),
@@ -506,6 +509,14 @@ def test_title_and_end_cards_are_drawn_per_variant_and_format(project: Path, cli
     assert result.code == 0, result.err
     # a title per language and format; one end card per format (the same in both languages)
     assert result.err.count("drew     card") == 6
+    # Each card says which films it is in, at which size; a render every variant shares
+    # says so.
+    assert (
+        "drew     card 3 of spot--en--16x9 and spot--fr--16x9 ('The end', 1366x768, 1.00 s)"
+        in result.err
+    )
+    assert "drew     card 1 of spot--fr--9x16 ('Bonjour à tous', 768x1366, 2.00 s)" in result.err
+    assert "rendered a [all 2 variants] (" in result.err
     folder = project / "build" / "cards" / "preview"
     for name, size in (("16x9", (768, 1366)), ("9x16", (1366, 768))):
         film = folder / f"spot--fr--{name}.mp4"

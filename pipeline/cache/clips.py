@@ -30,6 +30,7 @@ from pipeline.cache.files import (
     set_aside,
     write_atomic,
 )
+from pipeline.qc import Findings
 
 FORMAT_MARKER = "records-beside-clips"  # in index/: every indexed clip has its record file
 
@@ -52,6 +53,9 @@ class ClipRecord(BaseModel):
     remote_ids: dict[str, str] = {}
     label: str = ""
     created: float
+    # What the quality check found in the clip as delivered (qc.py); None: never checked
+    # (a free render, or one kept before the check existed).
+    qc: Findings | None = None
 
 
 class ClipStore:
@@ -74,6 +78,12 @@ class ClipStore:
         if data:
             return ClipRecord.model_validate(data)
         return self._adopt(key)
+
+    def flagged(self, key: str) -> bool:
+        """Whether the quality check found something in the clip of `key` (False when the
+        cache has no clip of it, or it was never checked)."""
+        record = self.get(key)
+        return bool(record is not None and record.qc)
 
     def present(self, keys: Collection[str]) -> set[str]:
         """Which of `keys` have a clip: the index, then the record files it may lack."""

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.cache.files import copy_new, partial_name, record_of, write_atomic
 from pipeline.hashing import sha256_file
-from pipeline.media import Loudness
+from pipeline.measure import Loudness
+from pipeline.qc import Findings
 
 
 class FilmRecord(BaseModel):
@@ -31,6 +32,7 @@ class FilmRecord(BaseModel):
     duration: float
     method: str
     created: float
+    qc: Findings | None = None  # what the quality check found in it; None: not checked
     loudness: Loudness | None = None  # its sound, measured as made (None: it has none)
 
 
@@ -66,6 +68,7 @@ class FilmStore:
         sha256: str,
         duration: float,
         method: str,
+        qc: Findings | None = None,
         loudness: Loudness | None = None,
     ) -> None:
         """Keep a film just built. A memo: a film that cannot be kept is joined again later."""
@@ -78,9 +81,18 @@ class FilmStore:
                 duration=duration,
                 method=method,
                 created=time.time(),
+                qc=qc,
                 loudness=loudness,
             )
             write_atomic(self._record(key), record.model_dump_json(), durable=False)
+
+    def checked(self, key: str, findings: Findings) -> None:
+        """Keep what the quality check found in a stored film with its record (a memo too)."""
+        record = self.get(key)
+        if record is not None:
+            with contextlib.suppress(OSError):
+                updated = record.model_copy(update={"qc": findings})
+                write_atomic(self._record(key), updated.model_dump_json(), durable=False)
 
     def place(self, key: str, output: Path) -> FilmRecord | None:
         """Put the stored film of `key` at `output`, if it is whole (its checksum is its

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.errors import SpecError, StoryboardError, UserError
+from pipeline.errors import SpecError, StoryboardError, UserError, message_of
 from pipeline.project import MAX_SETTINGS_BYTES, OutsideProject, ProjectSettings, read_bounded
 from pipeline.settings import LEASE_ENV, REMOTE_ENV, RemoteEnvironment
 
@@ -105,7 +105,7 @@ def remote_settings(
     except ValidationError as exc:
         problem = exc.errors(include_url=False)[0]
         name = ".".join(str(p) for p in problem["loc"]) or "remote"
-        message = problem["msg"].removeprefix("Value error, ")
+        message = message_of(problem)
         source = given.get(name, path)
         if source is None:  # an environment variable's value
             variable = REMOTE_ENV if name == "url" else LEASE_ENV

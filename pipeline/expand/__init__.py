@@ -22,7 +22,7 @@ from pipeline.expand.context import (
     variant_of,
     vars_order,
 )
-from pipeline.expand.films import expand_sequence, formatted, with_voice
+from pipeline.expand.films import EmptyFilm, expand_sequence, formatted, with_voice
 from pipeline.expand.framing import framing
 from pipeline.expand.shots import expand_shot, prompt_source
 from pipeline.expand.sound import Made, expand_music, expand_voice, finished
@@ -36,13 +36,7 @@ from pipeline.order import upstream_first
 from pipeline.render import kind
 from pipeline.spec import Spec
 from pipeline.spec.references import frame_refs
-from pipeline.spec.schema import (
-    CardSpec,
-    MusicRef,
-    SequenceSpec,
-    ShotSpec,
-    VoiceRef,
-)
+from pipeline.spec.schema import SequenceSpec, ShotSpec
 from pipeline.templates import PromptTemplates
 from pipeline.typeface import Fonts
 
@@ -53,6 +47,7 @@ def expand(
     max_shots: int | None = None,
     fonts: Fonts | None = None,
     decisions: Decisions | None = None,
+    flagged: Callable[[str], bool] | None = None,
 ) -> Expansion:
     """Every still, shot and sequence of every variant; errors point at the YAML or template
     line. A storyboard that would expand to more than `max_shots` (MAX_SHOTS) shots is refused
@@ -60,7 +55,8 @@ def expand(
     resolves it once the frame exists. `fonts` keeps the sanitized copies of project fonts
     (in the cache: `Fonts(cache.fonts)`); `decisions`: the picks, approvals and notes of
     the build expanded for (its own file: a pick on the preview build never changes a paid
-    film), and the problems of that file."""
+    film), and the problems of that file; `flagged`: whether the quality check found
+    something in a render's clip, by key (such a take is never picked by default)."""
     board = spec.storyboard
     decisions = decisions or Decisions(Path())
     check_size(spec, decisions, max_shots or MAX_SHOTS)
@@ -68,17 +64,19 @@ def expand(
     # Labels of free animatics are kept inside what every format of their films keeps.
     shapes = framing(board) if not kind(renderer).paid else {}
     context = Context(renderer, Inputs(spec), {}, decisions, shapes)
+    context.flagged = flagged or context.flagged
     fonts = fonts or Fonts()
     problems = Problems([*spec.problems, *decisions.problems])
-    # Items with a problem are not tried again; nor what starts from a frame of one, or
-    # joins one, that was not made (it failed, or the storyboard does not have it).
+    # Items that cannot be checked (left out of the storyboard, a prompt that cannot be
+    # read) are not tried. One with a problem in a variant is tried in each other variant:
+    # a missing key may be another (a problem it had before is not said again). What starts
+    # from one that was not made, or joins one, is checked without it.
     failed = set(spec.failed)
     shots: list[Node] = []
     sequences: list[Film] = []
     variants = combinations(board.matrix or {}, spec, ("matrix",))
     order = render_order(spec)
     items = {loc: _item(board, loc) for loc in order}
-    needs = _frame_sources(spec)
     sources = {}
     for loc, item in items.items():
         sources[loc] = problems.attempt(prompt_source, spec, loc, item)
@@ -92,24 +90,21 @@ def expand(
             if variant is None:
                 continue
             variant_name = variant.name
-            saying = Saying(context.inputs, templates, fonts, variant.values)
+            saying = Saying(context.inputs, templates, fonts, variant.values, variant.name)
             voices, music = _sounds(spec, variant_name, saying, context, problems, failed)
             by_id: dict[str, list[Node]] = {}
             for loc in order:
                 item = items[loc]
                 if problems.full:
                     break
-                if item.id in failed or not needs.get(item.id, set()) <= by_id.keys():
-                    failed.add(item.id)
+                if item.id in failed:
                     continue
                 prompting = (templates, sources[loc])
-                made = problems.attempt(
-                    expand_shot, spec, loc, item, variant, prompting, context, by_id
+                made = problems.attempt_in(
+                    variant_name, expand_shot, spec, loc, item, variant, prompting, context, by_id
                 )
-                if made is None:
-                    failed.add(item.id)
-                    continue
-                by_id[item.id] = made
+                if made is not None:
+                    by_id[item.id] = made
             shots.extend(voices.values())
             shots.extend(music.values())
             for item in (*board.stills, *board.shots):
@@ -120,17 +115,22 @@ def expand(
             for index, sequence_spec in enumerate(board.sequences):
                 if problems.full:
                     break
-                if sequence_spec.id in failed or not _named(sequence_spec) <= by_id.keys():
+                # A sequence is checked on what it has: a shot, a voice or a bed that failed
+                # is left out of it (its own problem is said; nothing is built).
+                if sequence_spec.id in failed:
                     continue
-                if _sounds_named(sequence_spec, board) & failed:
-                    continue
-                films = problems.attempt(
-                    _films, spec, index, sequence_spec, variant_name, by_id, saying, made
+                films = problems.attempt_in(
+                    variant_name,
+                    _films,
+                    spec,
+                    index,
+                    sequence_spec,
+                    variant_name,
+                    by_id,
+                    saying,
+                    made,
                 )
-                if films is None:
-                    failed.add(sequence_spec.id)
-                    continue
-                sequences.extend(films)
+                sequences.extend(films or ())
             shots.extend(replace(shot, variant=variant_name) for shot in used.values())
     problems.raise_any()
     for warning in _unused_decisions(decisions, shots):
@@ -148,8 +148,8 @@ def _sounds(
     problems: Problems,
     failed: set[str],
 ) -> tuple[dict[str, Node], dict[str, Node]]:
-    """The variant's voices and music by id; one that fails is said, and what uses it is not
-    made (its id is among `failed`)."""
+    """The variant's voices and music by id; one that fails is said, and what uses it is
+    checked without it."""
     voices: dict[str, Node] = {}
     music: dict[str, Node] = {}
     board = spec.storyboard
@@ -159,13 +159,10 @@ def _sounds(
     ):
         for index, item_id in enumerate(ids):
             if item_id in failed or problems.full:
-                failed.add(item_id)
                 continue
-            shot = problems.attempt(make, spec, index, variant, saying, context)
-            if shot is None:
-                failed.add(item_id)
-                continue
-            found[item_id] = shot
+            shot = problems.attempt_in(variant, make, spec, index, variant, saying, context)
+            if shot is not None:
+                found[item_id] = shot
     return voices, music
 
 
@@ -199,17 +196,26 @@ def _films(
     saying: Saying,
     made: Made,
 ) -> list[Film]:
-    """The films of one sequence in one variant: one per format, with voice and text."""
-    base = expand_sequence(spec, index, sequence_spec, variant_name, by_id, saying, made)
+    """The films of one sequence in one variant: one per format, with voice and text. Each
+    part is checked whatever another's problem: every problem is said at once."""
+    problems = Problems()
+    try:
+        base = expand_sequence(
+            spec, index, sequence_spec, variant_name, by_id, saying, made, problems
+        )
+    except EmptyFilm:  # every shot of it failed, and said why
+        problems.raise_any()
+        return []
     if sequence_spec.voice is not None:
-        base = with_voice(spec, index, base, saying, made)
+        base = problems.attempt(with_voice, spec, index, base, saying, made) or base
     if sequence_spec.captions:
-        base = with_captions(spec, index, base, saying)
+        base = problems.attempt(with_captions, spec, index, base, saying) or base
     films = []
-    for sequence in formatted(spec, index, base):
+    for film in problems.attempt(formatted, spec, index, base) or [base]:
         if sequence_spec.text or sequence_spec.subtitles is not None:
-            sequence = with_text(spec, index, sequence, saying)
-        films.append(sequence)
+            film = problems.attempt(with_text, spec, index, film, saying) or film
+        films.append(film)
+    problems.raise_any()
     return films
 
 
@@ -228,32 +234,6 @@ def _unused_decisions(decisions: Decisions, shots: list[Node]) -> list[str]:
         for (label, variant), decided in decisions.entries.items()
         if (label, variant) not in made and (variant or label not in labels)
     ]
-
-
-def _frame_sources(spec: Spec) -> dict[str, set[str]]:
-    """The shots and stills each shot starts from a frame of."""
-    needs: dict[str, set[str]] = {}
-    for _, shot_id, ref in frame_refs(spec.storyboard):
-        needs.setdefault(shot_id, set()).add(ref.name)
-    return needs
-
-
-def _sounds_named(sequence: SequenceSpec, board: Any) -> set[str]:
-    """The voices and music a sequence's films use: its own, and its shots' lip-syncs'."""
-    named = {ref.voice for ref in (sequence.voice,) if isinstance(ref, VoiceRef)}
-    named |= {ref.music for ref in (sequence.audio,) if isinstance(ref, MusicRef)}
-    shots = _named(sequence)
-    named |= {s.lipsync.voice for s in board.shots if s.id in shots and s.lipsync is not None}
-    return named
-
-
-def _named(sequence: SequenceSpec) -> set[str]:
-    """The shots a sequence names."""
-    return {
-        entry if isinstance(entry, str) else entry.shot
-        for entry in sequence.shots
-        if not isinstance(entry, CardSpec)
-    }
 
 
 def _item(board: Any, loc: tuple[str, int]) -> ShotSpec:

@@ -26,6 +26,7 @@ from pipeline.project import (
 )
 from pipeline.spec import Spec
 from pipeline.spec.schema import (
+    ITEM_WORDS,
     RESOLUTIONS,
     SequenceShot,
     is_templated,
@@ -62,6 +63,9 @@ class Context:
     warnings: dict[str, None]
     decisions: Decisions
     framing: Framing = field(default_factory=dict)  # the formats each shot is cut to
+    # Whether the quality check found something in a render's delivered clip (by key): a
+    # take with a finding is never the one picked by default.
+    flagged: Callable[[str], bool] = field(default=lambda key: False)
 
 
 @dataclass
@@ -170,6 +174,16 @@ def kind_of(loc: tuple[Any, ...]) -> str:
     return "still" if loc[0] == "stills" else "shot"
 
 
+def whose(spec: Spec, loc: tuple[Any, ...], variant: str) -> str:
+    """Whose text is at `loc`, for messages: `voice 'vo' [yuzu-fr]`."""
+    section = str(loc[0]) if loc else ""
+    items = getattr(spec.storyboard, section, None) if section else None
+    if not isinstance(items, list) or len(loc) < 2 or not isinstance(loc[1], int):
+        return ""
+    word = ITEM_WORDS[section]
+    return f"{word} '{items[loc[1]].id}'" + (f" [{variant}]" if variant else "")
+
+
 def first_set(*values: Any) -> Any:
     for value in values[:-1]:
         if value is not None:
@@ -197,10 +211,12 @@ class Saying:
     templates: PromptTemplates
     fonts: Fonts
     values: dict[str, Any]
+    variant: str = ""
 
     def render(self, spec: Spec, loc: tuple[Any, ...], text: str, lines: bool = False) -> str:
         """`text` (a template written at `loc`) as this variant says it."""
-        source = PromptSource(*spec.source.text_lines(loc))
+        path, starts = spec.source.text_lines(loc)
+        source = PromptSource(path, starts, whose(spec, loc, self.variant))
         return self.templates.render(
             template=None, inline=text, context=self.values, where=source, lines=lines
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import hashing
+from pipeline.errors import Problems
 from pipeline.expand.context import (
     MAX_FILM_PIXELS,
     MAX_FILM_SIDE,
@@ -55,7 +56,11 @@ def expand_sequence(
     by_id: dict[str, list[Node]],
     saying: Saying,
     made: Made,
+    problems: Problems,
 ) -> Film:
+    """The film of a sequence in one variant (its first format). Each entry and card is
+    checked whatever another's problem, its problems added to `problems`; the film is made
+    of what has none (it is only checked further then: nothing is built)."""
     loc = ("sequences", index)
     uses: list[ClipUse | None] = []
     for e_index, entry in enumerate(sequence.shots):
@@ -63,24 +68,25 @@ def expand_sequence(
             uses.append(None)  # drawn once the film's size is known
             continue
         ref = entry if isinstance(entry, SequenceShot) else SequenceShot(shot=entry)
-        entry_loc = (*loc, "shots", e_index)
-        chosen = select(by_id[ref.shot], ref)
-        if not chosen:
-            raise _no_match(spec, entry_loc, sequence.id, ref, by_id[ref.shot])
-        for shot in chosen:
-            used = made.finish(ref.shot, shot)
-            uses.append(_trimmed(spec, entry_loc, sequence.id, ref, used))
+        if ref.shot in by_id:  # else it failed, and said why: checked without it
+            entry_loc = (*loc, "shots", e_index)
+            used = problems.attempt(_entry, spec, entry_loc, (sequence.id, ref), by_id, made)
+            uses.extend(used or ())
     shots = [use for use in uses if use is not None]
     width, height = _sequence_size(sequence, shots)
     size_loc = loc if sequence.width is None else (*loc, "width")
     _check_film_size(spec, size_loc, f"sequence '{sequence.id}'", (width, height))
     fps = sequence.fps or max((use.shot.fps for use in shots), default=25)
-    cards = iter(
-        _card(spec, (index, number), entry, (variant, width, height, fps), saying)
+    cards = [
+        problems.attempt(_card, spec, (index, number), entry, (variant, width, height, fps), saying)
         for number, entry in enumerate(sequence.shots)
         if isinstance(entry, CardSpec)
-    )
-    joined = [use if use is not None else next(cards) for use in uses]
+    ]
+    drawn = iter(cards)
+    made_of = [use if use is not None else next(drawn) for use in uses]
+    joined = [use for use in made_of if use is not None]
+    if not joined:
+        raise EmptyFilm()
     transition = sequence.transition
     # A transition of no length is a cut, and is joined as one.
     kind = "cut" if transition.duration == 0 else transition.type
@@ -121,6 +127,25 @@ def loudness_target(given: float | str | None, otherwise: float) -> float:
     return LOUDNESS_STANDARDS[given] if isinstance(given, str) else float(given)
 
 
+class EmptyFilm(Exception):
+    """A film of which nothing is left to check: each of its shots failed, and said why."""
+
+
+def _entry(
+    spec: Spec,
+    loc: tuple[Any, ...],
+    named: tuple[str, SequenceShot],
+    by_id: dict[str, list[Node]],
+    made: Made,
+) -> list[ClipUse]:
+    """The clips a sequence's entry names (its take, its vars), as the film uses them."""
+    sequence_id, ref = named
+    chosen = select(by_id[ref.shot], ref)
+    if not chosen:
+        raise _no_match(spec, loc, sequence_id, ref, by_id[ref.shot])
+    return [_trimmed(spec, loc, sequence_id, ref, made.finish(ref.shot, shot)) for shot in chosen]
+
+
 def _bed(
     spec: Spec, loc: tuple[Any, ...], sequence: SequenceSpec, having: tuple[Saying, Made]
 ) -> tuple[SoundUse | None, dict[str, Path]]:
@@ -130,7 +155,7 @@ def _bed(
     if isinstance(sequence.audio, str):
         path, digest = saying.inputs.sound(sequence.audio, loc)
         return SoundUse(None, digest), {digest: path}
-    if isinstance(sequence.audio, MusicRef):
+    if isinstance(sequence.audio, MusicRef) and sequence.audio.music in made.music:
         kept = next(m for m in spec.storyboard.music if m.id == sequence.audio.music).duration
         return SoundUse(made.music[sequence.audio.music], length=kept), {}
     return None, {}
@@ -166,11 +191,14 @@ def with_voice(
             f"film's end ({sequence.duration:g} s)",
         )
     if isinstance(given.voice, VoiceRef):
-        return _with_voice_render(spec, index, sequence, made.voices[given.voice.voice], made)
+        rendered = made.voices.get(given.voice.voice)
+        if rendered is None:  # it failed, and said why: the film is checked without it
+            return sequence
+        return _with_voice_render(spec, index, sequence, rendered, made)
     name, found = sequence_file(spec, loc, given.voice, saying)
     path, digest = saying.inputs.sound(name, loc, found)
-    voice = SoundUse(None, digest, at=given.voice_start)
-    return replace(sequence, voice=voice, files={**sequence.files, digest: path})
+    read = SoundUse(None, digest, at=given.voice_start)
+    return replace(sequence, voice=read, files={**sequence.files, digest: path})
 
 
 def _with_voice_render(spec: Spec, index: int, sequence: Film, voice: Node, made: Made) -> Film:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline import media, models
 from pipeline.decisions import Decisions
-from pipeline.errors import SpecError
+from pipeline.errors import Problems, SpecError
 from pipeline.expand.context import (
     DEFAULT_DURATION,
     DEFAULT_FPS,
@@ -36,12 +36,18 @@ from pipeline.nodes import (
 from pipeline.render import kind
 from pipeline.spec import Spec
 from pipeline.spec.schema import (
+    RESOLUTIONS,
     FrameRef,
     SequenceShot,
     ShotSettings,
     ShotSpec,
 )
 from pipeline.templates import PromptSource, PromptTemplates
+
+# The fields a model's check reads: one left out for a problem skips the check.
+SHAPE_FIELDS = (
+    "model", "resolution", "width", "height", "duration", "fps", "first_frame", "last_frame"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,16 +163,19 @@ def _combination(
     fps = _fps(given.fps, info)
     positions = tuple(position for position, _ in given.frames)
     size = (given.width, given.height, given.duration, fps)
-    _check_model(spec, loc, shot, (model_id, info), size, positions, item.where)
+    # Each check is made whatever another finds: every problem of the shot is said at once.
+    found = Problems()
+    if not any(spec.stands_in(item.where(field)) for field in SHAPE_FIELDS):
+        found.attempt(_check_model, spec, loc, shot, (model_id, info), size, positions, item.where)
     fields = (given.seed, given.negative, given.audio, given.optimizer)
-    _check_fields(spec, shot, (model_id, info), fields, item.where, context.warnings)
-    images, hashes, after = _inputs(spec, item, info, (by_id, shot_values), context)
-    prompt = _prompt(shot, prompting[0], whose, values)
-    if not prompt and not given.frames:
-        raise spec.source.error(loc, f"shot '{shot.id}': the prompt renders empty")
-    if not prompt and info is not None and info.needs_prompt:
-        raise spec.source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
-    _check_prompt_length(spec, loc, shot, prompt, (model_id, info), context.warnings)
+    found.attempt(_check_fields, spec, shot, (model_id, info), fields, item.where, context.warnings)
+    made_of = found.attempt(_inputs, spec, item, info, (by_id, shot_values), context)
+    prompting_of = (prompting[0], whose, values)
+    prompt = found.attempt(_checked_prompt, spec, item, prompting_of, (model_id, info), context)
+    found.raise_any()
+    images, hashes, after = made_of
+    if len(hashes) < len(positions):
+        return []  # a render it starts from failed, and said why: checked, it cannot be made
     placeholders = [
         _placeholder(digest, ahead)
         for digest, ahead in zip(hashes, _slots(after, len(hashes)), strict=True)
@@ -208,7 +217,25 @@ def _combination(
         after=tuple(after),
         decided=decided,
     )
-    return [_take(first, take, pick, given.seed, context.renderer) for take in range(1, takes + 1)]
+    made = [
+        _take(first, take, pick or 1, given.seed, context.renderer) for take in range(1, takes + 1)
+    ]
+    return made if pick or takes == 1 else _picked_by_default(made, context.flagged)
+
+
+def _picked_by_default(takes: list[Node], flagged: Callable[[str], bool]) -> list[Node]:
+    """The takes of a shot no one picked, the first one the quality check found nothing in
+    picked (the first take when every one has a finding, or none is rendered yet)."""
+    clean = next((t.take for t in takes if not flagged(t.key)), 1)
+    if clean == 1:
+        return takes
+    said = f"take {clean} picked by default: the quality check found something in " + (
+        "take 1" if clean == 2 else f"takes 1 to {clean - 1}"
+    )
+    return [
+        replace(t, picked=t.take == clean, decided=said if t.take == clean else t.decided)
+        for t in takes
+    ]
 
 
 def _take(first: Clip | Still, take: int, pick: int, seed: int | None, renderer: str) -> Node:
@@ -248,6 +275,10 @@ def _inputs(
             images.append(image)
             hashes.append(digest)
             continue
+        if given.name not in by_id:
+            # It failed, and said why: the rest of this shot is still checked without it
+            # (nothing is built while a problem stands).
+            continue
         upstream = _upstream(spec, shot.id, given, by_id, shot_values, where(field))
         frame: str | float = "" if isinstance(upstream, Still) else given.frame
         if isinstance(frame, float) and frame >= upstream.duration:
@@ -265,10 +296,11 @@ def _inputs(
 
 def _decided(
     decisions: Decisions, shot: ShotSpec, label: str, variant: str, takes: int
-) -> tuple[int, int, str]:
+) -> tuple[int, int | None, str]:
     """A shot's takes and picked take in a variant, as its decisions file says over the
-    storyboard (more takes asked for, a take picked), and the words that say so."""
-    pick = shot.pick or 1
+    storyboard (more takes asked for, a take picked; None: no one picked one), and the words
+    that say so."""
+    pick = shot.pick
     found = decisions.find(shot.id, label, variant)
     if found is None:
         return takes, pick, ""
@@ -289,7 +321,7 @@ def _decided(
     pick = decision.take or pick
     over = f", over `pick: {shot.pick}` in the storyboard" if shot.pick else ""
     if decision.verdict:
-        said.append(f"take {pick} {decision.verdict}{over if decision.take else ''}")
+        said.append(f"take {pick or 1} {decision.verdict}{over if decision.take else ''}")
     elif decision.take is not None:
         said.append(f"take {pick} picked{over}")
     if decision.more:
@@ -487,52 +519,78 @@ def _check_model(
     width, height, duration, fps = shape
     source = spec.source
     kind = kind_of(loc)
+    about = (f"{kind} '{shot.id}'",)
     if info.is_image != (kind == "still"):
         sort = "an image" if info.is_image else "a video"
         raise source.error(
             where("model"),
-            f"{kind} '{shot.id}': {model_id} is {sort} model",
+            f"{model_id} is {sort} model",
             "stills take image models, shots video models",
+            about=about,
         )
     if not info.takes_size(width, height):
         field = "resolution" if source.has(where("resolution")) else "width"
         raise source.error(
             where(field),
-            f"{kind} '{shot.id}': {width}x{height} is not a size {model_id} renders",
+            f"{width}x{height} is not a size {model_id} renders",
             f"allowed: {info.allowed_sizes()}",
+            about=about,
         )
     if info.is_image:
         return
     if not info.renders(width, height, duration):
         raise source.error(
             where("duration"),
-            f"shot '{shot.id}': {width}x{height} with duration {duration} s is not available "
-            f"for {model_id}",
-            f"allowed: {info.allowed_sizes()}",
+            f"{width}x{height} with duration {duration} s is not available for {model_id}",
+            _shape_hint(info, width, height, duration),
+            about=about,
         )
     asked_fps = shot.fps or spec.storyboard.defaults.fps
     if info.takes_fps and fps not in info.fps:
         allowed = ", ".join(str(f) for f in info.fps)
         raise source.error(
-            where("fps"), f"shot '{shot.id}': {model_id} renders at {allowed} fps only, not {fps}"
+            where("fps"), f"{model_id} renders at {allowed} fps only, not {fps}", about=about
         )
     if not info.takes_fps and asked_fps is not None and asked_fps not in info.fps:
         raise source.error(
             where("fps"),
-            f"shot '{shot.id}': {model_id} ({info.name}) takes no fps",
+            f"{model_id} ({info.name}) takes no fps",
             f"it takes: {info.takes()}",
+            about=about,
         )
     if "first" not in positions and not info.text_to_video:
         raise source.error(
-            loc, f"shot '{shot.id}': {model_id} is image-to-video only: it needs a 'first_frame'"
+            loc, f"{model_id} is image-to-video only: it needs a 'first_frame'", about=about
         )
     for position in positions:
         if position not in info.frame_positions:
             raise source.error(
                 where(f"{position}_frame"),
-                f"shot '{shot.id}': {model_id} ({info.name}) takes no {position} frame image",
+                f"{model_id} ({info.name}) takes no {position} frame image",
                 f"it takes: {info.takes()}",
+                about=about,
             )
+
+
+UPSCALED_TO = {1080: "1080p", 1440: "2k", 2160: "4k"}  # as `upscale:` names heights
+
+
+def _shape_hint(info: models.ModelInfo, width: int, height: int, duration: int) -> str:
+    """The sizes allowed; for a long shot at a size only short ones have, the way to get it
+    anyway: render at a smaller size that takes the length, and upscale the take."""
+    allowed = f"allowed: {info.allowed_sizes()}"
+    smaller = [
+        named
+        for named, (w, h) in RESOLUTIONS.items()
+        if h < height and duration in info.prices.get((w, h), {})
+    ]
+    upscaled = UPSCALED_TO.get(height)
+    if not smaller or upscaled is None:
+        return allowed
+    return (
+        f"{allowed}; for {upscaled} at {duration} s, render at {smaller[-1]} and add "
+        f"'upscale: {upscaled}' to the shot"
+    )
 
 
 def _shot_vars(
@@ -548,6 +606,25 @@ def _shot_vars(
         name: worked_out(spec, templates, value, (*loc, "vars", name), (around, whose))
         for name, value in shot.vars.items()
     }
+
+
+def _checked_prompt(
+    spec: Spec,
+    item: Item,
+    prompting: tuple[PromptTemplates, PromptSource, dict[str, Any]],
+    model: tuple[str, models.ModelInfo | None],
+    context: Context,
+) -> str:
+    """The shot's prompt in its variant, refused when the model would refuse it."""
+    loc, shot = item.loc, item.shot
+    model_id, info = model
+    prompt = _prompt(shot, *prompting)
+    if not prompt and not item.given.frames:
+        raise spec.source.error(loc, f"shot '{shot.id}': the prompt renders empty")
+    if not prompt and info is not None and info.needs_prompt:
+        raise spec.source.error(loc, f"{kind_of(loc)} '{shot.id}': {model_id} needs a prompt")
+    _check_prompt_length(spec, loc, shot, prompt, model, context.warnings)
+    return prompt
 
 
 def _prompt(

@@ -267,7 +267,7 @@ def finished(
     voices, context = having
     shot = take
     lipsync, upscale = item.lipsync, item.upscale
-    if lipsync is not None:
+    if lipsync is not None and lipsync.voice in voices:
         voice, clip = voices[lipsync.voice], shot
         name = f"lipsync:{clip.key}:{voice.key}:{lipsync.model}"
         shot = _once(made, used, name, lambda: _lipsync(spec, loc, lipsync, clip, voice, context))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.captions import sentences
+from pipeline.errors import Problems
 from pipeline.expand.context import Saying, said_as, sequence_file
 from pipeline.nodes import (
     CaptionCue,
@@ -40,13 +41,15 @@ def with_text(
     """The sequence with its text layers as this variant says them, each checked: its span
     inside the film, and every character in its font."""
     board_sequence = spec.storyboard.sequences[index]
-    drawn = (
-        _text_layer(spec, (index, number), sequence, text, saying)
+    problems = Problems()  # each layer checked, whatever another's problem
+    drawn = [
+        problems.attempt(_text_layer, spec, (index, number), sequence, text, saying)
         for number, text in enumerate(board_sequence.text)
-    )
+    ]
     laid = [layer for layer in drawn if layer is not None]
     if board_sequence.subtitles is not None:
-        laid += _subtitled(spec, index, sequence, saying)
+        laid += problems.attempt(_subtitled, spec, index, sequence, saying) or []
+    problems.raise_any()
     fonts = {layer.font: path for layer, path in laid}
     layers = tuple(layer for layer, _ in laid)
     return replace(sequence, texts=layers, files={**sequence.files, **fonts})

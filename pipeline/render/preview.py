@@ -236,20 +236,23 @@ def _encoding(fps: int) -> dict[str, Any]:
     }
 
 
-def sound_command(shot: Node, output: Path) -> list[str]:
+def sound_command(shot: Voice | Music, output: Path) -> list[str]:
     """A voice as a murmur of its estimated length (a tone that rises and falls four times a
     second, as syllables do); music as a quiet two-note bed. AAC in MP4, as clips are."""
     seconds = round(max(shot.duration, 0.5), 3)
-    if isinstance(shot, Music):
-        low = ffmpeg.input(f"sine=frequency=110:duration={seconds}", f="lavfi").audio
-        high = ffmpeg.input(f"sine=frequency=165:duration={seconds}", f="lavfi").audio
-        sound = ffmpeg.filter([low, high], "amix", inputs=2).filter("volume", 0.3)
-    else:
-        sound = (
-            ffmpeg.input(f"sine=frequency=190:duration={seconds}", f="lavfi")
-            .audio.filter("tremolo", f=4, d=0.9)
-            .filter("volume", 0.8)
-        )
+    match shot:
+        case Music():
+            low = ffmpeg.input(f"sine=frequency=110:duration={seconds}", f="lavfi").audio
+            high = ffmpeg.input(f"sine=frequency=165:duration={seconds}", f="lavfi").audio
+            sound = ffmpeg.filter([low, high], "amix", inputs=2).filter("volume", 0.3)
+        case Voice():
+            sound = (
+                ffmpeg.input(f"sine=frequency=190:duration={seconds}", f="lavfi")
+                .audio.filter("tremolo", f=4, d=0.9)
+                .filter("volume", 0.8)
+            )
+        case _:
+            assert_never(shot)
     stream = ffmpeg.output(
         sound, str(output), acodec="aac", ar=48000, ac=2, movflags="+faststart", f="mp4"
     )

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import functools
 import math
 import mimetypes
 import os
@@ -47,7 +48,9 @@ from pipeline.errors import (
     Unreachable,
     UserError,
 )
+from pipeline.measure import ready
 from pipeline.nodes import LipSync, Node, Upscale, placed
+from pipeline.qc import watch_for
 from pipeline.render import (
     CHECKING,
     DOWNLOADING,
@@ -705,6 +708,9 @@ class RunwareRenderer:
         # Decoding clips to check them is CPU work: one thread per core, so that the event
         # loop (submits, polls) is never starved by a wave of finished downloads.
         self._checks = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+        # What the quality check measures with is loaded while the first task renders, not
+        # when its clip arrives.
+        self._checks.submit(ready)
 
     @classmethod
     def check_options(cls, options: RendererOptions) -> None:
@@ -950,9 +956,11 @@ class RunwareRenderer:
                 async with asyncio.timeout(self.download_timeout):
                     await self._fetch(url, job)
                 job.phase(CHECKING)
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._checks, media.check_render, job.output, shot.output, job.frames
+                # Measured in the same pass for the quality check: it costs the take little.
+                check = functools.partial(
+                    media.check_render, job.output, shot.output, job.frames, watch=watch_for(shot)
                 )
+                return await asyncio.get_running_loop().run_in_executor(self._checks, check)
             except TimeoutError:
                 problem = f"the download took longer than {self.download_timeout:g} s"
             except MediaError as exc:

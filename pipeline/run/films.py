@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from pipeline import captions, media
+from pipeline import captions, media, qc
 from pipeline.assemble import assemble, clean_work_folders, clip_input
 from pipeline.cache import Cache, ClipRecord, write_atomic
 from pipeline.cache.remote import Remote
@@ -20,11 +20,26 @@ from pipeline.cards import draw_missing
 from pipeline.cluster import FilmJob, join_on_cluster
 from pipeline.errors import MediaError, RemoteDamaged, RemoteError, RemoteReadOnly, shown
 from pipeline.lock import Lock, MadeFilm
-from pipeline.nodes import Film
+from pipeline.measure import Loudness, listen
+from pipeline.nodes import Card, Film, Node
 from pipeline.outputs import OutputIndex, output_path
 from pipeline.plan import Where, film_facts
+from pipeline.qc import Findings, qc_json
 from pipeline.share import pull_film, push_film
 from pipeline.state import FilmFacts, FilmState, Joined, film_state
+
+
+class FilmReporter(Protocol):
+    """Where the film step says what it does: a line per event, and the joins as they go
+    (a progress display counts them, and the time they take)."""
+
+    def note(self, message: str) -> None: ...
+
+    def films_joining(self, count: int) -> None: ...
+
+    def film_started(self, name: str) -> None: ...
+
+    def film_finished(self, name: str, ok: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +52,8 @@ class SequenceOutcome:
     bytes: int = 0
     duration: float = 0.0  # of the film as made (its clips may differ from what was asked)
     error: str | None = None
-    loudness: media.Loudness | None = None  # its sound, measured as made
+    findings: Findings | None = None  # what the quality check found in it (None: unchecked)
+    loudness: Loudness | None = None  # its sound, measured as made
     captions: dict[str, str] = field(default_factory=dict)  # caption files: name -> sha256
 
     def to_json(self) -> dict[str, Any]:
@@ -48,6 +64,7 @@ class SequenceOutcome:
             "method": self.method,
             "duration": round(self.duration or self.sequence.duration, 3),
             "error": self.error,
+            "qc": qc_json(self.findings),
             "loudness": (
                 self.loudness.figures(self.sequence.recipe.loudness) if self.loudness else None
             ),
@@ -78,11 +95,15 @@ class Sharing:
 def join(
     sequences: list[Film],
     where: Where,
-    note: Callable[[str], None],
+    reporter: FilmReporter,
     sharing: Sharing = Sharing(),
+    check: bool = False,
 ) -> list[SequenceOutcome]:
     """Each film of `sequences`, made once per key (see the module's note). The facts are
-    asked again as the step changes them: films pulled, cards drawn."""
+    asked again as the step changes them: films pulled, cards drawn. With `check` (a paid
+    build), each film joined is checked for what it shows (qc.py); a film made before says
+    what its check found then."""
+    note = reporter.note
     clean_work_folders(where.films)
     facts, problems = _ready_to_join(sequences, where, note, sharing)
     results: dict[int, SequenceOutcome] = {}
@@ -93,10 +114,64 @@ def join(
             results[index] = settled
         else:
             to_join.append(replace(settled, index=index))
-    results.update(_joined_all(to_join, where, sharing, note))
+    reporter.films_joining(len(to_join))
+    results.update(_joined_all(to_join, where, sharing, reporter))
     made = [_captioned(results[index], where, note) for index in sorted(results)]
     where.outputs.save()
-    return made
+    return [_quality(outcome, where.cache, note) for outcome in made] if check else made
+
+
+def _quality(
+    outcome: SequenceOutcome, cache: Cache, note: Callable[[str], None]
+) -> SequenceOutcome:
+    """A film with what the quality check finds in it: checked now when this build joined
+    it, else as its stored record says (None: never checked). Its picture is what its takes
+    show, as each was checked when delivered (a take kept before the check existed is checked
+    now, once); its sound and length are the film's own."""
+    film = outcome.sequence
+    if outcome.status != Joined.BUILT:
+        stored = cache.films.get(film.key)
+        return replace(outcome, findings=stored.qc if stored is not None else None)
+    try:
+        takes = [_take_findings(use.shot, cache) for use in film.uses]
+        sound = listen(outcome.path) if qc.needs_listening(film) else None
+        voice = _voice_length(film, cache)
+    except (MediaError, OSError, ValueError) as exc:
+        problem = exc.message if isinstance(exc, MediaError) else str(exc)
+        note(f"warning: the quality check of {film.name} could not be made: {problem}")
+        return outcome
+    findings = qc.of_film(film, outcome.duration, takes, sound, voice)
+    cache.films.checked(film.key, findings)
+    if findings:
+        note(f"warning: qc: film {film.name}: {qc.said(findings)}")
+    return replace(outcome, findings=findings)
+
+
+def _take_findings(shot: Node, cache: Cache) -> qc.Findings | None:
+    """What the check found in a take a film uses: as its record keeps it, or checked now
+    (and kept) when it was never checked (a paid take kept before the check existed)."""
+    record = cache.clips.get(shot.key)
+    if record is None or isinstance(shot, Card):  # a card is drawn here, not paid for
+        return None
+    if record.qc is not None:
+        return record.qc
+    path = cache.clips.path(shot.key)
+    info, _ = media.check_render(path, shot.output, watch=qc.watch_for(shot))
+    findings = qc.of_render(shot, info)
+    cache.clips.put_record(record.model_copy(update={"qc": findings}))
+    return findings
+
+
+def _voice_length(film: Film, cache: Cache) -> float:
+    """Seconds of the voice-over a film mixes (0 without one): a render's, as recorded, or a
+    file's, as decoded."""
+    voice = film.voice
+    if voice is None or film.recipe.voice is None:
+        return 0.0
+    if voice.render is not None:
+        record = cache.clips.get(voice.render.key)
+        return record.duration if record is not None else 0.0
+    return media.sound_info(film.files[voice.digest]).duration
 
 
 def _ready_to_join(
@@ -156,17 +231,20 @@ def _settled(
 
 
 def _joined_all(
-    to_join: list[Joining], where: Where, sharing: Sharing, note: Callable[[str], None]
+    to_join: list[Joining], where: Where, sharing: Sharing, reporter: FilmReporter
 ) -> dict[int, SequenceOutcome]:
     """The films to join, joined here (and shared with the team) or on the cluster."""
-    cache, outputs, films = where.cache, where.outputs, where.films
+    cache, outputs, films, note = where.cache, where.outputs, where.films, reporter.note
     if sharing.cluster and sharing.remote is not None and to_join:
-        return _joined_on_cluster(to_join, films, cache, outputs, sharing, note)
+        return _joined_on_cluster(to_join, films, cache, outputs, sharing, reporter)
     results: dict[int, SequenceOutcome] = {}
     checked: dict[str, media.ClipInfo] = {}  # a clip shared by films is hashed once
     for job in to_join:
         path = output_path(films, job.film)
-        results[job.index] = _joined(job, path, checked, cache, outputs, note)
+        reporter.film_started(job.film.name)
+        outcome = _joined(job, path, checked, cache, outputs, note)
+        reporter.film_finished(job.film.name, outcome.status == Joined.BUILT)
+        results[job.index] = outcome
     if sharing.remote is not None and sharing.push:
         built = [o for o in results.values() if o.status == Joined.BUILT]
         _push_films(sharing.remote, cache, built, note)
@@ -219,9 +297,12 @@ def _joined_on_cluster(
     cache: Cache,
     outputs: OutputIndex,
     sharing: Sharing,
-    note: Callable[[str], None],
+    reporter: FilmReporter,
 ) -> dict[int, SequenceOutcome]:
     assert sharing.remote is not None and sharing.cluster is not None
+    note = reporter.note
+    for job in jobs:
+        reporter.film_started(job.film.name)
     made = join_on_cluster(
         sharing.cluster,
         sharing.remote,
@@ -235,9 +316,11 @@ def _joined_on_cluster(
         path = output_path(films, sequence)
         if isinstance(film, str):
             note(f"failed   sequence {sequence.name}: {film}")
+            reporter.film_finished(sequence.name, False)
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=film)
             continue
         placed = _placed(sequence, path, cache, outputs)
+        reporter.film_finished(sequence.name, placed is not None)
         if placed is None:
             error = "the film joined on the cluster could not be placed"
             results[index] = SequenceOutcome(sequence, Joined.FAILED, path, error=error)
@@ -349,7 +432,9 @@ def _joined(
         note(f"failed   sequence {sequence.name}: {exc.message}")
         return SequenceOutcome(sequence, Joined.FAILED, path, error=exc.message)
     sha = outputs.record(path)
-    cache.films.put(sequence.key, path, sha, made.info.duration, made.method, made.loudness)
+    cache.films.put(
+        sequence.key, path, sha, made.info.duration, made.method, loudness=made.loudness
+    )
     note(
         f"joined   {sequence.name} ({made.info.duration:.2f} s, {made.method}, "
         f"{time.monotonic() - started:.1f} s{_said(made.loudness)}) -> {shown(path)}"
@@ -366,7 +451,7 @@ def _joined(
     )
 
 
-def _said(loudness: media.Loudness | None) -> str:
+def _said(loudness: Loudness | None) -> str:
     if loudness is None or loudness.silent:
         return ""
     return f", {loudness.integrated:.1f} LUFS, peak {loudness.true_peak:.1f} dBTP"
@@ -414,7 +499,7 @@ def _captioned(
     given = film.recipe.captions
     if given is None or outcome.status not in (Joined.BUILT, Joined.PLACED):
         return outcome
-    length = _voice_length(given.voice, where)
+    length = _spoken_length(given.voice, where)
     error = "its captions cannot be timed: the voice is in neither this cache nor the lock"
     if length is not None:
         cues = captions.timed(given, length, outcome.duration or film.duration)
@@ -430,7 +515,7 @@ def _captioned(
     return replace(outcome, status=Joined.FAILED, error=error)
 
 
-def _voice_length(voice: str, where: Where) -> float | None:
+def _spoken_length(voice: str, where: Where) -> float | None:
     """Seconds of the voice render the captions are timed over, as measured when it was
     cached (or as the lock records it); 0 when they time no voice."""
     if not voice:

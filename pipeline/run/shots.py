@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline import hashing, media
+from pipeline import hashing, media, qc
 from pipeline.cache import Cache, ClipRecord, Failure, JournalEntry
 from pipeline.cache.remote import Remote
 from pipeline.errors import (
@@ -72,6 +73,11 @@ class Outcome:
     # Collected from a task an earlier build submitted (and paid for).
     collected: bool = False
 
+    @property
+    def findings(self) -> qc.Findings:
+        """What the quality check found in the clip delivered (nothing when unchecked)."""
+        return (self.record.qc or ()) if self.record is not None else ()
+
 
 @dataclass(frozen=True)
 class Outlook:
@@ -82,6 +88,9 @@ class Outlook:
     budget: float | None  # --max-cost or the storyboard's budget:
     jobs: int
     paid: bool
+    films: int = 0  # films to join once the renders are done
+    # Each render's variants, for a person, by (label, variant of its node): `all 4 variants`.
+    variants: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Reporter(Protocol):
@@ -552,7 +561,10 @@ class Scheduler:
     def _store(self, shot: Node, result: RenderResult) -> tuple[ClipRecord, str | None]:
         """Move the clip into the cache. A paid clip is kept even if it is not what was asked
         (it is recorded as delivered, and the user is told); a free one must be exact."""
-        info = result.info or media.check_render(result.path, shot.output)[0]
+        # A paid take is checked for what it shows (qc.py), measured as it is decoded.
+        watch = qc.watch_for(shot) if self.renderer.paid else None
+        info = result.info or media.check_render(result.path, shot.output, watch=watch)[0]
+        findings = qc.of_render(shot, info) if info.signals is not None else None
         warning = None
         # A sound's length is what the words take (known once spoken): not checked. An
         # upscaler picks the size it delivers (the film scales it to its own).
@@ -586,6 +598,7 @@ class Scheduler:
                 renderer=self.renderer.name,
                 remote_ids=result.remote_ids,
                 label=shot.label,
+                qc=findings,
             )
         except OSError as exc:
             raise CacheError(

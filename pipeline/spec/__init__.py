@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,10 +30,16 @@ class Spec:
     files: dict[str, Path] = field(default_factory=dict)  # each file it names, checked
     problems: tuple[Diagnostic, ...] = ()  # what is wrong with it, in the order found
     failed: frozenset[str] = frozenset()  # ids of the items a problem is found in
+    left_out: frozenset[tuple[Any, ...]] = frozenset()  # fields a problem leaves at default
 
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def stands_in(self, loc: tuple[Any, ...]) -> bool:
+        """Whether the value at `loc` is a default standing in for one with a problem (a
+        check of it would be a second complaint about one mistake, or a wrong one)."""
+        return self.source.original(loc) in self.left_out
 
 
 def load(path: Path | str) -> Spec:
@@ -76,12 +83,13 @@ def _read(path: Path, given: str | None) -> Spec:
         shape = "a storyboard must be a YAML mapping (version:, name:, shots: ...)"
         problems.add(source.error((), shape))
         raise SpecError.of(problems.found)
-    storyboard, kept, dropped = validated(source, data, problems)
-    source = replace(source, kept=kept)
+    valid = validated(source, data, problems)
+    storyboard, source = valid.storyboard, replace(source, kept=valid.kept)
     template_dirs = find_template_dirs(source, storyboard, root, problems)
-    files = check_references(storyboard, source, template_dirs, root, dropped, problems)
-    failed = frozenset(problems.failed | dropped)
-    return Spec(storyboard, path, source, template_dirs, root, files, tuple(problems.found), failed)
+    files = check_references(storyboard, source, template_dirs, root, valid.dropped, problems)
+    failed = frozenset(problems.failed | valid.dropped)
+    found = tuple(problems.found)
+    return Spec(storyboard, path, source, template_dirs, root, files, found, failed, valid.left_out)
 
 
 def find_storyboards(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:

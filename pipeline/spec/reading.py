@@ -21,6 +21,7 @@ from pipeline.project import (
     project_file,
     read_bounded,
 )
+from pipeline.spec.schema import ITEM_WORDS
 
 # Limits of a storyboard file: far above any real one, low enough that a hostile one is
 # refused in a moment (an alias tree of a few hundred bytes can stand for billions of values).
@@ -56,13 +57,35 @@ def read_text(path: Path, limit: int = MAX_YAML_BYTES) -> str:
         raise SpecError(path, 1, 1, f"not UTF-8 text ({exc.reason})") from None
 
 
-def _yaml_error(path: Path, exc: yaml.YAMLError) -> SpecError:
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> SpecError:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        return SpecError(path, line, col, f"invalid YAML: {problem}")
+        return SpecError(path, line, col, f"invalid YAML: {problem}", _layout_hint(text, line))
     return SpecError(path, 1, 1, f"invalid YAML: {exc}")
+
+
+def _layout_hint(text: str, line: int) -> str | None:
+    """Why YAML lost its way near `line`, when the layout says: a tab in the indentation,
+    or a line indented differently from the one before it."""
+    lines = text.splitlines()[:line]
+    for number, content in enumerate(lines, 1):
+        if "\t" in content[: len(content) - len(content.lstrip())]:
+            return f"line {number} is indented with a tab: YAML indents with spaces only"
+    written = [
+        (n, c) for n, c in enumerate(lines, 1) if c.strip() and not c.lstrip().startswith("#")
+    ]
+    if len(written) < 2 or written[-1][0] != line:
+        return None
+    (before, above), (_, here) = written[-2], written[-1]
+    indents = [len(c) - len(c.lstrip(" -")) for c in (above, here)]
+    if indents[0] == indents[1]:
+        return None
+    return (
+        f"line {line}'s text starts in column {indents[1] + 1}, line {before}'s in column "
+        f"{indents[0] + 1}: the fields of one entry start in one column"
+    )
 
 
 def check_shape(path: Path, text: str) -> None:
@@ -82,7 +105,7 @@ def check_shape(path: Path, text: str) -> None:
             elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
                 depth -= 1
     except yaml.YAMLError as exc:
-        raise _yaml_error(path, exc) from None
+        raise _yaml_error(path, text, exc) from None
 
 
 def _event_error(path: Path, event: yaml.Event, problem: str) -> SpecError:
@@ -93,7 +116,7 @@ def compose(path: Path, text: str) -> yaml.Node | None:
     try:
         return yaml.compose(_Named(text, str(path)), Loader=SAFE_YAML_LOADER)
     except yaml.YAMLError as exc:
-        raise _yaml_error(path, exc) from None
+        raise _yaml_error(path, text, exc) from None
 
 
 class _Named(io.StringIO):
@@ -122,7 +145,7 @@ MAX_INCLUDES = 32
 MAX_TOTAL_YAML_CHARACTERS = 8_000_000
 # Fields an included file adds to: its shots and sequences come first; its vars, defaults,
 # prices and matrix are overridden key by key by the storyboard's.
-LIST_FIELDS = frozenset({"shots", "stills", "sequences", "voices", "music"})
+LIST_FIELDS = frozenset(ITEM_WORDS)  # the lists of items an include adds to
 MAP_FIELDS = frozenset({"vars", "defaults", "prices", "matrix"})
 
 

@@ -18,6 +18,7 @@ from pipeline.project import (
     project_folder,
 )
 from pipeline.spec.schema import (
+    ITEM_WORDS,
     CardSpec,
     FrameRef,
     MusicRef,
@@ -221,13 +222,8 @@ def owners(storyboard: Storyboard, loc: tuple[Any, ...]) -> set[str]:
     """The ids of the items a value at `loc` belongs to: `defaults` belong to every shot."""
     if loc[0] == "defaults":
         return {shot.id for shot in storyboard.shots}
-    ids = {
-        "shots": [item.id for item in storyboard.shots],
-        "stills": [item.id for item in storyboard.stills],
-        "voices": [item.id for item in storyboard.voices],
-        "music": [item.id for item in storyboard.music],
-        "sequences": [item.id for item in storyboard.sequences],
-    }.get(loc[0])
+    items = getattr(storyboard, str(loc[0])) if loc[0] in ITEM_WORDS else None
+    ids = [item.id for item in items] if items is not None else None
     if ids is None or len(loc) < 2 or not isinstance(loc[1], int):
         return set()
     return {ids[loc[1]]}

@@ -210,6 +210,15 @@ FORMAT = r"^([1-9][0-9]?:[1-9][0-9]?|[1-9][0-9]{1,3}x[1-9][0-9]{1,3})$"
 
 
 # What each pattern of the format accepts, in words: (what a value is, what to write).
+# What one entry of each list of the storyboard is called in a message.
+ITEM_WORDS = {
+    "shots": "shot",
+    "stills": "still",
+    "voices": "voice",
+    "music": "music",
+    "sequences": "sequence",
+}
+
 PATTERN_WORDS = {
     IDENTIFIER: ("an id", "letters, digits, '_', '.' and '-', starting with a letter or digit"),
     NAME: ("a name", "text without slashes or control characters"),

@@ -94,8 +94,9 @@ class SourceMap:
         hint: str | None = None,
         at_key: bool = False,
         code: str = "invalid",
+        about: tuple[str, ...] = (),
     ) -> SpecError:
-        return SpecError.of([self.diagnostic(loc, message, hint, at_key, code)])
+        return SpecError.of([self.diagnostic(loc, message, hint, at_key, code, about)])
 
     def diagnostic(
         self,
@@ -104,9 +105,10 @@ class SourceMap:
         hint: str | None = None,
         at_key: bool = False,
         code: str = "invalid",
+        about: tuple[str, ...] = (),
     ) -> Diagnostic:
         path, line, col = self.where(loc, at_key)
-        return Diagnostic(code, str(path), line, col, message, hint)
+        return Diagnostic(code, str(path), line, col, message, hint, about)
 
     def _file(self, mark: Any) -> Path:
         return Path(mark.name) if str(mark.name) in self.texts else self.path

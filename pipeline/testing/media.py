@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 FPS = 25
@@ -23,6 +24,35 @@ TINTS = (
     "0x3c3c3c",
     "0x69692a",
 )
+# Seeds are 1 to SEEDS - 1, and drawn in binary along the bottom of a picture: a band of
+# SEED_BITS cells, light for a 1, the lowest bit at the left. Another seed, other pixels;
+# and a test can read the seed back.
+SEED_BITS = 31
+SEEDS = 1 << SEED_BITS
+SEED_BAND = 8  # the band is the bottom 1/8 of the picture
+
+
+def seed_boxes(seed: int, enable: str = "") -> str:
+    """ffmpeg filters drawing `seed` in the band (`enable`: from which frame on)."""
+    band = f"y=ih-ih/{SEED_BAND}:h=ih/{SEED_BAND}"
+    boxes = [f"drawbox=x=0:{band}:w=iw:color=0x101010:t=fill{enable}"]
+    for bit in range(SEED_BITS):
+        if seed >> bit & 1:
+            left = f"x=iw*{bit}/{SEED_BITS}:w=iw/{SEED_BITS}+1"
+            boxes.append(f"drawbox={left}:{band}:color=0xf0f0f0:t=fill{enable}")
+    return ",".join(boxes)
+
+
+def read_seed(pixels: Sequence[Sequence[Sequence[int]]]) -> int:
+    """The seed drawn on a picture (rows of RGB pixels), read at the middle of each cell."""
+    height, width = len(pixels), len(pixels[0])
+    row = pixels[height - height // (2 * SEED_BAND)]
+    seed = 0
+    for bit in range(SEED_BITS):
+        red, green, blue = row[int((bit + 0.5) * width / SEED_BITS)][:3]
+        if int(red) + int(green) + int(blue) > 3 * 128:
+            seed |= 1 << bit
+    return seed
 
 
 def ffmpeg_binary() -> str:
@@ -35,6 +65,17 @@ def ffmpeg_binary() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+LOOKS = ("black", "frozen", "flashing")  # broken pictures a clip can be painted with
+# Each look's picture, drawn over the clip's: black; the square held still on the slate; the
+# whole frame black and white by turns, two frames each (six flashes a second at 25 fps).
+BLACKED = "drawbox=x=0:y=0:w=iw:h=ih:c=black:t=fill"
+LOOK_FILTERS = {
+    "black": BLACKED,
+    "frozen": "",
+    "flashing": BLACKED + ",drawbox=x=0:y=0:w=iw:h=ih:c=white:t=fill:enable='lt(mod(n,4),2)'",
+}
+
+
 def paint(
     path: Path,
     width: int,
@@ -44,13 +85,18 @@ def paint(
     first: Path | None = None,
     sound: bool = False,
     tint: int = 0,
+    seed: int = 0,
+    look: str = "",
 ) -> Path:
     """An H.264 MP4 of exactly `frames` frames at 25 fps: a slate colour with a moving square
     (every frame differs). `noise` adds film grain, encoded as a real render would be, so that
     a clip weighs (and costs to decode) what a real one does. `first`: an image the clip
     starts from (its first frame is that image; the square moves over it after). `sound`: a
     440 Hz tone all along, as a model that makes sound delivers it. `tint`: one of TINTS
-    background colours."""
+    background colours. `seed`: drawn along its bottom (see `seed_boxes`). `look`: one of
+    LOOKS, a broken picture (grain left out: a frozen picture repeats its frame exactly)."""
+    if look:
+        first, noise = None, 0
     if first is None:
         colour = TINTS[tint % len(TINTS)]
         inputs = ["-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={FPS}"]
@@ -64,7 +110,11 @@ def paint(
         )
         shown = ":enable='gte(n,1)'"  # the first frame is the image itself
     inputs += ["-f", "lavfi", "-i", f"color=c=0xe0c070:s=96x96:r={FPS}"]
-    graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x='mod(t*400,W-w)':y=(H-h)/2:eval=frame{shown}"
+    moving = "(W-w)/2" if look == "frozen" else "'mod(t*400,W-w)'"
+    graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x={moving}:y=(H-h)/2:eval=frame{shown}"
+    graph += "," + seed_boxes(seed, shown)
+    if LOOK_FILTERS.get(look):
+        graph += "," + LOOK_FILTERS[look]
     outputs = ["-map", "[v]"]
     if sound:
         seconds = f"{frames / FPS:.3f}"
@@ -117,13 +167,15 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def paint_image(path: Path, width: int, height: int) -> Path:
-    """A PNG still: a warm colour with a square in its middle."""
+def paint_image(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    """A PNG still: a warm colour with a square in its middle, and `seed` drawn along its
+    bottom."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    square = "drawbox=x=iw/2-iw/8:y=ih/2-ih/8:w=iw/4:h=ih/4:c=0x3cb0a0:t=fill"
     command = [
         ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
         "-f", "lavfi", "-i", f"color=c=0xb05a3c:s={width}x{height}",
-        "-vf", "drawbox=x=iw/2-iw/8:y=ih/2-ih/8:w=iw/4:h=ih/4:c=0x3cb0a0:t=fill",
+        "-vf", f"{square},{seed_boxes(seed)}",
         "-frames:v", "1", str(temp),
     ]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=60)

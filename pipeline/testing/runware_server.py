@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.testing.media import FPS, TINTS, image_size, paint, paint_image
+from pipeline.testing.media import FPS, LOOKS, SEEDS, TINTS, image_size, paint, paint_image
 from pipeline.testing.served_models import MODELS, PLATFORM_FIELDS, PROVIDERS, ServedModel
 from pipeline.testing.served_tools import TOOLS, Job, Refused, check, make
 
@@ -126,6 +126,11 @@ class Faults:
     corrupt: int = 0  # downloads with garbage in the middle
     trickle: int = 0  # downloads sent a byte at a time, `trickle_interval` seconds apart
     bad_encoding: int = 0  # downloads that say `Content-Encoding: gzip` and are not gzip
+    # Video tasks that succeed, are billed, and deliver a broken picture, as generated video
+    # sometimes does: all black, frozen on its first frame, or flashing black and white.
+    black_clip: int = 0
+    frozen_clip: int = 0
+    flashing_clip: int = 0
     trickle_interval: float = 5.0
     safety_code: str = "sensitiveContentDetected"
     hidden_seconds: float = 8.0
@@ -158,13 +163,15 @@ class Task:
     sound: bool = False
     tint: int = 0  # the prompt's: another prompt most often gives another picture
     video_uuid: str = ""
-    seed: int = 0
+    seed: int = 0  # a clip's or image's is drawn on it: another take, another picture
     price: float = 0.0
     billed: bool = False
     polls: int = 0
     downloads: int = 0
     hidden_until: float = 0.0  # getResponse does not know it before this (monotonic)
+    held: bool = False  # stays `processing` until the test releases it (`release`)
     job: Job | None = None  # a speech, music, upscale or lip-sync task's work
+    look: str = ""  # a broken picture it delivers: "black", "frozen", "flashing"
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,8 @@ class RunwareServer:
         self.dialect = DIALECTS[dialect] if isinstance(dialect, str) else dialect.check()
         self.clip_noise = clip_noise
         self.faults = Faults()
+        self.holding = False  # tasks accepted now are held until `release`
+        self.takes: dict[tuple[Any, ...], int] = {}  # renders so far of a picture and prompt
         self.tasks: dict[str, Task] = {}
         self.images: dict[str, tuple[int, int] | None] = {}  # imageUUID -> its size
         self.image_bytes: dict[str, bytes] = {}  # imageUUID -> the image uploaded
@@ -279,6 +288,21 @@ class RunwareServer:
                     setattr(self.faults, name, value)
                 else:
                     raise ValueError(f"unknown fault '{name}'; faults: {', '.join(FAULTS)}")
+
+    def hold(self, on: bool = True) -> None:
+        """Hold the tasks accepted from now on (or no more): each stays `processing` until
+        `release`. A test then says when a render ends by what it has seen, not by a latency
+        that a busy machine may overrun."""
+        with self.lock:
+            self.holding = on
+
+    def release(self) -> int:
+        """Let every held task finish (at its time, or now if that has passed): how many."""
+        with self.lock:
+            held = [task for task in self.tasks.values() if task.held]
+            for task in held:
+                task.held = False
+            return len(held)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -495,7 +519,11 @@ class RunwareServer:
             sound=sound,
             tint=_tint(request.get("positivePrompt")),
             job=job,
+            held=self.holding,
+            look=self._look() if frames and job is None else "",
         )
+        if job is None:
+            task.seed = self._seed(task, request)
         if self.faults.take("hidden"):
             self._served("hidden")
             task.hidden_until = now + self.faults.hidden_seconds
@@ -540,6 +568,14 @@ class RunwareServer:
             "mediaUUID": media_uuid,
             "mediaURL": f"{base}/media/{media_uuid}",
         }
+
+    def _look(self) -> str:
+        """The broken picture a video task delivers, if a fault asks for one."""
+        for look in LOOKS:
+            if self.faults.take(f"{look}_clip"):
+                self._served(f"{look}_clip")
+                return look
+        return ""
 
     def _fate(self) -> str:
         for fault, fate in (
@@ -888,7 +924,8 @@ class RunwareServer:
         """Finish the tasks whose time has come; bill the ones that succeed."""
         now = time.monotonic()
         for task in self.tasks.values():
-            if task.status != "processing" or task.ready_at > now or task.fate == "never":
+            waiting = task.ready_at > now or task.fate == "never" or task.held
+            if task.status != "processing" or waiting:
                 continue
             task.status = {
                 "error": "error",
@@ -899,8 +936,9 @@ class RunwareServer:
             if task.status != "success":
                 continue
             task.video_uuid = str(uuid.uuid4())
-            asked = task.job.seed if task.job is not None else None
-            task.seed = asked if asked is not None else random.randrange(1, 2**31)
+            if task.job is not None:
+                asked = task.job.seed
+                task.seed = asked if asked is not None else random.randrange(1, 2**31)
             task.billed = True
             self.videos[task.video_uuid] = task
             self.counters["billed_cost"] = round(self.counters["billed_cost"] + task.price, 6)
@@ -946,6 +984,7 @@ class RunwareServer:
             "downloaded_cost": round(sum(t.price for t in tasks if t.downloads), 6),
             "polls_per_task": {t.uuid: t.polls for t in tasks},
             "in_progress": sum(1 for t in tasks if t.status == "processing"),
+            "held": sum(1 for t in tasks if t.held),
             "remote_span": self._remote_span(),
             "faults_left": asdict(self.faults),
             "dialect": asdict(self.dialect),
@@ -961,6 +1000,19 @@ class RunwareServer:
 
     # -- clips ------------------------------------------------------------------------------
 
+    def _seed(self, task: Task, request: dict[str, Any]) -> int:
+        """The seed a clip or image is rendered with, and drawn on it: the one asked, else
+        a new one for each render of one picture and prompt, as a provider draws one (so the
+        takes of one request differ). Drawn from how many came before, not at random: the
+        n-th take of a picture is the same in every test, and drawn once per session."""
+        asked = request.get("seed")
+        if isinstance(asked, int) and not isinstance(asked, bool):
+            return asked
+        seen = (_drawn_from(task), str(request.get("positivePrompt")))
+        self.takes[seen] = self.takes.get(seen, 0) + 1
+        made = hashlib.sha256(repr((_drawn_from(task), self.takes[seen])).encode()).digest()
+        return int.from_bytes(made[:4], "big") % (SEEDS - 1) + 1
+
     def _paint(self, task: Task) -> Future[Path]:
         """Draw a task's clip (or image) in the background. Clips of one size and length
         with no first frame are one drawing, shared by every task."""
@@ -970,12 +1022,14 @@ class RunwareServer:
                 self._paintings[(task.uuid,)] = self._painter.submit(make, task.job, made)
             return self._paintings[(task.uuid,)]
         width, height = task.size
-        first = hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
-        key = (width, height, task.frames, first, task.sound, task.tint)
+        first = _first_digest(task)
+        key = (*_drawn_from(task), task.seed)
         if key in self._paintings:
             return self._paintings[key]
         suffix = "png" if not task.frames else "mp4"
         extra = (f"-{first}" if first else f"-t{task.tint}") + ("-sound" if task.sound else "")
+        extra += f"-s{task.seed}"
+        extra += f"-{task.look}" if task.look else ""
         name = f"clip-{width}x{height}-{task.frames}f-n{self.clip_noise}{extra}.{suffix}"
         path = self.clip_dir / name
         if path.exists():
@@ -983,12 +1037,11 @@ class RunwareServer:
             done.set_result(path)
             self._paintings[key] = done
         elif not task.frames:
-            self._paintings[key] = self._painter.submit(paint_image, path, width, height)
+            self._paintings[key] = self._painter.submit(paint_image, path, width, height, task.seed)
         else:
             image = None
             if task.first:
-                image = self.clip_dir / f"first-{first}.img"
-                image.write_bytes(task.first)
+                image = self._first_file(first, task.first)
             self._paintings[key] = self._painter.submit(
                 paint,
                 path,
@@ -999,8 +1052,20 @@ class RunwareServer:
                 image,
                 task.sound,
                 task.tint,
+                task.seed,
+                task.look,
             )
         return self._paintings[key]
+
+    def _first_file(self, digest: str, data: bytes) -> Path:
+        """A first frame image as a file ffmpeg reads, written once: the takes of one
+        request are painted from it, and a painting may be reading it."""
+        image = self.clip_dir / f"first-{digest}.img"
+        if not image.exists():
+            temp = image.with_name(f".{image.name}.{uuid.uuid4().hex}")
+            temp.write_bytes(data)
+            temp.replace(image)
+        return image
 
     def _download(self, video_uuid: str) -> Reply:
         with self.lock:
@@ -1047,6 +1112,16 @@ def _pong(task: dict[str, Any]) -> dict[str, Any]:
     if task.get("ping") is not True:
         raise Rejection(400, "invalidParameter", "ping must be true", parameter="ping")
     return {"taskType": "ping", "pong": True}
+
+
+def _first_digest(task: Task) -> str:
+    return hashlib.sha256(task.first).hexdigest()[:16] if task.first else ""
+
+
+def _drawn_from(task: Task) -> tuple[Any, ...]:
+    """What a clip's or image's picture is drawn from, its seed aside."""
+    width, height = task.size
+    return (width, height, task.frames, _first_digest(task), task.sound, task.tint, task.look)
 
 
 def _tint(prompt: Any) -> int:
