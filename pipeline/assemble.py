@@ -77,6 +77,7 @@ def can_copy(recipe: JoinRecipe, clips: list[ClipInput]) -> bool:
         and recipe.voice is None
         and not recipe.texts
         and recipe.logo is None
+        and recipe.encoding is None  # a platform's encoder settings: the picture is encoded
         # a card is encoded here, not by the provider: its stream cannot share the film's
         and not any(piece.drawn for piece in recipe.pieces)
         and all(c.whole for c in clips)
@@ -429,7 +430,7 @@ def _limited(mix: Path, gain: float, recipe: JoinRecipe, name: str) -> Path:
         sound = (
             ffmpeg.input(str(mix))
             .audio.filter("volume", volume=f"{gain:.2f}dB", precision="float")
-            .filter("alimiter", limit=round(LIMIT, 4), level="false")
+            .filter("alimiter", limit=round(LIMIT, 4), level="false", latency="true")
         )
         measured = _mixed_down(sound, limited, name, recipe.duration)
         if abs(measured.integrated - recipe.loudness) <= TOLERANCE / 4:
@@ -481,14 +482,28 @@ def _on_target(sound: Path, recipe: JoinRecipe, name: str) -> Loudness:
         return measured
     off = measured.integrated - recipe.loudness
     if abs(off) > TOLERANCE or measured.true_peak > TRUE_PEAK:
-        raise MediaError(
-            f"sequence '{name}': its sound measures {measured.integrated:.1f} LUFS with true "
-            f"peaks at {measured.true_peak:.1f} dBTP; its target is {recipe.loudness:g} LUFS "
-            f"(within {TOLERANCE:g} LU) and at most {TRUE_PEAK:g} dBTP",
-            "a sound this far off is mostly silence or one loud moment: check its voice and "
-            "bed, or set another loudness:",
+        raise OffTarget(
+            f"sequence '{name}': its sound measures {measured.integrated:.1f} LUFS, true peak "
+            f"{measured.true_peak:.1f} dBTP, {abs(off):.1f} LU from its target of "
+            f"{recipe.loudness:g} LUFS (within {TOLERANCE:g} LU, true peak at most "
+            f"{TRUE_PEAK:g} dBTP): a sound of silence and a few loud moments cannot be brought "
+            "that far without crushing them; check its voice and bed, or lower its `loudness:`"
         )
     return measured
+
+
+class OffTarget(MediaError):
+    """A film's sound that, levelled, still misses its loudness target or its peak ceiling."""
+
+
+def failure(exc: MediaError, loudness_at: str) -> str:
+    """What a failed join says: a sound off its target also says where the target is set
+    (`specs/x.yaml:12`)."""
+    return (
+        f"{loudness_at}: {exc.message}"
+        if isinstance(exc, OffTarget) and loudness_at
+        else exc.message
+    )
 
 
 def _fit(video: Any, clip: ClipInput, size: tuple[int, int], fit: str, focus: float) -> Any:

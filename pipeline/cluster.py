@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.assemble import assemble, clip_input
+from pipeline.assemble import assemble, clip_input, failure
 from pipeline.cache import Cache, ClipRecord, FilmRecord
 from pipeline.cache.remote import Remote, open_remote
 from pipeline.cache.remote_settings import INSTALL_HINT, RemoteSettings
-from pipeline.errors import RemoteError, StoryboardError, UserError
+from pipeline.errors import MediaError, RemoteError, StoryboardError, UserError
 from pipeline.hashing import sha256_file
 from pipeline.nodes import Film, JoinRecipe
 from pipeline.project import ProjectSettings
@@ -54,12 +54,13 @@ class FilmJob:
     clips: tuple[ClipRecord, ...]  # one per piece of the recipe
     named: tuple[tuple[str, str], ...]  # how messages name each piece, and its shot
     inputs: dict[str, bytes] = field(default_factory=dict)
+    loudness_at: str = ""  # where its loudness target is said (nodes.Film.loudness_at)
 
     @classmethod
     def of(cls, film: Film, clips: list[ClipRecord], files: Mapping[str, Path]) -> FilmJob:
         inputs = {source: path.read_bytes() for source, path in files.items()}
         named = tuple(use.named for use in film.uses)
-        return cls(film.name, film.key, film.recipe, tuple(clips), named, inputs)
+        return cls(film.name, film.key, film.recipe, tuple(clips), named, inputs, film.loudness_at)
 
 
 def join_on_cluster(
@@ -111,6 +112,8 @@ def join_film(settings: RemoteSettings, job: FilmJob) -> FilmRecord | str:
     comes back as its message."""
     try:
         return _join(open_remote(settings), job)
+    except MediaError as exc:
+        return failure(exc, job.loudness_at)
     except StoryboardError as exc:
         return exc.message
 

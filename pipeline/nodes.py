@@ -466,6 +466,7 @@ class Film:
     # The files its recipe names by digest (sound files, fonts, the logo), where they are.
     files: Mapping[str, Path] = field(default_factory=dict)
     voice_at: str = ""  # where a generated voice is named: for the error when it is too long
+    loudness_at: str = ""  # where its loudness target is said: for the error when it misses
     loudness: float = LOUDNESS  # integrated LUFS: the sequence's, its platform's, or -16
     safe: SafeArea = TITLE_SAFE
     encoding: Encoding | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import hashing
-from pipeline.errors import Problems
+from pipeline.errors import Problems, shown
 from pipeline.expand.context import (
     MAX_FILM_PIXELS,
     MAX_FILM_SIDE,
@@ -117,7 +117,15 @@ def expand_sequence(
         logo=logo,
         files=files | logo_file,
         loudness=loudness_target(sequence.loudness, LOUDNESS),
+        loudness_at=located(spec, (*loc, "loudness")),
     )
+
+
+def located(spec: Spec, loc: tuple[Any, ...]) -> str:
+    """`file:line` of the value at `loc` (or of its nearest parent), as a build's failures
+    name where a film's setting is said."""
+    file, line, _ = spec.source.where(loc)
+    return f"{shown(file)}:{line}"
 
 
 def loudness_target(given: float | str | None, otherwise: float) -> float:
@@ -216,7 +224,8 @@ def _with_voice_render(spec: Spec, index: int, sequence: Film, voice: Node, made
             + f": voice '{voice.label}' runs about {voice.duration:.1f} s at the model's "
             f"estimated speaking rate, longer than the {room:g} s of film from {start:g} s"
         )
-    return replace(sequence, voice=SoundUse(voice, at=start), voice_at=f"{file}:{line}")
+    voice_at = located(spec, ("sequences", index, "voice"))
+    return replace(sequence, voice=SoundUse(voice, at=start), voice_at=voice_at)
 
 
 def formatted(spec: Spec, index: int, sequence: Film) -> list[Film]:
@@ -262,9 +271,10 @@ def _for_platform(
     chosen = given if isinstance(given, PlatformSpec) else PlatformSpec(platform=given)
     platform = PLATFORMS[chosen.platform]
     board_sequence = spec.storyboard.sequences[where[0]]
+    loc = ("sequences", where[0], "platforms", where[1])
     if sequence.duration > platform.longest + 1e-6:
         raise spec.source.error(
-            ("sequences", where[0], "platforms", where[1]),
+            loc,
             f"sequence '{sequence.id}' is {sequence.duration:g} s long: {platform.title} takes "
             f"films of at most {platform.longest:g} s",
             "shorten the sequence (trim its shots with in/out), or deliver it for another platform",
@@ -278,6 +288,9 @@ def _for_platform(
         format=platform.name,
         encoding=platform.encoding(film.fps),
         loudness=loudness_target(board_sequence.loudness, platform.loudness),
+        loudness_at=(
+            sequence.loudness_at if board_sequence.loudness is not None else located(spec, loc)
+        ),
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline import captions, media, qc
-from pipeline.assemble import assemble, clean_work_folders, clip_input
+from pipeline.assemble import assemble, clean_work_folders, clip_input, failure
 from pipeline.cache import Cache, ClipRecord, write_atomic
 from pipeline.cache.remote import Remote
 from pipeline.cards import draw_missing
@@ -429,8 +429,9 @@ def _joined(
         started = time.monotonic()
         made = assemble(sequence.recipe, clips, joining.files, path, sequence.name)
     except MediaError as exc:
-        note(f"failed   sequence {sequence.name}: {exc.message}")
-        return SequenceOutcome(sequence, Joined.FAILED, path, error=exc.message)
+        error = failure(exc, sequence.loudness_at)
+        note(f"failed   sequence {sequence.name}: {error}")
+        return SequenceOutcome(sequence, Joined.FAILED, path, error=error)
     sha = outputs.record(path)
     cache.films.put(
         sequence.key, path, sha, made.info.duration, made.method, loudness=made.loudness
