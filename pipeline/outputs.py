@@ -80,6 +80,22 @@ class OutputIndex:
     def matches(self, file: Path, sha: str) -> bool:
         return self.sha256(file) == sha
 
+    def remove_if_ours(self, file: Path) -> None:
+        """Delete a file this tool wrote and nobody changed since (as recorded); a file it
+        did not write, or one edited since, is left."""
+        entry = self.entries.get(str(file))
+        try:
+            stat = file.stat()
+        except OSError:
+            return
+        if isinstance(entry, dict) and (entry.get("size"), entry.get("mtime")) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+        ):
+            file.unlink(missing_ok=True)
+            del self.entries[str(file)]
+            self.dirty = True
+
     def record(self, file: Path, sha: str | None = None) -> str:
         """Remember a file's checksum (computed here unless it is known)."""
         stat = file.stat()

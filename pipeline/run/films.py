@@ -495,10 +495,15 @@ def _captioned(
     """A film made or put back, with its caption files written beside it (atomically): its
     voice-over's sentences timed over the voice render's measured length, and its subtitle
     cues. A film whose voice's length is not known here (neither this cache nor the lock
-    has the voice) fails: its captions could not be timed."""
+    has the voice) fails: its captions could not be timed. A film without captions has
+    those this tool wrote beside an earlier film of its name removed."""
     film = outcome.sequence
     given = film.recipe.captions
-    if given is None or outcome.status not in (Joined.BUILT, Joined.PLACED):
+    if outcome.status not in (Joined.BUILT, Joined.PLACED):
+        return outcome
+    if given is None:  # the captions an earlier film of this name had are not this one's
+        for path in captions.paths(outcome.path).values():
+            where.outputs.remove_if_ours(path)
         return outcome
     length = _spoken_length(given.voice, where)
     error = "its captions cannot be timed: the voice is in neither this cache nor the lock"
