@@ -15,7 +15,7 @@ from pipeline.nodes import Encoding, SafeArea
 # turn louder films down, never quieter ones up: -14 is the loudest that loses nothing.
 PLATFORM_LOUDNESS = -14.0
 # YouTube's recommended upload bitrate for 1080p SDR (8 Mbps at 24 to 30 fps, 12 Mbps at 48
-# to 60): the others publish a floor (TikTok: at least 516 kbps) or nothing, so theirs too.
+# to 60); Meta asks for 8 Mbps at 1080p; TikTok publishes a floor (at least 516 kbps).
 VIDEO_KBPS = 8000
 HIGH_FPS_KBPS = 12000
 # AAC-LC stereo: YouTube recommends 384 kbps; Meta asks for 128 kbps or more; TikTok says
@@ -52,7 +52,8 @@ PLATFORMS: dict[str, Platform] = {
     platform.name: platform
     for platform in (
         # TikTok Ads Manager (In-Feed): 9:16, 5 to 60 s, at least 516 kbps. Its safe zone is
-        # published as overlay files only: these margins are the widest measured from them.
+        # published as overlay files only: these margins are the widest measured from them
+        # (top 250, bottom 440, right 170 px of 1080x1920); no left margin: Meta's 6%.
         Platform(
             "tiktok",
             "TikTok",
@@ -62,7 +63,8 @@ PLATFORMS: dict[str, Platform] = {
             SafeArea(left=0.06, top=0.13, right=0.16, bottom=0.23),
         ),
         # Meta's Reels: 9:16; keep 14% of the top, 35% of the bottom and 6% of each side free
-        # of text. Instagram takes Reels of up to 3 minutes (January 2025).
+        # of text. Instagram takes Reels of up to 3 minutes (January 2025). Meta's Reels
+        # publishing asks for closed GOPs of 2 to 5 seconds.
         Platform(
             "reels",
             "Instagram Reels",
@@ -70,17 +72,19 @@ PLATFORMS: dict[str, Platform] = {
             1920,
             180.0,
             SafeArea(left=0.06, top=0.14, right=0.06, bottom=0.35),
+            gop_seconds=2.0,
         ),
         # YouTube Shorts: square or vertical, up to 3 minutes (October 2024). YouTube
-        # publishes no safe zone: its title, channel and buttons are measured to cover the
-        # bottom quarter and a right-hand column.
+        # publishes no safe zone: its title, channel and subscribe button are measured to
+        # cover the bottom quarter; for the rest (the tabs above, the column of buttons at
+        # the right) TikTok's margins, the same layout.
         Platform(
             "shorts",
             "YouTube Shorts",
             1080,
             1920,
             180.0,
-            SafeArea(left=0.06, top=0.12, right=0.16, bottom=0.25),
+            SafeArea(left=0.06, top=0.13, right=0.16, bottom=0.25),
             # YouTube's recommended upload encoding (Shorts are uploaded the same way): 2
             # consecutive B-frames, closed GOPs of half the frame rate, AAC-LC 384 kbps.
             audio_kbps=YOUTUBE_AUDIO_KBPS,
