@@ -248,8 +248,8 @@ FormatEntry = Annotated[
 ]
 
 
-# The platforms a sequence can be delivered for (pipeline/platforms.py holds their figures).
-PLATFORM_NAMES = ("tiktok", "reels", "shorts", "youtube", "meta-feed")
+# The platforms a sequence can be delivered for (pipeline/platforms.py holds their figures;
+# tests/test_delivery.py checks both name the same).
 PlatformName = Literal["tiktok", "reels", "shorts", "youtube", "meta-feed"]
 
 
@@ -266,8 +266,10 @@ PlatformEntry = Annotated[
     Annotated[PlatformName, Tag("name")] | Annotated[PlatformSpec, Tag("entry")],
     Discriminator(_mapping_kind),
 ]
-# Loudness standards by name: integrated LUFS (EBU R 128; ATSC A/85).
+# Loudness standards by name: integrated LUFS (EBU R 128; ATSC A/85), the names `Loudness`
+# takes.
 LOUDNESS_STANDARDS = {"ebu-r128": -23.0, "atsc-a85": -24.0}
+LOUDNESS_HINT = "write integrated LUFS from -70 to -5 (-14), or ebu-r128 (-23) or atsc-a85 (-24)"
 Loudness = (
     Annotated[float, Field(ge=-70, le=-5, allow_inf_nan=False)] | Literal["ebu-r128", "atsc-a85"]
 )

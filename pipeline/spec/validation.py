@@ -15,7 +15,13 @@ from pydantic import (
 
 from pipeline.errors import Diagnostic, Problems, SpecError, did_you_mean, in_words
 from pipeline.spec.reading import LIST_FIELDS
-from pipeline.spec.schema import COLOUR_HINT, ITEM_WORDS, PATTERN_WORDS, Storyboard
+from pipeline.spec.schema import (
+    COLOUR_HINT,
+    ITEM_WORDS,
+    LOUDNESS_HINT,
+    PATTERN_WORDS,
+    Storyboard,
+)
 from pipeline.spec.source import SourceMap, child_of
 
 
@@ -77,24 +83,25 @@ def _in_data(data: Any, error: Any) -> Any:
     """The error with its location as the data spells it: pydantic puts the name of a
     union's member in a location (a sequence entry's `card`), which is no key there."""
     loc = tuple(error["loc"])
-    found = _path(data, loc)
+    found = _path(data, loc, error["type"] == "missing")
     return {**error, "loc": found if found is not None else loc}
 
 
-def _path(node: Any, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+def _path(node: Any, loc: tuple[Any, ...], missing: bool = False) -> tuple[Any, ...] | None:
     """`loc` as a path in `node`, its steps that are no key there left out; None when it
-    leads nowhere. Its last step may be a key that is missing (a required field); it ends
-    at a value written as a shorthand (`16:9` for a format) when it leads nowhere else."""
+    leads nowhere. Its last step may be a key that is `missing` (a required field); it ends
+    at a value written as a shorthand (`16:9` for a format, `-3` for a loudness) when it
+    leads nowhere else."""
     if not loc:
         return ()
     step, rest = loc[0], loc[1:]
     if _has(node, step):
-        below = _path(node[step], rest)
+        below = _path(node[step], rest, missing)
         if below is not None:
             return (step, *below)
-    elif not rest and isinstance(node, dict):
+    elif not rest and missing and isinstance(node, dict):
         return (step,)
-    skipped = _path(node, rest) if rest else None
+    skipped = _path(node, rest, missing) if rest else None
     if skipped is None and _has(node, step) and not isinstance(node[step], dict | list):
         return (step,)
     return skipped
@@ -186,7 +193,8 @@ def _diagnostic(source: SourceMap, error: Any) -> Diagnostic:
         else in_words(error)
     )
     if worded is not None:
-        return source.diagnostic(loc, f"{prefix}{worded[0]}", worded[1], code=code)
+        hint = LOUDNESS_HINT if loc[-1] == "loudness" else worded[1]
+        return source.diagnostic(loc, f"{prefix}{worded[0]}", hint, code=code)
     if error["type"] == "string_pattern_mismatch":
         noun, accepted = PATTERN_WORDS.get(error["ctx"]["pattern"], ("valid", "see the docs"))
         said = f"{prefix}{error['input']!r} is not {noun}"
