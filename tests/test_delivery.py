@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import get_args
 
 import av
 import numpy as np
@@ -26,6 +27,7 @@ from pipeline.expand import expand
 from pipeline.nodes import CaptionCue, Captions
 from pipeline.outputs import OutputIndex
 from pipeline.platforms import PLATFORMS
+from pipeline.spec.schema import LOUDNESS_STANDARDS, Loudness, PlatformName
 from tests.conftest import build_once, copy_built, write
 
 # The acceptance check of issue 33: two languages, two formats, a voice-over, a bed, an end
@@ -250,6 +252,8 @@ def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def test_text_and_cards_stay_inside_each_platforms_safe_zone(project: Path, cli) -> None:
+    assert set(get_args(PlatformName)) == set(PLATFORMS)  # the schema's names, each with figures
+    assert set(get_args(get_args(Loudness)[1])) == set(LOUDNESS_STANDARDS)
     spec = write(project / "specs" / "platforms.yaml", PLATFORM_BOARD)
     built = json.loads(cli("build", spec, "--preview", "--json", "ad").out)
     assert [s["status"] for s in built["sequences"]] == ["built"] * len(PLATFORMS)
@@ -269,32 +273,47 @@ def test_text_and_cards_stay_inside_each_platforms_safe_zone(project: Path, cli)
         card = _bounds((green > 170) & (red < 90) & (blue < 90))
         assert card[0] >= left and card[1] >= top, (platform.name, card)
         assert card[2] <= right and card[3] <= bottom, (platform.name, card)
-    youtube = Path(next(s["path"] for s in built["sequences"] if "youtube" in s["path"]))
-    with av.open(str(youtube)) as container:
-        stream = container.streams.video[0]
-        assert (stream.codec_context.name, stream.codec_context.profile) == ("h264", "High")
-        assert stream.codec_context.pix_fmt == "yuv420p"
-        keyframes = [p.pts for p in container.demux(stream) if p.is_keyframe and p.pts is not None]
-        # Closed GOPs of half the frame rate, as YouTube recommends: a keyframe each 0.5 s.
-        assert (
-            len(keyframes) >= 2 and float((keyframes[1] - keyframes[0]) * stream.time_base) <= 0.5
-        )
+        # Encoded as the platform asks: H.264 High, 4:2:0, at its bitrate, keyframe
+        # interval and B-frames (as x264 wrote its settings into the stream).
+        with av.open(str(film)) as container:
+            context = container.streams.video[0].codec_context
+            assert (context.name, context.profile, context.pix_fmt) == ("h264", "High", "yuv420p")
+        encoding = platform.encoding(10)
+        said = _x264_settings(film)
+        assert said["rc"] == "abr" and said["bitrate"] == str(encoding.video_kbps), said
+        if encoding.gop:
+            assert said["keyint"] == str(encoding.gop) and said["open_gop"] == "0", said
+        if encoding.bframes >= 0:
+            assert said["bframes"] == str(encoding.bframes), said
 
 
-def test_a_film_longer_than_its_platform_takes_is_refused_where_it_is_named(
-    project: Path, cli
-) -> None:
+def _x264_settings(film: Path) -> dict[str, str]:
+    """The options x264 wrote into a film's stream (its SEI: `... bframes=2 ... bitrate=8000`)."""
+    data = film.read_bytes()
+    start = data.index(b"x264 - core")
+    text = data[start : data.index(b"\0", start)].decode("ascii", "replace")
+    return dict(option.split("=", 1) for option in text.split() if "=" in option)
+
+
+def test_delivery_mistakes_are_located_all_in_one_run(project: Path, cli) -> None:
+    """A film longer than its platform takes, captions with nothing to caption, a loudness
+    out of range: each said where it is written, in one run, exit 2, nothing spent."""
     spec = write(
-        project / "specs" / "long.yaml",
-        "version: 1\nname: long\ndefaults: {resolution: 768p, duration: 10}\n"
+        project / "specs" / "wrong.yaml",
+        "version: 1\nname: wrong\ndefaults: {resolution: 768p, duration: 10}\n"
         "shots:\n  - {id: a, prompt: a quiet street}\n"
         "sequences:\n  - id: s\n    shots: [a, a, a, a, a, a, a]\n"
-        "    platforms: [reels, tiktok]\n",
+        "    platforms: [reels, tiktok]\n"
+        "  - {id: t, shots: [a], captions: true}\n"
+        "  - {id: u, shots: [a], loudness: -3}\n",
     )
     result = cli("plan", spec)
     assert result.code == 2
-    assert "long.yaml:9:24:" in result.err and "TikTok takes films of at most 60 s" in result.err
-    assert "70 s long" in result.err
+    said = result.err
+    assert "wrong.yaml:9:24: sequence 's' is 70 s long: TikTok takes films of at most 60 s" in said
+    assert "wrong.yaml:10:35: sequence 't': captions: true, and nothing to caption" in said
+    assert "wrong.yaml:11:35: sequence 'u' loudness: -3 is more than -5" in said
+    assert "or ebu-r128 (-23) or atsc-a85 (-24)" in said
 
 
 def test_captions_are_sentences_timed_by_their_characters() -> None:
@@ -311,20 +330,6 @@ def test_captions_are_sentences_timed_by_their_characters() -> None:
     long = captions.sentences("word " * 40)
     assert all(len(line) <= captions.LINE for cue in long for line in cue.split("\n"))
     assert all(cue.count("\n") < captions.LINES for cue in long)
-
-
-def test_loudness_and_captions_mistakes_are_located(project: Path, cli) -> None:
-    spec = write(
-        project / "specs" / "wrong.yaml",
-        "version: 1\nname: wrong\ndefaults: {resolution: 768p, duration: 6}\n"
-        "shots:\n  - {id: a, prompt: a quiet street}\n"
-        "sequences:\n  - {id: s, shots: [a], captions: true}\n"
-        "  - {id: t, shots: [a], loudness: -3}\n",
-    )
-    result = cli("plan", spec)
-    assert result.code == 2
-    assert "wrong.yaml:7:" in result.err and "nothing to caption" in result.err
-    assert "wrong.yaml:8:" in result.err and "loudness" in result.err
 
 
 def test_a_peaky_sound_is_held_under_the_ceiling_and_still_on_target(tmp_path: Path) -> None:
