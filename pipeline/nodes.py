@@ -10,7 +10,7 @@ differently matches over `Node` (each kind's class), which mypy proves complete.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -368,10 +368,22 @@ class JoinRecipe:
 
     def data(self) -> dict[str, Any]:
         """The recipe as JSON data: what the lock keeps, so that a change is said in words."""
-        return asdict(self)
+        return _plain(self)
 
     def digest(self) -> str:
         return hashing.film_key(self.data())
+
+
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copy of every leaf (a recipe's leaves are
+    immutable, and a film's recipe is made for every film of every plan)."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True, slots=True)
