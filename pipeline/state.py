@@ -82,7 +82,7 @@ class Why(StrEnum):
     NEW_SHOT = "new-shot"
     NEW_VARIANT = "new-variant"  # variants
     TAKE_ADDED = "take-added"  # take
-    CHANGED = "changed"  # the lock does not say how
+    CHANGED = "changed"  # by a lock of an earlier version, which does not say how
     UNSAID_REQUEST = "unsaid-request"  # changed; the lock does not say what was sent
     REQUEST_CHANGED = "request-changed"  # old request, new request
     NOT_IN_CACHE = "not-in-cache"
@@ -485,7 +485,10 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
     Why.NEW_SHOT: _one("new shot"),
     Why.NEW_VARIANT: lambda variants: [f"new variant: {', '.join(variants)}"],
     Why.TAKE_ADDED: lambda take: [f"take {take} added"],
-    Why.CHANGED: _one("changed since the lock (the lock does not say how)"),
+    Why.CHANGED: _one(
+        "keyed otherwise by the earlier version of storyboard that wrote the lock, which "
+        "keeps no join recipe to compare: joined once more (free)"
+    ),
     Why.UNSAID_REQUEST: _one("changed since the lock (the lock does not say what was sent)"),
     Why.REQUEST_CHANGED: lambda old, new: request_changes(old, new),
     Why.NOT_IN_CACHE: _one(
