@@ -168,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="render only these shots (and the shots and stills they start from)",
     )
     build.add_argument(
-        "--force", nargs="+", metavar="SHOT", help="render these shots again even if cached"
+        "--force",
+        nargs="+",
+        metavar="SHOT",
+        help="render these again even if cached (paid again): a shot's id names every take "
+        "and what is made of it; a label one render (hero/upscale); hero#2 one take",
     )
     build.add_argument("-j", "--jobs", type=_positive_int, default=4, help="renders at once (4)")
     build.add_argument(

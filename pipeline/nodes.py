@@ -63,6 +63,7 @@ class Render:
     places: tuple[tuple[str | int, ...], ...] = ()
     speaks: str = ""  # a lip-synced clip's (and its upscale's): the key of the voice it speaks
     decided: str = ""  # what its decisions file says of it, and where: for `status -v`
+    chosen: bool = False  # its take was picked by a person (pick:, a decision), not by default
     # Priced by the length of one input, once it is known: (its slot, USD a second). A
     # lip-sync is billed by the second of the voice it speaks, an upscale of the clip.
     priced_by: tuple[int, float] | None = None
@@ -84,6 +85,12 @@ class Render:
     def waiting(self) -> list[FrameOf]:
         """The inputs it still waits for: upstream renders' outputs not known yet."""
         return [ahead for ahead in self.after if not self.image_hashes[ahead.slot]]
+
+    @property
+    def one_render(self) -> str:
+        """How --force names this render and no other: its label, and its take when the
+        label has several (`hero#2`, `hero/upscale`)."""
+        return f"{self.label}#{self.take}" if self.takes > 1 else self.label
 
     @property
     def base_label(self) -> str:

@@ -63,6 +63,9 @@ class Ran(StrEnum):
     PULLED = "pulled"  # fetched from the team cache
     FAILED = "failed"
     SKIPPED = "skipped"  # not started: the build stopped, the budget, an upstream failure
+    # Not started yet: it starts from a take picked by default that the quality check found
+    # something in; the build picks another take and makes it from that one.
+    DEFERRED = "deferred"
 
 
 class Joined(StrEnum):
@@ -87,7 +90,7 @@ class Why(StrEnum):
     REQUEST_CHANGED = "request-changed"  # old request, new request
     NOT_IN_CACHE = "not-in-cache"
     FAILED_BEFORE = "failed-before"  # message
-    REFUSED_BEFORE = "refused-before"  # the provider's code, message
+    REFUSED_BEFORE = "refused-before"  # the provider's code, message, the render's name
     IN_FLIGHT = "in-flight"
     IN_TEAM_CACHE = "in-team-cache"
     WAITS_FOR_FRAME = "waits-for-frame"  # labels
@@ -206,7 +209,7 @@ def shot_state(shot: Node, variants: tuple[str, ...], facts: ShotFacts) -> State
         return State(ShotState.REMOTE, (Reason(Why.IN_TEAM_CACHE),))
     failure = facts.failures.get(shot.key)
     if failure is not None and failure.final:
-        refused = Reason(Why.REFUSED_BEFORE, (failure.code, failure.message))
+        refused = Reason(Why.REFUSED_BEFORE, (failure.code, failure.message, shot.one_render))
         return State(ShotState.REFUSED, (refused,))
     if failure is not None:
         return State(ShotState.FAILED, (Reason(Why.FAILED_BEFORE, (failure.message,)),))
@@ -496,8 +499,8 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
         "again (a new clip: the model takes no seed)"
     ),
     Why.FAILED_BEFORE: lambda message: [f"failed before: {message}"],
-    Why.REFUSED_BEFORE: lambda code, message: [
-        f"refused ({code}); --force to try again: {message}"
+    Why.REFUSED_BEFORE: lambda code, message, name: [
+        f"refused ({code}); --force {name} to try again: {message}"
     ],
     Why.IN_FLIGHT: _one("a paid task is journaled: the build collects it"),
     Why.IN_TEAM_CACHE: _one("in the team cache: the build fetches it, nothing is paid"),

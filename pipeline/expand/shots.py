@@ -217,6 +217,7 @@ def _combination(
         audio=audio or (info is not None and info.audio == "always"),
         after=tuple(after),
         decided=decided,
+        chosen=pick is not None,
     )
     made = [
         _take(first, take, pick or 1, given.seed, context.renderer) for take in range(1, takes + 1)
