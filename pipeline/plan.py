@@ -311,6 +311,7 @@ def film_facts(
         file_matches=lambda film, sha: outputs.matches(output_path(folder, film), sha),
         lock_present=where.lock is not None,
         team_films=_team_films(where.remote, [f.key for f in films if f.key not in stored]),
+        refused=frozenset(k for k in keys if (f := where.cache.failures.get(k)) and f.final),
     )
 
 

@@ -101,6 +101,7 @@ class Why(StrEnum):
     TEAM_FILM = "team-film"
     FILM_CHANGED = "film-changed"  # the recipe the lock keeps, the film
     WAITS_FOR_RENDERS = "waits-for-renders"  # labels
+    BLOCKED_BY_REFUSAL = "blocked-by-refusal"  # the refused renders, as --force names them
 
 
 CONTEXT_WORDS = 4  # words kept around each change of a prompt
@@ -352,13 +353,18 @@ class FilmFacts:
     file_matches: Callable[[Film, str], bool]  # whether a film's file has this checksum
     lock_present: bool = False
     team_films: frozenset[str] = frozenset()  # films the team cache holds, by key
+    refused: frozenset[str] = frozenset()  # renders the provider refused, never sent again
 
 
 def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
     """What a sequence's film is now, and why it is joined if it is."""
     # A card is drawn when the film is joined: nothing to wait for.
-    waiting = [r.label for r in sequence.renders() if r.key not in facts.cached_clips]
-    wait = (Reason(Why.WAITS_FOR_RENDERS, (tuple(waiting),)),) if waiting else ()
+    missing = [r for r in sequence.renders() if r.key not in facts.cached_clips]
+    refused = tuple(r.one_render for r in missing if r.key in facts.refused)
+    waiting = tuple(r.label for r in missing if r.key not in facts.refused)
+    wait = (Reason(Why.WAITS_FOR_RENDERS, (waiting,)),) if waiting else ()
+    if refused:
+        wait = (Reason(Why.BLOCKED_BY_REFUSAL, (refused,)), *wait)
     locked = facts.locked.get(sequence.name)
     stored = facts.stored_films.get(sequence.key)
     if locked is not None and locked.key == sequence.key:
@@ -518,6 +524,10 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
     Why.MADE_BEFORE: _one("made before: the stored film is placed, nothing is joined"),
     Why.TEAM_FILM: _one("in the team cache: the build fetches it, nothing is joined"),
     Why.FILM_CHANGED: lambda recipe, film: film_changes(recipe, film),
+    Why.BLOCKED_BY_REFUSAL: lambda names: [
+        f"blocked: the provider refused {', '.join(names)} before, and it is not sent again "
+        f"(--force {' '.join(names)} to try again)"
+    ],
     Why.WAITS_FOR_RENDERS: lambda labels: [
         f"waits for {len(labels)} render(s): {', '.join(dict.fromkeys(labels))}"
     ],

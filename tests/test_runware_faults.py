@@ -118,7 +118,8 @@ def test_a_task_unknown_to_the_server_for_a_while_after_acceptance_is_collected_
 def test_a_safety_refusal_is_one_submit_and_one_located_line(
     project: Path, cli, server: RunwareServer
 ) -> None:
-    spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one"))
+    film = "sequences:\n  - {id: film, shots: [s0], preset: ultrafast}\n"
+    spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one") + film)
     server.set_faults(safety_refusal=1, safety_code="nsfwContentDetected")
     result, summary = build(cli, spec, "--retries", "3")
     assert result.code == 1
@@ -131,6 +132,8 @@ def test_a_safety_refusal_is_one_submit_and_one_located_line(
     # The next build does not send it again: the refusal is a fact of the request.
     planned = cli("plan", spec, "--why")
     assert "refused (nsfwContentDetected); --force s0 to try again" in planned.out
+    # Its film is blocked by it, and says so (not only that it is new).
+    assert "blocked: the provider refused s0 before" in planned.out
     assert "$0.00" in planned.out  # nothing to pay for
     again, summary = build(cli, spec)
     assert again.code == 1 and server.stats()["submits"] == 1
