@@ -9,7 +9,7 @@ arrive), `run.films` (the films, made once per key) and `lock` (what the lock re
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,12 @@ def _build(request: BuildRequest, loaded: plan.Loaded, output: BuildOutput) -> B
             reporter,
             loaded.remote,
         )
-        summary.outcomes, summary.spending = ran.outcomes, ran.spending
-        summary.interrupted, summary.fatal = ran.interrupted, ran.fatal
         graph = graph.with_resolved(ran.resolved)  # keys that waited on upstream renders
         repicked = _picked_anew(loaded, ran.outcomes, request)
+        if repicked is not None:
+            ran, repicked = _made_from_the_picked(ran, repicked, loaded, request, work, reporter)
+        summary.outcomes, summary.spending = ran.outcomes, ran.spending
+        summary.interrupted, summary.fatal = ran.interrupted, ran.fatal
         if ran.resolved or repicked is not None:
             graph = repicked or graph
             with contextlib.suppress(CacheError):  # gc keeps them
@@ -190,6 +192,47 @@ def _picked_anew(
         return None
     target = request.target
     return plan.graph_for(loaded.spec, loaded.renderer, loaded.cache, target.max_shots)[2]
+
+
+def _made_from_the_picked(
+    ran: shots.ShotsRun,
+    repicked: Graph,
+    loaded: plan.Loaded,
+    request: BuildRequest,
+    work: preflight.Work,
+    reporter: shots.Reporter,
+) -> tuple[shots.ShotsRun, Graph]:
+    """The build's second pass: what was deferred (it started from a take the quality check
+    then passed over) made from the take picked now, on the same budget."""
+    deferred = [o.shot for o in ran.outcomes if o.status == Ran.DEFERRED]
+    if not deferred or ran.interrupted or ran.fatal is not None:
+        return ran, repicked
+    # The same render in the new graph: the same take, or (an upscale or lip-sync, made of
+    # whichever take is picked) the one of the take picked now.
+    identity = {(n.label, n.variant, n.take): node for node, n in repicked.nodes.items()}
+    of_pick = {(n.label, n.variant): node for node, n in repicked.nodes.items() if n.picked}
+    nodes = [
+        identity.get((n.label, n.variant, n.take)) or of_pick.get((n.label, n.variant))
+        for n in deferred
+    ]
+    again = shots.render(
+        [node for node in nodes if node is not None],
+        repicked,
+        loaded.cache,
+        loaded.renderer,
+        request.renderer,
+        work.schedule,
+        reporter,
+        loaded.remote,
+        ran.spending,
+    )
+    kept = [o for o in ran.outcomes if o.status != Ran.DEFERRED]
+    both = replace(
+        again,
+        outcomes=kept + again.outcomes,
+        resolved={**ran.resolved, **again.resolved},
+    )
+    return both, repicked.with_resolved(again.resolved)
 
 
 def _chosen(films: list[Film] | None, graph: Graph) -> list[Film]:

@@ -168,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="render only these shots (and the shots and stills they start from)",
     )
     build.add_argument(
-        "--force", nargs="+", metavar="SHOT", help="render these shots again even if cached"
+        "--force",
+        nargs="+",
+        metavar="SHOT",
+        help="render these again even if cached (paid again): a shot's id names every take "
+        "and what is made of it; a label one render (hero/upscale); hero#2 one take",
     )
     build.add_argument("-j", "--jobs", type=_positive_int, default=4, help="renders at once (4)")
     build.add_argument(
@@ -448,6 +452,11 @@ STORYBOARD_FILES = (".yaml", ".yml")  # what a storyboard is named: never a shot
 _NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
 
 
+def _is_storyboard_file(word: str) -> bool:
+    """A storyboard file's name as typed (a KEY=VALUE whose value ends in .yaml is a var)."""
+    return "=" not in word and word.lower().endswith(STORYBOARD_FILES)
+
+
 class CommandParser(argparse.ArgumentParser):
     """A command's parser, whose options may come before, between or after its positionals:
     `build --only pour specs/x.yaml` is read as `build specs/x.yaml --only pour`. argparse
@@ -480,7 +489,7 @@ class CommandParser(argparse.ArgumentParser):
             options.append(word)
             wanted, taken = self._values_wanted(word), 0
             while index < len(words) and taken < wanted and not _looks_like_option(words[index]):
-                if wanted == LIST and words[index].lower().endswith(STORYBOARD_FILES):
+                if wanted == LIST and _is_storyboard_file(words[index]):
                     break
                 options.append(words[index])
                 index += 1

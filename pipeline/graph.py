@@ -117,15 +117,15 @@ class Graph:
         return chosen
 
     def named(self, names: tuple[str, ...], spec: Path) -> set[str]:
-        """The nodes of the shots named (by id, or by label: `crew@airship`); a name that
-        matches none is refused."""
+        """The nodes of the shots named: by id (every render of the shot: its takes, its
+        upscale), by label (`crew@airship`, `hero/upscale`), or one take of either
+        (`hero#2`); a name that matches none is refused."""
         known = dict.fromkeys(n for shot in self.nodes.values() for n in (shot.shot_id, shot.label))
         for name in names:
-            if name not in known:
+            if _without_take(name)[0] not in known:
                 raise no_such("shot", name, spec, known)
-        return {
-            node for node, shot in self.nodes.items() if {shot.shot_id, shot.label} & set(names)
-        }
+        asked = [_without_take(name) for name in names]
+        return {node for node, shot in self.nodes.items() if any(_is(shot, *a) for a in asked)}
 
     def selected(self, only: set[str] | None, films: list[Film] | None) -> set[str] | None:
         """The nodes a build works on: the shots named (`only`), else the clips of the films
@@ -199,3 +199,18 @@ class Graph:
     def films(self) -> tuple[Film, ...]:
         """Every film of every variant and format, as keyed now."""
         return tuple(self.film(sequence) for sequence in self.expansion.sequences)
+
+
+def _is(shot: Node, name: str, take: int | None) -> bool:
+    """Whether `shot` is a render `name` names: a take of it (of the shot itself, not of
+    what is made from it) when a take is asked."""
+    if take is None:
+        return name in (shot.shot_id, shot.label)
+    own = shot.label == shot.base_label
+    return take == shot.take and (name == shot.label or (own and name == shot.shot_id))
+
+
+def _without_take(name: str) -> tuple[str, int | None]:
+    """`hero#2` as the shot and its take; `hero` as the shot and every take."""
+    shot, mark, take = name.rpartition("#")
+    return (shot, int(take)) if mark and take.isdigit() else (name, None)

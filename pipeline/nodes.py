@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -64,6 +64,7 @@ class Render:
     places: tuple[tuple[str | int, ...], ...] = ()
     speaks: str = ""  # a lip-synced clip's (and its upscale's): the key of the voice it speaks
     decided: str = ""  # what its decisions file says of it, and where: for `status -v`
+    chosen: bool = False  # its take was picked by a person (pick:, a decision), not by default
     # Priced by the length of one input, once it is known: (its slot, USD a second). A
     # lip-sync is billed by the second of the voice it speaks, an upscale of the clip.
     priced_by: tuple[int, float] | None = None
@@ -85,6 +86,12 @@ class Render:
     def waiting(self) -> list[FrameOf]:
         """The inputs it still waits for: upstream renders' outputs not known yet."""
         return [ahead for ahead in self.after if not self.image_hashes[ahead.slot]]
+
+    @property
+    def one_render(self) -> str:
+        """How --force names this render and no other: its label, and its take when the
+        label has several (`hero#2`, `hero/upscale`)."""
+        return f"{self.label}#{self.take}" if self.takes > 1 else self.label
 
     @property
     def base_label(self) -> str:
@@ -433,10 +440,22 @@ class JoinRecipe:
 
     def data(self) -> dict[str, Any]:
         """The recipe as JSON data: what the lock keeps, so that a change is said in words."""
-        return asdict(self)
+        return _plain(self)
 
     def digest(self) -> str:
         return hashing.film_key(self.data())
+
+
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copy of every leaf (a recipe's leaves are
+    immutable, and a film's recipe is made for every film of every plan)."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,6 +312,7 @@ def film_facts(
         captions_match=lambda film, sums: _captions_match(film, sums, where),
         lock_present=where.lock is not None,
         team_films=_team_films(where.remote, [f.key for f in films if f.key not in stored]),
+        refused=frozenset(k for k in keys if (f := where.cache.failures.get(k)) and f.final),
     )
 
 

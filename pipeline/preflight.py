@@ -53,6 +53,9 @@ def check(request: BuildRequest, loaded: Loaded, warn: Callable[[str], None]) ->
     to_render = [r for r in rows if r.status != ShotState.CACHED or r.shot.key in forced]
     cached = [r.shot for r in rows if r.status == ShotState.CACHED and r.shot.key not in forced]
     waiting = (ShotState.IN_FLIGHT, ShotState.REMOTE)  # paid for before, or the team's
+    if request.selection.join_only:
+        # It pays for nothing, whatever else it is told: only what costs nothing is fetched.
+        to_render = [row for row in to_render if row.status in waiting]
     # A request the provider refused is not sent again (the build says so), unless forced.
     new = [
         row.shot
@@ -91,8 +94,9 @@ def _chosen(
         films = _approved(_every(films, graph), loaded.decisions, warn)
     if chosen.join_only:
         films = _ready(_every(films, graph), loaded, warn)
-    only = graph.named(chosen.only, spec_path) if chosen.only else None
-    # --join-only renders nothing, whatever else it is told.
+    if chosen.join_only and (chosen.only or chosen.force):
+        warn("warning: --join-only renders nothing: --only and --force are not used")
+    only = graph.named(chosen.only, spec_path) if chosen.only and not chosen.join_only else None
     forcing = chosen.force and not chosen.join_only
     forced_nodes = graph.named(chosen.force, spec_path) if forcing else set()
     forced = frozenset(row.shot.key for row in loaded.plan.rows if row.node in forced_nodes)

@@ -174,7 +174,7 @@ def board(
         "done": len(cards) - len(missing),
         "spent": round(sum(c.cost or 0.0 for c in cards.values()), 2),
         "missing_cost": round(sum(c.price or 0.0 for c in missing), 2),
-        "preview": renderer == "preview",
+        "preview": not kind(renderer).paid,
         "approved": sum(1 for g in groups if g.verdict == "approved"),
         "decidable": sum(1 for g in groups if g.decidable),
         "stale": sum(1 for s in strips for f in s.films if f.state != "current"),

@@ -63,6 +63,9 @@ class Ran(StrEnum):
     PULLED = "pulled"  # fetched from the team cache
     FAILED = "failed"
     SKIPPED = "skipped"  # not started: the build stopped, the budget, an upstream failure
+    # Not started yet: it starts from a take picked by default that the quality check found
+    # something in; the build picks another take and makes it from that one.
+    DEFERRED = "deferred"
 
 
 class Joined(StrEnum):
@@ -82,12 +85,12 @@ class Why(StrEnum):
     NEW_SHOT = "new-shot"
     NEW_VARIANT = "new-variant"  # variants
     TAKE_ADDED = "take-added"  # take
-    CHANGED = "changed"  # the lock does not say how
+    CHANGED = "changed"  # by a lock of an earlier version, which does not say how
     UNSAID_REQUEST = "unsaid-request"  # changed; the lock does not say what was sent
     REQUEST_CHANGED = "request-changed"  # old request, new request
     NOT_IN_CACHE = "not-in-cache"
     FAILED_BEFORE = "failed-before"  # message
-    REFUSED_BEFORE = "refused-before"  # the provider's code, message
+    REFUSED_BEFORE = "refused-before"  # the provider's code, message, the render's name
     IN_FLIGHT = "in-flight"
     IN_TEAM_CACHE = "in-team-cache"
     WAITS_FOR_FRAME = "waits-for-frame"  # labels
@@ -99,6 +102,7 @@ class Why(StrEnum):
     TEAM_FILM = "team-film"
     FILM_CHANGED = "film-changed"  # the recipe the lock keeps, the film
     WAITS_FOR_RENDERS = "waits-for-renders"  # labels
+    BLOCKED_BY_REFUSAL = "blocked-by-refusal"  # the refused renders, as --force names them
 
 
 CONTEXT_WORDS = 4  # words kept around each change of a prompt
@@ -207,7 +211,7 @@ def shot_state(shot: Node, variants: tuple[str, ...], facts: ShotFacts) -> State
         return State(ShotState.REMOTE, (Reason(Why.IN_TEAM_CACHE),))
     failure = facts.failures.get(shot.key)
     if failure is not None and failure.final:
-        refused = Reason(Why.REFUSED_BEFORE, (failure.code, failure.message))
+        refused = Reason(Why.REFUSED_BEFORE, (failure.code, failure.message, shot.one_render))
         return State(ShotState.REFUSED, (refused,))
     if failure is not None:
         return State(ShotState.FAILED, (Reason(Why.FAILED_BEFORE, (failure.message,)),))
@@ -352,13 +356,18 @@ class FilmFacts:
     captions_match: Callable[[Film, Mapping[str, str]], bool] = lambda film, sums: True
     lock_present: bool = False
     team_films: frozenset[str] = frozenset()  # films the team cache holds, by key
+    refused: frozenset[str] = frozenset()  # renders the provider refused, never sent again
 
 
 def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
     """What a sequence's film is now, and why it is joined if it is."""
     # A card is drawn when the film is joined: nothing to wait for.
-    waiting = [r.label for r in sequence.renders() if r.key not in facts.cached_clips]
-    wait = (Reason(Why.WAITS_FOR_RENDERS, (tuple(waiting),)),) if waiting else ()
+    missing = [r for r in sequence.renders() if r.key not in facts.cached_clips]
+    refused = tuple(r.one_render for r in missing if r.key in facts.refused)
+    waiting = tuple(r.label for r in missing if r.key not in facts.refused)
+    wait = (Reason(Why.WAITS_FOR_RENDERS, (waiting,)),) if waiting else ()
+    if refused:
+        wait = (Reason(Why.BLOCKED_BY_REFUSAL, (refused,)), *wait)
     locked = facts.locked.get(sequence.name)
     stored = facts.stored_films.get(sequence.key)
     if locked is not None and locked.key == sequence.key:
@@ -508,7 +517,10 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
     Why.NEW_SHOT: _one("new shot"),
     Why.NEW_VARIANT: lambda variants: [f"new variant: {', '.join(variants)}"],
     Why.TAKE_ADDED: lambda take: [f"take {take} added"],
-    Why.CHANGED: _one("changed since the lock (the lock does not say how)"),
+    Why.CHANGED: _one(
+        "keyed otherwise by the earlier version of storyboard that wrote the lock, which "
+        "keeps no join recipe to compare: joined once more (free)"
+    ),
     Why.UNSAID_REQUEST: _one("changed since the lock (the lock does not say what was sent)"),
     Why.REQUEST_CHANGED: lambda old, new: request_changes(old, new),
     Why.NOT_IN_CACHE: _one(
@@ -516,8 +528,8 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
         "again (a new clip: the model takes no seed)"
     ),
     Why.FAILED_BEFORE: lambda message: [f"failed before: {message}"],
-    Why.REFUSED_BEFORE: lambda code, message: [
-        f"refused ({code}); --force to try again: {message}"
+    Why.REFUSED_BEFORE: lambda code, message, name: [
+        f"refused ({code}); --force {name} to try again: {message}"
     ],
     Why.IN_FLIGHT: _one("a paid task is journaled: the build collects it"),
     Why.IN_TEAM_CACHE: _one("in the team cache: the build fetches it, nothing is paid"),
@@ -539,6 +551,10 @@ _SAY: dict[Why, Callable[..., list[str]]] = {
     ],
     Why.TEAM_FILM: _one("in the team cache: the build fetches it, nothing is joined"),
     Why.FILM_CHANGED: lambda recipe, film: film_changes(recipe, film),
+    Why.BLOCKED_BY_REFUSAL: lambda names: [
+        f"blocked: the provider refused {', '.join(names)} before, and it is not sent again "
+        f"(--force {' '.join(names)} to try again)"
+    ],
     Why.WAITS_FOR_RENDERS: lambda labels: [
         f"waits for {len(labels)} render(s): {', '.join(dict.fromkeys(labels))}"
     ],

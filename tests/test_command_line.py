@@ -98,6 +98,11 @@ def test_options_before_between_or_after_positionals_read_the_same(command: str)
         assert _read(other) == read, other
 
 
+def test_a_var_whose_value_ends_in_yaml_is_a_var() -> None:
+    read = _read("pick --vars light=golden.yaml specs/x.yaml glove 2")
+    assert (read["spec"], read["vars"]) == (Path("specs/x.yaml"), ["light=golden.yaml"])
+
+
 def test_a_list_option_ends_at_the_storyboard() -> None:
     read = _read("build --only pour glove specs/x.yaml teaser")
     assert (read["spec"], read["only"], read["sequence"]) == (

@@ -323,6 +323,34 @@ def test_what_a_build_works_on(tmp_path: Path, case: str) -> None:
     assert labels == expected
 
 
+TAKES = HEAD + (
+    "shots:\n  - {id: a, prompt: one, takes: 3, upscale: 1080p}\n  - {id: b, prompt: two}\n"
+    "sequences:\n  - {id: all, shots: [a, b]}\n"
+)
+NAMES = {
+    # what --force or --only names: the renders it reaches (label, take)
+    "a shot's id: each take and its upscale": (
+        ("a",),
+        {("a", 1), ("a", 2), ("a", 3), ("a/upscale", 1)},
+    ),
+    "one take": (("a#2",), {("a", 2)}),
+    "the upscale alone, as a refusal names it": (("a/upscale",), {("a/upscale", 1)}),
+    "a shot of one take, by its label": (("b",), {("b", 1)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAMES))
+def test_a_name_reaches_exactly_the_renders_it_says(tmp_path: Path, case: str) -> None:
+    names, expected = NAMES[case]
+    graph = graph_of(tmp_path, TAKES)
+    reached = graph.named(names, tmp_path / "t.yaml")
+    assert {(graph.nodes[n].label, graph.nodes[n].take) for n in reached} == expected
+    # The name a refusal says to force is one of these: it reaches its render alone.
+    for node in reached:
+        shot = graph.nodes[node]
+        assert graph.named((shot.one_render,), tmp_path / "t.yaml") == {node}
+
+
 @pytest.mark.parametrize(
     ("ask", "message"),
     [

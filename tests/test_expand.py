@@ -310,3 +310,21 @@ def test_lyrics_are_sung_so_not_with_instrumental(project: Path) -> None:
         expand(load(project, text), "runware")
     (problem,) = raised.value.diagnostics
     assert problem.line == 5 and "lyrics are sung, and instrumental: true" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("clip", "short", "film"),
+    [
+        ((1366, 768), 1080, (1920, 1080)),  # a model's 768p is 16:9: so is its upscale
+        ((1366, 768), 1440, (2560, 1440)),
+        ((1366, 768), 2160, (3840, 2160)),
+        ((768, 1366), 2160, (2160, 3840)),
+        ((1000, 700), 1080, (1542, 1080)),  # no standard shape: its own, kept
+    ],
+)
+def test_an_upscaled_clip_takes_its_films_at_a_standard_size(
+    clip: tuple[int, int], short: int, film: tuple[int, int]
+) -> None:
+    from pipeline.expand.sound import _scaled
+
+    assert _scaled(*clip, short) == film

@@ -233,3 +233,30 @@ def test_a_film_shows_its_takes_findings_where_it_uses_them(project: Path) -> No
     ]
     longer = qc.of_film(film, film.duration + 0.4, [None, None, None], None, 0.0)
     assert [f.said() for f in longer] == ["10.40 s long, 10.00 s was asked"]
+
+
+def test_what_starts_from_a_flagged_take_is_made_from_the_take_picked_instead(
+    project: Path, cli, server: RunwareServer
+) -> None:
+    spec = write(
+        project / "specs" / "hero.yaml",
+        "version: 1\nname: hero\ndefaults: {resolution: 768p, duration: 6}\n"
+        "shots:\n  - {id: hero, prompt: a black cat on a wall, takes: 2, upscale: 1080p}\n"
+        "sequences:\n  - {id: film, shots: [hero], preset: ultrafast}\n",
+    )
+    planned = json.loads(cli("plan", spec, "--json").out)["totals"]["cost_needed"]
+    server.set_faults(black_clip=1)  # take 1, the take picked by default, comes back black
+    result, summary = build(cli, spec, "-j", "1")
+    assert result.code == 0, result.err
+    # Its upscale is not paid for: the build picks take 2 and upscales that one, once.
+    stats = assert_money_safe(server, cache_of(project), takes=2)
+    assert stats["submits"] == 3 and stats["billed_cost"] <= planned
+    upscaled = [s for s in summary["shots"] if s["shot"] == "hero/upscale"]
+    assert [(s["status"], s["take"]) for s in upscaled] == [("rendered", 2)]  # of take 2
+    assert [s["status"] for s in summary["sequences"]] == ["built"]
+    # The lock names what was paid, the plan has nothing left to make, gc keeps it all.
+    lock = json.loads((project / "specs" / "hero.lock").read_text())
+    assert sorted(s["shot"] for s in lock["shots"].values()) == ["hero", "hero", "hero/upscale"]
+    again = json.loads(cli("plan", spec, "--json").out)["totals"]
+    assert again["renders_needed"] == 0
+    assert json.loads(cli("gc", "--json").out)["unused"] == []

@@ -166,3 +166,26 @@ def test_the_join_is_given_the_recipe_alone() -> None:
         for alias in node.names
     }
     assert "Film" not in names | imported and "ClipUse" not in names | imported
+
+
+def _nested_fields() -> list[tuple[str, str]]:
+    """Each field of what a recipe holds (a piece, a text layer, the logo, a sound): named
+    by the recipe's field and its own."""
+    recipe = _a_recipe()
+    found = []
+    for outer in dataclasses.fields(JoinRecipe):
+        value = getattr(recipe, outer.name)
+        inner = value[0] if isinstance(value, tuple) and value else value
+        if dataclasses.is_dataclass(inner):
+            found += [(outer.name, f.name) for f in dataclasses.fields(inner)]
+    return found
+
+
+@pytest.mark.parametrize(("outer", "inner"), _nested_fields())
+def test_every_field_of_what_a_recipe_holds_is_in_its_key(outer: str, inner: str) -> None:
+    recipe = _a_recipe()
+    value = getattr(recipe, outer)
+    first = value[0] if isinstance(value, tuple) else value
+    other = dataclasses.replace(first, **{inner: _other(getattr(first, inner))})
+    changed = (other, *value[1:]) if isinstance(value, tuple) else other
+    assert dataclasses.replace(recipe, **{outer: changed}).digest() != recipe.digest()

@@ -118,7 +118,8 @@ def test_a_task_unknown_to_the_server_for_a_while_after_acceptance_is_collected_
 def test_a_safety_refusal_is_one_submit_and_one_located_line(
     project: Path, cli, server: RunwareServer
 ) -> None:
-    spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one"))
+    film = "sequences:\n  - {id: film, shots: [s0], preset: ultrafast}\n"
+    spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one") + film)
     server.set_faults(safety_refusal=1, safety_code="nsfwContentDetected")
     result, summary = build(cli, spec, "--retries", "3")
     assert result.code == 1
@@ -130,16 +131,37 @@ def test_a_safety_refusal_is_one_submit_and_one_located_line(
 
     # The next build does not send it again: the refusal is a fact of the request.
     planned = cli("plan", spec, "--why")
-    assert "refused (nsfwContentDetected); --force to try again" in planned.out
+    assert "refused (nsfwContentDetected); --force s0 to try again" in planned.out
+    # Its film is blocked by it, and says so (not only that it is new).
+    assert "blocked: the provider refused s0 before" in planned.out
     assert "$0.00" in planned.out  # nothing to pay for
     again, summary = build(cli, spec)
     assert again.code == 1 and server.stats()["submits"] == 1
     error = summary["shots"][0]["error"]
-    assert "refused before (nsfwContentDetected), not sent again; --force s0 to try again" in error
+    assert "refused before (nsfwContentDetected), not sent again; --force s0 to try" in error
     # Forced, it is sent: a person decided the request may pass now.
     forced, summary = build(cli, spec, "--force", "s0")
     assert forced.code == 0 and server.stats()["submits"] == 2
     assert cli("plan", spec, "--json").out.count('"cached"') >= 1
+
+
+def test_join_only_pays_for_nothing_whatever_else_it_is_told(
+    project: Path, cli, server: RunwareServer
+) -> None:
+    text = shots_spec(2) + "sequences:\n  - {id: two, shots: [s0, s1], preset: ultrafast}\n"
+    spec = write(project / "specs" / "simple.yaml", text)
+    assert build(cli, spec)[0].code == 0
+    paid = server.stats()["submits"]
+    spec.write_text(
+        shots_spec(3) + "sequences:\n  - {id: two, shots: [s0, s1], preset: ultrafast}\n"
+        "  - {id: three, shots: [s0, s1, s2], preset: ultrafast}\n"
+    )
+    # --only and --force name renders; --join-only is told to pay for none, and it does not.
+    result, summary = build(cli, spec, "--join-only", "--only", "s2", "--force", "s0")
+    assert result.code == 0, result.err
+    assert server.stats()["submits"] == paid and summary["spent"] == 0
+    assert "--join-only renders nothing: --only and --force are not used" in result.err
+    assert [s["sequence"] for s in summary["sequences"]] == ["two"]  # the film it can join
 
 
 def test_a_task_that_never_finishes_stays_journaled(project: Path, cli, server, simple) -> None:

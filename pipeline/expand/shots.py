@@ -165,7 +165,8 @@ def _combination(
     size = (given.width, given.height, given.duration, fps)
     # Each check is made whatever another finds: every problem of the shot is said at once.
     found = Problems()
-    if not any(spec.stands_in(item.where(field)) for field in SHAPE_FIELDS):
+    # Where a field is written is looked up only when some field was left out (it is slow).
+    if not spec.left_out or not any(spec.stands_in(item.where(f)) for f in SHAPE_FIELDS):
         found.attempt(_check_model, spec, loc, shot, (model_id, info), size, positions, item.where)
     fields = (given.seed, given.negative, given.audio, given.optimizer)
     found.attempt(_check_fields, spec, shot, (model_id, info), fields, item.where, context.warnings)
@@ -216,6 +217,7 @@ def _combination(
         audio=audio or (info is not None and info.audio == "always"),
         after=tuple(after),
         decided=decided,
+        chosen=pick is not None,
     )
     made = [
         _take(first, take, pick or 1, given.seed, context.renderer) for take in range(1, takes + 1)

@@ -317,6 +317,9 @@ def _lipsync(
     return replace(lipsync, priced_by=by_voice)
 
 
+STANDARD_RATIOS = (16 / 9, 4 / 3, 1.0, 21 / 9, 3 / 2)  # long side over short
+
+
 def _upscale(
     spec: Spec, loc: tuple[Any, ...], given: UpscaleSpec, clip: Node, context: Context
 ) -> Node:
@@ -343,11 +346,13 @@ def _upscale(
 
 
 def _scaled(width: int, height: int, short: int) -> tuple[int, int]:
-    """A clip's size with its short side at `short`, its shape kept (sides even); a 16:9
-    clip of 1366x768 becomes 1920x1080."""
-    if width >= height:
-        return 2 * round(width * short / height / 2), short
-    return short, 2 * round(height * short / width / 2)
+    """A clip's size with its short side at `short`, its shape kept (sides even): a shape
+    within half a percent of a standard one is that one (a model's 1366x768 is 16:9, so
+    its 2k is 2560x1440, the size the upscaler delivers and platforms take, not 2562)."""
+    ratio = max(width, height) / min(width, height)
+    exact = next((r for r in STANDARD_RATIOS if abs(ratio - r) <= 0.005 * r), ratio)
+    long_side = 2 * round(short * exact / 2)
+    return (long_side, short) if width >= height else (short, long_side)
 
 
 def _edit(

@@ -30,7 +30,7 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.graph import FrameFinder, Graph
-from pipeline.nodes import Node, Still, Upscale
+from pipeline.nodes import FrameOf, Node, Still, Upscale
 from pipeline.render import Renderer, RendererOptions, RenderJob, RenderResult, make_renderer
 from pipeline.retry import SAY_WAITS_FROM, Backoff
 from pipeline.run.leases import Team
@@ -147,9 +147,10 @@ class Scheduler:
     failure: str | None = None
     fatal: StoryboardError | None = None
     budget_reached: bool = False
+    spent_before: Spending | None = None  # an earlier pass's, in the same build: it goes on
 
     def __post_init__(self) -> None:
-        self.spending = Spending(limit=self.options.max_cost)
+        self.spending = self.spent_before or Spending(limit=self.options.max_cost)
         self.cut_short: list[Outcome] = []  # the outcomes so far, when the run was cancelled
         # The nodes whose keys became known in this run (their inputs were rendered): the
         # graph with them is the build's next one (Graph.with_resolved).
@@ -220,7 +221,8 @@ class Scheduler:
         if shot.pending:
             ready = await self._with_frames(node)
             if isinstance(ready, Outcome):
-                return self._finish(ready)
+                # A deferred render is made in the build's next pass: not done yet.
+                return ready if ready.status == Ran.DEFERRED else self._finish(ready)
             shot = ready
             if self._frozen_out(shot):
                 error = (
@@ -262,7 +264,7 @@ class Scheduler:
         if failure is not None and failure.final and not forced:
             error = (
                 f"shot '{shot.label}': refused before ({failure.code}), not sent again; "
-                f"--force {shot.base_label} to try again"
+                f"--force {shot.one_render} to try again{_costing(shot.price)}"
             )
             return self._finish(Outcome(shot, Ran.FAILED, error=error))
         # Read again now that the key is this build's: a build that died holding it may have
@@ -466,6 +468,9 @@ class Scheduler:
                 )
                 return Outcome(shot, Ran.FAILED, error=error)
             upstream = await asyncio.shield(waiting)
+            deferred = _deferred(shot, ahead, upstream)
+            if deferred is not None:
+                return deferred
             if upstream.record is None:
                 status = Ran.SKIPPED if upstream.status == Ran.SKIPPED else Ran.FAILED
                 what = "did not start" if status == Ran.SKIPPED else "failed"
@@ -619,6 +624,26 @@ class Scheduler:
         return outcome
 
 
+def _deferred(shot: Node, ahead: FrameOf, upstream: Outcome) -> Outcome | None:
+    """Why `shot` is not made from `upstream` now, if it is not: that take was picked by
+    default and the quality check found something in it (another take will be picked, and
+    what starts from the take is made from that one: paid once, for the take a film uses)."""
+    if upstream.status == Ran.DEFERRED:
+        return Outcome(shot, Ran.DEFERRED, error=f"it starts from {ahead.label}, deferred")
+    made = upstream.shot
+    if not upstream.findings or made.takes == 1 or made.chosen:
+        return None
+    error = (
+        f"not made from {ahead.label} take {made.take}: the quality check found "
+        f"{qc.said(upstream.findings)} in it"
+    )
+    return Outcome(shot, Ran.DEFERRED, error=error)
+
+
+def _costing(price: float | None) -> str:
+    return f" (${price:.2f})" if price else ""
+
+
 def _since(started: float) -> float:
     return time.monotonic() - started
 
@@ -648,11 +673,22 @@ def render(
     options: ScheduleOptions,
     reporter: Reporter,
     remote: Remote | None = None,
+    spent_before: Spending | None = None,
 ) -> ShotsRun:
-    """Node the graph's `nodes`; the first Ctrl-C stops new work, a second one exits at
-    once."""
+    """Render the graph's `nodes`; the first Ctrl-C stops new work, a second one exits at
+    once. `spent_before`: the spending of the build's earlier pass, which this one goes on
+    counting (one budget for the build)."""
     return asyncio.run(
-        _render(nodes, graph, cache, renderer_name, renderer_options, options, reporter, remote)
+        _render(
+            nodes,
+            graph,
+            cache,
+            renderer_name,
+            (renderer_options, options),
+            reporter,
+            remote,
+            spent_before,
+        )
     )
 
 
@@ -661,16 +697,19 @@ async def _render(
     graph: Graph,
     cache: Cache,
     renderer_name: str,
-    renderer_options: RendererOptions,
-    options: ScheduleOptions,
+    given: tuple[RendererOptions, ScheduleOptions],
     reporter: Reporter,
     remote: Remote | None,
+    spent_before: Spending | None,
 ) -> ShotsRun:
-    summary = ShotsRun()
+    renderer_options, options = given
+    summary = ShotsRun(spending=spent_before or Spending())
     if not nodes:
         return summary
     renderer = make_renderer(renderer_name, cache, renderer_options, reporter.note)
-    scheduler = Scheduler(cache, renderer, options, reporter, graph, cache.frame, remote)
+    scheduler = Scheduler(
+        cache, renderer, options, reporter, graph, cache.frame, remote, spent_before=spent_before
+    )
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     presses = 0
