@@ -375,9 +375,9 @@ def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
             if facts.captions_match(sequence, locked.captions):
                 return State(FilmState.CURRENT)
             # The film is there, its caption files are not: put back, and captioned again.
-            missing = Reason(Why.CAPTIONS_MISSING, (stored is not None,))
+            uncaptioned = Reason(Why.CAPTIONS_MISSING, (stored is not None,))
             state = FilmState.STORED if stored is not None else FilmState.MISSING
-            return State(state, (missing, *wait))
+            return State(state, (uncaptioned, *wait))
         if stored is not None:
             return State(FilmState.STORED, (Reason(Why.NOT_THE_LOCKS_FILE, (True,)),))
         if sequence.key in facts.team_films:

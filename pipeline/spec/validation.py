@@ -193,8 +193,8 @@ def _diagnostic(source: SourceMap, error: Any) -> Diagnostic:
         else in_words(error)
     )
     if worded is not None:
-        hint = LOUDNESS_HINT if loc[-1] == "loudness" else worded[1]
-        return source.diagnostic(loc, f"{prefix}{worded[0]}", hint, code=code)
+        advice = LOUDNESS_HINT if loc[-1] == "loudness" else worded[1]
+        return source.diagnostic(loc, f"{prefix}{worded[0]}", advice, code=code)
     if error["type"] == "string_pattern_mismatch":
         noun, accepted = PATTERN_WORDS.get(error["ctx"]["pattern"], ("valid", "see the docs"))
         said = f"{prefix}{error['input']!r} is not {noun}"
