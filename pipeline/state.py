@@ -371,18 +371,7 @@ def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
     locked = facts.locked.get(sequence.name)
     stored = facts.stored_films.get(sequence.key)
     if locked is not None and locked.key == sequence.key:
-        if facts.file_matches(sequence, locked.sha256):
-            if facts.captions_match(sequence, locked.captions):
-                return State(FilmState.CURRENT)
-            # The film is there, its caption files are not: put back, and captioned again.
-            uncaptioned = Reason(Why.CAPTIONS_MISSING, (stored is not None,))
-            state = FilmState.STORED if stored is not None else FilmState.MISSING
-            return State(state, (uncaptioned, *wait))
-        if stored is not None:
-            return State(FilmState.STORED, (Reason(Why.NOT_THE_LOCKS_FILE, (True,)),))
-        if sequence.key in facts.team_films:
-            return State(FilmState.REMOTE, (Reason(Why.TEAM_FILM),))
-        return State(FilmState.MISSING, (Reason(Why.NOT_THE_LOCKS_FILE, (False,)), *wait))
+        return _as_locked(sequence, facts, locked, stored is not None, wait)
     if stored is not None:
         # Caption files are vouched for by the lock alone: a film it does not name yet is
         # put back and captioned again.
@@ -398,6 +387,28 @@ def film_state(sequence: Film, facts: FilmFacts) -> State[FilmState]:
         return State(FilmState.CHANGED, (Reason(Why.CHANGED), *wait))
     changed = Reason(Why.FILM_CHANGED, (locked.recipe, sequence))
     return State(FilmState.CHANGED, (changed, *wait))
+
+
+def _as_locked(
+    sequence: Film,
+    facts: FilmFacts,
+    locked: LockedSequence,
+    stored: bool,
+    wait: tuple[Reason, ...],
+) -> State[FilmState]:
+    """A film the lock names as it is now: current when its file (and its caption files)
+    are the lock's; else put back from the cache, fetched from the team's, or joined."""
+    if facts.file_matches(sequence, locked.sha256):
+        if facts.captions_match(sequence, locked.captions):
+            return State(FilmState.CURRENT)
+        # The film is there, its caption files are not: put back, and captioned again.
+        uncaptioned = Reason(Why.CAPTIONS_MISSING, (stored,))
+        return State(FilmState.STORED if stored else FilmState.MISSING, (uncaptioned, *wait))
+    if stored:
+        return State(FilmState.STORED, (Reason(Why.NOT_THE_LOCKS_FILE, (True,)),))
+    if sequence.key in facts.team_films:
+        return State(FilmState.REMOTE, (Reason(Why.TEAM_FILM),))
+    return State(FilmState.MISSING, (Reason(Why.NOT_THE_LOCKS_FILE, (False,)), *wait))
 
 
 def film_changes(old: Mapping[str, Any], film: Film) -> list[str]:
