@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import os
 import shutil
 import subprocess
 import sys
@@ -155,7 +156,13 @@ def copy_built(built: Path, project: Path, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where local Runware servers keep the clips they draw: drawn once per session."""
+    """Where local Runware servers keep the clips they draw: drawn once per session, for
+    every worker of the session (a clip is drawn under a lock on its name: once)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each worker's base folder is in the session's own.
+        shared = tmp_path_factory.getbasetemp().parent / "runware-clips"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("runware-clips")
 
 
