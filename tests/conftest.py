@@ -168,10 +168,12 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path):
-    """A local Runware server the CLI of this test talks to (tasks of 0.3 s)."""
+    """A local Runware server the CLI of this test talks to: tasks of 0.15 s, first asked
+    about after 0.1 s, when they are two thirds done (as a real task is still running at its
+    first poll)."""
     from tests.runware_support import local_runware
 
-    with local_runware(monkeypatch, clip_dir, latency=0.3) as running:
+    with local_runware(monkeypatch, clip_dir, latency=0.15, poll=0.1) as running:
         running.set_faults(retry_after=0.2)
         yield running
 
