@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import os
 import shutil
 import subprocess
 import sys
@@ -155,16 +156,24 @@ def copy_built(built: Path, project: Path, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where local Runware servers keep the clips they draw: drawn once per session."""
+    """Where local Runware servers keep the clips they draw: drawn once per session, for
+    every worker of the session (a clip is drawn under a lock on its name: once)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each worker's base folder is in the session's own.
+        shared = tmp_path_factory.getbasetemp().parent / "runware-clips"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("runware-clips")
 
 
 @pytest.fixture
 def server(project: Path, monkeypatch: pytest.MonkeyPatch, clip_dir: Path):
-    """A local Runware server the CLI of this test talks to (tasks of 0.3 s)."""
+    """A local Runware server the CLI of this test talks to: tasks of 0.15 s, first asked
+    about after 0.1 s, when they are two thirds done (as a real task is still running at its
+    first poll)."""
     from tests.runware_support import local_runware
 
-    with local_runware(monkeypatch, clip_dir, latency=0.3) as running:
+    with local_runware(monkeypatch, clip_dir, latency=0.15, poll=0.1) as running:
         running.set_faults(retry_after=0.2)
         yield running
 

@@ -99,12 +99,12 @@ def test_every_fault_in_every_shape_ends_money_safe(
 def test_a_task_unknown_to_the_server_for_a_while_after_acceptance_is_collected_once(
     project: Path, cli, server: RunwareServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """taskFailedOrNotFound for the first 2 s after the submit (polls every 0.2 s at first),
-    with the grace of the real API (5 minutes): waited for, said on screen, collected; one
-    submit, one bill."""
+    """taskFailedOrNotFound for the first second after the submit (polls every 0.1 s at
+    first), with the grace of the real API (5 minutes): waited for, said on screen,
+    collected; one submit, one bill."""
     monkeypatch.delenv("RUNWARE_NOT_FOUND_GRACE")
     spec = write(project / "specs" / "one.yaml", shots_spec(1, name="one"))
-    server.set_faults(hidden=1, hidden_seconds=2)
+    server.set_faults(hidden=1, hidden_seconds=1)
     result, summary = build(cli, spec)
     assert result.code == 0, result.err
     assert "Runware does not show its task yet" in result.err

@@ -43,6 +43,22 @@ def seed_boxes(seed: int, enable: str = "") -> str:
     return ",".join(boxes)
 
 
+def seed_band(seed: int, width: int, height: int) -> tuple[str, str, int]:
+    """The seed's band as `seed_boxes` draws it, as a picture of its own: an input for ffmpeg,
+    the filters that draw it once and repeat it (drawbox is slow: not again on every frame),
+    and the row it is overlaid at. It starts at an even row (where overlay puts it in
+    yuv420p), one row higher than `seed_boxes` when that is odd, and reaches the bottom."""
+    top = int(height - height / SEED_BAND) & ~1
+    rows = height - top
+    cells = [
+        f"drawbox=x=iw*{bit}/{SEED_BITS}:w=iw/{SEED_BITS}+1:y=0:h=ih:color=0xf0f0f0:t=fill"
+        for bit in range(SEED_BITS)
+        if seed >> bit & 1
+    ]
+    drawn = ",".join([*cells, "loop=loop=-1:size=1"])
+    return f"color=c=0x101010:s={width}x{rows}:r={FPS}", drawn, top
+
+
 def read_seed(pixels: Sequence[Sequence[Sequence[int]]]) -> int:
     """The seed drawn on a picture (rows of RGB pixels), read at the middle of each cell."""
     height, width = len(pixels), len(pixels[0])
@@ -68,11 +84,13 @@ def ffmpeg_binary() -> str:
 LOOKS = ("black", "frozen", "flashing")  # broken pictures a clip can be painted with
 # Each look's picture, drawn over the clip's: black; the square held still on the slate; the
 # whole frame black and white by turns, two frames each (six flashes a second at 25 fps).
-BLACKED = "drawbox=x=0:y=0:w=iw:h=ih:c=black:t=fill"
+# Every pixel set to video black (white) by a table: what a filled drawbox of the whole frame
+# draws, without drawbox's pixel-by-pixel loop.
+BLACKED = "lutyuv=y=16:u=128:v=128"
 LOOK_FILTERS = {
     "black": BLACKED,
     "frozen": "",
-    "flashing": BLACKED + ",drawbox=x=0:y=0:w=iw:h=ih:c=white:t=fill:enable='lt(mod(n,4),2)'",
+    "flashing": BLACKED + ",lutyuv=y=235:u=128:v=128:enable='lt(mod(n,4),2)'",
 }
 
 
@@ -110,16 +128,19 @@ def paint(
         )
         shown = ":enable='gte(n,1)'"  # the first frame is the image itself
     inputs += ["-f", "lavfi", "-i", f"color=c=0xe0c070:s=96x96:r={FPS}"]
+    band, drawn, top = seed_band(seed, width, height)
+    inputs += ["-f", "lavfi", "-i", band]
     moving = "(W-w)/2" if look == "frozen" else "'mod(t*400,W-w)'"
-    graph = f"[0:v]{background}[bg];[bg][1:v]overlay=x={moving}:y=(H-h)/2:eval=frame{shown}"
-    graph += "," + seed_boxes(seed, shown)
+    graph = f"[2:v]{drawn}[band];[0:v]{background}[bg];"
+    graph += f"[bg][1:v]overlay=x={moving}:y=(H-h)/2:eval=frame{shown}[moved];"
+    graph += f"[moved][band]overlay=x=0:y={top}{shown}"
     if LOOK_FILTERS.get(look):
         graph += "," + LOOK_FILTERS[look]
     outputs = ["-map", "[v]"]
     if sound:
         seconds = f"{frames / FPS:.3f}"
         inputs += ["-f", "lavfi", "-t", seconds, "-i", "sine=frequency=440:sample_rate=48000"]
-        outputs += ["-map", "2:a", "-c:a", "aac"]
+        outputs += ["-map", "3:a", "-c:a", "aac"]
     encoder = ["-preset", "ultrafast"]
     if noise:
         graph += f",noise=alls={noise}:allf=t"

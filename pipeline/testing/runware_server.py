@@ -26,6 +26,7 @@ import base64
 import binascii
 import contextlib
 import email.utils
+import fcntl
 import hashlib
 import json
 import random
@@ -38,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1037,12 +1038,15 @@ class RunwareServer:
             done.set_result(path)
             self._paintings[key] = done
         elif not task.frames:
-            self._paintings[key] = self._painter.submit(paint_image, path, width, height, task.seed)
+            self._paintings[key] = self._painter.submit(
+                _drawn_once, paint_image, path, width, height, task.seed
+            )
         else:
             image = None
             if task.first:
                 image = self._first_file(first, task.first)
             self._paintings[key] = self._painter.submit(
+                _drawn_once,
                 paint,
                 path,
                 width,
@@ -1212,6 +1216,17 @@ def _decode_image(image: str) -> tuple[int, int] | None:
     """The size of an image given as a data URI or bare base64; None if it is not one."""
     data = _image_data(image)
     return image_size(data) if data is not None else None
+
+
+def _drawn_once(draw: Callable[..., Path], path: Path, *args: Any) -> Path:
+    """`draw(path, *args)` unless `path` is there, under a lock on it: servers in other
+    processes that share the clip folder (a test run's workers) draw each clip once between
+    them."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            draw(path, *args)
+    return path
 
 
 async def _trickled(data: bytes, interval: float) -> AsyncIterator[bytes]:
