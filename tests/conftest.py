@@ -21,6 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 # a machine however busy. No test asserts how fast anything is.
 HANG = 60.0
 
+# The test modules, their assertions rewritten, are cached as pytest caches them by default,
+# also where PYTHONDONTWRITEBYTECODE is set: else every worker of every run rewrites them all
+# again (2 s of CPU a worker).
+sys.dont_write_bytecode = False
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The package compiled once: about 200 tests run the CLI as a command in a child

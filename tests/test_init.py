@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import pytest
 
 from pipeline.project import project_root
 from tests.conftest import run_process, write
+from tests.forked import Ran, forked_pool, run_cli
 from tests.test_first_hour import git
 
 # -- init -------------------------------------------------------------------------------------
@@ -273,8 +276,25 @@ def _entries(folder: Path) -> dict[str, str]:
     return found
 
 
+@pytest.fixture(scope="module")
+def children() -> Iterator[Pool]:
+    """Child processes forked from one that imported the CLI (tests/forked.py)."""
+    with forked_pool(2) as pool:
+        yield pool
+
+
+def _init_in_a_child(pool: Pool, where: str, cwd: Path) -> Ran:
+    """`storyboard init WHERE` in a child process, waited for 30 s at most: a reader of a
+    pipe would wait for ever."""
+    return pool.apply_async(run_cli, (["init", where], cwd, dict(os.environ), 2 << 30, 30)).get(
+        timeout=30
+    )
+
+
 @pytest.mark.parametrize("case", IN_THE_WAY)
-def test_init_writes_nothing_when_anything_is_in_its_way(tmp_path: Path, case: str) -> None:
+def test_init_writes_nothing_when_anything_is_in_its_way(
+    tmp_path: Path, case: str, children: Pool
+) -> None:
     (name, make), said = IN_THE_WAY[case]
     if ".git" in name and shutil.which("git") is None:
         pytest.skip("git is not installed")
@@ -283,21 +303,18 @@ def test_init_writes_nothing_when_anything_is_in_its_way(tmp_path: Path, case: s
     (folder / name).parent.mkdir(parents=True, exist_ok=True)
     make(folder / name)
     before = _entries(tmp_path)
-    # A child process with a time limit: a reader of a pipe would wait for ever.
-    refused = run_process("init", "proj", cwd=tmp_path, timeout=30)
-    assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.startswith(f"error: {said}"), refused.stderr
-    assert refused.stderr.count("\n") <= 2 and "Traceback" not in refused.stderr
-    assert _entries(tmp_path) == before and refused.stdout == ""
+    refused = _init_in_a_child(children, "proj", tmp_path)
+    assert refused.code == 2, refused.err
+    assert refused.err.startswith(f"error: {said}"), refused.err
+    assert refused.err.count("\n") <= 2 and "Traceback" not in refused.err
+    assert _entries(tmp_path) == before and refused.out == ""
     assert outside.read_bytes() == b"precious\n"
 
 
-def test_init_in_a_folder_that_cannot_be_one_is_refused(tmp_path: Path) -> None:
-    refused = run_process("init", "/dev/null/x", cwd=tmp_path, timeout=30)
-    assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.startswith(
-        "error: /dev/null/x: cannot be made: /dev/null is not a folder"
-    )
+def test_init_in_a_folder_that_cannot_be_one_is_refused(tmp_path: Path, children: Pool) -> None:
+    refused = _init_in_a_child(children, "/dev/null/x", tmp_path)
+    assert refused.code == 2, refused.err
+    assert refused.err.startswith("error: /dev/null/x: cannot be made: /dev/null is not a folder")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -384,6 +401,20 @@ def test_schema_output_is_a_regular_file_and_nothing_else(
 # -- completion -------------------------------------------------------------------------------
 
 
+@functools.cache
+def _completion_script() -> str:
+    """What `storyboard completion bash` prints, run as a command (once: it is the same
+    script each time)."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def _bash_complete(project: Path, line: str) -> list[str]:
     """What bash offers at the end of `line`, with the script `completion bash` prints."""
     import shlex
@@ -392,12 +423,7 @@ def _bash_complete(project: Path, line: str) -> list[str]:
     words = shlex.split(line) + ([""] if line.endswith(" ") else [])
     shim = project / "bin" / "storyboard"
     write(shim, f'#!/bin/sh\nexec {sys.executable} -m pipeline "$@"\n').chmod(0o755)
-    script = subprocess.run(
-        [sys.executable, "-m", "pipeline", "completion", "bash"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    script = _completion_script()
     quoted = " ".join(shlex.quote(w) for w in words)
     program = (
         f"{script}\nCOMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}\n"
